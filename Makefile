@@ -1,0 +1,87 @@
+# amil: attention multiple-instance learning for histopathology, as Unix filters.
+#
+#   make          build the programs into build/bin
+#   make deps     install the Debian packages the build and the tests need
+#   make check    build, then run the C unit tests, the bats suites and mandoc -Tlint
+#   make demo     a short run of the pipeline on the committed images
+#   make install  PREFIX=/usr/local (programs in bin/, man pages in share/man/)
+#   make check SAN=1   the same, built with AddressSanitizer and UBSan
+
+PREFIX  ?= /usr/local
+CC      ?= cc
+BUILD   ?= build
+SAN     ?=
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
+           -Wall -Wextra -Werror -Icommon -I/usr/include/stb -I/usr/include/netpbm
+LDLIBS  += -lstb -lnetpbm -lgsl -lopenblas -lcjson -lm
+ifneq ($(SAN),)
+BUILD   := build-san
+CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+# Debian packages: library headers, test tools, and what the tests compare against.
+DEPS = build-essential pkg-config libnetpbm-dev netpbm libstb-dev libgsl-dev \
+       libopenblas-dev libcjson-dev libcmocka-dev bats mandoc python3-numpy
+
+PROGS   = bagify stitch reorg-breakhis recinfo
+LIB_SRC = $(wildcard common/*.c)
+LIB_OBJ = $(LIB_SRC:common/%.c=$(BUILD)/common/%.o)
+UNITS   = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
+HELPERS = $(patsubst tests/helpers/%.c,%,$(wildcard tests/helpers/*.c))
+MANS    = $(wildcard man/*.[1-9])
+
+BINS    = $(PROGS:%=$(BUILD)/bin/%)
+UNIT_BINS   = $(UNITS:%=$(BUILD)/tests/%)
+HELPER_BINS = $(HELPERS:%=$(BUILD)/tests/%)
+
+all: $(BINS)
+
+$(BUILD)/common/%.o: common/%.c common/*.h | $(BUILD)/common
+	$(CC) $(CFLAGS) -c -o $@ $<
+$(BUILD)/libamil.a: $(LIB_OBJ)
+	$(AR) rcs $@ $^
+$(BUILD)/bin/%: tools/%.c $(BUILD)/libamil.a common/*.h | $(BUILD)/bin
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libamil.a $(LDLIBS)
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libamil.a common/*.h | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libamil.a $(LDLIBS) -lcmocka
+$(BUILD)/tests/%: tests/helpers/%.c $(BUILD)/libamil.a common/*.h | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libamil.a $(LDLIBS)
+$(BUILD)/common $(BUILD)/bin $(BUILD)/tests:
+	mkdir -p $@
+
+# Installs only what is missing, so a second run is a no-op.
+deps:
+	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	    | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:" $$missing; \
+	    sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	    $$sudo apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+check: deps
+	$(MAKE) all tests
+	@BUILD=$(BUILD) tests/run
+
+tests: $(BINS) $(UNIT_BINS) $(HELPER_BINS)
+
+demo: deps
+	$(MAKE) all
+	@BUILD=$(BUILD) pipelines/demo.sh
+
+install: $(BINS)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin
+	for m in $(MANS); do \
+	    s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s; done
+
+clean:
+	rm -rf build build-san
+
+.PHONY: all deps check tests demo install clean
+.SECONDARY:

@@ -1,0 +1,134 @@
+/* amil.h: the shared library of the amil programs.
+ *
+ * The record stream (amil-stream(5)): a concatenation of safetensors
+ * documents, each an 8-byte little-endian header length, a JSON header and a
+ * data buffer.  Functions here return a status and leave a message for
+ * amil_error(); they never print or exit.  Programs decide (amil_die()).
+ */
+#ifndef AMIL_H
+#define AMIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- errors and program helpers ---------------------------------------- */
+
+/* The message of the last failed call, e.g. "record 3: truncated data". */
+const char *amil_error(void);
+/* Sets that message, printf-style; returns -1 so callers can
+ * `return amil_fail("...")`. */
+int amil_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The program's name for messages; set once from argv[0] by amil_init(). */
+extern const char *amil_progname;
+void amil_init(int argc, char **argv);
+/* Prints "prog: message" to stderr and exits 1.  A message ending in ':'
+ * gets ": strerror(errno)" appended, as sbase's eprintf does. */
+_Noreturn void amil_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Same as amil_die() but returns, for keep-going loops. */
+void amil_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Flushes and closes stdout; returns the exit status (1 if it failed). */
+int amil_close_stdout(void);
+
+void *amil_xmalloc(size_t n);   /* dies on failure, never returns NULL */
+void *amil_xcalloc(size_t n, size_t size);
+void *amil_xrealloc(void *p, size_t n);
+char *amil_xstrdup(const char *s);
+
+/* Strict number parsing for options: the whole string must be a number in
+ * [min, max].  Return 0 and store it, or -1 with a message. */
+int amil_parse_long(const char *s, long min, long max, long *out);
+int amil_parse_double(const char *s, double min, double max, double *out);
+
+/* ---- tensors and records ------------------------------------------------ */
+
+/* Every safetensors dtype, so that tensors a program does not use pass
+ * through it unchanged; the programs themselves use U8, I32, I64 and F32. */
+enum amil_dtype {
+    AMIL_BOOL, AMIL_U8, AMIL_I8, AMIL_U16, AMIL_I16, AMIL_F16, AMIL_BF16,
+    AMIL_U32, AMIL_I32, AMIL_F32, AMIL_U64, AMIL_I64, AMIL_F64, AMIL_NDTYPES
+};
+
+#define AMIL_MAX_DIMS 8
+/* The safetensors reference refuses headers over 100 MB; so do we. */
+#define AMIL_MAX_HEADER 100000000ULL
+/* No record's data buffer may claim more than this (16 GiB); a claim within
+ * it is still read in bounded steps, so a truncated stream that claims much
+ * does not make us allocate much. */
+#define AMIL_MAX_DATA (1ULL << 34)
+
+struct amil_tensor {
+    char *name;
+    enum amil_dtype dtype;
+    int ndim;
+    int64_t shape[AMIL_MAX_DIMS];
+    size_t nbytes;          /* elements × dtype size */
+    void *data;             /* owned by the tensor, malloc'ed */
+};
+
+struct amil_meta {
+    char *key, *value;      /* both owned */
+};
+
+/* One record: its tensors and metadata in the order of the header. */
+struct amil_record {
+    struct amil_tensor *tensors;
+    size_t ntensors, tensors_cap;
+    struct amil_meta *meta;
+    size_t nmeta, meta_cap;
+};
+
+/* A stream being read: counts records so messages can name them. */
+struct amil_stream {
+    FILE *file;
+    const char *name;       /* for messages: a path or "<stdin>" */
+    long index;             /* index of the next record, from 0 */
+};
+
+size_t amil_dtype_size(enum amil_dtype t);
+const char *amil_dtype_name(enum amil_dtype t);
+/* Returns the dtype for a safetensors name ("F32"), or -1. */
+int amil_dtype_parse(const char *name);
+
+void amil_stream_open(struct amil_stream *s, FILE *f, const char *name);
+/* Reads the next record into r (which it initializes).  Returns 1 for a
+ * record, 0 at a clean end of stream, -1 on bad input with the message
+ * "NAME: record I: what" (r is then empty). */
+int amil_read(struct amil_stream *s, struct amil_record *r);
+/* Parses one record from memory (a whole safetensors document); used by
+ * amil_read() and by model loading.  Returns 0 or -1. */
+int amil_parse(const unsigned char *doc, size_t len, struct amil_record *r);
+/* Writes r as one safetensors document.  Data are laid out by decreasing
+ * dtype size, so every tensor starts aligned to its element size. Returns 0,
+ * or -1 if the write failed. */
+int amil_write(FILE *f, const struct amil_record *r);
+
+void amil_record_init(struct amil_record *r);
+void amil_record_free(struct amil_record *r);
+
+struct amil_tensor *amil_find(const struct amil_record *r, const char *name);
+/* The helpers below that build records die if memory runs out (as llm.c's
+ * mallocCheck does); reading and writing report every other failure. */
+
+/* Adds (or replaces) a tensor with a zeroed buffer of the right size and
+ * returns it; shape has ndim entries. */
+struct amil_tensor *amil_put(struct amil_record *r, const char *name,
+                             enum amil_dtype dtype, int ndim, const int64_t *shape);
+/* Removes the named tensor, if any; returns whether it was there. */
+int amil_remove(struct amil_record *r, const char *name);
+/* Checks that the named tensor exists with this dtype and rank; returns it,
+ * or NULL with a message. */
+struct amil_tensor *amil_expect(const struct amil_record *r, const char *name,
+                                enum amil_dtype dtype, int ndim);
+
+const char *amil_meta_get(const struct amil_record *r, const char *key);
+void amil_meta_set(struct amil_record *r, const char *key, const char *value);
+void amil_meta_setf(struct amil_record *r, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Reads an integer metadata value in [min, max]: 1 found, 0 absent,
+ * -1 present but not such an integer (with a message). */
+int amil_meta_long(const struct amil_record *r, const char *key, long min,
+                   long max, long *out);
+
+#endif

@@ -1,0 +1,569 @@
+/* stream.c: reading and writing records, each one safetensors document.
+ *
+ *   u64 little-endian N | N bytes of JSON, space-padded | data buffer
+ *
+ * The header maps tensor names to {"dtype", "shape", "data_offsets"} and may
+ * hold "__metadata__", an object of strings.  Offsets are relative to the
+ * data buffer; the tensors must tile it exactly, from byte 0 to its end, with
+ * neither gaps nor overlaps (the safetensors reference's rule).  Everything
+ * is checked before anything large is allocated.
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "amil.h"
+
+static const struct {
+    const char *name;
+    size_t size;
+} dtypes[AMIL_NDTYPES] = {
+    [AMIL_BOOL] = {"BOOL", 1}, [AMIL_U8] = {"U8", 1},    [AMIL_I8] = {"I8", 1},
+    [AMIL_U16] = {"U16", 2},   [AMIL_I16] = {"I16", 2},  [AMIL_F16] = {"F16", 2},
+    [AMIL_BF16] = {"BF16", 2}, [AMIL_U32] = {"U32", 4},  [AMIL_I32] = {"I32", 4},
+    [AMIL_F32] = {"F32", 4},   [AMIL_U64] = {"U64", 8},  [AMIL_I64] = {"I64", 8},
+    [AMIL_F64] = {"F64", 8},
+};
+
+/* Reads of data grow in steps of this much, so that a record claiming
+ * gigabytes on a stream that ends early costs little memory. */
+#define READ_STEP (64u << 20)
+/* JSON numbers are doubles; integers above 2^53 are not exact. */
+#define MAX_JSON_INT 9007199254740992.0
+
+size_t amil_dtype_size(enum amil_dtype t) { return dtypes[t].size; }
+const char *amil_dtype_name(enum amil_dtype t) { return dtypes[t].name; }
+
+int amil_dtype_parse(const char *name)
+{
+    for (int t = 0; t < AMIL_NDTYPES; t++)
+        if (strcmp(name, dtypes[t].name) == 0)
+            return t;
+    return -1;
+}
+
+void amil_record_init(struct amil_record *r) { memset(r, 0, sizeof *r); }
+
+void amil_record_free(struct amil_record *r)
+{
+    for (size_t i = 0; i < r->ntensors; i++) {
+        free(r->tensors[i].name);
+        free(r->tensors[i].data);
+    }
+    for (size_t i = 0; i < r->nmeta; i++) {
+        free(r->meta[i].key);
+        free(r->meta[i].value);
+    }
+    free(r->tensors);
+    free(r->meta);
+    amil_record_init(r);
+}
+
+/* ---- the header --------------------------------------------------------- */
+
+/* A tensor as the header describes it, before its data are read. */
+struct entry {
+    size_t tensor;          /* index in r->tensors */
+    uint64_t begin, end;
+};
+
+static int json_uint(const cJSON *j, uint64_t *out)
+{
+    if (!cJSON_IsNumber(j))
+        return -1;
+    double v = j->valuedouble;
+    if (!(v >= 0 && v <= MAX_JSON_INT) || v != (double)(uint64_t)v)
+        return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+static int parse_metadata(const cJSON *meta, struct amil_record *r)
+{
+    if (!cJSON_IsObject(meta))
+        return amil_fail("__metadata__ is not an object");
+    for (const cJSON *m = meta->child; m; m = m->next) {
+        if (!cJSON_IsString(m))
+            return amil_fail("metadata value of '%s' is not a string", m->string);
+        if (amil_meta_get(r, m->string))
+            return amil_fail("metadata key '%s' appears twice", m->string);
+        amil_meta_set(r, m->string, m->valuestring);
+    }
+    return 0;
+}
+
+/* Checks one tensor entry and adds it, without data, to r. */
+static int parse_tensor(const cJSON *j, struct amil_record *r, struct entry *e)
+{
+    const char *name = j->string;
+    if (!cJSON_IsObject(j))
+        return amil_fail("tensor '%s': entry is not an object", name);
+    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(j, "dtype");
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(j, "shape");
+    const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(j, "data_offsets");
+    if (!dtype)
+        return amil_fail("tensor '%s': no dtype", name);
+    if (!shape)
+        return amil_fail("tensor '%s': no shape", name);
+    if (!offsets)
+        return amil_fail("tensor '%s': no data_offsets", name);
+
+    int t = cJSON_IsString(dtype) ? amil_dtype_parse(dtype->valuestring) : -1;
+    if (t < 0)
+        return amil_fail("tensor '%s': unknown dtype %s", name,
+                         cJSON_IsString(dtype) ? dtype->valuestring : "(not a string)");
+
+    if (!cJSON_IsArray(shape))
+        return amil_fail("tensor '%s': shape is not an array", name);
+    int ndim = cJSON_GetArraySize(shape);
+    if (ndim > AMIL_MAX_DIMS)
+        return amil_fail("tensor '%s': %d dimensions, more than %d", name, ndim,
+                         AMIL_MAX_DIMS);
+    int64_t dims[AMIL_MAX_DIMS];
+    uint64_t count = 1;
+    int d = 0;
+    for (const cJSON *s = shape->child; s; s = s->next, d++) {
+        uint64_t n;
+        if (json_uint(s, &n) < 0)
+            return amil_fail("tensor '%s': shape entry %d is not a non-negative integer",
+                             name, d);
+        /* Checked in order, as the reference's checked_mul fold. */
+        if (n != 0 && count > UINT64_MAX / n)
+            return amil_fail("tensor '%s': shape product overflows", name);
+        count *= n;
+        dims[d] = (int64_t)n;
+    }
+    uint64_t size = dtypes[t].size;
+    if (count > AMIL_MAX_DATA / size)
+        return amil_fail("tensor '%s': shape product overflows the data limit", name);
+    uint64_t nbytes = count * size;
+
+    if (!cJSON_IsArray(offsets) || cJSON_GetArraySize(offsets) != 2 ||
+        json_uint(offsets->child, &e->begin) < 0 ||
+        json_uint(offsets->child->next, &e->end) < 0)
+        return amil_fail("tensor '%s': data_offsets is not two non-negative integers",
+                         name);
+    if (e->begin > e->end || e->end > AMIL_MAX_DATA)
+        return amil_fail("tensor '%s': data_offsets [%llu, %llu] out of range", name,
+                         (unsigned long long)e->begin, (unsigned long long)e->end);
+    if (e->end - e->begin != nbytes)
+        return amil_fail("tensor '%s': data_offsets span %llu bytes, but %s%s needs %llu",
+                         name, (unsigned long long)(e->end - e->begin), dtypes[t].name,
+                         ndim ? " × shape" : "", (unsigned long long)nbytes);
+
+    if (r->ntensors == r->tensors_cap) {
+        r->tensors_cap = r->tensors_cap ? 2 * r->tensors_cap : 8;
+        r->tensors = amil_xrealloc(r->tensors, r->tensors_cap * sizeof *r->tensors);
+    }
+    struct amil_tensor *x = &r->tensors[r->ntensors];
+    memset(x, 0, sizeof *x);
+    x->name = amil_xstrdup(name);
+    x->dtype = t;
+    x->ndim = ndim;
+    memcpy(x->shape, dims, sizeof dims[0] * ndim);
+    x->nbytes = nbytes;
+    e->tensor = r->ntensors++;
+    return 0;
+}
+
+static int by_begin(const void *a, const void *b)
+{
+    const struct entry *x = a, *y = b;
+    if (x->begin != y->begin)
+        return x->begin < y->begin ? -1 : 1;
+    return (x->end > y->end) - (x->end < y->end);
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const struct amil_tensor *)a)->name,
+                  ((const struct amil_tensor *)b)->name);
+}
+
+/* Parses a header into r (tensors without data) and *entries sorted by
+ * offset; *data_len is the length of the data buffer. */
+static int parse_header(const char *text, size_t len, struct amil_record *r,
+                        struct entry **entries, uint64_t *data_len)
+{
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!root)
+        return amil_fail("invalid JSON in header");
+    int status = -1;
+    for (const char *p = end; p < text + len; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' && *p != '\0') {
+            amil_fail("invalid JSON in header: text after the object");
+            goto out;
+        }
+    if (!cJSON_IsObject(root)) {
+        amil_fail("header is not a JSON object");
+        goto out;
+    }
+    size_t n = 0;
+    for (const cJSON *j = root->child; j; j = j->next)
+        n++;
+    *entries = amil_xcalloc(n, sizeof **entries);
+    size_t ne = 0;
+    for (const cJSON *j = root->child; j; j = j->next) {
+        if (strcmp(j->string, "__metadata__") == 0) {
+            if (parse_metadata(j, r) < 0)
+                goto out;
+        } else if (parse_tensor(j, r, &(*entries)[ne++]) < 0) {
+            goto out;
+        }
+    }
+
+    /* Names must be unique; sort a copy to find twins in n log n. */
+    struct amil_tensor *sorted = amil_xmalloc(ne * sizeof *sorted + 1);
+    memcpy(sorted, r->tensors, ne * sizeof *sorted);
+    qsort(sorted, ne, sizeof *sorted, by_name);
+    for (size_t i = 1; i < ne; i++)
+        if (strcmp(sorted[i - 1].name, sorted[i].name) == 0) {
+            amil_fail("tensor '%s' appears twice", sorted[i].name);
+            free(sorted);
+            goto out;
+        }
+    free(sorted);
+
+    qsort(*entries, ne, sizeof **entries, by_begin);
+    uint64_t expected = 0;
+    for (size_t i = 0; i < ne; i++) {
+        const struct entry *e = &(*entries)[i];
+        const char *name = r->tensors[e->tensor].name;
+        if (e->begin < expected) {
+            amil_fail("tensor '%s': data_offsets overlap the tensor before", name);
+            goto out;
+        }
+        if (e->begin > expected) {
+            amil_fail("tensor '%s': data_offsets leave a gap of %llu bytes before it",
+                      name, (unsigned long long)(e->begin - expected));
+            goto out;
+        }
+        expected = e->end;
+    }
+    *data_len = expected;
+    status = 0;
+out:
+    cJSON_Delete(root);
+    return status;
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+void amil_stream_open(struct amil_stream *s, FILE *f, const char *name)
+{
+    s->file = f;
+    s->name = name;
+    s->index = 0;
+}
+
+static uint64_t le64(const unsigned char *b)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | b[i];
+    return v;
+}
+
+/* Reads n bytes into a buffer that grows as the bytes arrive.  Returns the
+ * buffer (NULL if memory ran out) and the count read in *got. */
+static unsigned char *read_growing(FILE *f, size_t n, size_t *got)
+{
+    size_t cap = n < READ_STEP ? n : READ_STEP, have = 0;
+    unsigned char *buf = malloc(cap ? cap : 1);
+    while (buf && have < n) {
+        if (have == cap) {
+            cap = n - cap < cap ? n : 2 * cap;
+            unsigned char *bigger = realloc(buf, cap);
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+        }
+        size_t k = fread(buf + have, 1, cap - have, f);
+        have += k;
+        if (k == 0)
+            break;
+    }
+    *got = have;
+    return buf;
+}
+
+/* Reads the tensors' data in offset order from f, or copies them from mem. */
+static int fill_data(struct amil_record *r, const struct entry *entries,
+                     FILE *f, const unsigned char *mem, uint64_t data_len)
+{
+    uint64_t done = 0;
+    for (size_t i = 0; i < r->ntensors; i++) {
+        struct amil_tensor *t = &r->tensors[entries[i].tensor];
+        size_t got = 0;
+        if (mem) {
+            t->data = malloc(t->nbytes ? t->nbytes : 1);
+            if (t->data)
+                memcpy(t->data, mem + entries[i].begin, got = t->nbytes);
+        } else {
+            t->data = read_growing(f, t->nbytes, &got);
+        }
+        if (!t->data)
+            return amil_fail("out of memory for tensor '%s' (%zu bytes)", t->name,
+                             t->nbytes);
+        done += got;
+        if (got < t->nbytes)
+            return amil_fail("truncated data (%llu of %llu bytes)",
+                             (unsigned long long)done, (unsigned long long)data_len);
+    }
+    return 0;
+}
+
+static int read_fail(struct amil_stream *s, long index, struct amil_record *r)
+{
+    char why[1024];
+    snprintf(why, sizeof why, "%s", amil_error());
+    amil_record_free(r);
+    return amil_fail("%s: record %ld: %s", s->name, index, why);
+}
+
+int amil_read(struct amil_stream *s, struct amil_record *r)
+{
+    amil_record_init(r);
+    unsigned char lenbuf[8];
+    size_t got = fread(lenbuf, 1, 8, s->file);
+    if (got == 0 && !ferror(s->file))
+        return 0;
+    long index = s->index++;
+    if (ferror(s->file)) {
+        amil_fail("read error");
+        return read_fail(s, index, r);
+    }
+    if (got < 8) {
+        amil_fail("truncated length (%zu of 8 bytes)", got);
+        return read_fail(s, index, r);
+    }
+    uint64_t header_len = le64(lenbuf);
+    if (header_len > AMIL_MAX_HEADER) {
+        amil_fail("header of %llu bytes is over the limit of %llu",
+                  (unsigned long long)header_len, AMIL_MAX_HEADER);
+        return read_fail(s, index, r);
+    }
+    char *header = (char *)read_growing(s->file, header_len, &got);
+    if (!header) {
+        amil_fail("out of memory for the header");
+        return read_fail(s, index, r);
+    }
+    if (got < header_len) {
+        free(header);
+        amil_fail("truncated header (%zu of %llu bytes)", got,
+                  (unsigned long long)header_len);
+        return read_fail(s, index, r);
+    }
+    struct entry *entries = NULL;
+    uint64_t data_len = 0;
+    int status = parse_header(header, header_len, r, &entries, &data_len);
+    free(header);
+    if (status == 0)
+        status = fill_data(r, entries, s->file, NULL, data_len);
+    free(entries);
+    if (status < 0)
+        return read_fail(s, index, r);
+    return 1;
+}
+
+int amil_parse(const unsigned char *doc, size_t len, struct amil_record *r)
+{
+    amil_record_init(r);
+    if (len < 8)
+        return amil_fail("truncated length (%zu of 8 bytes)", len);
+    uint64_t header_len = le64(doc);
+    if (header_len > AMIL_MAX_HEADER)
+        return amil_fail("header of %llu bytes is over the limit of %llu",
+                         (unsigned long long)header_len, AMIL_MAX_HEADER);
+    if (header_len > len - 8)
+        return amil_fail("truncated header (%zu of %llu bytes)", len - 8,
+                         (unsigned long long)header_len);
+    struct entry *entries = NULL;
+    uint64_t data_len = 0;
+    int status = parse_header((const char *)doc + 8, header_len, r, &entries, &data_len);
+    if (status == 0 && data_len > len - 8 - header_len)
+        status = amil_fail("truncated data (%llu of %llu bytes)",
+                           (unsigned long long)(len - 8 - header_len),
+                           (unsigned long long)data_len);
+    if (status == 0)
+        status = fill_data(r, entries, NULL, doc + 8 + header_len, data_len);
+    free(entries);
+    if (status < 0)
+        amil_record_free(r);
+    return status;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+int amil_write(FILE *f, const struct amil_record *r)
+{
+    /* Data by decreasing element size (stable), so each tensor is aligned. */
+    size_t *order = amil_xmalloc(r->ntensors * sizeof *order + 1);
+    size_t n = 0;
+    for (size_t size = 8; size >= 1; size /= 2)
+        for (size_t i = 0; i < r->ntensors; i++)
+            if (dtypes[r->tensors[i].dtype].size == size)
+                order[n++] = i;
+    uint64_t *begin = amil_xmalloc(r->ntensors * sizeof *begin + 1);
+    uint64_t offset = 0;
+    for (size_t k = 0; k < n; k++) {
+        begin[order[k]] = offset;
+        offset += r->tensors[order[k]].nbytes;
+    }
+
+    cJSON *root = cJSON_CreateObject();
+    if (r->nmeta) {
+        cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
+        for (size_t i = 0; i < r->nmeta; i++)
+            cJSON_AddStringToObject(meta, r->meta[i].key, r->meta[i].value);
+    }
+    for (size_t i = 0; i < r->ntensors; i++) {
+        const struct amil_tensor *t = &r->tensors[i];
+        cJSON *j = cJSON_AddObjectToObject(root, t->name);
+        cJSON_AddStringToObject(j, "dtype", dtypes[t->dtype].name);
+        cJSON *shape = cJSON_AddArrayToObject(j, "shape");
+        for (int d = 0; d < t->ndim; d++)
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
+        cJSON *offsets = cJSON_AddArrayToObject(j, "data_offsets");
+        cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)begin[i]));
+        cJSON_AddItemToArray(offsets,
+                             cJSON_CreateNumber((double)(begin[i] + t->nbytes)));
+    }
+    char *json = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    free(begin);
+    if (!json) {
+        free(order);
+        return amil_fail("out of memory writing a header");
+    }
+    size_t len = strlen(json), padded = (len + 7) / 8 * 8;
+    unsigned char lenbuf[8];
+    for (int i = 0; i < 8; i++)
+        lenbuf[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+    int ok = fwrite(lenbuf, 1, 8, f) == 8 && fwrite(json, 1, len, f) == len;
+    for (size_t i = len; ok && i < padded; i++)
+        ok = putc(' ', f) != EOF;
+    for (size_t k = 0; ok && k < n; k++) {
+        const struct amil_tensor *t = &r->tensors[order[k]];
+        ok = fwrite(t->data, 1, t->nbytes, f) == t->nbytes;
+    }
+    free(json);
+    free(order);
+    return ok ? 0 : amil_fail("write error");
+}
+
+/* ---- building records --------------------------------------------------- */
+
+struct amil_tensor *amil_find(const struct amil_record *r, const char *name)
+{
+    for (size_t i = 0; i < r->ntensors; i++)
+        if (strcmp(r->tensors[i].name, name) == 0)
+            return &r->tensors[i];
+    return NULL;
+}
+
+struct amil_tensor *amil_put(struct amil_record *r, const char *name,
+                             enum amil_dtype dtype, int ndim, const int64_t *shape)
+{
+    size_t count = 1;
+    for (int d = 0; d < ndim; d++)
+        count *= (size_t)shape[d];
+    struct amil_tensor *t = amil_find(r, name);
+    if (t) {
+        free(t->data);
+    } else {
+        if (r->ntensors == r->tensors_cap) {
+            r->tensors_cap = r->tensors_cap ? 2 * r->tensors_cap : 8;
+            r->tensors = amil_xrealloc(r->tensors, r->tensors_cap * sizeof *r->tensors);
+        }
+        t = &r->tensors[r->ntensors++];
+        t->name = amil_xstrdup(name);
+    }
+    t->dtype = dtype;
+    t->ndim = ndim;
+    memcpy(t->shape, shape, sizeof shape[0] * ndim);
+    t->nbytes = count * dtypes[dtype].size;
+    t->data = amil_xcalloc(count ? count : 1, dtypes[dtype].size);
+    return t;
+}
+
+int amil_remove(struct amil_record *r, const char *name)
+{
+    struct amil_tensor *t = amil_find(r, name);
+    if (!t)
+        return 0;
+    free(t->name);
+    free(t->data);
+    size_t i = (size_t)(t - r->tensors);
+    memmove(t, t + 1, (r->ntensors - i - 1) * sizeof *t);
+    r->ntensors--;
+    return 1;
+}
+
+struct amil_tensor *amil_expect(const struct amil_record *r, const char *name,
+                                enum amil_dtype dtype, int ndim)
+{
+    struct amil_tensor *t = amil_find(r, name);
+    if (!t) {
+        amil_fail("no tensor '%s'", name);
+        return NULL;
+    }
+    if (t->dtype != dtype || t->ndim != ndim) {
+        amil_fail("tensor '%s' is %s with %d dimensions, not %s with %d", name,
+                  dtypes[t->dtype].name, t->ndim, dtypes[dtype].name, ndim);
+        return NULL;
+    }
+    return t;
+}
+
+const char *amil_meta_get(const struct amil_record *r, const char *key)
+{
+    for (size_t i = 0; i < r->nmeta; i++)
+        if (strcmp(r->meta[i].key, key) == 0)
+            return r->meta[i].value;
+    return NULL;
+}
+
+void amil_meta_set(struct amil_record *r, const char *key, const char *value)
+{
+    for (size_t i = 0; i < r->nmeta; i++)
+        if (strcmp(r->meta[i].key, key) == 0) {
+            free(r->meta[i].value);
+            r->meta[i].value = amil_xstrdup(value);
+            return;
+        }
+    if (r->nmeta == r->meta_cap) {
+        r->meta_cap = r->meta_cap ? 2 * r->meta_cap : 16;
+        r->meta = amil_xrealloc(r->meta, r->meta_cap * sizeof *r->meta);
+    }
+    r->meta[r->nmeta].key = amil_xstrdup(key);
+    r->meta[r->nmeta].value = amil_xstrdup(value);
+    r->nmeta++;
+}
+
+void amil_meta_setf(struct amil_record *r, const char *key, const char *fmt, ...)
+{
+    char value[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(value, sizeof value, fmt, ap);
+    va_end(ap);
+    amil_meta_set(r, key, value);
+}
+
+int amil_meta_long(const struct amil_record *r, const char *key, long min, long max,
+                   long *out)
+{
+    const char *v = amil_meta_get(r, key);
+    if (!v)
+        return 0;
+    if (amil_parse_long(v, min, max, out) < 0)
+        return amil_fail("metadata %s: %s", key, amil_error());
+    return 1;
+}

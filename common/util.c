@@ -1,0 +1,128 @@
+/* util.c: error messages, the program's name, allocation that cannot fail
+ * silently, and strict number parsing for options. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amil.h"
+
+const char *amil_progname = "amil";
+static char error_message[1024];
+
+const char *amil_error(void) { return error_message; }
+
+int amil_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(error_message, sizeof error_message, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void amil_init(int argc, char **argv)
+{
+    if (argc > 0 && argv[0]) {
+        const char *slash = strrchr(argv[0], '/');
+        amil_progname = slash ? slash + 1 : argv[0];
+    }
+}
+
+static void vwarn(const char *fmt, va_list ap)
+{
+    int saved = errno;
+    fprintf(stderr, "%s: ", amil_progname);
+    vfprintf(stderr, fmt, ap);
+    size_t n = strlen(fmt);
+    if (n > 0 && fmt[n - 1] == ':')
+        fprintf(stderr, " %s", strerror(saved));
+    fputc('\n', stderr);
+}
+
+void amil_warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vwarn(fmt, ap);
+    va_end(ap);
+}
+
+void amil_die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vwarn(fmt, ap);
+    va_end(ap);
+    exit(1);
+}
+
+int amil_close_stdout(void)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        amil_warn("write error on standard output:");
+        return 1;
+    }
+    if (fclose(stdout) != 0) {
+        amil_warn("closing standard output:");
+        return 1;
+    }
+    return 0;
+}
+
+void *amil_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        amil_die("out of memory (%zu bytes)", n);
+    return p;
+}
+
+void *amil_xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p)
+        amil_die("out of memory (%zu × %zu bytes)", n, size);
+    return p;
+}
+
+void *amil_xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n ? n : 1);
+    if (!p)
+        amil_die("out of memory (%zu bytes)", n);
+    return p;
+}
+
+char *amil_xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    return memcpy(amil_xmalloc(n), s, n);
+}
+
+int amil_parse_long(const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end != '\0' || errno == ERANGE)
+        return amil_fail("'%s' is not an integer", s);
+    if (v < min || v > max)
+        return amil_fail("%ld is out of range [%ld, %ld]", v, min, max);
+    *out = v;
+    return 0;
+}
+
+int amil_parse_double(const char *s, double min, double max, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno == ERANGE || !isfinite(v))
+        return amil_fail("'%s' is not a number", s);
+    if (v < min || v > max)
+        return amil_fail("%g is out of range [%g, %g]", v, min, max);
+    *out = v;
+    return 0;
+}
