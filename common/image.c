@@ -1,0 +1,249 @@
+/* image.c: decoding with stb_image and libnetpbm, encoding PNG and PAM.
+ *
+ * libnetpbm reports errors by printing and exiting unless given a jmp_buf;
+ * we give it one and a message hook, so that a bad PNM is a failed call like
+ * any other, not the end of the program. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <pam.h>
+#include <stb_image.h>
+#include <stb_image_write.h>
+
+#include "amil.h"
+#include "image.h"
+
+void amil_image_free(struct amil_image *img)
+{
+    free(img->pixels);
+    memset(img, 0, sizeof *img);
+}
+
+unsigned char *amil_slurp(const char *path, size_t *len)
+{
+    int is_stdin = strcmp(path, "-") == 0;
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
+    if (!f) {
+        amil_fail("%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 20, n = 0;
+    unsigned char *buf = malloc(cap);
+    while (buf) {
+        if (n == cap) {
+            unsigned char *bigger = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        size_t k = fread(buf + n, 1, cap - n, f);
+        n += k;
+        if (k == 0)
+            break;
+    }
+    int failed = !buf || ferror(f);
+    int saved = errno;
+    if (!is_stdin)
+        fclose(f);
+    if (failed) {
+        free(buf);
+        amil_fail("%s: %s", path, buf ? strerror(saved) : "out of memory");
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+/* Converts w×h pixels of `from` channels (1..4) to `to` channels (1 or 3). */
+static void convert(const unsigned char *in, int from, unsigned char *out, int to,
+                    size_t count)
+{
+    for (size_t i = 0; i < count; i++, in += from, out += to) {
+        if (from <= 2) {                  /* gray, gray+alpha */
+            for (int c = 0; c < to; c++)
+                out[c] = in[0];
+        } else if (to == 3) {             /* RGB, RGBA */
+            out[0] = in[0], out[1] = in[1], out[2] = in[2];
+        } else {
+            out[0] = (unsigned char)((19595u * in[0] + 38470u * in[1] +
+                                      7471u * in[2] + 0x8000u) >> 16);
+        }
+    }
+}
+
+static int check_size(long width, long height, long max_pixels)
+{
+    if (width <= 0 || height <= 0)
+        return amil_fail("image is empty (%ld×%ld)", width, height);
+    if (width > max_pixels / height)
+        return amil_fail("image of %ld×%ld pixels is over the limit of %ld pixels",
+                         width, height, max_pixels);
+    return 0;
+}
+
+static char netpbm_message[512];
+static void keep_netpbm_message(const char *msg)
+{
+    snprintf(netpbm_message, sizeof netpbm_message, "%s", msg);
+}
+
+/* The variables that live across setjmp are volatile or static, as C11
+ * 7.13.2.1 asks. */
+static int decode_netpbm(const unsigned char *data, size_t len, int channels,
+                         long max_pixels, struct amil_image *img)
+{
+    static int initialized;
+    if (!initialized) {
+        pm_init("amil", 0);
+        pm_setusererrormsgfn(keep_netpbm_message);
+        initialized = 1;
+    }
+    FILE *volatile f = fmemopen((void *)data, len, "rb");
+    if (!f)
+        return amil_fail("fmemopen: %s", strerror(errno));
+    tuple *volatile row = NULL;
+    unsigned char *volatile raw = NULL;
+    jmp_buf jump;
+    pm_setjmpbuf(&jump);
+    if (setjmp(jump) != 0) {
+        pm_setjmpbuf(NULL);
+        fclose(f);
+        free(raw);
+        if (row)
+            pnm_freepamrow(row);
+        return amil_fail("not a valid netpbm image: %s", netpbm_message);
+    }
+    struct pam pam;
+    pnm_readpaminit(f, &pam, PAM_STRUCT_SIZE(tuple_type));
+    if (check_size(pam.width, pam.height, max_pixels) < 0 || pam.depth < 1) {
+        pm_setjmpbuf(NULL);
+        fclose(f);
+        return pam.depth < 1 ? amil_fail("netpbm image has depth 0") : -1;
+    }
+    int depth = pam.depth < 4 ? (int)pam.depth : 4;
+    size_t count = (size_t)pam.width * pam.height;
+    raw = malloc(count * depth);
+    row = pnm_allocpamrow(&pam);
+    if (!raw) {
+        pm_setjmpbuf(NULL);
+        fclose(f);
+        pnm_freepamrow(row);
+        return amil_fail("out of memory");
+    }
+    for (int y = 0; y < pam.height; y++) {
+        pnm_readpamrow(&pam, row);
+        unsigned char *out = raw + (size_t)y * pam.width * depth;
+        for (int x = 0; x < pam.width; x++)
+            for (int c = 0; c < depth; c++)   /* to 0..255, rounded */
+                *out++ = (unsigned char)((row[x][c] * 255 + pam.maxval / 2) / pam.maxval);
+    }
+    pm_setjmpbuf(NULL);
+    pnm_freepamrow(row);
+    fclose(f);
+    /* PBM's 1 is black, and libnetpbm gives it as 0 (maxval 1): it already
+     * reads as a gray level, so nothing special is needed. */
+    img->width = pam.width;
+    img->height = pam.height;
+    img->channels = channels;
+    img->pixels = malloc(count * channels);
+    if (!img->pixels) {
+        free(raw);
+        return amil_fail("out of memory");
+    }
+    convert(raw, depth, img->pixels, channels, count);
+    free(raw);
+    return 0;
+}
+
+int amil_image_decode(const unsigned char *data, size_t len, int channels,
+                      long max_pixels, struct amil_image *img)
+{
+    memset(img, 0, sizeof *img);
+    if (len == 0)
+        return amil_fail("empty file");
+    if (len >= 2 && data[0] == 'P' && data[1] >= '1' && data[1] <= '7')
+        return decode_netpbm(data, len, channels, max_pixels, img);
+    if (len > INT32_MAX)
+        return amil_fail("file too large for stb_image");
+    int width, height, comp;
+    if (!stbi_info_from_memory(data, (int)len, &width, &height, &comp))
+        return amil_fail("not an image (%s)", stbi_failure_reason());
+    if (check_size(width, height, max_pixels) < 0)
+        return -1;
+    unsigned char *rgb = stbi_load_from_memory(data, (int)len, &width, &height, &comp, 3);
+    if (!rgb)
+        return amil_fail("cannot decode: %s", stbi_failure_reason());
+    size_t count = (size_t)width * height;
+    img->width = width;
+    img->height = height;
+    img->channels = channels;
+    if (channels == 3) {
+        img->pixels = rgb;
+        return 0;
+    }
+    img->pixels = malloc(count);
+    if (img->pixels)
+        convert(rgb, 3, img->pixels, 1, count);
+    stbi_image_free(rgb);
+    return img->pixels ? 0 : amil_fail("out of memory");
+}
+
+int amil_image_load(const char *path, int channels, long max_pixels,
+                    struct amil_image *img)
+{
+    size_t len;
+    unsigned char *data = amil_slurp(path, &len);
+    if (!data)
+        return -1;
+    int status = amil_image_decode(data, len, channels, max_pixels, img);
+    free(data);
+    return status;
+}
+
+/* stb_image_write's sink: fwrite() leaves ferror() set when it fails. */
+static void write_to_file(void *context, void *data, int size)
+{
+    fwrite(data, 1, (size_t)size, context);
+}
+
+int amil_image_write_png(FILE *f, const struct amil_image *img)
+{
+    int stride = img->width * img->channels;
+    if (!stbi_write_png_to_func(write_to_file, f, img->width, img->height,
+                                img->channels, img->pixels, stride))
+        return amil_fail("cannot encode PNG");
+    return ferror(f) ? amil_fail("write error") : 0;
+}
+
+int amil_image_write_pam(FILE *f, const struct amil_image *img)
+{
+    struct pam pam;
+    memset(&pam, 0, sizeof pam);
+    pam.size = sizeof pam;
+    pam.len = PAM_STRUCT_SIZE(tuple_type);
+    pam.file = f;
+    pam.format = PAM_FORMAT;
+    pam.plainformat = 0;
+    pam.width = img->width;
+    pam.height = img->height;
+    pam.depth = (unsigned)img->channels;
+    pam.maxval = 255;
+    strcpy(pam.tuple_type, img->channels == 1 ? PAM_PGM_TUPLETYPE : PAM_PPM_TUPLETYPE);
+    pnm_writepaminit(&pam);
+    tuple *row = pnm_allocpamrow(&pam);
+    for (int y = 0; y < img->height; y++) {
+        const unsigned char *in = img->pixels + (size_t)y * img->width * img->channels;
+        for (int x = 0; x < img->width; x++)
+            for (int c = 0; c < img->channels; c++)
+                row[x][c] = *in++;
+        pnm_writepamrow(&pam, row);
+    }
+    pnm_freepamrow(row);
+    return ferror(f) ? amil_fail("write error") : 0;
+}

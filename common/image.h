@@ -1,0 +1,38 @@
+/* image.h: images in and out.  PNG, JPEG, BMP, TGA and GIF come in through
+ * stb_image, PBM/PGM/PPM/PAM through libnetpbm (so `tifftopnm x.tif | bagify
+ * -` works); PNG goes out through stb_image_write, PAM through libnetpbm.
+ * Pixels are 8-bit, row-major, channels interleaved (HWC). */
+#ifndef AMIL_IMAGE_H
+#define AMIL_IMAGE_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+/* The default limit on width × height: 2^28 pixels (a 16384 × 16384 image),
+ * 768 MiB as RGB.  Larger images are refused before they are decoded. */
+#define AMIL_MAX_PIXELS (1L << 28)
+
+struct amil_image {
+    int width, height, channels;   /* channels: 1 (gray) or 3 (RGB) */
+    unsigned char *pixels;         /* [height][width][channels] */
+};
+
+/* Decodes an image held in memory into 1 or 3 channels.  Color to gray is
+ * PIL's convert("L"): (19595 R + 38470 G + 7471 B + 2^15) >> 16; gray to
+ * color repeats the value; alpha is dropped; netpbm maxvals other than 255
+ * are scaled to 0..255.  Returns 0, or -1 with a message (not an image,
+ * truncated, too large, empty). */
+int amil_image_decode(const unsigned char *data, size_t len, int channels,
+                      long max_pixels, struct amil_image *img);
+/* Reads a whole file ("-" is stdin) into memory: returns the buffer and its
+ * length, or NULL with a message. */
+unsigned char *amil_slurp(const char *path, size_t *len);
+/* amil_slurp() then amil_image_decode(). */
+int amil_image_load(const char *path, int channels, long max_pixels,
+                    struct amil_image *img);
+void amil_image_free(struct amil_image *img);
+
+int amil_image_write_png(FILE *f, const struct amil_image *img);
+int amil_image_write_pam(FILE *f, const struct amil_image *img);
+
+#endif

@@ -1,0 +1,82 @@
+/* recpass: a test helper.  Reads a stream and writes every record back,
+ * checked and re-encoded, so tests can see what a program that reads
+ * records does with bad input and with tensors it does not know.
+ *
+ *   recpass [-a darkness|index] [-K BRANCHES] [FILE]
+ *
+ * -a adds an `attention` F32 [K, N] over a bag's patches before attend
+ * exists: softmax over patches of their mean darkness (255 - mean pixel) / 8
+ * (tissue gets the weight), or of the patch index / 8; branch k > 0 is the
+ * reverse order of branch 0, so a test can tell branches apart. */
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amil.h"
+
+static void add_attention(struct amil_record *r, const char *how, long branches)
+{
+    struct amil_tensor *patches = amil_expect(r, "patches", AMIL_U8, 4);
+    if (!patches)
+        amil_die("%s", amil_error());
+    int64_t n = patches->shape[0];
+    size_t per_patch = (size_t)(patches->shape[1] * patches->shape[2] * patches->shape[3]);
+    double *score = amil_xmalloc((size_t)n * sizeof *score);
+    for (int64_t i = 0; i < n; i++) {
+        if (strcmp(how, "index") == 0) {
+            score[i] = (double)i / 8;
+            continue;
+        }
+        const unsigned char *px = (const unsigned char *)patches->data + i * per_patch;
+        double sum = 0;
+        for (size_t j = 0; j < per_patch; j++)
+            sum += px[j];
+        score[i] = (255 - sum / per_patch) / 8;
+    }
+    int64_t shape[2] = {branches, n};
+    float *a = amil_put(r, "attention", AMIL_F32, 2, shape)->data;
+    for (long k = 0; k < branches; k++) {
+        double top = -INFINITY, total = 0;
+        for (int64_t i = 0; i < n; i++)
+            top = fmax(top, score[k ? n - 1 - i : i]);
+        for (int64_t i = 0; i < n; i++)
+            total += exp(score[k ? n - 1 - i : i] - top);
+        for (int64_t i = 0; i < n; i++)
+            a[k * n + i] = (float)(exp(score[k ? n - 1 - i : i] - top) / total);
+    }
+    free(score);
+}
+
+int main(int argc, char **argv)
+{
+    amil_init(argc, argv);
+    const char *attention = NULL;
+    long branches = 1;
+    int c;
+    while ((c = getopt(argc, argv, "a:K:")) != -1) {
+        if (c == 'a')
+            attention = optarg;
+        else if (c == 'K' && amil_parse_long(optarg, 1, 16, &branches) == 0)
+            ;
+        else
+            amil_die("usage: recpass [-a darkness|index] [-K BRANCHES] [FILE]");
+    }
+    FILE *f = optind < argc ? fopen(argv[optind], "rb") : stdin;
+    if (!f)
+        amil_die("%s:", argv[optind]);
+    struct amil_stream s;
+    struct amil_record r;
+    int got;
+    amil_stream_open(&s, f, optind < argc ? argv[optind] : "<stdin>");
+    while ((got = amil_read(&s, &r)) == 1) {
+        if (attention)
+            add_attention(&r, attention, branches);
+        if (amil_write(stdout, &r) < 0)
+            amil_die("write error:");
+        amil_record_free(&r);
+    }
+    if (got < 0)
+        amil_die("%s", amil_error());
+    return amil_close_stdout();
+}

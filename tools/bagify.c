@@ -1,0 +1,398 @@
+/* bagify: cut images into bags of square patches, one record per image.
+ *
+ * The paper's geometry by default: 28×28 patches at stride 28, the image
+ * centre-cropped to the largest whole number of patches (torchvision's
+ * CenterCrop offset), patches in row-major order.  Each record carries
+ * `patches` U8 [N, P, P, C], `coords` I32 [N, 2] (y, x in the original
+ * image) and the metadata of amil-stream(5).
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amil.h"
+#include "breakhis.h"
+#include "image.h"
+
+enum crop { CROP_CENTER, CROP_NONE, CROP_PAD };
+static const char *crop_names[] = {"center", "none", "pad"};
+enum label_from { LABEL_NONE, LABEL_FIXED, LABEL_DIR, LABEL_BREAKHIS };
+
+struct cmdline {
+    long patch, stride;
+    enum crop crop;
+    long pad_value;
+    int channels;
+    enum label_from label_from;
+    long label;
+    double background;          /* least tissue fraction a patch keeps; 0 off */
+    long max_pixels;
+    int keep_going;
+    char **files;
+    int nfiles;
+};
+
+static const char usage_text[] =
+    "usage: bagify [-k] [-l LABEL | -L dir|breakhis] [-p PATCH] [-s STRIDE]\n"
+    "              [-c center|none|pad] [--pad-value V] [-g] [-b FRACTION]\n"
+    "              [--max-pixels N] [FILE...]\n"
+    "  -p, --patch N        patch side in pixels [28]\n"
+    "  -s, --stride N       step between patches [PATCH]\n"
+    "  -c, --crop POLICY    center: centre crop to whole patches [center]\n"
+    "                       none: from the top left, partial patches dropped\n"
+    "                       pad: cover the whole image, padding right and bottom\n"
+    "      --pad-value V    pixel value of the padding [255]\n"
+    "  -g, --gray           one gray channel instead of RGB\n"
+    "  -l, --label N        the label of every image\n"
+    "  -L, --label-from SRC label from the parent folder's name (dir) or from\n"
+    "                       a BreakHis file name, B 0 and M 1 (breakhis)\n"
+    "  -b, --background F   drop patches with less than F tissue (Otsu on\n"
+    "                       saturation) [0: keep all]\n"
+    "      --max-pixels N   refuse larger images [268435456]\n"
+    "  -k, --keep-going     after a bad image, go on with the next\n"
+    "  -h, --help           this help\n";
+
+static _Noreturn void usage(int status)
+{
+    fputs(usage_text, status ? stderr : stdout);
+    exit(status);
+}
+
+static long option_long(const char *name, const char *arg, long min, long max)
+{
+    long v;
+    if (amil_parse_long(arg, min, max, &v) < 0) {
+        amil_warn("%s: %s", name, amil_error());
+        usage(2);
+    }
+    return v;
+}
+
+static struct cmdline parse_args(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"patch", required_argument, 0, 'p'},  {"stride", required_argument, 0, 's'},
+        {"crop", required_argument, 0, 'c'},   {"pad-value", required_argument, 0, 'P'},
+        {"gray", no_argument, 0, 'g'},         {"label", required_argument, 0, 'l'},
+        {"label-from", required_argument, 0, 'L'},
+        {"background", required_argument, 0, 'b'},
+        {"max-pixels", required_argument, 0, 'M'},
+        {"keep-going", no_argument, 0, 'k'},   {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    struct cmdline cl = {.patch = 28, .stride = 0, .crop = CROP_CENTER,
+                         .pad_value = 255, .channels = 3, .max_pixels = AMIL_MAX_PIXELS};
+    int c;
+    while ((c = getopt_long(argc, argv, "p:s:c:gl:L:b:kh", options, NULL)) != -1) {
+        switch (c) {
+        case 'p': cl.patch = option_long("--patch", optarg, 1, 65536); break;
+        case 's': cl.stride = option_long("--stride", optarg, 1, 65536); break;
+        case 'c':
+            for (cl.crop = 0; cl.crop < 3; cl.crop++)
+                if (strcmp(optarg, crop_names[cl.crop]) == 0)
+                    break;
+            if (cl.crop == 3) {
+                amil_warn("--crop: '%s' is not center, none or pad", optarg);
+                usage(2);
+            }
+            break;
+        case 'P': cl.pad_value = option_long("--pad-value", optarg, 0, 255); break;
+        case 'g': cl.channels = 1; break;
+        case 'l':
+            if (cl.label_from != LABEL_NONE) {
+                amil_warn("give one of -l and -L, once");
+                usage(2);
+            }
+            cl.label_from = LABEL_FIXED;
+            cl.label = option_long("--label", optarg, 0, 1000000);
+            break;
+        case 'L':
+            if (cl.label_from != LABEL_NONE) {
+                amil_warn("give one of -l and -L, once");
+                usage(2);
+            }
+            if (strcmp(optarg, "dir") == 0)
+                cl.label_from = LABEL_DIR;
+            else if (strcmp(optarg, "breakhis") == 0)
+                cl.label_from = LABEL_BREAKHIS;
+            else {
+                amil_warn("--label-from: '%s' is not dir or breakhis", optarg);
+                usage(2);
+            }
+            break;
+        case 'b':
+            if (amil_parse_double(optarg, 0, 1, &cl.background) < 0) {
+                amil_warn("--background: %s", amil_error());
+                usage(2);
+            }
+            break;
+        case 'M': cl.max_pixels = option_long("--max-pixels", optarg, 1, 1L << 40); break;
+        case 'k': cl.keep_going = 1; break;
+        case 'h': usage(0);
+        default: usage(2);
+        }
+    }
+    if (cl.stride == 0)
+        cl.stride = cl.patch;
+    cl.files = argv + optind;
+    cl.nfiles = argc - optind;
+    return cl;
+}
+
+/* Where the patches lie along one axis of `size` pixels: the first at
+ * *offset, *count of them, covering *extent pixels from the offset. */
+static int place(const struct cmdline *cl, long size, long *offset, long *count,
+                 long *extent)
+{
+    long p = cl->patch, s = cl->stride;
+    if (cl->crop == CROP_PAD) {
+        /* Enough patches to reach the last pixel; the overhang is padding. */
+        *count = size <= p ? 1 : (size - p + s - 1) / s + 1;
+        *offset = 0;
+    } else {
+        if (size < p)
+            return -1;
+        *count = (size - p) / s + 1;
+        long spare = size - (p + (*count - 1) * s);
+        /* torchvision: int(round(spare / 2.)), Python 3's round, which
+         * takes a half to the even neighbour. */
+        *offset = cl->crop == CROP_NONE ? 0 : spare / 2 + (spare % 4 == 3);
+    }
+    *extent = p + (*count - 1) * s;
+    return 0;
+}
+
+/* Saturation of HSV on 0..255: 255 (max - min) / max, rounded. */
+static int saturation(const unsigned char *rgb)
+{
+    int hi = rgb[0], lo = rgb[0];
+    for (int c = 1; c < 3; c++) {
+        if (rgb[c] > hi) hi = rgb[c];
+        if (rgb[c] < lo) lo = rgb[c];
+    }
+    return hi == 0 ? 0 : (255 * (hi - lo) + hi / 2) / hi;
+}
+
+/* Otsu's threshold over a 256-bin histogram: the level t that maximizes the
+ * between-class variance of {<= t} and {> t}. */
+static int otsu(const size_t histogram[256])
+{
+    double total = 0, sum = 0;
+    for (int i = 0; i < 256; i++) {
+        total += (double)histogram[i];
+        sum += (double)i * histogram[i];
+    }
+    double weight_low = 0, sum_low = 0, best = -1;
+    int threshold = 0;
+    for (int t = 0; t < 256; t++) {
+        weight_low += (double)histogram[t];
+        sum_low += (double)t * histogram[t];
+        double weight_high = total - weight_low;
+        if (weight_low == 0 || weight_high == 0)
+            continue;
+        double mean_low = sum_low / weight_low;
+        double mean_high = (sum - sum_low) / weight_high;
+        double between = weight_low * weight_high * (mean_low - mean_high) *
+                         (mean_low - mean_high);
+        if (between > best) {
+            best = between;
+            threshold = t;
+        }
+    }
+    return threshold;
+}
+
+/* Marks each pixel of an RGB image as tissue (1) or background (0): Otsu's
+ * threshold on saturation (stained tissue is coloured, glass is white or
+ * gray).  An image with no colour at all is judged on darkness instead. */
+static unsigned char *tissue_mask(const struct amil_image *rgb)
+{
+    size_t count = (size_t)rgb->width * rgb->height;
+    unsigned char *score = amil_xmalloc(count);
+    size_t histogram[256] = {0};
+    int colourless = 1;
+    for (size_t i = 0; i < count; i++) {
+        score[i] = (unsigned char)saturation(rgb->pixels + 3 * i);
+        colourless &= score[i] == 0;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (colourless) {
+            const unsigned char *px = rgb->pixels + 3 * i;
+            score[i] = (unsigned char)(255 - ((19595u * px[0] + 38470u * px[1] +
+                                               7471u * px[2] + 0x8000u) >> 16));
+        }
+        histogram[score[i]]++;
+    }
+    int threshold = otsu(histogram);
+    for (size_t i = 0; i < count; i++)
+        score[i] = score[i] > threshold;
+    return score;
+}
+
+static void set_label(const struct cmdline *cl, const char *path,
+                      const struct amil_breakhis *bh, int is_breakhis,
+                      struct amil_record *r, int *bad)
+{
+    long label = cl->label;
+    if (cl->label_from == LABEL_NONE)
+        return;
+    if (cl->label_from == LABEL_BREAKHIS) {
+        if (!is_breakhis) {
+            *bad = 1;
+            return;
+        }
+        label = bh->tumor_class == 'M';
+    } else if (cl->label_from == LABEL_DIR) {
+        /* The folder holding the file: a/b/1/x.png -> "1". */
+        const char *end = strrchr(path, '/');
+        const char *start = end;
+        while (start && start > path && start[-1] != '/')
+            start--;
+        char dir[32];
+        if (!end || end == start || (size_t)(end - start) >= sizeof dir) {
+            amil_fail("no folder name to take a label from");
+            *bad = 1;
+            return;
+        }
+        memcpy(dir, start, (size_t)(end - start));
+        dir[end - start] = '\0';
+        if (amil_parse_long(dir, 0, 1000000, &label) < 0) {
+            amil_fail("folder '%s' is not a class number", dir);
+            *bad = 1;
+            return;
+        }
+    }
+    amil_meta_setf(r, "label", "%ld", label);
+}
+
+/* Cuts one image into a record.  Returns 0, or -1 with a message. */
+static int bagify_one(const struct cmdline *cl, const char *path, struct amil_record *r)
+{
+    struct amil_image img;
+    if (amil_image_load(path, 3, cl->max_pixels, &img) < 0)
+        return -1;
+    long y0, x0, rows, cols, crop_height, crop_width;
+    if (place(cl, img.height, &y0, &rows, &crop_height) < 0 ||
+        place(cl, img.width, &x0, &cols, &crop_width) < 0) {
+        amil_fail("image of %d×%d is smaller than one %ld×%ld patch", img.width,
+                  img.height, cl->patch, cl->patch);
+        amil_image_free(&img);
+        return -1;
+    }
+
+    struct amil_breakhis bh;
+    int is_breakhis = amil_breakhis_parse(path, &bh) == 0;
+    amil_record_init(r);
+    amil_meta_set(r, "kind", "bag");
+    amil_meta_set(r, "source", path);
+    int bad_label = 0;
+    set_label(cl, path, &bh, is_breakhis, r, &bad_label);
+    if (bad_label) {
+        amil_image_free(&img);
+        amil_record_free(r);
+        return -1;
+    }
+    amil_meta_setf(r, "image_height", "%d", img.height);
+    amil_meta_setf(r, "image_width", "%d", img.width);
+    amil_meta_setf(r, "channels", "%d", cl->channels);
+    amil_meta_setf(r, "patch", "%ld", cl->patch);
+    amil_meta_setf(r, "stride", "%ld", cl->stride);
+    amil_meta_set(r, "crop", crop_names[cl->crop]);
+    amil_meta_setf(r, "crop_y", "%ld", y0);
+    amil_meta_setf(r, "crop_x", "%ld", x0);
+    amil_meta_setf(r, "crop_height", "%ld", crop_height);
+    amil_meta_setf(r, "crop_width", "%ld", crop_width);
+    if (is_breakhis) {
+        amil_meta_set(r, "tumor_class", bh.tumor_class == 'B' ? "benign" : "malignant");
+        amil_meta_set(r, "tumor_type", amil_breakhis_type_name(bh.tumor_type));
+        amil_meta_set(r, "patient", bh.patient);
+        amil_meta_setf(r, "magnification", "%d", bh.magnification);
+        amil_meta_set(r, "procedure", bh.procedure);
+        amil_meta_set(r, "year", bh.year);
+        amil_meta_set(r, "slide", bh.slide);
+        amil_meta_set(r, "sequence", bh.sequence);
+    }
+
+    unsigned char *tissue = cl->background > 0 ? tissue_mask(&img) : NULL;
+    if (tissue)
+        amil_meta_setf(r, "background", "%g", cl->background);
+    long p = cl->patch, C = cl->channels, total = rows * cols;
+    /* patches [N, P, P, C], coords [N, 2]; N shrinks if patches are dropped. */
+    unsigned char *patches = amil_xmalloc((size_t)total * p * p * C);
+    int32_t *coords = amil_xmalloc((size_t)total * 2 * sizeof *coords);
+    long kept = 0, min_tissue = (long)(cl->background * p * p + 0.5);
+    for (long row = 0; row < rows; row++) {
+        for (long col = 0; col < cols; col++) {
+            long top = y0 + row * cl->stride, left = x0 + col * cl->stride;
+            unsigned char *out = patches + (size_t)kept * p * p * C;
+            long tissue_pixels = 0;
+            for (long y = top; y < top + p; y++) {
+                for (long x = left; x < left + p; x++, out += C) {
+                    if (y >= img.height || x >= img.width) {   /* padding */
+                        memset(out, (int)cl->pad_value, (size_t)C);
+                        continue;
+                    }
+                    size_t i = (size_t)y * img.width + x;
+                    const unsigned char *px = img.pixels + 3 * i;
+                    if (tissue)
+                        tissue_pixels += tissue[i];
+                    if (C == 3)
+                        out[0] = px[0], out[1] = px[1], out[2] = px[2];
+                    else
+                        out[0] = (unsigned char)((19595u * px[0] + 38470u * px[1] +
+                                                  7471u * px[2] + 0x8000u) >> 16);
+                }
+            }
+            if (tissue && tissue_pixels < min_tissue)
+                continue;
+            coords[2 * kept] = (int32_t)top;
+            coords[2 * kept + 1] = (int32_t)left;
+            kept++;
+        }
+    }
+    free(tissue);
+    amil_image_free(&img);
+    if (kept == 0) {
+        free(patches);
+        free(coords);
+        amil_record_free(r);
+        return amil_fail("no patch has %g tissue or more", cl->background);
+    }
+    amil_meta_setf(r, "patches_dropped", "%ld", total - kept);
+    int64_t patch_shape[4] = {kept, p, p, C}, coord_shape[2] = {kept, 2};
+    struct amil_tensor *t = amil_put(r, "patches", AMIL_U8, 4, patch_shape);
+    memcpy(t->data, patches, t->nbytes);
+    t = amil_put(r, "coords", AMIL_I32, 2, coord_shape);
+    memcpy(t->data, coords, t->nbytes);
+    free(patches);
+    free(coords);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    amil_init(argc, argv);
+    struct cmdline cl = parse_args(argc, argv);
+    static char *stdin_only[] = {"-"};
+    char **files = cl.nfiles ? cl.files : stdin_only;
+    int nfiles = cl.nfiles ? cl.nfiles : 1, status = 0;
+    for (int i = 0; i < nfiles; i++) {
+        struct amil_record r;
+        if (bagify_one(&cl, files[i], &r) < 0) {
+            const char *why = amil_error();
+            /* Messages from loading already start with the path. */
+            if (strncmp(why, files[i], strlen(files[i])) == 0)
+                amil_warn("%s", why);
+            else
+                amil_warn("%s: %s", files[i], why);
+            status = 1;
+            if (!cl.keep_going)
+                break;
+            continue;
+        }
+        if (amil_write(stdout, &r) < 0)
+            amil_die("writing the record of %s:", files[i]);
+        amil_record_free(&r);
+    }
+    return amil_close_stdout() | status;
+}

@@ -1,0 +1,460 @@
+/* stitch: lay attention weights back onto the image, as a picture.
+ *
+ * Reads records with `attention` F32 [K, N] and `coords` I32 [N, 2] and
+ * writes one PNG or PAM per record.  Two styles:
+ *
+ *   heat   the attention of each patch, normalized, averaged pixel by pixel
+ *          over overlapping patches, through a colour map, blended over the
+ *          image; pixels of no patch (cropped away, or dropped as
+ *          background) keep the image's colour.
+ *   paper  the paper's picture (train_n_test.py, visualization_attention):
+ *          each patch times attention / max attention on a black canvas of
+ *          the crop, the canvas stretched by 255 / max as scipy's imsave did.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "amil.h"
+#include "colormap.h"
+#include "image.h"
+
+enum style { STYLE_HEAT, STYLE_PAPER };
+enum norm { NORM_MINMAX, NORM_MAX, NORM_RANK };
+enum format { FORMAT_AUTO, FORMAT_PNG, FORMAT_PAM };
+
+struct cmdline {
+    enum style style;
+    enum norm norm;
+    enum format format;
+    const unsigned char (*colormap)[3];
+    double alpha;
+    long top, branch;
+    const char *output, *dir, *image;
+};
+
+static const char usage_text[] =
+    "usage: stitch [--style heat|paper] [-o FILE | -d DIR] [-f png|pam]\n"
+    "              [--cmap jet|viridis|gray] [--alpha A] [--norm minmax|max|rank]\n"
+    "              [--top K] [--branch B] [IMAGE]\n"
+    "  -S, --style S      heat: colour map over the image; paper: the paper's\n"
+    "                     patches × attention picture [heat]\n"
+    "  -o, --output FILE  write the picture here [stdout]\n"
+    "  -d, --dir DIR      one picture per record, named after its source\n"
+    "  -f, --format F     png or pam [from the -o name, else png]\n"
+    "  -c, --cmap MAP     jet, viridis or gray [jet]\n"
+    "  -a, --alpha A      weight of the colour over the image, 0..1 [0.5]\n"
+    "  -n, --norm N       minmax, max or rank (percentile) [minmax]\n"
+    "  -t, --top K        outline the K patches of most attention [0]\n"
+    "  -b, --branch B     which attention branch, from 0 [0]\n"
+    "  -h, --help         this help\n"
+    "IMAGE is the image the records were cut from [the record's source]\n";
+
+static _Noreturn void usage(int status)
+{
+    fputs(usage_text, status ? stderr : stdout);
+    exit(status);
+}
+
+static int choose(const char *option, const char *arg, const char *const *names)
+{
+    for (int i = 0; names[i]; i++)
+        if (strcmp(arg, names[i]) == 0)
+            return i;
+    amil_warn("%s: unknown value '%s'", option, arg);
+    usage(2);
+}
+
+static struct cmdline parse_args(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"style", required_argument, 0, 'S'}, {"output", required_argument, 0, 'o'},
+        {"dir", required_argument, 0, 'd'},   {"format", required_argument, 0, 'f'},
+        {"cmap", required_argument, 0, 'c'},  {"alpha", required_argument, 0, 'a'},
+        {"norm", required_argument, 0, 'n'},  {"top", required_argument, 0, 't'},
+        {"branch", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    static const char *const styles[] = {"heat", "paper", NULL};
+    static const char *const norms[] = {"minmax", "max", "rank", NULL};
+    static const char *const formats[] = {"auto", "png", "pam", NULL};
+    struct cmdline cl = {.alpha = 0.5, .colormap = amil_colormap("jet")};
+    int c;
+    while ((c = getopt_long(argc, argv, "S:o:d:f:c:a:n:t:b:h", options, NULL)) != -1) {
+        switch (c) {
+        case 'S': cl.style = choose("--style", optarg, styles); break;
+        case 'o': cl.output = optarg; break;
+        case 'd': cl.dir = optarg; break;
+        case 'f': cl.format = choose("--format", optarg, formats); break;
+        case 'c':
+            if (!(cl.colormap = amil_colormap(optarg))) {
+                amil_warn("--cmap: unknown map '%s'", optarg);
+                usage(2);
+            }
+            break;
+        case 'a':
+            if (amil_parse_double(optarg, 0, 1, &cl.alpha) < 0) {
+                amil_warn("--alpha: %s", amil_error());
+                usage(2);
+            }
+            break;
+        case 'n': cl.norm = choose("--norm", optarg, norms); break;
+        case 't':
+        case 'b':
+            if (amil_parse_long(optarg, 0, 1L << 30, c == 't' ? &cl.top : &cl.branch) < 0) {
+                amil_warn("--%s: %s", c == 't' ? "top" : "branch", amil_error());
+                usage(2);
+            }
+            break;
+        case 'h': usage(0);
+        default: usage(2);
+        }
+    }
+    if (optind < argc)
+        cl.image = argv[optind++];
+    if (optind < argc) {
+        amil_warn("one IMAGE at most; records come on standard input");
+        usage(2);
+    }
+    if (cl.output && cl.dir) {
+        amil_warn("give -o or -d, not both");
+        usage(2);
+    }
+    if (cl.format == FORMAT_AUTO) {
+        const char *dot = cl.output ? strrchr(cl.output, '.') : NULL;
+        cl.format = dot && strcmp(dot, ".pam") == 0 ? FORMAT_PAM : FORMAT_PNG;
+    }
+    return cl;
+}
+
+/* What stitch needs of a record, checked. */
+struct bag {
+    long n, patch;
+    const float *attention;          /* [n], the chosen branch */
+    const int32_t *coords;           /* [n][2], y then x */
+    const struct amil_tensor *patches;   /* U8 [n, P, P, C], or NULL */
+    long crop_y, crop_x, crop_height, crop_width;
+};
+
+static int read_bag(const struct cmdline *cl, const struct amil_record *r, struct bag *b)
+{
+    const struct amil_tensor *a = amil_expect(r, "attention", AMIL_F32, 2);
+    const struct amil_tensor *xy = amil_expect(r, "coords", AMIL_I32, 2);
+    if (!a || !xy)
+        return -1;
+    b->n = (long)a->shape[1];
+    if (xy->shape[0] != b->n || xy->shape[1] != 2)
+        return amil_fail("coords is [%lld, %lld], attention has %ld patches",
+                         (long long)xy->shape[0], (long long)xy->shape[1], b->n);
+    if (cl->branch >= a->shape[0])
+        return amil_fail("--branch %ld: the attention has %lld branch%s", cl->branch,
+                         (long long)a->shape[0], a->shape[0] == 1 ? "" : "es");
+    if (b->n == 0)
+        return amil_fail("the bag has no patches");
+    b->attention = (const float *)a->data + cl->branch * b->n;
+    b->coords = xy->data;
+    b->patches = amil_find(r, "patches");
+    if (b->patches && (b->patches->dtype != AMIL_U8 || b->patches->ndim != 4 ||
+                       b->patches->shape[0] != b->n ||
+                       b->patches->shape[1] != b->patches->shape[2]))
+        return amil_fail("tensor 'patches' is not U8 [%ld, P, P, C]", b->n);
+    int has = amil_meta_long(r, "patch", 1, 65536, &b->patch);
+    if (has < 0)
+        return -1;
+    if (has == 0 && !b->patches)
+        return amil_fail("no patch size: neither metadata 'patch' nor tensor 'patches'");
+    if (has == 0)
+        b->patch = (long)b->patches->shape[1];
+    if (b->patches && b->patches->shape[1] != b->patch)
+        return amil_fail("metadata patch %ld disagrees with tensor 'patches'", b->patch);
+    for (long i = 0; i < b->n; i++)
+        if (!isfinite(b->attention[i]))
+            return amil_fail("attention of patch %ld is not finite", i);
+    /* The crop, where bagify recorded it; else the patches' bounding box. */
+    long top = LONG_MAX, left = LONG_MAX, bottom = 0, right = 0;
+    for (long i = 0; i < b->n; i++) {
+        long y = b->coords[2 * i], x = b->coords[2 * i + 1];
+        if (y < 0 || x < 0)
+            return amil_fail("coords of patch %ld are negative", i);
+        top = y < top ? y : top, left = x < left ? x : left;
+        bottom = y + b->patch > bottom ? y + b->patch : bottom;
+        right = x + b->patch > right ? x + b->patch : right;
+    }
+    b->crop_y = top, b->crop_x = left;
+    b->crop_height = bottom - top, b->crop_width = right - left;
+    if (amil_meta_long(r, "crop_y", 0, LONG_MAX, &b->crop_y) < 0 ||
+        amil_meta_long(r, "crop_x", 0, LONG_MAX, &b->crop_x) < 0 ||
+        amil_meta_long(r, "crop_height", 1, LONG_MAX, &b->crop_height) < 0 ||
+        amil_meta_long(r, "crop_width", 1, LONG_MAX, &b->crop_width) < 0)
+        return -1;
+    return 0;
+}
+
+/* The paper's picture: patch / 255 × (a / max a), in float32 as PyTorch and
+ * NumPy computed it, on a black canvas the size of the crop; then scipy's
+ * bytescale with the canvas minimum, 0 (the paper's 32 black rows, which we
+ * do not copy, guaranteed it), so 255 / max: (uint8)(v × 255 / max + 0.5). */
+static int paper_picture(const struct bag *b, const struct amil_image *img,
+                         struct amil_image *out)
+{
+    int C = b->patches ? (int)b->patches->shape[3] : img->channels;
+    long P = b->patch;
+    out->width = (int)b->crop_width, out->height = (int)b->crop_height;
+    out->channels = C;
+    size_t count = (size_t)out->width * out->height * C;
+    float *canvas = amil_xcalloc(count, sizeof *canvas);
+    float top = 0;
+    for (long i = 0; i < b->n; i++)
+        top = b->attention[i] > top ? b->attention[i] : top;
+    for (long i = 0; i < b->n; i++) {
+        float weight = top > 0 ? b->attention[i] / top : 0;
+        long y0 = b->coords[2 * i] - b->crop_y, x0 = b->coords[2 * i + 1] - b->crop_x;
+        for (long y = 0; y < P; y++)
+            for (long x = 0; x < P; x++)
+                for (int c = 0; c < C; c++) {
+                    long cy = y0 + y, cx = x0 + x, iy = cy + b->crop_y, ix = cx + b->crop_x;
+                    if (cy < 0 || cx < 0 || cy >= out->height || cx >= out->width)
+                        continue;
+                    unsigned char px;
+                    if (b->patches)
+                        px = ((const unsigned char *)b->patches->data)
+                            [((i * P + y) * P + x) * C + c];
+                    else if (iy < img->height && ix < img->width)
+                        px = img->pixels[((size_t)iy * img->width + ix) * C + c];
+                    else
+                        continue;
+                    canvas[((size_t)cy * out->width + cx) * C + c] = (float)px / 255.0f * weight;
+                }
+    }
+    double high = 0;
+    for (size_t i = 0; i < count; i++)
+        high = canvas[i] > high ? canvas[i] : high;
+    double scale = 255.0 / (high > 0 ? high : 1);
+    out->pixels = amil_xmalloc(count);
+    for (size_t i = 0; i < count; i++) {
+        double v = canvas[i] * scale;
+        out->pixels[i] = (unsigned char)((v > 255 ? 255 : v) + 0.5);
+    }
+    free(canvas);
+    return 0;
+}
+
+static int by_value(const void *a, const void *b)
+{
+    double x = **(const double *const *)a, y = **(const double *const *)b;
+    return (x > y) - (x < y);
+}
+
+/* Attention normalized to [0, 1]: (a - min) / (max - min), a / max, or the
+ * percentile rank (r - 1) / (n - 1) with ties given their mean rank.  All
+ * equal values give 0.5 under minmax and rank. */
+static double *normalize(enum norm norm, const float *a, long n)
+{
+    double *v = amil_xmalloc((size_t)n * sizeof *v);
+    double lo = INFINITY, hi = -INFINITY;
+    for (long i = 0; i < n; i++) {
+        v[i] = a[i];
+        lo = fmin(lo, v[i]), hi = fmax(hi, v[i]);
+    }
+    if (norm == NORM_MAX) {
+        for (long i = 0; i < n; i++)
+            v[i] = hi > 0 ? v[i] / hi : 0;
+    } else if (norm == NORM_MINMAX) {
+        for (long i = 0; i < n; i++)
+            v[i] = hi > lo ? (v[i] - lo) / (hi - lo) : 0.5;
+    } else {
+        double **order = amil_xmalloc((size_t)n * sizeof *order);
+        double *rank = amil_xmalloc((size_t)n * sizeof *rank);
+        for (long i = 0; i < n; i++)
+            order[i] = &v[i];
+        qsort(order, (size_t)n, sizeof *order, by_value);
+        for (long i = 0; i < n;) {
+            long j = i;
+            while (j + 1 < n && *order[j + 1] == *order[i])
+                j++;
+            for (long k = i; k <= j; k++)   /* mean of ranks i..j, from 0 */
+                rank[order[k] - v] = n > 1 ? (i + j) / 2.0 / (n - 1) : 0.5;
+            i = j + 1;
+        }
+        memcpy(v, rank, (size_t)n * sizeof *v);
+        free(rank);
+        free(order);
+    }
+    return v;
+}
+
+/* Draws a 2-pixel frame in white, then black inside it, around a patch. */
+static void outline(struct amil_image *out, long top, long left, long size)
+{
+    static const unsigned char colours[2] = {255, 0};
+    for (int ring = 0; ring < 2; ring++) {
+        long t = top + ring, l = left + ring, s = size - 2 * ring;
+        for (long k = 0; k < s; k++) {
+            long ys[4] = {t, t + s - 1, t + k, t + k}, xs[4] = {l + k, l + k, l, l + s - 1};
+            for (int e = 0; e < 4; e++) {
+                if (ys[e] < 0 || xs[e] < 0 || ys[e] >= out->height || xs[e] >= out->width)
+                    continue;
+                unsigned char *px = out->pixels +
+                                    ((size_t)ys[e] * out->width + xs[e]) * out->channels;
+                memset(px, colours[ring], (size_t)out->channels);
+            }
+        }
+    }
+}
+
+static int heat_picture(const struct cmdline *cl, const struct bag *b,
+                        const struct amil_image *img, struct amil_image *out)
+{
+    size_t count = (size_t)img->width * img->height;
+    double *sum = amil_xcalloc(count, sizeof *sum);
+    unsigned *covers = amil_xcalloc(count, sizeof *covers);
+    double *v = normalize(cl->norm, b->attention, b->n);
+    for (long i = 0; i < b->n; i++) {
+        long y0 = b->coords[2 * i], x0 = b->coords[2 * i + 1];
+        for (long y = y0; y < y0 + b->patch && y < img->height; y++)
+            for (long x = x0; x < x0 + b->patch && x < img->width; x++) {
+                sum[(size_t)y * img->width + x] += v[i];
+                covers[(size_t)y * img->width + x]++;
+            }
+    }
+    out->width = img->width, out->height = img->height, out->channels = 3;
+    out->pixels = amil_xmalloc(count * 3);
+    for (size_t i = 0; i < count; i++) {
+        const unsigned char *px = img->pixels + i * 3;
+        unsigned char *o = out->pixels + i * 3;
+        if (!covers[i]) {
+            memcpy(o, px, 3);
+            continue;
+        }
+        const unsigned char *colour = amil_colormap_lookup(cl->colormap, sum[i] / covers[i]);
+        for (int c = 0; c < 3; c++)
+            o[c] = (unsigned char)((1 - cl->alpha) * px[c] + cl->alpha * colour[c] + 0.5);
+    }
+    /* The top K by attention; ties go to the earlier patch. */
+    for (long k = 0; k < cl->top && k < b->n; k++) {
+        long best = -1;
+        for (long i = 0; i < b->n; i++)
+            if (v[i] >= 0 && (best < 0 || b->attention[i] > b->attention[best]))
+                best = i;
+        outline(out, b->coords[2 * best], b->coords[2 * best + 1], b->patch);
+        v[best] = -1;   /* taken */
+    }
+    free(v);
+    free(sum);
+    free(covers);
+    return 0;
+}
+
+static int write_picture(const struct cmdline *cl, const struct amil_image *out,
+                         const char *path)
+{
+    FILE *f = path ? fopen(path, "wb") : stdout;
+    if (!f)
+        return amil_fail("%s: %s", path, strerror(errno));
+    int status = cl->format == FORMAT_PAM ? amil_image_write_pam(f, out)
+                                          : amil_image_write_png(f, out);
+    if (path && fclose(f) != 0 && status == 0)
+        status = amil_fail("%s: %s", path, strerror(errno));
+    return status;
+}
+
+/* DIR/<source's base name, extension replaced>; a name already used in
+ * this run gets the record's index, so no picture overwrites another. */
+static char *output_name(const struct cmdline *cl, const char *source, long index)
+{
+    static char **used;
+    static size_t nused;
+    const char *base = strrchr(source, '/');
+    base = base ? base + 1 : source;
+    const char *dot = strrchr(base, '.');
+    int stem = dot && dot != base ? (int)(dot - base) : (int)strlen(base);
+    const char *ext = cl->format == FORMAT_PAM ? "pam" : "png";
+    size_t size = strlen(cl->dir) + strlen(base) + 32;
+    char *path = amil_xmalloc(size);
+    snprintf(path, size, "%s/%.*s.%s", cl->dir, stem, base, ext);
+    for (size_t i = 0; i < nused; i++)
+        if (strcmp(used[i], path) == 0) {
+            snprintf(path, size, "%s/%.*s-%ld.%s", cl->dir, stem, base, index, ext);
+            break;
+        }
+    used = amil_xrealloc(used, (nused + 1) * sizeof *used);
+    used[nused++] = amil_xstrdup(path);
+    return path;
+}
+
+static int stitch_one(const struct cmdline *cl, const struct amil_record *r, long index)
+{
+    struct bag b;
+    if (read_bag(cl, r, &b) < 0)
+        return -1;
+    const char *source = amil_meta_get(r, "source");
+    const char *image_path = cl->image ? cl->image : source;
+    struct amil_image img = {0}, out = {0};
+    int need_image = cl->style == STYLE_HEAT || !b.patches;
+    if (need_image) {
+        if (!image_path || strcmp(image_path, "-") == 0)
+            return amil_fail("no image to draw on: give IMAGE (the record's source is %s)",
+                             image_path ? "standard input" : "unknown");
+        int channels = b.patches ? (int)b.patches->shape[3] : 3;
+        if (cl->style == STYLE_HEAT)
+            channels = 3;
+        if (amil_image_load(image_path, channels, AMIL_MAX_PIXELS, &img) < 0)
+            return -1;
+        long height, width;
+        if (amil_meta_long(r, "image_height", 1, LONG_MAX, &height) == 1 &&
+            amil_meta_long(r, "image_width", 1, LONG_MAX, &width) == 1 &&
+            (height != img.height || width != img.width)) {
+            amil_fail("%s is %d×%d, but the record was cut from a %ld×%ld image",
+                      image_path, img.width, img.height, width, height);
+            amil_image_free(&img);
+            return -1;
+        }
+    }
+    if (cl->style == STYLE_PAPER)
+        paper_picture(&b, &img, &out);
+    else
+        heat_picture(cl, &b, &img, &out);
+    amil_image_free(&img);
+    char *path = NULL;
+    if (cl->dir)
+        path = output_name(cl, source ? source : "record", index);
+    int status = write_picture(cl, &out, path ? path : cl->output);
+    free(path);
+    amil_image_free(&out);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    amil_init(argc, argv);
+    struct cmdline cl = parse_args(argc, argv);
+    if (cl.dir && mkdir(cl.dir, 0777) < 0 && errno != EEXIST)
+        amil_die("%s:", cl.dir);
+    struct amil_stream s;
+    struct amil_record r, next;
+    amil_stream_open(&s, stdin, "<stdin>");
+    int got = amil_read(&s, &r);
+    if (got == 0)
+        amil_die("no records on standard input");
+    /* Look one record ahead, so that without -d a second record is an
+     * error before any picture is written. */
+    while (got == 1) {
+        long index = s.index - 1;
+        int more = amil_read(&s, &next);
+        if (more == 1 && !cl.dir)
+            amil_die("<stdin>: record %ld: more than one record; use -d DIR for one "
+                     "picture each", index + 1);
+        if (stitch_one(&cl, &r, index) < 0)
+            amil_die("<stdin>: record %ld: %s", index, amil_error());
+        amil_record_free(&r);
+        if (more < 0)
+            amil_die("%s", amil_error());
+        r = next;
+        got = more;
+    }
+    return amil_close_stdout();
+}
