@@ -1,0 +1,34 @@
+# Shared by the bats files: paths, a record builder, and the NumPy finder.
+DATA=${AMIL_TESTDATA:-$BATS_TEST_DIRNAME/data}
+BREAKHIS=$DATA/SOB_B_A-14-22549G-40-001.png
+IHC=$DATA/ihc.png
+
+# record HEADER [DATA_BYTES]: one record with the header as given (ASCII)
+# and that many zero bytes of data.
+record() {
+    local n=${#1}
+    printf "$(printf '\\%03o' $((n & 255)) $((n >> 8 & 255)) $((n >> 16 & 255)) $((n >> 24 & 255)) 0 0 0 0)"
+    printf '%s' "$1"
+    head -c "${2:-0}" /dev/zero
+}
+
+# A Python that has NumPy: python3 on PATH, else Debian's.
+numpy_python() {
+    local p
+    for p in python3 /usr/bin/python3; do
+        if command -v "$p" >/dev/null && "$p" -c 'import numpy' 2>/dev/null; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# Fails the test unless stdout was empty ($output holds stderr too, so
+# programs are run with stdout to a file where it matters).
+assert_empty() {
+    if [ -s "$1" ]; then
+        echo "expected $1 to be empty; it has $(wc -c < "$1") bytes" >&2
+        return 1
+    fi
+}

@@ -1,0 +1,137 @@
+"""A NumPy reader and writer of amil records (safetensors documents), written
+from the format's description alone, to prove that ours is the real thing;
+and NumPy references for what bagify and stitch compute.
+
+    safetensors.py make                  a record with every dtype amil uses
+    safetensors.py check                 stdin holds what `make` wrote
+    safetensors.py bag IMAGE.pam         stdin is bagify's bag of IMAGE
+    safetensors.py paper PNM             the paper's picture (stitch --style
+                                         paper) of the record on stdin
+"""
+import json
+import struct
+import sys
+
+import numpy as np
+
+DTYPES = {"BOOL": np.bool_, "U8": np.uint8, "I8": np.int8, "U16": np.uint16,
+          "I16": np.int16, "F16": np.float16, "U32": np.uint32, "I32": np.int32,
+          "F32": np.float32, "U64": np.uint64, "I64": np.int64, "F64": np.float64}
+NAMES = {np.dtype(v): k for k, v in DTYPES.items()}
+
+
+def read(f):
+    while True:
+        head = f.read(8)
+        if not head:
+            return
+        (n,) = struct.unpack("<Q", head)
+        header = json.loads(f.read(n))
+        meta = header.pop("__metadata__", {})
+        buf = f.read(max([v["data_offsets"][1] for v in header.values()] + [0]))
+        yield meta, {k: np.frombuffer(buf[v["data_offsets"][0]:v["data_offsets"][1]],
+                                      DTYPES[v["dtype"]]).reshape(v["shape"])
+                     for k, v in header.items()}
+
+
+def write(f, meta, tensors):
+    header, parts, offset = ({"__metadata__": meta} if meta else {}), [], 0
+    for name, a in tensors.items():
+        b = np.ascontiguousarray(a).tobytes()
+        header[name] = {"dtype": NAMES[a.dtype], "shape": list(a.shape),
+                        "data_offsets": [offset, offset + len(b)]}
+        parts.append(b)
+        offset += len(b)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    f.write(struct.pack("<Q", len(text)) + text + b"".join(parts))
+
+
+def sample():
+    # U8 first and 5 bytes long, so the F32 after it starts unaligned: the
+    # reader must not assume the writer's alignment.
+    return ({"kind": "test", "source": "ünïcode \"path\".png", "label": "1"},
+            {"bytes": np.arange(5, dtype=np.uint8),
+             "floats": np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4),
+             "ints": np.array([[-7, 2**31 - 1]], dtype=np.int32),
+             "longs": np.array([2**40, -1], dtype=np.int64),
+             "scalar": np.array(3.5, dtype=np.float32),
+             "empty": np.zeros((0, 3), dtype=np.float32)})
+
+
+def read_pnm(path):
+    """Binary PPM/PGM (P6/P5) or PAM (P7) with maxval 255."""
+    data = open(path, "rb").read()
+    if data[:2] == b"P7":
+        end = data.index(b"ENDHDR\n") + 7
+        fields = dict(line.split(None, 1) for line in data[3:end - 7].decode().split("\n")
+                      if line and not line.startswith("#") and " " in line)
+        w, h, d = int(fields["WIDTH"]), int(fields["HEIGHT"]), int(fields["DEPTH"])
+        return np.frombuffer(data[end:end + w * h * d], np.uint8).reshape(h, w, d)
+    tokens, pos = [], 2
+    while len(tokens) < 3:
+        while data[pos:pos + 1].isspace():
+            pos += 1
+        start = pos
+        while not data[pos:pos + 1].isspace():
+            pos += 1
+        tokens.append(int(data[start:pos]))
+    w, h, _ = tokens
+    d = 3 if data[:2] == b"P6" else 1
+    return np.frombuffer(data[pos + 1:pos + 1 + w * h * d], np.uint8).reshape(h, w, d)
+
+
+def main():
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    cmd = sys.argv[1]
+    if cmd == "make":
+        write(stdout, *sample())
+    elif cmd == "check":
+        records = list(read(stdin))
+        meta, tensors = sample()
+        assert len(records) == 1, len(records)
+        got_meta, got = records[0]
+        assert got_meta == meta, got_meta
+        assert sorted(got) == sorted(tensors), sorted(got)
+        for k, a in tensors.items():
+            assert got[k].dtype == a.dtype and got[k].shape == a.shape, k
+            assert np.array_equal(got[k], a), k
+        print("round trip ok")
+    elif cmd == "bag":
+        image = read_pnm(sys.argv[2])
+        n = 0
+        for meta, t in read(stdin):
+            p = int(meta["patch"])
+            assert t["patches"].shape[1:] == (p, p, image.shape[2])
+            # bagify -c pad pads right and bottom with 255.
+            padded = np.pad(image, ((0, p), (0, p), (0, 0)), constant_values=255)
+            for patch, (y, x) in zip(t["patches"], t["coords"]):
+                assert np.array_equal(patch, padded[y:y + p, x:x + p]), (y, x)
+            n += len(t["patches"])
+        print("%d patches ok" % n)
+    elif cmd == "paper":
+        # train_n_test.py's visualization_attention, without its 32 extra
+        # black rows, then scipy.misc.imsave's bytescale (cmin 0: the black
+        # rows made the minimum 0).
+        image = read_pnm(sys.argv[2])
+        (meta, t), = list(read(stdin))
+        p = int(meta["patch"])
+        data = t["patches"].astype(np.float32) / np.float32(255)
+        a = t["attention"][0]
+        a = a / np.max(a)
+        y0, x0 = int(meta["crop_y"]), int(meta["crop_x"])
+        canvas = np.zeros((int(meta["crop_height"]), int(meta["crop_width"]), data.shape[3]))
+        for patch, w, (y, x) in zip(data, a, t["coords"]):
+            canvas[y - y0:y - y0 + p, x - x0:x - x0 + p] = patch * w
+        out = ((canvas - 0) * (255.0 / canvas.max())).clip(0, 255) + 0.5
+        out = out.astype(np.uint8)
+        assert out.shape == image.shape, (out.shape, image.shape)
+        diff = np.abs(out.astype(int) - image.astype(int))
+        print("max difference %d over %d values" % (diff.max(), diff.size))
+        assert diff.max() == 0
+    else:
+        sys.exit("unknown command " + cmd)
+
+
+if __name__ == "__main__":
+    main()

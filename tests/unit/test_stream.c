@@ -1,0 +1,322 @@
+/* test_stream.c: the record reader and writer, on records built by hand.
+ *
+ * Each malformed header of amil-stream(5) must be refused with its own
+ * message; a good record must come back byte for byte. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "amil.h"
+#include "breakhis.h"
+#include "colormap.h"
+
+/* A document: 8-byte length, the header as given (unpadded), data. */
+static unsigned char *document(const char *header, const void *data, size_t data_len,
+                               size_t *len)
+{
+    size_t n = strlen(header);
+    *len = 8 + n + data_len;
+    unsigned char *doc = malloc(*len);
+    for (int i = 0; i < 8; i++)
+        doc[i] = (unsigned char)((uint64_t)n >> (8 * i));
+    memcpy(doc + 8, header, n);
+    if (data_len)
+        memcpy(doc + 8 + n, data, data_len);
+    return doc;
+}
+
+/* Parses a document made of header + data_len zero bytes; returns the
+ * status and leaves the message in amil_error(). */
+static int parse(const char *header, size_t data_len)
+{
+    unsigned char *zeros = calloc(1, data_len + 1);
+    size_t len;
+    unsigned char *doc = document(header, zeros, data_len, &len);
+    struct amil_record r;
+    int status = amil_parse(doc, len, &r);
+    if (status == 0)
+        amil_record_free(&r);
+    free(doc);
+    free(zeros);
+    return status;
+}
+
+#define assert_refused(header, data_len, needle)                                  \
+    do {                                                                          \
+        assert_int_equal(parse(header, data_len), -1);                            \
+        if (!strstr(amil_error(), needle))                                        \
+            fail_msg("message '%s' lacks '%s'", amil_error(), needle);            \
+    } while (0)
+
+static void good_record_parses(void **state)
+{
+    (void)state;
+    const char *header =
+        "{\"__metadata__\":{\"kind\":\"bag\",\"label\":\"1\"},"
+        "\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
+        "\"b\":{\"dtype\":\"U8\",\"shape\":[5],\"data_offsets\":[24,29]},"
+        "\"c\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[29,37]},"
+        "\"empty\":{\"dtype\":\"I32\",\"shape\":[0,4],\"data_offsets\":[37,37]}}   ";
+    unsigned char data[37];
+    for (int i = 0; i < 37; i++)
+        data[i] = (unsigned char)i;
+    size_t len;
+    unsigned char *doc = document(header, data, sizeof data, &len);
+    struct amil_record r;
+    assert_int_equal(amil_parse(doc, len, &r), 0);
+    assert_int_equal(r.ntensors, 4);
+    assert_string_equal(amil_meta_get(&r, "kind"), "bag");
+    long label;
+    assert_int_equal(amil_meta_long(&r, "label", 0, 9, &label), 1);
+    assert_int_equal(label, 1);
+    struct amil_tensor *b = amil_expect(&r, "b", AMIL_U8, 1);
+    assert_non_null(b);
+    assert_memory_equal(b->data, data + 24, 5);
+    struct amil_tensor *c = amil_find(&r, "c");
+    assert_int_equal(c->ndim, 0);
+    assert_int_equal(c->nbytes, 8);
+    assert_memory_equal(c->data, data + 29, 8);
+    assert_null(amil_expect(&r, "a", AMIL_U8, 2));
+    assert_non_null(strstr(amil_error(), "is F32 with 2 dimensions"));
+    amil_record_free(&r);
+    free(doc);
+}
+
+/* Write, read back, write again: the same bytes, and data aligned. */
+static void write_read_round_trip(void **state)
+{
+    (void)state;
+    struct amil_record r;
+    amil_record_init(&r);
+    amil_meta_set(&r, "source", "a \"quoted\"\\ name\n");
+    int64_t s1[1] = {3}, s2[2] = {2, 2};
+    unsigned char *u = amil_put(&r, "bytes", AMIL_U8, 1, s1)->data;
+    u[0] = 1, u[1] = 2, u[2] = 255;
+    float *f = amil_put(&r, "floats", AMIL_F32, 2, s2)->data;
+    f[0] = 1.5f, f[3] = -2.25f;
+
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    assert_int_equal(amil_write(mem, &r), 0);
+    assert_int_equal(amil_write(mem, &r), 0);   /* two records: a stream */
+    fclose(mem);
+    uint64_t header_len = 0;
+    for (int i = 7; i >= 0; i--)
+        header_len = header_len << 8 | (unsigned char)buf[i];
+    assert_int_equal(header_len % 8, 0);
+
+    FILE *in = fmemopen(buf, len, "rb");
+    struct amil_stream s;
+    amil_stream_open(&s, in, "mem");
+    struct amil_record back;
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(amil_read(&s, &back), 1);
+        assert_string_equal(amil_meta_get(&back, "source"), "a \"quoted\"\\ name\n");
+        struct amil_tensor *t = amil_expect(&back, "floats", AMIL_F32, 2);
+        assert_non_null(t);
+        assert_memory_equal(t->data, f, 16);
+        assert_memory_equal(amil_find(&back, "bytes")->data, u, 3);
+        char *again = NULL;
+        size_t again_len = 0;
+        FILE *out = open_memstream(&again, &again_len);
+        amil_write(out, &back);
+        fclose(out);
+        assert_int_equal(again_len * 2, len);
+        assert_memory_equal(again, buf, again_len);
+        free(again);
+        amil_record_free(&back);
+    }
+    assert_int_equal(amil_read(&s, &back), 0);   /* clean end */
+    fclose(in);
+    free(buf);
+    amil_record_free(&r);
+}
+
+static void malformed_headers_are_refused(void **state)
+{
+    (void)state;
+    assert_refused("{\"a\":", 0, "invalid JSON");
+    assert_refused("{\"a\":{}} x", 0, "invalid JSON");
+    assert_refused("[1,2]", 0, "not a JSON object");
+    assert_refused("{\"a\":{\"shape\":[1],\"data_offsets\":[0,1]}}", 1, "no dtype");
+    assert_refused("{\"a\":{\"dtype\":\"U8\",\"data_offsets\":[0,1]}}", 1, "no shape");
+    assert_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[1]}}", 1, "no data_offsets");
+    assert_refused("{\"a\":{\"dtype\":\"Q4\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
+                   "unknown dtype Q4");
+    assert_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[-1],\"data_offsets\":[0,1]}}", 1,
+                   "not a non-negative integer");
+    assert_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[1.5],\"data_offsets\":[0,1]}}", 1,
+                   "not a non-negative integer");
+    assert_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[4294967296,4294967296,0],"
+                   "\"data_offsets\":[0,0]}}", 0, "overflows");
+    assert_refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],"
+                   "\"data_offsets\":[0,0]}}", 0, "overflows");
+    assert_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[1,1,1,1,1,1,1,1,1],"
+                   "\"data_offsets\":[0,1]}}", 1, "more than 8");
+    assert_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[2,0]}}", 2,
+                   "out of range");
+    assert_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0]}}", 2,
+                   "two non-negative integers");
+    assert_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],"
+                   "\"data_offsets\":[0,99999999999999]}}", 0, "out of range");
+    assert_refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4,
+                   "needs 8");
+    assert_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
+                   "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[2,6]}}", 6,
+                   "overlap");
+    assert_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
+                   "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[6,10]}}", 10,
+                   "gap of 2 bytes");
+    assert_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[4,8]}}", 8,
+                   "gap of 4 bytes");
+    assert_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+                   "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}", 2,
+                   "appears twice");
+    assert_refused("{\"__metadata__\":{\"label\":1}}", 0, "not a string");
+    assert_refused("{\"__metadata__\":[\"x\"]}", 0, "not an object");
+    assert_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}", 2,
+                   "truncated data");
+}
+
+/* Reads a stream held in memory; returns what the last amil_read said. */
+static int read_all(const unsigned char *bytes, size_t len, int *records)
+{
+    FILE *f = fmemopen((void *)bytes, len, "rb");
+    struct amil_stream s;
+    struct amil_record r;
+    int got;
+    amil_stream_open(&s, f, "test");
+    *records = 0;
+    while ((got = amil_read(&s, &r)) == 1) {
+        amil_record_free(&r);
+        (*records)++;
+    }
+    fclose(f);
+    return got;
+}
+
+static void truncations_name_the_record(void **state)
+{
+    (void)state;
+    const char *header = "{\"a\":{\"dtype\":\"U8\",\"shape\":[16],\"data_offsets\":[0,16]}}";
+    unsigned char data[16] = {0};
+    size_t len;
+    unsigned char *doc = document(header, data, sizeof data, &len);
+    unsigned char *two = malloc(2 * len);
+    memcpy(two, doc, len);
+    memcpy(two + len, doc, len);
+    int records;
+    assert_int_equal(read_all(two, 2 * len, &records), 0);
+    assert_int_equal(records, 2);
+    /* Cut inside the second record: in its length, header, data. */
+    size_t cuts[3] = {len + 3, len + 8 + 10, 2 * len - 1};
+    const char *what[3] = {"record 1: truncated length", "record 1: truncated header",
+                           "record 1: truncated data (15 of 16 bytes)"};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(read_all(two, cuts[i], &records), -1);
+        assert_int_equal(records, 1);
+        if (!strstr(amil_error(), what[i]))
+            fail_msg("message '%s' lacks '%s'", amil_error(), what[i]);
+        assert_non_null(strstr(amil_error(), "test: "));
+    }
+    free(two);
+    free(doc);
+
+    /* A header length over the limit is refused before anything is read. */
+    unsigned char huge[8] = {0, 0, 0, 0, 1, 0, 0, 0};   /* 2^32 */
+    assert_int_equal(read_all(huge, sizeof huge, &records), -1);
+    assert_non_null(strstr(amil_error(), "record 0: header of 4294967296 bytes is over"));
+}
+
+/* A record claiming 8 GiB on a stream of a few bytes: refused as truncated,
+ * without allocating 8 GiB first. */
+static void huge_claim_on_short_stream(void **state)
+{
+    (void)state;
+    const char *header = "{\"a\":{\"dtype\":\"U8\",\"shape\":[8589934592],"
+                         "\"data_offsets\":[0,8589934592]}}";
+    unsigned char data[100] = {0};
+    size_t len;
+    unsigned char *doc = document(header, data, sizeof data, &len);
+    int records;
+    assert_int_equal(read_all(doc, len, &records), -1);
+    assert_non_null(strstr(amil_error(), "truncated data (100 of 8589934592 bytes)"));
+    free(doc);
+}
+
+static void records_are_edited_in_place(void **state)
+{
+    (void)state;
+    struct amil_record r;
+    amil_record_init(&r);
+    int64_t shape[1] = {2};
+    amil_put(&r, "x", AMIL_I32, 1, shape);
+    amil_put(&r, "y", AMIL_U8, 1, shape);
+    amil_put(&r, "x", AMIL_F32, 1, shape);   /* replaces, keeps its place */
+    assert_int_equal(r.ntensors, 2);
+    assert_string_equal(r.tensors[0].name, "x");
+    assert_int_equal(r.tensors[0].dtype, AMIL_F32);
+    assert_int_equal(amil_remove(&r, "x"), 1);
+    assert_int_equal(amil_remove(&r, "x"), 0);
+    assert_string_equal(r.tensors[0].name, "y");
+    amil_meta_set(&r, "k", "1");
+    amil_meta_setf(&r, "k", "%d", 2);
+    assert_int_equal(r.nmeta, 1);
+    long v;
+    assert_int_equal(amil_meta_long(&r, "k", 0, 1, &v), -1);
+    assert_int_equal(amil_meta_long(&r, "absent", 0, 1, &v), 0);
+    amil_record_free(&r);
+}
+
+static void breakhis_names(void **state)
+{
+    (void)state;
+    struct amil_breakhis b;
+    assert_int_equal(amil_breakhis_parse("x/y/SOB_B_A-14-22549G-40-001.png", &b), 0);
+    assert_int_equal(b.tumor_class, 'B');
+    assert_string_equal(b.tumor_type, "A");
+    assert_string_equal(b.patient, "14-22549G");
+    assert_int_equal(b.magnification, 40);
+    assert_string_equal(b.sequence, "001");
+    assert_int_equal(amil_breakhis_parse("SOB_M_DC-14-2523-400-010.png", &b), 0);
+    assert_string_equal(amil_breakhis_type_name(b.tumor_type), "ductal_carcinoma");
+    assert_int_equal(amil_breakhis_parse("SOB_B_DC-14-2523-400-010.png", &b), -1);
+    assert_int_equal(amil_breakhis_parse("SOB_M_DC-14-2523-300-010.png", &b), -1);
+    assert_int_equal(amil_breakhis_parse("SOB_M_DC-14-2523-400.png", &b), -1);
+    assert_int_equal(amil_breakhis_parse("photo.png", &b), -1);
+}
+
+static void colormaps_match_matplotlib(void **state)
+{
+    (void)state;
+    const unsigned char(*jet)[3] = amil_colormap("jet");
+    const unsigned char(*viridis)[3] = amil_colormap("viridis");
+    assert_null(amil_colormap("rainbow"));
+    /* Ends of both maps as matplotlib gives them. */
+    assert_memory_equal(amil_colormap_lookup(jet, 0), ((unsigned char[]){0, 0, 128}), 3);
+    assert_memory_equal(amil_colormap_lookup(jet, 1), ((unsigned char[]){128, 0, 0}), 3);
+    assert_memory_equal(amil_colormap_lookup(viridis, 0), ((unsigned char[]){68, 1, 84}), 3);
+    assert_memory_equal(amil_colormap_lookup(viridis, 2), ((unsigned char[]){253, 231, 37}), 3);
+    /* floor(256 v): 0.5 is entry 128. */
+    assert_ptr_equal(amil_colormap_lookup(viridis, 0.5), viridis[128]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(good_record_parses),
+        cmocka_unit_test(write_read_round_trip),
+        cmocka_unit_test(malformed_headers_are_refused),
+        cmocka_unit_test(truncations_name_the_record),
+        cmocka_unit_test(huge_claim_on_short_stream),
+        cmocka_unit_test(records_are_edited_in_place),
+        cmocka_unit_test(breakhis_names),
+        cmocka_unit_test(colormaps_match_matplotlib),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
