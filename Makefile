@@ -15,7 +15,7 @@ SAN     ?=
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
            -Wall -Wextra -Werror -Icommon -I/usr/include/stb -I/usr/include/netpbm
-LDLIBS  += -lstb -lnetpbm -lgsl -lopenblas -lcjson -lm
+LDLIBS  += -lstb -ldeflate -lnetpbm -lgsl -lopenblas -lcjson -lm
 ifneq ($(SAN),)
 BUILD   := build-san
 CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -24,7 +24,7 @@ endif
 
 # Debian packages: library headers, test tools, and what the tests compare against.
 DEPS = build-essential pkg-config libnetpbm-dev netpbm libstb-dev libgsl-dev \
-       libopenblas-dev libcjson-dev libcmocka-dev bats mandoc python3-numpy
+       libopenblas-dev libcjson-dev libdeflate-dev libcmocka-dev bats mandoc python3-numpy
 
 PROGS   = bagify stitch reorg-breakhis recinfo
 LIB_SRC = $(wildcard common/*.c)

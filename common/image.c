@@ -77,7 +77,7 @@ static void convert(const unsigned char *in, int from, unsigned char *out, int t
     }
 }
 
-static int check_size(long width, long height, long max_pixels)
+int amil_image_check_size(long width, long height, long max_pixels)
 {
     if (width <= 0 || height <= 0)
         return amil_fail("image is empty (%ld×%ld)", width, height);
@@ -121,7 +121,7 @@ static int decode_netpbm(const unsigned char *data, size_t len, int channels,
     }
     struct pam pam;
     pnm_readpaminit(f, &pam, PAM_STRUCT_SIZE(tuple_type));
-    if (check_size(pam.width, pam.height, max_pixels) < 0 || pam.depth < 1) {
+    if (amil_image_check_size(pam.width, pam.height, max_pixels) < 0 || pam.depth < 1) {
         pm_setjmpbuf(NULL);
         fclose(f);
         return pam.depth < 1 ? amil_fail("netpbm image has depth 0") : -1;
@@ -169,12 +169,29 @@ int amil_image_decode(const unsigned char *data, size_t len, int channels,
         return amil_fail("empty file");
     if (len >= 2 && data[0] == 'P' && data[1] >= '1' && data[1] <= '7')
         return decode_netpbm(data, len, channels, max_pixels, img);
+    int width, height, comp;
+    unsigned char *native;
+    int png = amil_png_decode(data, len, max_pixels, &native, &width, &height, &comp);
+    if (png < 0)
+        return -1;
+    if (png == 0) {
+        size_t count = (size_t)width * height;
+        img->width = width, img->height = height, img->channels = channels;
+        if (comp == channels) {
+            img->pixels = native;
+            return 0;
+        }
+        img->pixels = malloc(count * channels);
+        if (img->pixels)
+            convert(native, comp, img->pixels, channels, count);
+        free(native);
+        return img->pixels ? 0 : amil_fail("out of memory");
+    }
     if (len > INT32_MAX)
         return amil_fail("file too large for stb_image");
-    int width, height, comp;
     if (!stbi_info_from_memory(data, (int)len, &width, &height, &comp))
         return amil_fail("not an image (%s)", stbi_failure_reason());
-    if (check_size(width, height, max_pixels) < 0)
+    if (amil_image_check_size(width, height, max_pixels) < 0)
         return -1;
     unsigned char *rgb = stbi_load_from_memory(data, (int)len, &width, &height, &comp, 3);
     if (!rgb)

@@ -327,12 +327,19 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_re
             unsigned char *out = patches + (size_t)kept * p * p * C;
             long tissue_pixels = 0;
             for (long y = top; y < top + p; y++) {
-                for (long x = left; x < left + p; x++, out += C) {
+                size_t i = (size_t)y * img.width + left;
+                if (C == 3 && y < img.height && left + p <= img.width) {
+                    memcpy(out, img.pixels + 3 * i, (size_t)p * 3);   /* fast path */
+                    out += p * 3;
+                    for (long x = 0; tissue && x < p; x++)
+                        tissue_pixels += tissue[i + x];
+                    continue;
+                }
+                for (long x = left; x < left + p; x++, i++, out += C) {
                     if (y >= img.height || x >= img.width) {   /* padding */
                         memset(out, (int)cl->pad_value, (size_t)C);
                         continue;
                     }
-                    size_t i = (size_t)y * img.width + x;
                     const unsigned char *px = img.pixels + 3 * i;
                     if (tissue)
                         tissue_pixels += tissue[i];

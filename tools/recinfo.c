@@ -3,6 +3,7 @@
  * shape).  Every record is checked as any amil program checks it, so
  * `recinfo < x.bags` is also a validator. */
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,14 +11,16 @@
 
 struct cmdline {
     int json;
+    const char *values;         /* print this tensor's values instead */
     char **files;
     int nfiles;
 };
 
 static const char usage_text[] =
-    "usage: recinfo [-j] [FILE...]\n"
-    "  -j, --json   one JSON object per record: index, metadata, tensors\n"
-    "  -h, --help   this help\n";
+    "usage: recinfo [-j | -t TENSOR] [FILE...]\n"
+    "  -j, --json          one JSON object per record: index, metadata, tensors\n"
+    "  -t, --tensor NAME   the values of tensor NAME, a line per row\n"
+    "  -h, --help          this help\n";
 
 static _Noreturn void usage(int status)
 {
@@ -28,15 +31,21 @@ static _Noreturn void usage(int status)
 static struct cmdline parse_args(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"json", no_argument, 0, 'j'}, {"tensor", required_argument, 0, 't'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     struct cmdline cl = {0};
     int c;
-    while ((c = getopt_long(argc, argv, "jh", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "jt:h", options, NULL)) != -1) {
         switch (c) {
         case 'j': cl.json = 1; break;
+        case 't': cl.values = optarg; break;
         case 'h': usage(0);
         default: usage(2);
         }
+    }
+    if (cl.json && cl.values) {
+        amil_warn("give -j or -t, not both");
+        usage(2);
     }
     cl.files = argv + optind;
     cl.nfiles = argc - optind;
@@ -59,9 +68,39 @@ static void put_json_string(const char *s)
     putchar('"');
 }
 
+/* Prints a tensor's values, tab-separated, one line per index of all but
+ * the last dimension (a scalar or vector is one line). */
+static int print_values(const struct amil_tensor *t)
+{
+    int64_t count = 1, row = t->ndim ? t->shape[t->ndim - 1] : 1;
+    for (int d = 0; d < t->ndim; d++)
+        count *= t->shape[d];
+    for (int64_t i = 0; i < count; i++) {
+        const unsigned char *p = (const unsigned char *)t->data + i * amil_dtype_size(t->dtype);
+        switch (t->dtype) {
+        case AMIL_U8: printf("%u", *p); break;
+        case AMIL_I32: printf("%" PRId32, *(const int32_t *)p); break;
+        case AMIL_I64: printf("%" PRId64, *(const int64_t *)p); break;
+        case AMIL_F32: printf("%.9g", *(const float *)p); break;
+        case AMIL_F64: printf("%.17g", *(const double *)p); break;
+        default: return amil_fail("cannot print %s values", amil_dtype_name(t->dtype));
+        }
+        putchar(row && (i + 1) % row == 0 ? '\n' : '\t');
+    }
+    return 0;
+}
+
 static void describe(const struct cmdline *cl, const char *name, long index,
                      const struct amil_record *r)
 {
+    if (cl->values) {
+        const struct amil_tensor *t = amil_find(r, cl->values);
+        if (!t)
+            amil_die("%s: record %ld: no tensor '%s'", name, index, cl->values);
+        if (print_values(t) < 0)
+            amil_die("%s: record %ld: %s", name, index, amil_error());
+        return;
+    }
     if (cl->json) {
         printf("{\"source\":");
         put_json_string(name);
