@@ -16,6 +16,12 @@
 
 #include "amil.h"
 
+/* Tensor data are little-endian in the format and are read and written as
+ * they lie in memory. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "amil's record stream assumes a little-endian machine"
+#endif
+
 static const struct {
     const char *name;
     size_t size;

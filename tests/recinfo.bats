@@ -35,7 +35,7 @@ refused() {
     [[ "$output" == *"patient = 14-22549G"* ]]
     run bash -c "bagify '$BREAKHIS' '$BREAKHIS' | recinfo -j"
     [ "${#lines[@]}" -eq 2 ]
-    [[ "${lines[1]}" == '{"source":"<stdin>","index":1,'* ]]
+    [[ "${lines[1]}" == '{"stream":"<stdin>","index":1,'* ]]
 }
 
 @test "stream: an empty stream is no records, not an error" {

@@ -4,6 +4,7 @@
 # path, every image a real PNG (one of them 700x456).
 
 bats_require_minimum_version 1.5.0
+load lib
 
 # Patients as "class type patient": four per class for the Kaggle fold (the
 # last of each class is its test patient), eight per class for the official
@@ -26,7 +27,7 @@ type_folder() {
 
 setup_file() {
     local tmp=$BATS_FILE_TMPDIR entry cls code patient mag seq split dir
-    cp "$BATS_TEST_DIRNAME/data/SOB_B_A-14-22549G-40-001.png" "$tmp/full.png"
+    cp "$BREAKHIS" "$tmp/full.png"          # a real 700x460 BreakHis image
     chmod 644 "$tmp/full.png"
     pngtopam "$tmp/full.png" | pamcut -height 456 | pamtopng > "$tmp/short.png"
 
@@ -369,6 +370,13 @@ small_kaggle() {
     [ "$status" -eq 1 ]
     grep -qF "SOB_M_PC-14-9146-40-001.png: not in fold 1 of $BATS_TEST_TMPDIR/short.csv" <<<"$stderr"
     [ "$(grep -c -- ' -> ' <<<"$output")" -eq 63 ]
+    # a patient on both sides is said, and the csv is still followed
+    sed 's|^1,200,train,\(.*SOB_B_A-14-22549AB-200-001.png\)$|1,200,test,\1|' "$csv" > "$BATS_TEST_TMPDIR/mixed.csv"
+    [ "$(cmp "$csv" "$BATS_TEST_TMPDIR/mixed.csv" | wc -l)" -eq 1 ]
+    run --separate-stderr reorg-breakhis -n --folds "$BATS_TEST_TMPDIR/mixed.csv" --fold 1 "$OFFICIAL" "$BATS_TEST_TMPDIR/x"
+    [ "$status" -eq 0 ]
+    [ "${stderr_lines[0]}" = "reorg-breakhis: patient 14-22549AB is in both train and test in fold 1 of $BATS_TEST_TMPDIR/mixed.csv" ]
+    grep -qF "/SOB_B_A-14-22549AB-200-001.png -> $BATS_TEST_TMPDIR/x/200X/test/0/SOB_B_A-14-22549AB-200-001.png" <<<"$output"
 }
 
 @test "a bad Folds.csv stops the run before anything is written" {

@@ -7,6 +7,8 @@ and NumPy references for what bagify and stitch compute.
     safetensors.py bag IMAGE.pam         stdin is bagify's bag of IMAGE
     safetensors.py paper PNM             the paper's picture (stitch --style
                                          paper) of the record on stdin
+    safetensors.py heat IMAGE PNM ALPHA  stitch --cmap gray --norm minmax
+    safetensors.py untouched IMAGE PNM   pixels of no patch are the image's
 """
 import json
 import struct
@@ -129,6 +131,39 @@ def main():
         diff = np.abs(out.astype(int) - image.astype(int))
         print("max difference %d over %d values" % (diff.max(), diff.size))
         assert diff.max() == 0
+    elif cmd == "heat":
+        # Per pixel, the mean of the min-max normalized attention of the
+        # patches over it (summed in patch order, as stitch does), through
+        # the gray map (entry floor(256 v)), blended with weight ALPHA.
+        image, got = read_pnm(sys.argv[2]).astype(float), read_pnm(sys.argv[3])
+        alpha = float(sys.argv[4])
+        (meta, t), = list(read(stdin))
+        p = int(meta["patch"])
+        a = t["attention"][0].astype(float)
+        v = (a - a.min()) / (a.max() - a.min())
+        total = np.zeros(image.shape[:2])
+        count = np.zeros(image.shape[:2])
+        for w, (y, x) in zip(v, t["coords"]):
+            total[y:y + p, x:x + p] += w
+            count[y:y + p, x:x + p] += 1
+        mean = np.where(count > 0, total / np.maximum(count, 1), 0)
+        gray = np.minimum(np.floor(mean * 256), 255)[:, :, None]
+        want = np.where(count[:, :, None] > 0,
+                        np.floor((1 - alpha) * image + alpha * gray + 0.5), image)
+        diff = np.abs(want - got)
+        print("max difference %d over %d values" % (diff.max(), diff.size))
+        assert diff.max() == 0
+    elif cmd == "untouched":
+        image, got = read_pnm(sys.argv[2]), read_pnm(sys.argv[3])
+        (meta, t), = list(read(stdin))
+        p = int(meta["patch"])
+        covered = np.zeros(image.shape[:2], bool)
+        for y, x in t["coords"]:
+            covered[y:y + p, x:x + p] = True
+        same = np.all(image == got, axis=2)
+        assert same[~covered].all(), "an uncovered pixel changed"
+        print("%d uncovered pixels kept, %d of %d covered pixels changed"
+              % ((~covered).sum(), (~same[covered]).sum(), covered.sum()))
     else:
         sys.exit("unknown command " + cmd)
 

@@ -14,6 +14,9 @@
 #include "breakhis.h"
 #include "image.h"
 
+/* Saturation (0..255) that glass and white fat stay under: 0.1 of full. */
+#define MAX_GLASS_SATURATION 26
+
 enum crop { CROP_CENTER, CROP_NONE, CROP_PAD };
 static const char *crop_names[] = {"center", "none", "pad"};
 enum label_from { LABEL_NONE, LABEL_FIXED, LABEL_DIR, LABEL_BREAKHIS };
@@ -204,7 +207,11 @@ static int otsu(const size_t histogram[256])
 
 /* Marks each pixel of an RGB image as tissue (1) or background (0): Otsu's
  * threshold on saturation (stained tissue is coloured, glass is white or
- * gray).  An image with no colour at all is judged on darkness instead. */
+ * gray), capped at MAX_GLASS_SATURATION.  Otsu alone suits a slide that is
+ * mostly glass; on a BreakHis field that is mostly tissue it splits pale
+ * pink stroma from purple nuclei instead (threshold 44 on the committed
+ * image, dropping dense tissue), and the cap keeps it on glass.  An image
+ * with no colour at all is judged on darkness instead. */
 static unsigned char *tissue_mask(const struct amil_image *rgb)
 {
     size_t count = (size_t)rgb->width * rgb->height;
@@ -224,6 +231,8 @@ static unsigned char *tissue_mask(const struct amil_image *rgb)
         histogram[score[i]]++;
     }
     int threshold = otsu(histogram);
+    if (threshold > MAX_GLASS_SATURATION)
+        threshold = MAX_GLASS_SATURATION;
     for (size_t i = 0; i < count; i++)
         score[i] = score[i] > threshold;
     return score;

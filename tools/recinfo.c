@@ -102,7 +102,7 @@ static void describe(const struct cmdline *cl, const char *name, long index,
         return;
     }
     if (cl->json) {
-        printf("{\"source\":");
+        printf("{\"stream\":");
         put_json_string(name);
         printf(",\"index\":%ld,\"metadata\":{", index);
         for (size_t i = 0; i < r->nmeta; i++) {

@@ -81,15 +81,19 @@ static struct cmdline parse_args(int argc, char **argv)
     };
     static const char *const styles[] = {"heat", "paper", NULL};
     static const char *const norms[] = {"minmax", "max", "rank", NULL};
-    static const char *const formats[] = {"auto", "png", "pam", NULL};
+    static const char *const formats[] = {"png", "pam", NULL};
     struct cmdline cl = {.alpha = 0.5, .colormap = amil_colormap("jet")};
+    const char *heat_option = NULL;   /* an option only the heat style uses */
     int c;
     while ((c = getopt_long(argc, argv, "S:o:d:f:c:a:n:t:b:h", options, NULL)) != -1) {
+        if (c && strchr("cant", c))
+            heat_option = c == 'c' ? "--cmap" : c == 'a' ? "--alpha"
+                        : c == 'n' ? "--norm" : "--top";
         switch (c) {
         case 'S': cl.style = choose("--style", optarg, styles); break;
         case 'o': cl.output = optarg; break;
         case 'd': cl.dir = optarg; break;
-        case 'f': cl.format = choose("--format", optarg, formats); break;
+        case 'f': cl.format = 1 + choose("--format", optarg, formats); break;
         case 'c':
             if (!(cl.colormap = amil_colormap(optarg))) {
                 amil_warn("--cmap: unknown map '%s'", optarg);
@@ -118,6 +122,10 @@ static struct cmdline parse_args(int argc, char **argv)
         cl.image = argv[optind++];
     if (optind < argc) {
         amil_warn("one IMAGE at most; records come on standard input");
+        usage(2);
+    }
+    if (cl.style == STYLE_PAPER && heat_option) {
+        amil_warn("%s applies to --style heat, not paper", heat_option);
         usage(2);
     }
     if (cl.output && cl.dir) {
@@ -404,10 +412,13 @@ static int stitch_one(const struct cmdline *cl, const struct amil_record *r, lon
             channels = 3;
         if (amil_image_load(image_path, channels, AMIL_MAX_PIXELS, &img) < 0)
             return -1;
-        long height, width;
-        if (amil_meta_long(r, "image_height", 1, LONG_MAX, &height) == 1 &&
-            amil_meta_long(r, "image_width", 1, LONG_MAX, &width) == 1 &&
-            (height != img.height || width != img.width)) {
+        long height = img.height, width = img.width;
+        if (amil_meta_long(r, "image_height", 1, LONG_MAX, &height) < 0 ||
+            amil_meta_long(r, "image_width", 1, LONG_MAX, &width) < 0) {
+            amil_image_free(&img);
+            return -1;
+        }
+        if (height != img.height || width != img.width) {
             amil_fail("%s is %d×%d, but the record was cut from a %ld×%ld image",
                       image_path, img.width, img.height, width, height);
             amil_image_free(&img);
@@ -438,6 +449,8 @@ int main(int argc, char **argv)
     struct amil_record r, next;
     amil_stream_open(&s, stdin, "<stdin>");
     int got = amil_read(&s, &r);
+    if (got < 0)
+        amil_die("%s", amil_error());
     if (got == 0)
         amil_die("no records on standard input");
     /* Look one record ahead, so that without -d a second record is an

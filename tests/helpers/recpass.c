@@ -2,8 +2,9 @@
  * checked and re-encoded, so tests can see what a program that reads
  * records does with bad input and with tensors it does not know.
  *
- *   recpass [-a darkness|index] [-K BRANCHES] [FILE]
+ *   recpass [-a darkness|index] [-K BRANCHES] [-r TENSOR] [FILE]
  *
+ * -r removes a tensor.
  * -a adds an `attention` F32 [K, N] over a bag's patches before attend
  * exists: softmax over patches of their mean darkness (255 - mean pixel) / 8
  * (tissue gets the weight), or of the patch index / 8; branch k > 0 is the
@@ -51,16 +52,18 @@ static void add_attention(struct amil_record *r, const char *how, long branches)
 int main(int argc, char **argv)
 {
     amil_init(argc, argv);
-    const char *attention = NULL;
+    const char *attention = NULL, *remove = NULL;
     long branches = 1;
     int c;
-    while ((c = getopt(argc, argv, "a:K:")) != -1) {
+    while ((c = getopt(argc, argv, "a:K:r:")) != -1) {
         if (c == 'a')
             attention = optarg;
+        else if (c == 'r')
+            remove = optarg;
         else if (c == 'K' && amil_parse_long(optarg, 1, 16, &branches) == 0)
             ;
         else
-            amil_die("usage: recpass [-a darkness|index] [-K BRANCHES] [FILE]");
+            amil_die("usage: recpass [-a darkness|index] [-K BRANCHES] [-r TENSOR] [FILE]");
     }
     FILE *f = optind < argc ? fopen(argv[optind], "rb") : stdin;
     if (!f)
@@ -72,6 +75,8 @@ int main(int argc, char **argv)
     while ((got = amil_read(&s, &r)) == 1) {
         if (attention)
             add_attention(&r, attention, branches);
+        if (remove)
+            amil_remove(&r, remove);
         if (amil_write(stdout, &r) < 0)
             amil_die("write error:");
         amil_record_free(&r);

@@ -1,0 +1,245 @@
+#!/usr/bin/env bats
+# bagify on the real BreakHis image and on images made from it with netpbm:
+# the paper's geometry, every option, every input format, every bad input.
+
+load lib
+
+setup() {
+    T=$BATS_TEST_TMPDIR
+}
+
+# meta KEY: the value of metadata KEY in the record(s) on stdin.
+meta() { recinfo | awk -v k="$1" '$1 == k && $2 == "=" { print $3 }'; }
+
+@test "bagify: usage" {
+    run bagify -h
+    [ "$status" -eq 0 ]
+    [[ "${lines[0]}" == "usage: bagify "* ]]
+    run bagify --no-such-option
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"usage: bagify "* ]]
+    run bagify -l 1 -L dir x.png
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"give one of -l and -L"* ]]
+    for bad in "-p 0" "-s -3" "-c diagonal" "-b 1.5" "-L folder" "-p 2x"; do
+        run bagify $bad "$BREAKHIS"
+        [ "$status" -eq 2 ] || { echo "bagify $bad: $status"; return 1; }
+    done
+}
+
+@test "bagify: the paper's geometry on the real 700x460 BreakHis image" {
+    bagify "$BREAKHIS" > "$T/bag"
+    run recinfo "$T/bag"
+    [[ "$output" == *"tensor patches U8 [400, 28, 28, 3]"* ]]
+    [[ "$output" == *"tensor coords I32 [400, 2]"* ]]
+    [ "$(meta crop_y < "$T/bag")" = 6 ]
+    [ "$(meta crop_x < "$T/bag")" = 0 ]
+    [ "$(meta crop_height < "$T/bag")" = 448 ]
+    [ "$(meta crop_width < "$T/bag")" = 700 ]
+    run recinfo -t coords "$T/bag"
+    # row-major: 16 rows of 25, the first at y=6, x=0
+    [ "${lines[0]}" = "6	0" ]
+    [ "${lines[1]}" = "6	28" ]
+    [ "${lines[24]}" = "6	672" ]
+    [ "${lines[25]}" = "34	0" ]
+    [ "${lines[399]}" = "426	672" ]
+    [ "${#lines[@]}" -eq 400 ]
+}
+
+@test "bagify: each patch is the image's pixels at its coords (NumPy)" {
+    py=$(numpy_python) || skip "python3-numpy is missing"
+    pngtopam "$BREAKHIS" > "$T/image.pam"
+    run bash -c "bagify '$BREAKHIS' | '$py' '$BATS_TEST_DIRNAME/safetensors.py' bag '$T/image.pam'"
+    [ "$status" -eq 0 ]
+    [ "$output" = "400 patches ok" ]
+    run bash -c "bagify -p 20 -s 13 -c pad '$BREAKHIS' | '$py' '$BATS_TEST_DIRNAME/safetensors.py' bag '$T/image.pam'"
+    [ "$status" -eq 0 ]
+    [ "$output" = "1890 patches ok" ]
+}
+
+@test "bagify: centre crop offsets round as torchvision does (700x456 starts at y=4)" {
+    # spare rows 8, 13, 15, 25, 27: halves go to the even neighbour
+    for h in 456:4 461:6 463:8 473:12 475:14; do
+        if [ "${h%:*}" -le 460 ]; then
+            pngtopam "$BREAKHIS" | pamcut -height "${h%:*}" > "$T/cut.pam"
+        else
+            pngtopam "$BREAKHIS" | pnmpad -bottom $(( ${h%:*} - 460 )) > "$T/cut.pam"
+        fi
+        got=$(bagify "$T/cut.pam" | meta crop_y)
+        [ "$got" = "${h#*:}" ] || { echo "height ${h%:*}: crop_y $got, want ${h#*:}"; return 1; }
+    done
+}
+
+@test "bagify: patch size, stride and crop policies" {
+    [ "$(bagify -p 56 "$BREAKHIS" | recinfo -t coords | wc -l)" -eq 96 ]        # 8 x 12
+    [ "$(bagify -s 14 "$BREAKHIS" | recinfo -t coords | wc -l)" -eq 1519 ]      # 31 x 49
+    bagify -c none "$BREAKHIS" > "$T/none"
+    [ "$(recinfo -t coords "$T/none" | wc -l)" -eq 400 ]
+    [ "$(meta crop_y < "$T/none")" = 0 ]
+    bagify -c pad "$BREAKHIS" > "$T/pad"
+    [ "$(recinfo -t coords "$T/pad" | wc -l)" -eq 425 ]                         # 17 x 25
+    [ "$(meta crop_height < "$T/pad")" = 476 ]
+    # the last row of patches reaches 16 rows past the image: white padding
+    [ "$(recinfo -t patches "$T/pad" | tail -n 1 | tr '\t' '\n' | sort -u)" = 255 ]
+    [ "$(bagify -c pad --pad-value 0 "$BREAKHIS" | recinfo -t patches | tail -n 1 | tr '\t' '\n' | sort -u)" = 0 ]
+}
+
+@test "bagify: gray patches" {
+    run bash -c "bagify -g '$BREAKHIS' | recinfo"
+    [[ "$output" == *"tensor patches U8 [400, 28, 28, 1]"* ]]
+    [[ "$output" == *"channels = 1"* ]]
+    # PIL's L: (19595 R + 38470 G + 7471 B + 32768) >> 16, from the first pixel
+    rgb=($(bagify "$BREAKHIS" | recinfo -t patches | head -n 1 | cut -f 1-3))
+    want=$(( (19595 * rgb[0] + 38470 * rgb[1] + 7471 * rgb[2] + 32768) >> 16 ))
+    [ "$(bagify -g "$BREAKHIS" | recinfo -t patches | head -n 1)" = "$want" ]
+}
+
+@test "bagify: every input format gives the same bag" {
+    pngtopam "$BREAKHIS" > "$T/i.pam"
+    pamtopnm < "$T/i.pam" > "$T/i.ppm"
+    ppmtobmp < "$T/i.ppm" > "$T/i.bmp" 2>/dev/null
+    pamtotga < "$T/i.pam" > "$T/i.tga" 2>/dev/null
+    pnmtopng -interlace < "$T/i.ppm" > "$T/interlaced.png"
+    pamdepth 65535 < "$T/i.pam" | pnmtopng > "$T/deep.png" 2>/dev/null
+    bagify - < "$BREAKHIS" > "$T/want"
+    for f in i.pam i.ppm i.bmp i.tga interlaced.png deep.png; do
+        bagify - < "$T/$f" | cmp - "$T/want" || { echo "$f differs"; return 1; }
+    done
+    # lossy or quantized formats: decoded, the right geometry
+    pnmtojpeg < "$T/i.ppm" > "$T/i.jpg"
+    pnmquant 256 < "$T/i.ppm" 2>/dev/null | pamtogif > "$T/i.gif" 2>/dev/null
+    for f in i.jpg i.gif; do
+        [ "$(bagify "$T/$f" | recinfo -t coords | wc -l)" -eq 400 ] || { echo "$f"; return 1; }
+    done
+}
+
+@test "bagify: PNG colour types agree with netpbm's libpng decoding" {
+    pngtopam "$BREAKHIS" | pamcut -width 300 -height 200 > "$T/small.pam"
+    ppmtopgm < "$T/small.pam" | pnmtopng > "$T/gray.png"
+    pnmquant 200 < "$T/small.pam" 2>/dev/null | pnmtopng > "$T/palette.png"
+    ppmtopgm < "$T/small.pam" > "$T/alpha.pgm"
+    pamtopnm < "$T/small.pam" | pnmtopng -alpha="$T/alpha.pgm" > "$T/rgba.png"
+    ppmtopgm < "$T/small.pam" | pnmtopng -alpha="$T/alpha.pgm" > "$T/graya.png"
+    for f in gray palette rgba graya; do
+        bagify - < "$T/$f.png" > "$T/ours"
+        pngtopam "$T/$f.png" | bagify - > "$T/theirs"
+        cmp "$T/ours" "$T/theirs" || { echo "$f.png differs"; return 1; }
+    done
+}
+
+@test "bagify: labels" {
+    [ "$(bagify -l 3 "$BREAKHIS" | meta label)" = 3 ]
+    [ "$(bagify -L breakhis "$BREAKHIS" | meta label)" = 0 ]
+    cp "$BREAKHIS" "$T/SOB_M_DC-14-2523-40-010.png"
+    [ "$(bagify -L breakhis "$T/SOB_M_DC-14-2523-40-010.png" | meta label)" = 1 ]
+    mkdir -p "$T/40X/train/1"
+    cp "$BREAKHIS" "$T/40X/train/1/x.png"
+    [ "$(bagify -L dir "$T/40X/train/1/x.png" | meta label)" = 1 ]
+    [ -z "$(bagify "$BREAKHIS" | meta label)" ]
+    mkdir "$T/photos"
+    cp "$BREAKHIS" "$T/photos/photo.png"
+    run bash -c "bagify -L breakhis '$T/photos/photo.png' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "bagify: $T/photos/photo.png: not a BreakHis file name"* ]]
+    assert_empty "$T/out"
+    run bash -c "bagify -L dir '$T/photos/photo.png' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [ "$output" = "bagify: $T/photos/photo.png: folder 'photos' is not a class number" ]
+    assert_empty "$T/out"
+}
+
+@test "bagify: BreakHis fields from the file name" {
+    bagify "$BREAKHIS" > "$T/bag"
+    [ "$(meta tumor_class < "$T/bag")" = benign ]
+    [ "$(meta tumor_type < "$T/bag")" = adenosis ]
+    [ "$(meta patient < "$T/bag")" = 14-22549G ]
+    [ "$(meta magnification < "$T/bag")" = 40 ]
+    [ "$(meta procedure < "$T/bag")" = SOB ]
+    [ "$(meta year < "$T/bag")" = 14 ]
+    [ "$(meta slide < "$T/bag")" = 22549G ]
+    [ "$(meta sequence < "$T/bag")" = 001 ]
+    [ "$(meta source < "$T/bag")" = "$BREAKHIS" ]
+    [ "$(meta image_width < "$T/bag")" = 700 ]
+    [ "$(meta image_height < "$T/bag")" = 460 ]
+    [ "$(bagify "$IHC" | meta patient)" = "" ]
+}
+
+@test "bagify: the background filter drops glass, keeps tissue" {
+    bagify -b 0.5 "$BREAKHIS" > "$T/bag"
+    kept=$(recinfo -t coords "$T/bag" | wc -l)
+    dropped=$(meta patches_dropped < "$T/bag")
+    [ $((kept + dropped)) -eq 400 ]
+    [ "$dropped" -gt 10 ] && [ "$kept" -gt 200 ]
+    # a stricter threshold never keeps more
+    [ "$(bagify -b 0.9 "$BREAKHIS" | recinfo -t coords | wc -l)" -le "$kept" ]
+    # the kept patches are more coloured than the dropped ones: a white
+    # 28x28 square pasted at the top left is dropped
+    pngtopam "$BREAKHIS" > "$T/i.pam"
+    ppmmake white 28 28 | pnmpaste - 0 6 "$T/i.pam" > "$T/white.ppm"
+    [ "$(bagify -b 0.5 "$T/white.ppm" | recinfo -t coords | head -n 1)" != "6	0" ]
+    # an image without tissue at all is an error
+    ppmmake white 100 100 > "$T/blank.ppm"
+    run bash -c "bagify -b 0.5 '$T/blank.ppm' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"no patch has 0.5 tissue or more"* ]]
+    assert_empty "$T/out"
+}
+
+@test "bagify: bad input names the file, exits 1, writes nothing for it" {
+    echo "hello" > "$T/text.png"
+    head -c 100000 "$BREAKHIS" > "$T/truncated.png"
+    : > "$T/empty.png"
+    printf 'P5\n100000 100000\n255\n' > "$T/huge.pgm"
+    pngtopam "$BREAKHIS" | pamcut -width 20 -height 20 > "$T/tiny.pam"
+    printf 'P6\n40 40\n255\n' > "$T/short.ppm"
+    for case in "missing.png:No such file or directory" "text.png:not an image" \
+                "truncated.png:truncated PNG" "empty.png:empty file" \
+                "huge.pgm:over the limit of 268435456 pixels" \
+                "tiny.pam:smaller than one 28×28 patch" "short.ppm:not a valid netpbm image"; do
+        f=$T/${case%%:*}
+        run bash -c "bagify '$f' > '$T/out'"
+        [ "$status" -eq 1 ] || { echo "$case: status $status"; return 1; }
+        [[ "$output" == "bagify: $f: "*"${case#*:}"* ]] || { echo "$case: $output"; return 1; }
+        assert_empty "$T/out"
+    done
+    run bash -c "bagify --max-pixels 1000 '$BREAKHIS' > /dev/null"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"over the limit of 1000 pixels"* ]]
+}
+
+@test "bagify: a PNG cut anywhere is refused cleanly, never a crash" {
+    size=$(stat -c %s "$BREAKHIS")
+    for cut in 0 7 8 20 33 40 100 1000 50000 250000 $((size - 13)) $((size - 1)); do
+        head -c "$cut" "$BREAKHIS" > "$T/cut.png"
+        run bash -c "bagify '$T/cut.png' > '$T/out'"
+        [ "$status" -eq 1 ] || { echo "cut at $cut: status $status: $output"; return 1; }
+        assert_empty "$T/out"
+    done
+    # flipped bytes inside the compressed data
+    cp "$BREAKHIS" "$T/flip.png"
+    printf '\377\377\377\377\377\377\377\377' | dd of="$T/flip.png" bs=1 seek=200000 conv=notrunc 2>/dev/null
+    run bash -c "bagify '$T/flip.png' > /dev/null"
+    [ "$status" -eq 0 ] || [ "$status" -eq 1 ]
+}
+
+@test "bagify: stops at the first bad file; with -k goes on and exits 1" {
+    echo "hello" > "$T/bad.png"
+    run bash -c "bagify '$BREAKHIS' '$T/bad.png' '$IHC' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [ "$(recinfo -j "$T/out" | wc -l)" -eq 1 ]
+    run bash -c "bagify -k '$BREAKHIS' '$T/bad.png' '$IHC' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "bagify: $T/bad.png: not an image"* ]]
+    [ "$(recinfo -j "$T/out" | wc -l)" -eq 2 ]
+    [ "$(meta source < "$T/out" | tail -n 1)" = "$IHC" ]
+}
+
+@test "bagify: standard input, and a stream of many images" {
+    run bash -c "bagify < '$BREAKHIS' | recinfo"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"source = -"* ]]
+    [ "$(bagify "$BREAKHIS" "$IHC" "$BREAKHIS" | recinfo -j | wc -l)" -eq 3 ]
+    # the 512x512 IHC image: 18 x 18 patches from (4, 4)
+    [ "$(bagify "$IHC" | recinfo -t coords | head -n 1)" = "4	4" ]
+    [ "$(bagify "$IHC" | recinfo -t coords | wc -l)" -eq 324 ]
+}

@@ -1,0 +1,161 @@
+#!/usr/bin/env bats
+# stitch on bags of the real BreakHis image, with attention from recpass -a
+# (darkness: tissue gets the weight) until attend exists.  Pixel-exact
+# checks against NumPy references of the paper's picture and of the heat map.
+
+load lib
+
+setup() {
+    T=$BATS_TEST_TMPDIR
+    py=$(numpy_python) || py=
+    st=$BATS_TEST_DIRNAME/safetensors.py
+}
+
+need_numpy() { [ -n "$py" ] || skip "python3-numpy is missing"; }
+
+# attended [bagify options]: a bag of the BreakHis image with attention
+attended() { bagify "$@" "$BREAKHIS" | recpass -a darkness; }
+
+@test "stitch: usage" {
+    run stitch -h
+    [ "$status" -eq 0 ]
+    [[ "${lines[0]}" == "usage: stitch "* ]]
+    for bad in "--style fancy" "--cmap rainbow" "--alpha 2" "--norm z" "-f gif" \
+               "-o a.png -d dir" "--style paper --cmap jet" "--style paper --top 3" \
+               "a.png b.png"; do
+        run stitch $bad < /dev/null
+        [ "$status" -eq 2 ] || { echo "stitch $bad: $status"; return 1; }
+    done
+}
+
+@test "stitch: a heat map the size of the image, PNG or PAM" {
+    attended > "$T/bag"
+    stitch < "$T/bag" > "$T/heat.png"
+    [[ "$(pngtopam "$T/heat.png" | pamfile)" == *"PPM raw, 700 by 460 "* ]]
+    stitch -o "$T/heat.pam" < "$T/bag"
+    [ "$(head -c 2 "$T/heat.pam")" = P7 ]
+    stitch -f pam < "$T/bag" | cmp - "$T/heat.pam"
+    pngtopam "$T/heat.png" | pamtopnm | cmp - <(pamtopnm "$T/heat.pam")
+}
+
+@test "stitch: the heat map is NumPy's, pixel for pixel, with overlapping patches averaged" {
+    need_numpy
+    pngtopam "$BREAKHIS" > "$T/image.pam"
+    for stride in 28 14; do
+        attended -s $stride > "$T/bag"
+        stitch --cmap gray --alpha 0.6 -o "$T/heat.pam" "$BREAKHIS" < "$T/bag"
+        run "$py" "$st" heat "$T/image.pam" "$T/heat.pam" 0.6 < "$T/bag"
+        echo "$output"
+        [ "$status" -eq 0 ]
+    done
+}
+
+@test "stitch: pixels of no patch keep the image's colour (crop and background)" {
+    need_numpy
+    pngtopam "$BREAKHIS" > "$T/image.pam"
+    for opts in "" "-b 0.5"; do
+        attended $opts > "$T/bag"
+        stitch -f pam < "$T/bag" > "$T/heat.pam"
+        run "$py" "$st" untouched "$T/image.pam" "$T/heat.pam" < "$T/bag"
+        echo "$output"
+        [ "$status" -eq 0 ]
+    done
+    # with -b 0.5 there are more untouched pixels than the 6+6 cropped rows
+    [[ "$output" != "8400 uncovered"* ]]
+}
+
+@test "stitch: alpha 0 is the image; alpha 1 the colour map's ends" {
+    attended > "$T/bag"
+    stitch -a 0 -f pam < "$T/bag" | pamtopnm > "$T/a0.ppm"
+    pngtopam "$BREAKHIS" | pamtopnm | cmp - "$T/a0.ppm"
+    # the patch of most attention is jet's top, (128, 0, 0); of least, (0, 0, 128)
+    stitch -a 1 -f pam < "$T/bag" | pamtopnm > "$T/a1.ppm"
+    top=$(recinfo -t attention "$T/bag" | tr '\t' '\n' | awk '{ print NR - 1, $1 }' | sort -k2 -g | tail -n 1 | cut -d' ' -f1)
+    low=$(recinfo -t attention "$T/bag" | tr '\t' '\n' | awk '{ print NR - 1, $1 }' | sort -k2 -g | head -n 1 | cut -d' ' -f1)
+    for pair in "$top:128 0 0" "$low:0 0 128"; do
+        yx=($(recinfo -t coords "$T/bag" | sed -n "$(( ${pair%%:*} + 1 ))p"))
+        got=$(pamcut -left $((yx[1] + 5)) -top $((yx[0] + 5)) -width 1 -height 1 "$T/a1.ppm" | pnmnoraw | tail -n 1 | xargs)
+        [ "$got" = "${pair#*:}" ] || { echo "patch ${pair%%:*}: $got"; return 1; }
+    done
+}
+
+@test "stitch: the paper's picture is the paper's code, byte for byte" {
+    need_numpy
+    attended > "$T/bag"
+    stitch --style paper -f pam < "$T/bag" > "$T/paper.pam"
+    [[ "$(pamfile "$T/paper.pam")" == *"700 by 448 by 3"* ]]
+    run "$py" "$st" paper "$T/paper.pam" < "$T/bag"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    # from the image instead of the record's patches: the same picture
+    recpass -r patches < "$T/bag" | stitch --style paper -f pam | cmp - "$T/paper.pam"
+}
+
+@test "stitch: normalizations and colour maps change the picture" {
+    attended > "$T/bag"
+    for o in "" "--norm max" "--norm rank" "--cmap viridis" "--cmap gray" "--top 3"; do
+        stitch $o -f pam < "$T/bag" | md5sum
+    done > "$T/sums"
+    [ "$(sort -u "$T/sums" | wc -l)" -eq 6 ]
+}
+
+@test "stitch: --top outlines exactly K patches" {
+    need_numpy
+    attended > "$T/bag"
+    stitch -a 0 -f pam < "$T/bag" > "$T/plain.pam"
+    stitch -a 0 --top 2 -f pam < "$T/bag" > "$T/top.pam"
+    run "$py" -c "
+import sys; sys.path.insert(0, '$BATS_TEST_DIRNAME')
+from safetensors import read_pnm
+import numpy as np
+a, b = read_pnm('$T/plain.pam'), read_pnm('$T/top.pam')
+print(int(np.any(a != b, axis=2).sum()))"
+    # two frames of two rings: (27 + 25) * 4 pixels each, less any pixel
+    # that already had the frame's colour
+    [ "$output" -le 416 ] && [ "$output" -gt 400 ]
+}
+
+@test "stitch: attention branches" {
+    bagify "$BREAKHIS" | recpass -a darkness -K 2 > "$T/bag2"
+    stitch -b 0 -f pam < "$T/bag2" > "$T/b0"
+    stitch -b 1 -f pam < "$T/bag2" > "$T/b1"
+    ! cmp -s "$T/b0" "$T/b1"
+    run bash -c "stitch -b 2 < '$T/bag2' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"record 0: --branch 2: the attention has 2 branches"* ]]
+    assert_empty "$T/out"
+}
+
+@test "stitch: -d writes one picture per record, named after its source" {
+    mkdir -p "$T/a" "$T/b"
+    cp "$BREAKHIS" "$T/a/x.png"
+    cp "$BREAKHIS" "$T/b/x.png"
+    bagify "$BREAKHIS" "$IHC" "$T/a/x.png" "$T/b/x.png" | recpass -a darkness | stitch -d "$T/out"
+    [ "$(cd "$T/out" && ls | xargs)" = "SOB_B_A-14-22549G-40-001.png ihc.png x-3.png x.png" ]
+    [[ "$(pngtopam "$T/out/ihc.png" | pamfile)" == *"512 by 512"* ]]
+}
+
+@test "stitch: bad input exits 1 with a message and writes nothing" {
+    attended > "$T/bag"
+    cat "$T/bag" "$T/bag" > "$T/two"
+    pngtopam "$BREAKHIS" | pamcut -height 456 > "$T/short.pam"
+    bagify "$BREAKHIS" > "$T/plain"
+    bagify < "$BREAKHIS" | recpass -a darkness > "$T/nosource"
+    head -c 1000 "$T/bag" > "$T/cut"
+    for case in "two:more than one record; use -d DIR" \
+                "plain:record 0: no tensor 'attention'" \
+                "nosource:no image to draw on: give IMAGE" \
+                "cut:record 0: truncated" ; do
+        run bash -c "stitch < '$T/${case%%:*}' > '$T/out'"
+        [ "$status" -eq 1 ] || { echo "$case: status $status"; return 1; }
+        [[ "$output" == *"${case#*:}"* ]] || { echo "$case: $output"; return 1; }
+        assert_empty "$T/out"
+    done
+    run bash -c "stitch '$T/short.pam' < '$T/bag' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"is 700×456, but the record was cut from a 700×460 image"* ]]
+    assert_empty "$T/out"
+    run bash -c "stitch < /dev/null > '$T/out'"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"no records on standard input"* ]]
+}
