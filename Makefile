@@ -70,7 +70,7 @@ check: deps
 tests: $(BINS) $(UNIT_BINS) $(HELPER_BINS)
 
 demo: deps
-	$(MAKE) all
+	$(MAKE) all $(HELPER_BINS)
 	@BUILD=$(BUILD) pipelines/demo.sh
 
 install: $(BINS)
