@@ -71,8 +71,7 @@ static void convert(const unsigned char *in, int from, unsigned char *out, int t
         } else if (to == 3) {             /* RGB, RGBA */
             out[0] = in[0], out[1] = in[1], out[2] = in[2];
         } else {
-            out[0] = (unsigned char)((19595u * in[0] + 38470u * in[1] +
-                                      7471u * in[2] + 0x8000u) >> 16);
+            out[0] = amil_luma(in);
         }
     }
 }

@@ -17,6 +17,13 @@ struct amil_image {
     unsigned char *pixels;         /* [height][width][channels] */
 };
 
+/* Gray level of an RGB pixel as PIL's convert("L") computes it. */
+static inline unsigned char amil_luma(const unsigned char *rgb)
+{
+    return (unsigned char)((19595u * rgb[0] + 38470u * rgb[1] + 7471u * rgb[2] +
+                            0x8000u) >> 16);
+}
+
 /* Decodes an image held in memory into 1 or 3 channels.  Color to gray is
  * PIL's convert("L"): (19595 R + 38470 G + 7471 B + 2^15) >> 16; gray to
  * color repeats the value; alpha is dropped; netpbm maxvals other than 255

@@ -8,6 +8,7 @@
  * neither gaps nor overlaps (the safetensors reference's rule).  Everything
  * is checked before anything large is allocated.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,7 +343,7 @@ int amil_read(struct amil_stream *s, struct amil_record *r)
         return 0;
     long index = s->index++;
     if (ferror(s->file)) {
-        amil_fail("read error");
+        amil_fail("read error: %s", strerror(errno));
         return read_fail(s, index, r);
     }
     if (got < 8) {
@@ -569,7 +570,10 @@ int amil_meta_long(const struct amil_record *r, const char *key, long min, long 
     const char *v = amil_meta_get(r, key);
     if (!v)
         return 0;
-    if (amil_parse_long(v, min, max, out) < 0)
-        return amil_fail("metadata %s: %s", key, amil_error());
+    if (amil_parse_long(v, min, max, out) < 0) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", amil_error());   /* not into itself */
+        return amil_fail("metadata %s: %s", key, why);
+    }
     return 1;
 }

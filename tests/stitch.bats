@@ -155,6 +155,12 @@ print(int(np.any(a != b, axis=2).sum()))"
     [ "$status" -eq 1 ]
     [[ "$output" == *"is 700×456, but the record was cut from a 700×460 image"* ]]
     assert_empty "$T/out"
+    # malformed metadata
+    record '{"__metadata__":{"source":"'"$BREAKHIS"'","patch":"28","image_height":"4x"},"attention":{"dtype":"F32","shape":[1,1],"data_offsets":[0,4]},"coords":{"dtype":"I32","shape":[1,2],"data_offsets":[4,12]}}' 12 > "$T/badmeta"
+    run bash -c "stitch < '$T/badmeta' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [ "$output" = "stitch: <stdin>: record 0: metadata image_height: '4x' is not an integer" ]
+    assert_empty "$T/out"
     run bash -c "stitch < /dev/null > '$T/out'"
     [ "$status" -eq 1 ]
     [[ "$output" == *"no records on standard input"* ]]

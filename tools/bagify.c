@@ -225,8 +225,7 @@ static unsigned char *tissue_mask(const struct amil_image *rgb)
     for (size_t i = 0; i < count; i++) {
         if (colourless) {
             const unsigned char *px = rgb->pixels + 3 * i;
-            score[i] = (unsigned char)(255 - ((19595u * px[0] + 38470u * px[1] +
-                                               7471u * px[2] + 0x8000u) >> 16));
+            score[i] = (unsigned char)(255 - amil_luma(px));
         }
         histogram[score[i]]++;
     }
@@ -355,8 +354,7 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_re
                     if (C == 3)
                         out[0] = px[0], out[1] = px[1], out[2] = px[2];
                     else
-                        out[0] = (unsigned char)((19595u * px[0] + 38470u * px[1] +
-                                                  7471u * px[2] + 0x8000u) >> 16);
+                        out[0] = amil_luma(px);
                 }
             }
             if (tissue && tissue_pixels < min_tissue)
