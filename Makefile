@@ -14,8 +14,10 @@ SAN     ?=
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
-           -Wall -Wextra -Werror -Icommon -I/usr/include/stb -I/usr/include/netpbm
-LDLIBS  += -lstb -ldeflate -lnetpbm -lgsl -lopenblas -lcjson -lm
+           -Wall -Wextra -Werror -Icommon -I/usr/include/stb -I/usr/include/netpbm \
+           -I/usr/include/x86_64-linux-gnu/openblas-pthread
+# OpenBLAS before GSL, so cblas_* resolve to OpenBLAS, not libgslcblas.
+LDLIBS  += -lopenblas -lstb -ldeflate -lnetpbm -lgsl -lcjson -lm
 ifneq ($(SAN),)
 BUILD   := build-san
 CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

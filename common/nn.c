@@ -1,0 +1,352 @@
+/* nn.c: the layers of nn.h.  Matrix products go to BLAS (OpenBLAS's
+ * cblas_sgemm); everything else is a plain loop over contiguous memory. */
+#include <math.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "nn.h"
+
+int amil_conv_out(int size, int kernel, int stride, int pad)
+{
+    return (size + 2 * pad - kernel) / stride + 1;
+}
+
+/* ---- convolution -------------------------------------------------------- */
+
+/* cols (C·K·K, N·OH·OW): row (c, ki, kj), column (n, oh, ow) holds
+ * inp[c][n][oh·stride + ki - pad][ow·stride + kj - pad], 0 off the edge. */
+static void im2col(float *cols, const float *inp, int N, int C, int H, int W, int K,
+                   int stride, int pad)
+{
+    int OH = amil_conv_out(H, K, stride, pad), OW = amil_conv_out(W, K, stride, pad);
+    size_t columns = (size_t)N * OH * OW;
+    for (int c = 0; c < C; c++)
+        for (int ki = 0; ki < K; ki++)
+            for (int kj = 0; kj < K; kj++) {
+                float *row = cols + ((size_t)(c * K + ki) * K + kj) * columns;
+                for (int n = 0; n < N; n++) {
+                    const float *plane = inp + ((size_t)c * N + n) * H * W;
+                    for (int oh = 0; oh < OH; oh++, row += OW) {
+                        int y = oh * stride + ki - pad;
+                        if (y < 0 || y >= H) {
+                            memset(row, 0, sizeof *row * OW);
+                            continue;
+                        }
+                        const float *line = plane + (size_t)y * W;
+                        if (stride == 1 && pad == 0) {   /* the common case */
+                            memcpy(row, line + kj, sizeof *row * OW);
+                            continue;
+                        }
+                        for (int ow = 0; ow < OW; ow++) {
+                            int x = ow * stride + kj - pad;
+                            row[ow] = x >= 0 && x < W ? line[x] : 0;
+                        }
+                    }
+                }
+            }
+}
+
+/* The adjoint of im2col: dinp (C, N, H, W) = Σ of the cols that read each
+ * pixel. */
+static void col2im(float *dinp, const float *dcols, int N, int C, int H, int W, int K,
+                   int stride, int pad)
+{
+    int OH = amil_conv_out(H, K, stride, pad), OW = amil_conv_out(W, K, stride, pad);
+    size_t columns = (size_t)N * OH * OW;
+    memset(dinp, 0, sizeof *dinp * (size_t)C * N * H * W);
+    for (int c = 0; c < C; c++)
+        for (int ki = 0; ki < K; ki++)
+            for (int kj = 0; kj < K; kj++) {
+                const float *row = dcols + ((size_t)(c * K + ki) * K + kj) * columns;
+                for (int n = 0; n < N; n++) {
+                    float *plane = dinp + ((size_t)c * N + n) * H * W;
+                    for (int oh = 0; oh < OH; oh++, row += OW) {
+                        int y = oh * stride + ki - pad;
+                        if (y < 0 || y >= H)
+                            continue;
+                        float *line = plane + (size_t)y * W;
+                        for (int ow = 0; ow < OW; ow++) {
+                            int x = ow * stride + kj - pad;
+                            if (x >= 0 && x < W)
+                                line[x] += row[ow];
+                        }
+                    }
+                }
+            }
+}
+
+void amil_conv2d_forward(float *out, float *cols, const float *inp, const float *weight,
+                         const float *bias, int N, int C, int H, int W, int OC, int K,
+                         int stride, int pad)
+{
+    int OH = amil_conv_out(H, K, stride, pad), OW = amil_conv_out(W, K, stride, pad);
+    int columns = N * OH * OW, depth = C * K * K;
+    im2col(cols, inp, N, C, H, W, K, stride, pad);
+    /* Bias first, then out += weight · cols, so BLAS adds in one pass. */
+    for (int o = 0; o < OC; o++)
+        for (int j = 0; j < columns; j++)
+            out[(size_t)o * columns + j] = bias ? bias[o] : 0;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, columns, depth, 1.0f,
+                weight, depth, cols, columns, 1.0f, out, columns);
+}
+
+void amil_conv2d_backward(float *dinp, float *dweight, float *dbias, float *dcols,
+                          const float *dout, const float *cols, const float *weight,
+                          int N, int C, int H, int W, int OC, int K, int stride, int pad)
+{
+    int OH = amil_conv_out(H, K, stride, pad), OW = amil_conv_out(W, K, stride, pad);
+    int columns = N * OH * OW, depth = C * K * K;
+    if (dbias)
+        for (int o = 0; o < OC; o++) {
+            double sum = 0;   /* hundreds of thousands of terms */
+            for (int j = 0; j < columns; j++)
+                sum += dout[(size_t)o * columns + j];
+            dbias[o] += (float)sum;
+        }
+    /* dweight (OC, depth) += dout (OC, columns) · cols (depth, columns)ᵀ */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, depth, columns, 1.0f, dout,
+                columns, cols, columns, 1.0f, dweight, depth);
+    if (!dinp)
+        return;
+    /* dcols (depth, columns) = weight (OC, depth)ᵀ · dout (OC, columns) */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, depth, columns, OC, 1.0f, weight,
+                depth, dout, columns, 0.0f, dcols, columns);
+    col2im(dinp, dcols, N, C, H, W, K, stride, pad);
+}
+
+void amil_conv2d_forward_reference(float *out, const float *inp, const float *weight,
+                                   const float *bias, int N, int C, int H, int W, int OC,
+                                   int K, int stride, int pad)
+{
+    int OH = amil_conv_out(H, K, stride, pad), OW = amil_conv_out(W, K, stride, pad);
+    for (int o = 0; o < OC; o++)
+        for (int n = 0; n < N; n++)
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++) {
+                    double sum = bias ? bias[o] : 0;
+                    for (int c = 0; c < C; c++)
+                        for (int ki = 0; ki < K; ki++)
+                            for (int kj = 0; kj < K; kj++) {
+                                int y = oh * stride + ki - pad, x = ow * stride + kj - pad;
+                                if (y < 0 || y >= H || x < 0 || x >= W)
+                                    continue;
+                                sum += (double)weight[((o * C + c) * K + ki) * K + kj] *
+                                       inp[(((size_t)c * N + n) * H + y) * W + x];
+                            }
+                    out[(((size_t)o * N + n) * OH + oh) * OW + ow] = (float)sum;
+                }
+}
+
+/* ---- pooling and pointwise --------------------------------------------- */
+
+void amil_maxpool2_forward(float *out, uint8_t *argmax, const float *inp, int planes,
+                           int H, int W)
+{
+    int OH = H / 2, OW = W / 2;
+    for (size_t p = 0; p < (size_t)planes; p++) {
+        const float *plane = inp + p * H * W;
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                const float *top = plane + (size_t)(2 * oh) * W + 2 * ow;
+                float v[4] = {top[0], top[1], top[W], top[W + 1]};
+                int best = 0;
+                for (int k = 1; k < 4; k++)   /* strict: the first max wins */
+                    if (v[k] > v[best] || isnan(v[k]))
+                        best = k;
+                size_t o = (p * OH + oh) * OW + ow;
+                out[o] = v[best];
+                argmax[o] = (uint8_t)best;
+            }
+    }
+}
+
+void amil_maxpool2_backward(float *dinp, const float *dout, const uint8_t *argmax,
+                            int planes, int H, int W)
+{
+    int OH = H / 2, OW = W / 2;
+    memset(dinp, 0, sizeof *dinp * (size_t)planes * H * W);
+    for (size_t p = 0; p < (size_t)planes; p++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                size_t o = (p * OH + oh) * OW + ow;
+                int k = argmax[o];
+                dinp[p * H * W + (size_t)(2 * oh + k / 2) * W + 2 * ow + k % 2] = dout[o];
+            }
+}
+
+void amil_relu_forward(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = x[i] > 0 ? x[i] : 0;
+}
+
+void amil_relu_backward(float *dx, const float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dx[i] = y[i] > 0 ? dx[i] : 0;
+}
+
+void amil_leaky_relu_forward(float *x, size_t n, float slope)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = x[i] > 0 ? x[i] : x[i] * slope;
+}
+
+void amil_leaky_relu_backward(float *dx, const float *y, size_t n, float slope)
+{
+    for (size_t i = 0; i < n; i++)
+        dx[i] = y[i] > 0 ? dx[i] : dx[i] * slope;
+}
+
+void amil_tanh_forward(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = tanhf(x[i]);
+}
+
+void amil_tanh_backward(float *dx, const float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dx[i] *= 1 - y[i] * y[i];
+}
+
+void amil_sigmoid_forward(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = 1 / (1 + expf(-x[i]));
+}
+
+void amil_sigmoid_backward(float *dx, const float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dx[i] *= y[i] * (1 - y[i]);
+}
+
+void amil_dropout_forward(float *x, float *mask, const double *uniform, size_t n, float p)
+{
+    float keep = 1 / (1 - p);
+    for (size_t i = 0; i < n; i++) {
+        mask[i] = uniform[i] >= p ? keep : 0;
+        x[i] *= mask[i];
+    }
+}
+
+void amil_dropout_backward(float *dx, const float *mask, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dx[i] *= mask[i];
+}
+
+/* ---- dense ------------------------------------------------------------- */
+
+void amil_linear_forward(float *out, const float *inp, const float *weight,
+                         const float *bias, int N, int C, int OC)
+{
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++)
+            out[(size_t)n * OC + o] = bias ? bias[o] : 0;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight,
+                C, 1.0f, out, OC);
+}
+
+void amil_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                          const float *inp, const float *weight, int N, int C, int OC)
+{
+    if (dbias)
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++)
+                dbias[o] += dout[(size_t)n * OC + o];
+    /* dweight (OC, C) += dout (N, OC)ᵀ · inp (N, C) */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C,
+                1.0f, dweight, C);
+    /* dinp (N, C) = dout (N, OC) · weight (OC, C) */
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC,
+                    weight, C, 0.0f, dinp, C);
+}
+
+void amil_linear_forward_reference(float *out, const float *inp, const float *weight,
+                                   const float *bias, int N, int C, int OC)
+{
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double sum = bias ? bias[o] : 0;
+            for (int c = 0; c < C; c++)
+                sum += (double)inp[(size_t)n * C + c] * weight[(size_t)o * C + c];
+            out[(size_t)n * OC + o] = (float)sum;
+        }
+}
+
+/* ---- attention pooling -------------------------------------------------- */
+
+void amil_softmax_forward(float *x, int K, int N)
+{
+    for (int k = 0; k < K; k++) {
+        float *row = x + (size_t)k * N, top = -INFINITY;
+        for (int i = 0; i < N; i++)
+            top = row[i] > top ? row[i] : top;
+        double sum = 0;
+        for (int i = 0; i < N; i++)
+            sum += row[i] = expf(row[i] - top);
+        for (int i = 0; i < N; i++)
+            row[i] = (float)(row[i] / sum);
+    }
+}
+
+void amil_softmax_backward(float *dx, const float *dy, const float *y, int K, int N)
+{
+    for (int k = 0; k < K; k++) {
+        const float *dyr = dy + (size_t)k * N, *yr = y + (size_t)k * N;
+        double dot = 0;
+        for (int i = 0; i < N; i++)
+            dot += (double)dyr[i] * yr[i];
+        for (int i = 0; i < N; i++)
+            dx[(size_t)k * N + i] = yr[i] * (float)(dyr[i] - dot);
+    }
+}
+
+void amil_chw_to_rows(float *rows, const float *planes, int N, int C, int HW)
+{
+    for (int c = 0; c < C; c++)
+        for (int n = 0; n < N; n++)
+            memcpy(rows + ((size_t)n * C + c) * HW, planes + ((size_t)c * N + n) * HW,
+                   sizeof *rows * HW);
+}
+
+void amil_rows_to_chw(float *planes, const float *rows, int N, int C, int HW)
+{
+    for (int c = 0; c < C; c++)
+        for (int n = 0; n < N; n++)
+            memcpy(planes + ((size_t)c * N + n) * HW, rows + ((size_t)n * C + c) * HW,
+                   sizeof *rows * HW);
+}
+
+/* ---- losses ------------------------------------------------------------ */
+
+double amil_bernoulli_nll(float p, int y, float *dp)
+{
+    const float low = 1e-5f, high = 1.f - 1e-5f;
+    float q = p < low ? low : p > high ? high : p;
+    int clamped = p < low || p > high;
+    /* The paper's loss: -(y log q + (1 - y) log(1 - q)), in float as
+     * PyTorch computes it. */
+    double loss = y ? -log(q) : -log1p(-(double)q);
+    if (dp)
+        *dp = clamped ? 0 : y ? -1 / q : 1 / (1 - q);
+    return loss;
+}
+
+double amil_cross_entropy(const float *logits, int classes, int y, float *dlogits)
+{
+    double top = -INFINITY, sum = 0;
+    for (int c = 0; c < classes; c++)
+        top = logits[c] > top ? logits[c] : top;
+    for (int c = 0; c < classes; c++)
+        sum += exp(logits[c] - top);
+    double log_sum = top + log(sum);
+    if (dlogits)
+        for (int c = 0; c < classes; c++)
+            dlogits[c] = (float)(exp(logits[c] - log_sum) - (c == y));
+    return log_sum - logits[y];
+}

@@ -1,0 +1,102 @@
+/* nn.h: neural network layers as forward/backward pairs (llm.c's way).
+ *
+ * Every pointer's comment gives its shape.  Backward functions accumulate
+ * parameter gradients with += (so a caller zeroes them once per step) and
+ * write input gradients with = unless they say otherwise.
+ *
+ * Image activations are laid out channel-major over the whole bag,
+ * (C, N, H, W): channel c of every patch is one contiguous block, so that a
+ * convolution over all N patches of a bag is one matrix product,
+ * (OC, C·K·K) × (C·K·K, N·OH·OW), and needs no transpose after it.
+ *
+ * Each BLAS-backed layer has a plain-loop reference (*_reference) that the
+ * unit tests hold it against.
+ */
+#ifndef AMIL_NN_H
+#define AMIL_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- convolution -------------------------------------------------------- */
+
+/* Output side of a convolution: (size + 2 pad - kernel) / stride + 1. */
+int amil_conv_out(int size, int kernel, int stride, int pad);
+
+/* out (OC, N, OH, OW) = weight (OC, C, K, K) * inp (C, N, H, W) + bias (OC).
+ * cols is scratch of C·K·K × N·OH·OW floats (im2col), kept for backward. */
+void amil_conv2d_forward(float *out, float *cols, const float *inp, const float *weight,
+                         const float *bias, int N, int C, int H, int W, int OC, int K,
+                         int stride, int pad);
+/* dweight (OC, C, K, K) +=, dbias (OC) +=, dinp (C, N, H, W) = (if not NULL).
+ * cols as forward left it; dcols is scratch of the same size. */
+void amil_conv2d_backward(float *dinp, float *dweight, float *dbias, float *dcols,
+                          const float *dout, const float *cols, const float *weight,
+                          int N, int C, int H, int W, int OC, int K, int stride, int pad);
+void amil_conv2d_forward_reference(float *out, const float *inp, const float *weight,
+                                   const float *bias, int N, int C, int H, int W, int OC,
+                                   int K, int stride, int pad);
+
+/* ---- pooling and pointwise --------------------------------------------- */
+
+/* 2×2 max-pool, stride 2, over planes of H×W (planes = C·N); H, W even or
+ * the last row/column dropped, as PyTorch's floor mode.  argmax (planes,
+ * H/2, W/2) records which of the four won, the first in scan order on ties
+ * as PyTorch does. */
+void amil_maxpool2_forward(float *out, uint8_t *argmax, const float *inp, int planes,
+                           int H, int W);
+/* dinp (planes, H, W) = the gradient routed to each window's winner. */
+void amil_maxpool2_backward(float *dinp, const float *dout, const uint8_t *argmax,
+                            int planes, int H, int W);
+
+/* In place over n values; backward multiplies dx by the derivative, read
+ * from the forward output y (for ReLU: y > 0; tanh: 1 - y²; sigmoid:
+ * y (1 - y)). */
+void amil_relu_forward(float *x, size_t n);
+void amil_relu_backward(float *dx, const float *y, size_t n);
+/* Leaky ReLU with slope for x < 0; backward needs the sign, kept in y. */
+void amil_leaky_relu_forward(float *x, size_t n, float slope);
+void amil_leaky_relu_backward(float *dx, const float *y, size_t n, float slope);
+void amil_tanh_forward(float *x, size_t n);
+void amil_tanh_backward(float *dx, const float *y, size_t n);
+void amil_sigmoid_forward(float *x, size_t n);
+void amil_sigmoid_backward(float *dx, const float *y, size_t n);
+/* Inverted dropout: keeps each value with probability 1 - p and scales it
+ * by 1 / (1 - p); mask (n) is 0 or 1/(1 - p), drawn from uniform (n) values
+ * in [0, 1) the caller supplies (from its seeded generator). */
+void amil_dropout_forward(float *x, float *mask, const double *uniform, size_t n, float p);
+void amil_dropout_backward(float *dx, const float *mask, size_t n);
+
+/* ---- dense ------------------------------------------------------------- */
+
+/* out (N, OC) = inp (N, C) · weight (OC, C)ᵀ + bias (OC), PyTorch's Linear. */
+void amil_linear_forward(float *out, const float *inp, const float *weight,
+                         const float *bias, int N, int C, int OC);
+/* dweight (OC, C) +=, dbias (OC) +=, dinp (N, C) = (if not NULL). */
+void amil_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                          const float *inp, const float *weight, int N, int C, int OC);
+void amil_linear_forward_reference(float *out, const float *inp, const float *weight,
+                                   const float *bias, int N, int C, int OC);
+
+/* ---- attention pooling -------------------------------------------------- */
+
+/* Softmax of each of K rows of N scores, in place (max subtracted). */
+void amil_softmax_forward(float *x, int K, int N);
+/* dx (K, N) = y ⊙ (dy - Σ dy ⊙ y), row by row; dx may be dy. */
+void amil_softmax_backward(float *dx, const float *dy, const float *y, int K, int N);
+
+/* (C, N, H, W) <-> (N, C·H·W): PyTorch's view(-1, C·H·W) of a batch. */
+void amil_chw_to_rows(float *rows, const float *planes, int N, int C, int HW);
+void amil_rows_to_chw(float *planes, const float *rows, int N, int C, int HW);
+
+/* ---- losses ------------------------------------------------------------ */
+
+/* The paper's negative Bernoulli log-likelihood of label y ∈ {0, 1} under
+ * probability p, clamped to [1e-5, 1 - 1e-5]; *dp gets dloss/dp (zero where
+ * the clamp holds, as torch.clamp's gradient).  Returns the loss. */
+double amil_bernoulli_nll(float p, int y, float *dp);
+/* Softmax cross-entropy of logits (classes) against label y; dlogits gets
+ * softmax - onehot.  Returns the loss. */
+double amil_cross_entropy(const float *logits, int classes, int y, float *dlogits);
+
+#endif

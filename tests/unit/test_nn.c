@@ -1,0 +1,358 @@
+/* test_nn.c: every layer of nn.h against finite differences, and each
+ * BLAS-backed layer against its plain-loop reference.
+ *
+ * A layer's output `out` is reduced to the scalar f = Σ out ⊙ R for a fixed
+ * random R, so backward runs with dout = R and the gradient of f with
+ * respect to any input or parameter value is checked by central
+ * differences, (f(x + h) - f(x - h)) / 2h, with f summed in double.  A value
+ * whose check fails is checked again with h / 10 before it counts: that
+ * rules out a difference that straddles a ReLU kink or a max-pool switch. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "nn.h"
+
+static unsigned long long rng_state = 88172645463325252ULL;
+static double uniform01(void)   /* xorshift64, so tests need no library */
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (rng_state >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static float *random_floats(size_t n, float scale)
+{
+    float *x = malloc(sizeof *x * (n ? n : 1));
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)((2 * uniform01() - 1) * scale);
+    return x;
+}
+
+/* The layer under test, as f(x) = Σ out ⊙ R. */
+typedef double (*objective)(void *ctx);
+
+/* Checks analytic[i] = df/dx[i] at up to 60 indices spread over x. */
+static void check_gradient(const char *what, objective f, void *ctx, float *x,
+                           const float *analytic, size_t n)
+{
+    size_t step = n > 60 ? n / 60 : 1;
+    for (size_t i = 0; i < n; i += step) {
+        float h = 1e-2f, saved = x[i];
+        double numeric = 0, error = 0;
+        for (int attempt = 0; attempt < 2; attempt++, h /= 10) {
+            x[i] = saved + h;
+            double plus = f(ctx);
+            x[i] = saved - h;
+            double minus = f(ctx);
+            x[i] = saved;
+            numeric = (plus - minus) / (2.0 * h);
+            error = fabs(numeric - analytic[i]);
+            if (error <= 2e-3 + 1e-2 * fabs(numeric))
+                break;
+        }
+        if (error > 2e-3 + 1e-2 * fabs(numeric))
+            fail_msg("%s: d/dx[%zu]: analytic %.6g, numeric %.6g", what, i,
+                     (double)analytic[i], numeric);
+    }
+}
+
+static double dot(const float *a, const float *b, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
+    return s;
+}
+
+static void assert_close(const float *a, const float *b, size_t n, double tolerance)
+{
+    for (size_t i = 0; i < n; i++)
+        if (fabs(a[i] - b[i]) > tolerance * (1 + fabs(b[i])))
+            fail_msg("index %zu: %.8g vs %.8g", i, (double)a[i], (double)b[i]);
+}
+
+/* ---- convolution -------------------------------------------------------- */
+
+struct conv {
+    int N, C, H, W, OC, K, stride, pad, OH, OW;
+    float *inp, *weight, *bias, *out, *cols, *R;
+};
+
+static double conv_objective(void *ctx)
+{
+    struct conv *c = ctx;
+    amil_conv2d_forward(c->out, c->cols, c->inp, c->weight, c->bias, c->N, c->C, c->H,
+                        c->W, c->OC, c->K, c->stride, c->pad);
+    return dot(c->out, c->R, (size_t)c->OC * c->N * c->OH * c->OW);
+}
+
+static void conv_case(int N, int C, int H, int W, int OC, int K, int stride, int pad)
+{
+    struct conv c = {N, C, H, W, OC, K, stride, pad, amil_conv_out(H, K, stride, pad),
+                     amil_conv_out(W, K, stride, pad), 0, 0, 0, 0, 0, 0};
+    size_t in_n = (size_t)C * N * H * W, w_n = (size_t)OC * C * K * K;
+    size_t out_n = (size_t)OC * N * c.OH * c.OW, cols_n = (size_t)C * K * K * N * c.OH * c.OW;
+    c.inp = random_floats(in_n, 1);
+    c.weight = random_floats(w_n, 0.5f);
+    c.bias = random_floats(OC, 0.5f);
+    c.R = random_floats(out_n, 1);
+    c.out = malloc(sizeof *c.out * out_n);
+    c.cols = malloc(sizeof *c.cols * cols_n);
+    float *reference = malloc(sizeof *reference * out_n);
+    conv_objective(&c);
+    amil_conv2d_forward_reference(reference, c.inp, c.weight, c.bias, N, C, H, W, OC, K,
+                                  stride, pad);
+    assert_close(c.out, reference, out_n, 1e-5);
+
+    float *dinp = malloc(sizeof *dinp * in_n), *dweight = calloc(w_n, sizeof *dweight);
+    float *dbias = calloc(OC, sizeof *dbias), *dcols = malloc(sizeof *dcols * cols_n);
+    amil_conv2d_backward(dinp, dweight, dbias, dcols, c.R, c.cols, c.weight, N, C, H, W,
+                         OC, K, stride, pad);
+    check_gradient("conv input", conv_objective, &c, c.inp, dinp, in_n);
+    check_gradient("conv weight", conv_objective, &c, c.weight, dweight, w_n);
+    check_gradient("conv bias", conv_objective, &c, c.bias, dbias, OC);
+    free(c.inp), free(c.weight), free(c.bias), free(c.R), free(c.out), free(c.cols);
+    free(reference), free(dinp), free(dweight), free(dbias), free(dcols);
+}
+
+static void conv2d(void **state)
+{
+    (void)state;
+    conv_case(3, 3, 12, 12, 4, 5, 1, 0);    /* the paper's conv1, smaller */
+    conv_case(2, 4, 9, 7, 3, 3, 2, 1);      /* stride and padding */
+    conv_case(1, 2, 6, 6, 5, 3, 1, 1);      /* the baselines' 3×3, pad 1 */
+}
+
+/* ---- pooling ------------------------------------------------------------ */
+
+struct pool {
+    int planes, H, W;
+    float *inp, *out, *R;
+    uint8_t *argmax;
+};
+
+static double pool_objective(void *ctx)
+{
+    struct pool *p = ctx;
+    amil_maxpool2_forward(p->out, p->argmax, p->inp, p->planes, p->H, p->W);
+    return dot(p->out, p->R, (size_t)p->planes * (p->H / 2) * (p->W / 2));
+}
+
+static void maxpool(void **state)
+{
+    (void)state;
+    struct pool p = {6, 8, 9, 0, 0, 0, 0};   /* odd width: the last column is dropped */
+    size_t in_n = (size_t)p.planes * p.H * p.W, out_n = (size_t)p.planes * 4 * 4;
+    p.inp = random_floats(in_n, 1);
+    p.out = malloc(sizeof *p.out * out_n);
+    p.R = random_floats(out_n, 1);
+    p.argmax = malloc(out_n);
+    pool_objective(&p);
+    /* the first window of the first plane: its max */
+    float m = fmaxf(fmaxf(p.inp[0], p.inp[1]), fmaxf(p.inp[9], p.inp[10]));
+    assert_true(p.out[0] == m);
+    float *dinp = malloc(sizeof *dinp * in_n);
+    amil_maxpool2_backward(dinp, p.R, p.argmax, p.planes, p.H, p.W);
+    check_gradient("maxpool input", pool_objective, &p, p.inp, dinp, in_n);
+    /* ties go to the first in scan order, as PyTorch's */
+    float tie[4] = {1, 1, 1, 1}, out;
+    uint8_t arg;
+    amil_maxpool2_forward(&out, &arg, tie, 1, 2, 2);
+    assert_int_equal(arg, 0);
+    free(p.inp), free(p.out), free(p.R), free(p.argmax), free(dinp);
+}
+
+/* ---- pointwise ---------------------------------------------------------- */
+
+struct pointwise {
+    int kind;   /* 0 relu, 1 leaky, 2 tanh, 3 sigmoid, 4 dropout */
+    size_t n;
+    float *x, *y, *R, *mask;
+    double *uniform;
+};
+
+static void pointwise_forward(struct pointwise *p)
+{
+    memcpy(p->y, p->x, sizeof *p->y * p->n);
+    switch (p->kind) {
+    case 0: amil_relu_forward(p->y, p->n); break;
+    case 1: amil_leaky_relu_forward(p->y, p->n, 0.01f); break;
+    case 2: amil_tanh_forward(p->y, p->n); break;
+    case 3: amil_sigmoid_forward(p->y, p->n); break;
+    default: amil_dropout_forward(p->y, p->mask, p->uniform, p->n, 0.5f); break;
+    }
+}
+
+static double pointwise_objective(void *ctx)
+{
+    struct pointwise *p = ctx;
+    pointwise_forward(p);
+    return dot(p->y, p->R, p->n);
+}
+
+static void pointwise(void **state)
+{
+    (void)state;
+    const char *names[5] = {"relu", "leaky relu", "tanh", "sigmoid", "dropout"};
+    for (int kind = 0; kind < 5; kind++) {
+        struct pointwise p = {kind, 200, random_floats(200, 3), malloc(800),
+                              random_floats(200, 1), malloc(800), malloc(1600)};
+        for (size_t i = 0; i < p.n; i++)
+            p.uniform[i] = uniform01();
+        pointwise_forward(&p);
+        float *dx = malloc(sizeof *dx * p.n);
+        memcpy(dx, p.R, sizeof *dx * p.n);
+        switch (kind) {
+        case 0: amil_relu_backward(dx, p.y, p.n); break;
+        case 1: amil_leaky_relu_backward(dx, p.y, p.n, 0.01f); break;
+        case 2: amil_tanh_backward(dx, p.y, p.n); break;
+        case 3: amil_sigmoid_backward(dx, p.y, p.n); break;
+        default: amil_dropout_backward(dx, p.mask, p.n); break;
+        }
+        check_gradient(names[kind], pointwise_objective, &p, p.x, dx, p.n);
+        if (kind == 4) {   /* about half kept, each scaled by 2 */
+            int kept = 0;
+            for (size_t i = 0; i < p.n; i++) {
+                assert_true(p.mask[i] == 0 || p.mask[i] == 2);
+                kept += p.mask[i] != 0;
+            }
+            assert_in_range(kept, 70, 130);
+        }
+        free(p.x), free(p.y), free(p.R), free(p.mask), free(p.uniform), free(dx);
+    }
+}
+
+/* ---- dense -------------------------------------------------------------- */
+
+struct dense {
+    int N, C, OC;
+    float *inp, *weight, *bias, *out, *R;
+};
+
+static double dense_objective(void *ctx)
+{
+    struct dense *d = ctx;
+    amil_linear_forward(d->out, d->inp, d->weight, d->bias, d->N, d->C, d->OC);
+    return dot(d->out, d->R, (size_t)d->N * d->OC);
+}
+
+static void linear(void **state)
+{
+    (void)state;
+    struct dense d = {7, 13, 5, random_floats(91, 1), random_floats(65, 0.5f),
+                      random_floats(5, 0.5f), malloc(sizeof(float) * 35),
+                      random_floats(35, 1)};
+    float reference[35];
+    dense_objective(&d);
+    amil_linear_forward_reference(reference, d.inp, d.weight, d.bias, 7, 13, 5);
+    assert_close(d.out, reference, 35, 1e-5);
+    float dinp[91], dweight[65] = {0}, dbias[5] = {0};
+    amil_linear_backward(dinp, dweight, dbias, d.R, d.inp, d.weight, 7, 13, 5);
+    check_gradient("linear input", dense_objective, &d, d.inp, dinp, 91);
+    check_gradient("linear weight", dense_objective, &d, d.weight, dweight, 65);
+    check_gradient("linear bias", dense_objective, &d, d.bias, dbias, 5);
+    /* gradients accumulate */
+    amil_linear_backward(NULL, dweight, dbias, d.R, d.inp, d.weight, 7, 13, 5);
+    float twice[65] = {0}, unused[5] = {0};
+    amil_linear_backward(NULL, twice, unused, d.R, d.inp, d.weight, 7, 13, 5);
+    for (int i = 0; i < 65; i++)
+        twice[i] *= 2;
+    assert_close(dweight, twice, 65, 1e-6);
+    free(d.inp), free(d.weight), free(d.bias), free(d.out), free(d.R);
+}
+
+/* ---- softmax, layout, losses -------------------------------------------- */
+
+struct soft {
+    int K, N;
+    float *x, *y, *R;
+};
+
+static double softmax_objective(void *ctx)
+{
+    struct soft *s = ctx;
+    memcpy(s->y, s->x, sizeof *s->y * s->K * s->N);
+    amil_softmax_forward(s->y, s->K, s->N);
+    return dot(s->y, s->R, (size_t)s->K * s->N);
+}
+
+static void softmax(void **state)
+{
+    (void)state;
+    struct soft s = {2, 9, random_floats(18, 4), malloc(72), random_floats(18, 1)};
+    softmax_objective(&s);
+    for (int k = 0; k < 2; k++) {
+        double sum = 0;
+        for (int i = 0; i < 9; i++)
+            sum += s.y[k * 9 + i];
+        assert_true(fabs(sum - 1) < 1e-6);
+    }
+    float dx[18];
+    amil_softmax_backward(dx, s.R, s.y, 2, 9);
+    check_gradient("softmax", softmax_objective, &s, s.x, dx, 18);
+    /* huge scores do not overflow */
+    float big[3] = {1000, 1000, -1000};
+    amil_softmax_forward(big, 1, 3);
+    assert_true(fabs(big[0] - 0.5) < 1e-6 && big[2] == 0);
+    free(s.x), free(s.y), free(s.R);
+}
+
+static void layout(void **state)
+{
+    (void)state;
+    /* (C=2, N=3, HW=4) -> rows: row n is [c0 of n, c1 of n] */
+    float planes[24], rows[24], back[24];
+    for (int i = 0; i < 24; i++)
+        planes[i] = (float)i;
+    amil_chw_to_rows(rows, planes, 3, 2, 4);
+    assert_true(rows[0] == 0 && rows[4] == 12 && rows[8] == 4 && rows[12] == 16);
+    amil_rows_to_chw(back, rows, 3, 2, 4);
+    assert_memory_equal(back, planes, sizeof planes);
+}
+
+static void losses(void **state)
+{
+    (void)state;
+    float dp;
+    double loss = amil_bernoulli_nll(0.8f, 1, &dp);
+    assert_true(fabs(loss + log(0.8)) < 1e-7);
+    assert_true(fabs(dp + 1 / 0.8) < 1e-5);
+    loss = amil_bernoulli_nll(0.8f, 0, &dp);
+    assert_true(fabs(loss + log(0.2)) < 1e-6);
+    assert_true(fabs(dp - 1 / 0.2) < 1e-4);
+    /* clamped: the loss stops at -log(1e-5) and the gradient is 0 */
+    loss = amil_bernoulli_nll(0.0f, 1, &dp);
+    assert_true(fabs(loss - 11.512925) < 1e-4);
+    assert_true(dp == 0);
+
+    float logits[4] = {0.5f, -1, 2, 0}, d[4];
+    loss = amil_cross_entropy(logits, 4, 2, d);
+    double z = exp(0.5) + exp(-1) + exp(2) + exp(0);
+    assert_true(fabs(loss - (log(z) - 2)) < 1e-6);
+    for (int c = 0; c < 4; c++) {
+        float saved = logits[c];
+        logits[c] = saved + 1e-3f;
+        double plus = amil_cross_entropy(logits, 4, 2, NULL);
+        logits[c] = saved - 1e-3f;
+        double minus = amil_cross_entropy(logits, 4, 2, NULL);
+        logits[c] = saved;
+        assert_true(fabs((plus - minus) / 2e-3 - d[c]) < 1e-3);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(conv2d),  cmocka_unit_test(maxpool), cmocka_unit_test(pointwise),
+        cmocka_unit_test(linear),  cmocka_unit_test(softmax), cmocka_unit_test(layout),
+        cmocka_unit_test(losses),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
