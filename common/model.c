@@ -1,0 +1,479 @@
+/* model.c: the attention-MIL network of model.h, forward and backward over
+ * one bag, and its parameters as a safetensors record. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+#include <gsl/gsl_rng.h>
+
+#include "model.h"
+#include "nn.h"
+
+#define CONV1 20        /* the paper's channels: conv 5×5 C→20, 20→50 */
+#define CONV2 50
+#define KERNEL 5
+
+static const char *const arch_names[] = {"amil", "gated"};
+
+const char *amil_arch_name(enum amil_arch arch) { return arch_names[arch]; }
+
+int amil_arch_parse(const char *name)
+{
+    for (int a = 0; a < 2; a++)
+        if (strcmp(name, arch_names[a]) == 0)
+            return a;
+    return -1;
+}
+
+int amil_model_outputs(const struct amil_model *m) { return m->classes == 2 ? 1 : m->classes; }
+
+/* The sides after conv1, pool1, conv2 and pool2 for a patch of side P. */
+struct sides {
+    int conv1, pool1, conv2, pool2;
+};
+
+static struct sides sides_of(int patch)
+{
+    struct sides s;
+    s.conv1 = patch - KERNEL + 1;
+    s.pool1 = s.conv1 / 2;
+    s.conv2 = s.pool1 - KERNEL + 1;
+    s.pool2 = s.conv2 / 2;
+    return s;
+}
+
+static void add_param(struct amil_model *m, const char *name, int ndim, int64_t d0,
+                      int64_t d1, int64_t d2, int64_t d3, size_t fan_in)
+{
+    struct amil_param *p = &m->params[m->nparams++];
+    int64_t dims[4] = {d0, d1, d2, d3};
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = ndim;
+    p->count = 1;
+    for (int d = 0; d < ndim; d++)
+        p->count *= (size_t)(p->shape[d] = dims[d]);
+    p->offset = m->nweights;
+    p->fan_in = fan_in;
+    m->nweights += p->count;
+}
+
+/* A layer's weight and bias, PyTorch's Linear or Conv2d. */
+static void add_layer(struct amil_model *m, const char *prefix, int ndim, int64_t out,
+                      int64_t in, int64_t k)
+{
+    char name[64];
+    size_t fan_in = (size_t)(in * (ndim == 4 ? k * k : 1));
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    add_param(m, name, ndim, out, in, k, k, fan_in);
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    add_param(m, name, 1, out, 0, 0, 0, fan_in);
+}
+
+int amil_model_init(struct amil_model *m, enum amil_arch arch, int channels, int patch,
+                    int classes, int hidden, int attention, int branches)
+{
+    memset(m, 0, sizeof *m);
+    struct sides s = sides_of(patch);
+    if (channels != 1 && channels != 3)
+        return amil_fail("%d channels: the model takes 1 or 3", channels);
+    if (s.pool2 < 1 || patch > 4096)
+        return amil_fail("a %d×%d patch is too small for the network (at least 16)",
+                         patch, patch);
+    if (classes < 2 || hidden < 1 || attention < 1 || branches < 1)
+        return amil_fail("classes, hidden, attention and branches must be positive "
+                         "(classes at least 2)");
+    m->arch = arch;
+    m->channels = channels;
+    m->patch = patch;
+    m->classes = classes;
+    m->hidden = hidden;
+    m->attention = attention;
+    m->branches = branches;
+    m->flat = CONV2 * s.pool2 * s.pool2;
+    add_layer(m, "feature_extractor_part1.0", 4, CONV1, channels, KERNEL);
+    add_layer(m, "feature_extractor_part1.3", 4, CONV2, CONV1, KERNEL);
+    add_layer(m, "feature_extractor_part2.0", 2, hidden, m->flat, 0);
+    if (arch == AMIL_ARCH_AMIL) {
+        add_layer(m, "attention.0", 2, attention, hidden, 0);
+        add_layer(m, "attention.2", 2, branches, attention, 0);
+    } else {
+        add_layer(m, "attention_V.0", 2, attention, hidden, 0);
+        add_layer(m, "attention_U.0", 2, attention, hidden, 0);
+        add_layer(m, "attention_weights", 2, branches, attention, 0);
+    }
+    add_layer(m, "classifier.0", 2, amil_model_outputs(m), (int64_t)hidden * branches, 0);
+    m->weights = amil_xcalloc(m->nweights, sizeof *m->weights);
+    return 0;
+}
+
+void amil_model_free(struct amil_model *m)
+{
+    free(m->weights);
+    memset(m, 0, sizeof *m);
+}
+
+void amil_model_randomize(struct amil_model *m, unsigned long seed)
+{
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(rng, seed);
+    for (int i = 0; i < m->nparams; i++) {
+        const struct amil_param *p = &m->params[i];
+        double bound = 1 / sqrt((double)p->fan_in);
+        for (size_t j = 0; j < p->count; j++)
+            m->weights[p->offset + j] = (float)((2 * gsl_rng_uniform(rng) - 1) * bound);
+    }
+    gsl_rng_free(rng);
+}
+
+const struct amil_param *amil_model_param(const struct amil_model *m, const char *name)
+{
+    for (int i = 0; i < m->nparams; i++)
+        if (strcmp(m->params[i].name, name) == 0)
+            return &m->params[i];
+    return NULL;
+}
+
+/* Weight and bias of the layer that starts at parameter i. */
+#define W(m, i) ((m)->weights + (m)->params[i].offset)
+enum { CONV1_W, CONV1_B, CONV2_W, CONV2_B, FC_W, FC_B, ATT_FIRST };
+
+/* ---- records ------------------------------------------------------------ */
+
+void amil_model_to_record(const struct amil_model *m, struct amil_record *r)
+{
+    amil_record_init(r);
+    amil_meta_set(r, "kind", "model");
+    amil_meta_set(r, "arch", amil_arch_name(m->arch));
+    amil_meta_setf(r, "classes", "%d", m->classes);
+    amil_meta_setf(r, "channels", "%d", m->channels);
+    amil_meta_setf(r, "patch", "%d", m->patch);
+    amil_meta_setf(r, "hidden", "%d", m->hidden);
+    amil_meta_setf(r, "attention", "%d", m->attention);
+    amil_meta_setf(r, "branches", "%d", m->branches);
+    amil_meta_set(r, "normalization", "x/255");
+    for (int i = 0; i < m->nparams; i++) {
+        const struct amil_param *p = &m->params[i];
+        struct amil_tensor *t = amil_put(r, p->name, AMIL_F32, p->ndim, p->shape);
+        memcpy(t->data, m->weights + p->offset, t->nbytes);
+    }
+}
+
+/* An integer of the metadata, or the fallback read off a tensor's shape. */
+static int meta_or(const struct amil_record *r, const char *key, long fallback, long *out)
+{
+    *out = fallback;
+    return amil_meta_long(r, key, 1, 1L << 20, out) < 0 ? -1 : 0;
+}
+
+int amil_model_from_record(struct amil_model *m, const struct amil_record *r)
+{
+    memset(m, 0, sizeof *m);
+    const char *arch_text = amil_meta_get(r, "arch");
+    int arch = arch_text ? amil_arch_parse(arch_text)
+             : amil_find(r, "attention_V.0.weight") ? AMIL_ARCH_GATED : AMIL_ARCH_AMIL;
+    if (arch < 0)
+        return amil_fail("arch '%s' is not an attention-MIL model (amil or gated)",
+                         arch_text);
+    const char *kind = amil_meta_get(r, "kind");
+    if (kind && strcmp(kind, "model") != 0 && strcmp(kind, "checkpoint") != 0)
+        return amil_fail("a record of kind '%s', not a model", kind);
+    /* A bare state_dict says nothing but its shapes: read them off. */
+    const struct amil_tensor *conv1 = amil_find(r, "feature_extractor_part1.0.weight");
+    const struct amil_tensor *fc = amil_find(r, "feature_extractor_part2.0.weight");
+    const struct amil_tensor *att = amil_find(r, arch == AMIL_ARCH_AMIL ? "attention.0.weight"
+                                                                        : "attention_V.0.weight");
+    const struct amil_tensor *branch = amil_find(r, arch == AMIL_ARCH_AMIL ? "attention.2.weight"
+                                                                           : "attention_weights.weight");
+    const struct amil_tensor *head = amil_find(r, "classifier.0.weight");
+    if (!conv1 || !fc || !att || !branch || !head || conv1->ndim != 4 || fc->ndim != 2 ||
+        att->ndim != 2 || branch->ndim != 2 || head->ndim != 2)
+        return amil_fail("not an attention-MIL model: its tensors are not the %s "
+                         "network's", arch_names[arch]);
+    long channels, patch, classes, hidden, attention, branches;
+    long outputs = (long)head->shape[0];
+    /* The patch side whose flattened features match the linear's input. */
+    long guess = 28;
+    for (long p = 16; p <= 512; p++)
+        if (CONV2 * sides_of((int)p).pool2 * sides_of((int)p).pool2 == fc->shape[1]) {
+            guess = p;
+            break;
+        }
+    if (meta_or(r, "channels", (long)conv1->shape[1], &channels) < 0 ||
+        meta_or(r, "patch", guess, &patch) < 0 ||
+        meta_or(r, "classes", outputs == 1 ? 2 : outputs, &classes) < 0 ||
+        meta_or(r, "hidden", (long)fc->shape[0], &hidden) < 0 ||
+        meta_or(r, "attention", (long)att->shape[0], &attention) < 0 ||
+        meta_or(r, "branches", (long)branch->shape[0], &branches) < 0)
+        return -1;
+    if (amil_model_init(m, arch, (int)channels, (int)patch, (int)classes, (int)hidden,
+                        (int)attention, (int)branches) < 0)
+        return -1;
+    for (int i = 0; i < m->nparams; i++) {
+        const struct amil_param *p = &m->params[i];
+        const struct amil_tensor *t = amil_find(r, p->name);
+        int same = t && t->dtype == AMIL_F32 && t->ndim == p->ndim;
+        for (int d = 0; same && d < p->ndim; d++)
+            same = t->shape[d] == p->shape[d];
+        if (!same) {
+            amil_fail("tensor '%s' is missing or not F32 of the shape the model needs",
+                      p->name);
+            amil_model_free(m);
+            return -1;
+        }
+        memcpy(m->weights + p->offset, t->data, t->nbytes);
+    }
+    return 0;
+}
+
+int amil_model_load(struct amil_model *m, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return amil_fail("%s: %s", path, strerror(errno));
+    struct amil_stream s;
+    struct amil_record r;
+    amil_stream_open(&s, f, path);
+    int got = amil_read(&s, &r);
+    fclose(f);
+    if (got < 0)
+        return -1;
+    if (got == 0)
+        return amil_fail("%s: empty file, not a model", path);
+    int status = amil_model_from_record(m, &r);
+    amil_record_free(&r);
+    if (status < 0) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", amil_error());
+        return amil_fail("%s: %s", path, why);
+    }
+    return 0;
+}
+
+/* ---- activations -------------------------------------------------------- */
+
+void amil_work_free(struct amil_work *w)
+{
+    float **floats[] = {&w->x, &w->cols1, &w->c1, &w->p1, &w->cols2, &w->c2, &w->p2,
+                        &w->rows, &w->h, &w->v, &w->u, &w->gate, &w->scores, &w->a,
+                        &w->m, &w->logits, &w->prob, &w->dcols, &w->dc1, &w->dp1,
+                        &w->dc2, &w->dp2, &w->drows, &w->dh, &w->dv, &w->du, &w->dgate,
+                        &w->dscores, &w->da, &w->dm, &w->dlogits};
+    for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
+        free(*floats[i]);
+    free(w->arg1);
+    free(w->arg2);
+    memset(w, 0, sizeof *w);
+}
+
+/* Makes room for a bag of n patches. */
+static void fit(const struct amil_model *m, struct amil_work *w, int n)
+{
+    if (n <= w->capacity && w->x)
+        return;
+    amil_work_free(w);
+    struct sides s = sides_of(m->patch);
+    size_t N = (size_t)(n > 0 ? n : 1), C = (size_t)m->channels, P = (size_t)m->patch;
+    size_t L = (size_t)m->hidden, D = (size_t)m->attention, K = (size_t)m->branches;
+    size_t c1 = CONV1 * N * s.conv1 * s.conv1, p1 = CONV1 * N * s.pool1 * s.pool1;
+    size_t c2 = CONV2 * N * s.conv2 * s.conv2, p2 = CONV2 * N * s.pool2 * s.pool2;
+    size_t cols1 = C * KERNEL * KERNEL * N * s.conv1 * s.conv1;
+    size_t cols2 = (size_t)CONV1 * KERNEL * KERNEL * N * s.conv2 * s.conv2;
+#define ALLOC(field, count) (w->field = amil_xmalloc(sizeof *w->field * (count)))
+    ALLOC(x, C * N * P * P);
+    ALLOC(cols1, cols1);
+    ALLOC(c1, c1);
+    ALLOC(p1, p1);
+    ALLOC(arg1, p1);
+    ALLOC(cols2, cols2);
+    ALLOC(c2, c2);
+    ALLOC(p2, p2);
+    ALLOC(arg2, p2);
+    ALLOC(rows, N * m->flat);
+    ALLOC(h, N * L);
+    ALLOC(v, N * D);
+    ALLOC(u, N * D);
+    ALLOC(gate, N * D);
+    ALLOC(scores, N * K);
+    ALLOC(a, K * N);
+    ALLOC(m, K * L);
+    ALLOC(logits, m->classes);
+    ALLOC(prob, m->classes);
+    ALLOC(dcols, cols2);
+    ALLOC(dc1, c1);
+    ALLOC(dp1, p1);
+    ALLOC(dc2, c2);
+    ALLOC(dp2, p2);
+    ALLOC(drows, N * (m->flat > (int)L ? (size_t)m->flat : L));
+    ALLOC(dh, N * L);
+    ALLOC(dv, N * D);
+    ALLOC(du, N * D);
+    ALLOC(dgate, N * D);
+    ALLOC(dscores, N * K);
+    ALLOC(da, K * N);
+    ALLOC(dm, K * L);
+    ALLOC(dlogits, m->classes);
+#undef ALLOC
+    w->capacity = (int)N;
+}
+
+/* ---- forward ------------------------------------------------------------ */
+
+void amil_featurize(const struct amil_model *m, struct amil_work *w,
+                    const uint8_t *patches, int n)
+{
+    fit(m, w, n);
+    w->n = n;
+    struct sides s = sides_of(m->patch);
+    int C = m->channels, P = m->patch;
+    size_t pixels = (size_t)P * P;
+    /* (N, P, P, C) bytes -> (C, N, P, P) floats in [0, 1], ToTensor's
+     * img.float().div(255) */
+    for (int i = 0; i < n; i++)
+        for (size_t j = 0; j < pixels; j++)
+            for (int c = 0; c < C; c++)
+                w->x[((size_t)c * n + i) * pixels + j] =
+                    (float)patches[((size_t)i * pixels + j) * C + c] / 255.0f;
+    amil_conv2d_forward(w->c1, w->cols1, w->x, W(m, CONV1_W), W(m, CONV1_B), n, C, P, P,
+                        CONV1, KERNEL, 1, 0);
+    amil_relu_forward(w->c1, (size_t)CONV1 * n * s.conv1 * s.conv1);
+    amil_maxpool2_forward(w->p1, w->arg1, w->c1, CONV1 * n, s.conv1, s.conv1);
+    amil_conv2d_forward(w->c2, w->cols2, w->p1, W(m, CONV2_W), W(m, CONV2_B), n, CONV1,
+                        s.pool1, s.pool1, CONV2, KERNEL, 1, 0);
+    amil_relu_forward(w->c2, (size_t)CONV2 * n * s.conv2 * s.conv2);
+    amil_maxpool2_forward(w->p2, w->arg2, w->c2, CONV2 * n, s.conv2, s.conv2);
+    amil_chw_to_rows(w->rows, w->p2, n, CONV2, s.pool2 * s.pool2);
+    amil_linear_forward(w->h, w->rows, W(m, FC_W), W(m, FC_B), n, m->flat, m->hidden);
+    amil_relu_forward(w->h, (size_t)n * m->hidden);
+}
+
+void amil_attend(const struct amil_model *m, struct amil_work *w, const float *h, int n)
+{
+    fit(m, w, n);
+    w->n = n;
+    int L = m->hidden, D = m->attention, K = m->branches;
+    if (m->arch == AMIL_ARCH_AMIL) {
+        amil_linear_forward(w->v, h, W(m, ATT_FIRST), W(m, ATT_FIRST + 1), n, L, D);
+        amil_tanh_forward(w->v, (size_t)n * D);
+        amil_linear_forward(w->scores, w->v, W(m, ATT_FIRST + 2), W(m, ATT_FIRST + 3), n,
+                            D, K);
+    } else {
+        amil_linear_forward(w->v, h, W(m, ATT_FIRST), W(m, ATT_FIRST + 1), n, L, D);
+        amil_tanh_forward(w->v, (size_t)n * D);
+        amil_linear_forward(w->u, h, W(m, ATT_FIRST + 2), W(m, ATT_FIRST + 3), n, L, D);
+        amil_sigmoid_forward(w->u, (size_t)n * D);
+        for (size_t i = 0; i < (size_t)n * D; i++)
+            w->gate[i] = w->v[i] * w->u[i];
+        amil_linear_forward(w->scores, w->gate, W(m, ATT_FIRST + 4), W(m, ATT_FIRST + 5),
+                            n, D, K);
+    }
+    for (int k = 0; k < K; k++)   /* (N, K) -> (K, N), then softmax over N */
+        for (int i = 0; i < n; i++)
+            w->a[(size_t)k * n + i] = w->scores[(size_t)i * K + k];
+    amil_softmax_forward(w->a, K, n);
+    /* M (K, L) = A (K, N) · H (N, L) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, L, n, 1.0f, w->a, n, h, L,
+                0.0f, w->m, L);
+}
+
+void amil_classify(const struct amil_model *m, struct amil_work *w, const float *em)
+{
+    int head = m->nparams - 2, outputs = amil_model_outputs(m);
+    if (!w->x)
+        fit(m, w, 1);
+    amil_linear_forward(w->logits, em, W(m, head), W(m, head + 1), 1,
+                        m->hidden * m->branches, outputs);
+    if (m->classes == 2) {
+        float p = 1 / (1 + expf(-w->logits[0]));
+        w->prob[0] = 1 - p;
+        w->prob[1] = p;
+    } else {
+        memcpy(w->prob, w->logits, sizeof *w->prob * outputs);
+        amil_softmax_forward(w->prob, 1, outputs);
+    }
+}
+
+/* ---- backward ----------------------------------------------------------- */
+
+static void add(float *to, const float *from, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        to[i] += from[i];
+}
+
+double amil_model_step(const struct amil_model *m, struct amil_work *w,
+                       const uint8_t *patches, int n, int y, float *grads)
+{
+    amil_featurize(m, w, patches, n);
+    amil_attend(m, w, w->h, n);
+    amil_classify(m, w, w->m);
+    struct sides s = sides_of(m->patch);
+    int C = m->channels, P = m->patch, L = m->hidden, D = m->attention, K = m->branches;
+    int head = m->nparams - 2, outputs = amil_model_outputs(m);
+#define G(i) (grads + m->params[i].offset)
+
+    double loss;
+    if (m->classes == 2) {
+        float p = w->prob[1], dp;
+        loss = amil_bernoulli_nll(p, y, &dp);
+        w->dlogits[0] = dp * p * (1 - p);   /* through the sigmoid */
+    } else {
+        loss = amil_cross_entropy(w->logits, outputs, y, w->dlogits);
+    }
+    if (!grads)
+        return loss;
+    /* classifier: dM (1, K·L) */
+    amil_linear_backward(w->dm, G(head), G(head + 1), w->dlogits, w->m, W(m, head), 1,
+                         L * K, outputs);
+    /* M = A H: dA (K, N) = dM (K, L) · Hᵀ; dH (N, L) = Aᵀ · dM */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, n, L, 1.0f, w->dm, L, w->h, L,
+                0.0f, w->da, n);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, L, K, 1.0f, w->a, n, w->dm, L,
+                0.0f, w->dh, L);
+    amil_softmax_backward(w->da, w->da, w->a, K, n);
+    for (int k = 0; k < K; k++)
+        for (int i = 0; i < n; i++)
+            w->dscores[(size_t)i * K + k] = w->da[(size_t)k * n + i];
+    /* the attention network, into drows (as scratch for dH's second part) */
+    float *dh_attention = w->drows;
+    size_t nd = (size_t)n * D;
+    if (m->arch == AMIL_ARCH_AMIL) {
+        amil_linear_backward(w->dv, G(ATT_FIRST + 2), G(ATT_FIRST + 3), w->dscores, w->v,
+                             W(m, ATT_FIRST + 2), n, D, K);
+        amil_tanh_backward(w->dv, w->v, nd);
+        amil_linear_backward(dh_attention, G(ATT_FIRST), G(ATT_FIRST + 1), w->dv, w->h,
+                             W(m, ATT_FIRST), n, L, D);
+        add(w->dh, dh_attention, (size_t)n * L);
+    } else {
+        amil_linear_backward(w->dgate, G(ATT_FIRST + 4), G(ATT_FIRST + 5), w->dscores,
+                             w->gate, W(m, ATT_FIRST + 4), n, D, K);
+        for (size_t i = 0; i < nd; i++) {
+            w->dv[i] = w->dgate[i] * w->u[i];
+            w->du[i] = w->dgate[i] * w->v[i];
+        }
+        amil_tanh_backward(w->dv, w->v, nd);
+        amil_sigmoid_backward(w->du, w->u, nd);
+        amil_linear_backward(dh_attention, G(ATT_FIRST), G(ATT_FIRST + 1), w->dv, w->h,
+                             W(m, ATT_FIRST), n, L, D);
+        add(w->dh, dh_attention, (size_t)n * L);
+        amil_linear_backward(dh_attention, G(ATT_FIRST + 2), G(ATT_FIRST + 3), w->du, w->h,
+                             W(m, ATT_FIRST + 2), n, L, D);
+        add(w->dh, dh_attention, (size_t)n * L);
+    }
+    /* the feature extractor */
+    amil_relu_backward(w->dh, w->h, (size_t)n * L);
+    amil_linear_backward(w->drows, G(FC_W), G(FC_B), w->dh, w->rows, W(m, FC_W), n,
+                         m->flat, L);
+    amil_rows_to_chw(w->dp2, w->drows, n, CONV2, s.pool2 * s.pool2);
+    amil_maxpool2_backward(w->dc2, w->dp2, w->arg2, CONV2 * n, s.conv2, s.conv2);
+    amil_relu_backward(w->dc2, w->c2, (size_t)CONV2 * n * s.conv2 * s.conv2);
+    amil_conv2d_backward(w->dp1, G(CONV2_W), G(CONV2_B), w->dcols, w->dc2, w->cols2,
+                         W(m, CONV2_W), n, CONV1, s.pool1, s.pool1, CONV2, KERNEL, 1, 0);
+    amil_maxpool2_backward(w->dc1, w->dp1, w->arg1, CONV1 * n, s.conv1, s.conv1);
+    amil_relu_backward(w->dc1, w->c1, (size_t)CONV1 * n * s.conv1 * s.conv1);
+    amil_conv2d_backward(NULL, G(CONV1_W), G(CONV1_B), NULL, w->dc1, w->cols1,
+                         W(m, CONV1_W), n, C, P, P, CONV1, KERNEL, 1, 0);
+#undef G
+    return loss;
+}

@@ -1,0 +1,107 @@
+/* model.h: the attention-MIL network of the paper (Ilse et al. 2018 with
+ * three input channels), plain or gated, over one bag at a time.
+ *
+ *   patches (N, P, P, C) u8 ─/255─▶ conv 5×5 C→20, ReLU, max-pool 2
+ *     ─▶ conv 5×5 20→50, ReLU, max-pool 2 ─▶ view (N, 50·4·4)
+ *     ─▶ linear →L, ReLU = features H (N, L)                  [featurize]
+ *   attention: a = w · tanh(V H) (+ b), or gated w · (tanh(V H) ⊙ σ(U H));
+ *     A (K, N) = softmax over the N patches; M (K, L) = A H    [attend]
+ *   classifier: 2 classes: p = σ(c · M); more: softmax(c · M)   [classify]
+ *
+ * Parameters live in one flat buffer with a table of names (the PyTorch
+ * state_dict names of the reference module), so a model file is one record
+ * and the optimizer one loop.
+ */
+#ifndef AMIL_MODEL_H
+#define AMIL_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "amil.h"
+
+enum amil_arch { AMIL_ARCH_AMIL, AMIL_ARCH_GATED };
+
+#define AMIL_MAX_PARAMS 16
+
+struct amil_param {
+    char name[64];          /* "feature_extractor_part1.0.weight" */
+    int ndim;
+    int64_t shape[4];
+    size_t offset, count;   /* into the flat buffer */
+    size_t fan_in;          /* for PyTorch's default initialization */
+};
+
+struct amil_model {
+    enum amil_arch arch;
+    int channels;           /* 1 or 3 */
+    int patch;              /* side of a patch, 28 in the paper */
+    int classes;            /* 2: one sigmoid output; more: softmax */
+    int hidden;             /* L, 500 */
+    int attention;          /* D, 128 */
+    int branches;           /* K, 1 */
+    int flat;               /* 50 · s · s, the features before the linear */
+    int nparams;
+    struct amil_param params[AMIL_MAX_PARAMS];
+    size_t nweights;
+    float *weights;
+};
+
+/* Sets up the parameter table (weights zeroed).  Returns 0, or -1 with a
+ * message when the geometry does not work (a patch too small for two 5×5
+ * convolutions and two poolings). */
+int amil_model_init(struct amil_model *m, enum amil_arch arch, int channels, int patch,
+                    int classes, int hidden, int attention, int branches);
+void amil_model_free(struct amil_model *m);
+const char *amil_arch_name(enum amil_arch arch);
+int amil_arch_parse(const char *name);   /* -1 if unknown */
+/* Weights as PyTorch's defaults draw them: U(-1/√fan_in, 1/√fan_in) for
+ * weights and biases (kaiming_uniform with a = √5), from a GSL mt19937
+ * seeded with seed. */
+void amil_model_randomize(struct amil_model *m, unsigned long seed);
+/* The parameter with this name, or NULL. */
+const struct amil_param *amil_model_param(const struct amil_model *m, const char *name);
+int amil_model_outputs(const struct amil_model *m);   /* 1 or classes */
+
+/* Model files: the weights under their state_dict names plus metadata
+ * (arch, classes, channels, patch, hidden, attention, branches,
+ * normalization).  Loading also takes a bare PyTorch state_dict saved with
+ * safetensors: the architecture is read off the tensor names and shapes. */
+void amil_model_to_record(const struct amil_model *m, struct amil_record *r);
+int amil_model_from_record(struct amil_model *m, const struct amil_record *r);
+int amil_model_load(struct amil_model *m, const char *path);
+
+/* Activations of one bag, kept for backward; grown to fit. */
+struct amil_work {
+    int capacity;           /* patches the buffers hold */
+    int n;                  /* patches of the current bag */
+    float *x, *cols1, *c1, *p1, *cols2, *c2, *p2, *rows, *h;
+    uint8_t *arg1, *arg2;
+    float *v, *u, *gate;    /* (N, D): tanh(V H), σ(U H), their product */
+    float *scores;          /* (N, K) */
+    float *a;               /* (K, N), softmax over N */
+    float *m;               /* (K, L) */
+    float *logits, *prob;   /* (outputs), (classes) */
+    /* gradients of the same */
+    float *dcols, *dc1, *dp1, *dc2, *dp2, *drows, *dh, *dv, *du, *dgate, *dscores, *da,
+        *dm, *dlogits;
+};
+
+void amil_work_free(struct amil_work *w);
+
+/* The three stages, as featurize, attend and classify run them.  featurize
+ * reads patches (N, P, P, C) u8 and leaves w->h (N, L); attend reads h
+ * (N, L) (w->h or another buffer) and leaves w->a (K, N) and w->m (K, L);
+ * classify reads m (K, L) and leaves w->prob (classes). */
+void amil_featurize(const struct amil_model *m, struct amil_work *w,
+                    const uint8_t *patches, int n);
+void amil_attend(const struct amil_model *m, struct amil_work *w, const float *h, int n);
+void amil_classify(const struct amil_model *m, struct amil_work *w, const float *em);
+
+/* All three, then the loss of label y and its gradient: grads (nweights)
+ * += dloss/dweights (with grads NULL, the loss alone).  Returns the loss (the paper's clamped Bernoulli
+ * negative log-likelihood for 2 classes, cross-entropy otherwise). */
+double amil_model_step(const struct amil_model *m, struct amil_work *w,
+                       const uint8_t *patches, int n, int y, float *grads);
+
+#endif

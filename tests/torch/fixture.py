@@ -1,0 +1,183 @@
+"""Makes tests/data/torch-fixture.safetensors: what PyTorch computes for the
+attention-MIL network on a small real bag, for test_torch.c to hold amil to.
+
+    /usr/bin/python3 tests/torch/fixture.py    (needs Debian's python3-torch)
+
+The modules are the paper's amil_model.py (Ilse et al.'s Attention with 3
+input channels) and Ilse et al.'s GatedAttention, with L, D, K and the number
+of classes as arguments so the fixture stays small.  The weights are not
+stored: both sides compute them from an integer hash (weights()), so only the bag,
+the outputs, the gradients and the parameters after three Adam steps are.
+
+The reference is PyTorch in float64 (stored as float32); PyTorch's own
+float32 error against it is in the metadata (torch_float32_error.<tensor>).
+
+Records (one per case), each with metadata arch, classes, hidden,
+attention, branches, label, and tensors:
+    patches         U8 (N, 28, 28, 3), the first patches of the real
+                    BreakHis image's bag (bagify's order)
+    attention       F32 (K, N)
+    features        F32 (N, L)
+    prob            F32 (classes): [1 - p, p] for two classes
+    loss            F32 ()
+    grad.<name>     F32, each parameter's gradient
+    adam3.<name>    F32, each parameter after three steps of torch.optim.Adam
+                    (lr 1e-4, betas 0.9/0.999, weight decay 1e-4: the paper's)
+                    on the same bag
+"""
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import safetensors  # noqa: E402  (tests/safetensors.py)
+
+
+class Attention(nn.Module):
+    """amil_model.py (Ilse et al.'s Attention with 3 input channels), and with
+    gated=True Ilse et al.'s GatedAttention; L, D, K and classes as
+    arguments.  Modules are made in the reference's order, which is the
+    state_dict's order."""
+
+    def __init__(self, L=500, D=128, K=1, classes=2, gated=False):
+        super().__init__()
+        self.L, self.D, self.K, self.classes, self.gated = L, D, K, classes, gated
+        self.feature_extractor_part1 = nn.Sequential(
+            nn.Conv2d(3, 20, kernel_size=5), nn.ReLU(), nn.MaxPool2d(2, stride=2),
+            nn.Conv2d(20, 50, kernel_size=5), nn.ReLU(), nn.MaxPool2d(2, stride=2))
+        self.feature_extractor_part2 = nn.Sequential(nn.Linear(50 * 4 * 4, L), nn.ReLU())
+        if gated:
+            self.attention_V = nn.Sequential(nn.Linear(L, D), nn.Tanh())
+            self.attention_U = nn.Sequential(nn.Linear(L, D), nn.Sigmoid())
+            self.attention_weights = nn.Linear(D, K)
+        else:
+            self.attention = nn.Sequential(nn.Linear(L, D), nn.Tanh(), nn.Linear(D, K))
+        self.classifier = nn.Sequential(nn.Linear(L * K, 1 if classes == 2 else classes))
+
+    def forward(self, x):
+        H = self.feature_extractor_part1(x.squeeze(0))
+        H = self.feature_extractor_part2(H.view(-1, 50 * 4 * 4))   # N x L
+        if self.gated:
+            scores = self.attention_weights(self.attention_V(H) * self.attention_U(H))
+        else:
+            scores = self.attention(H)
+        A = F.softmax(torch.transpose(scores, 1, 0), dim=1)   # K x N
+        M = torch.mm(A, H)
+        logits = self.classifier(M.view(1, -1))
+        return logits, A, H
+
+
+def weights(module):
+    """PyTorch's default distribution, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), from
+    an integer hash both sides compute exactly: parameter t (state_dict
+    order), element j: u = splitmix64(t * 2^32 + j) / 2^64 (top 53 bits), the
+    value (2u - 1) / sqrt(fan_in) in double, then float32.  The attention
+    layers get 8 times that, so that the attention is far from uniform, as in
+    a trained model; at PyTorch's initial scale it is uniform to 1e-4 and its
+    gradients are all rounding.  test_torch.c computes the same."""
+    with torch.no_grad():
+        for t, (name, p) in enumerate(module.state_dict().items()):
+            weight = module.state_dict()[name.rsplit(".", 1)[0] + ".weight"]
+            fan_in = int(np.prod(weight.shape[1:]))
+            z = np.uint64(t) * np.uint64(1 << 32) + np.arange(p.numel(), dtype=np.uint64)
+            z = z + np.uint64(0x9E3779B97F4A7C15)
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            z = z ^ (z >> np.uint64(31))
+            u = (z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+            gain = 8.0 if name.startswith("attention") else 1.0
+            values = gain * (2 * u - 1) / math.sqrt(fan_in)
+            p.copy_(torch.from_numpy(values.astype(np.float32)).view(p.shape))
+
+
+def loss_of(logits, label, classes):
+    if classes == 2:
+        # the paper's: sigmoid, clamp, negative Bernoulli log-likelihood
+        p = torch.sigmoid(logits[0, 0])
+        q = torch.clamp(p, min=1e-5, max=1. - 1e-5)
+        y = float(label)
+        loss = -1. * (y * torch.log(q) + (1. - y) * torch.log(1. - q))
+        return loss, torch.stack([1 - p, p])
+    loss = F.cross_entropy(logits, torch.tensor([label]))
+    return loss, F.softmax(logits[0], dim=0)
+
+
+def run(module, x, label, classes):
+    """Forward, backward, three Adam steps: everything the fixture holds."""
+    logits, A, H = module(x)
+    loss, prob = loss_of(logits, label, classes)
+    module.zero_grad()
+    loss.backward()
+    out = {"attention": A.detach(), "features": H.detach(), "prob": prob.detach(),
+           "loss": loss.detach()}
+    for name, p in module.named_parameters():
+        out["grad." + name] = p.grad.clone()
+    opt = torch.optim.Adam(module.parameters(), lr=1e-4, betas=(0.9, 0.999),
+                           weight_decay=1e-4)
+    for _ in range(3):
+        opt.zero_grad()
+        logits, _, _ = module(x)
+        loss_of(logits, label, classes)[0].backward()
+        opt.step()
+    for name, p in module.named_parameters():
+        out["adam3." + name] = p.detach().clone()
+    return out
+
+
+def relative_error(a, b):
+    scale = b.abs().max().item()
+    return (a - b).abs().max().item() / scale if scale > 0 else (a - b).abs().max().item()
+
+
+def case(make, arch, classes, label, patches):
+    """The reference is PyTorch in float64, stored as float32: the truth that
+    both float32 implementations, PyTorch's and ours, are held to.  PyTorch's
+    own float32 error against it goes into the metadata, per tensor, for
+    comparison."""
+    x = torch.from_numpy(patches).permute(0, 3, 1, 2).contiguous().float().div(255)
+    x = x.unsqueeze(0)   # (1, N, C, P, P), as the paper's DataLoader gave it
+    single = make()
+    weights(single)
+    double = make()
+    weights(double)
+    double.double()
+    ref = run(double, x.double(), label, classes)
+    f32 = run(single, x, label, classes)
+    meta = {"arch": arch, "classes": str(classes), "hidden": str(single.L),
+            "attention": str(single.D), "branches": str(single.K), "label": str(label),
+            "torch": torch.__version__, "reference": "float64"}
+    tensors = {"patches": patches}
+    for k, v in ref.items():
+        tensors[k] = v.float().numpy().copy()
+        meta["torch_float32_error." + k] = "%.3g" % relative_error(f32[k].double(), v)
+    return meta, tensors
+
+
+def main():
+    torch.set_num_threads(1)
+    root = os.path.dirname(os.path.dirname(HERE))
+    image = os.path.join(root, "tests/data/SOB_B_A-14-22549G-40-001.png")
+    bag = subprocess.run([os.path.join(root, "build/bin/bagify"), image],
+                         check=True, capture_output=True).stdout
+    import io
+    (_, t), = list(safetensors.read(io.BytesIO(bag)))
+    # six patches from across the image: rows of tissue and of glass
+    patches = np.ascontiguousarray(t["patches"][[0, 57, 130, 211, 288, 399]])
+    out = os.path.join(root, "tests/data/torch-fixture.safetensors")
+    with open(out, "wb") as f:
+        safetensors.write(f, *case(lambda: Attention(L=32, D=8, K=1, classes=2),
+                                   "amil", 2, 1, patches))
+        safetensors.write(f, *case(lambda: Attention(L=24, D=6, K=2, classes=3, gated=True),
+                                   "gated", 3, 2, patches))
+    print("wrote", out, os.path.getsize(out), "bytes")
+
+
+if __name__ == "__main__":
+    main()

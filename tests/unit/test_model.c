@@ -1,0 +1,276 @@
+/* test_model.c: the whole network by finite differences, and against
+ * PyTorch 1.13 on a committed fixture
+ * (tests/data/torch-fixture.safetensors, made by tests/torch/fixture.py):
+ * PyTorch's module run in float64, the truth both float32 implementations
+ * are held to; the fixture also records PyTorch's own float32 error.
+ *
+ * For each case (the paper's model, two classes; a gated model with two
+ * attention branches and three classes), on six real BreakHis patches: the
+ * same features, attention, probabilities, loss and every parameter's
+ * gradient, and the same parameters after three Adam steps, each within a
+ * relative error of 1e-4 (max |ours - torch| / max |torch| per tensor). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "amil.h"
+#include "model.h"
+#include "optim.h"
+
+static const char *fixture_path(void)
+{
+    const char *dir = getenv("AMIL_TESTDATA");
+    static char path[4096];
+    snprintf(path, sizeof path, "%s/torch-fixture.safetensors", dir ? dir : "tests/data");
+    return path;
+}
+
+/* fixture.py's weights(): parameter t, element j: u = splitmix64(t 2^32 + j)
+ * in [0, 1) (its top 53 bits), the weight (2u - 1) / sqrt(fan_in), PyTorch's
+ * default distribution from a hash both sides compute exactly; the
+ * attention layers 8 times that, so the attention is far from uniform. */
+static void formula_weights(struct amil_model *m)
+{
+    for (int t = 0; t < m->nparams; t++) {
+        const struct amil_param *p = &m->params[t];
+        for (size_t j = 0; j < p->count; j++) {
+            uint64_t z = ((uint64_t)t << 32) + j + 0x9E3779B97F4A7C15ULL;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+            z ^= z >> 31;
+            double u = (double)(z >> 11) * 0x1p-53;
+            double gain = strncmp(p->name, "attention", 9) == 0 ? 8.0 : 1.0;
+            m->weights[p->offset + j] =
+                (float)(gain * (2 * u - 1) / sqrt((double)p->fan_in));
+        }
+    }
+}
+
+static double relative_error(const float *ours, const struct amil_tensor *theirs)
+{
+    const float *t = theirs->data;
+    size_t n = theirs->nbytes / sizeof(float);
+    double diff = 0, scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        diff = fmax(diff, fabs((double)ours[i] - t[i]));
+        scale = fmax(scale, fabs(t[i]));
+    }
+    return scale > 0 ? diff / scale : diff;
+}
+
+static void expect_close(const char *what, const float *ours, const struct amil_record *r,
+                         const char *name, double tolerance)
+{
+    const struct amil_tensor *t = amil_find(r, name);
+    if (!t)
+        fail_msg("fixture has no tensor %s", name);
+    double e = relative_error(ours, t);
+    char key[160];
+    snprintf(key, sizeof key, "torch_float32_error.%s", name);
+    const char *theirs = amil_meta_get(r, key);
+    print_message("# %-10s %-40s relative error %.2e (PyTorch float32: %s)\n", what, name,
+                  e, theirs ? theirs : "?");
+    if (!(e < tolerance))
+        fail_msg("%s %s: relative error %.3g over %.g", what, name, e, tolerance);
+}
+
+static void one_case(const struct amil_record *r)
+{
+    long classes, hidden, attention, branches, label;
+    assert_int_equal(amil_meta_long(r, "classes", 2, 100, &classes), 1);
+    assert_int_equal(amil_meta_long(r, "hidden", 1, 10000, &hidden), 1);
+    assert_int_equal(amil_meta_long(r, "attention", 1, 10000, &attention), 1);
+    assert_int_equal(amil_meta_long(r, "branches", 1, 100, &branches), 1);
+    assert_int_equal(amil_meta_long(r, "label", 0, 100, &label), 1);
+    int arch = amil_arch_parse(amil_meta_get(r, "arch"));
+    assert_true(arch >= 0);
+    struct amil_model m;
+    assert_int_equal(amil_model_init(&m, arch, 3, 28, (int)classes, (int)hidden,
+                                     (int)attention, (int)branches), 0);
+    formula_weights(&m);
+    const struct amil_tensor *patches = amil_expect(r, "patches", AMIL_U8, 4);
+    assert_non_null(patches);
+    int n = (int)patches->shape[0];
+
+    struct amil_work w = {0};
+    float *grads = calloc(m.nweights, sizeof *grads);
+    double loss = amil_model_step(&m, &w, patches->data, n, (int)label, grads);
+    expect_close("forward", w.h, r, "features", 1e-4);
+    expect_close("forward", w.a, r, "attention", 1e-4);
+    expect_close("forward", w.prob, r, "prob", 1e-4);
+    float loss_f = (float)loss;
+    expect_close("forward", &loss_f, r, "loss", 1e-4);
+    for (int i = 0; i < m.nparams; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "grad.%s", m.params[i].name);
+        /* The bias of the last attention layer adds the same to every
+         * score, which the softmax takes away: its gradient is zero, and
+         * both sides hold only rounding (1e-10) there. */
+        if (i == m.nparams - 3) {
+            float g = fabsf(grads[m.params[i].offset]);
+            print_message("# gradient   %-40s %.2e (zero by the softmax's shift "
+                          "invariance)\n", name, (double)g);
+            assert_true(g < 1e-7);
+            continue;
+        }
+        expect_close("gradient", grads + m.params[i].offset, r, name, 1e-4);
+    }
+
+    /* three steps of the paper's Adam on the same bag */
+    struct amil_optimizer o;
+    amil_optim_init(&o, AMIL_ADAM, m.nweights);
+    o.lr = 1e-4, o.decay = 1e-4;
+    for (int step = 0; step < 3; step++) {
+        memset(grads, 0, sizeof *grads * m.nweights);
+        amil_model_step(&m, &w, patches->data, n, (int)label, grads);
+        amil_optim_step(&o, m.weights, grads);
+    }
+    for (int i = 0; i < m.nparams; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "adam3.%s", m.params[i].name);
+        expect_close("adam x3", m.weights + m.params[i].offset, r, name, 1e-4);
+    }
+    amil_optim_free(&o);
+    free(grads);
+    amil_work_free(&w);
+    amil_model_free(&m);
+}
+
+static void against_pytorch(void **state)
+{
+    (void)state;
+    FILE *f = fopen(fixture_path(), "rb");
+    if (!f)
+        fail_msg("cannot open %s", fixture_path());
+    struct amil_stream s;
+    struct amil_record r;
+    int cases = 0, got;
+    amil_stream_open(&s, f, fixture_path());
+    while ((got = amil_read(&s, &r)) == 1) {
+        one_case(&r);
+        amil_record_free(&r);
+        cases++;
+    }
+    fclose(f);
+    if (got < 0)
+        fail_msg("%s", amil_error());
+    assert_int_equal(cases, 2);
+}
+
+/* A model written and read back is the same model. */
+static void model_record_round_trip(void **state)
+{
+    (void)state;
+    struct amil_model m, back;
+    assert_int_equal(amil_model_init(&m, AMIL_ARCH_GATED, 1, 28, 4, 20, 7, 2), 0);
+    amil_model_randomize(&m, 5);
+    struct amil_record r;
+    amil_model_to_record(&m, &r);
+    assert_int_equal(amil_model_from_record(&back, &r), 0);
+    assert_int_equal(back.arch, AMIL_ARCH_GATED);
+    assert_int_equal(back.classes, 4);
+    assert_int_equal(back.channels, 1);
+    assert_int_equal(back.nweights, m.nweights);
+    assert_memory_equal(back.weights, m.weights, sizeof(float) * m.nweights);
+    /* a bare state_dict: the same model read off the shapes */
+    while (r.nmeta)
+        free(r.meta[--r.nmeta].key), free(r.meta[r.nmeta].value);
+    struct amil_model bare;
+    assert_int_equal(amil_model_from_record(&bare, &r), 0);
+    assert_int_equal(bare.arch, AMIL_ARCH_GATED);
+    assert_int_equal(bare.classes, 4);
+    assert_int_equal(bare.branches, 2);
+    assert_int_equal(bare.attention, 7);
+    assert_int_equal(bare.patch, 28);
+    amil_model_free(&bare);
+    /* a tensor of the wrong shape is refused */
+    r.tensors[0].shape[0] = 21;
+    assert_int_equal(amil_model_from_record(&bare, &r), -1);
+    assert_non_null(strstr(amil_error(), "feature_extractor_part1.0.weight"));
+    amil_record_free(&r);
+    amil_model_free(&m);
+    amil_model_free(&back);
+}
+
+/* The whole model's gradient by central differences of the loss, for both
+ * architectures and heads, at 40 parameters spread over every tensor.  The
+ * loss is computed in float, so h starts large (1e-2) and the tolerance is
+ * loose; a miss is retried at h/8 and h/64, as a difference can straddle a
+ * ReLU kink or a max-pool switch.  The PyTorch check is the precise one. */
+static void whole_model_finite_differences(void **state)
+{
+    (void)state;
+    struct {
+        enum amil_arch arch;
+        int classes, branches, label;
+    } cases[3] = {{AMIL_ARCH_AMIL, 2, 1, 1}, {AMIL_ARCH_GATED, 2, 1, 0},
+                  {AMIL_ARCH_AMIL, 4, 2, 3}};
+    uint8_t patches[4 * 28 * 28 * 3];
+    for (size_t i = 0; i < sizeof patches; i++)   /* smooth, varied images */
+        patches[i] = (uint8_t)(128 + 100 * sin(0.05 * (double)i) * cos(0.0007 * (double)i));
+    for (int c = 0; c < 3; c++) {
+        struct amil_model m;
+        assert_int_equal(amil_model_init(&m, cases[c].arch, 3, 28, cases[c].classes, 16, 6,
+                                         cases[c].branches), 0);
+        amil_model_randomize(&m, 7 + c);
+        for (size_t i = m.params[m.nparams - 4].offset; i < m.nweights; i++)
+            m.weights[i] *= 4;   /* livelier attention and head */
+        struct amil_work w = {0};
+        float *grads = calloc(m.nweights, sizeof *grads);
+        amil_model_step(&m, &w, patches, 4, cases[c].label, grads);
+        int checked = 0;
+        for (int t = 0; t < m.nparams; t++) {
+            const struct amil_param *p = &m.params[t];
+            for (size_t k = 0; k < 4 && k < p->count; k++) {
+                size_t i = p->offset + k * (p->count / 4);
+                float saved = m.weights[i], h = 1e-2f;
+                double numeric = 0, analytic = grads[i];
+                for (int attempt = 0; attempt < 3; attempt++, h /= 8) {
+                    m.weights[i] = saved + h;
+                    double plus = amil_model_step(&m, &w, patches, 4, cases[c].label, NULL);
+                    m.weights[i] = saved - h;
+                    double minus = amil_model_step(&m, &w, patches, 4, cases[c].label, NULL);
+                    m.weights[i] = saved;
+                    numeric = (plus - minus) / (2.0 * h);
+                    if (fabs(numeric - analytic) <= 1e-3 + 2e-2 * fabs(analytic))
+                        break;
+                }
+                if (fabs(numeric - analytic) > 1e-3 + 2e-2 * fabs(analytic))
+                    fail_msg("case %d, %s[%zu]: analytic %.6g, numeric %.6g", c, p->name,
+                             i - p->offset, analytic, numeric);
+                checked++;
+            }
+        }
+        assert_true(checked >= 40);
+        free(grads);
+        amil_work_free(&w);
+        amil_model_free(&m);
+    }
+}
+
+/* The paper's model has 491,828 parameters, as the issue counts them. */
+static void paper_model_size(void **state)
+{
+    (void)state;
+    struct amil_model m;
+    assert_int_equal(amil_model_init(&m, AMIL_ARCH_AMIL, 3, 28, 2, 500, 128, 1), 0);
+    assert_int_equal(m.nweights, 491828);
+    assert_int_equal(m.flat, 800);
+    amil_model_free(&m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(against_pytorch),
+        cmocka_unit_test(model_record_round_trip),
+        cmocka_unit_test(whole_model_finite_differences),
+        cmocka_unit_test(paper_model_size),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
