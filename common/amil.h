@@ -92,6 +92,10 @@ const char *amil_dtype_name(enum amil_dtype t);
 int amil_dtype_parse(const char *name);
 
 void amil_stream_open(struct amil_stream *s, FILE *f, const char *name);
+/* Opens path for reading ("-" or NULL is stdin, named "<stdin>").  Returns
+ * 0, or -1 with a message; amil_stream_close() closes what it opened. */
+int amil_stream_open_path(struct amil_stream *s, const char *path);
+void amil_stream_close(struct amil_stream *s);
 /* Reads the next record into r (which it initializes).  Returns 1 for a
  * record, 0 at a clean end of stream, -1 on bad input with the message
  * "NAME: record I: what" (r is then empty). */

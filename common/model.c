@@ -251,6 +251,36 @@ int amil_model_load(struct amil_model *m, const char *path)
     return 0;
 }
 
+const struct amil_tensor *amil_bag_patches(const struct amil_model *m,
+                                           const struct amil_record *r)
+{
+    const struct amil_tensor *t = amil_expect(r, "patches", AMIL_U8, 4);
+    if (!t)
+        return NULL;
+    if (t->shape[0] < 1 || t->shape[0] > INT32_MAX / 1024) {
+        amil_fail("a bag of %lld patches", (long long)t->shape[0]);
+        return NULL;
+    }
+    if (t->shape[1] != m->patch || t->shape[2] != m->patch || t->shape[3] != m->channels) {
+        amil_fail("patches of %lld×%lld×%lld do not fit the model, which takes "
+                  "%d×%d×%d", (long long)t->shape[1], (long long)t->shape[2],
+                  (long long)t->shape[3], m->patch, m->patch, m->channels);
+        return NULL;
+    }
+    return t;
+}
+
+int amil_bag_label(const struct amil_model *m, const struct amil_record *r, long *label)
+{
+    int has = amil_meta_long(r, "label", 0, m->classes - 1, label);
+    if (has < 0) {
+        const char *v = amil_meta_get(r, "label");
+        return amil_fail("label '%s' is not a class of the model (0 to %d)", v,
+                         m->classes - 1);
+    }
+    return has;
+}
+
 /* ---- activations -------------------------------------------------------- */
 
 void amil_work_free(struct amil_work *w)

@@ -89,6 +89,15 @@ struct amil_work {
 
 void amil_work_free(struct amil_work *w);
 
+/* Checks that a record is a bag this model can read: `patches` U8
+ * (N ≥ 1, P, P, C) with the model's P and C.  Returns the tensor, or NULL
+ * with a message. */
+const struct amil_tensor *amil_bag_patches(const struct amil_model *m,
+                                           const struct amil_record *r);
+/* The record's label: 1 and *label in [0, classes), 0 if it has none, -1
+ * (with a message) if it is not such a class. */
+int amil_bag_label(const struct amil_model *m, const struct amil_record *r, long *label);
+
 /* The three stages, as featurize, attend and classify run them.  featurize
  * reads patches (N, P, P, C) u8 and leaves w->h (N, L); attend reads h
  * (N, L) (w->h or another buffer) and leaves w->a (K, N) and w->m (K, L);

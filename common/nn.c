@@ -7,6 +7,8 @@
 
 #include "nn.h"
 
+void amil_threads(int n) { openblas_set_num_threads(n); }
+
 int amil_conv_out(int size, int kernel, int stride, int pad)
 {
     return (size + 2 * pad - kernel) / stride + 1;

@@ -18,6 +18,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Threads BLAS may use (OpenBLAS's own default is every core). */
+void amil_threads(int n);
+
 /* ---- convolution -------------------------------------------------------- */
 
 /* Output side of a convolution: (size + 2 pad - kernel) / stride + 1. */

@@ -266,6 +266,26 @@ void amil_stream_open(struct amil_stream *s, FILE *f, const char *name)
     s->index = 0;
 }
 
+int amil_stream_open_path(struct amil_stream *s, const char *path)
+{
+    if (!path || strcmp(path, "-") == 0) {
+        amil_stream_open(s, stdin, "<stdin>");
+        return 0;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return amil_fail("%s: %s", path, strerror(errno));
+    amil_stream_open(s, f, path);
+    return 0;
+}
+
+void amil_stream_close(struct amil_stream *s)
+{
+    if (s->file && s->file != stdin)
+        fclose(s->file);
+    s->file = NULL;
+}
+
 static uint64_t le64(const unsigned char *b)
 {
     uint64_t v = 0;

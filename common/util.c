@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gsl/gsl_errno.h>
+
 #include "amil.h"
 
 const char *amil_progname = "amil";
@@ -24,6 +26,7 @@ int amil_fail(const char *fmt, ...)
 
 void amil_init(int argc, char **argv)
 {
+    gsl_set_error_handler_off();   /* its default aborts; we check statuses */
     if (argc > 0 && argv[0]) {
         const char *slash = strrchr(argv[0], '/');
         amil_progname = slash ? slash + 1 : argv[0];

@@ -1,0 +1,46 @@
+/* metrics.c: the ROC AUC by ranks. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "amil.h"
+#include "metrics.h"
+
+struct ranked {
+    double score;
+    int positive;
+};
+
+static int by_score(const void *a, const void *b)
+{
+    double x = ((const struct ranked *)a)->score, y = ((const struct ranked *)b)->score;
+    return (x > y) - (x < y);
+}
+
+double amil_auc(const double *score, const int *positive, size_t n)
+{
+    struct ranked *items = amil_xmalloc(sizeof *items * (n ? n : 1));
+    size_t positives = 0;
+    for (size_t i = 0; i < n; i++) {
+        items[i].score = score[i];
+        items[i].positive = positive[i] != 0;
+        positives += items[i].positive;
+    }
+    size_t negatives = n - positives;
+    if (positives == 0 || negatives == 0) {
+        free(items);
+        return NAN;
+    }
+    qsort(items, n, sizeof *items, by_score);
+    /* Sum of the positives' ranks (from 1), ties given their mean rank. */
+    double rank_sum = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i, tied_positives = 0;
+        while (j < n && items[j].score == items[i].score)
+            tied_positives += items[j++].positive;
+        rank_sum += tied_positives * ((double)(i + 1) + (double)j) / 2;
+        i = j;
+    }
+    free(items);
+    double u = rank_sum - (double)positives * (positives + 1) / 2;
+    return u / ((double)positives * negatives);
+}

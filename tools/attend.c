@@ -1,0 +1,112 @@
+/* attend: the attention of an attention-MIL model over featurized bags.
+ *
+ * Reads records with `features` F32 [N, L] (from featurize) and writes each
+ * with `attention` F32 [K, N], the softmax over the N patches of each of the
+ * K branches' scores, and `embedding` F32 [K, L], the attention-weighted sum
+ * of the features.  The features, consumed, are left out unless -k keeps
+ * them.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amil.h"
+#include "model.h"
+#include "nn.h"
+
+struct cmdline {
+    const char *model, *input;
+    int keep;
+    long threads;
+};
+
+static const char usage_text[] =
+    "usage: attend -m MODEL [-k] [-j THREADS] [FILE]\n"
+    "  -m, --model MODEL    the model (from train, or a PyTorch state_dict)\n"
+    "  -k, --keep           keep the features in the records\n"
+    "  -j, --threads N      threads for the matrix products [1]\n"
+    "  -h, --help           this help\n";
+
+static _Noreturn void usage(int status)
+{
+    fputs(usage_text, status ? stderr : stdout);
+    exit(status);
+}
+
+static struct cmdline parse_args(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"model", required_argument, 0, 'm'}, {"keep", no_argument, 0, 'k'},
+        {"threads", required_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    struct cmdline cl = {.threads = 1};
+    int c;
+    while ((c = getopt_long(argc, argv, "m:kj:h", options, NULL)) != -1) {
+        switch (c) {
+        case 'm': cl.model = optarg; break;
+        case 'k': cl.keep = 1; break;
+        case 'j':
+            if (amil_parse_long(optarg, 1, 1024, &cl.threads) < 0) {
+                amil_warn("--threads: %s", amil_error());
+                usage(2);
+            }
+            break;
+        case 'h': usage(0);
+        default: usage(2);
+        }
+    }
+    if (!cl.model) {
+        amil_warn("no model: give -m MODEL");
+        usage(2);
+    }
+    if (argc - optind > 1)
+        usage(2);
+    cl.input = optind < argc ? argv[optind] : NULL;
+    return cl;
+}
+
+int main(int argc, char **argv)
+{
+    amil_init(argc, argv);
+    struct cmdline cl = parse_args(argc, argv);
+    amil_threads((int)cl.threads);
+    struct amil_model m;
+    if (amil_model_load(&m, cl.model) < 0)
+        amil_die("%s", amil_error());
+    struct amil_stream s;
+    if (amil_stream_open_path(&s, cl.input) < 0)
+        amil_die("%s", amil_error());
+    struct amil_work w = {0};
+    struct amil_record r;
+    int got;
+    while ((got = amil_read(&s, &r)) == 1) {
+        const struct amil_tensor *h = amil_expect(&r, "features", AMIL_F32, 2);
+        if (h && (h->shape[1] != m.hidden || h->shape[0] < 1 ||
+                  h->shape[0] > INT32_MAX / 1024)) {
+            amil_fail("features are [%lld, %lld]; the model's are [N ≥ 1, %d]",
+                      (long long)h->shape[0], (long long)h->shape[1], m.hidden);
+            h = NULL;
+        }
+        if (!h)
+            amil_die("%s: record %ld: %s", s.name, s.index - 1, amil_error());
+        int n = (int)h->shape[0];
+        amil_attend(&m, &w, h->data, n);
+        int64_t a_shape[2] = {m.branches, n}, m_shape[2] = {m.branches, m.hidden};
+        memcpy(amil_put(&r, "attention", AMIL_F32, 2, a_shape)->data, w.a,
+               sizeof(float) * (size_t)m.branches * n);
+        memcpy(amil_put(&r, "embedding", AMIL_F32, 2, m_shape)->data, w.m,
+               sizeof(float) * (size_t)m.branches * m.hidden);
+        if (!cl.keep)
+            amil_remove(&r, "features");
+        amil_meta_set(&r, "model", cl.model);
+        if (amil_write(stdout, &r) < 0)
+            amil_die("write error:");
+        amil_record_free(&r);
+    }
+    if (got < 0)
+        amil_die("%s", amil_error());
+    amil_stream_close(&s);
+    amil_work_free(&w);
+    amil_model_free(&m);
+    return amil_close_stdout();
+}
