@@ -4,7 +4,8 @@
  *
  *   recpass [-a darkness|index] [-K BRANCHES] [-r TENSOR] [FILE]
  *
- * -r removes a tensor.
+ * -r removes a tensor; -f NAME=VALUE fills an F32 tensor with VALUE (nan
+ * and inf too), to make a broken model or checkpoint.
  * -a adds an `attention` F32 [K, N] over a bag's patches before attend
  * exists: softmax over patches of their mean darkness (255 - mean pixel) / 8
  * (tissue gets the weight), or of the patch index / 8; branch k > 0 is the
@@ -52,18 +53,21 @@ static void add_attention(struct amil_record *r, const char *how, long branches)
 int main(int argc, char **argv)
 {
     amil_init(argc, argv);
-    const char *attention = NULL, *remove = NULL;
+    const char *attention = NULL, *remove = NULL, *fill = NULL;
     long branches = 1;
     int c;
-    while ((c = getopt(argc, argv, "a:K:r:")) != -1) {
+    while ((c = getopt(argc, argv, "a:K:r:f:")) != -1) {
         if (c == 'a')
             attention = optarg;
+        else if (c == 'f')
+            fill = optarg;
         else if (c == 'r')
             remove = optarg;
         else if (c == 'K' && amil_parse_long(optarg, 1, 16, &branches) == 0)
             ;
         else
-            amil_die("usage: recpass [-a darkness|index] [-K BRANCHES] [-r TENSOR] [FILE]");
+            amil_die("usage: recpass [-a darkness|index] [-K BRANCHES] [-r TENSOR] "
+                     "[-f TENSOR=VALUE] [FILE]");
     }
     FILE *f = optind < argc ? fopen(argv[optind], "rb") : stdin;
     if (!f)
@@ -77,6 +81,17 @@ int main(int argc, char **argv)
             add_attention(&r, attention, branches);
         if (remove)
             amil_remove(&r, remove);
+        if (fill) {
+            char name[256];
+            const char *eq = strchr(fill, '=');
+            snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - fill) : 0, fill);
+            struct amil_tensor *t = eq ? amil_find(&r, name) : NULL;
+            if (!t || t->dtype != AMIL_F32)
+                amil_die("-f %s: no F32 tensor of that name", fill);
+            float value = strtof(eq + 1, NULL);
+            for (size_t i = 0; i < t->nbytes / sizeof value; i++)
+                ((float *)t->data)[i] = value;
+        }
         if (amil_write(stdout, &r) < 0)
             amil_die("write error:");
         amil_record_free(&r);

@@ -160,6 +160,20 @@ def case(make, arch, classes, label, patches):
     return meta, tensors
 
 
+def whole_bag(model, patches):
+    """The small model's attention and probabilities on the whole 400-patch
+    bag of the real image, in float64: what bagify | featurize | attend |
+    classify must give with torch-state-dict.safetensors."""
+    weights(model)
+    model.double()
+    x = torch.from_numpy(patches).permute(0, 3, 1, 2).contiguous().double().div(255)
+    with torch.no_grad():
+        logits, A, _ = model(x.unsqueeze(0))
+        p = torch.sigmoid(logits[0, 0])
+    return ({"kind": "pipeline", "reference": "float64", "torch": torch.__version__},
+            {"attention": A.float().numpy(), "prob": torch.stack([1 - p, p]).float().numpy()})
+
+
 def main():
     torch.set_num_threads(1)
     root = os.path.dirname(os.path.dirname(HERE))
@@ -171,12 +185,23 @@ def main():
     # six patches from across the image: rows of tissue and of glass
     patches = np.ascontiguousarray(t["patches"][[0, 57, 130, 211, 288, 399]])
     out = os.path.join(root, "tests/data/torch-fixture.safetensors")
+    small = lambda: Attention(L=32, D=8, K=1, classes=2)   # noqa: E731
     with open(out, "wb") as f:
-        safetensors.write(f, *case(lambda: Attention(L=32, D=8, K=1, classes=2),
-                                   "amil", 2, 1, patches))
+        safetensors.write(f, *case(small, "amil", 2, 1, patches))
         safetensors.write(f, *case(lambda: Attention(L=24, D=6, K=2, classes=3, gated=True),
                                    "gated", 3, 2, patches))
+        safetensors.write(f, *whole_bag(small(), np.array(t["patches"])))
     print("wrote", out, os.path.getsize(out), "bytes")
+
+    # The same small model as a bare state_dict, the file
+    # safetensors.torch.save_file(model.state_dict(), path) makes: no
+    # metadata, so amil reads the architecture off the names and shapes.
+    model = small()
+    weights(model)
+    state = os.path.join(root, "tests/data/torch-state-dict.safetensors")
+    with open(state, "wb") as f:
+        safetensors.write(f, {}, {k: v.numpy() for k, v in model.state_dict().items()})
+    print("wrote", state, os.path.getsize(state), "bytes")
 
 
 if __name__ == "__main__":

@@ -152,6 +152,11 @@ static void against_pytorch(void **state)
     int cases = 0, got;
     amil_stream_open(&s, f, fixture_path());
     while ((got = amil_read(&s, &r)) == 1) {
+        const char *kind = amil_meta_get(&r, "kind");
+        if (kind && strcmp(kind, "pipeline") == 0) {   /* for the bats tests */
+            amil_record_free(&r);
+            continue;
+        }
         one_case(&r);
         amil_record_free(&r);
         cases++;
