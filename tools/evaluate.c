@@ -69,6 +69,7 @@ static struct cmdline parse_args(int argc, char **argv)
 
 /* One row of the table. */
 struct row {
+    long line;              /* in the table, from 1 */
     int label, predicted;
     double *prob;           /* [classes] */
     char *patient;
@@ -103,8 +104,15 @@ static struct row *read_table(const struct cmdline *cl, int *classes, long *coun
     int n = split(line, fields, 1100);
     /* the header: source label prob_0 .. prob_{C-1} predicted patient */
     *classes = n - 4;
-    if (n < 6 || strcmp(fields[0], "source") != 0 || strcmp(fields[1], "label") != 0 ||
-        strcmp(fields[n - 2], "predicted") != 0 || strcmp(fields[n - 1], "patient") != 0)
+    int header = n >= 6 && strcmp(fields[0], "source") == 0 &&
+                 strcmp(fields[1], "label") == 0 && strcmp(fields[n - 2], "predicted") == 0 &&
+                 strcmp(fields[n - 1], "patient") == 0;
+    for (int c = 0; header && c < *classes; c++) {
+        char want[32];
+        snprintf(want, sizeof want, "prob_%d", c);
+        header = strcmp(fields[2 + c], want) == 0;
+    }
+    if (!header)
         amil_die("%s: line 1: not the header of classify -t "
                  "(source label prob_0 ... predicted patient)", name);
     struct row *rows = NULL;
@@ -112,7 +120,7 @@ static struct row *read_table(const struct cmdline *cl, int *classes, long *coun
     *count = 0;
     while (getline(&line, &size, f) >= 0) {
         number++;
-        if (line[0] == '\n' || line[0] == '\0')
+        if (line[strspn(line, "\r\n")] == '\0')   /* a blank line, LF or CRLF */
             continue;
         if (split(line, fields, 1100) != n)
             amil_die("%s: line %ld: %d fields expected", name, number, n);
@@ -121,6 +129,7 @@ static struct row *read_table(const struct cmdline *cl, int *classes, long *coun
             rows = amil_xrealloc(rows, sizeof *rows * capacity);
         }
         struct row *r = &rows[*count];
+        r->line = number;
         long label, predicted;
         if (fields[1][0] == '\0')
             amil_die("%s: line %ld: no label for %s: nothing to score against", name,
@@ -163,7 +172,8 @@ static int by_patient_name(const void *a, const void *b)
     return strcmp(x->patient, y->patient);
 }
 
-static struct result score(const struct cmdline *cl, struct row *rows, long n, int classes)
+static struct result score(const struct cmdline *cl, const char *name, struct row *rows,
+                           long n, int classes)
 {
     struct result s = {.images = n, .classes = classes};
     s.confusion = amil_xcalloc((size_t)classes * classes, sizeof *s.confusion);
@@ -190,7 +200,7 @@ static struct result score(const struct cmdline *cl, struct row *rows, long n, i
         s.precision += precision;
         s.recall += recall;
         s.specificity += ratio(tn, tn + fp);
-        s.f1 += ratio(2 * precision * recall, precision + recall);
+        s.f1 += ratio(2 * tp, 2 * tp + fp + fn);   /* 0, not NaN, when tp = 0 */
         for (long i = 0; i < n; i++) {
             score[i] = rows[i].prob[c];
             positive[i] = rows[i].label == c;
@@ -205,8 +215,8 @@ static struct result score(const struct cmdline *cl, struct row *rows, long n, i
     if (cl->by_patient) {
         for (long i = 0; i < n; i++)
             if (!rows[i].patient)
-                amil_die("row %ld has no patient: --by patient needs BreakHis names "
-                         "(bagify writes the patient from them)", i + 1);
+                amil_die("%s: line %ld: no patient: --by patient needs BreakHis names "
+                         "(bagify writes the patient from them)", name, rows[i].line);
         qsort(rows, (size_t)n, sizeof *rows, by_patient_name);
         double sum = 0;
         for (long i = 0; i < n;) {
@@ -282,7 +292,8 @@ int main(int argc, char **argv)
     int classes;
     long n;
     struct row *rows = read_table(&cl, &classes, &n);
-    struct result s = score(&cl, rows, n, classes);
+    const char *name = strcmp(cl.input, "-") == 0 ? "<stdin>" : cl.input;
+    struct result s = score(&cl, name, rows, n, classes);
     print(&cl, &s);
     for (long i = 0; i < n; i++) {
         free(rows[i].prob);
