@@ -5,6 +5,7 @@
  * any other, not the end of the program. */
 #include <errno.h>
 #include <setjmp.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,10 @@
 
 #include "amil.h"
 #include "image.h"
+
+/* libnetpbm's PAM_STRUCT_SIZE(tuple_type), written without the member
+ * access through a null pointer that the macro uses. */
+#define PAM_SIZE (offsetof(struct pam, tuple_type) + sizeof(((struct pam){0}).tuple_type))
 
 void amil_image_free(struct amil_image *img)
 {
@@ -26,7 +31,7 @@ unsigned char *amil_slurp(const char *path, size_t *len)
     int is_stdin = strcmp(path, "-") == 0;
     FILE *f = is_stdin ? stdin : fopen(path, "rb");
     if (!f) {
-        amil_fail("%s: %s", path, strerror(errno));
+        amil_fail("%s", strerror(errno));
         return NULL;
     }
     size_t cap = 1 << 20, n = 0;
@@ -47,13 +52,13 @@ unsigned char *amil_slurp(const char *path, size_t *len)
         if (k == 0)
             break;
     }
-    int failed = !buf || ferror(f);
     int saved = errno;
+    const char *why = !buf ? "out of memory" : ferror(f) ? strerror(saved) : NULL;
     if (!is_stdin)
         fclose(f);
-    if (failed) {
+    if (why) {
+        amil_fail("%s", why);
         free(buf);
-        amil_fail("%s: %s", path, buf ? strerror(saved) : "out of memory");
         return NULL;
     }
     *len = n;
@@ -92,10 +97,8 @@ static void keep_netpbm_message(const char *msg)
     snprintf(netpbm_message, sizeof netpbm_message, "%s", msg);
 }
 
-/* The variables that live across setjmp are volatile or static, as C11
- * 7.13.2.1 asks. */
-static int decode_netpbm(const unsigned char *data, size_t len, int channels,
-                         long max_pixels, struct amil_image *img)
+/* libnetpbm wants its program name once, and our hook for its messages. */
+static void netpbm_init(void)
 {
     static int initialized;
     if (!initialized) {
@@ -103,6 +106,14 @@ static int decode_netpbm(const unsigned char *data, size_t len, int channels,
         pm_setusererrormsgfn(keep_netpbm_message);
         initialized = 1;
     }
+}
+
+/* The variables that live across setjmp are volatile or static, as C11
+ * 7.13.2.1 asks. */
+static int decode_netpbm(const unsigned char *data, size_t len, int channels,
+                         long max_pixels, struct amil_image *img)
+{
+    netpbm_init();
     FILE *volatile f = fmemopen((void *)data, len, "rb");
     if (!f)
         return amil_fail("fmemopen: %s", strerror(errno));
@@ -119,7 +130,7 @@ static int decode_netpbm(const unsigned char *data, size_t len, int channels,
         return amil_fail("not a valid netpbm image: %s", netpbm_message);
     }
     struct pam pam;
-    pnm_readpaminit(f, &pam, PAM_STRUCT_SIZE(tuple_type));
+    pnm_readpaminit(f, &pam, PAM_SIZE);
     if (amil_image_check_size(pam.width, pam.height, max_pixels) < 0 || pam.depth < 1) {
         pm_setjmpbuf(NULL);
         fclose(f);
@@ -230,6 +241,10 @@ static void write_to_file(void *context, void *data, int size)
 
 int amil_image_write_png(FILE *f, const struct amil_image *img)
 {
+    /* stb_image_write counts the bytes of the image in int */
+    if ((double)img->width * img->channels * img->height >= INT32_MAX / 2)
+        return amil_fail("%d×%d is too large for a PNG here; write PAM", img->width,
+                         img->height);
     int stride = img->width * img->channels;
     if (!stbi_write_png_to_func(write_to_file, f, img->width, img->height,
                                 img->channels, img->pixels, stride))
@@ -239,10 +254,11 @@ int amil_image_write_png(FILE *f, const struct amil_image *img)
 
 int amil_image_write_pam(FILE *f, const struct amil_image *img)
 {
-    struct pam pam;
+    static struct pam pam;   /* static: it lives across setjmp */
+    tuple *volatile row = NULL;
     memset(&pam, 0, sizeof pam);
     pam.size = sizeof pam;
-    pam.len = PAM_STRUCT_SIZE(tuple_type);
+    pam.len = PAM_SIZE;
     pam.file = f;
     pam.format = PAM_FORMAT;
     pam.plainformat = 0;
@@ -251,8 +267,18 @@ int amil_image_write_pam(FILE *f, const struct amil_image *img)
     pam.depth = (unsigned)img->channels;
     pam.maxval = 255;
     strcpy(pam.tuple_type, img->channels == 1 ? PAM_PGM_TUPLETYPE : PAM_PPM_TUPLETYPE);
+    netpbm_init();
+    /* libnetpbm exits on a write error unless it has somewhere to jump */
+    jmp_buf jump;
+    pm_setjmpbuf(&jump);
+    if (setjmp(jump) != 0) {
+        pm_setjmpbuf(NULL);
+        if (row)
+            pnm_freepamrow(row);
+        return amil_fail("write error: %s", netpbm_message);
+    }
     pnm_writepaminit(&pam);
-    tuple *row = pnm_allocpamrow(&pam);
+    row = pnm_allocpamrow(&pam);
     for (int y = 0; y < img->height; y++) {
         const unsigned char *in = img->pixels + (size_t)y * img->width * img->channels;
         for (int x = 0; x < img->width; x++)
@@ -260,6 +286,7 @@ int amil_image_write_pam(FILE *f, const struct amil_image *img)
                 row[x][c] = *in++;
         pnm_writepamrow(&pam, row);
     }
+    pm_setjmpbuf(NULL);
     pnm_freepamrow(row);
     return ferror(f) ? amil_fail("write error") : 0;
 }

@@ -331,8 +331,8 @@ double amil_bernoulli_nll(float p, int y, float *dp)
     const float low = 1e-5f, high = 1.f - 1e-5f;
     float q = p < low ? low : p > high ? high : p;
     int clamped = p < low || p > high;
-    /* The paper's loss: -(y log q + (1 - y) log(1 - q)), in float as
-     * PyTorch computes it. */
+    /* The paper's loss: -(y log q + (1 - y) log(1 - q)), q in float as
+     * PyTorch has it, the logarithm in double. */
     double loss = y ? -log(q) : -log1p(-(double)q);
     if (dp)
         *dp = clamped ? 0 : y ? -1 / q : 1 / (1 - q);

@@ -43,8 +43,12 @@ void amil_optim_free(struct amil_optimizer *o)
 void amil_optim_step(struct amil_optimizer *o, float *w, const float *grads)
 {
     o->step++;
+    /* Scalars as PyTorch passes them: Python doubles (1 - beta1 computed in
+     * double) rounded to float by the float kernels. */
     float lr = (float)o->lr, decay = (float)o->decay, eps = (float)o->eps;
     float b1 = (float)o->beta1, b2 = (float)o->beta2, momentum = (float)o->momentum;
+    float one_minus_b1 = (float)(1 - o->beta1), one_minus_b2 = (float)(1 - o->beta2);
+    float shrink = (float)(1 - o->lr * o->decay);   /* AdamW's */
     switch (o->kind) {
     case AMIL_ADAM:
     case AMIL_ADAMW: {
@@ -55,11 +59,11 @@ void amil_optim_step(struct amil_optimizer *o, float *w, const float *grads)
         for (size_t i = 0; i < o->n; i++) {
             float g = grads[i];
             if (o->kind == AMIL_ADAMW)
-                w[i] *= 1 - lr * decay;
+                w[i] *= shrink;
             else if (decay != 0)
                 g += decay * w[i];
-            o->m[i] = o->m[i] * b1 + g * (1 - b1);
-            o->v[i] = o->v[i] * b2 + g * g * (1 - b2);
+            o->m[i] = o->m[i] * b1 + g * one_minus_b1;
+            o->v[i] = o->v[i] * b2 + g * g * one_minus_b2;
             float denom = sqrtf(o->v[i]) / root2 + eps;
             w[i] += -step_size * (o->m[i] / denom);
         }
@@ -76,10 +80,10 @@ void amil_optim_step(struct amil_optimizer *o, float *w, const float *grads)
         }
         break;
     case AMIL_RMSPROP: {
-        float alpha = (float)o->alpha;
+        float alpha = (float)o->alpha, one_minus_alpha = (float)(1 - o->alpha);
         for (size_t i = 0; i < o->n; i++) {
             float g = grads[i] + decay * w[i];
-            o->v[i] = o->v[i] * alpha + g * g * (1 - alpha);
+            o->v[i] = o->v[i] * alpha + g * g * one_minus_alpha;
             float avg = sqrtf(o->v[i]) + eps;
             if (momentum != 0) {
                 o->m[i] = o->m[i] * momentum + g / avg;

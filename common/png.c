@@ -116,6 +116,10 @@ int amil_png_decode(const unsigned char *data, size_t len, long max_pixels,
         if (pos == 8 && (memcmp(type, "IHDR", 4) != 0 || n != 13))
             return amil_fail("corrupt PNG: no IHDR");
         if (memcmp(type, "IHDR", 4) == 0) {
+            if (pos != 8)
+                return amil_fail("corrupt PNG: a second IHDR");
+            if (body[10] != 0 || body[11] != 0)   /* compression, filter method */
+                return amil_fail("corrupt PNG: unknown compression or filter method");
             w = be32(body), h = be32(body + 4);
             color_type = body[9];
             if (w > INT32_MAX || h > INT32_MAX ||

@@ -87,17 +87,40 @@ static int json_uint(const cJSON *j, uint64_t *out)
     return 0;
 }
 
+static int by_key(const void *a, const void *b)
+{
+    return strcmp(((const struct amil_meta *)a)->key, ((const struct amil_meta *)b)->key);
+}
+
+/* Appends every pair, then finds twins by sorting a copy: n log n, where a
+ * lookup per key would make a header of many keys quadratic. */
 static int parse_metadata(const cJSON *meta, struct amil_record *r)
 {
     if (!cJSON_IsObject(meta))
         return amil_fail("__metadata__ is not an object");
+    if (r->nmeta)
+        return amil_fail("__metadata__ appears twice");
     for (const cJSON *m = meta->child; m; m = m->next) {
         if (!cJSON_IsString(m))
             return amil_fail("metadata value of '%s' is not a string", m->string);
-        if (amil_meta_get(r, m->string))
-            return amil_fail("metadata key '%s' appears twice", m->string);
-        amil_meta_set(r, m->string, m->valuestring);
+        if (r->nmeta == r->meta_cap) {
+            r->meta_cap = r->meta_cap ? 2 * r->meta_cap : 16;
+            r->meta = amil_xrealloc(r->meta, r->meta_cap * sizeof *r->meta);
+        }
+        r->meta[r->nmeta].key = amil_xstrdup(m->string);
+        r->meta[r->nmeta].value = amil_xstrdup(m->valuestring);
+        r->nmeta++;
     }
+    struct amil_meta *sorted = amil_xmalloc(r->nmeta * sizeof *sorted + 1);
+    memcpy(sorted, r->meta, r->nmeta * sizeof *sorted);
+    qsort(sorted, r->nmeta, sizeof *sorted, by_key);
+    for (size_t i = 1; i < r->nmeta; i++)
+        if (strcmp(sorted[i - 1].key, sorted[i].key) == 0) {
+            amil_fail("metadata key '%s' appears twice", sorted[i].key);
+            free(sorted);
+            return -1;
+        }
+    free(sorted);
     return 0;
 }
 
@@ -136,8 +159,9 @@ static int parse_tensor(const cJSON *j, struct amil_record *r, struct entry *e)
         if (json_uint(s, &n) < 0)
             return amil_fail("tensor '%s': shape entry %d is not a non-negative integer",
                              name, d);
-        /* Checked in order, as the reference's checked_mul fold. */
-        if (n != 0 && count > UINT64_MAX / n)
+        /* Checked in order, as the reference's checked_mul fold, and
+         * against int64, which shapes are stored in. */
+        if (n > INT64_MAX || (n != 0 && count > (uint64_t)INT64_MAX / n))
             return amil_fail("tensor '%s': shape product overflows", name);
         count *= n;
         dims[d] = (int64_t)n;
@@ -194,6 +218,11 @@ static int by_name(const void *a, const void *b)
 static int parse_header(const char *text, size_t len, struct amil_record *r,
                         struct entry **entries, uint64_t *data_len)
 {
+    /* C strings end at a NUL: a name or value holding one would be cut
+     * short without a word, so refuse it. */
+    for (size_t i = 0; i + 6 <= len; i++)
+        if (text[i] == '\\' && memcmp(text + i + 1, "u0000", 5) == 0)
+            return amil_fail("a string in the header holds a NUL (\\u0000)");
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (!root)

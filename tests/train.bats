@@ -114,7 +114,7 @@ setup() {
     recpass -f classifier.0.weight=nan < "$T/m.ckpt" > "$T/nan.ckpt"
     run bash -c "train -q -o '$T/m' -e 2 --resume '$T/nan.ckpt' '$bags' > /dev/null"
     [ "$status" -eq 1 ]
-    [[ "$output" == *"the loss is nan; the last good checkpoint is $T/m.ckpt" ]]
+    [[ "$output" == *"the loss is nan; the last checkpoint is $T/nan.ckpt" ]]
     cmp "$T/m.ckpt" "$T/good.ckpt"
     [ ! -e "$T/m" ]
     # and a checkpoint that is not one

@@ -149,8 +149,11 @@ static int place(const struct cmdline *cl, long size, long *offset, long *count,
 {
     long p = cl->patch, s = cl->stride;
     if (cl->crop == CROP_PAD) {
-        /* Enough patches to reach the last pixel; the overhang is padding. */
-        *count = size <= p ? 1 : (size - p + s - 1) / s + 1;
+        /* Enough patches to reach the last pixel, the overhang padding; but
+         * none that starts past the image (with a stride over the patch
+         * size, such a patch would be all padding). */
+        long reach = size <= p ? 1 : (size - p + s - 1) / s + 1, inside = (size + s - 1) / s;
+        *count = reach < inside ? reach : inside;
         *offset = 0;
     } else {
         if (size < p)
@@ -321,14 +324,25 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_re
         amil_meta_set(r, "sequence", bh.sequence);
     }
 
+    long p = cl->patch, C = cl->channels, total = rows * cols;
+    if ((double)total * p * p * C > (double)AMIL_MAX_DATA) {
+        amil_image_free(&img);
+        amil_record_free(r);
+        return amil_fail("%ld patches of %ld×%ld would make a record over the limit of "
+                         "%llu bytes", total, p, p, AMIL_MAX_DATA);
+    }
     unsigned char *tissue = cl->background > 0 ? tissue_mask(&img) : NULL;
     if (tissue)
         amil_meta_setf(r, "background", "%g", cl->background);
-    long p = cl->patch, C = cl->channels, total = rows * cols;
-    /* patches [N, P, P, C], coords [N, 2]; N shrinks if patches are dropped. */
-    unsigned char *patches = amil_xmalloc((size_t)total * p * p * C);
-    int32_t *coords = amil_xmalloc((size_t)total * 2 * sizeof *coords);
-    long kept = 0, min_tissue = (long)(cl->background * p * p + 0.5);
+    /* patches [N, P, P, C], coords [N, 2], filled in place; N shrinks at the
+     * end if patches were dropped. */
+    int64_t patch_shape[4] = {total, p, p, C}, coord_shape[2] = {total, 2};
+    struct amil_tensor *patch_tensor = amil_put(r, "patches", AMIL_U8, 4, patch_shape);
+    struct amil_tensor *coord_tensor = amil_put(r, "coords", AMIL_I32, 2, coord_shape);
+    unsigned char *patches = patch_tensor->data;
+    int32_t *coords = coord_tensor->data;
+    double min_tissue = cl->background * p * p;   /* a fraction, compared exactly */
+    long kept = 0;
     for (long row = 0; row < rows; row++) {
         for (long col = 0; col < cols; col++) {
             long top = y0 + row * cl->stride, left = x0 + col * cl->stride;
@@ -367,19 +381,13 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_re
     free(tissue);
     amil_image_free(&img);
     if (kept == 0) {
-        free(patches);
-        free(coords);
         amil_record_free(r);
         return amil_fail("no patch has %g tissue or more", cl->background);
     }
     amil_meta_setf(r, "patches_dropped", "%ld", total - kept);
-    int64_t patch_shape[4] = {kept, p, p, C}, coord_shape[2] = {kept, 2};
-    struct amil_tensor *t = amil_put(r, "patches", AMIL_U8, 4, patch_shape);
-    memcpy(t->data, patches, t->nbytes);
-    t = amil_put(r, "coords", AMIL_I32, 2, coord_shape);
-    memcpy(t->data, coords, t->nbytes);
-    free(patches);
-    free(coords);
+    patch_tensor->shape[0] = coord_tensor->shape[0] = kept;
+    patch_tensor->nbytes = (size_t)kept * p * p * C;
+    coord_tensor->nbytes = (size_t)kept * 2 * sizeof *coords;
     return 0;
 }
 
@@ -393,12 +401,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < nfiles; i++) {
         struct amil_record r;
         if (bagify_one(&cl, files[i], &r) < 0) {
-            const char *why = amil_error();
-            /* Messages from loading already start with the path. */
-            if (strncmp(why, files[i], strlen(files[i])) == 0)
-                amil_warn("%s", why);
-            else
-                amil_warn("%s: %s", files[i], why);
+            amil_warn("%s: %s", files[i], amil_error());
             status = 1;
             if (!cl.keep_going)
                 break;

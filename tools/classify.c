@@ -117,10 +117,14 @@ int main(int argc, char **argv)
         if (!em)
             amil_die("%s: record %ld: %s", s.name, s.index - 1, amil_error());
         amil_classify(&m, &w, em->data);
-        int predicted = 0;   /* the first of equal probabilities, as argmax */
+        /* two classes: the paper's Y_hat = (p >= 0.5); more: the most
+         * probable, the first of equals */
+        int predicted = 0;
         for (int c = 1; c < m.classes; c++)
             if (w.prob[c] > w.prob[predicted])
                 predicted = c;
+        if (m.classes == 2)
+            predicted = w.prob[1] >= 0.5f;
         if (cl.table) {
             put_row(&m, &r, w.prob, predicted);
         } else {

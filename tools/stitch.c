@@ -167,9 +167,10 @@ static int read_bag(const struct cmdline *cl, const struct amil_record *r, struc
     b->coords = xy->data;
     b->patches = amil_find(r, "patches");
     if (b->patches && (b->patches->dtype != AMIL_U8 || b->patches->ndim != 4 ||
-                       b->patches->shape[0] != b->n ||
-                       b->patches->shape[1] != b->patches->shape[2]))
-        return amil_fail("tensor 'patches' is not U8 [%ld, P, P, C]", b->n);
+                       b->patches->shape[0] != b->n || b->patches->shape[1] < 1 ||
+                       b->patches->shape[1] != b->patches->shape[2] ||
+                       (b->patches->shape[3] != 1 && b->patches->shape[3] != 3)))
+        return amil_fail("tensor 'patches' is not U8 [%ld, P, P, 1 or 3]", b->n);
     int has = amil_meta_long(r, "patch", 1, 65536, &b->patch);
     if (has < 0)
         return -1;
@@ -179,10 +180,12 @@ static int read_bag(const struct cmdline *cl, const struct amil_record *r, struc
         b->patch = (long)b->patches->shape[1];
     if (b->patches && b->patches->shape[1] != b->patch)
         return amil_fail("metadata patch %ld disagrees with tensor 'patches'", b->patch);
-    for (long i = 0; i < b->n; i++)
-        if (!isfinite(b->attention[i]))
-            return amil_fail("attention of patch %ld is not finite", i);
-    /* The crop, where bagify recorded it; else the patches' bounding box. */
+    for (long i = 0; i < b->n; i++)   /* a softmax: finite, not negative */
+        if (!isfinite(b->attention[i]) || b->attention[i] < 0)
+            return amil_fail("attention of patch %ld is %g, not a weight", i,
+                             (double)b->attention[i]);
+    /* The crop, where bagify recorded it (all four keys); else the
+     * patches' bounding box. */
     long top = LONG_MAX, left = LONG_MAX, bottom = 0, right = 0;
     for (long i = 0; i < b->n; i++) {
         long y = b->coords[2 * i], x = b->coords[2 * i + 1];
@@ -194,12 +197,23 @@ static int read_bag(const struct cmdline *cl, const struct amil_record *r, struc
     }
     b->crop_y = top, b->crop_x = left;
     b->crop_height = bottom - top, b->crop_width = right - left;
-    if (amil_meta_long(r, "crop_y", 0, LONG_MAX, &b->crop_y) < 0 ||
-        amil_meta_long(r, "crop_x", 0, LONG_MAX, &b->crop_x) < 0 ||
-        amil_meta_long(r, "crop_height", 1, LONG_MAX, &b->crop_height) < 0 ||
-        amil_meta_long(r, "crop_width", 1, LONG_MAX, &b->crop_width) < 0)
-        return -1;
-    return 0;
+    const char *keys[4] = {"crop_y", "crop_x", "crop_height", "crop_width"};
+    long *values[4] = {&b->crop_y, &b->crop_x, &b->crop_height, &b->crop_width};
+    long crop[4];
+    int found = 0;
+    for (int k = 0; k < 4; k++) {
+        int got = amil_meta_long(r, keys[k], k < 2 ? 0 : 1, INT32_MAX, &crop[k]);
+        if (got < 0)
+            return -1;
+        found += got;
+    }
+    if (found != 0 && found != 4)
+        return amil_fail("the metadata has some of crop_y, crop_x, crop_height and "
+                         "crop_width, not all four");
+    for (int k = 0; found && k < 4; k++)
+        *values[k] = crop[k];
+    /* The paper's canvas is the crop: no larger than an image may be. */
+    return amil_image_check_size(b->crop_width, b->crop_height, AMIL_MAX_PIXELS);
 }
 
 /* The paper's picture: patch / 255 × (a / max a), in float32 as PyTorch and
@@ -221,12 +235,14 @@ static int paper_picture(const struct bag *b, const struct amil_image *img,
     for (long i = 0; i < b->n; i++) {
         float weight = top > 0 ? b->attention[i] / top : 0;
         long y0 = b->coords[2 * i] - b->crop_y, x0 = b->coords[2 * i + 1] - b->crop_x;
-        for (long y = 0; y < P; y++)
-            for (long x = 0; x < P; x++)
+        /* the part of the patch on the canvas */
+        long y_from = y0 < 0 ? -y0 : 0, x_from = x0 < 0 ? -x0 : 0;
+        long y_to = y0 + P > out->height ? out->height - y0 : P;
+        long x_to = x0 + P > out->width ? out->width - x0 : P;
+        for (long y = y_from; y < y_to; y++)
+            for (long x = x_from; x < x_to; x++)
                 for (int c = 0; c < C; c++) {
                     long cy = y0 + y, cx = x0 + x, iy = cy + b->crop_y, ix = cx + b->crop_x;
-                    if (cy < 0 || cx < 0 || cy >= out->height || cx >= out->width)
-                        continue;
                     unsigned char px;
                     if (b->patches)
                         px = ((const unsigned char *)b->patches->data)
@@ -343,14 +359,16 @@ static int heat_picture(const struct cmdline *cl, const struct bag *b,
             o[c] = (unsigned char)((1 - cl->alpha) * px[c] + cl->alpha * colour[c] + 0.5);
     }
     /* The top K by attention; ties go to the earlier patch. */
+    char *taken = amil_xcalloc((size_t)b->n, 1);
     for (long k = 0; k < cl->top && k < b->n; k++) {
         long best = -1;
         for (long i = 0; i < b->n; i++)
-            if (v[i] >= 0 && (best < 0 || b->attention[i] > b->attention[best]))
+            if (!taken[i] && (best < 0 || b->attention[i] > b->attention[best]))
                 best = i;
         outline(out, b->coords[2 * best], b->coords[2 * best + 1], b->patch);
-        v[best] = -1;   /* taken */
+        taken[best] = 1;
     }
+    free(taken);
     free(v);
     free(sum);
     free(covers);
@@ -371,7 +389,8 @@ static int write_picture(const struct cmdline *cl, const struct amil_image *out,
 }
 
 /* DIR/<source's base name, extension replaced>; a name already used in
- * this run gets the record's index, so no picture overwrites another. */
+ * this run gets the record's index (and then -2, -3, ...), so no picture
+ * overwrites another. */
 static char *output_name(const struct cmdline *cl, const char *source, long index)
 {
     static char **used;
@@ -381,14 +400,20 @@ static char *output_name(const struct cmdline *cl, const char *source, long inde
     const char *dot = strrchr(base, '.');
     int stem = dot && dot != base ? (int)(dot - base) : (int)strlen(base);
     const char *ext = cl->format == FORMAT_PAM ? "pam" : "png";
-    size_t size = strlen(cl->dir) + strlen(base) + 32;
+    size_t size = strlen(cl->dir) + strlen(base) + 64;
     char *path = amil_xmalloc(size);
     snprintf(path, size, "%s/%.*s.%s", cl->dir, stem, base, ext);
-    for (size_t i = 0; i < nused; i++)
-        if (strcmp(used[i], path) == 0) {
-            snprintf(path, size, "%s/%.*s-%ld.%s", cl->dir, stem, base, index, ext);
+    for (long k = 1;; k++) {
+        size_t i = 0;
+        while (i < nused && strcmp(used[i], path) != 0)
+            i++;
+        if (i == nused)
             break;
-        }
+        if (k == 1)
+            snprintf(path, size, "%s/%.*s-%ld.%s", cl->dir, stem, base, index, ext);
+        else
+            snprintf(path, size, "%s/%.*s-%ld-%ld.%s", cl->dir, stem, base, index, k, ext);
+    }
     used = amil_xrealloc(used, (nused + 1) * sizeof *used);
     used[nused++] = amil_xstrdup(path);
     return path;
@@ -407,11 +432,13 @@ static int stitch_one(const struct cmdline *cl, const struct amil_record *r, lon
         if (!image_path || strcmp(image_path, "-") == 0)
             return amil_fail("no image to draw on: give IMAGE (the record's source is %s)",
                              image_path ? "standard input" : "unknown");
-        int channels = b.patches ? (int)b.patches->shape[3] : 3;
-        if (cl->style == STYLE_HEAT)
-            channels = 3;
-        if (amil_image_load(image_path, channels, AMIL_MAX_PIXELS, &img) < 0)
-            return -1;
+        /* heat draws in colour; the paper's picture keeps the bag's channels */
+        int channels = cl->style == STYLE_PAPER && b.patches ? (int)b.patches->shape[3] : 3;
+        if (amil_image_load(image_path, channels, AMIL_MAX_PIXELS, &img) < 0) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", amil_error());
+            return amil_fail("%s: %s", image_path, why);
+        }
         long height = img.height, width = img.width;
         if (amil_meta_long(r, "image_height", 1, LONG_MAX, &height) < 0 ||
             amil_meta_long(r, "image_width", 1, LONG_MAX, &width) < 0) {

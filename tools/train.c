@@ -17,6 +17,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -145,10 +146,6 @@ static struct cmdline parse_args(int argc, char **argv)
     if (argc - optind > 1)
         usage(2);
     cl.input = optind < argc ? argv[optind] : NULL;
-    if (cl.test && cl.input && strcmp(cl.test, cl.input) == 0 && strcmp(cl.test, "-") == 0) {
-        amil_warn("the training and test bags cannot both come from stdin");
-        usage(2);
-    }
     if (cl.test && strcmp(cl.test, "-") == 0) {
         amil_warn("--test needs a file: stdin holds the training bags");
         usage(2);
@@ -175,7 +172,10 @@ static void load_bags(const struct cmdline *cl, struct bags *b, const char *path
     memset(b, 0, sizeof *b);
     if (amil_stream_open_path(&b->stream, path) < 0)
         amil_die("%s", amil_error());
-    int from_file = b->stream.file != stdin;
+    /* A regular file is read again each epoch; stdin, a pipe or a FIFO
+     * cannot be, so its bags are held in memory. */
+    struct stat st;
+    int from_file = fstat(fileno(b->stream.file), &st) == 0 && S_ISREG(st.st_mode);
     long capacity = 0;
     for (;;) {
         off_t at = from_file ? ftello(b->stream.file) : 0;
@@ -251,8 +251,12 @@ static double now(void)
     return (double)tv.tv_sec + tv.tv_usec / 1e6;
 }
 
+/* Two classes: the paper's Y_hat = (p >= 0.5); more: the most probable,
+ * the first of equals. */
 static int predicted_class(const struct amil_model *m, const float *prob)
 {
+    if (m->classes == 2)
+        return prob[1] >= 0.5f;
     int best = 0;
     for (int c = 1; c < m->classes; c++)
         if (prob[c] > prob[best])
@@ -400,8 +404,11 @@ int main(int argc, char **argv)
     struct amil_model m = {0};
     struct amil_optimizer o;
     long done = 0;
-    if (cl.resume)
+    const char *last_good = "none";   /* for the message of a NaN loss */
+    if (cl.resume) {
         done = resume(&cl, &m, &o);
+        last_good = cl.resume;
+    }
     struct bags train, test = {0};
     load_bags(&cl, &train, cl.input, &m);
     if (cl.test)
@@ -440,10 +447,10 @@ int main(int argc, char **argv)
             memset(grads, 0, sizeof *grads * m.nweights);
             double l = amil_model_step(&m, &w, p->data, (int)p->shape[0], (int)label, grads);
             if (!isfinite(l))
-                amil_die("epoch %ld, bag %ld (%s): the loss is %g; the last good "
+                amil_die("epoch %ld, bag %ld (%s): the loss is %g; the last "
                          "checkpoint is %s", epoch, order[k],
                          amil_meta_get(&r, "source") ? amil_meta_get(&r, "source") : "?",
-                         l, done ? checkpoint : "none");
+                         l, last_good);
             loss += l;
             errors += predicted_class(&m, w.prob) != label;
             amil_optim_step(&o, m.weights, grads);
@@ -456,6 +463,7 @@ int main(int argc, char **argv)
         if (cl.test)
             te = evaluate_set(&m, &w, &test);
         save_checkpoint(&cl, checkpoint, &m, &o, epoch);
+        last_good = checkpoint;
         done = epoch;
         if (!cl.quiet) {
             fprintf(stderr, "Epoch: %ld, Loss: %.4f, Train error: %.4f\n", epoch, tr.loss,
@@ -472,7 +480,7 @@ int main(int argc, char **argv)
 
     struct amil_record r;
     amil_model_to_record(&m, &r);
-    amil_meta_setf(&r, "epochs", "%ld", cl.epochs);
+    amil_meta_setf(&r, "epochs", "%ld", done);   /* trained, resumed ones too */
     amil_meta_setf(&r, "seed", "%ld", cl.seed);
     write_atomically(cl.output, &r);
     amil_record_free(&r);
