@@ -82,6 +82,9 @@ meta() { recinfo | awk -v k="$1" '$1 == k && $2 == "=" { print $3 }'; }
     # the last row of patches reaches 16 rows past the image: white padding
     [ "$(recinfo -t patches "$T/pad" | tail -n 1 | tr '\t' '\n' | sort -u)" = 255 ]
     [ "$(bagify -c pad --pad-value 0 "$BREAKHIS" | recinfo -t patches | tail -n 1 | tr '\t' '\n' | sort -u)" = 0 ]
+    # a stride over the patch size: no patch starts past the image
+    pngtopam "$BREAKHIS" | pamcut -width 10 -height 2 > "$T/strip.pam"
+    [ "$(bagify -c pad -p 2 -s 5 "$T/strip.pam" | recinfo -t coords | xargs)" = "0 0 0 5" ]
 }
 
 @test "bagify: gray patches" {

@@ -135,6 +135,13 @@ print(int(np.any(a != b, axis=2).sum()))"
     [[ "$(pngtopam "$T/out/ihc.png" | pamfile)" == *"512 by 512"* ]]
 }
 
+@test "stitch: -d never lets one picture overwrite another" {
+    mkdir -p "$T/x" "$T/y"
+    cp "$BREAKHIS" "$T/x/a.png"; cp "$BREAKHIS" "$T/x/a-2.png"; cp "$BREAKHIS" "$T/y/a.png"
+    bagify "$T/x/a.png" "$T/x/a-2.png" "$T/y/a.png" | recpass -a darkness | stitch -d "$T/out"
+    [ "$(cd "$T/out" && ls | xargs)" = "a-2-2.png a-2.png a.png" ]
+}
+
 @test "stitch: bad input exits 1 with a message and writes nothing" {
     attended > "$T/bag"
     cat "$T/bag" "$T/bag" > "$T/two"
@@ -160,6 +167,12 @@ print(int(np.any(a != b, axis=2).sum()))"
     run bash -c "stitch < '$T/badmeta' > '$T/out'"
     [ "$status" -eq 1 ]
     [ "$output" = "stitch: <stdin>: record 0: metadata image_height: '4x' is not an integer" ]
+    assert_empty "$T/out"
+    # attention is a softmax: a negative weight is refused
+    recpass -f attention=-1 < "$T/bag" > "$T/negative"
+    run bash -c "stitch --top 2 < '$T/negative' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"record 0: attention of patch 0 is -1, not a weight" ]]
     assert_empty "$T/out"
     run bash -c "stitch < /dev/null > '$T/out'"
     [ "$status" -eq 1 ]

@@ -177,6 +177,11 @@ static void malformed_headers_are_refused(void **state)
     assert_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
                    "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}", 2,
                    "appears twice");
+    assert_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[4294967296,2147483648,0],"
+                   "\"data_offsets\":[0,0]}}", 0, "overflows");   /* past int64 */
+    assert_refused("{\"__metadata__\":{\"a\":\"x\\u0000y\"}}", 0, "NUL");
+    assert_refused("{\"__metadata__\":{\"a\":\"1\",\"b\":\"2\",\"a\":\"3\"}}", 0,
+                   "metadata key 'a' appears twice");
     assert_refused("{\"__metadata__\":{\"label\":1}}", 0, "not a string");
     assert_refused("{\"__metadata__\":[\"x\"]}", 0, "not an object");
     assert_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}", 2,
