@@ -37,7 +37,10 @@ static void im2col(float *cols, const float *inp, int N, int C, int H, int W, in
                         }
                         const float *line = plane + (size_t)y * W;
                         if (stride == 1 && pad == 0) {   /* the common case */
-                            memcpy(row, line + kj, sizeof *row * OW);
+                            /* a loop, not memcpy: rows are 8 to 24 floats,
+                             * too short for a call to pay */
+                            for (int ow = 0; ow < OW; ow++)
+                                row[ow] = line[kj + ow];
                             continue;
                         }
                         for (int ow = 0; ow < OW; ow++) {
@@ -148,18 +151,25 @@ void amil_maxpool2_forward(float *out, uint8_t *argmax, const float *inp, int pl
     int OH = H / 2, OW = W / 2;
     for (size_t p = 0; p < (size_t)planes; p++) {
         const float *plane = inp + p * H * W;
-        for (int oh = 0; oh < OH; oh++)
+        for (int oh = 0; oh < OH; oh++) {
+            const float *top = plane + (size_t)(2 * oh) * W, *bottom = top + W;
+            float *o = out + (p * OH + oh) * OW;
+            uint8_t *arg = argmax + (p * OH + oh) * OW;
             for (int ow = 0; ow < OW; ow++) {
-                const float *top = plane + (size_t)(2 * oh) * W + 2 * ow;
-                float v[4] = {top[0], top[1], top[W], top[W + 1]};
-                int best = 0;
-                for (int k = 1; k < 4; k++)   /* strict: the first max wins */
-                    if (v[k] > v[best] || isnan(v[k]))
-                        best = k;
-                size_t o = (p * OH + oh) * OW + ow;
-                out[o] = v[best];
-                argmax[o] = (uint8_t)best;
+                /* the first maximum in scan order wins, and NaN wins as in
+                 * PyTorch (val > max || isnan(val)); no branches */
+                float best = top[2 * ow], v;
+                int k = 0, wins;
+                v = top[2 * ow + 1], wins = v > best || v != v;
+                best = wins ? v : best, k = wins ? 1 : k;
+                v = bottom[2 * ow], wins = v > best || v != v;
+                best = wins ? v : best, k = wins ? 2 : k;
+                v = bottom[2 * ow + 1], wins = v > best || v != v;
+                best = wins ? v : best, k = wins ? 3 : k;
+                o[ow] = best;
+                arg[ow] = (uint8_t)k;
             }
+        }
     }
 }
 
