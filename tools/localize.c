@@ -1,0 +1,256 @@
+/* localize: how well attention finds the instances that make a bag
+ * positive, measured against instance labels.
+ *
+ * Reads records with `attention` F32 [K, N] (from attend) and a `source`,
+ * looks each bag up in a table of instance labels (mnist-bags's bags.tsv:
+ * file, label, length, digits, ...), and over the positive bags (those that
+ * hold the target digit) prints:
+ *
+ *   auc          instance-level ROC AUC of N · a_i (attention scaled so that
+ *                uniform attention is 1 in bags of any length), all
+ *                instances of all positive bags pooled, target against rest
+ *   bag_auc      the mean over positive bags holding both kinds of instance
+ *                of each bag's own AUC of a_i
+ *   top1         the share of positive bags whose most attended instance is
+ *                a target
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amil.h"
+#include "metrics.h"
+
+struct cmdline {
+    const char *table, *input;
+    long target, branch;
+    int json;
+};
+
+static const char usage_text[] =
+    "usage: localize -i BAGS.tsv [-t DIGIT] [-b BRANCH] [-j] [FILE]\n"
+    "  -i, --instances TSV   instance labels: mnist-bags's bags.tsv\n"
+    "  -t, --target D        the instance class that makes a bag positive [9]\n"
+    "  -b, --branch B        which attention branch [0]\n"
+    "  -j, --json            JSON instead of text\n"
+    "  -h, --help            this help\n"
+    "FILE holds records with attention, from attend [stdin]\n";
+
+static _Noreturn void usage(int status)
+{
+    fputs(usage_text, status ? stderr : stdout);
+    exit(status);
+}
+
+static struct cmdline parse_args(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"instances", required_argument, 0, 'i'}, {"target", required_argument, 0, 't'},
+        {"branch", required_argument, 0, 'b'},    {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+    struct cmdline cl = {.target = 9};
+    int c;
+    while ((c = getopt_long(argc, argv, "i:t:b:jh", options, NULL)) != -1) {
+        switch (c) {
+        case 'i': cl.table = optarg; break;
+        case 't':
+        case 'b':
+            if (amil_parse_long(optarg, 0, c == 't' ? 1000000 : 63,
+                                c == 't' ? &cl.target : &cl.branch) < 0) {
+                amil_warn("-%c: %s", c, amil_error());
+                usage(2);
+            }
+            break;
+        case 'j': cl.json = 1; break;
+        case 'h': usage(0);
+        default: usage(2);
+        }
+    }
+    if (!cl.table) {
+        amil_warn("no instance labels: give -i BAGS.tsv");
+        usage(2);
+    }
+    if (argc - optind > 1)
+        usage(2);
+    cl.input = optind < argc ? argv[optind] : NULL;
+    return cl;
+}
+
+struct bag {
+    char *file;
+    const char *base;       /* the file's base name */
+    long length;
+    long *classes;          /* [length] */
+};
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+static struct bag *read_table(const char *path, long *count)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        amil_die("%s:", path);
+    char *line = NULL;
+    size_t size = 0;
+    long number = 0, capacity = 0;
+    struct bag *bags = NULL;
+    *count = 0;
+    while (getline(&line, &size, f) >= 0) {
+        number++;
+        line[strcspn(line, "\r\n")] = '\0';
+        char *fields[4], *p = line;
+        int n = 0;
+        for (; n < 4; n++) {
+            fields[n] = p;
+            if (!(p = strchr(p, '\t')))
+                break;
+            *p++ = '\0';
+        }
+        if (number == 1) {
+            if (n < 3 || strcmp(fields[0], "file") != 0 || strcmp(fields[3], "digits") != 0)
+                amil_die("%s: line 1: not the header of a bags table "
+                         "(file label length digits ...)", path);
+            continue;
+        }
+        if (line[0] == '\0')
+            continue;
+        if (n < 3)
+            amil_die("%s: line %ld: fewer than 4 fields", path, number);
+        if (*count == capacity) {
+            capacity = capacity ? 2 * capacity : 256;
+            bags = amil_xrealloc(bags, sizeof *bags * capacity);
+        }
+        struct bag *b = &bags[(*count)++];
+        if (amil_parse_long(fields[2], 1, 1000000, &b->length) < 0)
+            amil_die("%s: line %ld: length: %s", path, number, amil_error());
+        b->file = amil_xstrdup(fields[0]);
+        b->base = base_name(b->file);
+        b->classes = amil_xmalloc(sizeof *b->classes * b->length);
+        char *digit = fields[3];
+        for (long i = 0; i < b->length; i++) {
+            char *end = strchr(digit, ',');
+            if ((end == NULL) != (i == b->length - 1))
+                amil_die("%s: line %ld: %ld digits for a bag of %ld", path, number,
+                         i + 1 + (end ? 1 : 0), b->length);
+            if (end)
+                *end = '\0';
+            if (amil_parse_long(digit, 0, 1000000, &b->classes[i]) < 0)
+                amil_die("%s: line %ld: digit %ld: %s", path, number, i, amil_error());
+            digit = end + 1;
+        }
+    }
+    free(line);
+    fclose(f);
+    if (*count == 0)
+        amil_die("%s: no bags", path);
+    return bags;
+}
+
+/* The bag of a record's source: the same path, or else the same base name. */
+static const struct bag *find(const struct bag *bags, long count, const char *source)
+{
+    const struct bag *by_base = NULL;
+    for (long i = 0; i < count; i++) {
+        if (strcmp(bags[i].file, source) == 0)
+            return &bags[i];
+        if (!by_base && strcmp(bags[i].base, base_name(source)) == 0)
+            by_base = &bags[i];
+    }
+    return by_base;
+}
+
+int main(int argc, char **argv)
+{
+    amil_init(argc, argv);
+    struct cmdline cl = parse_args(argc, argv);
+    long nbags;
+    struct bag *bags = read_table(cl.table, &nbags);
+    struct amil_stream s;
+    if (amil_stream_open_path(&s, cl.input) < 0)
+        amil_die("%s", amil_error());
+
+    double *score = NULL, bag_auc_sum = 0;
+    int *positive = NULL;
+    long instances = 0, capacity = 0, positive_bags = 0, both = 0, top_hits = 0, records = 0;
+    struct amil_record r;
+    int got;
+    while ((got = amil_read(&s, &r)) == 1) {
+        long index = s.index - 1;
+        records++;
+        const struct amil_tensor *a = amil_expect(&r, "attention", AMIL_F32, 2);
+        const char *source = amil_meta_get(&r, "source");
+        if (!a)
+            amil_die("%s: record %ld: %s", s.name, index, amil_error());
+        if (cl.branch >= a->shape[0])
+            amil_die("%s: record %ld: --branch %ld: the attention has %lld branches", s.name,
+                     index, cl.branch, (long long)a->shape[0]);
+        const struct bag *b = source ? find(bags, nbags, source) : NULL;
+        if (!b)
+            amil_die("%s: record %ld: %s is not in %s", s.name, index,
+                     source ? source : "(no source)", cl.table);
+        long n = (long)a->shape[1];
+        if (n != b->length)
+            amil_die("%s: record %ld: %ld patches, but %s has %ld instances (cut strips "
+                     "with bagify -c none)", s.name, index, n, b->file, b->length);
+        const float *att = (const float *)a->data + cl.branch * n;
+        int has_target = 0, has_other = 0;
+        long best = 0;
+        for (long i = 0; i < n; i++) {
+            has_target |= b->classes[i] == cl.target;
+            has_other |= b->classes[i] != cl.target;
+            if (att[i] > att[best])
+                best = i;
+        }
+        if (has_target) {
+            positive_bags++;
+            top_hits += b->classes[best] == cl.target;
+            if (instances + n > capacity) {
+                capacity = 2 * (instances + n);
+                score = amil_xrealloc(score, sizeof *score * capacity);
+                positive = amil_xrealloc(positive, sizeof *positive * capacity);
+            }
+            for (long i = 0; i < n; i++) {
+                score[instances + i] = (double)att[i] * n;
+                positive[instances + i] = b->classes[i] == cl.target;
+            }
+            if (has_other) {
+                bag_auc_sum += amil_auc(score + instances, positive + instances, (size_t)n);
+                both++;
+            }
+            instances += n;
+        }
+        amil_record_free(&r);
+    }
+    if (got < 0)
+        amil_die("%s", amil_error());
+    amil_stream_close(&s);
+    if (positive_bags == 0)
+        amil_die("no positive bags among %ld records: nothing to localize", records);
+
+    double auc = amil_auc(score, positive, (size_t)instances);
+    double bag_auc = both ? bag_auc_sum / both : NAN;
+    double top1 = (double)top_hits / positive_bags;
+    if (cl.json) {
+        printf("{\"bags\":%ld,\"positive_bags\":%ld,\"instances\":%ld,", records,
+               positive_bags, instances);
+        printf(isnan(auc) ? "\"auc\":null," : "\"auc\":%.6g,", auc);
+        printf(isnan(bag_auc) ? "\"bag_auc\":null," : "\"bag_auc\":%.6g,", bag_auc);
+        printf("\"top1\":%.6g}\n", top1);
+    } else {
+        printf("bags\t%ld\npositive_bags\t%ld\ninstances\t%ld\nauc\t%.4f\nbag_auc\t%.4f\n"
+               "top1\t%.4f\n", records, positive_bags, instances, auc, bag_auc, top1);
+    }
+    for (long i = 0; i < nbags; i++) {
+        free(bags[i].file);
+        free(bags[i].classes);
+    }
+    free(bags);
+    free(score);
+    free(positive);
+    return amil_close_stdout();
+}
