@@ -174,6 +174,30 @@ def whole_bag(model, patches):
             {"attention": A.float().numpy(), "prob": torch.stack([1 - p, p]).float().numpy()})
 
 
+def optimizers():
+    """Five steps of each optimizer on a 64-value parameter from gradients
+    both sides compute (g_t[j] = sin(0.37 j + 1.1 t) + 0.1 w_t[j]), with the
+    settings amil exposes: the paper's Adam, AdamW, SGD and RMSprop with
+    momentum (its baselines: lr 3e-4, momentum 0.4).  In float32, as both
+    sides train."""
+    cases = [("adam", lambda p: torch.optim.Adam(p, lr=1e-3, betas=(0.9, 0.999), weight_decay=1e-4)),
+             ("adamw", lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=1e-2)),
+             ("sgd", lambda p: torch.optim.SGD(p, lr=1e-2, momentum=0.9, weight_decay=1e-4)),
+             ("rmsprop", lambda p: torch.optim.RMSprop(p, lr=3e-4, momentum=0.4, weight_decay=1e-4))]
+    tensors = {}
+    for name, make in cases:
+        w = torch.nn.Parameter(torch.from_numpy(np.linspace(-1, 1, 64).astype(np.float32)))
+        opt = make([w])
+        for t in range(5):
+            j = np.arange(64, dtype=np.float64)
+            g = np.sin(0.37 * j + 1.1 * t).astype(np.float32) + np.float32(0.1) * w.detach().numpy()
+            opt.zero_grad()
+            w.grad = torch.from_numpy(g.astype(np.float32))
+            opt.step()
+        tensors["after5." + name] = w.detach().numpy().copy()
+    return {"kind": "optimizers", "torch": torch.__version__}, tensors
+
+
 def main():
     torch.set_num_threads(1)
     root = os.path.dirname(os.path.dirname(HERE))
@@ -191,6 +215,7 @@ def main():
         safetensors.write(f, *case(lambda: Attention(L=24, D=6, K=2, classes=3, gated=True),
                                    "gated", 3, 2, patches))
         safetensors.write(f, *whole_bag(small(), np.array(t["patches"])))
+        safetensors.write(f, *optimizers())
     print("wrote", out, os.path.getsize(out), "bytes")
 
     # The same small model as a bare state_dict, the file
