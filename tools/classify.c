@@ -8,25 +8,21 @@
  *
  *   source  label  prob_0 ... prob_{C-1}  predicted  patient
  */
-#include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "amil.h"
+#include "filter.h"
 #include "model.h"
 #include "nn.h"
 
-struct cmdline {
-    const char *model, *input;
-    int keep, table;
-};
-
 static const char usage_text[] =
-    "usage: classify -m MODEL [-t | -k] [FILE]\n"
+    "usage: classify -m MODEL [-t | -k] [-j THREADS] [FILE]\n"
     "  -m, --model MODEL    the model (from train, or a PyTorch state_dict)\n"
     "  -t, --table          write a TSV line per record instead of records\n"
     "  -k, --keep           keep the embedding in the records\n"
+    "  -j, --threads N      threads for the matrix products [1]\n"
     "  -h, --help           this help\n";
 
 static _Noreturn void usage(int status)
@@ -35,34 +31,17 @@ static _Noreturn void usage(int status)
     exit(status);
 }
 
-static struct cmdline parse_args(int argc, char **argv)
+static struct amil_filter parse_args(int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"model", required_argument, 0, 'm'}, {"table", no_argument, 0, 't'},
-        {"keep", no_argument, 0, 'k'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    struct cmdline cl = {0};
-    int c;
-    while ((c = getopt_long(argc, argv, "m:tkh", options, NULL)) != -1) {
-        switch (c) {
-        case 'm': cl.model = optarg; break;
-        case 't': cl.table = 1; break;
-        case 'k': cl.keep = 1; break;
-        case 'h': usage(0);
-        default: usage(2);
-        }
-    }
-    if (!cl.model) {
-        amil_warn("no model: give -m MODEL");
+    struct amil_filter f;
+    int status = amil_filter_args(argc, argv, 1, &f);
+    if (status == 1)
+        usage(0);
+    if (status < 0) {
+        amil_warn("%s", amil_error());
         usage(2);
     }
-    if (cl.table && cl.keep) {
-        amil_warn("-k keeps tensors in records; -t writes none");
-        usage(2);
-    }
-    if (argc - optind > 1)
-        usage(2);
-    cl.input = optind < argc ? argv[optind] : NULL;
-    return cl;
+    return f;
 }
 
 /* A metadata value fit for a TSV cell: tabs and newlines become spaces. */
@@ -90,7 +69,8 @@ static void put_row(const struct amil_model *m, const struct amil_record *r,
 int main(int argc, char **argv)
 {
     amil_init(argc, argv);
-    struct cmdline cl = parse_args(argc, argv);
+    struct amil_filter cl = parse_args(argc, argv);
+    amil_threads((int)cl.threads);
     struct amil_model m;
     if (amil_model_load(&m, cl.model) < 0)
         amil_die("%s", amil_error());

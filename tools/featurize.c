@@ -5,19 +5,13 @@
  * convolutions and its linear layer, all N patches of a bag as one batch.
  * The patches, consumed, are left out unless -k keeps them.
  */
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "amil.h"
+#include "filter.h"
 #include "model.h"
 #include "nn.h"
-
-struct cmdline {
-    const char *model, *input;
-    int keep;
-    long threads;
-};
 
 static const char usage_text[] =
     "usage: featurize -m MODEL [-k] [-j THREADS] [FILE]\n"
@@ -32,42 +26,23 @@ static _Noreturn void usage(int status)
     exit(status);
 }
 
-static struct cmdline parse_args(int argc, char **argv)
+static struct amil_filter parse_args(int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"model", required_argument, 0, 'm'}, {"keep", no_argument, 0, 'k'},
-        {"threads", required_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    struct cmdline cl = {.threads = 1};
-    int c;
-    while ((c = getopt_long(argc, argv, "m:kj:h", options, NULL)) != -1) {
-        switch (c) {
-        case 'm': cl.model = optarg; break;
-        case 'k': cl.keep = 1; break;
-        case 'j':
-            if (amil_parse_long(optarg, 1, 1024, &cl.threads) < 0) {
-                amil_warn("--threads: %s", amil_error());
-                usage(2);
-            }
-            break;
-        case 'h': usage(0);
-        default: usage(2);
-        }
-    }
-    if (!cl.model) {
-        amil_warn("no model: give -m MODEL");
+    struct amil_filter f;
+    int status = amil_filter_args(argc, argv, 0, &f);
+    if (status == 1)
+        usage(0);
+    if (status < 0) {
+        amil_warn("%s", amil_error());
         usage(2);
     }
-    if (argc - optind > 1)
-        usage(2);
-    cl.input = optind < argc ? argv[optind] : NULL;
-    return cl;
+    return f;
 }
 
 int main(int argc, char **argv)
 {
     amil_init(argc, argv);
-    struct cmdline cl = parse_args(argc, argv);
+    struct amil_filter cl = parse_args(argc, argv);
     amil_threads((int)cl.threads);
     struct amil_model m;
     if (amil_model_load(&m, cl.model) < 0)

@@ -1,0 +1,47 @@
+/* filter.c: option parsing for the model filters (filter.h). */
+#include <getopt.h>
+#include <stddef.h>
+
+#include "amil.h"
+#include "filter.h"
+
+int amil_filter_args(int argc, char **argv, int with_table, struct amil_filter *f)
+{
+    static const struct option options[] = {
+        {"model", required_argument, 0, 'm'}, {"keep", no_argument, 0, 'k'},
+        {"threads", required_argument, 0, 'j'}, {"table", no_argument, 0, 't'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    *f = (struct amil_filter){.threads = 1};
+    int c;
+    opterr = 0;   /* our message, not getopt's */
+    while ((c = getopt_long(argc, argv, with_table ? "m:kj:th" : "m:kj:h", options, NULL)) != -1) {
+        switch (c) {
+        case 'm': f->model = optarg; break;
+        case 'k': f->keep = 1; break;
+        case 't':
+            if (!with_table)
+                return amil_fail("unknown option --table");
+            f->table = 1;
+            break;
+        case 'j':
+            if (amil_parse_long(optarg, 1, 1024, &f->threads) < 0) {
+                char why[256];
+                snprintf(why, sizeof why, "%s", amil_error());
+                return amil_fail("--threads: %s", why);
+            }
+            break;
+        case 'h': return 1;
+        default:
+            return optopt ? amil_fail("unknown option or missing value: -%c", optopt)
+                          : amil_fail("unknown option %s", argv[optind - 1]);
+        }
+    }
+    if (!f->model)
+        return amil_fail("no model: give -m MODEL");
+    if (f->table && f->keep)
+        return amil_fail("-k keeps tensors in records; -t writes none");
+    if (argc - optind > 1)
+        return amil_fail("one FILE at most");
+    f->input = optind < argc ? argv[optind] : NULL;
+    return 0;
+}
