@@ -98,8 +98,6 @@ static int parse_metadata(const cJSON *meta, struct amil_record *r)
 {
     if (!cJSON_IsObject(meta))
         return amil_fail("__metadata__ is not an object");
-    if (r->nmeta)
-        return amil_fail("__metadata__ appears twice");
     for (const cJSON *m = meta->child; m; m = m->next) {
         if (!cJSON_IsString(m))
             return amil_fail("metadata value of '%s' is not a string", m->string);
@@ -220,9 +218,12 @@ static int parse_header(const char *text, size_t len, struct amil_record *r,
 {
     /* C strings end at a NUL: a name or value holding one would be cut
      * short without a word, so refuse it. */
-    for (size_t i = 0; i + 6 <= len; i++)
-        if (text[i] == '\\' && memcmp(text + i + 1, "u0000", 5) == 0)
-            return amil_fail("a string in the header holds a NUL (\\u0000)");
+    for (size_t i = 0; i + 1 < len; i++)
+        if (text[i] == '\\') {   /* an escape: look at it, then step over it */
+            if (i + 6 <= len && memcmp(text + i + 1, "u0000", 5) == 0)
+                return amil_fail("a string in the header holds a NUL (\\u0000)");
+            i++;
+        }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (!root)
@@ -242,8 +243,13 @@ static int parse_header(const char *text, size_t len, struct amil_record *r,
         n++;
     *entries = amil_xcalloc(n, sizeof **entries);
     size_t ne = 0;
+    int seen_metadata = 0;
     for (const cJSON *j = root->child; j; j = j->next) {
         if (strcmp(j->string, "__metadata__") == 0) {
+            if (seen_metadata++) {
+                amil_fail("__metadata__ appears twice");
+                goto out;
+            }
             if (parse_metadata(j, r) < 0)
                 goto out;
         } else if (parse_tensor(j, r, &(*entries)[ne++]) < 0) {

@@ -180,6 +180,10 @@ static void malformed_headers_are_refused(void **state)
     assert_refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[4294967296,2147483648,0],"
                    "\"data_offsets\":[0,0]}}", 0, "overflows");   /* past int64 */
     assert_refused("{\"__metadata__\":{\"a\":\"x\\u0000y\"}}", 0, "NUL");
+    assert_refused("{\"__metadata__\":{},\"__metadata__\":{\"a\":\"b\"}}", 0,
+                   "__metadata__ appears twice");
+    /* a backslash, then the text u0000, is no NUL */
+    assert_int_equal(parse("{\"__metadata__\":{\"a\":\"x\\\\u0000y\"}}", 0), 0);
     assert_refused("{\"__metadata__\":{\"a\":\"1\",\"b\":\"2\",\"a\":\"3\"}}", 0,
                    "metadata key 'a' appears twice");
     assert_refused("{\"__metadata__\":{\"label\":1}}", 0, "not a string");
