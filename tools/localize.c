@@ -131,17 +131,21 @@ static struct bag *read_table(const char *path, long *count)
         b->file = amil_xstrdup(fields[0]);
         b->base = base_name(b->file);
         b->classes = amil_xmalloc(sizeof *b->classes * b->length);
+        long digits = 1;
+        for (const char *q = fields[3]; *q; q++)
+            digits += *q == ',';
+        if (digits != b->length)
+            amil_die("%s: line %ld: %ld digits for a bag of %ld", path, number, digits,
+                     b->length);
         char *digit = fields[3];
         for (long i = 0; i < b->length; i++) {
             char *end = strchr(digit, ',');
-            if ((end == NULL) != (i == b->length - 1))
-                amil_die("%s: line %ld: %ld digits for a bag of %ld", path, number,
-                         i + 1 + (end ? 1 : 0), b->length);
             if (end)
                 *end = '\0';
             if (amil_parse_long(digit, 0, 1000000, &b->classes[i]) < 0)
-                amil_die("%s: line %ld: digit %ld: %s", path, number, i, amil_error());
-            digit = end + 1;
+                amil_die("%s: line %ld: digit %ld: %s", path, number, i + 1, amil_error());
+            if (end)
+                digit = end + 1;
         }
     }
     free(line);

@@ -146,6 +146,8 @@ static double legacy_gauss(struct mt *r)   /* the polar method, one cached */
 static uint32_t legacy_randint(struct mt *r, uint32_t count)   /* [0, count) */
 {
     uint32_t range = count - 1, mask = range;
+    if (range == 0)   /* numpy draws nothing for a range of one value */
+        return 0;
     for (int s = 1; s < 32; s *= 2)   /* the smallest 2^k - 1 covering range */
         mask |= mask >> s;
     uint32_t v;
@@ -195,7 +197,9 @@ static unsigned char *read_idx(const char *path, int dims, long *count,
             amil_die("%s: images are not 28×28", path);
         items *= n;
     }
-    if (len - header < items || *count < 1)
+    if (*count < 1)
+        amil_die("%s: no items", path);
+    if (len - header < items)
         amil_die("%s: truncated (%zu bytes of data for %zu)", path, len - header, items);
     *whole = data;
     return data + header;

@@ -484,6 +484,13 @@ int main(int argc, char **argv)
     amil_meta_setf(&r, "seed", "%ld", cl.seed);
     write_atomically(cl.output, &r);
     amil_record_free(&r);
+    for (struct bags *b = &train; b; b = b == &train && cl.test ? &test : NULL) {
+        for (long i = 0; b->held && i < b->count; i++)
+            amil_record_free(&b->held[i]);
+        free(b->held);
+        free(b->offsets);
+        amil_stream_close(&b->stream);
+    }
     free(grads);
     free(order);
     free(checkpoint);
