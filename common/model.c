@@ -350,6 +350,35 @@ static void fit(const struct amil_model *m, struct amil_work *w, int n)
 
 /* ---- forward ------------------------------------------------------------ */
 
+/* x (channels, count) += bias (channels), then ReLU, in place. */
+static void add_bias_relu(float *x, const float *bias, int channels, size_t count)
+{
+    for (int c = 0; c < channels; c++) {
+        float *plane = x + (size_t)c * count;
+        for (size_t i = 0; i < count; i++) {
+            float v = plane[i] + bias[c];
+            plane[i] = v > 0 ? v : 0;
+        }
+    }
+}
+
+/* Its backward: dx (channels, count) through the ReLU (from the output y),
+ * and dbias (channels) += the sum of each channel's gradient. */
+static void relu_bias_backward(float *dx, float *dbias, const float *y, int channels,
+                               size_t count)
+{
+    for (int c = 0; c < channels; c++) {
+        float *plane = dx + (size_t)c * count;
+        const float *out = y + (size_t)c * count;
+        double sum = 0;
+        for (size_t i = 0; i < count; i++) {
+            plane[i] = out[i] > 0 ? plane[i] : 0;
+            sum += plane[i];
+        }
+        dbias[c] += (float)sum;
+    }
+}
+
 void amil_featurize(const struct amil_model *m, struct amil_work *w,
                     const uint8_t *patches, int n)
 {
@@ -365,14 +394,18 @@ void amil_featurize(const struct amil_model *m, struct amil_work *w,
             for (int c = 0; c < C; c++)
                 w->x[((size_t)c * n + i) * pixels + j] =
                     (float)patches[((size_t)i * pixels + j) * C + c] / 255.0f;
-    amil_conv2d_forward(w->c1, w->cols1, w->x, W(m, CONV1_W), W(m, CONV1_B), n, C, P, P,
-                        CONV1, KERNEL, 1, 0);
-    amil_relu_forward(w->c1, (size_t)CONV1 * n * s.conv1 * s.conv1);
+    /* Each block is PyTorch's conv (+ bias), ReLU, max-pool, computed as
+     * conv, max-pool, + bias, ReLU: the same numbers, since max commutes
+     * with adding a channel's constant (float addition is monotonic) and
+     * with ReLU, but the bias and the ReLU touch a quarter of the values. */
+    amil_conv2d_forward(w->c1, w->cols1, w->x, W(m, CONV1_W), NULL, n, C, P, P, CONV1,
+                        KERNEL, 1, 0);
     amil_maxpool2_forward(w->p1, w->arg1, w->c1, CONV1 * n, s.conv1, s.conv1);
-    amil_conv2d_forward(w->c2, w->cols2, w->p1, W(m, CONV2_W), W(m, CONV2_B), n, CONV1,
-                        s.pool1, s.pool1, CONV2, KERNEL, 1, 0);
-    amil_relu_forward(w->c2, (size_t)CONV2 * n * s.conv2 * s.conv2);
+    add_bias_relu(w->p1, W(m, CONV1_B), CONV1, (size_t)n * s.pool1 * s.pool1);
+    amil_conv2d_forward(w->c2, w->cols2, w->p1, W(m, CONV2_W), NULL, n, CONV1, s.pool1,
+                        s.pool1, CONV2, KERNEL, 1, 0);
     amil_maxpool2_forward(w->p2, w->arg2, w->c2, CONV2 * n, s.conv2, s.conv2);
+    add_bias_relu(w->p2, W(m, CONV2_B), CONV2, (size_t)n * s.pool2 * s.pool2);
     amil_chw_to_rows(w->rows, w->p2, n, CONV2, s.pool2 * s.pool2);
     amil_linear_forward(w->h, w->rows, W(m, FC_W), W(m, FC_B), n, m->flat, m->hidden);
     amil_relu_forward(w->h, (size_t)n * m->hidden);
@@ -496,14 +529,14 @@ double amil_model_step(const struct amil_model *m, struct amil_work *w,
     amil_linear_backward(w->drows, G(FC_W), G(FC_B), w->dh, w->rows, W(m, FC_W), n,
                          m->flat, L);
     amil_rows_to_chw(w->dp2, w->drows, n, CONV2, s.pool2 * s.pool2);
+    relu_bias_backward(w->dp2, G(CONV2_B), w->p2, CONV2, (size_t)n * s.pool2 * s.pool2);
     amil_maxpool2_backward(w->dc2, w->dp2, w->arg2, CONV2 * n, s.conv2, s.conv2);
-    amil_relu_backward(w->dc2, w->c2, (size_t)CONV2 * n * s.conv2 * s.conv2);
-    amil_conv2d_backward(w->dp1, G(CONV2_W), G(CONV2_B), w->dcols, w->dc2, w->cols2,
+    amil_conv2d_backward(w->dp1, G(CONV2_W), NULL, w->dcols, w->dc2, w->cols2,
                          W(m, CONV2_W), n, CONV1, s.pool1, s.pool1, CONV2, KERNEL, 1, 0);
+    relu_bias_backward(w->dp1, G(CONV1_B), w->p1, CONV1, (size_t)n * s.pool1 * s.pool1);
     amil_maxpool2_backward(w->dc1, w->dp1, w->arg1, CONV1 * n, s.conv1, s.conv1);
-    amil_relu_backward(w->dc1, w->c1, (size_t)CONV1 * n * s.conv1 * s.conv1);
-    amil_conv2d_backward(NULL, G(CONV1_W), G(CONV1_B), NULL, w->dc1, w->cols1,
-                         W(m, CONV1_W), n, C, P, P, CONV1, KERNEL, 1, 0);
+    amil_conv2d_backward(NULL, G(CONV1_W), NULL, NULL, w->dc1, w->cols1, W(m, CONV1_W),
+                         n, C, P, P, CONV1, KERNEL, 1, 0);
 #undef G
     return loss;
 }

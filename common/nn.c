@@ -88,12 +88,14 @@ void amil_conv2d_forward(float *out, float *cols, const float *inp, const float 
     int OH = amil_conv_out(H, K, stride, pad), OW = amil_conv_out(W, K, stride, pad);
     int columns = N * OH * OW, depth = C * K * K;
     im2col(cols, inp, N, C, H, W, K, stride, pad);
-    /* Bias first, then out += weight · cols, so BLAS adds in one pass. */
-    for (int o = 0; o < OC; o++)
-        for (int j = 0; j < columns; j++)
-            out[(size_t)o * columns + j] = bias ? bias[o] : 0;
+    /* With a bias: the bias first, then out += weight · cols, so BLAS adds
+     * in one pass; without (the caller adds it later): out = weight · cols. */
+    if (bias)
+        for (int o = 0; o < OC; o++)
+            for (int j = 0; j < columns; j++)
+                out[(size_t)o * columns + j] = bias[o];
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, columns, depth, 1.0f,
-                weight, depth, cols, columns, 1.0f, out, columns);
+                weight, depth, cols, columns, bias ? 1.0f : 0.0f, out, columns);
 }
 
 void amil_conv2d_backward(float *dinp, float *dweight, float *dbias, float *dcols,
