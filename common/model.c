@@ -207,6 +207,14 @@ int amil_model_from_record(struct amil_model *m, const struct amil_record *r)
         meta_or(r, "attention", (long)att->shape[0], &attention) < 0 ||
         meta_or(r, "branches", (long)branch->shape[0], &branches) < 0)
         return -1;
+    /* The metadata must say what the tensors' shapes say, before the
+     * sizes it gives are allocated. */
+    if (channels != conv1->shape[1] || hidden != fc->shape[0] ||
+        attention != att->shape[0] || branches != branch->shape[0] ||
+        (classes == 2 ? 1 : classes) != outputs || head->shape[1] != hidden * branches)
+        return amil_fail("the metadata (channels %ld, hidden %ld, attention %ld, "
+                         "branches %ld, classes %ld) disagrees with the tensors' shapes",
+                         channels, hidden, attention, branches, classes);
     if (amil_model_init(m, arch, (int)channels, (int)patch, (int)classes, (int)hidden,
                         (int)attention, (int)branches) < 0)
         return -1;
@@ -251,13 +259,26 @@ int amil_model_load(struct amil_model *m, const char *path)
     return 0;
 }
 
+int amil_model_predict(const struct amil_model *m, const float *prob)
+{
+    if (m->classes == 2)
+        return prob[1] >= 0.5f;
+    int best = 0;
+    for (int c = 1; c < m->classes; c++)
+        if (prob[c] > prob[best])
+            best = c;
+    return best;
+}
+
 const struct amil_tensor *amil_bag_patches(const struct amil_model *m,
                                            const struct amil_record *r)
 {
     const struct amil_tensor *t = amil_expect(r, "patches", AMIL_U8, 4);
     if (!t)
         return NULL;
-    if (t->shape[0] < 1 || t->shape[0] > INT32_MAX / 1024) {
+    /* the convolutions count N × conv1² columns in int */
+    int64_t side = m->patch - KERNEL + 1;
+    if (t->shape[0] < 1 || t->shape[0] > INT32_MAX / (side * side > 1024 ? side * side : 1024)) {
         amil_fail("a bag of %lld patches", (long long)t->shape[0]);
         return NULL;
     }
@@ -283,26 +304,50 @@ int amil_bag_label(const struct amil_model *m, const struct amil_record *r, long
 
 /* ---- activations -------------------------------------------------------- */
 
+/* The buffers of each stage: featurize's, attend's and classify's, and the
+ * gradients only a training step needs; each stage grows on its own, so
+ * that attend does not hold the convolutions' memory, nor featurize the
+ * gradients'. */
+enum { STAGE_FEATURES, STAGE_ATTENTION, STAGE_BACKWARD, STAGES };
+
+static void free_stage(struct amil_work *w, int stage)
+{
+    float **features[] = {&w->x, &w->cols1, &w->c1, &w->p1, &w->cols2, &w->c2, &w->p2,
+                          &w->rows, &w->h};
+    float **attention[] = {&w->v, &w->u, &w->gate, &w->scores, &w->a, &w->m, &w->logits,
+                           &w->prob};
+    float **backward[] = {&w->dcols, &w->dc1, &w->dp1, &w->dc2, &w->dp2, &w->drows,
+                          &w->dh, &w->dv, &w->du, &w->dgate, &w->dscores, &w->da,
+                          &w->dm, &w->dlogits};
+    float ***lists[STAGES] = {features, attention, backward};
+    size_t sizes[STAGES] = {sizeof features / sizeof *features,
+                            sizeof attention / sizeof *attention,
+                            sizeof backward / sizeof *backward};
+    for (size_t i = 0; i < sizes[stage]; i++) {
+        free(*lists[stage][i]);
+        *lists[stage][i] = NULL;
+    }
+    if (stage == STAGE_FEATURES) {
+        free(w->arg1);
+        free(w->arg2);
+        w->arg1 = w->arg2 = NULL;
+    }
+    w->capacity[stage] = 0;
+}
+
 void amil_work_free(struct amil_work *w)
 {
-    float **floats[] = {&w->x, &w->cols1, &w->c1, &w->p1, &w->cols2, &w->c2, &w->p2,
-                        &w->rows, &w->h, &w->v, &w->u, &w->gate, &w->scores, &w->a,
-                        &w->m, &w->logits, &w->prob, &w->dcols, &w->dc1, &w->dp1,
-                        &w->dc2, &w->dp2, &w->drows, &w->dh, &w->dv, &w->du, &w->dgate,
-                        &w->dscores, &w->da, &w->dm, &w->dlogits};
-    for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
-        free(*floats[i]);
-    free(w->arg1);
-    free(w->arg2);
+    for (int stage = 0; stage < STAGES; stage++)
+        free_stage(w, stage);
     memset(w, 0, sizeof *w);
 }
 
-/* Makes room for a bag of n patches. */
-static void fit(const struct amil_model *m, struct amil_work *w, int n)
+/* Makes room in one stage's buffers for a bag of n patches. */
+static void fit(const struct amil_model *m, struct amil_work *w, int n, int stage)
 {
-    if (n <= w->capacity && w->x)
+    if (n <= w->capacity[stage])
         return;
-    amil_work_free(w);
+    free_stage(w, stage);
     struct sides s = sides_of(m->patch);
     size_t N = (size_t)(n > 0 ? n : 1), C = (size_t)m->channels, P = (size_t)m->patch;
     size_t L = (size_t)m->hidden, D = (size_t)m->attention, K = (size_t)m->branches;
@@ -311,41 +356,45 @@ static void fit(const struct amil_model *m, struct amil_work *w, int n)
     size_t cols1 = C * KERNEL * KERNEL * N * s.conv1 * s.conv1;
     size_t cols2 = (size_t)CONV1 * KERNEL * KERNEL * N * s.conv2 * s.conv2;
 #define ALLOC(field, count) (w->field = amil_xmalloc(sizeof *w->field * (count)))
-    ALLOC(x, C * N * P * P);
-    ALLOC(cols1, cols1);
-    ALLOC(c1, c1);
-    ALLOC(p1, p1);
-    ALLOC(arg1, p1);
-    ALLOC(cols2, cols2);
-    ALLOC(c2, c2);
-    ALLOC(p2, p2);
-    ALLOC(arg2, p2);
-    ALLOC(rows, N * m->flat);
-    ALLOC(h, N * L);
-    ALLOC(v, N * D);
-    ALLOC(u, N * D);
-    ALLOC(gate, N * D);
-    ALLOC(scores, N * K);
-    ALLOC(a, K * N);
-    ALLOC(m, K * L);
-    ALLOC(logits, m->classes);
-    ALLOC(prob, m->classes);
-    ALLOC(dcols, cols2);
-    ALLOC(dc1, c1);
-    ALLOC(dp1, p1);
-    ALLOC(dc2, c2);
-    ALLOC(dp2, p2);
-    ALLOC(drows, N * (m->flat > (int)L ? (size_t)m->flat : L));
-    ALLOC(dh, N * L);
-    ALLOC(dv, N * D);
-    ALLOC(du, N * D);
-    ALLOC(dgate, N * D);
-    ALLOC(dscores, N * K);
-    ALLOC(da, K * N);
-    ALLOC(dm, K * L);
-    ALLOC(dlogits, m->classes);
+    if (stage == STAGE_FEATURES) {
+        ALLOC(x, C * N * P * P);
+        ALLOC(cols1, cols1);
+        ALLOC(c1, c1);
+        ALLOC(p1, p1);
+        ALLOC(arg1, p1);
+        ALLOC(cols2, cols2);
+        ALLOC(c2, c2);
+        ALLOC(p2, p2);
+        ALLOC(arg2, p2);
+        ALLOC(rows, N * m->flat);
+        ALLOC(h, N * L);
+    } else if (stage == STAGE_ATTENTION) {
+        ALLOC(v, N * D);
+        ALLOC(u, N * D);
+        ALLOC(gate, N * D);
+        ALLOC(scores, N * K);
+        ALLOC(a, K * N);
+        ALLOC(m, K * L);
+        ALLOC(logits, m->classes);
+        ALLOC(prob, m->classes);
+    } else {
+        ALLOC(dcols, cols2);
+        ALLOC(dc1, c1);
+        ALLOC(dp1, p1);
+        ALLOC(dc2, c2);
+        ALLOC(dp2, p2);
+        ALLOC(drows, N * (m->flat > (int)L ? (size_t)m->flat : L));
+        ALLOC(dh, N * L);
+        ALLOC(dv, N * D);
+        ALLOC(du, N * D);
+        ALLOC(dgate, N * D);
+        ALLOC(dscores, N * K);
+        ALLOC(da, K * N);
+        ALLOC(dm, K * L);
+        ALLOC(dlogits, m->classes);
+    }
 #undef ALLOC
-    w->capacity = (int)N;
+    w->capacity[stage] = (int)N;
 }
 
 /* ---- forward ------------------------------------------------------------ */
@@ -357,7 +406,7 @@ static void add_bias_relu(float *x, const float *bias, int channels, size_t coun
         float *plane = x + (size_t)c * count;
         for (size_t i = 0; i < count; i++) {
             float v = plane[i] + bias[c];
-            plane[i] = v > 0 ? v : 0;
+            plane[i] = v > 0 || v != v ? v : 0;   /* NaN passes, as PyTorch's */
         }
     }
 }
@@ -382,7 +431,7 @@ static void relu_bias_backward(float *dx, float *dbias, const float *y, int chan
 void amil_featurize(const struct amil_model *m, struct amil_work *w,
                     const uint8_t *patches, int n)
 {
-    fit(m, w, n);
+    fit(m, w, n, STAGE_FEATURES);
     w->n = n;
     struct sides s = sides_of(m->patch);
     int C = m->channels, P = m->patch;
@@ -413,7 +462,7 @@ void amil_featurize(const struct amil_model *m, struct amil_work *w,
 
 void amil_attend(const struct amil_model *m, struct amil_work *w, const float *h, int n)
 {
-    fit(m, w, n);
+    fit(m, w, n, STAGE_ATTENTION);
     w->n = n;
     int L = m->hidden, D = m->attention, K = m->branches;
     if (m->arch == AMIL_ARCH_AMIL) {
@@ -443,8 +492,7 @@ void amil_attend(const struct amil_model *m, struct amil_work *w, const float *h
 void amil_classify(const struct amil_model *m, struct amil_work *w, const float *em)
 {
     int head = m->nparams - 2, outputs = amil_model_outputs(m);
-    if (!w->x)
-        fit(m, w, 1);
+    fit(m, w, 1, STAGE_ATTENTION);   /* logits and prob; a no-op after attend */
     amil_linear_forward(w->logits, em, W(m, head), W(m, head + 1), 1,
                         m->hidden * m->branches, outputs);
     if (m->classes == 2) {
@@ -476,6 +524,10 @@ double amil_model_step(const struct amil_model *m, struct amil_work *w,
     int head = m->nparams - 2, outputs = amil_model_outputs(m);
 #define G(i) (grads + m->params[i].offset)
 
+    if (!grads)   /* the loss alone */
+        return m->classes == 2 ? amil_bernoulli_nll(w->prob[1], y, NULL)
+                               : amil_cross_entropy(w->logits, outputs, y, NULL);
+    fit(m, w, n, STAGE_BACKWARD);
     double loss;
     if (m->classes == 2) {
         float p = w->prob[1], dp;
@@ -484,8 +536,6 @@ double amil_model_step(const struct amil_model *m, struct amil_work *w,
     } else {
         loss = amil_cross_entropy(w->logits, outputs, y, w->dlogits);
     }
-    if (!grads)
-        return loss;
     /* classifier: dM (1, K·L) */
     amil_linear_backward(w->dm, G(head), G(head + 1), w->dlogits, w->m, W(m, head), 1,
                          L * K, outputs);

@@ -73,7 +73,7 @@ int amil_model_load(struct amil_model *m, const char *path);
 
 /* Activations of one bag, kept for backward; grown to fit. */
 struct amil_work {
-    int capacity;           /* patches the buffers hold */
+    int capacity[3];        /* patches the buffers of each stage hold */
     int n;                  /* patches of the current bag */
     float *x, *cols1, *c1, *p1, *cols2, *c2, *p2, *rows, *h;
     uint8_t *arg1, *arg2;
@@ -88,6 +88,11 @@ struct amil_work {
 };
 
 void amil_work_free(struct amil_work *w);
+
+/* The predicted class of probabilities prob (classes): for two classes the
+ * paper's Y_hat = (p >= 0.5); for more, the most probable, the first of
+ * equals. */
+int amil_model_predict(const struct amil_model *m, const float *prob);
 
 /* Checks that a record is a bag this model can read: `patches` U8
  * (N ≥ 1, P, P, C) with the model's P and C.  Returns the tensor, or NULL

@@ -191,8 +191,8 @@ void amil_maxpool2_backward(float *dinp, const float *dout, const uint8_t *argma
 
 void amil_relu_forward(float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        x[i] = x[i] > 0 ? x[i] : 0;
+    for (size_t i = 0; i < n; i++)   /* NaN passes through, as in PyTorch */
+        x[i] = x[i] > 0 || x[i] != x[i] ? x[i] : 0;
 }
 
 void amil_relu_backward(float *dx, const float *y, size_t n)

@@ -63,7 +63,7 @@ void amil_optim_step(struct amil_optimizer *o, float *w, const float *grads)
             else if (decay != 0)
                 g += decay * w[i];
             o->m[i] = o->m[i] * b1 + g * one_minus_b1;
-            o->v[i] = o->v[i] * b2 + g * g * one_minus_b2;
+            o->v[i] = o->v[i] * b2 + one_minus_b2 * g * g;   /* addcmul's order */
             float denom = sqrtf(o->v[i]) / root2 + eps;
             w[i] += -step_size * (o->m[i] / denom);
         }
@@ -83,7 +83,7 @@ void amil_optim_step(struct amil_optimizer *o, float *w, const float *grads)
         float alpha = (float)o->alpha, one_minus_alpha = (float)(1 - o->alpha);
         for (size_t i = 0; i < o->n; i++) {
             float g = grads[i] + decay * w[i];
-            o->v[i] = o->v[i] * alpha + g * g * one_minus_alpha;
+            o->v[i] = o->v[i] * alpha + one_minus_alpha * g * g;
             float avg = sqrtf(o->v[i]) + eps;
             if (momentum != 0) {
                 o->m[i] = o->m[i] * momentum + g / avg;

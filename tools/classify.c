@@ -51,6 +51,14 @@ static void put_cell(const char *v)
         putchar(*v == '\t' || *v == '\n' || *v == '\r' ? ' ' : *v);
 }
 
+static void put_header(const struct amil_model *m)
+{
+    printf("source\tlabel");
+    for (int c = 0; c < m->classes; c++)
+        printf("\tprob_%d", c);
+    printf("\tpredicted\tpatient\n");
+}
+
 static void put_row(const struct amil_model *m, const struct amil_record *r,
                     const float *prob, int predicted)
 {
@@ -77,12 +85,6 @@ int main(int argc, char **argv)
     struct amil_stream s;
     if (amil_stream_open_path(&s, cl.input) < 0)
         amil_die("%s", amil_error());
-    if (cl.table) {
-        printf("source\tlabel");
-        for (int c = 0; c < m.classes; c++)
-            printf("\tprob_%d", c);
-        printf("\tpredicted\tpatient\n");
-    }
     struct amil_work w = {0};
     struct amil_record r;
     int got;
@@ -97,15 +99,10 @@ int main(int argc, char **argv)
         if (!em)
             amil_die("%s: record %ld: %s", s.name, s.index - 1, amil_error());
         amil_classify(&m, &w, em->data);
-        /* two classes: the paper's Y_hat = (p >= 0.5); more: the most
-         * probable, the first of equals */
-        int predicted = 0;
-        for (int c = 1; c < m.classes; c++)
-            if (w.prob[c] > w.prob[predicted])
-                predicted = c;
-        if (m.classes == 2)
-            predicted = w.prob[1] >= 0.5f;
+        int predicted = amil_model_predict(&m, w.prob);
         if (cl.table) {
+            if (s.index == 1)   /* the header, once the first record is good */
+                put_header(&m);
             put_row(&m, &r, w.prob, predicted);
         } else {
             int64_t shape[1] = {m.classes};
@@ -122,6 +119,8 @@ int main(int argc, char **argv)
     }
     if (got < 0)
         amil_die("%s", amil_error());
+    if (cl.table && s.index == 0)   /* no records: a table with no rows */
+        put_header(&m);
     amil_stream_close(&s);
     amil_work_free(&w);
     amil_model_free(&m);

@@ -99,9 +99,14 @@ static struct row *read_table(const struct cmdline *cl, int *classes, long *coun
     char *line = NULL, *fields[1100];
     size_t size = 0;
     long number = 1;
-    if (getline(&line, &size, f) < 0)
+    ssize_t got = getline(&line, &size, f);
+    if (got < 0)
         amil_die("%s: empty: not a table of classify -t", name);
+    if (strlen(line) != (size_t)got)
+        amil_die("%s: line 1: a NUL byte: not a table", name);
     int n = split(line, fields, 1100);
+    if (n == 1100)
+        amil_die("%s: line 1: more than 1095 classes", name);
     /* the header: source label prob_0 .. prob_{C-1} predicted patient */
     *classes = n - 4;
     int header = n >= 6 && strcmp(fields[0], "source") == 0 &&
@@ -118,11 +123,13 @@ static struct row *read_table(const struct cmdline *cl, int *classes, long *coun
     struct row *rows = NULL;
     long capacity = 0;
     *count = 0;
-    while (getline(&line, &size, f) >= 0) {
+    while ((got = getline(&line, &size, f)) >= 0) {
         number++;
+        if (strlen(line) != (size_t)got)
+            amil_die("%s: line %ld: a NUL byte", name, number);
         if (line[strspn(line, "\r\n")] == '\0')   /* a blank line, LF or CRLF */
             continue;
-        if (split(line, fields, 1100) != n)
+        if (split(line, fields, n + 1) != n)   /* n + 1 fields: too many */
             amil_die("%s: line %ld: %d fields expected", name, number, n);
         if (*count == capacity) {
             capacity = capacity ? 2 * capacity : 256;

@@ -155,17 +155,22 @@ static struct bag *read_table(const char *path, long *count)
     return bags;
 }
 
-/* The bag of a record's source: the same path, or else the same base name. */
-static const struct bag *find(const struct bag *bags, long count, const char *source)
+/* The bag of a record's source: the same path, or else the one row with
+ * the same base name (NULL if none; *ambiguous if several). */
+static const struct bag *find(const struct bag *bags, long count, const char *source,
+                              int *ambiguous)
 {
     const struct bag *by_base = NULL;
+    *ambiguous = 0;
     for (long i = 0; i < count; i++) {
         if (strcmp(bags[i].file, source) == 0)
             return &bags[i];
-        if (!by_base && strcmp(bags[i].base, base_name(source)) == 0)
+        if (strcmp(bags[i].base, base_name(source)) == 0) {
+            *ambiguous |= by_base != NULL;
             by_base = &bags[i];
+        }
     }
-    return by_base;
+    return *ambiguous ? NULL : by_base;
 }
 
 int main(int argc, char **argv)
@@ -193,10 +198,13 @@ int main(int argc, char **argv)
         if (cl.branch >= a->shape[0])
             amil_die("%s: record %ld: --branch %ld: the attention has %lld branches", s.name,
                      index, cl.branch, (long long)a->shape[0]);
-        const struct bag *b = source ? find(bags, nbags, source) : NULL;
+        int ambiguous = 0;
+        const struct bag *b = source ? find(bags, nbags, source, &ambiguous) : NULL;
         if (!b)
-            amil_die("%s: record %ld: %s is not in %s", s.name, index,
-                     source ? source : "(no source)", cl.table);
+            amil_die("%s: record %ld: %s %s %s", s.name, index,
+                     source ? source : "(no source)",
+                     ambiguous ? "matches several rows by base name in" : "is not in",
+                     cl.table);
         long n = (long)a->shape[1];
         if (n != b->length)
             amil_die("%s: record %ld: %ld patches, but %s has %ld instances (cut strips "

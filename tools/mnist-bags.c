@@ -232,6 +232,9 @@ int main(int argc, char **argv)
     if (labels_count != count)
         amil_die("%s has %ld images, %s %ld labels", cl.images, count, cl.labels,
                  labels_count);
+    for (long i = 0; i < count; i++)
+        if (labels[i] > 9)
+            amil_die("%s: label %ld is %d, not a digit", cl.labels, i, labels[i]);
 
     size_t size = strlen(cl.dir) + 64;
     char *path = amil_xmalloc(size);

@@ -228,8 +228,28 @@ static void get_bag(struct bags *b, long i, struct amil_record *r)
         amil_die("%s: cannot seek:", b->stream.name);
     b->stream.index = i;
     if (amil_read(&b->stream, r) != 1)
-        amil_die("%s: record %ld changed since it was read: %s", b->stream.name, i,
-                 amil_error());
+        amil_die("%s", amil_error());
+}
+
+/* Bag i's patches and label, checked again: a file read each epoch may have
+ * changed under us since load_bags() checked it. */
+static const struct amil_tensor *bag_of(const struct amil_model *m, struct bags *b, long i,
+                                        struct amil_record *r, long *label)
+{
+    get_bag(b, i, r);
+    const struct amil_tensor *p = amil_bag_patches(m, r);
+    if (!p || amil_bag_label(m, r, label) != 1)
+        amil_die("%s: record %ld changed since it was first read", b->stream.name, i);
+    return p;
+}
+
+static void free_bags(struct bags *b)
+{
+    for (long i = 0; b->held && i < b->count; i++)
+        amil_record_free(&b->held[i]);
+    free(b->held);
+    free(b->offsets);
+    amil_stream_close(&b->stream);
 }
 
 static void free_bag(const struct bags *b, struct amil_record *r)
@@ -251,19 +271,6 @@ static double now(void)
     return (double)tv.tv_sec + tv.tv_usec / 1e6;
 }
 
-/* Two classes: the paper's Y_hat = (p >= 0.5); more: the most probable,
- * the first of equals. */
-static int predicted_class(const struct amil_model *m, const float *prob)
-{
-    if (m->classes == 2)
-        return prob[1] >= 0.5f;
-    int best = 0;
-    for (int c = 1; c < m->classes; c++)
-        if (prob[c] > prob[best])
-            best = c;
-    return best;
-}
-
 /* Loss, error and AUC of the model on a set, without training. */
 static struct score evaluate_set(const struct amil_model *m, struct amil_work *w,
                                  struct bags *b)
@@ -273,12 +280,10 @@ static struct score evaluate_set(const struct amil_model *m, struct amil_work *w
     int *positive = amil_xmalloc(sizeof *positive * b->count);
     for (long i = 0; i < b->count; i++) {
         struct amil_record r;
-        get_bag(b, i, &r);
-        const struct amil_tensor *p = amil_find(&r, "patches");
         long label;
-        amil_bag_label(m, &r, &label);
+        const struct amil_tensor *p = bag_of(m, b, i, &r, &label);
         s.loss += amil_model_step(m, w, p->data, (int)p->shape[0], (int)label, NULL);
-        s.error += predicted_class(m, w->prob) != label;
+        s.error += amil_model_predict(m, w->prob) != label;
         /* AUC of class 1 against the rest: for two classes, the usual */
         score[i] = w->prob[1];
         positive[i] = label == 1;
@@ -306,6 +311,21 @@ static void progress(const struct cmdline *cl, long epoch, long i, long n, doubl
             i + 1, n, loss / (i + 1));
     if (i + 1 == n)
         fputs("\r\033[K", stderr);
+}
+
+/* Dies now, not after an epoch of work, if path cannot be written: makes
+ * and removes a file beside it. */
+static void check_writable(const char *path)
+{
+    size_t size = strlen(path) + 32;
+    char *probe = amil_xmalloc(size);
+    snprintf(probe, size, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(probe, "wb");
+    if (!f)
+        amil_die("cannot write %s:", path);
+    fclose(f);
+    unlink(probe);
+    free(probe);
 }
 
 /* Writes a record to path through a temporary file and a rename, so that
@@ -401,6 +421,8 @@ int main(int argc, char **argv)
         sprintf(checkpoint, "%s.ckpt", cl.output);
     }
 
+    check_writable(cl.output);
+    check_writable(checkpoint);
     struct amil_model m = {0};
     struct amil_optimizer o;
     long done = 0;
@@ -440,10 +462,8 @@ int main(int argc, char **argv)
         double start = now(), loss = 0, errors = 0;
         for (long k = 0; k < train.count; k++) {
             struct amil_record r;
-            get_bag(&train, order[k], &r);
-            const struct amil_tensor *p = amil_find(&r, "patches");
             long label;
-            amil_bag_label(&m, &r, &label);
+            const struct amil_tensor *p = bag_of(&m, &train, order[k], &r, &label);
             memset(grads, 0, sizeof *grads * m.nweights);
             double l = amil_model_step(&m, &w, p->data, (int)p->shape[0], (int)label, grads);
             if (!isfinite(l))
@@ -452,7 +472,7 @@ int main(int argc, char **argv)
                          amil_meta_get(&r, "source") ? amil_meta_get(&r, "source") : "?",
                          l, last_good);
             loss += l;
-            errors += predicted_class(&m, w.prob) != label;
+            errors += amil_model_predict(&m, w.prob) != label;
             amil_optim_step(&o, m.weights, grads);
             free_bag(&train, &r);
             progress(&cl, epoch, k, train.count, loss);
@@ -484,13 +504,9 @@ int main(int argc, char **argv)
     amil_meta_setf(&r, "seed", "%ld", cl.seed);
     write_atomically(cl.output, &r);
     amil_record_free(&r);
-    for (struct bags *b = &train; b; b = b == &train && cl.test ? &test : NULL) {
-        for (long i = 0; b->held && i < b->count; i++)
-            amil_record_free(&b->held[i]);
-        free(b->held);
-        free(b->offsets);
-        amil_stream_close(&b->stream);
-    }
+    free_bags(&train);
+    if (cl.test)
+        free_bags(&test);
     free(grads);
     free(order);
     free(checkpoint);
