@@ -467,10 +467,10 @@ int main(int argc, char **argv)
             memset(grads, 0, sizeof *grads * m.nweights);
             double l = amil_model_step(&m, &w, p->data, (int)p->shape[0], (int)label, grads);
             if (!isfinite(l))
-                amil_die("epoch %ld, bag %ld (%s): the loss is %g; the last "
+                amil_die("epoch %ld, bag %ld (%s): the loss is %s; the last "
                          "checkpoint is %s", epoch, order[k],
                          amil_meta_get(&r, "source") ? amil_meta_get(&r, "source") : "?",
-                         l, last_good);
+                         isnan(l) ? "nan" : l > 0 ? "inf" : "-inf", last_good);
             loss += l;
             errors += amil_model_predict(&m, w.prob) != label;
             amil_optim_step(&o, m.weights, grads);
