@@ -227,8 +227,12 @@ static void get_bag(struct bags *b, long i, struct amil_record *r)
     if (fseeko(b->stream.file, b->offsets[i], SEEK_SET) != 0)
         amil_die("%s: cannot seek:", b->stream.name);
     b->stream.index = i;
-    if (amil_read(&b->stream, r) != 1)
+    int got = amil_read(&b->stream, r);
+    if (got < 0)
         amil_die("%s", amil_error());
+    if (got == 0)
+        amil_die("%s: record %ld changed since it was first read (the file is shorter)",
+                 b->stream.name, i);
 }
 
 /* Bag i's patches and label, checked again: a file read each epoch may have
