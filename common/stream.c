@@ -109,7 +109,9 @@ static int parse_metadata(const cJSON *meta, struct amil_record *r)
         r->meta[r->nmeta].value = amil_xstrdup(m->valuestring);
         r->nmeta++;
     }
-    struct amil_meta *sorted = amil_xmalloc(r->nmeta * sizeof *sorted + 1);
+    if (r->nmeta == 0)
+        return 0;
+    struct amil_meta *sorted = amil_xmalloc(r->nmeta * sizeof *sorted);
     memcpy(sorted, r->meta, r->nmeta * sizeof *sorted);
     qsort(sorted, r->nmeta, sizeof *sorted, by_key);
     for (size_t i = 1; i < r->nmeta; i++)
@@ -259,7 +261,8 @@ static int parse_header(const char *text, size_t len, struct amil_record *r,
 
     /* Names must be unique; sort a copy to find twins in n log n. */
     struct amil_tensor *sorted = amil_xmalloc(ne * sizeof *sorted + 1);
-    memcpy(sorted, r->tensors, ne * sizeof *sorted);
+    if (ne)   /* r->tensors is NULL in a record of metadata alone */
+        memcpy(sorted, r->tensors, ne * sizeof *sorted);
     qsort(sorted, ne, sizeof *sorted, by_name);
     for (size_t i = 1; i < ne; i++)
         if (strcmp(sorted[i - 1].name, sorted[i].name) == 0) {
