@@ -32,3 +32,21 @@ assert_empty() {
         return 1
     fi
 }
+
+# The PyTorch fixtures (tests/torch/fixture.py): a bare state_dict of a small
+# model, and what PyTorch computed in float64 with it.
+M=$DATA/torch-state-dict.safetensors
+FIXTURE=$DATA/torch-fixture.safetensors
+
+# expected TENSOR: PyTorch's values, one per line, from the fixture's
+# "pipeline" record (the whole 400-patch bag of the BreakHis image).
+expected() {
+    recpass "$FIXTURE" | recinfo -t "$1" | tail -n 1 | tr '\t' '\n'
+}
+
+# close A B: the two columns of numbers agree to 1e-4 of the largest.
+close() {
+    paste "$1" "$2" | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d;
+                             a = $2 < 0 ? -$2 : $2; if (a > s) s = a }
+                           END { printf "max relative error %.2e\n", m / s; exit !(m / s < 1e-4 && NR > 0) }'
+}

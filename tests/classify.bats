@@ -1,0 +1,47 @@
+#!/usr/bin/env bats
+# featurize, attend and classify one after the other are the model: with a
+# PyTorch state_dict (tests/data/torch-state-dict.safetensors, written by
+# tests/torch/fixture.py as safetensors.torch.save_file would) they give
+# what PyTorch computed in float64 on the whole 400-patch bag of the real
+# BreakHis image (the fixture's "pipeline" record).
+
+
+load lib
+
+setup() {
+    T=$BATS_TEST_TMPDIR
+}
+
+@test "classify: the pipeline gives PyTorch's probabilities" {
+    bagify "$BREAKHIS" | featurize -m "$M" | attend -m "$M" | classify -m "$M" > "$T/c"
+    run recinfo "$T/c"
+    [[ "$output" == *"tensor prob F32 [2]"* && "$output" == *"predicted = "* ]]
+    [[ "$output" == *"tensor attention F32 [1, 400]"* ]]      # passed on for stitch
+    recinfo -t prob "$T/c" | tr '\t' '\n' > "$T/ours"
+    expected prob > "$T/theirs"
+    run close "$T/ours" "$T/theirs"
+    echo "$output"
+    [ "$status" -eq 0 ]
+}
+
+@test "classify -t: a table for evaluate" {
+    { bagify -L breakhis "$BREAKHIS"; bagify -l 1 "$IHC"; } |
+        featurize -m "$M" | attend -m "$M" | classify -m "$M" -t > "$T/t"
+    [ "$(head -n 1 "$T/t")" = "source	label	prob_0	prob_1	predicted	patient" ]
+    [ "$(wc -l < "$T/t")" -eq 3 ]
+    awk -F'\t' 'NR == 2 { exit !($1 == "'"$BREAKHIS"'" && $2 == 0 && $6 == "14-22549G") }' "$T/t"
+    awk -F'\t' 'NR == 3 { exit !($2 == 1 && $6 == "") }' "$T/t"
+    # probabilities sum to 1; predicted is the larger
+    awk -F'\t' 'NR > 1 { s = $3 + $4; if (s < 0.99999 || s > 1.00001) exit 1;
+                         if (($4 > $3) != ($5 == 1)) exit 1 }' "$T/t"
+    run classify -m "$M" -t -k < /dev/null
+    [ "$status" -eq 2 ]
+}
+
+@test "classify: no embedding, or one of the wrong size" {
+    bagify "$BREAKHIS" > "$T/bag"
+    run bash -c "classify -m '$M' '$T/bag' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "classify: $T/bag: record 0: no tensor 'embedding'" ]]
+    assert_empty "$T/out"
+}
