@@ -16,6 +16,19 @@
 #define KERNEL 5
 
 static const char *const arch_names[] = {"amil", "gated"};
+static const char *const norm_names[] = {"x/255", "mnist", "imagenet"};
+
+const char *amil_norm_name(enum amil_norm norm) { return norm_names[norm]; }
+
+int amil_norm_parse(const char *name)
+{
+    if (strcmp(name, "none") == 0)
+        return AMIL_NORM_NONE;
+    for (int n = 0; n < 3; n++)
+        if (strcmp(name, norm_names[n]) == 0)
+            return n;
+    return -1;
+}
 
 const char *amil_arch_name(enum amil_arch arch) { return arch_names[arch]; }
 
@@ -152,7 +165,7 @@ void amil_model_to_record(const struct amil_model *m, struct amil_record *r)
     amil_meta_setf(r, "hidden", "%d", m->hidden);
     amil_meta_setf(r, "attention", "%d", m->attention);
     amil_meta_setf(r, "branches", "%d", m->branches);
-    amil_meta_set(r, "normalization", "x/255");
+    amil_meta_set(r, "normalization", norm_names[m->norm]);
     for (int i = 0; i < m->nparams; i++) {
         const struct amil_param *p = &m->params[i];
         struct amil_tensor *t = amil_put(r, p->name, AMIL_F32, p->ndim, p->shape);
@@ -215,9 +228,16 @@ int amil_model_from_record(struct amil_model *m, const struct amil_record *r)
         return amil_fail("the metadata (channels %ld, hidden %ld, attention %ld, "
                          "branches %ld, classes %ld) disagrees with the tensors' shapes",
                          channels, hidden, attention, branches, classes);
+    const char *norm_text = amil_meta_get(r, "normalization");
+    int norm = norm_text ? amil_norm_parse(norm_text) : AMIL_NORM_NONE;
+    if (norm < 0)
+        return amil_fail("normalization '%s' is not x/255, mnist or imagenet", norm_text);
+    if (norm == AMIL_NORM_IMAGENET && channels != 3)
+        return amil_fail("ImageNet normalization needs 3 channels, not %ld", channels);
     if (amil_model_init(m, arch, (int)channels, (int)patch, (int)classes, (int)hidden,
                         (int)attention, (int)branches) < 0)
         return -1;
+    m->norm = norm;
     for (int i = 0; i < m->nparams; i++) {
         const struct amil_param *p = &m->params[i];
         const struct amil_tensor *t = amil_find(r, p->name);
@@ -436,13 +456,20 @@ void amil_featurize(const struct amil_model *m, struct amil_work *w,
     struct sides s = sides_of(m->patch);
     int C = m->channels, P = m->patch;
     size_t pixels = (size_t)P * P;
-    /* (N, P, P, C) bytes -> (C, N, P, P) floats in [0, 1], ToTensor's
-     * img.float().div(255) */
+    /* (N, P, P, C) bytes -> (C, N, P, P) floats: ToTensor's
+     * img.float().div(255), then Normalize's (x - mean) / std in float */
+    static const float means[3][3] = {{0, 0, 0}, {0.1307f, 0.1307f, 0.1307f},
+                                      {0.485f, 0.456f, 0.406f}};
+    static const float stds[3][3] = {{1, 1, 1}, {0.3081f, 0.3081f, 0.3081f},
+                                     {0.229f, 0.224f, 0.225f}};
+    const float *mean = means[m->norm], *std = stds[m->norm];
     for (int i = 0; i < n; i++)
         for (size_t j = 0; j < pixels; j++)
-            for (int c = 0; c < C; c++)
+            for (int c = 0; c < C; c++) {
+                float v = (float)patches[((size_t)i * pixels + j) * C + c] / 255.0f;
                 w->x[((size_t)c * n + i) * pixels + j] =
-                    (float)patches[((size_t)i * pixels + j) * C + c] / 255.0f;
+                    m->norm == AMIL_NORM_NONE ? v : (v - mean[c]) / std[c];
+            }
     /* Each block is PyTorch's conv (+ bias), ReLU, max-pool, computed as
      * conv, max-pool, + bias, ReLU: the same numbers, since max commutes
      * with adding a channel's constant (float addition is monotonic) and

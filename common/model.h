@@ -22,6 +22,14 @@
 
 enum amil_arch { AMIL_ARCH_AMIL, AMIL_ARCH_GATED };
 
+/* How pixels become the network's input: x / 255 (ToTensor, the paper's),
+ * then for the others ToTensor + Normalize(mean, std) per channel: MNIST's
+ * (0.1307, 0.3081; Ilse et al.'s MNIST-bags) or ImageNet's
+ * ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225); RGB only). */
+enum amil_norm { AMIL_NORM_NONE, AMIL_NORM_MNIST, AMIL_NORM_IMAGENET };
+const char *amil_norm_name(enum amil_norm norm);   /* "x/255", "mnist", "imagenet" */
+int amil_norm_parse(const char *name);            /* also "none"; -1 if unknown */
+
 #define AMIL_MAX_PARAMS 16
 
 struct amil_param {
@@ -41,6 +49,7 @@ struct amil_model {
     int attention;          /* D, 128 */
     int branches;           /* K, 1 */
     int flat;               /* 50 · s · s, the features before the linear */
+    enum amil_norm norm;    /* set after amil_model_init; NONE by default */
     int nparams;
     struct amil_param params[AMIL_MAX_PARAMS];
     size_t nweights;
@@ -65,7 +74,7 @@ int amil_model_outputs(const struct amil_model *m);   /* 1 or classes */
 
 /* Model files: the weights under their state_dict names plus metadata
  * (arch, classes, channels, patch, hidden, attention, branches,
- * normalization).  Loading also takes a bare PyTorch state_dict saved with
+ * normalization: x/255, mnist or imagenet; x/255 when absent).  Loading also takes a bare PyTorch state_dict saved with
  * safetensors: the architecture is read off the tensor names and shapes. */
 void amil_model_to_record(const struct amil_model *m, struct amil_record *r);
 int amil_model_from_record(struct amil_model *m, const struct amil_record *r);

@@ -16,7 +16,8 @@
 # drawn with replacement from MNIST train (training bags) or test (test
 # bags).  Training as their main.py: Adam, lr 5e-4, betas 0.9/0.999, weight
 # decay 1e-4, 20 epochs, one bag per step.  Their images were also
-# normalized by MNIST's mean and standard deviation; ours are x/255.
+# normalized by MNIST's mean and standard deviation; ours are x/255 unless
+# NORMALIZE=mnist.
 
 OUT       ?= build/mnist-bags
 BIN       ?= build/bin
@@ -25,6 +26,7 @@ SEEDS     ?= 1 2 3 4 5
 TEST_BAGS ?= 1000
 EPOCHS    ?= 20
 LR        ?= 5e-4
+NORMALIZE ?= none
 MNIST     ?= $(OUT)/mnist
 
 RUNS       = $(foreach s,$(SEEDS),$(foreach n,$(SIZES),$(OUT)/seed$(s)/n$(n)))
@@ -60,7 +62,8 @@ $(OUT)/seed$(1)/n$(2)/train.bags: | $(firstword $(TRAIN_IDX))
 	$(BIN)/bagify -g -c none -L dir $$(@D)/train/*/*.png > $$@.tmp && mv $$@.tmp $$@
 
 $(OUT)/seed$(1)/n$(2)/model.st: $(OUT)/seed$(1)/n$(2)/train.bags
-	$(BIN)/train -q -o $$@ -e $(EPOCHS) --lr $(LR) --decay 1e-4 --seed $(1) $$< > $$(@D)/log.tsv
+	$(BIN)/train -q -o $$@ -e $(EPOCHS) --lr $(LR) --decay 1e-4 --normalize $(NORMALIZE) \
+	    --seed $(1) $$< > $$(@D)/log.tsv
 
 $(OUT)/seed$(1)/n$(2)/table.tsv: $(OUT)/seed$(1)/n$(2)/model.st $(OUT)/seed$(1)/test.bags
 	$(BIN)/featurize -m $$< $(OUT)/seed$(1)/test.bags | $(BIN)/attend -m $$< | \

@@ -85,6 +85,27 @@ setup() {
     [[ "$output" == *"classes = 4"* && "$output" == *"tensor classifier.0.weight F32 [4, 128]"* ]]
 }
 
+@test "train: --normalize is the model's and featurize applies it" {
+    train -q -o "$T/plain" -e 1 "$bags" > /dev/null
+    train -q -o "$T/mnist" -e 1 --normalize mnist "$bags" > /dev/null
+    [[ "$(recinfo "$T/plain")" == *"normalization = x/255"* ]]
+    [[ "$(recinfo "$T/mnist")" == *"normalization = mnist"* ]]
+    # the same weights, the same bag: other normalization, other features
+    recpass -m normalization=mnist < "$T/plain" > "$T/renormed"
+    head_bag() { bagify -l 1 "$IHC" | featurize -m "$1" | recinfo -t features | head -n 1; }
+    [ "$(head_bag "$T/plain")" != "$(head_bag "$T/renormed")" ]
+    recpass -m normalization=zca < "$T/plain" > "$T/bad"
+    run bash -c "bagify '$IHC' | featurize -m '$T/bad' > /dev/null"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"normalization 'zca' is not x/255, mnist or imagenet" ]]
+    run train -q -o "$T/x" --normalize zca "$bags"
+    [ "$status" -eq 2 ]
+    bagify -g -l 0 "$IHC" > "$T/gray.bags"
+    run bash -c "train -q -o '$T/x' --normalize imagenet '$T/gray.bags' > /dev/null"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"--normalize imagenet needs RGB bags, not 1 channel" ]]
+}
+
 @test "train: the checkpoint is a model; classify gives what train's test scoring gives" {
     bagify -l 1 "$IHC" > "$T/one.bags"
     train -q -o "$T/m" -e 1 --test "$T/one.bags" "$bags" > "$T/log"

@@ -34,6 +34,7 @@ struct cmdline {
     const char *output, *input, *test, *resume, *checkpoint;
     enum amil_arch arch;
     enum amil_optim_kind optimizer;
+    enum amil_norm norm;
     long epochs, seed, classes, hidden, attention, branches, threads;
     double lr, decay, momentum;
     int quiet;
@@ -54,6 +55,7 @@ static const char usage_text[] =
     "      --hidden L          features per patch [500]\n"
     "      --attention-dim D   width of the attention network [128]\n"
     "      --branches K        attention branches [1]\n"
+    "      --normalize N       none (x/255, the paper's), mnist or imagenet [none]\n"
     "  -t, --test FILE         bags to score after each epoch\n"
     "  -r, --resume CKPT       continue from a checkpoint\n"
     "      --checkpoint PATH   where checkpoints go [MODEL.ckpt]\n"
@@ -86,7 +88,8 @@ static void integer(const char *option, const char *arg, long min, long max, lon
 
 static struct cmdline parse_args(int argc, char **argv)
 {
-    enum { LR = 256, DECAY, OPTIMIZER, MOMENTUM, HIDDEN, ATTENTION, BRANCHES, CHECKPOINT };
+    enum { LR = 256, DECAY, OPTIMIZER, MOMENTUM, HIDDEN, ATTENTION, BRANCHES, CHECKPOINT,
+           NORMALIZE };
     static const struct option options[] = {
         {"output", required_argument, 0, 'o'}, {"arch", required_argument, 0, 'a'},
         {"epochs", required_argument, 0, 'e'}, {"lr", required_argument, 0, LR},
@@ -98,6 +101,7 @@ static struct cmdline parse_args(int argc, char **argv)
         {"branches", required_argument, 0, BRANCHES}, {"test", required_argument, 0, 't'},
         {"resume", required_argument, 0, 'r'},
         {"checkpoint", required_argument, 0, CHECKPOINT},
+        {"normalize", required_argument, 0, NORMALIZE},
         {"threads", required_argument, 0, 'j'}, {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     struct cmdline cl = {.epochs = 20, .seed = 1, .classes = 2, .hidden = 500,
@@ -133,6 +137,13 @@ static struct cmdline parse_args(int argc, char **argv)
         case 't': cl.test = optarg; break;
         case 'r': cl.resume = optarg; break;
         case CHECKPOINT: cl.checkpoint = optarg; break;
+        case NORMALIZE:
+            if ((kind = amil_norm_parse(optarg)) < 0) {
+                amil_warn("--normalize: '%s' is not none, mnist or imagenet", optarg);
+                usage(2);
+            }
+            cl.norm = kind;
+            break;
         case 'j': integer("--threads", optarg, 1, 1024, &cl.threads); break;
         case 'q': cl.quiet = 1; break;
         case 'h': usage(0);
@@ -191,6 +202,12 @@ static void load_bags(const struct cmdline *cl, struct bags *b, const char *path
                             (int)cl->classes, (int)cl->hidden, (int)cl->attention,
                             (int)cl->branches) < 0)
             amil_die("%s: record %ld: %s", b->stream.name, b->count, amil_error());
+        if (m->weights && b->count == 0 && !cl->resume) {
+            if (cl->norm == AMIL_NORM_IMAGENET && m->channels != 3)
+                amil_die("--normalize imagenet needs RGB bags, not %d channel%s",
+                         m->channels, m->channels == 1 ? "" : "s");
+            m->norm = cl->norm;
+        }
         long label;
         int has = 0;
         if (!amil_bag_patches(m, &r) || (has = amil_bag_label(m, &r, &label)) < 0)

@@ -5,7 +5,8 @@
  *   recpass [-a darkness|index] [-K BRANCHES] [-r TENSOR] [FILE]
  *
  * -r removes a tensor; -f NAME=VALUE fills an F32 tensor with VALUE (nan
- * and inf too), to make a broken model or checkpoint.
+ * and inf too), to make a broken model or checkpoint; -m KEY=VALUE sets a
+ * metadata value.
  * -a adds an `attention` F32 [K, N] over a bag's patches before attend
  * exists: softmax over patches of their mean darkness (255 - mean pixel) / 8
  * (tissue gets the weight), or of the patch index / 8; branch k > 0 is the
@@ -53,12 +54,14 @@ static void add_attention(struct amil_record *r, const char *how, long branches)
 int main(int argc, char **argv)
 {
     amil_init(argc, argv);
-    const char *attention = NULL, *remove = NULL, *fill = NULL;
+    const char *attention = NULL, *remove = NULL, *fill = NULL, *meta = NULL;
     long branches = 1;
     int c;
-    while ((c = getopt(argc, argv, "a:K:r:f:")) != -1) {
+    while ((c = getopt(argc, argv, "a:K:r:f:m:")) != -1) {
         if (c == 'a')
             attention = optarg;
+        else if (c == 'm')
+            meta = optarg;
         else if (c == 'f')
             fill = optarg;
         else if (c == 'r')
@@ -67,7 +70,7 @@ int main(int argc, char **argv)
             ;
         else
             amil_die("usage: recpass [-a darkness|index] [-K BRANCHES] [-r TENSOR] "
-                     "[-f TENSOR=VALUE] [FILE]");
+                     "[-f TENSOR=VALUE] [-m KEY=VALUE] [FILE]");
     }
     FILE *f = optind < argc ? fopen(argv[optind], "rb") : stdin;
     if (!f)
@@ -81,6 +84,14 @@ int main(int argc, char **argv)
             add_attention(&r, attention, branches);
         if (remove)
             amil_remove(&r, remove);
+        if (meta) {
+            const char *eq = strchr(meta, '=');
+            if (!eq)
+                amil_die("-m %s: not KEY=VALUE", meta);
+            char key[256];
+            snprintf(key, sizeof key, "%.*s", (int)(eq - meta), meta);
+            amil_meta_set(&r, key, eq + 1);
+        }
         if (fill) {
             char name[256];
             const char *eq = strchr(fill, '=');

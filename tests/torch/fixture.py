@@ -136,12 +136,19 @@ def relative_error(a, b):
     return (a - b).abs().max().item() / scale if scale > 0 else (a - b).abs().max().item()
 
 
-def case(make, arch, classes, label, patches):
+NORMS = {"mnist": ((0.1307,) * 3, (0.3081,) * 3),
+         "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
+
+
+def case(make, arch, classes, label, patches, norm=None):
     """The reference is PyTorch in float64, stored as float32: the truth that
     both float32 implementations, PyTorch's and ours, are held to.  PyTorch's
     own float32 error against it goes into the metadata, per tensor, for
     comparison."""
     x = torch.from_numpy(patches).permute(0, 3, 1, 2).contiguous().float().div(255)
+    if norm:   # transforms.Normalize: (x - mean) / std, per channel, in float
+        mean, std = NORMS[norm]
+        x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     x = x.unsqueeze(0)   # (1, N, C, P, P), as the paper's DataLoader gave it
     single = make()
     weights(single)
@@ -153,6 +160,8 @@ def case(make, arch, classes, label, patches):
     meta = {"arch": arch, "classes": str(classes), "hidden": str(single.L),
             "attention": str(single.D), "branches": str(single.K), "label": str(label),
             "torch": torch.__version__, "reference": "float64"}
+    if norm:
+        meta["normalization"] = norm
     tensors = {"patches": patches}
     for k, v in ref.items():
         tensors[k] = v.float().numpy().copy()
@@ -214,6 +223,7 @@ def main():
         safetensors.write(f, *case(small, "amil", 2, 1, patches))
         safetensors.write(f, *case(lambda: Attention(L=24, D=6, K=2, classes=3, gated=True),
                                    "gated", 3, 2, patches))
+        safetensors.write(f, *case(small, "amil", 2, 0, patches, norm="imagenet"))
         safetensors.write(f, *whole_bag(small(), np.array(t["patches"])))
         safetensors.write(f, *optimizers())
     print("wrote", out, os.path.getsize(out), "bytes")

@@ -96,6 +96,11 @@ static void one_case(const struct amil_record *r)
     assert_int_equal(amil_model_init(&m, arch, 3, 28, (int)classes, (int)hidden,
                                      (int)attention, (int)branches), 0);
     formula_weights(&m);
+    const char *norm = amil_meta_get(r, "normalization");
+    m.norm = norm ? amil_norm_parse(norm) : AMIL_NORM_NONE;
+    assert_true((int)m.norm >= 0);
+    print_message("# case: %s, %ld classes, %ld branches, normalization %s\n",
+                  amil_meta_get(r, "arch"), classes, branches, amil_norm_name(m.norm));
     const struct amil_tensor *patches = amil_expect(r, "patches", AMIL_U8, 4);
     assert_non_null(patches);
     int n = (int)patches->shape[0];
@@ -168,7 +173,7 @@ static void against_pytorch(void **state)
     fclose(f);
     if (got < 0)
         fail_msg("%s", amil_error());
-    assert_int_equal(cases, 2);
+    assert_int_equal(cases, 3);
 }
 
 /* Each optimizer, five steps, against torch.optim on the fixture's
