@@ -540,29 +540,17 @@ static void add(float *to, const float *from, size_t n)
         to[i] += from[i];
 }
 
-double amil_model_step(const struct amil_model *m, struct amil_work *w,
-                       const uint8_t *patches, int n, int y, float *grads)
+/* Backward from w->dlogits (the gradient of whatever scalar is being
+ * differentiated with respect to the logits) through the whole network of
+ * the bag amil_model_step or amil_model_gradcam has just run forward:
+ * grads (nweights) += its parameters' gradients; w->dc2 holds the gradient
+ * at the second convolution's output. */
+static void backward(const struct amil_model *m, struct amil_work *w, int n, float *grads)
 {
-    amil_featurize(m, w, patches, n);
-    amil_attend(m, w, w->h, n);
-    amil_classify(m, w, w->m);
     struct sides s = sides_of(m->patch);
     int C = m->channels, P = m->patch, L = m->hidden, D = m->attention, K = m->branches;
     int head = m->nparams - 2, outputs = amil_model_outputs(m);
 #define G(i) (grads + m->params[i].offset)
-
-    if (!grads)   /* the loss alone */
-        return m->classes == 2 ? amil_bernoulli_nll(w->prob[1], y, NULL)
-                               : amil_cross_entropy(w->logits, outputs, y, NULL);
-    fit(m, w, n, STAGE_BACKWARD);
-    double loss;
-    if (m->classes == 2) {
-        float p = w->prob[1], dp;
-        loss = amil_bernoulli_nll(p, y, &dp);
-        w->dlogits[0] = dp * p * (1 - p);   /* through the sigmoid */
-    } else {
-        loss = amil_cross_entropy(w->logits, outputs, y, w->dlogits);
-    }
     /* classifier: dM (1, K·L) */
     amil_linear_backward(w->dm, G(head), G(head + 1), w->dlogits, w->m, W(m, head), 1,
                          L * K, outputs);
@@ -615,5 +603,68 @@ double amil_model_step(const struct amil_model *m, struct amil_work *w,
     amil_conv2d_backward(NULL, G(CONV1_W), NULL, NULL, w->dc1, w->cols1, W(m, CONV1_W),
                          n, C, P, P, CONV1, KERNEL, 1, 0);
 #undef G
+}
+
+double amil_model_step(const struct amil_model *m, struct amil_work *w,
+                       const uint8_t *patches, int n, int y, float *grads)
+{
+    amil_featurize(m, w, patches, n);
+    amil_attend(m, w, w->h, n);
+    amil_classify(m, w, w->m);
+    int outputs = amil_model_outputs(m);
+    if (!grads)   /* the loss alone */
+        return m->classes == 2 ? amil_bernoulli_nll(w->prob[1], y, NULL)
+                               : amil_cross_entropy(w->logits, outputs, y, NULL);
+    fit(m, w, n, STAGE_BACKWARD);
+    double loss;
+    if (m->classes == 2) {
+        float p = w->prob[1], dp;
+        loss = amil_bernoulli_nll(p, y, &dp);
+        w->dlogits[0] = dp * p * (1 - p);   /* through the sigmoid */
+    } else {
+        loss = amil_cross_entropy(w->logits, outputs, y, w->dlogits);
+    }
+    backward(m, w, n, grads);
     return loss;
+}
+
+int amil_model_gradcam_side(const struct amil_model *m) { return sides_of(m->patch).conv2; }
+
+void amil_model_gradcam(const struct amil_model *m, struct amil_work *w,
+                        const uint8_t *patches, int n, int target, float *cam)
+{
+    amil_featurize(m, w, patches, n);
+    amil_attend(m, w, w->h, n);
+    amil_classify(m, w, w->m);
+    fit(m, w, n, STAGE_BACKWARD);
+    /* the score of the target class: the logit; with the sigmoid head, class
+     * 1's is z and class 0's is -z */
+    int outputs = amil_model_outputs(m);
+    for (int c = 0; c < outputs; c++)
+        w->dlogits[c] = m->classes == 2 ? (target == 1 ? 1.0f : -1.0f) : (c == target);
+    float *grads = amil_xcalloc(m->nweights, sizeof *grads);   /* not wanted */
+    backward(m, w, n, grads);
+    free(grads);
+    /* A = conv2's output (c2 holds it before the bias: nn.h, add_bias_relu),
+     * dA = w->dc2; per patch and channel alpha = mean of dA over the map,
+     * cam = ReLU(sum over channels of alpha A) */
+    int side = sides_of(m->patch).conv2;
+    size_t map = (size_t)side * side;
+    const float *bias = W(m, CONV2_B);
+    for (int i = 0; i < n; i++) {
+        float *out = cam + (size_t)i * map;
+        memset(out, 0, sizeof *out * map);
+        for (int k = 0; k < CONV2; k++) {
+            const float *a = w->c2 + ((size_t)k * n + i) * map;
+            const float *da = w->dc2 + ((size_t)k * n + i) * map;
+            double alpha = 0;
+            for (size_t j = 0; j < map; j++)
+                alpha += da[j];
+            alpha /= (double)map;
+            for (size_t j = 0; j < map; j++)
+                out[j] += (float)(alpha * (a[j] + bias[k]));
+        }
+        for (size_t j = 0; j < map; j++)
+            out[j] = out[j] > 0 ? out[j] : 0;
+    }
 }

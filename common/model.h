@@ -127,4 +127,15 @@ void amil_classify(const struct amil_model *m, struct amil_work *w, const float 
 double amil_model_step(const struct amil_model *m, struct amil_work *w,
                        const uint8_t *patches, int n, int y, float *grads);
 
+/* Grad-CAM (Selvaraju et al. 2017) of the bag's score for class target at
+ * the second convolution's output A (50 maps of side S per patch, S =
+ * amil_model_gradcam_side(), 8 for 28×28 patches): per patch, alpha_k =
+ * the mean over the map of d score / d A_k, and cam (N, S, S) = ReLU(sum of
+ * alpha_k A_k).  The score is the class's logit (two classes: z for class
+ * 1, -z for class 0).  Upsampling and laying the maps on the image are the
+ * caller's. */
+void amil_model_gradcam(const struct amil_model *m, struct amil_work *w,
+                        const uint8_t *patches, int n, int target, float *cam);
+int amil_model_gradcam_side(const struct amil_model *m);
+
 #endif

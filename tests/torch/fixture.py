@@ -21,6 +21,8 @@ attention, branches, label, and tensors:
     prob            F32 (classes): [1 - p, p] for two classes
     loss            F32 ()
     grad.<name>     F32, each parameter's gradient
+    gradcam.<c>     F32 (N, 8, 8), Grad-CAM of class c's score at the
+                    second convolution (gradcam() below), for every class
     adam3.<name>    F32, each parameter after three steps of torch.optim.Adam
                     (lr 1e-4, betas 0.9/0.999, weight decay 1e-4: the paper's)
                     on the same bag
@@ -131,6 +133,29 @@ def run(module, x, label, classes):
     return out
 
 
+def gradcam(module, x, target, classes):
+    """Grad-CAM (Selvaraju et al.) of the bag's score for class target at the
+    second convolution (feature_extractor_part1[3], its output before the
+    ReLU, as a forward hook on that module sees it): alpha = the mean over
+    each map of the score's gradient, cam = ReLU(sum alpha A).  The score is
+    the logit (two classes: z for class 1, -z for class 0).  (N, 8, 8)."""
+    kept = {}
+
+    def hook(_, __, output):
+        output.retain_grad()
+        kept["A"] = output
+
+    handle = module.feature_extractor_part1[3].register_forward_hook(hook)
+    logits, _, _ = module(x)
+    handle.remove()
+    score = logits[0, 0] * (1 if target == 1 else -1) if classes == 2 else logits[0, target]
+    module.zero_grad()
+    score.backward()
+    A = kept["A"]
+    alpha = A.grad.mean(dim=(2, 3), keepdim=True)
+    return torch.relu((alpha * A).sum(dim=1)).detach()
+
+
 def relative_error(a, b):
     scale = b.abs().max().item()
     return (a - b).abs().max().item() / scale if scale > 0 else (a - b).abs().max().item()
@@ -155,8 +180,12 @@ def case(make, arch, classes, label, patches, norm=None):
     double = make()
     weights(double)
     double.double()
+    cams = {"gradcam.%d" % c: (gradcam(double, x.double(), c, classes), gradcam(single, x, c, classes))
+            for c in range(classes)}
     ref = run(double, x.double(), label, classes)
     f32 = run(single, x, label, classes)
+    for k, (c64, c32) in cams.items():
+        ref[k], f32[k] = c64, c32
     meta = {"arch": arch, "classes": str(classes), "hidden": str(single.L),
             "attention": str(single.D), "branches": str(single.K), "label": str(label),
             "torch": torch.__version__, "reference": "float64"}

@@ -129,6 +129,23 @@ static void one_case(const struct amil_record *r)
         expect_close("gradient", grads + m.params[i].offset, r, name, 1e-4);
     }
 
+    /* Grad-CAM of each class's score at the second convolution; some map
+     * must be more than zeros, or the comparison proves little */
+    int side = amil_model_gradcam_side(&m);
+    size_t cam_n = (size_t)n * side * side;
+    float *cam = malloc(sizeof *cam * cam_n);
+    double largest = 0;
+    for (int c = 0; c < (int)classes; c++) {
+        char name[32];
+        snprintf(name, sizeof name, "gradcam.%d", c);
+        amil_model_gradcam(&m, &w, patches->data, n, c, cam);
+        expect_close("grad-cam", cam, r, name, 1e-4);
+        for (size_t j = 0; j < cam_n; j++)
+            largest = fmax(largest, cam[j]);
+    }
+    assert_true(largest > 0);
+    free(cam);
+
     /* three steps of the paper's Adam on the same bag */
     struct amil_optimizer o;
     amil_optim_init(&o, AMIL_ADAM, m.nweights);
