@@ -32,7 +32,7 @@ DEPS = build-essential pkg-config libnetpbm-dev netpbm libstb-dev libgsl-dev \
        libopenblas-dev libcjson-dev libdeflate-dev libcmocka-dev bats mandoc python3-numpy
 
 PROGS   = bagify stitch reorg-breakhis recinfo featurize attend classify train evaluate \
-          mnist-bags localize
+          mnist-bags localize gradcam
 LIB_SRC = $(wildcard common/*.c)
 LIB_OBJ = $(LIB_SRC:common/%.c=$(BUILD)/common/%.o)
 UNITS   = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
