@@ -41,7 +41,8 @@ static const char usage_text[] =
     "               [--cmap jet|viridis|gray] [--alpha A] [IMAGE]\n"
     "  -m, --model MODEL   an attention-MIL model\n"
     "  -c, --class N       the class whose score is explained [the predicted one]\n"
-    "  -f, --format F      png, pam, or record (the raw map as a tensor) [png]\n"
+    "  -f, --format F      png, pam, or record (the raw map as a tensor)\n"
+    "                      [from the -o name, else png]\n"
     "  -o, --output FILE   where it goes [stdout]\n"
     "      --cmap MAP      jet, viridis or gray [jet]\n"
     "  -a, --alpha A       weight of the colour over the image, 0..1 [0.5]\n"
@@ -64,7 +65,7 @@ static struct cmdline parse_args(int argc, char **argv)
         {"cmap", required_argument, 0, CMAP},  {"alpha", required_argument, 0, 'a'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     struct cmdline cl = {.target = -1, .alpha = 0.5, .colormap = amil_colormap("jet")};
-    int c;
+    int c, format_given = 0;
     while ((c = getopt_long(argc, argv, "m:c:f:o:a:h", options, NULL)) != -1) {
         switch (c) {
         case 'm': cl.model = optarg; break;
@@ -75,6 +76,7 @@ static struct cmdline parse_args(int argc, char **argv)
             }
             break;
         case 'f':
+            format_given = 1;
             if (strcmp(optarg, "png") == 0)
                 cl.format = FORMAT_PNG;
             else if (strcmp(optarg, "pam") == 0)
@@ -110,6 +112,15 @@ static struct cmdline parse_args(int argc, char **argv)
     if (argc - optind > 1)
         usage(2);
     cl.image = optind < argc ? argv[optind] : NULL;
+    if (cl.image && cl.format == FORMAT_RECORD) {
+        amil_warn("-f record draws nothing: no IMAGE");
+        usage(2);
+    }
+    if (!format_given && cl.output) {   /* as stitch: .pam means PAM */
+        const char *dot = strrchr(cl.output, '.');
+        if (dot && strcmp(dot, ".pam") == 0)
+            cl.format = FORMAT_PAM;
+    }
     return cl;
 }
 
@@ -181,8 +192,18 @@ static void blend(const struct cmdline *cl, const float *map, const unsigned *co
     }
 }
 
+/* The output, opened at the first write, so that a run that fails before
+ * it leaves no empty file behind. */
+static FILE *output(const struct cmdline *cl)
+{
+    static FILE *out;
+    if (!out && !(out = cl->output ? fopen(cl->output, "wb") : stdout))
+        amil_die("%s:", cl->output);
+    return out;
+}
+
 static int explain(const struct cmdline *cl, const struct amil_model *m,
-                   struct amil_work *w, struct amil_record *r, FILE *out)
+                   struct amil_work *w, struct amil_record *r)
 {
     const struct amil_tensor *patches = amil_bag_patches(m, r);
     const struct amil_tensor *xy = amil_expect(r, "coords", AMIL_I32, 2);
@@ -192,9 +213,15 @@ static int explain(const struct cmdline *cl, const struct amil_model *m,
     if (xy->shape[0] != n || xy->shape[1] != 2)
         return amil_fail("coords do not match the %d patches", n);
     long height, width;
-    if (amil_meta_long(r, "image_height", 1, INT32_MAX, &height) != 1 ||
-        amil_meta_long(r, "image_width", 1, INT32_MAX, &width) != 1)
+    int has_height = amil_meta_long(r, "image_height", 1, INT32_MAX, &height);
+    int has_width = has_height < 0 ? 0 : amil_meta_long(r, "image_width", 1, INT32_MAX, &width);
+    if (has_height < 0 || has_width < 0)
+        return -1;
+    if (!has_height || !has_width)
         return amil_fail("no image_height and image_width: not a bag of bagify's");
+    for (int i = 0; i < n; i++)
+        if (((const int32_t *)xy->data)[2 * i] < 0 || ((const int32_t *)xy->data)[2 * i + 1] < 0)
+            return amil_fail("coords of patch %d are negative", i);
     if (amil_image_check_size(width, height, AMIL_MAX_PIXELS) < 0)
         return -1;
     int target = (int)cl->target;
@@ -220,7 +247,7 @@ static int explain(const struct cmdline *cl, const struct amil_model *m,
         amil_meta_setf(r, "cam_class", "%d", target);
         amil_meta_set(r, "cam_layer", "feature_extractor_part1.3");
         amil_remove(r, "patches");
-        status = amil_write(out, r);
+        status = amil_write(output(cl), r);
     } else {
         const char *source = amil_meta_get(r, "source");
         const char *path = cl->image ? cl->image : source;
@@ -237,8 +264,8 @@ static int explain(const struct cmdline *cl, const struct amil_model *m,
             amil_image_free(&img);
         } else {
             blend(cl, map, covers, &img);
-            status = cl->format == FORMAT_PAM ? amil_image_write_pam(out, &img)
-                                              : amil_image_write_png(out, &img);
+            status = cl->format == FORMAT_PAM ? amil_image_write_pam(output(cl), &img)
+                                              : amil_image_write_png(output(cl), &img);
             amil_image_free(&img);
         }
     }
@@ -267,13 +294,10 @@ int main(int argc, char **argv)
     if (more == 1 && cl.format != FORMAT_RECORD)
         amil_die("<stdin>: record 1: more than one record; gradcam draws one picture "
                  "(-f record takes a stream)");
-    FILE *out = stdout;
-    if (cl.output && !(out = fopen(cl.output, "wb")))
-        amil_die("%s:", cl.output);
     struct amil_work w = {0};
     long index = 0;
     for (;;) {
-        if (explain(&cl, &m, &w, &r, out) < 0)
+        if (explain(&cl, &m, &w, &r) < 0)
             amil_die("<stdin>: record %ld: %s", index, amil_error());
         amil_record_free(&r);
         if (more < 0)
@@ -285,6 +309,7 @@ int main(int argc, char **argv)
     }
     amil_work_free(&w);
     amil_model_free(&m);
+    FILE *out = output(&cl);
     if (out != stdout && fclose(out) != 0)
         amil_die("%s:", cl.output);
     return amil_close_stdout();

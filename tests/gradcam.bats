@@ -1,0 +1,225 @@
+#!/usr/bin/env bats
+# gradcam with the PyTorch state_dict of the small 3-channel model
+# (tests/data/torch-state-dict.safetensors, $M) on the bag of the real
+# BreakHis image: the raw map's shape, zeros and class, PyTorch's Grad-CAM
+# of the same bag scaled and laid out as the page says, the pictures, and
+# the refusals.
+#
+# On this bag the model predicts class 1, and class 1's map is 0 everywhere
+# (every patch's sum of alpha_k A_k is negative); class 0's, its negation,
+# is positive under every patch.  So the checks that need a map with
+# something in it use --class 0.
+
+load lib
+
+# The bag and the raw maps of the default class and of class 0, made once:
+# each gradcam run is a forward and a backward pass over 400 patches.
+setup_file() {
+    cd "$BATS_FILE_TMPDIR"
+    bagify "$BREAKHIS" > bag
+    gradcam -m "$M" -f record < bag > default.rec
+    gradcam -m "$M" -f record --class 0 < bag > class0.rec
+}
+
+setup() {
+    T=$BATS_TEST_TMPDIR
+    F=$BATS_FILE_TMPDIR
+}
+
+@test "gradcam: usage" {
+    run gradcam -h
+    [ "$status" -eq 0 ]
+    [[ "${lines[0]}" == "usage: gradcam -m MODEL "* ]]
+    run gradcam < /dev/null
+    [ "$status" -eq 2 ]
+    [[ "$output" == "gradcam: no model: give -m MODEL"* && "$output" == *"usage: gradcam "* ]]
+    for bad in "--format gif" "-f jpeg" "--class x" "--class -1" "--class 1001" \
+               "--alpha 2" "--alpha -0.1" "--cmap rainbow" "a.png b.png" "--bogus"; do
+        run gradcam -m "$M" $bad < /dev/null
+        [ "$status" -eq 2 ] || { echo "gradcam $bad: $status"; return 1; }
+        [[ "$output" == *"usage: gradcam "* ]] || { echo "gradcam $bad: $output"; return 1; }
+    done
+}
+
+# cam_rows FILE: checks recinfo -t cam's rows: 460 of 700 values, none
+# negative, all 0 in the 6 rows bagify's centre crop leaves out at the top
+# and at the bottom (y < 6 or y >= 454); prints the number of positive
+# values inside the crop.
+cam_rows() {
+    recinfo -t cam "$1" | awk -F'\t' '
+        NF != 700 { print "row " NR - 1 ": " NF " values"; bad = 1 }
+        { for (i = 1; i <= NF; i++) {
+              if ($i < 0) { print "row " NR - 1 ": " $i; bad = 1 }
+              if (NR <= 6 || NR > 454) { if ($i != 0) { print "cropped row " NR - 1 ": " $i; bad = 1 } }
+              else if ($i > 0) positive++ } }
+        END { if (NR != 460) { print NR " rows"; bad = 1 }
+              print positive + 0; exit bad }'
+}
+
+@test "gradcam -f record: the raw map over the image, 0 outside the patches, never negative" {
+    for rec in default.rec class0.rec; do
+        run recinfo "$F/$rec"
+        [[ "$output" == *"tensor cam F32 [460, 700]"* ]] || { echo "$output"; return 1; }
+        [[ "$output" == *"cam_layer = feature_extractor_part1.3"* ]]
+        [[ "$output" == *"tensor coords I32 [400, 2]"* ]]                  # passed on
+        [[ "$output" == *"source = $BREAKHIS"* ]]
+        [[ "$output" != *"tensor patches"* ]]                             # removed
+    done
+    run cam_rows "$F/default.rec"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    run cam_rows "$F/class0.rec"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "${lines[-1]}" -gt 0 ]          # something to see
+}
+
+@test "gradcam: the default class is the one classify predicts" {
+    bagify "$BREAKHIS" | featurize -m "$M" | attend -m "$M" | classify -m "$M" > "$T/c"
+    predicted=$(recinfo -j "$T/c" | sed -n 's/.*"predicted": *"\([0-9]*\)".*/\1/p')
+    [ -n "$predicted" ]
+    run recinfo "$F/default.rec"
+    [[ "$output" == *"cam_class = $predicted"* ]] || { echo "predicted $predicted; $output"; return 1; }
+    gradcam -m "$M" -f record --class "$predicted" < "$F/bag" | cmp - "$F/default.rec"
+}
+
+@test "gradcam --class: another class, another map; a class the model lacks is refused" {
+    recinfo "$F/class0.rec" | grep -qx '  cam_class = 0'
+    gradcam -m "$M" -f record --class 1 < "$F/bag" > "$T/class1.rec"
+    recinfo "$T/class1.rec" | grep -qx '  cam_class = 1'
+    ! cmp -s <(recinfo -t cam "$F/class0.rec") <(recinfo -t cam "$T/class1.rec") || false
+    run bash -c "gradcam -m '$M' -f record --class 2 < '$F/bag' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [ "$output" = "gradcam: <stdin>: record 0: --class 2: the model has 2 classes" ]
+    assert_empty "$T/out"
+}
+
+@test "gradcam -f record takes a stream" {
+    bagify "$BREAKHIS" "$IHC" | gradcam -m "$M" -f record --class 0 > "$T/two"
+    run recinfo "$T/two"
+    [[ "$output" == *"record 1"* && "$output" == *"tensor cam F32 [512, 512]"* ]] || { echo "$output"; return 1; }
+    # the first record's map is that of the bag alone
+    recinfo -t cam "$T/two" | head -n 460 | cmp - <(recinfo -t cam "$F/class0.rec")
+}
+
+@test "gradcam: the map is PyTorch's Grad-CAM, scaled with F.interpolate and laid at the coords" {
+    py=/usr/bin/python3
+    "$py" -c 'import torch' 2>/dev/null || skip "python3-torch is missing: PyTorch agreement not checked"
+    gradcam -m "$M" -f record --class 1 < "$F/bag" > "$T/class1.rec"
+    # tests/torch/fixture.py's module and gradcam() in float64, the sizes
+    # read off the state_dict; each (N, 8, 8) map scaled to 28x28 and put
+    # at its coords (bagify's patches do not overlap)
+    cat > "$T/reference.py" <<'EOF'
+import sys
+tests = sys.argv[1]
+sys.path.insert(0, tests)
+sys.path.insert(0, tests + "/torch")
+import numpy as np
+import torch
+import torch.nn.functional as F
+import safetensors
+from fixture import Attention, gradcam
+
+torch.set_num_threads(1)
+(_, state), = list(safetensors.read(open(sys.argv[2], "rb")))
+model = Attention(L=state["feature_extractor_part2.0.weight"].shape[0],
+                  D=state["attention.0.weight"].shape[0],
+                  K=state["attention.2.weight"].shape[0], classes=2)
+model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()},
+                      strict=True)
+model.double()
+(meta, bag), = list(safetensors.read(open(sys.argv[3], "rb")))
+x = torch.from_numpy(np.array(bag["patches"])).permute(0, 3, 1, 2).contiguous()
+x = x.double().div(255).unsqueeze(0)
+refs, ours = [], []
+for c, path in enumerate(sys.argv[4:]):
+    (out_meta, out), = list(safetensors.read(open(path, "rb")))
+    assert out_meta["cam_class"] == str(c), out_meta["cam_class"]
+    cams = gradcam(model, x, c, 2)
+    scaled = F.interpolate(cams.unsqueeze(1), size=(28, 28), mode="bilinear",
+                           align_corners=False)[:, 0].numpy()
+    ref = np.zeros((int(meta["image_height"]), int(meta["image_width"])))
+    for (y, x0), cam in zip(bag["coords"], scaled):
+        ref[y:y + 28, x0:x0 + 28] = cam
+    refs.append(ref)
+    ours.append(out["cam"].astype(np.float64))
+scale = max(np.abs(r).max() for r in refs)
+assert scale > 0, "every reference map is 0: the comparison proves nothing"
+bad = False
+for c, (a, b) in enumerate(zip(ours, refs)):
+    err = np.abs(a - b).max() / scale
+    print("class %d: largest %.3g, max relative error %.2e" % (c, np.abs(b).max(), err))
+    bad |= not err < 1e-4
+sys.exit(bad)
+EOF
+    run "$py" "$T/reference.py" "$BATS_TEST_DIRNAME" "$M" "$F/bag" "$F/class0.rec" "$T/class1.rec"
+    echo "$output"
+    [ "$status" -eq 0 ]
+}
+
+@test "gradcam: a PNG or PAM picture the size of the image" {
+    gradcam -m "$M" < "$F/bag" > "$T/heat.png"
+    [[ "$(pngtopam "$T/heat.png" | pamfile)" == *"PPM raw, 700 by 460 "* ]]
+    gradcam -m "$M" -f pam -o "$T/heat.pam" < "$F/bag"
+    [[ "$(pamfile "$T/heat.pam")" == *"PAM, 700 by 460 by 3 "* ]]
+    pngtopam "$T/heat.png" | pamtopnm | cmp - <(pamtopnm "$T/heat.pam")
+    # the record's own source, or IMAGE for a bag cut from standard input
+    bagify < "$BREAKHIS" | gradcam -m "$M" -f pam "$BREAKHIS" | cmp - "$T/heat.pam"
+}
+
+@test "gradcam: alpha 0 is the image; alpha 1 the colour map from end to end" {
+    gradcam -m "$M" --class 0 -a 0 -f pam < "$F/bag" | pamtopnm > "$T/a0.ppm"
+    pngtopam "$BREAKHIS" | pamtopnm | cmp - "$T/a0.ppm"
+    # min-max over the covered pixels: gray from 0 to 255 inside the crop,
+    # the image's own pixels in the 6 rows at the top and the bottom
+    gradcam -m "$M" --class 0 -a 1 --cmap gray -f pam < "$F/bag" | pamtopnm > "$T/a1.ppm"
+    [ "$(pamcut -top 6 -height 448 "$T/a1.ppm" | pamsumm -min -brief)" = 0 ]
+    [ "$(pamcut -top 6 -height 448 "$T/a1.ppm" | pamsumm -max -brief)" = 255 ]
+    for rows in "-top 0 -height 6" "-top 454 -height 6"; do
+        pamcut $rows "$T/a0.ppm" | cmp - <(pamcut $rows "$T/a1.ppm")
+    done
+    # and the colour maps differ
+    for cmap in jet viridis gray; do
+        gradcam -m "$M" --class 0 --cmap $cmap -f pam < "$F/bag" | md5sum
+    done > "$T/sums"
+    [ "$(sort -u "$T/sums" | wc -l)" -eq 3 ]
+}
+
+@test "gradcam: bad input exits 1 with a message and writes nothing" {
+    cat "$F/bag" "$F/bag" > "$T/two"
+    recpass -r patches < "$F/bag" > "$T/nopatches"
+    recpass -r coords < "$F/bag" > "$T/nocoords"
+    bagify -g "$BREAKHIS" > "$T/gray"
+    bagify < "$BREAKHIS" > "$T/nosource"
+    head -c 1000 "$F/bag" > "$T/cut"
+    for case in "two:<stdin>: record 1: more than one record; gradcam draws one picture" \
+                "nopatches:<stdin>: record 0: no tensor 'patches'" \
+                "nocoords:<stdin>: record 0: no tensor 'coords'" \
+                "gray:<stdin>: record 0: patches of 28×28×1 do not fit the model, which takes 28×28×3" \
+                "nosource:<stdin>: record 0: no image to draw on: give IMAGE" \
+                "cut:<stdin>: record 0: truncated"; do
+        run bash -c "gradcam -m '$M' < '$T/${case%%:*}' > '$T/out'"
+        [ "$status" -eq 1 ] || { echo "$case: status $status"; return 1; }
+        [[ "$output" == "gradcam: ${case#*:}"* ]] || { echo "$case: $output"; return 1; }
+        assert_empty "$T/out"
+    done
+    # the records without patches and of the wrong channels, as records too
+    for case in nopatches gray; do
+        run bash -c "gradcam -m '$M' -f record < '$T/$case' > '$T/out'"
+        [ "$status" -eq 1 ] || { echo "$case: status $status"; return 1; }
+        assert_empty "$T/out"
+    done
+    # an image of another size than the bag's
+    run bash -c "gradcam -m '$M' '$IHC' < '$F/bag' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [ "$output" = "gradcam: <stdin>: record 0: $IHC is 512×512, but the record was cut from a 700×460 image" ]
+    assert_empty "$T/out"
+    run bash -c "gradcam -m '$M' < /dev/null > '$T/out'"
+    [ "$status" -eq 1 ]
+    [ "$output" = "gradcam: no records on standard input" ]
+    assert_empty "$T/out"
+    run bash -c "gradcam -m '$T/none.st' < '$F/bag' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"none.st: No such file or directory" ]]
+    assert_empty "$T/out"
+}
