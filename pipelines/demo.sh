@@ -39,6 +39,22 @@ bagify -g -c none -L dir $(cat "$m/shown") | featurize -m "$m/model.st" |
     attend -m "$m/model.st" | stitch -d "$m/heat" --cmap viridis -a 0.6
 echo "heat maps of three positive test bags in $m/heat/:"
 paste "$m/shown" <(while read -r f; do awk -F'\t' -v f="$f" '$1 == f { print "digits " $4 }' "$m/test/bags.tsv"; done < "$m/shown")
+# The paper's comparison, in small: the bag, the model's attention, and
+# Grad-CAM of the same model, one above the other with captions (netpbm).
+f=$(head -n 1 "$m/shown")
+bagify -g -c none "$f" > "$m/one.bag"
+featurize -m "$m/model.st" "$m/one.bag" | attend -m "$m/model.st" |
+    stitch --cmap viridis -a 0.6 -f pam | pamtopnm > "$m/attention.ppm"
+gradcam -m "$m/model.st" --cmap viridis -a 0.6 -f pam < "$m/one.bag" | pamtopnm > "$m/gradcam.ppm"
+pngtopam "$f" | pgmtoppm white > "$m/image.ppm"
+for caption in image attention Grad-CAM; do
+    pbmtext -builtin fixed "$caption" > "$m/caption-$caption.pbm"
+done
+pnmcat -tb -jleft -white "$m/caption-image.pbm" "$m/image.ppm" \
+    "$m/caption-attention.pbm" "$m/attention.ppm" "$m/caption-Grad-CAM.pbm" "$m/gradcam.ppm" |
+    pnmscale 2 | pnmtopng > "$m/compare.png"
+rm -f "$m"/*.ppm "$m"/*.pbm "$m/one.bag"
+echo "the bag, its attention and its Grad-CAM: $m/compare.png"
 
 echo
 echo "== bagify: the paper's 28x28 bag of a real BreakHis image"
@@ -70,5 +86,5 @@ for split in train test; do
 done
 reorg-breakhis "$src" "$out/data" | awk 'NR == 1 || $NF > 0'
 echo
-echo "results in $out/: mnist/ (metrics.txt, localize.txt, log.tsv, heat/),"
+echo "results in $out/: mnist/ (metrics.txt, localize.txt, log.tsv, heat/, compare.png),"
 echo "  breakhis.bag fine.bag heat.png heat-fine.png paper.png data/"
