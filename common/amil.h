@@ -36,6 +36,10 @@ void *amil_xcalloc(size_t n, size_t size);
 void *amil_xrealloc(void *p, size_t n);
 char *amil_xstrdup(const char *s);
 
+/* The index of name among n names, or -1: how option values and metadata
+ * words (amil, adam, x/255, ...) become enums. */
+int amil_name_index(const char *const *names, int n, const char *name);
+
 /* Strict number parsing for options: the whole string must be a number in
  * [min, max].  Return 0 and store it, or -1 with a message. */
 int amil_parse_long(const char *s, long min, long max, long *out);

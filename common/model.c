@@ -22,22 +22,14 @@ const char *amil_norm_name(enum amil_norm norm) { return norm_names[norm]; }
 
 int amil_norm_parse(const char *name)
 {
-    if (strcmp(name, "none") == 0)
-        return AMIL_NORM_NONE;
-    for (int n = 0; n < 3; n++)
-        if (strcmp(name, norm_names[n]) == 0)
-            return n;
-    return -1;
+    return strcmp(name, "none") == 0 ? AMIL_NORM_NONE : amil_name_index(norm_names, 3, name);
 }
 
 const char *amil_arch_name(enum amil_arch arch) { return arch_names[arch]; }
 
 int amil_arch_parse(const char *name)
 {
-    for (int a = 0; a < 2; a++)
-        if (strcmp(name, arch_names[a]) == 0)
-            return a;
-    return -1;
+    return amil_name_index(arch_names, 2, name);
 }
 
 int amil_model_outputs(const struct amil_model *m) { return m->classes == 2 ? 1 : m->classes; }

@@ -12,10 +12,7 @@ const char *amil_optim_name(enum amil_optim_kind kind) { return names[kind]; }
 
 int amil_optim_parse(const char *name)
 {
-    for (int k = 0; k < 4; k++)
-        if (strcmp(name, names[k]) == 0)
-            return k;
-    return -1;
+    return amil_name_index(names, 4, name);
 }
 
 void amil_optim_init(struct amil_optimizer *o, enum amil_optim_kind kind, size_t n)

@@ -104,6 +104,14 @@ char *amil_xstrdup(const char *s)
     return memcpy(amil_xmalloc(n), s, n);
 }
 
+int amil_name_index(const char *const *names, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(name, names[i]) == 0)
+            return i;
+    return -1;
+}
+
 int amil_parse_long(const char *s, long min, long max, long *out)
 {
     char *end;

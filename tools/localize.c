@@ -155,22 +155,69 @@ static struct bag *read_table(const char *path, long *count)
     return bags;
 }
 
-/* The bag of a record's source: the same path, or else the one row with
- * the same base name (NULL if none; *ambiguous if several). */
-static const struct bag *find(const struct bag *bags, long count, const char *source,
-                              int *ambiguous)
+/* The table's rows sorted by file and by base name (ties by row), so that
+ * each record's bag is found by binary search, not by a scan of every row
+ * for every record. */
+struct index {
+    const struct bag **by_file, **by_base;
+    long count;
+};
+
+static int cmp_file(const void *a, const void *b)
 {
-    const struct bag *by_base = NULL;
-    *ambiguous = 0;
-    for (long i = 0; i < count; i++) {
-        if (strcmp(bags[i].file, source) == 0)
-            return &bags[i];
-        if (strcmp(bags[i].base, base_name(source)) == 0) {
-            *ambiguous |= by_base != NULL;
-            by_base = &bags[i];
-        }
+    const struct bag *x = *(const struct bag *const *)a, *y = *(const struct bag *const *)b;
+    int c = strcmp(x->file, y->file);
+    return c ? c : (x > y) - (x < y);
+}
+
+static int cmp_base(const void *a, const void *b)
+{
+    const struct bag *x = *(const struct bag *const *)a, *y = *(const struct bag *const *)b;
+    int c = strcmp(x->base, y->base);
+    return c ? c : (x > y) - (x < y);
+}
+
+static struct index make_index(const struct bag *bags, long count)
+{
+    struct index ix = {amil_xmalloc(sizeof *ix.by_file * count),
+                       amil_xmalloc(sizeof *ix.by_base * count), count};
+    for (long i = 0; i < count; i++)
+        ix.by_file[i] = ix.by_base[i] = &bags[i];
+    qsort(ix.by_file, (size_t)count, sizeof *ix.by_file, cmp_file);
+    qsort(ix.by_base, (size_t)count, sizeof *ix.by_base, cmp_base);
+    return ix;
+}
+
+/* The first of the sorted rows whose key (file or base name) is key, or
+ * count if none. */
+static long first_of(const struct bag *const *rows, long count, const char *key, int base)
+{
+    long lo = 0, hi = count;
+    while (lo < hi) {
+        long mid = lo + (hi - lo) / 2;
+        if (strcmp(base ? rows[mid]->base : rows[mid]->file, key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    return *ambiguous ? NULL : by_base;
+    return lo < count && strcmp(base ? rows[lo]->base : rows[lo]->file, key) == 0 ? lo : count;
+}
+
+/* The bag of a record's source: the first row of the same path, or else
+ * the one row with the same base name (NULL if none; *ambiguous if
+ * several). */
+static const struct bag *find(const struct index *ix, const char *source, int *ambiguous)
+{
+    *ambiguous = 0;
+    long i = first_of(ix->by_file, ix->count, source, 0);
+    if (i < ix->count)
+        return ix->by_file[i];
+    const char *base = base_name(source);
+    i = first_of(ix->by_base, ix->count, base, 1);
+    if (i == ix->count)
+        return NULL;
+    *ambiguous = i + 1 < ix->count && strcmp(ix->by_base[i + 1]->base, base) == 0;
+    return *ambiguous ? NULL : ix->by_base[i];
 }
 
 int main(int argc, char **argv)
@@ -179,6 +226,7 @@ int main(int argc, char **argv)
     struct cmdline cl = parse_args(argc, argv);
     long nbags;
     struct bag *bags = read_table(cl.table, &nbags);
+    struct index ix = make_index(bags, nbags);
     struct amil_stream s;
     if (amil_stream_open_path(&s, cl.input) < 0)
         amil_die("%s", amil_error());
@@ -199,7 +247,7 @@ int main(int argc, char **argv)
             amil_die("%s: record %ld: --branch %ld: the attention has %lld branches", s.name,
                      index, cl.branch, (long long)a->shape[0]);
         int ambiguous = 0;
-        const struct bag *b = source ? find(bags, nbags, source, &ambiguous) : NULL;
+        const struct bag *b = source ? find(&ix, source, &ambiguous) : NULL;
         if (!b)
             amil_die("%s: record %ld: %s %s %s", s.name, index,
                      source ? source : "(no source)",
@@ -262,6 +310,8 @@ int main(int argc, char **argv)
         free(bags[i].classes);
     }
     free(bags);
+    free(ix.by_file);
+    free(ix.by_base);
     free(score);
     free(positive);
     return amil_close_stdout();
