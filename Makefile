@@ -51,7 +51,7 @@ $(BUILD)/libamil.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 $(BUILD)/bin/%: tools/%.c $(BUILD)/libamil.a common/*.h | $(BUILD)/bin
 	$(CC) $(CFLAGS) $(AMIL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libamil.a $(LDLIBS)
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libamil.a common/*.h | $(BUILD)/tests
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libamil.a common/*.h tests/unit/*.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(AMIL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libamil.a $(LDLIBS) -lcmocka
 $(BUILD)/tests/%: tests/helpers/%.c $(BUILD)/libamil.a common/*.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(AMIL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libamil.a $(LDLIBS)

@@ -111,6 +111,9 @@ int amil_parse(const unsigned char *doc, size_t len, struct amil_record *r);
  * dtype size, so every tensor starts aligned to its element size. Returns 0,
  * or -1 if the write failed. */
 int amil_write(FILE *f, const struct amil_record *r);
+/* The first record of a file (a model): 0, or -1 with a message naming
+ * the file. */
+int amil_record_load(const char *path, struct amil_record *r);
 
 void amil_record_init(struct amil_record *r);
 void amil_record_free(struct amil_record *r);

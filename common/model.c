@@ -20,6 +20,21 @@ static const char *const norm_names[] = {"x/255", "mnist", "imagenet"};
 
 const char *amil_norm_name(enum amil_norm norm) { return norm_names[norm]; }
 
+void amil_norm_table(enum amil_norm norm, float table[3][256])
+{
+    /* ToTensor's img.float().div(255), then Normalize's (x - mean) / std,
+     * in float as PyTorch */
+    static const float means[3][3] = {{0, 0, 0}, {0.1307f, 0.1307f, 0.1307f},
+                                      {0.485f, 0.456f, 0.406f}};
+    static const float stds[3][3] = {{1, 1, 1}, {0.3081f, 0.3081f, 0.3081f},
+                                     {0.229f, 0.224f, 0.225f}};
+    for (int c = 0; c < 3; c++)
+        for (int v = 0; v < 256; v++) {
+            float x = (float)v / 255.0f;
+            table[c][v] = norm == AMIL_NORM_NONE ? x : (x - means[norm][c]) / stds[norm][c];
+        }
+}
+
 int amil_norm_parse(const char *name)
 {
     return strcmp(name, "none") == 0 ? AMIL_NORM_NONE : amil_name_index(norm_names, 3, name);
@@ -230,37 +245,35 @@ int amil_model_from_record(struct amil_model *m, const struct amil_record *r)
                         (int)attention, (int)branches) < 0)
         return -1;
     m->norm = norm;
-    for (int i = 0; i < m->nparams; i++) {
-        const struct amil_param *p = &m->params[i];
+    if (amil_params_from_record(m->params, m->nparams, m->weights, r) < 0) {
+        amil_model_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+int amil_params_from_record(const struct amil_param *params, int n, float *weights,
+                            const struct amil_record *r)
+{
+    for (int i = 0; i < n; i++) {
+        const struct amil_param *p = &params[i];
         const struct amil_tensor *t = amil_find(r, p->name);
         int same = t && t->dtype == AMIL_F32 && t->ndim == p->ndim;
         for (int d = 0; same && d < p->ndim; d++)
             same = t->shape[d] == p->shape[d];
-        if (!same) {
-            amil_fail("tensor '%s' is missing or not F32 of the shape the model needs",
-                      p->name);
-            amil_model_free(m);
-            return -1;
-        }
-        memcpy(m->weights + p->offset, t->data, t->nbytes);
+        if (!same)
+            return amil_fail("tensor '%s' is missing or not F32 of the shape the model "
+                             "needs", p->name);
+        memcpy(weights + p->offset, t->data, t->nbytes);
     }
     return 0;
 }
 
 int amil_model_load(struct amil_model *m, const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return amil_fail("%s: %s", path, strerror(errno));
-    struct amil_stream s;
     struct amil_record r;
-    amil_stream_open(&s, f, path);
-    int got = amil_read(&s, &r);
-    fclose(f);
-    if (got < 0)
+    if (amil_record_load(path, &r) < 0)
         return -1;
-    if (got == 0)
-        return amil_fail("%s: empty file, not a model", path);
     int status = amil_model_from_record(m, &r);
     amil_record_free(&r);
     if (status < 0) {
@@ -448,20 +461,14 @@ void amil_featurize(const struct amil_model *m, struct amil_work *w,
     struct sides s = sides_of(m->patch);
     int C = m->channels, P = m->patch;
     size_t pixels = (size_t)P * P;
-    /* (N, P, P, C) bytes -> (C, N, P, P) floats: ToTensor's
-     * img.float().div(255), then Normalize's (x - mean) / std in float */
-    static const float means[3][3] = {{0, 0, 0}, {0.1307f, 0.1307f, 0.1307f},
-                                      {0.485f, 0.456f, 0.406f}};
-    static const float stds[3][3] = {{1, 1, 1}, {0.3081f, 0.3081f, 0.3081f},
-                                     {0.229f, 0.224f, 0.225f}};
-    const float *mean = means[m->norm], *std = stds[m->norm];
+    /* (N, P, P, C) bytes -> (C, N, P, P) floats */
+    float table[3][256];
+    amil_norm_table(m->norm, table);
     for (int i = 0; i < n; i++)
         for (size_t j = 0; j < pixels; j++)
-            for (int c = 0; c < C; c++) {
-                float v = (float)patches[((size_t)i * pixels + j) * C + c] / 255.0f;
+            for (int c = 0; c < C; c++)
                 w->x[((size_t)c * n + i) * pixels + j] =
-                    m->norm == AMIL_NORM_NONE ? v : (v - mean[c]) / std[c];
-            }
+                    table[c][patches[((size_t)i * pixels + j) * C + c]];
     /* Each block is PyTorch's conv (+ bias), ReLU, max-pool, computed as
      * conv, max-pool, + bias, ReLU: the same numbers, since max commutes
      * with adding a channel's constant (float addition is monotonic) and

@@ -29,6 +29,8 @@ enum amil_arch { AMIL_ARCH_AMIL, AMIL_ARCH_GATED };
 enum amil_norm { AMIL_NORM_NONE, AMIL_NORM_MNIST, AMIL_NORM_IMAGENET };
 const char *amil_norm_name(enum amil_norm norm);   /* "x/255", "mnist", "imagenet" */
 int amil_norm_parse(const char *name);            /* also "none"; -1 if unknown */
+/* table[c][v]: the network's input for byte v of channel c. */
+void amil_norm_table(enum amil_norm norm, float table[3][256]);
 
 #define AMIL_MAX_PARAMS 16
 
@@ -79,6 +81,10 @@ int amil_model_outputs(const struct amil_model *m);   /* 1 or classes */
 void amil_model_to_record(const struct amil_model *m, struct amil_record *r);
 int amil_model_from_record(struct amil_model *m, const struct amil_record *r);
 int amil_model_load(struct amil_model *m, const char *path);
+/* Copies each parameter's tensor from r into weights: 0, or -1 with a
+ * message if one is missing or not F32 of its shape. */
+int amil_params_from_record(const struct amil_param *params, int n, float *weights,
+                            const struct amil_record *r);
 
 /* Activations of one bag, kept for backward; grown to fit. */
 struct amil_work {

@@ -18,8 +18,8 @@ int amil_conv_out(int size, int kernel, int stride, int pad)
 
 /* cols (C·K·K, N·OH·OW): row (c, ki, kj), column (n, oh, ow) holds
  * inp[c][n][oh·stride + ki - pad][ow·stride + kj - pad], 0 off the edge. */
-static void im2col(float *cols, const float *inp, int N, int C, int H, int W, int K,
-                   int stride, int pad)
+void amil_im2col(float *cols, const float *inp, int N, int C, int H, int W, int K,
+                 int stride, int pad)
 {
     int OH = amil_conv_out(H, K, stride, pad), OW = amil_conv_out(W, K, stride, pad);
     size_t columns = (size_t)N * OH * OW;
@@ -87,7 +87,7 @@ void amil_conv2d_forward(float *out, float *cols, const float *inp, const float 
 {
     int OH = amil_conv_out(H, K, stride, pad), OW = amil_conv_out(W, K, stride, pad);
     int columns = N * OH * OW, depth = C * K * K;
-    im2col(cols, inp, N, C, H, W, K, stride, pad);
+    amil_im2col(cols, inp, N, C, H, W, K, stride, pad);
     /* With a bias: the bias first, then out += weight · cols, so BLAS adds
      * in one pass; without (the caller adds it later): out = weight · cols. */
     if (bias)
@@ -112,8 +112,9 @@ void amil_conv2d_backward(float *dinp, float *dweight, float *dbias, float *dcol
             dbias[o] += (float)sum;
         }
     /* dweight (OC, depth) += dout (OC, columns) · cols (depth, columns)ᵀ */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, depth, columns, 1.0f, dout,
-                columns, cols, columns, 1.0f, dweight, depth);
+    if (dweight)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, depth, columns, 1.0f, dout,
+                    columns, cols, columns, 1.0f, dweight, depth);
     if (!dinp)
         return;
     /* dcols (depth, columns) = weight (OC, depth)ᵀ · dout (OC, columns) */
@@ -334,6 +335,31 @@ void amil_rows_to_chw(float *planes, const float *rows, int N, int C, int HW)
         for (int n = 0; n < N; n++)
             memcpy(planes + ((size_t)c * N + n) * HW, rows + ((size_t)n * C + c) * HW,
                    sizeof *rows * HW);
+}
+
+/* ---- resampling ---------------------------------------------------------- */
+
+/* The source of output pixel d along a side: max(0, (d + 0.5) · in / out -
+ * 0.5), between pixels i0 and i1 at weight l for i1. */
+static void source(int d, int in, int out, int *i0, int *i1, double *l)
+{
+    double s = fmax(0, (d + 0.5) * ((double)in / out) - 0.5);
+    *i0 = (int)s, *i1 = *i0 + (*i0 < in - 1), *l = s - *i0;
+}
+
+void amil_upsample_bilinear(float *out, int OH, int OW, const float *map, int H, int W)
+{
+    for (int y = 0; y < OH; y++) {
+        int y0, y1, x0, x1;
+        double ly, lx;
+        source(y, H, OH, &y0, &y1, &ly);
+        for (int x = 0; x < OW; x++) {
+            source(x, W, OW, &x0, &x1, &lx);
+            out[(size_t)y * OW + x] =
+                (float)((1 - ly) * ((1 - lx) * map[y0 * W + x0] + lx * map[y0 * W + x1]) +
+                        ly * ((1 - lx) * map[y1 * W + x0] + lx * map[y1 * W + x1]));
+        }
+    }
 }
 
 /* ---- losses ------------------------------------------------------------ */

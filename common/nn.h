@@ -26,13 +26,20 @@ void amil_threads(int n);
 /* Output side of a convolution: (size + 2 pad - kernel) / stride + 1. */
 int amil_conv_out(int size, int kernel, int stride, int pad);
 
+/* cols (C·K·K, N·OH·OW): row (c, ki, kj), column (n, oh, ow) holds
+ * inp (C, N, H, W) at [c][n][oh·stride + ki - pad][ow·stride + kj - pad],
+ * 0 off the edge. */
+void amil_im2col(float *cols, const float *inp, int N, int C, int H, int W, int K,
+                 int stride, int pad);
+
 /* out (OC, N, OH, OW) = weight (OC, C, K, K) * inp (C, N, H, W) + bias (OC).
  * cols is scratch of C·K·K × N·OH·OW floats (im2col), kept for backward. */
 void amil_conv2d_forward(float *out, float *cols, const float *inp, const float *weight,
                          const float *bias, int N, int C, int H, int W, int OC, int K,
                          int stride, int pad);
-/* dweight (OC, C, K, K) +=, dbias (OC) +=, dinp (C, N, H, W) = (if not NULL).
- * cols as forward left it; dcols is scratch of the same size. */
+/* dweight (OC, C, K, K) +=, dbias (OC) +=, dinp (C, N, H, W) = (each if not
+ * NULL).  cols as forward left it (unread without dweight); dcols is
+ * scratch of the same size. */
 void amil_conv2d_backward(float *dinp, float *dweight, float *dbias, float *dcols,
                           const float *dout, const float *cols, const float *weight,
                           int N, int C, int H, int W, int OC, int K, int stride, int pad);
@@ -91,6 +98,12 @@ void amil_softmax_backward(float *dx, const float *dy, const float *y, int K, in
 /* (C, N, H, W) <-> (N, C·H·W): PyTorch's view(-1, C·H·W) of a batch. */
 void amil_chw_to_rows(float *rows, const float *planes, int N, int C, int HW);
 void amil_rows_to_chw(float *planes, const float *rows, int N, int C, int HW);
+
+/* ---- resampling ---------------------------------------------------------- */
+
+/* out (OH, OW) = map (H, W) scaled bilinearly, as torch's
+ * F.interpolate(mode="bilinear", align_corners=False). */
+void amil_upsample_bilinear(float *out, int OH, int OW, const float *map, int H, int W);
 
 /* ---- losses ------------------------------------------------------------ */
 

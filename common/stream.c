@@ -635,3 +635,17 @@ int amil_meta_long(const struct amil_record *r, const char *key, long min, long 
     }
     return 1;
 }
+
+int amil_record_load(const char *path, struct amil_record *r)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return amil_fail("%s: %s", path, strerror(errno));
+    struct amil_stream s;
+    amil_stream_open(&s, f, path);
+    int got = amil_read(&s, r);
+    fclose(f);
+    if (got == 0)
+        return amil_fail("%s: empty file, not a model", path);
+    return got < 0 ? -1 : 0;
+}

@@ -223,3 +223,99 @@ EOF
     [[ "$output" == *"none.st: No such file or directory" ]]
     assert_empty "$T/out"
 }
+
+# ---- CNN models -------------------------------------------------------------
+# net and resnet18 with PyTorch's default initialization (cnnmodel, seed 1)
+# on the real BreakHis image, explained tile by tile: net's 128×128 tiles,
+# 6 × 4 of them over 700×460; resnet18's 224×224, 4 × 3.  The numbers of a
+# tile are test_cnn's, against torchvision; these check the programs.
+
+cnn_models() {
+    [ -s "$F/net.st" ] || cnnmodel net > "$F/net.st"
+    [ -s "$F/resnet.st" ] || cnnmodel resnet18 2 imagenet > "$F/resnet.st"
+}
+
+@test "gradcam, CNN: -f record holds the maps over the whole image" {
+    cnn_models
+    gradcam -m "$F/net.st" -f record "$BREAKHIS" > "$T/cam"
+    run recinfo "$T/cam"
+    [[ "$output" == *"tensor cam F32 [460, 700]"* ]] || { echo "$output"; return 1; }
+    [[ "$output" != *"tensor guided"* ]]
+    [[ "$output" == *"cam_layer = relu5"* && "$output" == *"method = gradcam"* ]]
+    [[ "$output" == *"model = net"* && "$output" == *"source = $BREAKHIS"* ]]
+    # every pixel is under a tile; no value is negative, and some positive
+    recinfo -t cam "$T/cam" | awk -F'\t' '{ for (i = 1; i <= NF; i++) { if ($i < 0) bad = 1; if ($i > 0) pos++ } }
+                                          END { exit bad || NR != 460 || pos == 0 }'
+    gradcam -m "$F/net.st" -f record --method guided-gradcam "$BREAKHIS" > "$T/both"
+    run recinfo "$T/both"
+    [[ "$output" == *"tensor cam F32 [460, 700]"* && "$output" == *"tensor guided F32 [3, 460, 700]"* ]]
+    # the same cam whatever else is asked for
+    cmp <(recinfo -t cam "$T/cam") <(recinfo -t cam "$T/both")
+    gradcam -m "$F/net.st" -f record --method guided "$BREAKHIS" > "$T/guided"
+    run recinfo "$T/guided"
+    [[ "$output" == *"tensor guided F32 [3, 460, 700]"* && "$output" != *"tensor cam "* ]]
+    cmp <(recinfo -t guided "$T/guided") <(recinfo -t guided "$T/both")
+}
+
+@test "gradcam, CNN: --layer and --class choose the map; ResNet's default is layer4" {
+    cnn_models
+    gradcam -m "$F/resnet.st" -f record --class 0 "$BREAKHIS" > "$T/l4"
+    gradcam -m "$F/resnet.st" -f record --class 0 --layer layer4.1 "$BREAKHIS" | cmp - "$T/l4"
+    recinfo "$T/l4" | grep -qx '  cam_layer = layer4.1'
+    gradcam -m "$F/resnet.st" -f record --class 0 --layer layer3 "$BREAKHIS" > "$T/l3"
+    recinfo "$T/l3" | grep -qx '  cam_layer = layer3.1'
+    ! cmp -s <(recinfo -t cam "$T/l3") <(recinfo -t cam "$T/l4") || false
+    gradcam -m "$F/net.st" -f record --class 0 "$BREAKHIS" > "$T/c0"
+    gradcam -m "$F/net.st" -f record --class 1 "$BREAKHIS" > "$T/c1"
+    recinfo "$T/c0" | grep -qx '  cam_class = 0'
+    recinfo "$T/c1" | grep -qx '  cam_class = 1'
+    ! cmp -s <(recinfo -t cam "$T/c0") <(recinfo -t cam "$T/c1") || false
+    # the default class is one of the two
+    gradcam -m "$F/net.st" -f record "$BREAKHIS" > "$T/default"
+    c=$(recinfo "$T/default" | sed -n 's/^  cam_class = //p')
+    cmp <(recinfo -t cam "$T/default") <(recinfo -t cam "$T/c$c")
+}
+
+@test "gradcam, CNN: pictures the size of the image, in colour and in grey" {
+    cnn_models
+    for method in gradcam guided guided-gradcam; do
+        gradcam -m "$F/net.st" --method $method -o "$T/$method.png" "$BREAKHIS"
+        pngtopam "$T/$method.png" | pamfile | grep -q '700 by 460'
+    done
+    # the three differ, and grey is grey
+    ! cmp -s "$T/guided.png" "$T/guided-gradcam.png" || false
+    gradcam -m "$F/net.st" --method guided --cmap gray -f pam "$BREAKHIS" > "$T/grey.pam"
+    pamfile "$T/grey.pam" | grep -q '700 by 460'
+    pamchannel -infile "$T/grey.pam" 0 | cmp - <(pamchannel -infile "$T/grey.pam" 1)
+}
+
+@test "gradcam, CNN: bad input exits 1 with a message and writes nothing" {
+    cnn_models
+    pngtopam "$BREAKHIS" | pamcut -width 100 -height 200 | pnmtopng > "$T/small.png"
+    for case in "--layer fc9|--layer: net has no layer 'fc9'" \
+                "--layer fc1|--layer: 'fc1' is not a layer of feature maps" \
+                "--layer input|--layer: 'input' is not a layer of feature maps" \
+                "--class 2|--class 2: the model has 2 classes" \
+                "$T/small.png|$T/small.png: 100×200, smaller than net's 128×128 input" \
+                "|a CNN model explains an image: give IMAGE"; do
+        args=${case%%|*}
+        [[ "$args" == *.png ]] || args="$args $BREAKHIS"
+        [[ "${case%%|*}" ]] || args=""
+        run bash -c "gradcam -m '$F/net.st' -f record $args < /dev/null > '$T/out'"
+        [ "$status" -eq 1 ] || { echo "$case: status $status"; return 1; }
+        [ "$output" = "gradcam: ${case#*|}" ] || { echo "$case: $output"; return 1; }
+        assert_empty "$T/out"
+    done
+    # Guided Backpropagation and other layers are the CNNs'
+    bagify "$BREAKHIS" > "$T/bag"
+    run bash -c "gradcam -m '$M' --method guided < '$T/bag' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [ "$output" = "gradcam: --method guided: Guided Backpropagation is for CNN models; $M is an attention-MIL model" ]
+    assert_empty "$T/out"
+    run bash -c "gradcam -m '$M' --layer features.35 < '$T/bag' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "gradcam: --layer: an attention-MIL model's Grad-CAM is at its second convolution, feature_extractor_part1.3, not 'features.35'" ]]
+    assert_empty "$T/out"
+    run gradcam -m "$F/net.st" --method bogus "$BREAKHIS"
+    [ "$status" -eq 2 ]
+}

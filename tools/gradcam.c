@@ -1,8 +1,18 @@
-/* gradcam: Grad-CAM (Selvaraju et al. 2017) of an attention-MIL model,
- * laid back onto the image, to set beside the model's attention (stitch) as
- * the paper does.
+/* gradcam: Grad-CAM (Selvaraju et al. 2017), Guided Backpropagation
+ * (Springenberg et al. 2015) and Guided Grad-CAM of a model's decision,
+ * laid onto the image, to set beside A-MIL's attention (stitch) as the
+ * paper does.
  *
- * Reads bag records (bagify's `patches` and `coords`) and, for each, takes
+ * A CNN model (net, vgg19, resnet18) explains IMAGE tile by tile, the
+ * tiles it classifies the image by (amil_cnn_tiles): the class's logit is
+ * taken back to a layer (Grad-CAM: alpha_k = the mean of its gradient over
+ * map k, cam = ReLU(sum alpha_k A_k), scaled up bilinearly) or to the
+ * pixels (Guided Backpropagation: every ReLU passes back only positive
+ * gradients), each tile's map laid at its place, averaged where tiles
+ * overlap.  Guided Grad-CAM is the guided map times the min-max normalized
+ * cam.
+ *
+ * An attention-MIL model reads bag records (bagify's `patches` and `coords`) and, for each, takes
  * the gradient of the bag's score for a class at the model's second
  * convolution, patch by patch: alpha_k = the mean of d score / d A_k over
  * each map, cam = ReLU(sum of alpha_k A_k), an 8×8 map for a 28×28 patch.
@@ -12,8 +22,6 @@
  * heat map over the image (PNG or PAM), or (-f record) the record with
  * `cam` F32 [H, W], the raw map before normalization, 0 outside patches.
  *
- * The CNN baselines' Grad-CAM and Guided Backpropagation are issue 4's
- * next step; this program takes attention-MIL models only.
  */
 #include <getopt.h>
 #include <math.h>
@@ -21,15 +29,20 @@
 #include <string.h>
 
 #include "amil.h"
+#include "cnn.h"
 #include "colormap.h"
 #include "image.h"
 #include "model.h"
 #include "nn.h"
 
 enum format { FORMAT_PNG, FORMAT_PAM, FORMAT_RECORD };
+enum method { METHOD_GRADCAM, METHOD_GUIDED, METHOD_GUIDED_GRADCAM };
+static const char *const method_names[] = {"gradcam", "guided", "guided-gradcam"};
 
 struct cmdline {
     const char *model, *output, *image;
+    const char *layer;      /* NULL: the model's default */
+    enum method method;
     long target;            /* -1: the predicted class */
     enum format format;
     const unsigned char (*colormap)[3];
@@ -37,18 +50,25 @@ struct cmdline {
 };
 
 static const char usage_text[] =
-    "usage: gradcam -m MODEL [--class N] [-f png|pam|record] [-o FILE]\n"
+    "usage: gradcam -m MODEL [--method gradcam|guided|guided-gradcam] [--class N]\n"
+    "               [--layer NAME] [-f png|pam|record] [-o FILE]\n"
     "               [--cmap jet|viridis|gray] [--alpha A] [IMAGE]\n"
-    "  -m, --model MODEL   an attention-MIL model\n"
+    "  -m, --model MODEL   a CNN (net, vgg19, resnet18) or an attention-MIL model\n"
+    "  -M, --method M      gradcam, guided (Guided Backpropagation) or\n"
+    "                      guided-gradcam (their product); CNNs only but gradcam\n"
+    "                      [gradcam]\n"
     "  -c, --class N       the class whose score is explained [the predicted one]\n"
+    "  -l, --layer NAME    Grad-CAM's layer, by its state_dict name [net: relu5,\n"
+    "                      vgg19: features.35, resnet18: layer4]\n"
     "  -f, --format F      png, pam, or record (the raw map as a tensor)\n"
     "                      [from the -o name, else png]\n"
     "  -o, --output FILE   where it goes [stdout]\n"
     "      --cmap MAP      jet, viridis or gray [jet]\n"
     "  -a, --alpha A       weight of the colour over the image, 0..1 [0.5]\n"
     "  -h, --help          this help\n"
-    "Bag records (bagify's) come on stdin, one; IMAGE is the image they were cut\n"
-    "from [the record's source].\n";
+    "A CNN explains IMAGE.  For an attention-MIL model, bag records (bagify's)\n"
+    "come on stdin, and IMAGE is the image they were cut from [the record's\n"
+    "source].\n";
 
 static _Noreturn void usage(int status)
 {
@@ -61,14 +81,25 @@ static struct cmdline parse_args(int argc, char **argv)
     enum { CMAP = 256 };
     static const struct option options[] = {
         {"model", required_argument, 0, 'm'},  {"class", required_argument, 0, 'c'},
+        {"method", required_argument, 0, 'M'}, {"layer", required_argument, 0, 'l'},
         {"format", required_argument, 0, 'f'}, {"output", required_argument, 0, 'o'},
         {"cmap", required_argument, 0, CMAP},  {"alpha", required_argument, 0, 'a'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     struct cmdline cl = {.target = -1, .alpha = 0.5, .colormap = amil_colormap("jet")};
     int c, format_given = 0;
-    while ((c = getopt_long(argc, argv, "m:c:f:o:a:h", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:M:c:l:f:o:a:h", options, NULL)) != -1) {
         switch (c) {
         case 'm': cl.model = optarg; break;
+        case 'M': {
+            int method = amil_name_index(method_names, 3, optarg);
+            if (method < 0) {
+                amil_warn("--method: '%s' is not gradcam, guided or guided-gradcam", optarg);
+                usage(2);
+            }
+            cl.method = method;
+            break;
+        }
+        case 'l': cl.layer = optarg; break;
         case 'c':
             if (amil_parse_long(optarg, 0, 1000, &cl.target) < 0) {
                 amil_warn("--class: %s", amil_error());
@@ -112,37 +143,12 @@ static struct cmdline parse_args(int argc, char **argv)
     if (argc - optind > 1)
         usage(2);
     cl.image = optind < argc ? argv[optind] : NULL;
-    if (cl.image && cl.format == FORMAT_RECORD) {
-        amil_warn("-f record draws nothing: no IMAGE");
-        usage(2);
-    }
     if (!format_given && cl.output) {   /* as stitch: .pam means PAM */
         const char *dot = strrchr(cl.output, '.');
         if (dot && strcmp(dot, ".pam") == 0)
             cl.format = FORMAT_PAM;
     }
     return cl;
-}
-
-/* Bilinear scaling of a side×side map to size×size, as torch's
- * F.interpolate(mode="bilinear", align_corners=False): the source of output
- * pixel d is max(0, (d + 0.5) · side / size - 0.5). */
-static void upsample(float *out, const float *map, int side, int size)
-{
-    double scale = (double)side / size;
-    for (int y = 0; y < size; y++) {
-        double sy = fmax(0, (y + 0.5) * scale - 0.5);
-        int y0 = (int)sy, y1 = y0 + (y0 < side - 1);
-        double ly = sy - y0;
-        for (int x = 0; x < size; x++) {
-            double sx = fmax(0, (x + 0.5) * scale - 0.5);
-            int x0 = (int)sx, x1 = x0 + (x0 < side - 1);
-            double lx = sx - x0;
-            out[y * size + x] =
-                (float)((1 - ly) * ((1 - lx) * map[y0 * side + x0] + lx * map[y0 * side + x1]) +
-                        ly * ((1 - lx) * map[y1 * side + x0] + lx * map[y1 * side + x1]));
-        }
-    }
 }
 
 /* The image's map: each patch's cam scaled up and laid at its coords,
@@ -154,7 +160,7 @@ static float *lay_out(const float *cams, int side, const int32_t *coords, int n,
     float *map = amil_xcalloc((size_t)height * width, sizeof *map);
     float *scaled = amil_xmalloc(sizeof *scaled * (size_t)patch * patch);
     for (int i = 0; i < n; i++) {
-        upsample(scaled, cams + (size_t)i * side * side, side, patch);
+        amil_upsample_bilinear(scaled, patch, patch, cams + (size_t)i * side * side, side, side);
         for (int y = 0; y < patch; y++)
             for (int x = 0; x < patch; x++) {
                 long py = coords[2 * i] + y, px = coords[2 * i + 1] + x;
@@ -274,13 +280,215 @@ static int explain(const struct cmdline *cl, const struct amil_model *m,
     return status;
 }
 
-int main(int argc, char **argv)
+/* ---- CNN models ----------------------------------------------------------- */
+
+/* The maps of one image, summed over its tiles, then averaged. */
+struct maps {
+    float *cam;             /* (H, W), or NULL */
+    float *guided;          /* (3, H, W), or NULL */
+    unsigned *covers;       /* (H, W): tiles over each pixel */
+};
+
+/* The class the model gives the image: the most probable by the mean of
+ * its tiles' softmax. */
+static int predict_image(const struct amil_cnn *m, struct amil_cnn_work *w,
+                         const struct amil_image *img, const int *ys, int ny, const int *xs,
+                         int nx, uint8_t *tile)
 {
-    amil_init(argc, argv);
-    struct cmdline cl = parse_args(argc, argv);
-    struct amil_model m;
-    if (amil_model_load(&m, cl.model) < 0)
+    double mean[AMIL_CNN_MAX_CLASSES] = {0};
+    int T = m->size;
+    for (int i = 0; i < ny; i++)
+        for (int j = 0; j < nx; j++) {
+            amil_cnn_cut(tile, img->pixels, img->width, ys[i], xs[j], T);
+            amil_cnn_forward(m, w, tile, 1, NULL);
+            float prob[AMIL_CNN_MAX_CLASSES];
+            amil_cnn_softmax(m, w->out[m->nlayers - 1], prob);
+            for (int c = 0; c < m->classes; c++)
+                mean[c] += prob[c];
+        }
+    int best = 0;
+    for (int c = 1; c < m->classes; c++)
+        best = mean[c] > mean[best] ? c : best;
+    return best;
+}
+
+static void explain_tiles(const struct cmdline *cl, const struct amil_cnn *m,
+                          const struct amil_image *img, int layer, int target,
+                          struct maps *out)
+{
+    int T = m->size, H = img->height, W = img->width;
+    int ys[AMIL_CNN_MAX_TILES], xs[AMIL_CNN_MAX_TILES];
+    int ny = amil_cnn_tiles(H, T, ys), nx = amil_cnn_tiles(W, T, xs);
+    const struct amil_layer *at = &m->layers[layer];
+    uint8_t *tile = amil_xmalloc((size_t)T * T * 3);
+    float *cam = amil_xmalloc(sizeof *cam * at->h * at->w);
+    float *scaled = amil_xmalloc(sizeof *scaled * T * T);
+    struct amil_cnn_work w = {0};
+    float dscores[AMIL_CNN_MAX_CLASSES] = {0};
+    dscores[target] = 1;
+    size_t pixels = (size_t)H * W;
+    if (cl->method != METHOD_GUIDED)
+        out->cam = amil_xcalloc(pixels, sizeof *out->cam);
+    if (cl->method != METHOD_GRADCAM)
+        out->guided = amil_xcalloc(3 * pixels, sizeof *out->guided);
+    out->covers = amil_xcalloc(pixels, sizeof *out->covers);
+    for (int i = 0; i < ny; i++)
+        for (int j = 0; j < nx; j++) {
+            amil_cnn_cut(tile, img->pixels, W, ys[i], xs[j], T);
+            amil_cnn_forward(m, &w, tile, 1, NULL);
+            if (out->cam) {
+                amil_cnn_backward(m, &w, dscores, 1, layer, AMIL_BACKWARD_PLAIN, NULL);
+                amil_cnn_gradcam(m, &w, layer, 0, cam);
+                amil_upsample_bilinear(scaled, T, T, cam, at->h, at->w);
+            }
+            if (out->guided)
+                amil_cnn_backward(m, &w, dscores, 1, 0, AMIL_BACKWARD_GUIDED, NULL);
+            for (int y = 0; y < T; y++)
+                for (int x = 0; x < T; x++) {
+                    size_t at_image = (size_t)(ys[i] + y) * W + xs[j] + x;
+                    out->covers[at_image]++;
+                    if (out->cam)
+                        out->cam[at_image] += scaled[y * T + x];
+                    for (int c = 0; out->guided && c < 3; c++)
+                        out->guided[c * pixels + at_image] +=
+                            w.grad[0][((size_t)c * T + y) * T + x];
+                }
+        }
+    for (size_t p = 0; p < pixels; p++) {
+        if (out->cam)
+            out->cam[p] /= (float)out->covers[p];
+        for (int c = 0; out->guided && c < 3; c++)
+            out->guided[c * pixels + p] /= (float)out->covers[p];
+    }
+    amil_cnn_work_free(&w);
+    free(tile), free(cam), free(scaled);
+}
+
+/* The cam min-max normalized to [0, 1], in place. */
+static void normalize(float *map, size_t n)
+{
+    float lo = INFINITY, hi = -INFINITY;
+    for (size_t j = 0; j < n; j++)
+        lo = fminf(lo, map[j]), hi = fmaxf(hi, map[j]);
+    for (size_t j = 0; j < n; j++)
+        map[j] = hi > lo ? (map[j] - lo) / (hi - lo) : 0;
+}
+
+/* A guided map (3, H, W) as a picture: in colour as pytorch-grad-cam's
+ * deprocess_image (standardized over all values, times 0.1, plus 0.5,
+ * clipped to [0, 1]); in grey (--cmap gray) the largest |value| over the
+ * channels, scaled by the image's largest. */
+static void draw_guided(const struct cmdline *cl, const float *guided, struct amil_image *img)
+{
+    size_t pixels = (size_t)img->width * img->height;
+    if (cl->colormap == amil_colormap("gray")) {
+        float top = 0;
+        for (size_t j = 0; j < 3 * pixels; j++)
+            top = fmaxf(top, fabsf(guided[j]));
+        for (size_t p = 0; p < pixels; p++) {
+            float v = fmaxf(fabsf(guided[p]), fmaxf(fabsf(guided[pixels + p]),
+                                                    fabsf(guided[2 * pixels + p])));
+            unsigned char g = (unsigned char)(top > 0 ? v / top * 255 + 0.5f : 0);
+            memset(img->pixels + 3 * p, g, 3);
+        }
+        return;
+    }
+    double sum = 0, squares = 0;
+    for (size_t j = 0; j < 3 * pixels; j++)
+        sum += guided[j], squares += (double)guided[j] * guided[j];
+    double mean = sum / (3 * pixels), std = sqrt(fmax(0, squares / (3 * pixels) - mean * mean));
+    for (size_t p = 0; p < pixels; p++)
+        for (int c = 0; c < 3; c++) {
+            double v = (guided[c * pixels + p] - mean) / (std + 1e-5) * 0.1 + 0.5;
+            img->pixels[3 * p + c] = (unsigned char)(fmin(1, fmax(0, v)) * 255 + 0.5);
+        }
+}
+
+static void explain_image(const struct cmdline *cl, const struct amil_cnn *m)
+{
+    if (!cl->image)
+        amil_die("a CNN model explains an image: give IMAGE");
+    struct amil_image img;
+    if (amil_image_load(cl->image, 3, AMIL_MAX_PIXELS, &img) < 0)
         amil_die("%s", amil_error());
+    int T = m->size;
+    if (img.width < T || img.height < T)
+        amil_die("%s: %d×%d, smaller than %s's %d×%d input", cl->image, img.width, img.height,
+                 amil_cnn_arch_name(m->arch), T, T);
+    int layer = cl->layer ? amil_cnn_layer(m, cl->layer) : m->cam_layer;
+    if (layer < 0)
+        amil_die("--layer: %s has no layer '%s'", amil_cnn_arch_name(m->arch), cl->layer);
+    if (layer == 0 || m->layers[layer].op == AMIL_OP_LINEAR || layer > m->features)
+        amil_die("--layer: '%s' is not a layer of feature maps", cl->layer);
+    int target = (int)cl->target;
+    if (target >= m->classes)
+        amil_die("--class %d: the model has %d classes", target, m->classes);
+    int ys[AMIL_CNN_MAX_TILES], xs[AMIL_CNN_MAX_TILES];
+    int ny = amil_cnn_tiles(img.height, T, ys), nx = amil_cnn_tiles(img.width, T, xs);
+    if (target < 0) {
+        struct amil_cnn_work w = {0};
+        uint8_t *tile = amil_xmalloc((size_t)T * T * 3);
+        target = predict_image(m, &w, &img, ys, ny, xs, nx, tile);
+        free(tile);
+        amil_cnn_work_free(&w);
+    }
+    struct maps maps = {0};
+    explain_tiles(cl, m, &img, layer, target, &maps);
+    size_t pixels = (size_t)img.width * img.height;
+    int status;
+    if (cl->format == FORMAT_RECORD) {
+        struct amil_record r;
+        amil_record_init(&r);
+        amil_meta_set(&r, "kind", "gradcam");
+        amil_meta_set(&r, "source", cl->image);
+        amil_meta_setf(&r, "image_height", "%d", img.height);
+        amil_meta_setf(&r, "image_width", "%d", img.width);
+        amil_meta_set(&r, "model", amil_cnn_arch_name(m->arch));
+        amil_meta_set(&r, "method", method_names[cl->method]);
+        amil_meta_setf(&r, "cam_class", "%d", target);
+        amil_meta_set(&r, "cam_layer", m->layers[layer].name);
+        int64_t shape[3] = {3, img.height, img.width};
+        if (maps.cam)
+            memcpy(amil_put(&r, "cam", AMIL_F32, 2, shape + 1)->data, maps.cam,
+                   sizeof *maps.cam * pixels);
+        if (maps.guided)
+            memcpy(amil_put(&r, "guided", AMIL_F32, 3, shape)->data, maps.guided,
+                   sizeof *maps.guided * 3 * pixels);
+        status = amil_write(output(cl), &r);
+        amil_record_free(&r);
+    } else {
+        if (cl->method == METHOD_GRADCAM)
+            blend(cl, maps.cam, maps.covers, &img);
+        else {
+            if (maps.cam) {   /* Guided Grad-CAM: guided × the cam in [0, 1] */
+                normalize(maps.cam, pixels);
+                for (size_t p = 0; p < pixels; p++)
+                    for (int c = 0; c < 3; c++)
+                        maps.guided[c * pixels + p] *= maps.cam[p];
+            }
+            draw_guided(cl, maps.guided, &img);
+        }
+        status = cl->format == FORMAT_PAM ? amil_image_write_pam(output(cl), &img)
+                                          : amil_image_write_png(output(cl), &img);
+    }
+    if (status < 0)
+        amil_die("%s", amil_error());
+    free(maps.cam), free(maps.guided), free(maps.covers);
+    amil_image_free(&img);
+}
+
+/* ---- attention-MIL models ------------------------------------------------ */
+
+static void explain_bags(const struct cmdline *cl, struct amil_model *m)
+{
+    if (cl->method != METHOD_GRADCAM)
+        amil_die("--method %s: Guided Backpropagation is for CNN models; %s is an "
+                 "attention-MIL model", method_names[cl->method], cl->model);
+    if (cl->layer && strcmp(cl->layer, "feature_extractor_part1.3") != 0)
+        amil_die("--layer: an attention-MIL model's Grad-CAM is at its second convolution, "
+                 "feature_extractor_part1.3, not '%s'", cl->layer);
+    if (cl->image && cl->format == FORMAT_RECORD)
+        amil_die("-f record draws nothing: no IMAGE with an attention-MIL model");
     struct amil_stream s;
     struct amil_record r;
     amil_stream_open(&s, stdin, "<stdin>");
@@ -291,13 +499,13 @@ int main(int argc, char **argv)
         amil_die("no records on standard input");
     struct amil_record next;
     int more = amil_read(&s, &next);   /* one picture: one record */
-    if (more == 1 && cl.format != FORMAT_RECORD)
+    if (more == 1 && cl->format != FORMAT_RECORD)
         amil_die("<stdin>: record 1: more than one record; gradcam draws one picture "
                  "(-f record takes a stream)");
     struct amil_work w = {0};
     long index = 0;
     for (;;) {
-        if (explain(&cl, &m, &w, &r) < 0)
+        if (explain(cl, m, &w, &r) < 0)
             amil_die("<stdin>: record %ld: %s", index, amil_error());
         amil_record_free(&r);
         if (more < 0)
@@ -308,7 +516,30 @@ int main(int argc, char **argv)
         more = amil_read(&s, &next);
     }
     amil_work_free(&w);
-    amil_model_free(&m);
+}
+
+int main(int argc, char **argv)
+{
+    amil_init(argc, argv);
+    struct cmdline cl = parse_args(argc, argv);
+    struct amil_record model;
+    if (amil_record_load(cl.model, &model) < 0)
+        amil_die("%s", amil_error());
+    if (amil_cnn_is_model(&model)) {
+        struct amil_cnn m;
+        if (amil_cnn_from_record(&m, &model) < 0)
+            amil_die("%s: %s", cl.model, amil_error());
+        amil_record_free(&model);
+        explain_image(&cl, &m);
+        amil_cnn_free(&m);
+    } else {
+        struct amil_model m;
+        if (amil_model_from_record(&m, &model) < 0)
+            amil_die("%s: %s", cl.model, amil_error());
+        amil_record_free(&model);
+        explain_bags(&cl, &m);
+        amil_model_free(&m);
+    }
     FILE *out = output(&cl);
     if (out != stdout && fclose(out) != 0)
         amil_die("%s:", cl.output);

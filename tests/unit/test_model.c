@@ -21,65 +21,22 @@
 #include "amil.h"
 #include "model.h"
 #include "optim.h"
+#include "torch_check.h"
 
-static const char *fixture_path(void)
-{
-    const char *dir = getenv("AMIL_TESTDATA");
-    static char path[4096];
-    snprintf(path, sizeof path, "%s/torch-fixture.safetensors", dir ? dir : "tests/data");
-    return path;
-}
+static const char *fixture_path(void) { return test_data("torch-fixture.safetensors"); }
 
-/* fixture.py's weights(): parameter t, element j: u = splitmix64(t 2^32 + j)
- * in [0, 1) (its top 53 bits), the weight (2u - 1) / sqrt(fan_in), PyTorch's
- * default distribution from a hash both sides compute exactly; the
- * attention layers 8 times that, so the attention is far from uniform. */
+/* fixture.py's weights(): (2u - 1) / sqrt(fan_in) with u from the hash,
+ * PyTorch's default distribution; the attention layers 8 times that, so the
+ * attention is far from uniform. */
 static void formula_weights(struct amil_model *m)
 {
     for (int t = 0; t < m->nparams; t++) {
         const struct amil_param *p = &m->params[t];
-        for (size_t j = 0; j < p->count; j++) {
-            uint64_t z = ((uint64_t)t << 32) + j + 0x9E3779B97F4A7C15ULL;
-            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-            z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-            z ^= z >> 31;
-            double u = (double)(z >> 11) * 0x1p-53;
-            double gain = strncmp(p->name, "attention", 9) == 0 ? 8.0 : 1.0;
+        double gain = strncmp(p->name, "attention", 9) == 0 ? 8.0 : 1.0;
+        for (size_t j = 0; j < p->count; j++)
             m->weights[p->offset + j] =
-                (float)(gain * (2 * u - 1) / sqrt((double)p->fan_in));
-        }
+                (float)(gain * (2 * hash_uniform(t, j) - 1) / sqrt((double)p->fan_in));
     }
-}
-
-static double relative_error(const float *ours, const struct amil_tensor *theirs)
-{
-    const float *t = theirs->data;
-    size_t n = theirs->nbytes / sizeof(float);
-    double diff = 0, scale = 0;
-    for (size_t i = 0; i < n; i++) {
-        diff = fmax(diff, fabs((double)ours[i] - t[i]));
-        scale = fmax(scale, fabs(t[i]));
-    }
-    return scale > 0 ? diff / scale : diff;
-}
-
-static void expect_close(const char *what, const float *ours, const struct amil_record *r,
-                         const char *name, double tolerance)
-{
-    const struct amil_tensor *t = amil_find(r, name);
-    if (!t)
-        fail_msg("fixture has no tensor %s", name);
-    double e = relative_error(ours, t);
-    char key[160];
-    snprintf(key, sizeof key, "torch_float32_error.%s", name);
-    const char *theirs = amil_meta_get(r, key);
-    if (theirs)
-        print_message("# %-10s %-40s relative error %.2e (PyTorch float32: %s)\n", what,
-                      name, e, theirs);
-    else
-        print_message("# %-10s %-40s relative error %.2e\n", what, name, e);
-    if (!(e < tolerance))
-        fail_msg("%s %s: relative error %.3g over %.g", what, name, e, tolerance);
 }
 
 static void one_case(const struct amil_record *r)

@@ -1,0 +1,751 @@
+/* cnn.c: the CNN baselines of cnn.h: the layer graphs, their forward and
+ * backward passes, model records. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+#include <gsl/gsl_rng.h>
+
+#include "cnn.h"
+#include "nn.h"
+
+static const char *const arch_names[] = {"net", "vgg19", "resnet18"};
+static const int arch_sizes[] = {128, 224, 224};
+
+const char *amil_cnn_arch_name(enum amil_cnn_arch arch) { return arch_names[arch]; }
+
+int amil_cnn_arch_parse(const char *name)
+{
+    return amil_name_index(arch_names, AMIL_CNN_ARCHS, name);
+}
+
+#define BN_EPS 1e-5f
+#define LEAKY_SLOPE 0.01f
+#define DROPOUT_P 0.5f
+
+/* ---- building the graph ------------------------------------------------ */
+
+struct builder {
+    struct amil_cnn *m;
+    int height, width;      /* of the input */
+    int failed;             /* a layer's output came out empty */
+};
+
+static int add_param(struct amil_cnn *m, const char *layer, const char *suffix, int ndim,
+                     const int64_t *shape, size_t fan_in)
+{
+    struct amil_param *p = &m->params[m->nparams];
+    snprintf(p->name, sizeof p->name, "%s.%s", layer, suffix);
+    p->ndim = ndim;
+    p->count = 1;
+    for (int d = 0; d < ndim; d++)
+        p->shape[d] = shape[d], p->count *= (size_t)shape[d];
+    p->offset = m->nweights;
+    p->fan_in = fan_in;
+    m->nweights += p->count;
+    return m->nparams++;
+}
+
+/* Appends a layer reading `input` and returns its index; its output shape
+ * is worked out from the input's. */
+static int add_layer(struct builder *b, enum amil_op op, const char *name, int input,
+                     int out_channels, int kernel, int stride, int pad, int has_bias)
+{
+    struct amil_cnn *m = b->m;
+    struct amil_layer *l = &m->layers[m->nlayers];
+    const struct amil_layer *in = input >= 0 ? &m->layers[input] : NULL;
+    *l = (struct amil_layer){.op = op, .input = input, .input2 = -1, .kernel = kernel,
+                             .stride = stride, .pad = pad, .param = -1,
+                             .has_bias = has_bias};
+    snprintf(l->name, sizeof l->name, "%s", name);
+    if (in)
+        l->c = in->c, l->h = in->h, l->w = in->w;
+    else
+        l->c = 3, l->h = b->height, l->w = b->width;
+    switch (op) {
+    case AMIL_OP_CONV: {
+        l->c = out_channels;
+        l->h = amil_conv_out(in->h, kernel, stride, pad);
+        l->w = amil_conv_out(in->w, kernel, stride, pad);
+        int64_t shape[4] = {out_channels, in->c, kernel, kernel};
+        size_t fan_in = (size_t)in->c * kernel * kernel;
+        l->param = add_param(m, name, "weight", 4, shape, fan_in);
+        if (has_bias)
+            add_param(m, name, "bias", 1, shape, fan_in);
+        break;
+    }
+    case AMIL_OP_MAXPOOL:
+        l->h = amil_conv_out(in->h, kernel, stride, pad);
+        l->w = amil_conv_out(in->w, kernel, stride, pad);
+        break;
+    case AMIL_OP_AVGPOOL:   /* adaptive, to kernel × kernel */
+        l->h = l->w = kernel;
+        break;
+    case AMIL_OP_LINEAR: {
+        int64_t shape[2] = {out_channels, (int64_t)in->c * in->h * in->w};
+        l->param = add_param(m, name, "weight", 2, shape, (size_t)shape[1]);
+        add_param(m, name, "bias", 1, shape, (size_t)shape[1]);
+        l->c = out_channels, l->h = l->w = 1;
+        break;
+    }
+    case AMIL_OP_BATCHNORM: {
+        int64_t shape[1] = {in->c};
+        const char *const names[] = {"weight", "bias", "running_mean", "running_var"};
+        for (int i = 0; i < 4; i++) {
+            int p = add_param(m, name, names[i], 1, shape, 0);
+            l->param = i == 0 ? p : l->param;
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    if (l->h < 1 || l->w < 1)
+        b->failed = 1;
+    return m->nlayers++;
+}
+
+static int build_net(struct builder *b)
+{
+    static const int widths[5] = {64, 64, 128, 128, 128};
+    int x = add_layer(b, AMIL_OP_INPUT, "input", -1, 0, 0, 0, 0, 0);
+    char name[16];
+    for (int i = 0; i < 5; i++) {
+        snprintf(name, sizeof name, "conv%d", i + 1);
+        x = add_layer(b, AMIL_OP_CONV, name, x, widths[i], 3, 1, 1, 1);
+        snprintf(name, sizeof name, "relu%d", i + 1);
+        x = add_layer(b, AMIL_OP_LEAKY_RELU, name, x, 0, 0, 0, 0, 0);
+        if (i == 4)
+            b->m->cam_layer = x;
+        snprintf(name, sizeof name, "pool%d", i + 1);
+        x = add_layer(b, AMIL_OP_MAXPOOL, name, x, 0, 2, 2, 0, 0);
+    }
+    x = add_layer(b, AMIL_OP_DROPOUT, "dropout1", x, 0, 0, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_LINEAR, "fc1", x, 1024, 0, 0, 0, 1);
+    x = add_layer(b, AMIL_OP_LEAKY_RELU, "relu6", x, 0, 0, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_DROPOUT, "dropout2", x, 0, 0, 0, 0, 0);
+    b->m->features = x;
+    b->m->trained = 0;   /* all of it */
+    return x;
+}
+
+static int build_vgg19(struct builder *b)
+{
+    /* torchvision's configuration "E": channels, 0 for a max-pool */
+    static const int config[] = {64,  64,  0,   128, 128, 0,   256, 256, 256, 256, 0,
+                                 512, 512, 512, 512, 0,   512, 512, 512, 512, 0};
+    int x = add_layer(b, AMIL_OP_INPUT, "input", -1, 0, 0, 0, 0, 0), index = 0;
+    char name[24];
+    for (size_t i = 0; i < sizeof config / sizeof *config; i++) {
+        snprintf(name, sizeof name, "features.%d", index++);
+        if (!config[i]) {
+            x = add_layer(b, AMIL_OP_MAXPOOL, name, x, 0, 2, 2, 0, 0);
+            continue;
+        }
+        x = add_layer(b, AMIL_OP_CONV, name, x, config[i], 3, 1, 1, 1);
+        snprintf(name, sizeof name, "features.%d", index++);
+        x = add_layer(b, AMIL_OP_RELU, name, x, 0, 0, 0, 0, 0);
+        b->m->cam_layer = x;   /* the last convolution's, once done */
+    }
+    x = add_layer(b, AMIL_OP_AVGPOOL, "avgpool", x, 0, 7, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_LINEAR, "classifier.0", x, 4096, 0, 0, 0, 1);
+    x = add_layer(b, AMIL_OP_RELU, "classifier.1", x, 0, 0, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_DROPOUT, "classifier.2", x, 0, 0, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_LINEAR, "classifier.3", x, 4096, 0, 0, 0, 1);
+    x = add_layer(b, AMIL_OP_RELU, "classifier.4", x, 0, 0, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_DROPOUT, "classifier.5", x, 0, 0, 0, 0, 0);
+    b->m->features = x;
+    b->m->trained = b->m->nparams;
+    return x;
+}
+
+/* torchvision's BasicBlock: conv 3×3 (stride), bn, ReLU, conv 3×3, bn,
+ * plus the input (through a 1×1 convolution and bn when the shape
+ * changes), ReLU. */
+static int basic_block(struct builder *b, const char *prefix, int x, int channels,
+                       int stride)
+{
+    char name[48];
+    int in = x;
+    snprintf(name, sizeof name, "%s.conv1", prefix);
+    x = add_layer(b, AMIL_OP_CONV, name, x, channels, 3, stride, 1, 0);
+    snprintf(name, sizeof name, "%s.bn1", prefix);
+    x = add_layer(b, AMIL_OP_BATCHNORM, name, x, 0, 0, 0, 0, 0);
+    snprintf(name, sizeof name, "%s.relu", prefix);
+    x = add_layer(b, AMIL_OP_RELU, name, x, 0, 0, 0, 0, 0);
+    snprintf(name, sizeof name, "%s.conv2", prefix);
+    x = add_layer(b, AMIL_OP_CONV, name, x, channels, 3, 1, 1, 0);
+    snprintf(name, sizeof name, "%s.bn2", prefix);
+    x = add_layer(b, AMIL_OP_BATCHNORM, name, x, 0, 0, 0, 0, 0);
+    int shortcut = in;
+    if (stride != 1 || b->m->layers[in].c != channels) {
+        snprintf(name, sizeof name, "%s.downsample.0", prefix);
+        shortcut = add_layer(b, AMIL_OP_CONV, name, in, channels, 1, stride, 0, 0);
+        snprintf(name, sizeof name, "%s.downsample.1", prefix);
+        shortcut = add_layer(b, AMIL_OP_BATCHNORM, name, shortcut, 0, 0, 0, 0, 0);
+    }
+    snprintf(name, sizeof name, "%s.add", prefix);
+    x = add_layer(b, AMIL_OP_ADD, name, x, 0, 0, 0, 0, 0);
+    b->m->layers[x].input2 = shortcut;
+    return add_layer(b, AMIL_OP_RELU, prefix, x, 0, 0, 0, 0, 0);
+}
+
+static int build_resnet18(struct builder *b)
+{
+    int x = add_layer(b, AMIL_OP_INPUT, "input", -1, 0, 0, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_CONV, "conv1", x, 64, 7, 2, 3, 0);
+    x = add_layer(b, AMIL_OP_BATCHNORM, "bn1", x, 0, 0, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_RELU, "relu", x, 0, 0, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_MAXPOOL, "maxpool", x, 0, 3, 2, 1, 0);
+    char prefix[16];
+    for (int stage = 0; stage < 4; stage++)
+        for (int block = 0; block < 2; block++) {
+            snprintf(prefix, sizeof prefix, "layer%d.%d", stage + 1, block);
+            x = basic_block(b, prefix, x, 64 << stage, stage > 0 && block == 0 ? 2 : 1);
+        }
+    b->m->cam_layer = x;
+    x = add_layer(b, AMIL_OP_AVGPOOL, "avgpool", x, 0, 1, 0, 0, 0);
+    b->m->features = x;
+    b->m->trained = b->m->nparams;
+    return x;
+}
+
+int amil_cnn_init(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, int height,
+                  int width)
+{
+    memset(m, 0, sizeof *m);
+    m->arch = arch, m->classes = classes, m->channels = 3;
+    m->size = arch_sizes[arch];
+    height = height ? height : m->size, width = width ? width : m->size;
+    if (classes < 2 || classes > AMIL_CNN_MAX_CLASSES)
+        return amil_fail("a classifier of %d classes", classes);
+    if (arch == AMIL_CNN_NET && (height != 128 || width != 128))
+        return amil_fail("net takes 128×128 images, not %d×%d", width, height);
+    if (height < 32 || width < 32 || (long)height * width > 1L << 26)
+        return amil_fail("%s cannot take %d×%d images", arch_names[arch], width, height);
+    struct builder b = {m, height, width, 0};
+    int (*const build[])(struct builder *) = {build_net, build_vgg19, build_resnet18};
+    int last = build[arch](&b);
+    add_layer(&b, AMIL_OP_LINEAR,
+              arch == AMIL_CNN_NET ? "fc2" : arch == AMIL_CNN_VGG19 ? "classifier.6" : "fc",
+              last, classes, 0, 0, 0, 1);
+    if (b.failed)
+        return amil_fail("%s cannot take %d×%d images", arch_names[arch], width, height);
+    m->weights = amil_xcalloc(m->nweights, sizeof *m->weights);
+    return 0;
+}
+
+void amil_cnn_free(struct amil_cnn *m)
+{
+    free(m->weights);
+    m->weights = NULL;
+}
+
+void amil_cnn_randomize(struct amil_cnn *m, unsigned long seed)
+{
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(rng, seed);
+    for (int i = 0; i < m->nparams; i++) {
+        const struct amil_param *p = &m->params[i];
+        float *v = m->weights + p->offset;
+        const char *suffix = strrchr(p->name, '.') + 1;
+        if (p->fan_in == 0) {   /* batch norm: the identity */
+            float value = strcmp(suffix, "weight") == 0 || strcmp(suffix, "running_var") == 0;
+            for (size_t j = 0; j < p->count; j++)
+                v[j] = value;
+            continue;
+        }
+        double bound = 1 / sqrt((double)p->fan_in);
+        for (size_t j = 0; j < p->count; j++)
+            v[j] = (float)((2 * gsl_rng_uniform(rng) - 1) * bound);
+    }
+    gsl_rng_free(rng);
+}
+
+int amil_cnn_layer(const struct amil_cnn *m, const char *name)
+{
+    char block[48];
+    /* "layer4": the output of its last block */
+    if (m->arch == AMIL_CNN_RESNET18 && strncmp(name, "layer", 5) == 0 &&
+        strlen(name) == 6) {
+        snprintf(block, sizeof block, "%s.1", name);
+        name = block;
+    }
+    for (int i = 0; i < m->nlayers; i++)
+        if (strcmp(m->layers[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* ---- records ------------------------------------------------------------ */
+
+void amil_cnn_to_record(const struct amil_cnn *m, struct amil_record *r)
+{
+    amil_record_init(r);
+    amil_meta_set(r, "kind", "model");
+    amil_meta_set(r, "arch", arch_names[m->arch]);
+    amil_meta_setf(r, "classes", "%d", m->classes);
+    amil_meta_setf(r, "channels", "%d", m->channels);
+    amil_meta_setf(r, "size", "%d", m->size);
+    amil_meta_set(r, "normalization", amil_norm_name(m->norm));
+    for (int i = 0; i < m->nparams; i++) {
+        const struct amil_param *p = &m->params[i];
+        struct amil_tensor *t = amil_put(r, p->name, AMIL_F32, p->ndim, p->shape);
+        memcpy(t->data, m->weights + p->offset, t->nbytes);
+        const char *suffix = strrchr(p->name, '.');
+        if (strcmp(suffix, ".running_var") == 0) {   /* what load_state_dict wants */
+            char name[80];
+            snprintf(name, sizeof name, "%.*s.num_batches_tracked",
+                     (int)(suffix - p->name), p->name);
+            amil_put(r, name, AMIL_I64, 0, NULL);
+        }
+    }
+}
+
+int amil_cnn_is_model(const struct amil_record *r)
+{
+    const char *arch = amil_meta_get(r, "arch");
+    if (arch)
+        return amil_cnn_arch_parse(arch) >= 0;
+    return amil_find(r, "conv1.weight") || amil_find(r, "features.0.weight");
+}
+
+int amil_cnn_from_record(struct amil_cnn *m, const struct amil_record *r)
+{
+    memset(m, 0, sizeof *m);
+    const char *kind = amil_meta_get(r, "kind");
+    if (kind && strcmp(kind, "model") != 0 && strcmp(kind, "checkpoint") != 0)
+        return amil_fail("a record of kind '%s', not a model", kind);
+    const char *arch_text = amil_meta_get(r, "arch");
+    int arch = arch_text ? amil_cnn_arch_parse(arch_text)
+             : amil_find(r, "features.0.weight") ? AMIL_CNN_VGG19
+             : amil_find(r, "layer1.0.conv1.weight") ? AMIL_CNN_RESNET18
+             : amil_find(r, "conv5.weight") ? AMIL_CNN_NET : -1;
+    if (arch < 0)
+        return amil_fail(arch_text ? "arch '%s' is not a CNN (net, vgg19 or resnet18)"
+                                   : "not a CNN model: no arch, and not torchvision's names%s",
+                         arch_text ? arch_text : "");
+    const struct amil_tensor *head = amil_find(r, arch == AMIL_CNN_NET ? "fc2.weight"
+                                                  : arch == AMIL_CNN_VGG19 ? "classifier.6.weight"
+                                                                          : "fc.weight");
+    if (!head || head->ndim != 2)
+        return amil_fail("not a %s model: it has no last layer", arch_names[arch]);
+    long classes = (long)head->shape[0];
+    if (amil_meta_long(r, "classes", 2, 1L << 20, &classes) < 0)
+        return -1;
+    if (classes != head->shape[0])
+        return amil_fail("the metadata's %ld classes disagree with the last layer's %lld",
+                         classes, (long long)head->shape[0]);
+    const char *norm_text = amil_meta_get(r, "normalization");
+    int norm = norm_text ? amil_norm_parse(norm_text) : AMIL_NORM_NONE;
+    if (norm < 0)
+        return amil_fail("normalization '%s' is not x/255, mnist or imagenet", norm_text);
+    if (amil_cnn_init(m, arch, (int)classes, 0, 0) < 0)
+        return -1;
+    m->norm = norm;
+    if (amil_params_from_record(m->params, m->nparams, m->weights, r) < 0) {
+        amil_cnn_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+int amil_cnn_tiles(int length, int tile, int *starts)
+{
+    if (length < tile || tile < 1)
+        return 0;
+    int n = (length + tile - 1) / tile;
+    if (n > AMIL_CNN_MAX_TILES)
+        return 0;
+    for (int i = 0; i < n; i++)
+        starts[i] = n == 1 ? 0 : (int)((long)i * (length - tile) / (n - 1));
+    return n;
+}
+
+void amil_cnn_cut(uint8_t *tile, const uint8_t *image, int width, int y, int x, int T)
+{
+    for (int row = 0; row < T; row++)
+        memcpy(tile + (size_t)row * T * 3, image + ((size_t)(y + row) * width + x) * 3,
+               (size_t)T * 3);
+}
+
+/* ---- work buffers ------------------------------------------------------- */
+
+static size_t layer_size(const struct amil_layer *l) { return (size_t)l->c * l->h * l->w; }
+
+/* Grows the buffers to B images; im2col's buffers to the largest
+ * convolution's one image. */
+static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B)
+{
+    if (w->out && w->capacity >= B && w->nlayers == m->nlayers)
+        return;
+    amil_cnn_work_free(w);
+    w->capacity = B, w->nlayers = m->nlayers;
+    w->out = amil_xcalloc(m->nlayers, sizeof *w->out);
+    w->grad = amil_xcalloc(m->nlayers, sizeof *w->grad);
+    w->argmax = amil_xcalloc(m->nlayers, sizeof *w->argmax);
+    w->mask = amil_xcalloc(m->nlayers, sizeof *w->mask);
+    size_t cols = 1, inp = 1;
+    for (int i = 0; i < m->nlayers; i++) {
+        const struct amil_layer *l = &m->layers[i];
+        size_t n = layer_size(l) * B;
+        w->out[i] = amil_xmalloc(sizeof(float) * n);
+        w->grad[i] = amil_xmalloc(sizeof(float) * n);
+        if (l->op == AMIL_OP_MAXPOOL)
+            w->argmax[i] = amil_xmalloc(sizeof(int32_t) * n);
+        if (l->op == AMIL_OP_DROPOUT)
+            w->mask[i] = amil_xmalloc(sizeof(float) * n);
+        if (l->op == AMIL_OP_CONV) {
+            const struct amil_layer *in = &m->layers[l->input];
+            size_t c = (size_t)in->c * l->kernel * l->kernel * l->h * l->w;
+            cols = c > cols ? c : cols;
+            inp = layer_size(in) > inp ? layer_size(in) : inp;
+        }
+    }
+    w->cols = amil_xmalloc(sizeof(float) * cols);
+    w->dcols = amil_xmalloc(sizeof(float) * cols);
+    w->dinp = amil_xmalloc(sizeof(float) * inp);
+}
+
+void amil_cnn_work_free(struct amil_cnn_work *w)
+{
+    for (int i = 0; w->out && i < w->nlayers; i++) {
+        free(w->out[i]);
+        free(w->grad[i]);
+        free(w->argmax[i]);
+        free(w->mask[i]);
+    }
+    free(w->out), free(w->grad), free(w->argmax), free(w->mask);
+    free(w->cols), free(w->dcols), free(w->dinp);
+    memset(w, 0, sizeof *w);
+}
+
+/* ---- forward ------------------------------------------------------------ */
+
+#define PARAM(m, l, k) ((m)->weights + (m)->params[(l)->param + (k)].offset)
+
+/* Max-pool of kernel × kernel windows (stride, padding as -inf), plane by
+ * plane; argmax gets each winner's offset in its input plane, the first
+ * maximum in scan order, NaN winning, as PyTorch. */
+static void maxpool_forward(float *out, int32_t *argmax, const float *inp, size_t planes,
+                            const struct amil_layer *in, const struct amil_layer *l)
+{
+    for (size_t p = 0; p < planes; p++) {
+        const float *plane = inp + p * in->h * in->w;
+        for (int oh = 0; oh < l->h; oh++)
+            for (int ow = 0; ow < l->w; ow++) {
+                float best = -INFINITY;
+                int32_t at = -1;
+                for (int ki = 0; ki < l->kernel; ki++) {
+                    int y = oh * l->stride - l->pad + ki;
+                    if (y < 0 || y >= in->h)
+                        continue;
+                    for (int kj = 0; kj < l->kernel; kj++) {
+                        int x = ow * l->stride - l->pad + kj;
+                        if (x < 0 || x >= in->w)
+                            continue;
+                        float v = plane[y * in->w + x];
+                        if (v > best || v != v || at < 0)
+                            best = v, at = y * in->w + x;
+                    }
+                }
+                size_t o = (p * l->h + oh) * l->w + ow;
+                out[o] = best, argmax[o] = at;
+            }
+    }
+}
+
+/* PyTorch's adaptive average pooling: output cell i of n over an input of
+ * size s averages [floor(i·s/n), ceil((i+1)·s/n)). */
+static void window(int i, int n, int s, int *start, int *end)
+{
+    *start = (int)((long)i * s / n);
+    *end = (int)(((long)(i + 1) * s + n - 1) / n);
+}
+
+static void avgpool_forward(float *out, const float *inp, size_t planes,
+                            const struct amil_layer *in, const struct amil_layer *l)
+{
+    for (size_t p = 0; p < planes; p++)
+        for (int oh = 0; oh < l->h; oh++)
+            for (int ow = 0; ow < l->w; ow++) {
+                int y0, y1, x0, x1;
+                window(oh, l->h, in->h, &y0, &y1);
+                window(ow, l->w, in->w, &x0, &x1);
+                double sum = 0;
+                for (int y = y0; y < y1; y++)
+                    for (int x = x0; x < x1; x++)
+                        sum += inp[(p * in->h + y) * in->w + x];
+                out[(p * l->h + oh) * l->w + ow] = (float)(sum / ((y1 - y0) * (x1 - x0)));
+            }
+}
+
+/* Batch norm in evaluation mode, as PyTorch computes it on the CPU:
+ * alpha = weight / √(var + eps), beta = bias - mean · alpha, x·alpha + beta. */
+static void batchnorm_scale(const struct amil_cnn *m, const struct amil_layer *l, int c,
+                            float *alpha, float *beta)
+{
+    float invstd = 1 / sqrtf(PARAM(m, l, 3)[c] + BN_EPS);
+    *alpha = PARAM(m, l, 0)[c] * invstd;
+    *beta = PARAM(m, l, 1)[c] - PARAM(m, l, 2)[c] * *alpha;
+}
+
+/* The first layer whose parameters are trained: dropout runs from there on
+ * in training; frozen layers are always in evaluation mode. */
+static int first_trained(const struct amil_cnn *m)
+{
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].param >= m->trained)
+            return i;
+    return m->nlayers;
+}
+
+static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int i, int B,
+                          gsl_rng *rng)
+{
+    const struct amil_layer *l = &m->layers[i], *in = &m->layers[l->input];
+    float *out = w->out[i];
+    const float *inp = w->out[l->input];
+    size_t n = layer_size(l) * B, per_in = layer_size(in), per_out = layer_size(l);
+    switch (l->op) {
+    case AMIL_OP_INPUT:
+        break;
+    case AMIL_OP_CONV:
+        for (int b = 0; b < B; b++)
+            amil_conv2d_forward(out + b * per_out, w->cols, inp + b * per_in, PARAM(m, l, 0),
+                                l->has_bias ? PARAM(m, l, 1) : NULL, 1, in->c, in->h, in->w,
+                                l->c, l->kernel, l->stride, l->pad);
+        break;
+    case AMIL_OP_BATCHNORM: {
+        size_t hw = (size_t)l->h * l->w;
+        for (int b = 0; b < B; b++)
+            for (int c = 0; c < l->c; c++) {
+                float alpha, beta;
+                batchnorm_scale(m, l, c, &alpha, &beta);
+                size_t at = ((size_t)b * l->c + c) * hw;
+                for (size_t j = 0; j < hw; j++)
+                    out[at + j] = inp[at + j] * alpha + beta;
+            }
+        break;
+    }
+    case AMIL_OP_RELU:
+        memcpy(out, inp, sizeof *out * n);
+        amil_relu_forward(out, n);
+        break;
+    case AMIL_OP_LEAKY_RELU:
+        memcpy(out, inp, sizeof *out * n);
+        amil_leaky_relu_forward(out, n, LEAKY_SLOPE);
+        break;
+    case AMIL_OP_MAXPOOL:
+        maxpool_forward(out, w->argmax[i], inp, (size_t)B * l->c, in, l);
+        break;
+    case AMIL_OP_AVGPOOL:
+        avgpool_forward(out, inp, (size_t)B * l->c, in, l);
+        break;
+    case AMIL_OP_LINEAR:
+        amil_linear_forward(out, inp, PARAM(m, l, 0), PARAM(m, l, 1), B, (int)per_in, l->c);
+        break;
+    case AMIL_OP_DROPOUT:
+        memcpy(out, inp, sizeof *out * n);
+        if (rng && i > first_trained(m)) {
+            double *uniform = amil_xmalloc(sizeof *uniform * n);
+            for (size_t j = 0; j < n; j++)
+                uniform[j] = gsl_rng_uniform(rng);
+            amil_dropout_forward(out, w->mask[i], uniform, n, DROPOUT_P);
+            free(uniform);
+        } else
+            for (size_t j = 0; j < n; j++)
+                w->mask[i][j] = 1;
+        break;
+    case AMIL_OP_ADD: {
+        const float *other = w->out[l->input2];
+        for (size_t j = 0; j < n; j++)
+            out[j] = inp[j] + other[j];
+        break;
+    }
+    }
+}
+
+void amil_cnn_forward(const struct amil_cnn *m, struct amil_cnn_work *w,
+                      const uint8_t *images, int B, void *rng)
+{
+    fit(m, w, B);
+    const struct amil_layer *in = &m->layers[0];
+    float table[3][256];
+    amil_norm_table(m->norm, table);
+    size_t hw = (size_t)in->h * in->w;
+    /* (B, H, W, C) bytes -> (B, C, H, W) floats */
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < 3; c++) {
+            float *plane = w->out[0] + ((size_t)b * 3 + c) * hw;
+            const uint8_t *px = images + (size_t)b * hw * 3 + c;
+            for (size_t j = 0; j < hw; j++)
+                plane[j] = table[c][px[3 * j]];
+        }
+    for (int i = 1; i < m->nlayers; i++)
+        forward_layer(m, w, i, B, rng);
+}
+
+void amil_cnn_forward_head(const struct amil_cnn *m, struct amil_cnn_work *w,
+                           const float *features, int B, void *rng)
+{
+    fit(m, w, B);
+    memcpy(w->out[m->features], features,
+           sizeof *features * layer_size(&m->layers[m->features]) * B);
+    for (int i = m->features + 1; i < m->nlayers; i++)
+        forward_layer(m, w, i, B, rng);
+}
+
+/* ---- backward ----------------------------------------------------------- */
+
+static void backward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int i, int B,
+                           int stop, enum amil_backward how, float *grads)
+{
+    const struct amil_layer *l = &m->layers[i], *in = &m->layers[l->input];
+    const float *g = w->grad[i], *out = w->out[i], *inp = w->out[l->input];
+    float *gin = l->input >= stop ? w->grad[l->input] : NULL;
+    int learn = grads && l->param >= m->trained;
+    size_t n = layer_size(l) * B, per_in = layer_size(in), per_out = layer_size(l);
+    switch (l->op) {
+    case AMIL_OP_INPUT:
+        break;
+    case AMIL_OP_CONV:
+        if (!gin && !learn)
+            break;
+        for (int b = 0; b < B; b++) {
+            if (learn)
+                amil_im2col(w->cols, inp + b * per_in, 1, in->c, in->h, in->w, l->kernel,
+                            l->stride, l->pad);
+            amil_conv2d_backward(gin ? w->dinp : NULL,
+                                 learn ? grads + m->params[l->param].offset : NULL,
+                                 learn && l->has_bias ? grads + m->params[l->param + 1].offset
+                                                      : NULL,
+                                 w->dcols, g + b * per_out, w->cols, PARAM(m, l, 0), 1, in->c,
+                                 in->h, in->w, l->c, l->kernel, l->stride, l->pad);
+            for (size_t j = 0; gin && j < per_in; j++)
+                gin[b * per_in + j] += w->dinp[j];
+        }
+        break;
+    case AMIL_OP_BATCHNORM: {
+        size_t hw = (size_t)l->h * l->w;
+        for (int b = 0; gin && b < B; b++)
+            for (int c = 0; c < l->c; c++) {
+                float alpha, beta;
+                batchnorm_scale(m, l, c, &alpha, &beta);
+                size_t at = ((size_t)b * l->c + c) * hw;
+                for (size_t j = 0; j < hw; j++)
+                    gin[at + j] += g[at + j] * alpha;
+            }
+        break;
+    }
+    case AMIL_OP_RELU:
+    case AMIL_OP_LEAKY_RELU: {
+        float slope = l->op == AMIL_OP_RELU ? 0 : LEAKY_SLOPE;
+        /* Guided Backpropagation clamps what the ReLU passes back at 0
+         * (Springenberg et al.; a backward hook's clamp(min=0) in PyTorch) */
+        for (size_t j = 0; gin && j < n; j++) {
+            float d = out[j] > 0 ? g[j] : g[j] * slope;
+            gin[j] += how == AMIL_BACKWARD_GUIDED && d < 0 ? 0 : d;
+        }
+        break;
+    }
+    case AMIL_OP_MAXPOOL: {
+        size_t planes = (size_t)B * l->c, plane_out = (size_t)l->h * l->w;
+        size_t plane_in = (size_t)in->h * in->w;
+        for (size_t p = 0; gin && p < planes; p++)
+            for (size_t j = 0; j < plane_out; j++)
+                gin[p * plane_in + w->argmax[i][p * plane_out + j]] += g[p * plane_out + j];
+        break;
+    }
+    case AMIL_OP_AVGPOOL:
+        for (size_t p = 0; gin && p < (size_t)B * l->c; p++)
+            for (int oh = 0; oh < l->h; oh++)
+                for (int ow = 0; ow < l->w; ow++) {
+                    int y0, y1, x0, x1;
+                    window(oh, l->h, in->h, &y0, &y1);
+                    window(ow, l->w, in->w, &x0, &x1);
+                    float share = g[(p * l->h + oh) * l->w + ow] / ((y1 - y0) * (x1 - x0));
+                    for (int y = y0; y < y1; y++)
+                        for (int x = x0; x < x1; x++)
+                            gin[(p * in->h + y) * in->w + x] += share;
+                }
+        break;
+    case AMIL_OP_LINEAR:
+        if (learn)
+            amil_linear_backward(NULL, grads + m->params[l->param].offset,
+                                 grads + m->params[l->param + 1].offset, g, inp,
+                                 PARAM(m, l, 0), B, (int)per_in, l->c);
+        if (gin)   /* gin (B, C) += g (B, OC) · weight (OC, C) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, (int)per_in, l->c, 1.0f,
+                        g, l->c, PARAM(m, l, 0), (int)per_in, 1.0f, gin, (int)per_in);
+        break;
+    case AMIL_OP_DROPOUT:
+        for (size_t j = 0; gin && j < n; j++)
+            gin[j] += g[j] * w->mask[i][j];
+        break;
+    case AMIL_OP_ADD: {
+        for (size_t j = 0; gin && j < n; j++)
+            gin[j] += g[j];
+        float *other = l->input2 >= stop ? w->grad[l->input2] : NULL;
+        for (size_t j = 0; other && j < n; j++)
+            other[j] += g[j];
+        break;
+    }
+    }
+}
+
+void amil_cnn_backward(const struct amil_cnn *m, struct amil_cnn_work *w,
+                       const float *dscores, int B, int stop, enum amil_backward how,
+                       float *grads)
+{
+    int last = m->nlayers - 1;
+    for (int i = stop; i < last; i++)
+        memset(w->grad[i], 0, sizeof(float) * layer_size(&m->layers[i]) * B);
+    memcpy(w->grad[last], dscores, sizeof *dscores * m->classes * B);
+    for (int i = last; i > stop; i--)
+        backward_layer(m, w, i, B, stop, how, grads);
+}
+
+void amil_cnn_gradcam(const struct amil_cnn *m, const struct amil_cnn_work *w, int layer,
+                      int b, float *cam)
+{
+    const struct amil_layer *l = &m->layers[layer];
+    size_t hw = (size_t)l->h * l->w;
+    const float *A = w->out[layer] + (size_t)b * l->c * hw;
+    const float *dA = w->grad[layer] + (size_t)b * l->c * hw;
+    double *sum = amil_xcalloc(hw, sizeof *sum);
+    for (int k = 0; k < l->c; k++) {
+        double alpha = 0;
+        for (size_t j = 0; j < hw; j++)
+            alpha += dA[k * hw + j];
+        alpha /= (double)hw;
+        for (size_t j = 0; j < hw; j++)
+            sum[j] += alpha * A[k * hw + j];
+    }
+    for (size_t j = 0; j < hw; j++)
+        cam[j] = sum[j] > 0 ? (float)sum[j] : 0;
+    free(sum);
+}
+
+void amil_cnn_softmax(const struct amil_cnn *m, const float *scores, float *prob)
+{
+    memcpy(prob, scores, sizeof *prob * m->classes);
+    amil_softmax_forward(prob, 1, m->classes);
+}
+
+double amil_cnn_loss(const struct amil_cnn *m, const float *scores, const long *labels,
+                     int B, float *dscores)
+{
+    double sum = 0;
+    for (int b = 0; b < B; b++) {
+        float *d = dscores ? dscores + (size_t)b * m->classes : NULL;
+        sum += amil_cross_entropy(scores + (size_t)b * m->classes, m->classes,
+                                  (int)labels[b], d);
+        for (int c = 0; d && c < m->classes; c++)
+            d[c] /= (float)B;
+    }
+    return sum / B;
+}

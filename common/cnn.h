@@ -1,0 +1,161 @@
+/* cnn.h: the paper's CNN baselines as a small graph of layers: its own
+ * network (`net`, the paper's my_network/net.py) and torchvision's VGG19
+ * and ResNet18, with torchvision's state_dict names.
+ *
+ * A network is a list of layers in topological order; each reads the
+ * outputs of one or two earlier layers (two: ResNet's residual sum) and
+ * has its own output and gradient buffers, so forward is one pass down the
+ * list and backward one pass up it, each layer adding its input's gradient
+ * (+=: a layer read twice gets both).  Activations are PyTorch's NCHW, a
+ * batch of B images; a convolution runs image by image, one matrix product
+ * each, (OC, C·K·K) × (C·K·K, OH·OW), on BLAS.
+ *
+ *   net       128×128: 5 × [conv 3×3 pad 1, leaky ReLU 0.01, max-pool 2]
+ *             (64, 64, 128, 128, 128 channels), dropout 0.5, fc1 2048→1024,
+ *             leaky ReLU, dropout 0.5, fc2 1024→classes; all trained.
+ *   vgg19     torchvision's vgg19 (features.0 to features.36, avgpool 7×7,
+ *             classifier.0 to classifier.6); classifier.6 is the new last
+ *             layer (4096→classes), the rest frozen.
+ *   resnet18  torchvision's resnet18 (batch norm in evaluation mode); fc is
+ *             the new last layer (512→classes), the rest frozen.
+ *
+ * The class scores are logits; the loss is softmax cross-entropy (the
+ * paper's log-softmax with NLL for net, CrossEntropyLoss for the others).
+ */
+#ifndef AMIL_CNN_H
+#define AMIL_CNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "amil.h"
+#include "model.h"
+
+enum amil_cnn_arch { AMIL_CNN_NET, AMIL_CNN_VGG19, AMIL_CNN_RESNET18, AMIL_CNN_ARCHS };
+
+const char *amil_cnn_arch_name(enum amil_cnn_arch arch);   /* "net", "vgg19", "resnet18" */
+int amil_cnn_arch_parse(const char *name);                 /* -1 if unknown */
+
+enum amil_op {
+    AMIL_OP_INPUT, AMIL_OP_CONV, AMIL_OP_BATCHNORM, AMIL_OP_RELU, AMIL_OP_LEAKY_RELU,
+    AMIL_OP_MAXPOOL, AMIL_OP_AVGPOOL, AMIL_OP_LINEAR, AMIL_OP_DROPOUT, AMIL_OP_ADD
+};
+
+struct amil_layer {
+    enum amil_op op;
+    char name[48];          /* "features.34", "layer4.1.conv2", "layer4.1" */
+    int input, input2;      /* the layers read; input2 only for ADD, else -1 */
+    int c, h, w;            /* output of one image; a linear's is (c, 1, 1) */
+    int kernel, stride, pad;   /* convolution and max-pool; avgpool: none */
+    int param;              /* first parameter (weight, then bias; batch norm:
+                               weight, bias, running_mean, running_var), or -1 */
+    int has_bias;
+};
+
+#define AMIL_CNN_MAX_LAYERS 96
+#define AMIL_CNN_MAX_CLASSES 1000   /* ImageNet's, for torchvision's own weights */
+#define AMIL_CNN_MAX_PARAMS 128
+
+struct amil_cnn {
+    enum amil_cnn_arch arch;
+    int classes;
+    int size;               /* side of the square input: 128 or 224 */
+    int channels;           /* 3 */
+    enum amil_norm norm;
+    int nlayers;
+    struct amil_layer layers[AMIL_CNN_MAX_LAYERS];
+    int nparams;
+    struct amil_param params[AMIL_CNN_MAX_PARAMS];
+    size_t nweights;
+    float *weights;
+    int trained;            /* the parameters from this one on are trained */
+    int features;           /* the layer read by the last one: its output is
+                               what featurize caches */
+    int cam_layer;          /* Grad-CAM's layer unless told otherwise */
+};
+
+/* Sets up the network for inputs of height × width (0, 0: its own size),
+ * weights zeroed.  Returns 0, or -1 with a message (an input too small for
+ * the network, or for net, not its 128×128). */
+int amil_cnn_init(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, int height,
+                  int width);
+void amil_cnn_free(struct amil_cnn *m);
+/* PyTorch's default initialization of every parameter: U(±1/√fan_in) for
+ * convolutions and linears, batch norm weight 1, bias 0, running mean 0,
+ * variance 1 (torchvision's own inits differ, but only the new last layer
+ * is ever trained from scratch). */
+void amil_cnn_randomize(struct amil_cnn *m, unsigned long seed);
+/* The layer of this name, or -1.  "layerN" names ResNet's last block of
+ * stage N. */
+int amil_cnn_layer(const struct amil_cnn *m, const char *name);
+
+/* Model files: the weights under their state_dict names (batch norm's
+ * num_batches_tracked as I64 0) plus metadata (arch, classes, size,
+ * channels, normalization).  Loading takes a bare torchvision state_dict
+ * too: the arch from the names, the classes from the last layer; the
+ * num_batches_tracked tensors are ignored. */
+void amil_cnn_to_record(const struct amil_cnn *m, struct amil_record *r);
+int amil_cnn_from_record(struct amil_cnn *m, const struct amil_record *r);
+/* Whether a record holds a CNN model rather than an attention-MIL one. */
+int amil_cnn_is_model(const struct amil_record *r);
+
+/* Where the square tiles of side `tile` that cover a side of `length`
+ * start: ceil(length / tile) tiles, spread evenly from 0 to length - tile
+ * (rounded down), overlapping as little as they can.  Returns the count
+ * (at most AMIL_CNN_MAX_TILES), or 0 if length < tile.  A CNN sees an
+ * image as these tiles; its class probabilities are their mean. */
+#define AMIL_CNN_MAX_TILES 4096
+int amil_cnn_tiles(int length, int tile, int *starts);
+/* tile (T, T, 3) = the square of image (…, width, 3) at (y, x). */
+void amil_cnn_cut(uint8_t *tile, const uint8_t *image, int width, int y, int x, int T);
+
+/* Activations and gradients of a batch, grown to fit. */
+struct amil_cnn_work {
+    int capacity;           /* images the buffers hold */
+    int nlayers;
+    float **out, **grad;    /* per layer, (B, c, h, w) */
+    int32_t **argmax;       /* per max-pool, the input offset of each winner */
+    float **mask;           /* per dropout, 0 or 2 */
+    float *cols, *dcols, *dinp;   /* one image's im2col and its gradient */
+};
+void amil_cnn_work_free(struct amil_cnn_work *w);
+
+/* Forward over images (B, H, W, C) u8, normalized as m->norm says; with
+ * rng (a gsl_rng *), dropout is on (training), else off.  Leaves the class
+ * scores in w->out[nlayers - 1] (B, classes). */
+void amil_cnn_forward(const struct amil_cnn *m, struct amil_cnn_work *w,
+                      const uint8_t *images, int B, void *rng);
+/* Forward from the features layer on, over features (B, F) given (as
+ * featurize caches them).  Leaves the scores as amil_cnn_forward. */
+void amil_cnn_forward_head(const struct amil_cnn *m, struct amil_cnn_work *w,
+                           const float *features, int B, void *rng);
+
+enum amil_backward {
+    AMIL_BACKWARD_PLAIN,    /* the gradient */
+    AMIL_BACKWARD_GUIDED    /* Guided Backpropagation: ReLUs pass only positive
+                               gradients, where their input was positive */
+};
+/* Backward from dscores (B, classes) down to layer stop (its gradient
+ * left in w->grad[stop]; 0 is the input), adding parameter gradients to
+ * grads (nweights) for the trained parameters when grads is not NULL. */
+void amil_cnn_backward(const struct amil_cnn *m, struct amil_cnn_work *w,
+                       const float *dscores, int B, int stop, enum amil_backward how,
+                       float *grads);
+
+/* Grad-CAM (Selvaraju et al. 2017) of image b, after a forward and a
+ * backward of the score to explain down to layer: A = its output (c, h, w),
+ * alpha_k = the mean over map k of its gradient, cam (h, w) =
+ * ReLU(Σ alpha_k A_k). */
+void amil_cnn_gradcam(const struct amil_cnn *m, const struct amil_cnn_work *w, int layer,
+                      int b, float *cam);
+
+/* prob (classes) = softmax of one image's scores (classes). */
+void amil_cnn_softmax(const struct amil_cnn *m, const float *scores, float *prob);
+
+/* Cross-entropy of scores against labels over a batch, averaged (as
+ * PyTorch's mean reduction); dscores (B, classes) gets its gradient when
+ * not NULL.  Returns the mean loss. */
+double amil_cnn_loss(const struct amil_cnn *m, const float *scores, const long *labels,
+                     int B, float *dscores);
+
+#endif

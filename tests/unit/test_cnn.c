@@ -1,0 +1,243 @@
+/* test_cnn.c: the CNN baselines (net, vgg19, resnet18) against PyTorch 1.13
+ * and torchvision 0.14 on a committed fixture
+ * (tests/data/cnn-fixture.safetensors, made by tests/torch/cnn_fixture.py):
+ * torchvision's modules in float64, the truth both float32 implementations
+ * are held to, on crops of the real BreakHis image with weights both sides
+ * compute from a hash.
+ *
+ * For each case: the logits; Grad-CAM of every class at the fixture's
+ * layer, and scaled to the image; Guided Backpropagation of class 1; the
+ * loss and gradient of every trained parameter for a batch of two.  Each
+ * within a relative error of 1e-3 (max |ours - torch| / max |torch|), with
+ * two exceptions, both from max-pooling: where two values of a window are
+ * equal to float32's precision, which wins (and gets the whole gradient)
+ * is decided by rounding, in any float32 implementation.  On net's crop our
+ * forward activations agree with float64 to 7e-7, yet 4, 1 and 1 windows of
+ * the first three max-pools pick another winner (measured against
+ * F.max_pool2d(return_indices=True) on our activations); PyTorch's float32
+ * run flips fewer.  So the gradients that pass back through those pools
+ * (net's conv1 to conv3: up to 4.5e-3 here, PyTorch float32 9e-5) are held
+ * to 1e-2, and Guided Backpropagation, all of whose values pass back
+ * through every pool, is measured in the L2 norm (‖ours - torch‖ /
+ * ‖torch‖) and held to 2e-2 (1.3e-2 for net, 1.5e-3 for vgg19, 1.4e-7 for
+ * resnet18, whose pools see no near ties). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "amil.h"
+#include "cnn.h"
+#include "image.h"
+#include "nn.h"
+#include "torch_check.h"
+
+/* cnn_fixture.py's weights(): v = 2u - 1; convolution and linear weights
+ * v √(6 / fan_in), biases v / √fan_in; batch norm weight 1 + v/4, bias
+ * v/10, running mean v/10, running variance 1 + v/4; the last layer's
+ * weight negated (see there why). */
+static void formula_weights(struct amil_cnn *m)
+{
+    for (int t = 0; t < m->nparams; t++) {
+        const struct amil_param *p = &m->params[t];
+        const char *suffix = strrchr(p->name, '.') + 1;
+        for (size_t j = 0; j < p->count; j++) {
+            double v = 2 * hash_uniform(t, j) - 1, x;
+            if (p->fan_in == 0)
+                x = strcmp(suffix, "weight") == 0 || strcmp(suffix, "running_var") == 0
+                        ? 1 + v / 4 : v / 10;
+            else
+                x = strcmp(suffix, "weight") == 0 ? v * sqrt(6.0 / p->fan_in)
+                                                  : v / sqrt((double)p->fan_in);
+            if (t == m->nparams - 2)   /* the last layer's weight */
+                x = -x;
+            m->weights[p->offset + j] = (float)x;
+        }
+    }
+}
+
+static long meta(const struct amil_record *r, const char *key)
+{
+    long v;
+    if (amil_meta_long(r, key, 0, 1L << 20, &v) != 1)
+        fail_msg("fixture record has no %s", key);
+    return v;
+}
+
+/* A crop of the BreakHis image (H, W, 3), and (mirrored) its mirror image. */
+static uint8_t *crop(const struct amil_image *img, long y0, long x0, long H, long W,
+                     int mirrored)
+{
+    uint8_t *out = malloc((size_t)H * W * 3);
+    for (long y = 0; y < H; y++)
+        for (long x = 0; x < W; x++)
+            for (int c = 0; c < 3; c++) {
+                long sx = x0 + (mirrored ? W - 1 - x : x);
+                out[(y * W + x) * 3 + c] = img->pixels[((y0 + y) * img->width + sx) * 3 + c];
+            }
+    return out;
+}
+
+static void one_case(const struct amil_record *r, const struct amil_image *img)
+{
+    long classes = meta(r, "classes"), label = meta(r, "label");
+    long H = meta(r, "height"), W = meta(r, "width");
+    const char *arch_name = amil_meta_get(r, "arch"), *layer_name = amil_meta_get(r, "cam_layer");
+    int arch = amil_cnn_arch_parse(arch_name);
+    assert_true(arch >= 0);
+    struct amil_cnn m;
+    if (amil_cnn_init(&m, arch, (int)classes, (int)H, (int)W) < 0)
+        fail_msg("%s", amil_error());
+    formula_weights(&m);
+    print_message("# case: %s, %ld×%ld, %ld classes, Grad-CAM at %s\n", arch_name, W, H,
+                  classes, layer_name);
+    int layer = amil_cnn_layer(&m, layer_name);
+    assert_true(layer > 0);
+    const struct amil_layer *at = &m.layers[layer];
+
+    uint8_t *image = crop(img, meta(r, "crop_y"), meta(r, "crop_x"), H, W, 0);
+    struct amil_cnn_work w = {0};
+    amil_cnn_forward(&m, &w, image, 1, NULL);
+    float logits[16];
+    memcpy(logits, w.out[m.nlayers - 1], sizeof *logits * classes);
+    expect_close("forward", logits, r, "logits", 1e-4);
+
+    /* Grad-CAM of each class's logit; some map must be more than zeros */
+    float *cam = malloc(sizeof *cam * at->h * at->w), *scaled = malloc(sizeof *scaled * H * W);
+    float dscores[16];
+    double largest = 0;
+    for (int c = 0; c < classes; c++) {
+        for (int k = 0; k < classes; k++)
+            dscores[k] = k == c;
+        amil_cnn_backward(&m, &w, dscores, 1, layer, AMIL_BACKWARD_PLAIN, NULL);
+        amil_cnn_gradcam(&m, &w, layer, 0, cam);
+        char name[32];
+        snprintf(name, sizeof name, "cam_raw.%d", c);
+        expect_close("grad-cam", cam, r, name, 1e-3);
+        for (int j = 0; j < at->h * at->w; j++)
+            largest = fmax(largest, cam[j]);
+        if (c == 1 && amil_find(r, "cam.1")) {
+            amil_upsample_bilinear(scaled, (int)H, (int)W, cam, at->h, at->w);
+            expect_close("grad-cam", scaled, r, "cam.1", 1e-3);
+        }
+    }
+    assert_true(largest > 0);
+
+    /* Guided Backpropagation of class 1, in the L2 norm */
+    const struct amil_tensor *guided = amil_find(r, "guided.1");
+    if (guided) {
+        for (int k = 0; k < classes; k++)
+            dscores[k] = k == 1;
+        amil_cnn_backward(&m, &w, dscores, 1, 0, AMIL_BACKWARD_GUIDED, NULL);
+        const float *theirs = guided->data;
+        double diff = 0, norm = 0;
+        for (size_t j = 0; j < (size_t)3 * H * W; j++) {
+            diff += ((double)w.grad[0][j] - theirs[j]) * ((double)w.grad[0][j] - theirs[j]);
+            norm += (double)theirs[j] * theirs[j];
+        }
+        double e = sqrt(diff / norm);
+        print_message("# guided     %-40s relative L2 error %.2e (PyTorch float32: %s), "
+                      "largest element %.2e (%s)\n", "guided.1", e,
+                      amil_meta_get(r, "torch_float32_l2.guided.1"),
+                      relative_error(w.grad[0], theirs, (size_t)3 * H * W),
+                      amil_meta_get(r, "torch_float32_error.guided.1"));
+        assert_true(norm > 0);
+        assert_true(e < 2e-2);
+    }
+
+    /* training: the crop and its mirror image, mean cross-entropy */
+    uint8_t *batch = malloc((size_t)2 * H * W * 3), *mirror = crop(img, meta(r, "crop_y"),
+                                                                   meta(r, "crop_x"), H, W, 1);
+    memcpy(batch, image, (size_t)H * W * 3);
+    memcpy(batch + (size_t)H * W * 3, mirror, (size_t)H * W * 3);
+    long labels[2] = {label, (label + 1) % classes};
+    amil_cnn_forward(&m, &w, batch, 2, NULL);
+    float *grads = calloc(m.nweights, sizeof *grads), dbatch[32];
+    float loss = (float)amil_cnn_loss(&m, w.out[m.nlayers - 1], labels, 2, dbatch);
+    expect_close("loss", &loss, r, "loss", 1e-4);
+    amil_cnn_backward(&m, &w, dbatch, 2, m.trained ? m.features : 0, AMIL_BACKWARD_PLAIN,
+                      grads);
+    int checked = 0;
+    for (int i = 0; i < m.nparams; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "grad.%s", m.params[i].name);
+        const struct amil_tensor *t = amil_find(r, name);
+        if (i < m.trained) {   /* frozen: no gradient, and none in the fixture */
+            assert_null(t);
+            continue;
+        }
+        assert_non_null(t);
+        size_t stride = m.params[i].count > 4096 ? 97 : 1, n = t->nbytes / sizeof(float);
+        assert_int_equal(n, (m.params[i].count + stride - 1) / stride);
+        float *picked = malloc(sizeof *picked * n);
+        for (size_t j = 0; j < n; j++)
+            picked[j] = grads[m.params[i].offset + j * stride];
+        int below_pools = m.arch == AMIL_CNN_NET && strncmp(m.params[i].name, "conv", 4) == 0 &&
+                          m.params[i].name[4] <= '3';
+        expect_close("gradient", picked, r, name, below_pools ? 1e-2 : 1e-3);
+        free(picked);
+        checked++;
+    }
+    assert_true(checked >= 2);
+    free(grads), free(batch), free(mirror), free(image), free(cam), free(scaled);
+    amil_cnn_work_free(&w);
+    amil_cnn_free(&m);
+}
+
+static void against_torchvision(void **state)
+{
+    (void)state;
+    struct amil_image img;
+    if (amil_image_load(test_data("SOB_B_A-14-22549G-40-001.png"), 3, 1 << 24, &img) < 0)
+        fail_msg("%s", amil_error());
+    FILE *f = fopen(test_data("cnn-fixture.safetensors"), "rb");
+    if (!f)
+        fail_msg("cannot open %s", test_data("cnn-fixture.safetensors"));
+    struct amil_stream s;
+    struct amil_record r;
+    int cases = 0, got;
+    amil_stream_open(&s, f, "cnn-fixture.safetensors");
+    while ((got = amil_read(&s, &r)) == 1) {
+        one_case(&r, &img);
+        amil_record_free(&r);
+        cases++;
+    }
+    fclose(f);
+    amil_image_free(&img);
+    if (got < 0)
+        fail_msg("%s", amil_error());
+    assert_int_equal(cases, 5);
+}
+
+/* The sizes torchvision's models have: vgg19 143,667,240 parameters with
+ * ImageNet's 1000 classes, resnet18 11,689,512 (its batch norms' running
+ * statistics are buffers, not parameters: 9,600 of them). */
+static void torchvision_sizes(void **state)
+{
+    (void)state;
+    struct amil_cnn m;
+    assert_int_equal(amil_cnn_init(&m, AMIL_CNN_VGG19, 1000, 0, 0), 0);
+    assert_int_equal(m.nweights, 143667240);
+    assert_int_equal(m.nparams, 38);
+    amil_cnn_free(&m);
+    assert_int_equal(amil_cnn_init(&m, AMIL_CNN_RESNET18, 1000, 0, 0), 0);
+    assert_int_equal(m.nweights, 11689512 + 9600);
+    amil_cnn_free(&m);
+    assert_int_equal(amil_cnn_init(&m, AMIL_CNN_NET, 2, 0, 0), 0);
+    assert_int_equal(m.nweights, 1792 + 36928 + 73856 + 147584 + 147584 + 2098176 + 2050);
+    amil_cnn_free(&m);
+    assert_int_equal(amil_cnn_init(&m, AMIL_CNN_NET, 2, 224, 224), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(against_torchvision),
+        cmocka_unit_test(torchvision_sizes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
