@@ -265,6 +265,16 @@ void amil_cnn_randomize(struct amil_cnn *m, unsigned long seed)
     gsl_rng_free(rng);
 }
 
+int amil_cnn_is_map(const struct amil_cnn *m, int layer)
+{
+    if (layer <= 0 || layer >= m->nlayers)
+        return 0;
+    for (int i = 1; i <= layer; i++)
+        if (m->layers[i].op == AMIL_OP_LINEAR || m->layers[i].op == AMIL_OP_AVGPOOL)
+            return 0;
+    return 1;
+}
+
 int amil_cnn_layer(const struct amil_cnn *m, const char *name)
 {
     char block[48];
@@ -358,9 +368,7 @@ int amil_cnn_tiles(int length, int tile, int *starts)
     if (length < tile || tile < 1)
         return 0;
     int n = (length + tile - 1) / tile;
-    if (n > AMIL_CNN_MAX_TILES)
-        return 0;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; starts && i < n; i++)
         starts[i] = n == 1 ? 0 : (int)((long)i * (length - tile) / (n - 1));
     return n;
 }
@@ -748,4 +756,108 @@ double amil_cnn_loss(const struct amil_cnn *m, const float *scores, const long *
             d[c] /= (float)B;
     }
     return sum / B;
+}
+
+/* ---- images and their tiles ---------------------------------------------- */
+
+int amil_cnn_feature_size(const struct amil_cnn *m)
+{
+    return (int)layer_size(&m->layers[m->features]);
+}
+
+const struct amil_tensor *amil_cnn_image(const struct amil_cnn *m, const struct amil_record *r)
+{
+    const struct amil_tensor *t = amil_expect(r, "image", AMIL_U8, 3);
+    if (!t)
+        return NULL;
+    if (t->shape[2] != 3) {
+        amil_fail("an image of %lld channels; %s takes RGB", (long long)t->shape[2],
+                  arch_names[m->arch]);
+        return NULL;
+    }
+    if (t->shape[0] < m->size || t->shape[1] < m->size || t->shape[0] > INT32_MAX / 4 ||
+        t->shape[1] > INT32_MAX / 4) {
+        amil_fail("an image of %lld×%lld, smaller than %s's %d×%d input",
+                  (long long)t->shape[1], (long long)t->shape[0], arch_names[m->arch],
+                  m->size, m->size);
+        return NULL;
+    }
+    return t;
+}
+
+const struct amil_tensor *amil_cnn_cached(const struct amil_cnn *m, const struct amil_record *r)
+{
+    const struct amil_tensor *t = amil_expect(r, "features", AMIL_F32, 2);
+    if (!t)
+        return NULL;
+    if (t->shape[0] < 1 || t->shape[0] > INT32_MAX / 4 ||
+        t->shape[1] != amil_cnn_feature_size(m)) {
+        amil_fail("features of [%lld, %lld]; %s's last layer reads %d per tile",
+                  (long long)t->shape[0], (long long)t->shape[1], arch_names[m->arch],
+                  amil_cnn_feature_size(m));
+        return NULL;
+    }
+    return t;
+}
+
+int32_t *amil_cnn_tile_coords(const struct amil_cnn *m, int H, int W, int *n)
+{
+    int ny = amil_cnn_tiles(H, m->size, NULL), nx = amil_cnn_tiles(W, m->size, NULL);
+    int *ys = amil_xmalloc(sizeof *ys * (ny + 1)), *xs = amil_xmalloc(sizeof *xs * (nx + 1));
+    amil_cnn_tiles(H, m->size, ys);
+    amil_cnn_tiles(W, m->size, xs);
+    int32_t *coords = amil_xmalloc(sizeof *coords * 2 * ((size_t)ny * nx + 1));
+    for (int i = 0; i < ny; i++)
+        for (int j = 0; j < nx; j++)
+            coords[2 * (i * nx + j)] = ys[i], coords[2 * (i * nx + j) + 1] = xs[j];
+    *n = ny * nx;
+    free(ys), free(xs);
+    return coords;
+}
+
+void amil_cnn_featurize(const struct amil_cnn *m, struct amil_cnn_work *w,
+                        const uint8_t *image, int W, const int32_t *coords, int n,
+                        float *features)
+{
+    int T = m->size, F = amil_cnn_feature_size(m);
+    uint8_t *tile = amil_xmalloc((size_t)T * T * 3);
+    for (int i = 0; i < n; i++) {
+        amil_cnn_cut(tile, image, W, coords[2 * i], coords[2 * i + 1], T);
+        amil_cnn_forward(m, w, tile, 1, NULL);
+        memcpy(features + (size_t)i * F, w->out[m->features], sizeof *features * F);
+    }
+    free(tile);
+}
+
+void amil_cnn_classify(const struct amil_cnn *m, struct amil_cnn_work *w,
+                       const uint8_t *image, int H, int W, const float *features, int n,
+                       float *prob)
+{
+    int T = m->size, F = amil_cnn_feature_size(m);
+    int32_t *coords = image ? amil_cnn_tile_coords(m, H, W, &n) : NULL;
+    uint8_t *tile = amil_xmalloc((size_t)T * T * 3);
+    double sum[AMIL_CNN_MAX_CLASSES] = {0};
+    float p[AMIL_CNN_MAX_CLASSES];
+    for (int i = 0; i < n; i++) {
+        if (image) {
+            amil_cnn_cut(tile, image, W, coords[2 * i], coords[2 * i + 1], T);
+            amil_cnn_forward(m, w, tile, 1, NULL);
+        } else
+            amil_cnn_forward_head(m, w, features + (size_t)i * F, 1, NULL);
+        amil_cnn_softmax(m, w->out[m->nlayers - 1], p);
+        for (int c = 0; c < m->classes; c++)
+            sum[c] += p[c];
+    }
+    for (int c = 0; c < m->classes; c++)
+        prob[c] = (float)(sum[c] / n);
+    free(tile);
+    free(coords);
+}
+
+int amil_cnn_predict(const struct amil_cnn *m, const float *prob)
+{
+    int best = 0;
+    for (int c = 1; c < m->classes; c++)
+        best = prob[c] > prob[best] ? c : best;
+    return best;
 }

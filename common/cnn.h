@@ -85,6 +85,9 @@ void amil_cnn_free(struct amil_cnn *m);
  * variance 1 (torchvision's own inits differ, but only the new last layer
  * is ever trained from scratch). */
 void amil_cnn_randomize(struct amil_cnn *m, unsigned long seed);
+/* Whether layer's output is feature maps, a layer Grad-CAM can look at:
+ * not the input, and before the first average pool or linear layer. */
+int amil_cnn_is_map(const struct amil_cnn *m, int layer);
 /* The layer of this name, or -1.  "layerN" names ResNet's last block of
  * stage N. */
 int amil_cnn_layer(const struct amil_cnn *m, const char *name);
@@ -100,11 +103,10 @@ int amil_cnn_from_record(struct amil_cnn *m, const struct amil_record *r);
 int amil_cnn_is_model(const struct amil_record *r);
 
 /* Where the square tiles of side `tile` that cover a side of `length`
- * start: ceil(length / tile) tiles, spread evenly from 0 to length - tile
- * (rounded down), overlapping as little as they can.  Returns the count
- * (at most AMIL_CNN_MAX_TILES), or 0 if length < tile.  A CNN sees an
+ * start (into starts, unless NULL): ceil(length / tile) tiles, spread
+ * evenly from 0 to length - tile (rounded down), overlapping as little as
+ * they can.  Returns the count, or 0 if length < tile.  A CNN sees an
  * image as these tiles; its class probabilities are their mean. */
-#define AMIL_CNN_MAX_TILES 4096
 int amil_cnn_tiles(int length, int tile, int *starts);
 /* tile (T, T, 3) = the square of image (…, width, 3) at (y, x). */
 void amil_cnn_cut(uint8_t *tile, const uint8_t *image, int width, int y, int x, int T);
@@ -151,6 +153,32 @@ void amil_cnn_gradcam(const struct amil_cnn *m, const struct amil_cnn_work *w, i
 
 /* prob (classes) = softmax of one image's scores (classes). */
 void amil_cnn_softmax(const struct amil_cnn *m, const float *scores, float *prob);
+
+/* ---- images and their tiles ---------------------------------------------- */
+
+/* The record's `image` U8 (H, W, 3), checked to be one the model can see
+ * (H and W at least its size), or NULL with a message. */
+const struct amil_tensor *amil_cnn_image(const struct amil_cnn *m, const struct amil_record *r);
+/* The record's `features` F32 (N ≥ 1, F), F the features layer's size (what
+ * featurize caches: vgg19 4096, resnet18 512), or NULL with a message. */
+const struct amil_tensor *amil_cnn_cached(const struct amil_cnn *m, const struct amil_record *r);
+/* Features per tile (what the last layer reads). */
+int amil_cnn_feature_size(const struct amil_cnn *m);
+/* The tiles of an H × W image: *n of them, their top left corners in
+ * coords (n, 2) (y, x), allocated; row by row. */
+int32_t *amil_cnn_tile_coords(const struct amil_cnn *m, int H, int W, int *n);
+/* features (n, F) of each tile of image (H, W, 3) at coords, one tile at a
+ * time in evaluation mode: the bytes train computes inside the network. */
+void amil_cnn_featurize(const struct amil_cnn *m, struct amil_cnn_work *w,
+                        const uint8_t *image, int W, const int32_t *coords, int n,
+                        float *features);
+/* prob (classes) = the mean over an image's tiles of their softmax, from
+ * the image (H, W, 3) or, with image NULL, from its tiles' features (n, F). */
+void amil_cnn_classify(const struct amil_cnn *m, struct amil_cnn_work *w,
+                       const uint8_t *image, int H, int W, const float *features, int n,
+                       float *prob);
+/* The most probable class, the first of equals. */
+int amil_cnn_predict(const struct amil_cnn *m, const float *prob);
 
 /* Cross-entropy of scores against labels over a batch, averaged (as
  * PyTorch's mean reduction); dscores (B, classes) gets its gradient when

@@ -1,6 +1,9 @@
-/* filter.c: option parsing for the model filters (filter.h). */
+/* filter.c: option parsing and model loading for the model filters
+ * (filter.h). */
 #include <getopt.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "amil.h"
 #include "filter.h"
@@ -44,4 +47,30 @@ int amil_filter_args(int argc, char **argv, int with_table, struct amil_filter *
         return amil_fail("one FILE at most");
     f->input = optind < argc ? argv[optind] : NULL;
     return 0;
+}
+
+int amil_any_load(struct amil_any_model *m, const char *path)
+{
+    memset(m, 0, sizeof *m);
+    struct amil_record r;
+    if (amil_record_load(path, &r) < 0)
+        return -1;
+    m->is_cnn = amil_cnn_is_model(&r);
+    int status = m->is_cnn ? amil_cnn_from_record(&m->cnn, &r)
+                           : amil_model_from_record(&m->mil, &r);
+    amil_record_free(&r);
+    if (status < 0) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", amil_error());
+        return amil_fail("%s: %s", path, why);
+    }
+    return 0;
+}
+
+void amil_any_free(struct amil_any_model *m)
+{
+    if (m->is_cnn)
+        amil_cnn_free(&m->cnn);
+    else
+        amil_model_free(&m->mil);
 }

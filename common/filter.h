@@ -16,4 +16,18 @@ struct amil_filter {
  * wrong (the program prints its usage and exits 2). */
 int amil_filter_args(int argc, char **argv, int with_table, struct amil_filter *f);
 
+/* The model a filter applies: an attention-MIL model or a CNN baseline,
+ * told apart by its record (amil_cnn_is_model). */
+#include "cnn.h"
+#include "model.h"
+
+struct amil_any_model {
+    int is_cnn;
+    struct amil_model mil;
+    struct amil_cnn cnn;
+};
+/* Loads path: 0, or -1 with a message naming it. */
+int amil_any_load(struct amil_any_model *m, const char *path);
+void amil_any_free(struct amil_any_model *m);
+
 #endif

@@ -294,6 +294,7 @@ cnn_models() {
     pngtopam "$BREAKHIS" | pamcut -width 100 -height 200 | pnmtopng > "$T/small.png"
     for case in "--layer fc9|--layer: net has no layer 'fc9'" \
                 "--layer fc1|--layer: 'fc1' is not a layer of feature maps" \
+                "--layer relu6|--layer: 'relu6' is not a layer of feature maps" \
                 "--layer input|--layer: 'input' is not a layer of feature maps" \
                 "--class 2|--class 2: the model has 2 classes" \
                 "$T/small.png|$T/small.png: 100×200, smaller than net's 128×128 input" \

@@ -30,6 +30,7 @@ struct cmdline {
     long label;
     double background;          /* least tissue fraction a patch keeps; 0 off */
     long max_pixels;
+    int whole;                  /* the image itself, for the CNN baselines */
     int keep_going;
     char **files;
     int nfiles;
@@ -39,6 +40,7 @@ static const char usage_text[] =
     "usage: bagify [-k] [-l LABEL | -L dir|breakhis] [-p PATCH] [-s STRIDE]\n"
     "              [-c center|none|pad] [--pad-value V] [-g] [-b FRACTION]\n"
     "              [--max-pixels N] [FILE...]\n"
+    "       bagify -w [-k] [-l LABEL | -L dir|breakhis] [-g] [--max-pixels N] [FILE...]\n"
     "  -p, --patch N        patch side in pixels [28]\n"
     "  -s, --stride N       step between patches [PATCH]\n"
     "  -c, --crop POLICY    center: centre crop to whole patches [center]\n"
@@ -51,6 +53,8 @@ static const char usage_text[] =
     "                       a BreakHis file name, B 0 and M 1 (breakhis)\n"
     "  -b, --background F   drop patches with less than F tissue (Otsu on\n"
     "                       saturation) [0: keep all]\n"
+    "  -w, --whole          the whole image as `image`, no patches (for the\n"
+    "                       CNN baselines)\n"
     "      --max-pixels N   refuse larger images [268435456]\n"
     "  -k, --keep-going     after a bad image, go on with the next\n"
     "  -h, --help           this help\n";
@@ -80,16 +84,19 @@ static struct cmdline parse_args(int argc, char **argv)
         {"label-from", required_argument, 0, 'L'},
         {"background", required_argument, 0, 'b'},
         {"max-pixels", required_argument, 0, 'M'},
+        {"whole", no_argument, 0, 'w'},
         {"keep-going", no_argument, 0, 'k'},   {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     struct cmdline cl = {.patch = 28, .stride = 0, .crop = CROP_CENTER,
                          .pad_value = 255, .channels = 3, .max_pixels = AMIL_MAX_PIXELS};
-    int c;
-    while ((c = getopt_long(argc, argv, "p:s:c:gl:L:b:kh", options, NULL)) != -1) {
+    int c, cutting = 0;   /* an option about patches was given */
+    while ((c = getopt_long(argc, argv, "p:s:c:gl:L:b:wkh", options, NULL)) != -1) {
+        cutting |= strchr("pscPb", c) != NULL;
         switch (c) {
         case 'p': cl.patch = option_long("--patch", optarg, 1, 65536); break;
         case 's': cl.stride = option_long("--stride", optarg, 1, 65536); break;
+        case 'w': cl.whole = 1; break;
         case 'c':
             for (cl.crop = 0; cl.crop < 3; cl.crop++)
                 if (strcmp(optarg, crop_names[cl.crop]) == 0)
@@ -134,6 +141,10 @@ static struct cmdline parse_args(int argc, char **argv)
         case 'h': usage(0);
         default: usage(2);
         }
+    }
+    if (cl.whole && cutting) {
+        amil_warn("--whole keeps the image whole: no patches to size, crop or filter");
+        usage(2);
     }
     if (cl.stride == 0)
         cl.stride = cl.patch;
@@ -277,14 +288,29 @@ static void set_label(const struct cmdline *cl, const char *path,
 }
 
 /* Cuts one image into a record.  Returns 0, or -1 with a message. */
+static void set_breakhis(struct amil_record *r, const struct amil_breakhis *bh,
+                         int is_breakhis)
+{
+    if (!is_breakhis)
+        return;
+    amil_meta_set(r, "tumor_class", bh->tumor_class == 'B' ? "benign" : "malignant");
+    amil_meta_set(r, "tumor_type", amil_breakhis_type_name(bh->tumor_type));
+    amil_meta_set(r, "patient", bh->patient);
+    amil_meta_setf(r, "magnification", "%d", bh->magnification);
+    amil_meta_set(r, "procedure", bh->procedure);
+    amil_meta_set(r, "year", bh->year);
+    amil_meta_set(r, "slide", bh->slide);
+    amil_meta_set(r, "sequence", bh->sequence);
+}
+
 static int bagify_one(const struct cmdline *cl, const char *path, struct amil_record *r)
 {
     struct amil_image img;
     if (amil_image_load(path, 3, cl->max_pixels, &img) < 0)
         return -1;
-    long y0, x0, rows, cols, crop_height, crop_width;
-    if (place(cl, img.height, &y0, &rows, &crop_height) < 0 ||
-        place(cl, img.width, &x0, &cols, &crop_width) < 0) {
+    long y0 = 0, x0 = 0, rows = 0, cols = 0, crop_height = 0, crop_width = 0;
+    if (!cl->whole && (place(cl, img.height, &y0, &rows, &crop_height) < 0 ||
+                       place(cl, img.width, &x0, &cols, &crop_width) < 0)) {
         amil_fail("image of %d×%d is smaller than one %ld×%ld patch", img.width,
                   img.height, cl->patch, cl->patch);
         amil_image_free(&img);
@@ -306,6 +332,19 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_re
     amil_meta_setf(r, "image_height", "%d", img.height);
     amil_meta_setf(r, "image_width", "%d", img.width);
     amil_meta_setf(r, "channels", "%d", cl->channels);
+    set_breakhis(r, &bh, is_breakhis);
+    if (cl->whole) {
+        amil_meta_set(r, "kind", "image");
+        int64_t shape[3] = {img.height, img.width, cl->channels};
+        unsigned char *out = amil_put(r, "image", AMIL_U8, 3, shape)->data;
+        size_t pixels = (size_t)img.width * img.height;
+        if (cl->channels == 3)
+            memcpy(out, img.pixels, pixels * 3);
+        for (size_t i = 0; cl->channels == 1 && i < pixels; i++)
+            out[i] = amil_luma(img.pixels + 3 * i);
+        amil_image_free(&img);
+        return 0;
+    }
     amil_meta_setf(r, "patch", "%ld", cl->patch);
     amil_meta_setf(r, "stride", "%ld", cl->stride);
     amil_meta_set(r, "crop", crop_names[cl->crop]);
@@ -313,16 +352,6 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_re
     amil_meta_setf(r, "crop_x", "%ld", x0);
     amil_meta_setf(r, "crop_height", "%ld", crop_height);
     amil_meta_setf(r, "crop_width", "%ld", crop_width);
-    if (is_breakhis) {
-        amil_meta_set(r, "tumor_class", bh.tumor_class == 'B' ? "benign" : "malignant");
-        amil_meta_set(r, "tumor_type", amil_breakhis_type_name(bh.tumor_type));
-        amil_meta_set(r, "patient", bh.patient);
-        amil_meta_setf(r, "magnification", "%d", bh.magnification);
-        amil_meta_set(r, "procedure", bh.procedure);
-        amil_meta_set(r, "year", bh.year);
-        amil_meta_set(r, "slide", bh.slide);
-        amil_meta_set(r, "sequence", bh.sequence);
-    }
 
     long p = cl->patch, C = cl->channels, total = rows * cols;
     if ((double)total * p * p * C > (double)AMIL_MAX_DATA) {

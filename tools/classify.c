@@ -1,10 +1,15 @@
-/* classify: the classifier of an attention-MIL model over attended bags.
+/* classify: the classifier of a model: of an attention-MIL model over
+ * attended bags, of a CNN baseline over images.
  *
- * Reads records with `embedding` F32 [K, L] (from attend) and writes each
- * with `prob` F32 [classes] (two classes: [1 - p, p] from the paper's
- * sigmoid; more: a softmax) and the metadata `predicted`, the most probable
- * class.  The embedding, consumed, is left out unless -k keeps it.  With -t
- * it writes a table instead, one line per record, for evaluate(1):
+ * With an attention-MIL model, reads records with `embedding` F32 [K, L]
+ * (from attend).  With a CNN, reads image records (`image` U8 [H, W, 3],
+ * from bagify -w), or for a frozen backbone the `features` of their tiles
+ * (from featurize); the image's probabilities are the mean of its tiles'.
+ * Writes each record with `prob` F32 [classes] (two classes of A-MIL:
+ * [1 - p, p] from the paper's sigmoid; else a softmax) and the metadata
+ * `predicted`, the most probable class.  What it read (embedding, image,
+ * features) is left out unless -k keeps it.  With -t it writes a table
+ * instead, one line per record, for evaluate(1):
  *
  *   source  label  prob_0 ... prob_{C-1}  predicted  patient
  */
@@ -19,9 +24,10 @@
 
 static const char usage_text[] =
     "usage: classify -m MODEL [-t | -k] [-j THREADS] [FILE]\n"
-    "  -m, --model MODEL    the model (from train, or a PyTorch state_dict)\n"
+    "  -m, --model MODEL    the model (from train, or a PyTorch state_dict):\n"
+    "                       attention-MIL, or a CNN (net, vgg19, resnet18)\n"
     "  -t, --table          write a TSV line per record instead of records\n"
-    "  -k, --keep           keep the embedding in the records\n"
+    "  -k, --keep           keep the embedding (image, features) in the records\n"
     "  -j, --threads N      threads for the matrix products [1]\n"
     "  -h, --help           this help\n";
 
@@ -51,27 +57,65 @@ static void put_cell(const char *v)
         putchar(*v == '\t' || *v == '\n' || *v == '\r' ? ' ' : *v);
 }
 
-static void put_header(const struct amil_model *m)
+static void put_header(int classes)
 {
     printf("source\tlabel");
-    for (int c = 0; c < m->classes; c++)
+    for (int c = 0; c < classes; c++)
         printf("\tprob_%d", c);
     printf("\tpredicted\tpatient\n");
 }
 
-static void put_row(const struct amil_model *m, const struct amil_record *r,
-                    const float *prob, int predicted)
+static void put_row(int classes, const struct amil_record *r, const float *prob,
+                    int predicted)
 {
     put_cell(amil_meta_get(r, "source"));
     putchar('\t');
     long label;
     if (amil_meta_long(r, "label", 0, LONG_MAX, &label) == 1)
         printf("%ld", label);
-    for (int c = 0; c < m->classes; c++)
+    for (int c = 0; c < classes; c++)
         printf("\t%.9g", prob[c]);
     printf("\t%d\t", predicted);
     put_cell(amil_meta_get(r, "patient"));
     putchar('\n');
+}
+
+/* The record's probabilities by an attention-MIL model, from its
+ * embedding; returns the tensor read, or NULL with a message. */
+static const char *classify_bag(const struct amil_model *m, struct amil_work *w,
+                                const struct amil_record *r, float *prob)
+{
+    const struct amil_tensor *em = amil_expect(r, "embedding", AMIL_F32, 2);
+    if (em && (em->shape[0] != m->branches || em->shape[1] != m->hidden)) {
+        amil_fail("embedding is [%lld, %lld]; the model's is [%d, %d]",
+                  (long long)em->shape[0], (long long)em->shape[1], m->branches, m->hidden);
+        return NULL;
+    }
+    if (!em)
+        return NULL;
+    amil_classify(m, w, em->data);
+    memcpy(prob, w->prob, sizeof *prob * m->classes);
+    return "embedding";
+}
+
+/* By a CNN: from the tiles' cached features if a frozen backbone's record
+ * has them, else from the image. */
+static const char *classify_image(const struct amil_cnn *m, struct amil_cnn_work *w,
+                                  const struct amil_record *r, float *prob)
+{
+    if (m->trained && amil_find(r, "features")) {
+        const struct amil_tensor *f = amil_cnn_cached(m, r);
+        if (!f)
+            return NULL;
+        amil_cnn_classify(m, w, NULL, 0, 0, f->data, (int)f->shape[0], prob);
+        return "features";
+    }
+    const struct amil_tensor *image = amil_cnn_image(m, r);
+    if (!image)
+        return NULL;
+    amil_cnn_classify(m, w, image->data, (int)image->shape[0], (int)image->shape[1], NULL, 0,
+                      prob);
+    return "image";
 }
 
 int main(int argc, char **argv)
@@ -79,38 +123,36 @@ int main(int argc, char **argv)
     amil_init(argc, argv);
     struct amil_filter cl = parse_args(argc, argv);
     amil_threads((int)cl.threads);
-    struct amil_model m;
-    if (amil_model_load(&m, cl.model) < 0)
+    struct amil_any_model any;
+    if (amil_any_load(&any, cl.model) < 0)
         amil_die("%s", amil_error());
+    int classes = any.is_cnn ? any.cnn.classes : any.mil.classes;
     struct amil_stream s;
     if (amil_stream_open_path(&s, cl.input) < 0)
         amil_die("%s", amil_error());
     struct amil_work w = {0};
+    struct amil_cnn_work cw = {0};
     struct amil_record r;
+    float *prob = amil_xmalloc(sizeof *prob * classes);
     int got;
     while ((got = amil_read(&s, &r)) == 1) {
-        const struct amil_tensor *em = amil_expect(&r, "embedding", AMIL_F32, 2);
-        if (em && (em->shape[0] != m.branches || em->shape[1] != m.hidden)) {
-            amil_fail("embedding is [%lld, %lld]; the model's is [%d, %d]",
-                      (long long)em->shape[0], (long long)em->shape[1], m.branches,
-                      m.hidden);
-            em = NULL;
-        }
-        if (!em)
+        const char *consumed = any.is_cnn ? classify_image(&any.cnn, &cw, &r, prob)
+                                          : classify_bag(&any.mil, &w, &r, prob);
+        if (!consumed)
             amil_die("%s: record %ld: %s", s.name, s.index - 1, amil_error());
-        amil_classify(&m, &w, em->data);
-        int predicted = amil_model_predict(&m, w.prob);
+        int predicted = any.is_cnn ? amil_cnn_predict(&any.cnn, prob)
+                                   : amil_model_predict(&any.mil, prob);
         if (cl.table) {
             if (s.index == 1)   /* the header, once the first record is good */
-                put_header(&m);
-            put_row(&m, &r, w.prob, predicted);
+                put_header(classes);
+            put_row(classes, &r, prob, predicted);
         } else {
-            int64_t shape[1] = {m.classes};
-            memcpy(amil_put(&r, "prob", AMIL_F32, 1, shape)->data, w.prob,
-                   sizeof(float) * m.classes);
+            int64_t shape[1] = {classes};
+            memcpy(amil_put(&r, "prob", AMIL_F32, 1, shape)->data, prob,
+                   sizeof(float) * classes);
             amil_meta_setf(&r, "predicted", "%d", predicted);
             if (!cl.keep)
-                amil_remove(&r, "embedding");
+                amil_remove(&r, consumed);
             amil_meta_set(&r, "model", cl.model);
             if (amil_write(stdout, &r) < 0)
                 amil_die("write error:");
@@ -120,9 +162,11 @@ int main(int argc, char **argv)
     if (got < 0)
         amil_die("%s", amil_error());
     if (cl.table && s.index == 0)   /* no records: a table with no rows */
-        put_header(&m);
+        put_header(classes);
     amil_stream_close(&s);
     amil_work_free(&w);
-    amil_model_free(&m);
+    amil_cnn_work_free(&cw);
+    amil_any_free(&any);
+    free(prob);
     return amil_close_stdout();
 }

@@ -289,36 +289,12 @@ struct maps {
     unsigned *covers;       /* (H, W): tiles over each pixel */
 };
 
-/* The class the model gives the image: the most probable by the mean of
- * its tiles' softmax. */
-static int predict_image(const struct amil_cnn *m, struct amil_cnn_work *w,
-                         const struct amil_image *img, const int *ys, int ny, const int *xs,
-                         int nx, uint8_t *tile)
-{
-    double mean[AMIL_CNN_MAX_CLASSES] = {0};
-    int T = m->size;
-    for (int i = 0; i < ny; i++)
-        for (int j = 0; j < nx; j++) {
-            amil_cnn_cut(tile, img->pixels, img->width, ys[i], xs[j], T);
-            amil_cnn_forward(m, w, tile, 1, NULL);
-            float prob[AMIL_CNN_MAX_CLASSES];
-            amil_cnn_softmax(m, w->out[m->nlayers - 1], prob);
-            for (int c = 0; c < m->classes; c++)
-                mean[c] += prob[c];
-        }
-    int best = 0;
-    for (int c = 1; c < m->classes; c++)
-        best = mean[c] > mean[best] ? c : best;
-    return best;
-}
-
 static void explain_tiles(const struct cmdline *cl, const struct amil_cnn *m,
                           const struct amil_image *img, int layer, int target,
                           struct maps *out)
 {
-    int T = m->size, H = img->height, W = img->width;
-    int ys[AMIL_CNN_MAX_TILES], xs[AMIL_CNN_MAX_TILES];
-    int ny = amil_cnn_tiles(H, T, ys), nx = amil_cnn_tiles(W, T, xs);
+    int T = m->size, H = img->height, W = img->width, n;
+    int32_t *coords = amil_cnn_tile_coords(m, H, W, &n);
     const struct amil_layer *at = &m->layers[layer];
     uint8_t *tile = amil_xmalloc((size_t)T * T * 3);
     float *cam = amil_xmalloc(sizeof *cam * at->h * at->w);
@@ -332,28 +308,28 @@ static void explain_tiles(const struct cmdline *cl, const struct amil_cnn *m,
     if (cl->method != METHOD_GRADCAM)
         out->guided = amil_xcalloc(3 * pixels, sizeof *out->guided);
     out->covers = amil_xcalloc(pixels, sizeof *out->covers);
-    for (int i = 0; i < ny; i++)
-        for (int j = 0; j < nx; j++) {
-            amil_cnn_cut(tile, img->pixels, W, ys[i], xs[j], T);
-            amil_cnn_forward(m, &w, tile, 1, NULL);
-            if (out->cam) {
-                amil_cnn_backward(m, &w, dscores, 1, layer, AMIL_BACKWARD_PLAIN, NULL);
-                amil_cnn_gradcam(m, &w, layer, 0, cam);
-                amil_upsample_bilinear(scaled, T, T, cam, at->h, at->w);
-            }
-            if (out->guided)
-                amil_cnn_backward(m, &w, dscores, 1, 0, AMIL_BACKWARD_GUIDED, NULL);
-            for (int y = 0; y < T; y++)
-                for (int x = 0; x < T; x++) {
-                    size_t at_image = (size_t)(ys[i] + y) * W + xs[j] + x;
-                    out->covers[at_image]++;
-                    if (out->cam)
-                        out->cam[at_image] += scaled[y * T + x];
-                    for (int c = 0; out->guided && c < 3; c++)
-                        out->guided[c * pixels + at_image] +=
-                            w.grad[0][((size_t)c * T + y) * T + x];
-                }
+    for (int i = 0; i < n; i++) {
+        int top = coords[2 * i], left = coords[2 * i + 1];
+        amil_cnn_cut(tile, img->pixels, W, top, left, T);
+        amil_cnn_forward(m, &w, tile, 1, NULL);
+        if (out->cam) {
+            amil_cnn_backward(m, &w, dscores, 1, layer, AMIL_BACKWARD_PLAIN, NULL);
+            amil_cnn_gradcam(m, &w, layer, 0, cam);
+            amil_upsample_bilinear(scaled, T, T, cam, at->h, at->w);
         }
+        if (out->guided)
+            amil_cnn_backward(m, &w, dscores, 1, 0, AMIL_BACKWARD_GUIDED, NULL);
+        for (int y = 0; y < T; y++)
+            for (int x = 0; x < T; x++) {
+                size_t at_image = (size_t)(top + y) * W + left + x;
+                out->covers[at_image]++;
+                if (out->cam)
+                    out->cam[at_image] += scaled[y * T + x];
+                for (int c = 0; out->guided && c < 3; c++)
+                    out->guided[c * pixels + at_image] +=
+                        w.grad[0][((size_t)c * T + y) * T + x];
+            }
+    }
     for (size_t p = 0; p < pixels; p++) {
         if (out->cam)
             out->cam[p] /= (float)out->covers[p];
@@ -361,7 +337,7 @@ static void explain_tiles(const struct cmdline *cl, const struct amil_cnn *m,
             out->guided[c * pixels + p] /= (float)out->covers[p];
     }
     amil_cnn_work_free(&w);
-    free(tile), free(cam), free(scaled);
+    free(tile), free(cam), free(scaled), free(coords);
 }
 
 /* The cam min-max normalized to [0, 1], in place. */
@@ -410,7 +386,7 @@ static void explain_image(const struct cmdline *cl, const struct amil_cnn *m)
         amil_die("a CNN model explains an image: give IMAGE");
     struct amil_image img;
     if (amil_image_load(cl->image, 3, AMIL_MAX_PIXELS, &img) < 0)
-        amil_die("%s", amil_error());
+        amil_die("%s: %s", cl->image, amil_error());
     int T = m->size;
     if (img.width < T || img.height < T)
         amil_die("%s: %d×%d, smaller than %s's %d×%d input", cl->image, img.width, img.height,
@@ -418,18 +394,16 @@ static void explain_image(const struct cmdline *cl, const struct amil_cnn *m)
     int layer = cl->layer ? amil_cnn_layer(m, cl->layer) : m->cam_layer;
     if (layer < 0)
         amil_die("--layer: %s has no layer '%s'", amil_cnn_arch_name(m->arch), cl->layer);
-    if (layer == 0 || m->layers[layer].op == AMIL_OP_LINEAR || layer > m->features)
+    if (!amil_cnn_is_map(m, layer))
         amil_die("--layer: '%s' is not a layer of feature maps", cl->layer);
     int target = (int)cl->target;
     if (target >= m->classes)
         amil_die("--class %d: the model has %d classes", target, m->classes);
-    int ys[AMIL_CNN_MAX_TILES], xs[AMIL_CNN_MAX_TILES];
-    int ny = amil_cnn_tiles(img.height, T, ys), nx = amil_cnn_tiles(img.width, T, xs);
-    if (target < 0) {
+    if (target < 0) {   /* the class the model gives the image */
         struct amil_cnn_work w = {0};
-        uint8_t *tile = amil_xmalloc((size_t)T * T * 3);
-        target = predict_image(m, &w, &img, ys, ny, xs, nx, tile);
-        free(tile);
+        float prob[AMIL_CNN_MAX_CLASSES];
+        amil_cnn_classify(m, &w, img.pixels, img.height, img.width, NULL, 0, prob);
+        target = amil_cnn_predict(m, prob);
         amil_cnn_work_free(&w);
     }
     struct maps maps = {0};
