@@ -384,20 +384,21 @@ void amil_cnn_cut(uint8_t *tile, const uint8_t *image, int width, int y, int x, 
 
 static size_t layer_size(const struct amil_layer *l) { return (size_t)l->c * l->h * l->w; }
 
-/* Grows the buffers to B images; im2col's buffers to the largest
+/* Grows the buffers to B images, for the layers from `from` on (the head
+ * alone needs no backbone's); im2col's buffers to the largest
  * convolution's one image. */
-static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B)
+static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int from)
 {
-    if (w->out && w->capacity >= B && w->nlayers == m->nlayers)
+    if (w->out && w->capacity >= B && w->nlayers == m->nlayers && w->from <= from)
         return;
     amil_cnn_work_free(w);
-    w->capacity = B, w->nlayers = m->nlayers;
+    w->capacity = B, w->nlayers = m->nlayers, w->from = from;
     w->out = amil_xcalloc(m->nlayers, sizeof *w->out);
     w->grad = amil_xcalloc(m->nlayers, sizeof *w->grad);
     w->argmax = amil_xcalloc(m->nlayers, sizeof *w->argmax);
     w->mask = amil_xcalloc(m->nlayers, sizeof *w->mask);
     size_t cols = 1, inp = 1;
-    for (int i = 0; i < m->nlayers; i++) {
+    for (int i = from; i < m->nlayers; i++) {
         const struct amil_layer *l = &m->layers[i];
         size_t n = layer_size(l) * B;
         w->out[i] = amil_xmalloc(sizeof(float) * n);
@@ -580,7 +581,7 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
 void amil_cnn_forward(const struct amil_cnn *m, struct amil_cnn_work *w,
                       const uint8_t *images, int B, void *rng)
 {
-    fit(m, w, B);
+    fit(m, w, B, 0);
     const struct amil_layer *in = &m->layers[0];
     float table[3][256];
     amil_norm_table(m->norm, table);
@@ -600,7 +601,7 @@ void amil_cnn_forward(const struct amil_cnn *m, struct amil_cnn_work *w,
 void amil_cnn_forward_head(const struct amil_cnn *m, struct amil_cnn_work *w,
                            const float *features, int B, void *rng)
 {
-    fit(m, w, B);
+    fit(m, w, B, m->features);
     memcpy(w->out[m->features], features,
            sizeof *features * layer_size(&m->layers[m->features]) * B);
     for (int i = m->features + 1; i < m->nlayers; i++)

@@ -115,6 +115,7 @@ void amil_cnn_cut(uint8_t *tile, const uint8_t *image, int width, int y, int x, 
 struct amil_cnn_work {
     int capacity;           /* images the buffers hold */
     int nlayers;
+    int from;               /* the first layer with buffers */
     float **out, **grad;    /* per layer, (B, c, h, w) */
     int32_t **argmax;       /* per max-pool, the input offset of each winner */
     float **mask;           /* per dropout, 0 or 2 */
@@ -138,7 +139,8 @@ enum amil_backward {
                                gradients, where their input was positive */
 };
 /* Backward from dscores (B, classes) down to layer stop (its gradient
- * left in w->grad[stop]; 0 is the input), adding parameter gradients to
+ * left in w->grad[stop]; 0 is the input; after amil_cnn_forward_head, the
+ * features layer at the lowest), adding parameter gradients to
  * grads (nweights) for the trained parameters when grads is not NULL. */
 void amil_cnn_backward(const struct amil_cnn *m, struct amil_cnn_work *w,
                        const float *dscores, int B, int stop, enum amil_backward how,

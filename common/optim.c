@@ -112,7 +112,7 @@ void amil_optim_to_record(const struct amil_optimizer *o, const struct amil_para
         for (int s = 0; s < 2; s++) {
             snprintf(name, sizeof name, "optimizer.%s.%s", params[i].name, s ? "v" : "m");
             struct amil_tensor *t = amil_put(r, name, AMIL_F32, params[i].ndim, params[i].shape);
-            memcpy(t->data, state[s] + params[i].offset, t->nbytes);
+            memcpy(t->data, state[s] + (params[i].offset - o->base), t->nbytes);
         }
     }
 }
@@ -137,7 +137,7 @@ int amil_optim_from_record(struct amil_optimizer *o, const struct amil_param *pa
             if (!t || t->dtype != AMIL_F32 || t->nbytes != params[i].count * sizeof(float))
                 return amil_fail("the checkpoint has no F32 tensor %s of the right size",
                                  name);
-            memcpy(state[s] + params[i].offset, t->data, t->nbytes);
+            memcpy(state[s] + (params[i].offset - o->base), t->data, t->nbytes);
         }
     }
     return 0;

@@ -21,6 +21,8 @@ struct amil_optimizer {
     double alpha;           /* RMSprop's smoothing, 0.99 */
     long step;              /* steps taken */
     size_t n;
+    size_t base;            /* where in the flat buffer its n parameters start
+                               (a frozen backbone's trained head); 0 */
     float *m;               /* Adam's exp_avg; SGD's and RMSprop's momentum buffer */
     float *v;               /* Adam's exp_avg_sq; RMSprop's square_avg */
 };
@@ -35,7 +37,8 @@ void amil_optim_free(struct amil_optimizer *o);
 void amil_optim_step(struct amil_optimizer *o, float *weights, const float *grads);
 
 /* The state as tensors optimizer.<name>.m / .v for each parameter name and
- * its slice of the flat buffer, and metadata (optimizer, step, lr, ...). */
+ * its slice of the flat buffer (offset - base into the state), and
+ * metadata (optimizer, step, lr, ...). */
 struct amil_param;
 void amil_optim_to_record(const struct amil_optimizer *o, const struct amil_param *params,
                           int nparams, struct amil_record *r);

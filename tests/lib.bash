@@ -50,3 +50,16 @@ close() {
                              a = $2 < 0 ? -$2 : $2; if (a > s) s = a }
                            END { printf "max relative error %.2e\n", m / s; exit !(m / s < 1e-4 && NR > 0) }'
 }
+
+# synthetic_images DIR: six image records (bagify -w) in DIR/images: the
+# BreakHis image and two mirror images of it (class 0), and their
+# negatives (class 1), a task any CNN can learn in a few steps.
+synthetic_images() {
+    local d=$1 f
+    pngtopam "$BREAKHIS" > "$d/0.pam"
+    pamflip -lr "$d/0.pam" > "$d/1.pam"
+    pamflip -tb "$d/0.pam" > "$d/2.pam"
+    for f in 0 1 2; do pnminvert "$d/$f.pam" > "$d/n$f.pam"; done
+    { for f in 0 1 2; do bagify -w -l 0 "$d/$f.pam"; done
+      for f in 0 1 2; do bagify -w -l 1 "$d/n$f.pam"; done; } > "$d/images"
+}

@@ -27,7 +27,8 @@ setup() {
     [ "$status" -eq 0 ]
     [[ "${lines[0]}" == "usage: train "* ]]
     for bad in "" "-o m --arch resnet" "-o m --optimizer lbfgs" "-o m --epochs -1" \
-               "-o m --lr x" "-o m --classes 1" "-o m --test -"; do
+               "-o m --lr x" "-o m --classes 1" "-o m --test -" "-o m --batch 2" \
+               "-o m --weights w.st" "-o m --arch net --hidden 10" "-o m --arch net --batch 0"; do
         run train $bad "$bags"
         [ "$status" -eq 2 ] || { echo "train $bad: $status"; return 1; }
     done
@@ -141,4 +142,93 @@ setup() {
     # and a checkpoint that is not one
     run train -q -o "$T/m" --resume "$BREAKHIS" "$bags"
     [ "$status" -eq 1 ]
+}
+
+# ---- CNN baselines -----------------------------------------------------------
+
+@test "train --arch net: it learns to tell the BreakHis image from its negative" {
+    synthetic_images "$T"
+    train --arch net -o "$T/net.st" -e 8 --lr 1e-4 -b 6 -q "$T/images" > "$T/log"
+    [ "$(wc -l < "$T/log")" -eq 9 ]
+    classify -m "$T/net.st" -t "$T/images" > "$T/table"
+    cat "$T/table"
+    evaluate < "$T/table" > "$T/metrics"
+    grep -qx 'accuracy	1.0000' "$T/metrics" || { cat "$T/metrics"; return 1; }
+    # the model says what it is
+    run recinfo "$T/net.st"
+    [[ "$output" == *"arch = net"* && "$output" == *"size = 128"* && "$output" == *"epochs = 8"* ]]
+}
+
+@test "train, CNN: the paper's baseline defaults, a checkpoint each epoch, the same bytes on resume" {
+    synthetic_images "$T"
+    train --arch net -o "$T/a.st" -e 1 -q "$T/images" > /dev/null
+    run recinfo "$T/a.st.ckpt"
+    for kv in "kind = checkpoint" "optimizer = rmsprop" "lr = 0.00029999999999999997" \
+              "momentum = 0.40000000000000002" "decay = 0" "batch = 32" "epoch = 1"; do
+        [[ "$output" == *"$kv"* ]] || { echo "no $kv: $output"; return 1; }
+    done
+    [[ "$output" == *"tensor optimizer.fc2.weight.m F32 [2, 1024]"* ]]
+    train --arch net -o "$T/b.st" -e 2 -b 4 -q "$T/images" > /dev/null
+    train --arch net -o "$T/c.st" -e 1 -b 4 -q "$T/images" > /dev/null
+    train --arch net -o "$T/c.st" -e 2 -q --resume "$T/c.st.ckpt" "$T/images" > "$T/log"
+    cmp "$T/b.st" "$T/c.st"
+    [ "$(cut -f1 "$T/log" | tr '\n' ' ')" = "epoch 2 " ]
+    train --arch net -o "$T/d.st" -e 2 -b 4 -q "$T/images" > /dev/null
+    cmp "$T/b.st" "$T/d.st"                  # same seed, same bytes
+    train --arch net -o "$T/e.st" -e 2 -b 4 -s 2 -q "$T/images" > /dev/null
+    ! cmp -s "$T/b.st" "$T/e.st" || false
+}
+
+@test "train, CNN: a frozen backbone on cached features gives the bytes it gives inside" {
+    synthetic_images "$T"
+    cnnmodel resnet18 > "$T/init.st"
+    featurize -m "$T/init.st" "$T/images" > "$T/features"
+    recinfo "$T/features" | grep -q 'tensor features F32 \[12, 512\]'
+    train --arch resnet18 -w "$T/init.st" -o "$T/inside.st" -e 2 -b 8 -q "$T/images" > "$T/log1"
+    train --arch resnet18 -w "$T/init.st" -o "$T/cached.st" -e 2 -b 8 -q "$T/features" > "$T/log2"
+    cmp "$T/inside.st" "$T/cached.st"
+    cmp <(cut -f1-8 "$T/log1") <(cut -f1-8 "$T/log2")
+    # only the last layer moved: the backbone's features are the same
+    cmp <(featurize -m "$T/cached.st" "$T/images" | recinfo -t features) \
+        <(recinfo -t features "$T/features")
+    # and the images and their features are classified alike
+    cmp <(classify -m "$T/cached.st" -t "$T/images") <(classify -m "$T/cached.st" -t "$T/features")
+    # the checkpoint holds the optimizer's state of the last layer alone
+    run recinfo "$T/cached.st.ckpt"
+    [[ "$output" == *"tensor optimizer.fc.weight.v F32 [2, 512]"* ]]
+    [[ "$output" != *"optimizer.conv1"* ]]
+}
+
+@test "train, CNN: bad input is refused before training" {
+    synthetic_images "$T"
+    bagify -l 0 "$BREAKHIS" > "$T/bag"
+    pngtopam "$BREAKHIS" | pamcut -width 100 -height 300 | bagify -w -l 0 - > "$T/small"
+    bagify -w "$BREAKHIS" > "$T/nolabel"
+    bagify -w -l 2 "$BREAKHIS" > "$T/label2"
+    cnnmodel resnet18 > "$T/r.st"
+    featurize -m "$T/r.st" "$T/images" > "$T/features"
+    cat "$T/images" "$T/features" > "$T/mixed"
+    cnnmodel net > "$T/net.st"
+    for case in "net:bag:$T/bag: record 0: no tensor 'image'" \
+                "net:small:$T/small: record 0: an image of 100×300, smaller than net's 128×128 input" \
+                "net:nolabel:$T/nolabel: record 0: no label (bagify -l or -L gives one)" \
+                "net:label2:$T/label2: record 0: label '2' is not a class of the model (0 to 1)" \
+                "net:features:$T/features: record 0: net trains on images (bagify -w), not cached features" \
+                "resnet18:mixed:$T/mixed: record 6: cached features, but the records before it hold images"; do
+        IFS=: read -r arch file message <<< "$case"
+        run bash -c "train --arch $arch -o '$T/m.st' -q '$T/$file' > '$T/out'"
+        [ "$status" -eq 1 ] || { echo "$case: status $status"; return 1; }
+        [ "$output" = "train: $message" ] || { echo "$case: $output"; return 1; }
+        [ ! -e "$T/m.st" ] && [ ! -e "$T/m.st.ckpt" ]
+    done
+    run train --arch vgg19 -w "$T/net.st" -o "$T/m.st" -q "$T/images"
+    [ "$status" -eq 1 ]
+    [ "$output" = "train: $T/net.st: tensor 'features.0.weight' is missing or not F32 of the shape vgg19 needs" ]
+    train --arch net -o "$T/n.st" -e 1 -q "$T/images" > /dev/null
+    run train --arch resnet18 -o "$T/m.st" -q --resume "$T/n.st.ckpt" "$T/images"
+    [ "$status" -eq 1 ]
+    [ "$output" = "train: $T/n.st.ckpt: a checkpoint of net, not resnet18" ]
+    run train -o "$T/m.st" -q --resume "$T/n.st.ckpt" "$T/images"
+    [ "$status" -eq 1 ]
+    [ "$output" = "train: $T/n.st.ckpt: a checkpoint of a CNN, not of an attention-MIL model" ]
 }
