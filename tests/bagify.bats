@@ -246,3 +246,20 @@ meta() { recinfo | awk -v k="$1" '$1 == k && $2 == "=" { print $3 }'; }
     [ "$(bagify "$IHC" | recinfo -t coords | head -n 1)" = "4	4" ]
     [ "$(bagify "$IHC" | recinfo -t coords | wc -l)" -eq 324 ]
 }
+
+@test "bagify -w: the whole image, every pixel as netpbm decodes it" {
+    bagify -w -L breakhis "$BREAKHIS" > "$T/whole"
+    run recinfo "$T/whole"
+    [[ "$output" == *"tensor image U8 [460, 700, 3]"* && "$output" == *"kind = image"* ]]
+    [[ "$output" != *"tensor patches"* && "$output" != *"patch = "* && "$output" != *"crop"* ]]
+    [[ "$output" == *"label = 0"* && "$output" == *"patient = 14-22549G"* ]]
+    # the tensor's bytes are the image's raster, row by row
+    pngtopam "$BREAKHIS" | tail -c $((460 * 700 * 3)) > "$T/raster"
+    tail -c $((460 * 700 * 3)) "$T/whole" | cmp - "$T/raster"
+    bagify -w -g "$BREAKHIS" | recinfo | grep -q 'tensor image U8 \[460, 700, 1\]'
+    for bad in "-p 32" "-s 14" "-c pad" "--pad-value 0" "-b 0.5"; do
+        run bagify -w $bad "$BREAKHIS"
+        [ "$status" -eq 2 ] || { echo "$bad: $status"; return 1; }
+        [[ "$output" == "bagify: --whole keeps the image whole: no patches to size, crop or filter"* ]]
+    done
+}

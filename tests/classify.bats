@@ -45,3 +45,32 @@ setup() {
     [[ "$output" == "classify: $T/bag: record 0: no tensor 'embedding'" ]]
     assert_empty "$T/out"
 }
+
+@test "classify, CNN: an image's probabilities are the mean of its tiles'" {
+    cnnmodel resnet18 > "$T/r.st"
+    bagify -w -L breakhis "$BREAKHIS" > "$T/image"
+    classify -m "$T/r.st" "$T/image" > "$T/out"
+    run recinfo "$T/out"
+    [[ "$output" == *"tensor prob F32 [2]"* && "$output" != *"tensor image"* ]]
+    [[ "$output" == *"predicted = "* && "$output" == *"model = $T/r.st"* ]]
+    # from the cached features, the same numbers
+    featurize -m "$T/r.st" "$T/image" | classify -m "$T/r.st" -t > "$T/cached.tsv"
+    classify -m "$T/r.st" -t "$T/image" | cmp - "$T/cached.tsv"
+    # the mean over the 12 tiles, each classified alone
+    for y in 0 118 236; do
+        for x in 0 158 317 476; do
+            pngtopam "$BREAKHIS" | pamcut -left $x -top $y -width 224 -height 224 | bagify -w -
+        done
+    done | classify -m "$T/r.st" -t | awk -F'\t' 'NR > 1 { s0 += $3; s1 += $4; n++ }
+                                           END { printf "%.6f %.6f %d\n", s0 / n, s1 / n, n }' > "$T/mean"
+    awk -F'\t' 'NR == 2 { printf "%.6f %.6f 12\n", $3, $4 }' "$T/cached.tsv" | cmp - "$T/mean"
+}
+
+@test "classify, CNN: records without an image are refused" {
+    cnnmodel net > "$T/net.st"
+    bagify "$BREAKHIS" > "$T/bag"
+    run bash -c "classify -m '$T/net.st' '$T/bag' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [ "$output" = "classify: $T/bag: record 0: no tensor 'image'" ]
+    assert_empty "$T/out"
+}

@@ -83,3 +83,42 @@ setup() {
     echo "$output"
     [ "$status" -eq 0 ]
 }
+
+@test "featurize, CNN: a frozen backbone's features of every tile, computed once" {
+    cnnmodel resnet18 > "$T/r.st"
+    bagify -w -L breakhis "$BREAKHIS" > "$T/image"
+    featurize -m "$T/r.st" "$T/image" > "$T/features"
+    run recinfo "$T/features"
+    [[ "$output" == *"tensor features F32 [12, 512]"* && "$output" == *"tensor coords I32 [12, 2]"* ]]
+    [[ "$output" != *"tensor image"* && "$output" == *"patch = 224"* ]]
+    # the 4 x 3 tiles of 224 over 700 x 460: x at 0, 158, 317, 476; y at 0, 118, 236
+    [ "$(recinfo -t coords "$T/features" | tr '\t\n' ',;')" = "0,0;0,158;0,317;0,476;118,0;118,158;118,317;118,476;236,0;236,158;236,317;236,476;" ]
+    # -k keeps the image; a tile's features are those of the tile alone
+    featurize -k -m "$T/r.st" "$T/image" | recinfo | grep -q 'tensor image U8'
+    pngtopam "$BREAKHIS" | pamcut -left 158 -top 118 -width 224 -height 224 | bagify -w - |
+        featurize -m "$T/r.st" | recinfo -t features > "$T/one"
+    cmp "$T/one" <(recinfo -t features "$T/features" | sed -n 6p)
+    # features are ReLU's, so none is negative
+    ! recinfo -t features "$T/features" | tr '\t' '\n' | grep -q '^-' || false
+}
+
+@test "featurize, CNN: net is not cached; images too small or not images are refused" {
+    cnnmodel net > "$T/net.st"
+    cnnmodel resnet18 > "$T/r.st"
+    bagify -w "$BREAKHIS" > "$T/image"
+    run bash -c "featurize -m '$T/net.st' '$T/image' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [ "$output" = "featurize: $T/net.st: net is trained whole, not on cached features; only a frozen backbone (vgg19, resnet18) has features to cache" ]
+    assert_empty "$T/out"
+    pngtopam "$BREAKHIS" | pamcut -width 300 -height 200 | bagify -w - > "$T/small"
+    bagify "$BREAKHIS" > "$T/bag"
+    bagify -w -g "$BREAKHIS" > "$T/gray"
+    for case in "small:record 0: an image of 300×200, smaller than resnet18's 224×224 input" \
+                "bag:record 0: no tensor 'image'" \
+                "gray:record 0: an image of 1 channels; resnet18 takes RGB"; do
+        run bash -c "featurize -m '$T/r.st' '$T/${case%%:*}' > '$T/out'"
+        [ "$status" -eq 1 ] || { echo "$case: $status"; return 1; }
+        [ "$output" = "featurize: $T/${case%%:*}: ${case#*:}" ] || { echo "$output"; return 1; }
+        assert_empty "$T/out"
+    done
+}
