@@ -9,7 +9,12 @@
 #    model can be trained here (no dataset), so these maps use a stand-in
 #    attention, the softmax of each patch's darkness (the test helper
 #    recpass): they show stitch, not a model.
-# 3. reorg-breakhis on a tiny tree in the Kaggle layout.
+# 3. The paper's comparison figure on the real BreakHis image
+#    (pipelines/compare.sh), with stand-in models: the small attention-MIL
+#    model of the PyTorch tests (hash weights, untrained), and the paper's
+#    CNN `net` trained for a few seconds to tell the image from its
+#    negative.  They show the programs, not a finding.
+# 4. reorg-breakhis on a tiny tree in the Kaggle layout.
 set -eu
 cd "$(dirname "$0")/.."
 build=${BUILD:-build}
@@ -74,6 +79,20 @@ recpass -a darkness < "$out/breakhis.bag" | stitch --style paper -o "$out/paper.
 ls -l "$out"/*.png | awk '{ print $5, $NF }'
 
 echo
+echo "== the paper's comparison figure (stand-in models, not trained on BreakHis)"
+c=$out/compare
+mkdir -p "$c"
+pngtopam "$image" > "$c/0.pam"
+pamflip -lr "$c/0.pam" > "$c/1.pam"
+for f in 0 1; do pnminvert "$c/$f.pam" > "$c/n$f.pam"; done
+{ bagify -w -l 0 "$c/0.pam" "$c/1.pam"; bagify -w -l 1 "$c/n0.pam" "$c/n1.pam"; } > "$c/images"
+train -q --arch net -o "$c/net.st" -e 6 -b 4 --lr 1e-4 "$c/images" > "$c/net-log.tsv"
+pipelines/compare.sh -a tests/data/torch-state-dict.safetensors -c "$c/net.st" \
+    -o "$out/compare.png" "$image"
+rm -f "$c"/*.pam "$c/images" "$c/net.st.ckpt"
+echo "the image, A-MIL attention, net's Grad-CAM and Guided Grad-CAM: $out/compare.png"
+
+echo
 echo "== reorg-breakhis: a Kaggle-style fold into the paper's layout"
 src="$out/kaggle/fold1"
 for split in train test; do
@@ -87,4 +106,4 @@ done
 reorg-breakhis "$src" "$out/data" | awk 'NR == 1 || $NF > 0'
 echo
 echo "results in $out/: mnist/ (metrics.txt, localize.txt, log.tsv, heat/, compare.png),"
-echo "  breakhis.bag fine.bag heat.png heat-fine.png paper.png data/"
+echo "  breakhis.bag fine.bag heat.png heat-fine.png paper.png compare.png data/"

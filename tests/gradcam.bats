@@ -320,3 +320,23 @@ cnn_models() {
     run gradcam -m "$F/net.st" --method bogus "$BREAKHIS"
     [ "$status" -eq 2 ]
 }
+
+@test "pipelines/compare.sh: the paper's figure for one image, four panels under captions" {
+    cnn_models
+    "$BATS_TEST_DIRNAME/../pipelines/compare.sh" -a "$M" -c "$F/net.st" -o "$T/figure.png" "$BREAKHIS"
+    pngtopam "$T/figure.png" > "$T/figure.pam"
+    read -r width height < <(pamfile "$T/figure.pam" | sed 's/.* \([0-9]*\) by \([0-9]*\).*/\1 \2/')
+    [ "$width" -eq $((4 * 700 + 3 * 12)) ]
+    caption=$((height - 460))
+    [ "$caption" -gt 10 ] && [ "$caption" -lt 100 ]
+    # the panels, left to right: the image, stitch's attention, gradcam's
+    # Grad-CAM and Guided Grad-CAM, each as the programs draw it
+    panel() { pamcut -left $(($1 * 712)) -top "$caption" -width 700 -height 460 "$T/figure.pam" | pamtopnm; }
+    panel 0 | cmp - <(pngtopam "$BREAKHIS")
+    bagify "$BREAKHIS" | featurize -m "$M" | attend -m "$M" | stitch -f pam "$BREAKHIS" |
+        pamtopnm | cmp - <(panel 1)
+    gradcam -m "$F/net.st" -f pam "$BREAKHIS" | pamtopnm | cmp - <(panel 2)
+    gradcam -m "$F/net.st" --method guided-gradcam -f pam "$BREAKHIS" | pamtopnm | cmp - <(panel 3)
+    run "$BATS_TEST_DIRNAME/../pipelines/compare.sh" -a "$M" "$BREAKHIS"
+    [ "$status" -eq 2 ]
+}
