@@ -37,3 +37,12 @@ setup() {
     [[ "$output" == "attend: $T/bag: record 0: no tensor 'features'" ]]
     assert_empty "$T/out"
 }
+
+@test "attend: a CNN model is not an attention-MIL model" {
+    cnnmodel resnet18 > "$T/r.st"
+    bagify "$BREAKHIS" | featurize -m "$M" > "$T/features"
+    run bash -c "attend -m '$T/r.st' '$T/features' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [ "$output" = "attend: $T/r.st: arch 'resnet18' is not an attention-MIL model (amil or gated)" ]
+    assert_empty "$T/out"
+}
