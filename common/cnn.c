@@ -323,9 +323,22 @@ int amil_cnn_is_model(const struct amil_record *r)
     return amil_find(r, "conv1.weight") || amil_find(r, "features.0.weight");
 }
 
-int amil_cnn_from_record(struct amil_cnn *m, const struct amil_record *r)
+void amil_cnn_rename_paper(struct amil_record *r)
+{
+    const char *const names[][2] = {{"fc.0.weight", "fc.weight"}, {"fc.0.bias", "fc.bias"}};
+    for (int i = 0; i < 2; i++) {
+        struct amil_tensor *t = amil_find(r, names[i][0]);
+        if (t && !amil_find(r, names[i][1])) {
+            free(t->name);
+            t->name = amil_xstrdup(names[i][1]);
+        }
+    }
+}
+
+int amil_cnn_from_record(struct amil_cnn *m, struct amil_record *r)
 {
     memset(m, 0, sizeof *m);
+    amil_cnn_rename_paper(r);
     const char *kind = amil_meta_get(r, "kind");
     if (kind && strcmp(kind, "model") != 0 && strcmp(kind, "checkpoint") != 0)
         return amil_fail("a record of kind '%s', not a model", kind);

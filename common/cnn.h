@@ -98,7 +98,11 @@ int amil_cnn_layer(const struct amil_cnn *m, const char *name);
  * too: the arch from the names, the classes from the last layer; the
  * num_batches_tracked tensors are ignored. */
 void amil_cnn_to_record(const struct amil_cnn *m, struct amil_record *r);
-int amil_cnn_from_record(struct amil_cnn *m, const struct amil_record *r);
+int amil_cnn_from_record(struct amil_cnn *m, struct amil_record *r);
+/* The paper's resnet_pre.py made its new last layer a Sequential, so its
+ * state_dicts name it fc.0.weight and fc.0.bias: renames those in r to
+ * torchvision's fc.weight and fc.bias (amil_cnn_from_record does). */
+void amil_cnn_rename_paper(struct amil_record *r);
 /* Whether a record holds a CNN model rather than an attention-MIL one. */
 int amil_cnn_is_model(const struct amil_record *r);
 

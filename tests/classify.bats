@@ -74,3 +74,21 @@ setup() {
     [ "$output" = "classify: $T/bag: record 0: no tensor 'image'" ]
     assert_empty "$T/out"
 }
+
+@test "classify, CNN: the paper's own ResNet state_dict (its head as fc.0) is read as torchvision's" {
+    py=$(numpy_python) || skip "no Python with NumPy: the state_dict cannot be written"
+    cnnmodel resnet18 > "$T/r.st"
+    # resnet_pre.py wrapped its new layer in a Sequential: fc.0.weight, fc.0.bias;
+    # saved bare, with no metadata, as safetensors.torch.save_file would
+    "$py" - "$BATS_TEST_DIRNAME" "$T/r.st" "$T/paper.st" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import safetensors
+(meta, t), = list(safetensors.read(open(sys.argv[2], "rb")))
+t = {("fc.0." + k[3:] if k.startswith("fc.") else k): v for k, v in t.items()}
+safetensors.write(open(sys.argv[3], "wb"), {}, t)
+PY
+    recinfo "$T/paper.st" | grep -q 'tensor fc.0.weight F32 \[2, 512\]'
+    bagify -w -L breakhis "$BREAKHIS" > "$T/image"
+    cmp <(classify -m "$T/r.st" -t "$T/image") <(classify -m "$T/paper.st" -t "$T/image")
+}

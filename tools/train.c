@@ -784,6 +784,7 @@ static void load_weights(const struct cmdline *cl, struct amil_cnn *m)
     struct amil_record r;
     if (amil_record_load(cl->weights, &r) < 0)
         amil_die("%s", amil_error());
+    amil_cnn_rename_paper(&r);
     for (int i = 0; i < m->nparams; i++) {
         const struct amil_param *p = &m->params[i];
         const struct amil_tensor *t = amil_find(&r, p->name);
