@@ -232,3 +232,21 @@ setup() {
     [ "$status" -eq 1 ]
     [ "$output" = "train: $T/n.st.ckpt: a checkpoint of a CNN, not of an attention-MIL model" ]
 }
+
+@test "train --weights: torchvision's 1000-class file gives the backbone and its normalization; the head is new" {
+    synthetic_images "$T"
+    cnnmodel resnet18 1000 imagenet > "$T/imagenet.st"
+    train --arch resnet18 -w "$T/imagenet.st" -e 0 -o "$T/m.st" -q "$T/images" > /dev/null
+    run recinfo "$T/m.st"
+    [[ "$output" == *"normalization = imagenet"* && "$output" == *"tensor fc.weight F32 [2, 512]"* ]]
+    for t in conv1.weight layer4.1.bn2.running_var layer3.0.downsample.0.weight; do
+        cmp <(recinfo -t $t "$T/m.st") <(recinfo -t $t "$T/imagenet.st") || { echo "$t"; return 1; }
+    done
+    # the new head is PyTorch's default initialization for the seed, as without -w
+    train --arch resnet18 -e 0 -o "$T/plain.st" -q "$T/images" > /dev/null
+    cmp <(recinfo -t fc.weight "$T/m.st") <(recinfo -t fc.weight "$T/plain.st")
+    recinfo "$T/plain.st" | grep -qx '  normalization = x/255'
+    # --normalize has the last word
+    train --arch resnet18 -w "$T/imagenet.st" --normalize none -e 0 -o "$T/n.st" -q "$T/images" > /dev/null
+    recinfo "$T/n.st" | grep -qx '  normalization = x/255'
+}

@@ -43,7 +43,7 @@
 
 /* Options whose defaults depend on the kind of network: which were given. */
 enum { GIVEN_EPOCHS = 1, GIVEN_LR = 2, GIVEN_DECAY = 4, GIVEN_OPTIMIZER = 8,
-       GIVEN_MOMENTUM = 16, GIVEN_MIL = 32, GIVEN_BATCH = 64 };
+       GIVEN_MOMENTUM = 16, GIVEN_MIL = 32, GIVEN_BATCH = 64, GIVEN_NORMALIZE = 128 };
 
 struct cmdline {
     const char *output, *input, *test, *resume, *checkpoint, *weights;
@@ -138,7 +138,7 @@ static struct cmdline parse_args(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "o:a:e:s:c:t:r:b:w:j:qh", options, NULL)) != -1) {
         cl.given |= c == 'e' ? GIVEN_EPOCHS : c == LR ? GIVEN_LR : c == DECAY ? GIVEN_DECAY
                   : c == OPTIMIZER ? GIVEN_OPTIMIZER : c == MOMENTUM ? GIVEN_MOMENTUM
-                  : c == 'b' ? GIVEN_BATCH
+                  : c == 'b' ? GIVEN_BATCH : c == NORMALIZE ? GIVEN_NORMALIZE
                   : c == HIDDEN || c == ATTENTION || c == BRANCHES ? GIVEN_MIL : 0;
         switch (c) {
         case 'o': cl.output = optarg; break;
@@ -419,6 +419,7 @@ static struct verdict judge_bag(struct bags *b, long i, void *context)
 
 static void progress(const struct cmdline *cl, long epoch, long i, long n, double loss)
 {
+    const char *unit = cl->cnn ? "sample" : "bag";
     static double last;
     if (cl->quiet || !isatty(STDERR_FILENO))
         return;
@@ -426,7 +427,7 @@ static void progress(const struct cmdline *cl, long epoch, long i, long n, doubl
     if (i + 1 < n && t - last < 0.2)
         return;
     last = t;
-    fprintf(stderr, "\repoch %ld/%ld  bag %ld/%ld  mean loss %.4f ", epoch, cl->epochs,
+    fprintf(stderr, "\repoch %ld/%ld  %s %ld/%ld  mean loss %.4f ", epoch, cl->epochs, unit,
             i + 1, n, loss / (i + 1));
     if (i + 1 == n)
         fputs("\r\033[K", stderr);
@@ -669,7 +670,9 @@ static long check_image(struct amil_record *r, long index, const char *name, voi
                  index, amil_meta_get(r, "label"), m->classes - 1);
     if (!has)
         amil_die("%s: record %ld: no label (bagify -l or -L gives one)", name, index);
-    int cached = amil_find(r, "features") && !amil_find(r, "image");
+    /* a frozen backbone reads cached features when a record has them, as
+     * classify does; net always the image */
+    int cached = amil_find(r, "features") && (m->trained || !amil_find(r, "image"));
     if (cached && !m->trained)
         amil_die("%s: record %ld: net trains on images (bagify -w), not cached features",
                  name, index);
@@ -777,25 +780,39 @@ static struct verdict judge_image(struct bags *b, long i, void *context)
 }
 
 /* The starting weights of --weights: every tensor of the network by its
- * name, but the last layer's when its shape is not the model's (torchvision's
- * 1000 ImageNet classes), which keeps its fresh initialization. */
+ * name; the last layer's only when both its tensors fit the model (not
+ * torchvision's 1000 ImageNet classes), else it keeps its fresh
+ * initialization.  The file's normalization is the model's unless
+ * --normalize says otherwise. */
 static void load_weights(const struct cmdline *cl, struct amil_cnn *m)
 {
     struct amil_record r;
     if (amil_record_load(cl->weights, &r) < 0)
         amil_die("%s", amil_error());
     amil_cnn_rename_paper(&r);
+    int head = m->nparams - 2, fits = 1;
     for (int i = 0; i < m->nparams; i++) {
         const struct amil_param *p = &m->params[i];
         const struct amil_tensor *t = amil_find(&r, p->name);
         int same = t && t->dtype == AMIL_F32 && t->ndim == p->ndim;
         for (int d = 0; same && d < p->ndim; d++)
             same = t->shape[d] == p->shape[d];
-        if (same)
-            memcpy(m->weights + p->offset, t->data, t->nbytes);
-        else if (i < m->nparams - 2)
+        if (!same && i < head)
             amil_die("%s: tensor '%s' is missing or not F32 of the shape %s needs",
                      cl->weights, p->name, amil_cnn_arch_name(m->arch));
+        fits &= i < head || same;
+    }
+    for (int i = 0; i < m->nparams; i++)
+        if (i < head || fits)
+            memcpy(m->weights + m->params[i].offset, amil_find(&r, m->params[i].name)->data,
+                   sizeof(float) * m->params[i].count);
+    const char *norm = amil_meta_get(&r, "normalization");
+    if (norm && !(cl->given & GIVEN_NORMALIZE)) {
+        int n = amil_norm_parse(norm);
+        if (n < 0)
+            amil_die("%s: normalization '%s' is not x/255, mnist or imagenet", cl->weights,
+                     norm);
+        m->norm = n;
     }
     amil_record_free(&r);
 }
@@ -820,6 +837,17 @@ static long resume_cnn(struct cmdline *cl, struct amil_cnn *m, struct amil_optim
         amil_die("%s: no batch size", cl->resume);
     amil_record_free(&r);
     return epoch;
+}
+
+/* The seed of an epoch's generator: splitmix64 of (seed, epoch), so that
+ * no two (seed, epoch) pairs share one in practice (GSL's mt19937 keeps 32
+ * bits of it). */
+static unsigned long epoch_seed(uint64_t seed, uint64_t epoch)
+{
+    uint64_t z = (seed << 32 ^ epoch) + 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return (unsigned long)(z ^ (z >> 31));
 }
 
 static void train_cnn(struct cmdline cl, const char *checkpoint)
@@ -864,7 +892,7 @@ static void train_cnn(struct cmdline cl, const char *checkpoint)
     for (long epoch = done + 1; epoch <= cl.epochs; epoch++) {
         /* Each epoch's order, crops and dropout come from a generator
          * seeded from (seed, epoch): a resumed run needs no replay. */
-        gsl_rng_set(rng, (unsigned long)cl.seed * 1000003UL + (unsigned long)epoch);
+        gsl_rng_set(rng, epoch_seed((uint64_t)cl.seed, (uint64_t)epoch));
         for (long k = 0; k < samples; k++)
             order[k] = k;
         gsl_ran_shuffle(rng, order, (size_t)samples, sizeof *order);
