@@ -340,3 +340,34 @@ cnn_models() {
     run "$BATS_TEST_DIRNAME/../pipelines/compare.sh" -a "$M" "$BREAKHIS"
     [ "$status" -eq 2 ]
 }
+
+@test "gradcam, CNN: the guided pictures are the paper's code's (save_gradient_images, convert_to_grayscale)" {
+    py=$(numpy_python) || skip "no Python with NumPy: the pictures are not checked"
+    cnn_models
+    gradcam -m "$F/net.st" -f record --method guided "$BREAKHIS" > "$T/guided.rec"
+    gradcam -m "$F/net.st" -f pam --method guided "$BREAKHIS" > "$T/colour.pam"
+    gradcam -m "$F/net.st" -f pam --method guided --cmap gray "$BREAKHIS" > "$T/grey.pam"
+    "$py" - "$BATS_TEST_DIRNAME" "$T" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import safetensors
+t = sys.argv[2]
+(_, rec), = list(safetensors.read(open(t + "/guided.rec", "rb")))
+g = np.array(rec["guided"], dtype=np.float64)            # (3, H, W)
+def pam(path):
+    data = open(path, "rb").read()
+    end = data.index(b"ENDHDR\n") + 7
+    return np.frombuffer(data[end:], np.uint8).reshape(460, 700, 3).astype(int)
+# misc_functions.save_gradient_images: g - min, / max, times 255
+colour = (g - g.min()) / (g.max() - g.min())
+colour = np.round(colour.transpose(1, 2, 0) * 255)
+# misc_functions.convert_to_grayscale: sum |g|, clipped at the 99th percentile
+s = np.abs(g).sum(axis=0)
+grey = np.round(np.clip((s - s.min()) / (np.percentile(s, 99) - s.min()), 0, 1) * 255)
+for name, want in (("colour", colour), ("grey", np.repeat(grey[:, :, None], 3, axis=2))):
+    d = np.abs(pam(t + "/" + name + ".pam") - want).max()
+    print(name, "largest difference", d)
+    assert d <= 1, name
+PY
+}

@@ -350,33 +350,44 @@ static void normalize(float *map, size_t n)
         map[j] = hi > lo ? (map[j] - lo) / (hi - lo) : 0;
 }
 
-/* A guided map (3, H, W) as a picture: in colour as pytorch-grad-cam's
- * deprocess_image (standardized over all values, times 0.1, plus 0.5,
- * clipped to [0, 1]); in grey (--cmap gray) the largest |value| over the
- * channels, scaled by the image's largest. */
+static int compare_floats(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* A guided map (3, H, W) as a picture, as the paper's code (Utku Ozbulak's
+ * pytorch-cnn-visualizations) saved it: in colour min-max normalized over
+ * all values (save_gradient_images); in grey (--cmap gray) the sum of
+ * |value| over the channels, normalized from its least to its 99th
+ * percentile and clipped (convert_to_grayscale). */
 static void draw_guided(const struct cmdline *cl, const float *guided, struct amil_image *img)
 {
     size_t pixels = (size_t)img->width * img->height;
     if (cl->colormap == amil_colormap("gray")) {
-        float top = 0;
-        for (size_t j = 0; j < 3 * pixels; j++)
-            top = fmaxf(top, fabsf(guided[j]));
+        float *sum = amil_xmalloc(sizeof *sum * pixels), *sorted = amil_xmalloc(sizeof *sorted * pixels);
+        for (size_t p = 0; p < pixels; p++)
+            sorted[p] = sum[p] = fabsf(guided[p]) + fabsf(guided[pixels + p]) +
+                                 fabsf(guided[2 * pixels + p]);
+        qsort(sorted, pixels, sizeof *sorted, compare_floats);
+        /* np.percentile(x, 99): linear between ranks floor(q) and ceil(q),
+         * q = 0.99 (n - 1) */
+        double q = 0.99 * (double)(pixels - 1), low = sorted[(size_t)q];
+        double p99 = low + (q - floor(q)) * (sorted[(size_t)ceil(q)] - low), lo = sorted[0];
         for (size_t p = 0; p < pixels; p++) {
-            float v = fmaxf(fabsf(guided[p]), fmaxf(fabsf(guided[pixels + p]),
-                                                    fabsf(guided[2 * pixels + p])));
-            unsigned char g = (unsigned char)(top > 0 ? v / top * 255 + 0.5f : 0);
-            memset(img->pixels + 3 * p, g, 3);
+            double v = p99 > lo ? fmin(1, fmax(0, (sum[p] - lo) / (p99 - lo))) : 0;
+            memset(img->pixels + 3 * p, (int)(v * 255 + 0.5), 3);
         }
+        free(sum), free(sorted);
         return;
     }
-    double sum = 0, squares = 0;
+    float lo = INFINITY, hi = -INFINITY;
     for (size_t j = 0; j < 3 * pixels; j++)
-        sum += guided[j], squares += (double)guided[j] * guided[j];
-    double mean = sum / (3 * pixels), std = sqrt(fmax(0, squares / (3 * pixels) - mean * mean));
+        lo = fminf(lo, guided[j]), hi = fmaxf(hi, guided[j]);
     for (size_t p = 0; p < pixels; p++)
         for (int c = 0; c < 3; c++) {
-            double v = (guided[c * pixels + p] - mean) / (std + 1e-5) * 0.1 + 0.5;
-            img->pixels[3 * p + c] = (unsigned char)(fmin(1, fmax(0, v)) * 255 + 0.5);
+            double v = hi > lo ? (guided[c * pixels + p] - lo) / ((double)hi - lo) : 0;
+            img->pixels[3 * p + c] = (unsigned char)(v * 255 + 0.5);
         }
 }
 
