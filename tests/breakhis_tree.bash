@@ -8,7 +8,7 @@
 breakhis_tree() {
     local root=$1/BreaKHis_v1/histology_slides/breast entry cls code patient mag seq n=0
     local -a patients=("B A 14-22549AB" "B F 14-9133" "B PT 14-21998AB" "B TA 14-3411F"
-                       "M DC 14-2523" "M LC 14-15570C" "M MC 14-13418DE" "M PC 14-9146")
+                       "M DC 14-2523" "M LC 14-15570C" "M MC 14-13418DE" "M DC 14-13412")
     pngtopam "$BREAKHIS" > "$1/full.pam"
     for entry in "${patients[@]}"; do
         read -r cls code patient <<< "$entry"
@@ -20,7 +20,7 @@ breakhis_tree() {
         LC) type=lobular_carcinoma ;; MC) type=mucinous_carcinoma ;;
         PC) type=papillary_carcinoma ;;
         esac
-        for mag in 40 100; do
+        for mag in ${BREAKHIS_MAGS:-40 100}; do
             local dir=$root/$class/SOB/$type/SOB_${cls}_${code}_$patient/${mag}X
             mkdir -p "$dir"
             for seq in 001 002; do
