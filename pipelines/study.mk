@@ -12,6 +12,10 @@
 # RESNET18_WEIGHTS, HERE (pipelines/), and bin (a program's path).
 # the images of a group's split: OUT/data/.../*.png, or for sources in
 # another format (SOURCE_EXT: BACH's tif) the PNGs they become
+# progress NAME: train's lines on stderr ("Epoch: 3, Loss: ...") with the
+# group and model in front, so that parallel jobs can be told apart
+progress = 2> >(sed -u 's/^/$(1): /' >&2)
+
 images = $(patsubst $(OUT)/source/%.$(SOURCE_EXT),$(OUT)/data/%.png,\
     $(sort $(wildcard $(OUT)/$(if $(filter png,$(SOURCE_EXT)),data,source)/$(1)/$(2)/*/*.$(SOURCE_EXT))))
 bags = $(patsubst $(OUT)/data/%.png,$(OUT)/bags/%.bag,$(call images,$(1),$(2)))
@@ -45,8 +49,8 @@ $(OUT)/$(1)/test.img: $(call wholes,$(1),test)
 # A-MIL: the paper's model and settings
 $(OUT)/$(1)/amil/model.st: $(OUT)/$(1)/train.bags $(OUT)/$(1)/test.bags
 	@mkdir -p $$(@D)
-	$(call bin,train) -q -o $$@ -c $(CLASSES) -e $(EPOCHS) -s $(SEED) -j $(THREADS) \
-	    --test $(OUT)/$(1)/test.bags $(OUT)/$(1)/train.bags > $$(@D)/log.tsv
+	$(call bin,train) -o $$@ -c $(CLASSES) -e $(EPOCHS) -s $(SEED) -j $(THREADS) \
+	    --test $(OUT)/$(1)/test.bags $(OUT)/$(1)/train.bags > $$(@D)/log.tsv $(call progress,$(1) amil)
 $(OUT)/$(1)/amil/table.tsv: $(OUT)/$(1)/amil/model.st
 	$(call bin,featurize) -m $$< $(OUT)/$(1)/test.bags | $(call bin,attend) -m $$< | \
 	    tee $$(@D)/attention.rec | $(call bin,classify) -m $$< -t > $$@
@@ -59,8 +63,9 @@ $(OUT)/$(1)/amil/heat/.done: $(OUT)/$(1)/amil/table.tsv
 # net: trained whole, on random 128x128 crops
 $(OUT)/$(1)/net/model.st: $(OUT)/$(1)/train.img $(OUT)/$(1)/test.img
 	@mkdir -p $$(@D)
-	$(call bin,train) -q --arch net -o $$@ -c $(CLASSES) -e $(CNN_EPOCHS) -s $(SEED) -j $(THREADS) \
-	    --normalize $(CNN_NORMALIZE) --test $(OUT)/$(1)/test.img $(OUT)/$(1)/train.img > $$(@D)/log.tsv
+	$(call bin,train) --arch net -o $$@ -c $(CLASSES) -e $(CNN_EPOCHS) -s $(SEED) -j $(THREADS) \
+	    --normalize $(CNN_NORMALIZE) --test $(OUT)/$(1)/test.img $(OUT)/$(1)/train.img \
+	    > $$(@D)/log.tsv $(call progress,$(1) net)
 $(OUT)/$(1)/net/table.tsv: $(OUT)/$(1)/net/model.st
 	$(call bin,classify) -m $$< -t $(OUT)/$(1)/test.img > $$@
 
@@ -92,9 +97,10 @@ $(OUT)/$(1)/$(2)/init.st: $(OUT)/$(1)/train.img
 $(OUT)/$(1)/$(2)/%.feat: $(OUT)/$(1)/%.img $(OUT)/$(1)/$(2)/init.st
 	$(call bin,featurize) -m $(OUT)/$(1)/$(2)/init.st -j $(THREADS) $$< > $$@.tmp && mv $$@.tmp $$@
 $(OUT)/$(1)/$(2)/model.st: $(OUT)/$(1)/$(2)/train.feat $(OUT)/$(1)/$(2)/test.feat
-	$(call bin,train) -q --arch $(2) -c $(CLASSES) -w $(OUT)/$(1)/$(2)/init.st -o $$@ -e $(CNN_EPOCHS) \
+	$(call bin,train) --arch $(2) -c $(CLASSES) -w $(OUT)/$(1)/$(2)/init.st -o $$@ -e $(CNN_EPOCHS) \
 	    -s $(SEED) -j $(THREADS) --normalize $(CNN_NORMALIZE) \
-	    --test $(OUT)/$(1)/$(2)/test.feat $(OUT)/$(1)/$(2)/train.feat > $$(@D)/log.tsv
+	    --test $(OUT)/$(1)/$(2)/test.feat $(OUT)/$(1)/$(2)/train.feat > $$(@D)/log.tsv \
+	    $(call progress,$(1) $(2))
 $(OUT)/$(1)/$(2)/table.tsv: $(OUT)/$(1)/$(2)/model.st
 	$(call bin,classify) -m $$< -t $(OUT)/$(1)/$(2)/test.feat > $$@
 endef
