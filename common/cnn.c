@@ -200,7 +200,7 @@ static int build_resnet18(struct builder *b)
     x = add_layer(b, AMIL_OP_BATCHNORM, "bn1", x, 0, 0, 0, 0, 0);
     x = add_layer(b, AMIL_OP_RELU, "relu", x, 0, 0, 0, 0, 0);
     x = add_layer(b, AMIL_OP_MAXPOOL, "maxpool", x, 0, 3, 2, 1, 0);
-    char prefix[16];
+    char prefix[32];
     for (int stage = 0; stage < 4; stage++)
         for (int block = 0; block < 2; block++) {
             snprintf(prefix, sizeof prefix, "layer%d.%d", stage + 1, block);

@@ -552,7 +552,8 @@ struct amil_tensor *amil_put(struct amil_record *r, const char *name,
     }
     t->dtype = dtype;
     t->ndim = ndim;
-    memcpy(t->shape, shape, sizeof shape[0] * ndim);
+    if (ndim > 0)   /* a scalar has no shape to copy, and may give none */
+        memcpy(t->shape, shape, sizeof shape[0] * ndim);
     t->nbytes = count * dtypes[dtype].size;
     t->data = amil_xcalloc(count ? count : 1, dtypes[dtype].size);
     return t;

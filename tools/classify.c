@@ -127,13 +127,16 @@ int main(int argc, char **argv)
     if (amil_any_load(&any, cl.model) < 0)
         amil_die("%s", amil_error());
     int classes = any.is_cnn ? any.cnn.classes : any.mil.classes;
+    if (classes > AMIL_CNN_MAX_CLASSES)
+        amil_die("%s: %d classes; classify takes at most %d", cl.model, classes,
+                 AMIL_CNN_MAX_CLASSES);
     struct amil_stream s;
     if (amil_stream_open_path(&s, cl.input) < 0)
         amil_die("%s", amil_error());
     struct amil_work w = {0};
     struct amil_cnn_work cw = {0};
     struct amil_record r;
-    float *prob = amil_xmalloc(sizeof *prob * classes);
+    float prob[AMIL_CNN_MAX_CLASSES];   /* classes: at most 1000 (train -c) */
     int got;
     while ((got = amil_read(&s, &r)) == 1) {
         const char *consumed = any.is_cnn ? classify_image(&any.cnn, &cw, &r, prob)
@@ -167,6 +170,5 @@ int main(int argc, char **argv)
     amil_work_free(&w);
     amil_cnn_work_free(&cw);
     amil_any_free(&any);
-    free(prob);
     return amil_close_stdout();
 }
