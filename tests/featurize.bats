@@ -122,3 +122,26 @@ setup() {
         assert_empty "$T/out"
     done
 }
+
+@test "featurize, CNN: tensors it does not know pass through, however many (the record's table grows)" {
+    py=$(numpy_python) || skip "no Python with NumPy: the record cannot be written"
+    cnnmodel resnet18 > "$T/r.st"
+    pngtopam "$BREAKHIS" | pamcut -width 240 -height 230 | bagify -w - > "$T/image"
+    # 7 tensors more, 8 in all: adding features then coords grows the
+    # record's table of tensors past 8 while the image is being read
+    "$py" - "$BATS_TEST_DIRNAME" "$T/image" "$T/more" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import safetensors
+(meta, t), = list(safetensors.read(open(sys.argv[2], "rb")))
+t = dict(t)
+for i in range(7):
+    t["extra%d" % i] = np.full((3,), i, dtype=np.int32)
+safetensors.write(open(sys.argv[3], "wb"), meta, t)
+PY
+    [ "$(recinfo "$T/more" | grep -c '  tensor ')" -eq 8 ]
+    featurize -m "$T/r.st" "$T/more" > "$T/more.feat"
+    cmp <(recinfo -t features "$T/more.feat") <(featurize -m "$T/r.st" "$T/image" | recinfo -t features)
+    [ "$(recinfo -t extra6 "$T/more.feat")" = "6	6	6" ]
+}

@@ -55,12 +55,14 @@ static int featurize_image(const struct amil_cnn *m, struct amil_cnn_work *w,
     const struct amil_tensor *image = amil_cnn_image(m, r);
     if (!image)
         return -1;
+    /* the pixels' buffer, not the tensor: amil_put may move the tensors */
+    const uint8_t *pixels = image->data;
     int n, H = (int)image->shape[0], W = (int)image->shape[1];
     int F = amil_cnn_feature_size(m);
     int32_t *coords = amil_cnn_tile_coords(m, H, W, &n);
     int64_t shape[2] = {n, F}, coord_shape[2] = {n, 2};
     float *features = amil_put(r, "features", AMIL_F32, 2, shape)->data;
-    amil_cnn_featurize(m, w, image->data, W, coords, n, features);
+    amil_cnn_featurize(m, w, pixels, W, coords, n, features);
     memcpy(amil_put(r, "coords", AMIL_I32, 2, coord_shape)->data, coords,
            sizeof *coords * 2 * n);
     amil_meta_setf(r, "patch", "%d", m->size);
