@@ -19,6 +19,9 @@ const char *amil_error(void);
 /* Sets that message, printf-style; returns -1 so callers can
  * `return amil_fail("...")`. */
 int amil_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Puts "where: " in front of that message (a path, an option, a key);
+ * returns -1. */
+int amil_fail_in(const char *where);
 
 /* The program's name for messages; set once from argv[0] by amil_init(). */
 extern const char *amil_progname;

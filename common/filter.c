@@ -27,11 +27,8 @@ int amil_filter_args(int argc, char **argv, int with_table, struct amil_filter *
             f->table = 1;
             break;
         case 'j':
-            if (amil_parse_long(optarg, 1, 1024, &f->threads) < 0) {
-                char why[256];
-                snprintf(why, sizeof why, "%s", amil_error());
-                return amil_fail("--threads: %s", why);
-            }
+            if (amil_parse_long(optarg, 1, 1024, &f->threads) < 0)
+                return amil_fail_in("--threads");
             break;
         case 'h': return 1;
         default:
@@ -59,12 +56,7 @@ int amil_any_load(struct amil_any_model *m, const char *path)
     int status = m->is_cnn ? amil_cnn_from_record(&m->cnn, &r)
                            : amil_model_from_record(&m->mil, &r);
     amil_record_free(&r);
-    if (status < 0) {
-        char why[512];
-        snprintf(why, sizeof why, "%s", amil_error());
-        return amil_fail("%s: %s", path, why);
-    }
-    return 0;
+    return status < 0 ? amil_fail_in(path) : 0;
 }
 
 void amil_any_free(struct amil_any_model *m)

@@ -276,12 +276,7 @@ int amil_model_load(struct amil_model *m, const char *path)
         return -1;
     int status = amil_model_from_record(m, &r);
     amil_record_free(&r);
-    if (status < 0) {
-        char why[512];
-        snprintf(why, sizeof why, "%s", amil_error());
-        return amil_fail("%s: %s", path, why);
-    }
-    return 0;
+    return status < 0 ? amil_fail_in(path) : 0;
 }
 
 int amil_model_predict(const struct amil_model *m, const float *prob)

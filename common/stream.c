@@ -630,9 +630,9 @@ int amil_meta_long(const struct amil_record *r, const char *key, long min, long 
     if (!v)
         return 0;
     if (amil_parse_long(v, min, max, out) < 0) {
-        char why[256];
-        snprintf(why, sizeof why, "%s", amil_error());   /* not into itself */
-        return amil_fail("metadata %s: %s", key, why);
+        char where[300];
+        snprintf(where, sizeof where, "metadata %s", key);
+        return amil_fail_in(where);
     }
     return 1;
 }

@@ -24,6 +24,13 @@ int amil_fail(const char *fmt, ...)
     return -1;
 }
 
+int amil_fail_in(const char *where)
+{
+    char why[sizeof error_message];
+    snprintf(why, sizeof why, "%s", error_message);   /* not into itself */
+    return amil_fail("%s: %s", where, why);
+}
+
 void amil_init(int argc, char **argv)
 {
     gsl_set_error_handler_off();   /* its default aborts; we check statuses */

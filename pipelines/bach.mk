@@ -13,30 +13,11 @@
 # layout OUT/data/all/{train,test}/<class>/<name>.png, and from there the
 # study is breakhis.mk's (study.mk): A-MIL, the CNN baselines, evaluate,
 # heat maps, figures, curves, OUT/results.md.
-SHELL := /bin/bash
-.SHELLFLAGS := -eu -o pipefail -c
-.DELETE_ON_ERROR:
-.SUFFIXES:
-
 THIS := $(lastword $(MAKEFILE_LIST))
 HERE := $(dir $(THIS))
 DATA ?=
 OUT ?= out/bach
-MODELS ?= amil net vgg19 resnet18
-EPOCHS ?= 20
-CNN_EPOCHS ?= 10
-SEED ?= 1
 RATIO ?= 0.7
-THREADS ?= 1
-FIGURES ?= 3
-VGG19_WEIGHTS ?=
-RESNET18_WEIGHTS ?=
-CNN_NORMALIZE ?= $(if $(VGG19_WEIGHTS)$(RESNET18_WEIGHTS),imagenet,none)
-FIGURE_CNN ?= $(firstword $(filter net vgg19 resnet18,$(MODELS)))
-BIN ?=
-bin = $(if $(BIN),$(BIN)/$(1),$(1))
-weights_vgg19 = $(VGG19_WEIGHTS)
-weights_resnet18 = $(RESNET18_WEIGHTS)
 GROUPS = all
 SOURCE_EXT = tif
 GROUP_NAME = set
@@ -47,6 +28,8 @@ BY = image
 ifeq ($(DATA),)
 $(error give DATA=path/to/ICIAR2018_BACH_Challenge)
 endif
+
+include $(HERE)study.mk
 
 all: $(OUT)/results.md
 
@@ -69,6 +52,4 @@ ifeq ($(PHASE),2)
 $(OUT)/data/%.png: $(OUT)/source/%.tif
 	@mkdir -p $(@D)
 	tifftopnm -quiet $< | pnmtopng > $@.tmp && mv $@.tmp $@
-
-include $(HERE)study.mk
 endif

@@ -26,35 +26,12 @@
 # VGG19_WEIGHTS and RESNET18_WEIGHTS (torchvision state_dicts saved with
 # safetensors: see train(1)).  Without them the backbones are random, which
 # tests the plumbing and nothing else.
-SHELL := /bin/bash
-.SHELLFLAGS := -eu -o pipefail -c
-.DELETE_ON_ERROR:
-.SUFFIXES:
-
 THIS := $(lastword $(MAKEFILE_LIST))
 HERE := $(dir $(THIS))
 DATA ?=
 OUT ?= out/breakhis
 MAGS ?= 40X 100X 200X 400X
-MODELS ?= amil net vgg19 resnet18
-EPOCHS ?= 20
-CNN_EPOCHS ?= 10
-SEED ?= 1
-THREADS ?= 1
-FIGURES ?= 3
 REORG_FLAGS ?=
-VGG19_WEIGHTS ?=
-RESNET18_WEIGHTS ?=
-# ImageNet's normalization with ImageNet weights, none without (the paper's)
-CNN_NORMALIZE ?= $(if $(VGG19_WEIGHTS)$(RESNET18_WEIGHTS),imagenet,none)
-# the CNN whose Grad-CAM the figures show: the first CNN of MODELS
-FIGURE_CNN ?= $(firstword $(filter net vgg19 resnet18,$(MODELS)))
-# amil's programs: BIN/program, or from PATH
-BIN ?=
-bin = $(if $(BIN),$(BIN)/$(1),$(1))
-weights_vgg19 = $(VGG19_WEIGHTS)
-weights_resnet18 = $(RESNET18_WEIGHTS)
-
 GROUPS = $(MAGS)
 SOURCE_EXT = png
 GROUP_NAME = magnification
@@ -65,6 +42,8 @@ BY = patient
 ifeq ($(DATA),)
 $(error give DATA=path/to/BreaKHis_v1 (or a Kaggle fold))
 endif
+
+include $(HERE)study.mk
 
 all: $(OUT)/results.md
 
@@ -81,7 +60,3 @@ $(OUT)/results.md: $(OUT)/data/.done FORCE
 
 FORCE:
 .PHONY: all results FORCE
-
-ifeq ($(PHASE),2)
-include $(HERE)study.mk
-endif

@@ -1,21 +1,45 @@
-# pipelines/study.mk: the study's second part, shared by breakhis.mk and
-# bach.mk, which include it: given the images in the paper's layout,
-# OUT/data/<group>/{train,test}/<class>/*.png (a group is a magnification of
-# BreakHis, or all of BACH), every model trained, scored and drawn.  Read
-# once the layout exists (PHASE=2), so that it knows the images.
+# pipelines/study.mk: what breakhis.mk and bach.mk share, included by both:
+# the settings of the study, and its second part: given the images in the
+# paper's layout, OUT/data/<group>/{train,test}/<class>/*.png (a group is
+# a magnification of BreakHis, or all of BACH), every model trained,
+# scored and drawn.  The rules are read once the layout exists (PHASE=2),
+# so that they know the images.
 #
-# From the including file: OUT, SOURCE_EXT (png, or tif with a rule that
-# makes OUT/data/%.png of OUT/source/%.tif), GROUPS, MODELS, EPOCHS, CNN_EPOCHS, SEED,
-# THREADS, FIGURES, CLASSES, LABEL_FROM (bagify -L: breakhis or dir), BY
-# (evaluate --by: patient or image), GROUP_NAME (the summary's first
-# column), CNN_NORMALIZE, FIGURE_CNN, VGG19_WEIGHTS,
-# RESNET18_WEIGHTS, HERE (pipelines/), and bin (a program's path).
-# the images of a group's split: OUT/data/.../*.png, or for sources in
-# another format (SOURCE_EXT: BACH's tif) the PNGs they become
+# From the including file, before it includes this one: OUT, HERE
+# (pipelines/), GROUPS, GROUP_NAME (the summary's first column),
+# SOURCE_EXT (png, or tif with a rule that makes OUT/data/%.png of
+# OUT/source/%.tif), CLASSES, LABEL_FROM (bagify -L: breakhis or dir), BY
+# (evaluate --by: patient or image).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+MODELS ?= amil net vgg19 resnet18
+EPOCHS ?= 20
+CNN_EPOCHS ?= 10
+SEED ?= 1
+THREADS ?= 1
+FIGURES ?= 3
+VGG19_WEIGHTS ?=
+RESNET18_WEIGHTS ?=
+# ImageNet's normalization with ImageNet weights, none without (the paper's)
+CNN_NORMALIZE ?= $(if $(VGG19_WEIGHTS)$(RESNET18_WEIGHTS),imagenet,none)
+# the CNN whose Grad-CAM the figures show: the first CNN of MODELS
+FIGURE_CNN ?= $(firstword $(filter net vgg19 resnet18,$(MODELS)))
+# amil's programs: BIN/program, or from PATH
+BIN ?=
+bin = $(if $(BIN),$(BIN)/$(1),$(1))
+weights_vgg19 = $(VGG19_WEIGHTS)
+weights_resnet18 = $(RESNET18_WEIGHTS)
+
+ifeq ($(PHASE),2)
 # progress NAME: train's lines on stderr ("Epoch: 3, Loss: ...") with the
 # group and model in front, so that parallel jobs can be told apart
 progress = 2> >(sed -u 's/^/$(1): /' >&2)
 
+# the images of a group's split: OUT/data/.../*.png, or for sources in
+# another format (SOURCE_EXT: BACH's tif) the PNGs they become
 images = $(patsubst $(OUT)/source/%.$(SOURCE_EXT),$(OUT)/data/%.png,\
     $(sort $(wildcard $(OUT)/$(if $(filter png,$(SOURCE_EXT)),data,source)/$(1)/$(2)/*/*.$(SOURCE_EXT))))
 bags = $(patsubst $(OUT)/data/%.png,$(OUT)/bags/%.bag,$(call images,$(1),$(2)))
@@ -113,3 +137,4 @@ figures = $(if $(and $(filter amil,$(MODELS)),$(FIGURE_CNN)),$(OUT)/$(1)/figures
 results: $(metrics) $(foreach g,$(GROUPS),$(OUT)/$(g)/curves.png $(call figures,$(g)) \
                                             $(if $(filter amil,$(MODELS)),$(OUT)/$(g)/amil/heat/.done))
 	$(HERE)summarize.sh $(OUT) '$(GROUPS)' '$(MODELS)' $(GROUP_NAME)
+endif

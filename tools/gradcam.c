@@ -31,6 +31,7 @@
 #include "amil.h"
 #include "cnn.h"
 #include "colormap.h"
+#include "filter.h"
 #include "image.h"
 #include "model.h"
 #include "nn.h"
@@ -260,11 +261,9 @@ static int explain(const struct cmdline *cl, const struct amil_model *m,
         struct amil_image img;
         if (!path || strcmp(path, "-") == 0)
             status = amil_fail("no image to draw on: give IMAGE");
-        else if (amil_image_load(path, 3, AMIL_MAX_PIXELS, &img) < 0) {
-            char why[512];
-            snprintf(why, sizeof why, "%s", amil_error());
-            status = amil_fail("%s: %s", path, why);
-        } else if (img.width != width || img.height != height) {
+        else if (amil_image_load(path, 3, AMIL_MAX_PIXELS, &img) < 0)
+            status = amil_fail_in(path);
+        else if (img.width != width || img.height != height) {
             status = amil_fail("%s is %d×%d, but the record was cut from a %ld×%ld image",
                                path, img.width, img.height, width, height);
             amil_image_free(&img);
@@ -507,24 +506,14 @@ int main(int argc, char **argv)
 {
     amil_init(argc, argv);
     struct cmdline cl = parse_args(argc, argv);
-    struct amil_record model;
-    if (amil_record_load(cl.model, &model) < 0)
+    struct amil_any_model model;
+    if (amil_any_load(&model, cl.model) < 0)
         amil_die("%s", amil_error());
-    if (amil_cnn_is_model(&model)) {
-        struct amil_cnn m;
-        if (amil_cnn_from_record(&m, &model) < 0)
-            amil_die("%s: %s", cl.model, amil_error());
-        amil_record_free(&model);
-        explain_image(&cl, &m);
-        amil_cnn_free(&m);
-    } else {
-        struct amil_model m;
-        if (amil_model_from_record(&m, &model) < 0)
-            amil_die("%s: %s", cl.model, amil_error());
-        amil_record_free(&model);
-        explain_bags(&cl, &m);
-        amil_model_free(&m);
-    }
+    if (model.is_cnn)
+        explain_image(&cl, &model.cnn);
+    else
+        explain_bags(&cl, &model.mil);
+    amil_any_free(&model);
     FILE *out = output(&cl);
     if (out != stdout && fclose(out) != 0)
         amil_die("%s:", cl.output);

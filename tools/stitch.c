@@ -434,11 +434,8 @@ static int stitch_one(const struct cmdline *cl, const struct amil_record *r, lon
                              image_path ? "standard input" : "unknown");
         /* heat draws in colour; the paper's picture keeps the bag's channels */
         int channels = cl->style == STYLE_PAPER && b.patches ? (int)b.patches->shape[3] : 3;
-        if (amil_image_load(image_path, channels, AMIL_MAX_PIXELS, &img) < 0) {
-            char why[512];
-            snprintf(why, sizeof why, "%s", amil_error());
-            return amil_fail("%s: %s", image_path, why);
-        }
+        if (amil_image_load(image_path, channels, AMIL_MAX_PIXELS, &img) < 0)
+            return amil_fail_in(image_path);
         long height = img.height, width = img.width;
         if (amil_meta_long(r, "image_height", 1, LONG_MAX, &height) < 0 ||
             amil_meta_long(r, "image_width", 1, LONG_MAX, &width) < 0) {
