@@ -213,8 +213,9 @@ static int build_resnet18(struct builder *b)
     return x;
 }
 
-int amil_cnn_init(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, int height,
-                  int width)
+/* The layer graph and parameter table of the network, without its buffer. */
+static int cnn_layout(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, int height,
+                      int width)
 {
     memset(m, 0, sizeof *m);
     m->arch = arch, m->classes = classes, m->channels = 3;
@@ -234,6 +235,14 @@ int amil_cnn_init(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, int 
               last, classes, 0, 0, 0, 1);
     if (b.failed)
         return amil_fail("%s cannot take %d×%d images", arch_names[arch], width, height);
+    return 0;
+}
+
+int amil_cnn_init(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, int height,
+                  int width)
+{
+    if (cnn_layout(m, arch, classes, height, width) < 0)
+        return -1;
     m->weights = amil_xcalloc(m->nweights, sizeof *m->weights);
     return 0;
 }
@@ -356,8 +365,12 @@ int amil_cnn_from_record(struct amil_cnn *m, struct amil_record *r)
                                                                           : "fc.weight");
     if (!head || head->ndim != 2)
         return amil_fail("not a %s model: it has no last layer", arch_names[arch]);
+    /* a shape is any int64: range it before it becomes an int */
+    if (head->shape[0] < 2 || head->shape[0] > AMIL_CNN_MAX_CLASSES)
+        return amil_fail("a last layer of %lld classes (2 to %d)", (long long)head->shape[0],
+                         AMIL_CNN_MAX_CLASSES);
     long classes = (long)head->shape[0];
-    if (amil_meta_long(r, "classes", 2, 1L << 20, &classes) < 0)
+    if (amil_meta_long(r, "classes", 2, AMIL_CNN_MAX_CLASSES, &classes) < 0)
         return -1;
     if (classes != head->shape[0])
         return amil_fail("the metadata's %ld classes disagree with the last layer's %lld",
@@ -366,13 +379,13 @@ int amil_cnn_from_record(struct amil_cnn *m, struct amil_record *r)
     int norm = norm_text ? amil_norm_parse(norm_text) : AMIL_NORM_NONE;
     if (norm < 0)
         return amil_fail("normalization '%s' is not x/255, mnist or imagenet", norm_text);
-    if (amil_cnn_init(m, arch, (int)classes, 0, 0) < 0)
+    /* every tensor checked before the buffer is allocated */
+    if (cnn_layout(m, arch, (int)classes, 0, 0) < 0 ||
+        amil_params_check(m->params, m->nparams, r) < 0)
         return -1;
     m->norm = norm;
-    if (amil_params_from_record(m->params, m->nparams, m->weights, r) < 0) {
-        amil_cnn_free(m);
-        return -1;
-    }
+    m->weights = amil_xcalloc(m->nweights, sizeof *m->weights);
+    amil_params_copy(m->params, m->nparams, m->weights, r);
     return 0;
 }
 

@@ -64,35 +64,47 @@ static struct sides sides_of(int patch)
     return s;
 }
 
-static void add_param(struct amil_model *m, const char *name, int ndim, int64_t d0,
-                      int64_t d1, int64_t d2, int64_t d3, size_t fan_in)
+/* Appends a parameter of the given shape.  Counts are multiplied and summed
+ * with overflow checks, so that a table built from hostile sizes fails
+ * instead of describing a buffer smaller than its parameters. */
+static int add_param(struct amil_model *m, const char *name, int ndim, int64_t d0,
+                     int64_t d1, int64_t d2, int64_t d3, size_t fan_in)
 {
     struct amil_param *p = &m->params[m->nparams++];
     int64_t dims[4] = {d0, d1, d2, d3};
     snprintf(p->name, sizeof p->name, "%s", name);
     p->ndim = ndim;
     p->count = 1;
-    for (int d = 0; d < ndim; d++)
-        p->count *= (size_t)(p->shape[d] = dims[d]);
+    for (int d = 0; d < ndim; d++) {
+        p->shape[d] = dims[d];
+        if (dims[d] < 0 || __builtin_mul_overflow(p->count, (size_t)dims[d], &p->count))
+            return -1;
+    }
     p->offset = m->nweights;
     p->fan_in = fan_in;
-    m->nweights += p->count;
+    if (__builtin_add_overflow(m->nweights, p->count, &m->nweights) ||
+        m->nweights > AMIL_MODEL_MAX_WEIGHTS)
+        return -1;
+    return 0;
 }
 
 /* A layer's weight and bias, PyTorch's Linear or Conv2d. */
-static void add_layer(struct amil_model *m, const char *prefix, int ndim, int64_t out,
-                      int64_t in, int64_t k)
+static int add_layer(struct amil_model *m, const char *prefix, int ndim, int64_t out,
+                     int64_t in, int64_t k)
 {
     char name[64];
     size_t fan_in = (size_t)(in * (ndim == 4 ? k * k : 1));
     snprintf(name, sizeof name, "%s.weight", prefix);
-    add_param(m, name, ndim, out, in, k, k, fan_in);
+    if (add_param(m, name, ndim, out, in, k, k, fan_in) < 0)
+        return -1;
     snprintf(name, sizeof name, "%s.bias", prefix);
-    add_param(m, name, 1, out, 0, 0, 0, fan_in);
+    return add_param(m, name, 1, out, 0, 0, 0, fan_in);
 }
 
-int amil_model_init(struct amil_model *m, enum amil_arch arch, int channels, int patch,
-                    int classes, int hidden, int attention, int branches)
+/* The parameter table of the network, without its buffer: 0, or -1 with a
+ * message when the sizes are out of range or their products too large. */
+static int model_layout(struct amil_model *m, enum amil_arch arch, int channels, int patch,
+                        int classes, int hidden, int attention, int branches)
 {
     memset(m, 0, sizeof *m);
     struct sides s = sides_of(patch);
@@ -104,6 +116,14 @@ int amil_model_init(struct amil_model *m, enum amil_arch arch, int channels, int
     if (classes < 2 || hidden < 1 || attention < 1 || branches < 1)
         return amil_fail("classes, hidden, attention and branches must be positive "
                          "(classes at least 2)");
+    if (classes > AMIL_MODEL_MAX_WIDTH || hidden > AMIL_MODEL_MAX_WIDTH ||
+        attention > AMIL_MODEL_MAX_WIDTH || branches > AMIL_MODEL_MAX_WIDTH)
+        return amil_fail("classes %d, hidden %d, attention %d, branches %d: each must be "
+                         "at most %d", classes, hidden, attention, branches,
+                         AMIL_MODEL_MAX_WIDTH);
+    /* the classifier reads K·L numbers, counted in int by the layers */
+    if ((int64_t)hidden * branches > INT32_MAX)
+        return amil_fail("hidden %d × branches %d is too large", hidden, branches);
     m->arch = arch;
     m->channels = channels;
     m->patch = patch;
@@ -112,18 +132,32 @@ int amil_model_init(struct amil_model *m, enum amil_arch arch, int channels, int
     m->attention = attention;
     m->branches = branches;
     m->flat = CONV2 * s.pool2 * s.pool2;
-    add_layer(m, "feature_extractor_part1.0", 4, CONV1, channels, KERNEL);
-    add_layer(m, "feature_extractor_part1.3", 4, CONV2, CONV1, KERNEL);
-    add_layer(m, "feature_extractor_part2.0", 2, hidden, m->flat, 0);
-    if (arch == AMIL_ARCH_AMIL) {
-        add_layer(m, "attention.0", 2, attention, hidden, 0);
-        add_layer(m, "attention.2", 2, branches, attention, 0);
-    } else {
-        add_layer(m, "attention_V.0", 2, attention, hidden, 0);
-        add_layer(m, "attention_U.0", 2, attention, hidden, 0);
-        add_layer(m, "attention_weights", 2, branches, attention, 0);
+    int failed = add_layer(m, "feature_extractor_part1.0", 4, CONV1, channels, KERNEL) < 0 ||
+                 add_layer(m, "feature_extractor_part1.3", 4, CONV2, CONV1, KERNEL) < 0 ||
+                 add_layer(m, "feature_extractor_part2.0", 2, hidden, m->flat, 0) < 0;
+    if (arch == AMIL_ARCH_AMIL)
+        failed = failed || add_layer(m, "attention.0", 2, attention, hidden, 0) < 0 ||
+                 add_layer(m, "attention.2", 2, branches, attention, 0) < 0;
+    else
+        failed = failed || add_layer(m, "attention_V.0", 2, attention, hidden, 0) < 0 ||
+                 add_layer(m, "attention_U.0", 2, attention, hidden, 0) < 0 ||
+                 add_layer(m, "attention_weights", 2, branches, attention, 0) < 0;
+    failed = failed || add_layer(m, "classifier.0", 2, amil_model_outputs(m),
+                                 (int64_t)hidden * branches, 0) < 0;
+    if (failed) {
+        memset(m, 0, sizeof *m);
+        return amil_fail("the model's %d classes, %d hidden, %d attention and %d branches "
+                         "need more than %zu parameters", classes, hidden, attention,
+                         branches, (size_t)AMIL_MODEL_MAX_WEIGHTS);
     }
-    add_layer(m, "classifier.0", 2, amil_model_outputs(m), (int64_t)hidden * branches, 0);
+    return 0;
+}
+
+int amil_model_init(struct amil_model *m, enum amil_arch arch, int channels, int patch,
+                    int classes, int hidden, int attention, int branches)
+{
+    if (model_layout(m, arch, channels, patch, classes, hidden, attention, branches) < 0)
+        return -1;
     m->weights = amil_xcalloc(m->nweights, sizeof *m->weights);
     return 0;
 }
@@ -180,11 +214,23 @@ void amil_model_to_record(const struct amil_model *m, struct amil_record *r)
     }
 }
 
-/* An integer of the metadata, or the fallback read off a tensor's shape. */
-static int meta_or(const struct amil_record *r, const char *key, long fallback, long *out)
+/* A size read off a tensor's shape: any int64 in the file, so ranged
+ * before it becomes a long, and later an int. */
+static int shape_size(const char *what, int64_t size, long *out)
 {
-    *out = fallback;
-    return amil_meta_long(r, key, 1, 1L << 20, out) < 0 ? -1 : 0;
+    if (size < 1 || size > AMIL_MODEL_MAX_WIDTH)
+        return amil_fail("the tensors give %s %lld, outside 1..%d", what, (long long)size,
+                         AMIL_MODEL_MAX_WIDTH);
+    *out = (long)size;
+    return 0;
+}
+
+/* An integer of the metadata, or the fallback read off a tensor's shape. */
+static int meta_or(const struct amil_record *r, const char *key, int64_t fallback, long *out)
+{
+    if (shape_size(key, fallback, out) < 0)
+        return -1;
+    return amil_meta_long(r, key, 1, AMIL_MODEL_MAX_WIDTH, out) < 0 ? -1 : 0;
 }
 
 int amil_model_from_record(struct amil_model *m, const struct amil_record *r)
@@ -211,24 +257,24 @@ int amil_model_from_record(struct amil_model *m, const struct amil_record *r)
         att->ndim != 2 || branch->ndim != 2 || head->ndim != 2)
         return amil_fail("not an attention-MIL model: its tensors are not the %s "
                          "network's", arch_names[arch]);
-    long channels, patch, classes, hidden, attention, branches;
-    long outputs = (long)head->shape[0];
+    long channels, patch, classes, hidden, attention, branches, outputs = 0;
     /* The patch side whose flattened features match the linear's input. */
-    long guess = 28;
-    for (long p = 16; p <= 512; p++)
-        if (CONV2 * sides_of((int)p).pool2 * sides_of((int)p).pool2 == fc->shape[1]) {
+    int64_t guess = 28;
+    for (int p = 16; p <= 512; p++)
+        if (CONV2 * sides_of(p).pool2 * sides_of(p).pool2 == fc->shape[1]) {
             guess = p;
             break;
         }
-    if (meta_or(r, "channels", (long)conv1->shape[1], &channels) < 0 ||
+    if (shape_size("outputs", head->shape[0], &outputs) < 0 ||
+        meta_or(r, "channels", conv1->shape[1], &channels) < 0 ||
         meta_or(r, "patch", guess, &patch) < 0 ||
         meta_or(r, "classes", outputs == 1 ? 2 : outputs, &classes) < 0 ||
-        meta_or(r, "hidden", (long)fc->shape[0], &hidden) < 0 ||
-        meta_or(r, "attention", (long)att->shape[0], &attention) < 0 ||
-        meta_or(r, "branches", (long)branch->shape[0], &branches) < 0)
+        meta_or(r, "hidden", fc->shape[0], &hidden) < 0 ||
+        meta_or(r, "attention", att->shape[0], &attention) < 0 ||
+        meta_or(r, "branches", branch->shape[0], &branches) < 0)
         return -1;
-    /* The metadata must say what the tensors' shapes say, before the
-     * sizes it gives are allocated. */
+    /* The metadata must say what the tensors' shapes say.  All are at most
+     * AMIL_MODEL_MAX_WIDTH here, so hidden × branches cannot overflow. */
     if (channels != conv1->shape[1] || hidden != fc->shape[0] ||
         attention != att->shape[0] || branches != branch->shape[0] ||
         (classes == 2 ? 1 : classes) != outputs || head->shape[1] != hidden * branches)
@@ -241,31 +287,48 @@ int amil_model_from_record(struct amil_model *m, const struct amil_record *r)
         return amil_fail("normalization '%s' is not x/255, mnist or imagenet", norm_text);
     if (norm == AMIL_NORM_IMAGENET && channels != 3)
         return amil_fail("ImageNet normalization needs 3 channels, not %ld", channels);
-    if (amil_model_init(m, arch, (int)channels, (int)patch, (int)classes, (int)hidden,
-                        (int)attention, (int)branches) < 0)
+    /* Every tensor is checked against the table before the buffer is
+     * allocated, so its size is bounded by the data really present. */
+    if (model_layout(m, arch, (int)channels, (int)patch, (int)classes, (int)hidden,
+                     (int)attention, (int)branches) < 0 ||
+        amil_params_check(m->params, m->nparams, r) < 0)
         return -1;
     m->norm = norm;
-    if (amil_params_from_record(m->params, m->nparams, m->weights, r) < 0) {
-        amil_model_free(m);
-        return -1;
-    }
+    m->weights = amil_xcalloc(m->nweights, sizeof *m->weights);
+    amil_params_copy(m->params, m->nparams, m->weights, r);
     return 0;
 }
 
-int amil_params_from_record(const struct amil_param *params, int n, float *weights,
-                            const struct amil_record *r)
+int amil_params_check(const struct amil_param *params, int n, const struct amil_record *r)
 {
     for (int i = 0; i < n; i++) {
         const struct amil_param *p = &params[i];
         const struct amil_tensor *t = amil_find(r, p->name);
-        int same = t && t->dtype == AMIL_F32 && t->ndim == p->ndim;
+        int same = t && t->dtype == AMIL_F32 && t->ndim == p->ndim &&
+                   t->nbytes / sizeof(float) == p->count;
         for (int d = 0; same && d < p->ndim; d++)
             same = t->shape[d] == p->shape[d];
         if (!same)
             return amil_fail("tensor '%s' is missing or not F32 of the shape the model "
                              "needs", p->name);
-        memcpy(weights + p->offset, t->data, t->nbytes);
     }
+    return 0;
+}
+
+void amil_params_copy(const struct amil_param *params, int n, float *weights,
+                      const struct amil_record *r)
+{
+    for (int i = 0; i < n; i++)
+        memcpy(weights + params[i].offset, amil_find(r, params[i].name)->data,
+               params[i].count * sizeof(float));
+}
+
+int amil_params_from_record(const struct amil_param *params, int n, float *weights,
+                            const struct amil_record *r)
+{
+    if (amil_params_check(params, n, r) < 0)
+        return -1;
+    amil_params_copy(params, n, weights, r);
     return 0;
 }
 

@@ -33,6 +33,10 @@ int amil_norm_parse(const char *name);            /* also "none"; -1 if unknown 
 void amil_norm_table(enum amil_norm norm, float table[3][256]);
 
 #define AMIL_MAX_PARAMS 16
+/* Ceilings on what a model file may ask for: a layer's width (classes,
+ * hidden, attention, branches) and the parameters in all (4 GiB of floats). */
+#define AMIL_MODEL_MAX_WIDTH (1 << 20)
+#define AMIL_MODEL_MAX_WEIGHTS ((size_t)1 << 30)
 
 struct amil_param {
     char name[64];          /* "feature_extractor_part1.0.weight" */
@@ -60,7 +64,7 @@ struct amil_model {
 
 /* Sets up the parameter table (weights zeroed).  Returns 0, or -1 with a
  * message when the geometry does not work (a patch too small for two 5×5
- * convolutions and two poolings). */
+ * convolutions and two poolings) or the sizes are over the ceilings above. */
 int amil_model_init(struct amil_model *m, enum amil_arch arch, int channels, int patch,
                     int classes, int hidden, int attention, int branches);
 void amil_model_free(struct amil_model *m);
@@ -81,8 +85,14 @@ int amil_model_outputs(const struct amil_model *m);   /* 1 or classes */
 void amil_model_to_record(const struct amil_model *m, struct amil_record *r);
 int amil_model_from_record(struct amil_model *m, const struct amil_record *r);
 int amil_model_load(struct amil_model *m, const char *path);
-/* Copies each parameter's tensor from r into weights: 0, or -1 with a
- * message if one is missing or not F32 of its shape. */
+/* Loading checks every tensor against the parameter table before it
+ * allocates the buffer, so that what a file's header claims is never trusted
+ * beyond the data it holds.  amil_params_check: 0, or -1 with a message if a
+ * parameter's tensor is missing or not F32 of its shape; amil_params_copy
+ * copies them (checked ones only); amil_params_from_record does both. */
+int amil_params_check(const struct amil_param *params, int n, const struct amil_record *r);
+void amil_params_copy(const struct amil_param *params, int n, float *weights,
+                      const struct amil_record *r);
 int amil_params_from_record(const struct amil_param *params, int n, float *weights,
                             const struct amil_record *r);
 

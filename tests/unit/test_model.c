@@ -287,6 +287,48 @@ static void whole_model_finite_differences(void **state)
     }
 }
 
+/* A model file's sizes are any int64.  tests/hostile/models.py's
+ * overflow.safetensors, rebuilt here: hidden × branches wraps to the
+ * classifier's width, and, cut to int, the sizes make the parameter count
+ * wrap to 456 floats, into which conv1's 1500 were copied.  Loading must
+ * fail with a message before anything is copied (under the old loader this
+ * test crashed with a corrupted heap), and sizes whose products overflow
+ * must be refused by the table itself. */
+static void hostile_sizes_are_refused(void **state)
+{
+    (void)state;
+    struct amil_record r;
+    amil_record_init(&r);
+    const struct {
+        const char *name;
+        int ndim;
+        int64_t shape[4];
+    } tensors[] = {
+        {"feature_extractor_part1.0.weight", 4, {20, 3, 5, 5}},
+        {"feature_extractor_part2.0.weight", 2, {INT64_C(44987186551), 0}},
+        {"attention.0.weight", 2, {1639249750, 0}},
+        {"attention.2.weight", 2, {INT64_C(4930030700320910), 0}},
+        {"classifier.0.weight", 2, {7, 2}},
+    };
+    for (size_t i = 0; i < sizeof tensors / sizeof tensors[0]; i++)
+        memset(amil_put(&r, tensors[i].name, AMIL_F32, tensors[i].ndim, tensors[i].shape)->data,
+               0x41, (size_t)(tensors[i].shape[0] * tensors[i].shape[1] *
+                              (tensors[i].ndim == 4 ? 25 : 1) * 4));
+    struct amil_model m;
+    assert_int_equal(amil_model_from_record(&m, &r), -1);
+    assert_non_null(strstr(amil_error(), "hidden 44987186551, outside 1..1048576"));
+    assert_null(m.weights);
+    amil_record_free(&r);
+
+    /* within each ceiling, but too many parameters in all, or K·L over int */
+    assert_int_equal(amil_model_init(&m, AMIL_ARCH_GATED, 3, 4096, 2, 1 << 20, 1 << 20, 1),
+                     -1);
+    assert_non_null(strstr(amil_error(), "need more than"));
+    assert_int_equal(amil_model_init(&m, AMIL_ARCH_AMIL, 3, 28, 2, 1 << 20, 1, 1 << 20), -1);
+    assert_non_null(strstr(amil_error(), "is too large"));
+    assert_null(m.weights);
+}
+
 /* The paper's model has 491,828 parameters, as the issue counts them. */
 static void paper_model_size(void **state)
 {
@@ -306,6 +348,7 @@ int main(void)
         cmocka_unit_test(model_record_round_trip),
         cmocka_unit_test(whole_model_finite_differences),
         cmocka_unit_test(paper_model_size),
+        cmocka_unit_test(hostile_sizes_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,59 @@
+#!/usr/bin/env bats
+# Model files are downloaded and shared: whatever a file's header claims,
+# loading it must fail with a message, never write outside what was
+# allocated, and never allocate what the file's data cannot back.  The files
+# are written by tests/hostile/models.py, which says how each was built.
+
+load lib
+
+setup() {
+    T=$BATS_TEST_TMPDIR
+    python3 "$BATS_TEST_DIRNAME/hostile/models.py" "$T"
+    bagify "$BREAKHIS" > "$T/bag"
+}
+
+# run_limited CMD...: CMD with its address space capped at 1 GiB, stdout to
+# $T/out, so an allocation the data cannot back fails as "out of memory".
+run_limited() {
+    run bash -c 'ulimit -v 1048576; "$@" > "$0/out"' "$T" "$@"
+}
+
+@test "hostile models: sizes that overflow are refused before anything is copied" {
+    for prog in featurize attend classify; do
+        run_limited "$prog" -m "$T/overflow.safetensors" "$T/bag"
+        [ "$status" -eq 1 ] || { echo "$prog: status $status: $output"; return 1; }
+        [[ "$output" == "$prog: $T/overflow.safetensors: the tensors give hidden 44987186551, outside 1..1048576" ]] \
+            || { echo "$output"; return 1; }
+        assert_empty "$T/out"
+    done
+    run_limited gradcam -m "$T/overflow.safetensors" -f record "$T/bag"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"overflow.safetensors: the tensors give hidden 44987186551"* ]]
+    assert_empty "$T/out"
+}
+
+@test "hostile models: train --resume refuses a checkpoint whose sizes overflow" {
+    bagify -l 1 "$BREAKHIS" > "$T/labelled"
+    run_limited train -q -o "$T/model" -e 1 --resume "$T/overflow.safetensors" "$T/labelled"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"overflow.safetensors: the tensors give hidden 44987186551, outside 1..1048576"* ]]
+    [ ! -e "$T/model" ]
+}
+
+@test "hostile models: sizes with no data behind them allocate nothing" {
+    for prog in featurize attend classify; do
+        run_limited "$prog" -m "$T/huge.safetensors" "$T/bag"
+        [ "$status" -eq 1 ] || { echo "$prog: status $status: $output"; return 1; }
+        [[ "$output" == "$prog: $T/huge.safetensors: tensor 'feature_extractor_part1.0.bias' is missing or not F32 of the shape the model needs" ]] \
+            || { echo "$output"; return 1; }
+        assert_empty "$T/out"
+    done
+    bagify -w "$BREAKHIS" > "$T/image"
+    for prog in featurize classify; do   # the programs that take a CNN
+        run_limited "$prog" -m "$T/vgg19.safetensors" "$T/image"
+        [ "$status" -eq 1 ]
+        [[ "$output" == "$prog: $T/vgg19.safetensors: tensor 'features.0.weight' is missing"* ]] \
+            || { echo "$output"; return 1; }
+        assert_empty "$T/out"
+    done
+}
