@@ -34,8 +34,10 @@ DEPS = build-essential pkg-config libnetpbm-dev netpbm libstb-dev libgsl-dev \
 
 PROGS   = bagify stitch reorg-breakhis recinfo featurize attend classify train evaluate \
           mnist-bags localize gradcam
-LIB_SRC = $(wildcard common/*.c)
-LIB_OBJ = $(LIB_SRC:common/%.c=$(BUILD)/common/%.o)
+# kernels.c is compiled once per instruction set (kernels.h); the rest once.
+ISAS    = avx512 avx2 portable
+LIB_SRC = $(filter-out common/kernels.c,$(wildcard common/*.c))
+LIB_OBJ = $(LIB_SRC:common/%.c=$(BUILD)/common/%.o) $(ISAS:%=$(BUILD)/common/kernels_%.o)
 UNITS   = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 HELPERS = $(patsubst tests/helpers/%.c,%,$(wildcard tests/helpers/*.c))
 MANS    = $(wildcard man/*.[1-9])
@@ -48,6 +50,11 @@ all: $(BINS)
 
 $(BUILD)/common/%.o: common/%.c common/*.h | $(BUILD)/common
 	$(CC) $(CFLAGS) $(AMIL_CFLAGS) -c -o $@ $<
+KERNEL_FLAGS_avx512   = -DLANES=16 -mavx512f -mfma -mavx2
+KERNEL_FLAGS_avx2     = -DLANES=8 -mavx2 -mfma
+KERNEL_FLAGS_portable = -DLANES=4
+$(BUILD)/common/kernels_%.o: common/kernels.c common/*.h | $(BUILD)/common
+	$(CC) $(CFLAGS) $(AMIL_CFLAGS) -ffp-contract=fast -DISA=$* $(KERNEL_FLAGS_$*) -c -o $@ $<
 $(BUILD)/libamil.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 $(BUILD)/bin/%: tools/%.c $(BUILD)/libamil.a common/*.h | $(BUILD)/bin

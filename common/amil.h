@@ -36,6 +36,7 @@ int amil_close_stdout(void);
 
 void *amil_xmalloc(size_t n);   /* dies on failure, never returns NULL */
 void *amil_xcalloc(size_t n, size_t size);
+void *amil_xaligned(size_t n);  /* 64-byte aligned, for vectors; free() frees it */
 void *amil_xrealloc(void *p, size_t n);
 char *amil_xstrdup(const char *s);
 

@@ -8,6 +8,7 @@
 #include <cblas.h>
 #include <gsl/gsl_rng.h>
 
+#include "kernels.h"
 #include "model.h"
 #include "nn.h"
 
@@ -390,30 +391,32 @@ int amil_bag_label(const struct amil_model *m, const struct amil_record *r, long
 /* The buffers of each stage: featurize's, attend's and classify's, and the
  * gradients only a training step needs; each stage grows on its own, so
  * that attend does not hold the convolutions' memory, nor featurize the
- * gradients'. */
+ * gradients'.  The feature extractor's activations are in the lane layout
+ * of kernels.h, a group of `lanes` patches at a time; what backward needs
+ * is kept for the whole bag, one group's convolution outputs are scratch. */
 enum { STAGE_FEATURES, STAGE_ATTENTION, STAGE_BACKWARD, STAGES };
 
 static void free_stage(struct amil_work *w, int stage)
 {
-    float **features[] = {&w->x, &w->cols1, &w->c1, &w->p1, &w->cols2, &w->c2, &w->p2,
-                          &w->rows, &w->h};
-    float **attention[] = {&w->v, &w->u, &w->gate, &w->scores, &w->a, &w->m, &w->logits,
-                           &w->prob};
-    float **backward[] = {&w->dcols, &w->dc1, &w->dp1, &w->dc2, &w->dp2, &w->drows,
-                          &w->dh, &w->dv, &w->du, &w->dgate, &w->dscores, &w->da,
-                          &w->dm, &w->dlogits};
-    float ***lists[STAGES] = {features, attention, backward};
+    void **features[] = {(void **)&w->x, (void **)&w->p1, (void **)&w->arg1,
+                         (void **)&w->p2, (void **)&w->arg2, (void **)&w->hl,
+                         (void **)&w->h, (void **)&w->c1, (void **)&w->c2};
+    void **attention[] = {(void **)&w->v, (void **)&w->u, (void **)&w->gate,
+                          (void **)&w->scores, (void **)&w->a, (void **)&w->m,
+                          (void **)&w->logits, (void **)&w->prob};
+    void **backward[] = {(void **)&w->dhl, (void **)&w->dp2, (void **)&w->pk,
+                         (void **)&w->dwk, (void **)&w->dc2,
+                         (void **)&w->dp1, (void **)&w->dc1, (void **)&w->dh,
+                         (void **)&w->dh_part, (void **)&w->dv, (void **)&w->du,
+                         (void **)&w->dgate, (void **)&w->dscores, (void **)&w->da,
+                         (void **)&w->dm, (void **)&w->dlogits};
+    void ***lists[STAGES] = {features, attention, backward};
     size_t sizes[STAGES] = {sizeof features / sizeof *features,
                             sizeof attention / sizeof *attention,
                             sizeof backward / sizeof *backward};
     for (size_t i = 0; i < sizes[stage]; i++) {
         free(*lists[stage][i]);
         *lists[stage][i] = NULL;
-    }
-    if (stage == STAGE_FEATURES) {
-        free(w->arg1);
-        free(w->arg2);
-        w->arg1 = w->arg2 = NULL;
     }
     w->capacity[stage] = 0;
 }
@@ -428,29 +431,30 @@ void amil_work_free(struct amil_work *w)
 /* Makes room in one stage's buffers for a bag of n patches. */
 static void fit(const struct amil_model *m, struct amil_work *w, int n, int stage)
 {
+    if (!w->kernels)
+        w->kernels = amil_kernels();
     if (n <= w->capacity[stage])
         return;
     free_stage(w, stage);
     struct sides s = sides_of(m->patch);
+    int lanes = w->kernels->lanes;
     size_t N = (size_t)(n > 0 ? n : 1), C = (size_t)m->channels, P = (size_t)m->patch;
     size_t L = (size_t)m->hidden, D = (size_t)m->attention, K = (size_t)m->branches;
-    size_t c1 = CONV1 * N * s.conv1 * s.conv1, p1 = CONV1 * N * s.pool1 * s.pool1;
-    size_t c2 = CONV2 * N * s.conv2 * s.conv2, p2 = CONV2 * N * s.pool2 * s.pool2;
-    size_t cols1 = C * KERNEL * KERNEL * N * s.conv1 * s.conv1;
-    size_t cols2 = (size_t)CONV1 * KERNEL * KERNEL * N * s.conv2 * s.conv2;
-#define ALLOC(field, count) (w->field = amil_xmalloc(sizeof *w->field * (count)))
+    /* lane buffers: per group, times the groups of a bag of N */
+    size_t G = (N + lanes - 1) / lanes, V = (size_t)lanes;
+    size_t c1 = CONV1 * V * s.conv1 * s.conv1, p1 = CONV1 * V * s.pool1 * s.pool1;
+    size_t c2 = CONV2 * V * s.conv2 * s.conv2, p2 = (size_t)m->flat * V;
+#define ALLOC(field, count) (w->field = amil_xaligned(sizeof *w->field * (count)))
     if (stage == STAGE_FEATURES) {
-        ALLOC(x, C * N * P * P);
-        ALLOC(cols1, cols1);
-        ALLOC(c1, c1);
-        ALLOC(p1, p1);
-        ALLOC(arg1, p1);
-        ALLOC(cols2, cols2);
-        ALLOC(c2, c2);
-        ALLOC(p2, p2);
-        ALLOC(arg2, p2);
-        ALLOC(rows, N * m->flat);
+        ALLOC(x, G * C * P * P * V);
+        ALLOC(p1, G * p1);
+        ALLOC(arg1, G * p1);
+        ALLOC(p2, G * p2);
+        ALLOC(arg2, G * p2);
+        ALLOC(hl, G * L * V);
         ALLOC(h, N * L);
+        ALLOC(c1, c1);
+        ALLOC(c2, c2);
     } else if (stage == STAGE_ATTENTION) {
         ALLOC(v, N * D);
         ALLOC(u, N * D);
@@ -461,13 +465,16 @@ static void fit(const struct amil_model *m, struct amil_work *w, int n, int stag
         ALLOC(logits, m->classes);
         ALLOC(prob, m->classes);
     } else {
-        ALLOC(dcols, cols2);
-        ALLOC(dc1, c1);
-        ALLOC(dp1, p1);
+        size_t blocks = ((size_t)m->flat + V - 1) / V;
+        ALLOC(dhl, G * L * V);
+        ALLOC(dp2, G * p2);
+        ALLOC(pk, blocks * N * V);
+        ALLOC(dwk, blocks * L * V);
         ALLOC(dc2, c2);
-        ALLOC(dp2, p2);
-        ALLOC(drows, N * (m->flat > (int)L ? (size_t)m->flat : L));
+        ALLOC(dp1, p1);
+        ALLOC(dc1, c1);
         ALLOC(dh, N * L);
+        ALLOC(dh_part, N * L);
         ALLOC(dv, N * D);
         ALLOC(du, N * D);
         ALLOC(dgate, N * D);
@@ -482,32 +489,18 @@ static void fit(const struct amil_model *m, struct amil_work *w, int n, int stag
 
 /* ---- forward ------------------------------------------------------------ */
 
-/* x (channels, count) += bias (channels), then ReLU, in place. */
-static void add_bias_relu(float *x, const float *bias, int channels, size_t count)
+/* Group g's input: patches (N, P, P, C) bytes -> x (C, P, P, lanes) floats,
+ * normalized; lanes past the bag's end are zero. */
+static void patches_to_lanes(float *x, const uint8_t *patches, int n, int g, int lanes,
+                             int C, int P, const float table[3][256])
 {
-    for (int c = 0; c < channels; c++) {
-        float *plane = x + (size_t)c * count;
-        for (size_t i = 0; i < count; i++) {
-            float v = plane[i] + bias[c];
-            plane[i] = v > 0 || v != v ? v : 0;   /* NaN passes, as PyTorch's */
-        }
-    }
-}
-
-/* Its backward: dx (channels, count) through the ReLU (from the output y),
- * and dbias (channels) += the sum of each channel's gradient. */
-static void relu_bias_backward(float *dx, float *dbias, const float *y, int channels,
-                               size_t count)
-{
-    for (int c = 0; c < channels; c++) {
-        float *plane = dx + (size_t)c * count;
-        const float *out = y + (size_t)c * count;
-        double sum = 0;
-        for (size_t i = 0; i < count; i++) {
-            plane[i] = out[i] > 0 ? plane[i] : 0;
-            sum += plane[i];
-        }
-        dbias[c] += (float)sum;
+    size_t pixels = (size_t)P * P;
+    for (int l = 0; l < lanes; l++) {
+        int i = g * lanes + l;
+        for (int c = 0; c < C; c++)
+            for (size_t j = 0; j < pixels; j++)
+                x[((size_t)c * pixels + j) * lanes + l] =
+                    i < n ? table[c][patches[((size_t)i * pixels + j) * C + c]] : 0;
     }
 }
 
@@ -516,32 +509,32 @@ void amil_featurize(const struct amil_model *m, struct amil_work *w,
 {
     fit(m, w, n, STAGE_FEATURES);
     w->n = n;
+    const struct amil_kernels *k = w->kernels;
     struct sides s = sides_of(m->patch);
-    int C = m->channels, P = m->patch;
-    size_t pixels = (size_t)P * P;
-    /* (N, P, P, C) bytes -> (C, N, P, P) floats */
+    int C = m->channels, P = m->patch, lanes = k->lanes, L = m->hidden;
+    int groups = (n + lanes - 1) / lanes;
+    size_t x_group = (size_t)C * P * P * lanes, p1_group = (size_t)CONV1 * s.pool1 * s.pool1 * lanes;
+    size_t p2_group = (size_t)m->flat * lanes;
     float table[3][256];
     amil_norm_table(m->norm, table);
-    for (int i = 0; i < n; i++)
-        for (size_t j = 0; j < pixels; j++)
-            for (int c = 0; c < C; c++)
-                w->x[((size_t)c * n + i) * pixels + j] =
-                    table[c][patches[((size_t)i * pixels + j) * C + c]];
-    /* Each block is PyTorch's conv (+ bias), ReLU, max-pool, computed as
-     * conv, max-pool, + bias, ReLU: the same numbers, since max commutes
-     * with adding a channel's constant (float addition is monotonic) and
-     * with ReLU, but the bias and the ReLU touch a quarter of the values. */
-    amil_conv2d_forward(w->c1, w->cols1, w->x, W(m, CONV1_W), NULL, n, C, P, P, CONV1,
-                        KERNEL, 1, 0);
-    amil_maxpool2_forward(w->p1, w->arg1, w->c1, CONV1 * n, s.conv1, s.conv1);
-    add_bias_relu(w->p1, W(m, CONV1_B), CONV1, (size_t)n * s.pool1 * s.pool1);
-    amil_conv2d_forward(w->c2, w->cols2, w->p1, W(m, CONV2_W), NULL, n, CONV1, s.pool1,
-                        s.pool1, CONV2, KERNEL, 1, 0);
-    amil_maxpool2_forward(w->p2, w->arg2, w->c2, CONV2 * n, s.conv2, s.conv2);
-    add_bias_relu(w->p2, W(m, CONV2_B), CONV2, (size_t)n * s.pool2 * s.pool2);
-    amil_chw_to_rows(w->rows, w->p2, n, CONV2, s.pool2 * s.pool2);
-    amil_linear_forward(w->h, w->rows, W(m, FC_W), W(m, FC_B), n, m->flat, m->hidden);
-    amil_relu_forward(w->h, (size_t)n * m->hidden);
+    for (int g = 0; g < groups; g++) {
+        float *x = w->x + g * x_group, *p1 = w->p1 + g * p1_group, *p2 = w->p2 + g * p2_group;
+        patches_to_lanes(x, patches, n, g, lanes, C, P, table);
+        k->conv5(w->c1, x, W(m, CONV1_W), C, P, P, CONV1);
+        k->pool_bias_relu(p1, w->arg1 + g * p1_group, w->c1, W(m, CONV1_B), CONV1, s.conv1,
+                          s.conv1);
+        k->conv5(w->c2, p1, W(m, CONV2_W), CONV1, s.pool1, s.pool1, CONV2);
+        k->pool_bias_relu(p2, w->arg2 + g * p2_group, w->c2, W(m, CONV2_B), CONV2, s.conv2,
+                          s.conv2);
+    }
+    /* the linear layer over all groups at once, then H (N, L) as rows */
+    k->dense(w->hl, w->p2, W(m, FC_W), (size_t)m->flat, 1, W(m, FC_B), 1, groups, L,
+             m->flat);
+    for (int i = 0; i < n; i++) {
+        const float *hl = w->hl + (size_t)(i / lanes) * L * lanes + i % lanes;
+        for (int j = 0; j < L; j++)
+            w->h[(size_t)i * L + j] = hl[(size_t)j * lanes];
+    }
 }
 
 void amil_attend(const struct amil_model *m, struct amil_work *w, const float *h, int n)
@@ -597,12 +590,74 @@ static void add(float *to, const float *from, size_t n)
         to[i] += from[i];
 }
 
+/* Grad-CAM of group g's patches (amil_model_gradcam): A = conv2's output
+ * with its bias (conv2 is run again: the forward kept only the pooled
+ * maps), dA = w->dc2 as backward left it; per patch and channel alpha = the
+ * mean of dA over the map, cam (N, S, S) = ReLU(Σ alpha A). */
+static void gradcam_group(const struct amil_model *m, struct amil_work *w, float *cam, int n,
+                          int g)
+{
+    const struct amil_kernels *k = w->kernels;
+    struct sides s = sides_of(m->patch);
+    int lanes = k->lanes;
+    size_t map = (size_t)s.conv2 * s.conv2;
+    k->conv5(w->c2, w->p1 + (size_t)g * CONV1 * s.pool1 * s.pool1 * lanes, W(m, CONV2_W),
+             CONV1, s.pool1, s.pool1, CONV2);
+    const float *bias = W(m, CONV2_B);
+    for (int l = 0; l < lanes && g * lanes + l < n; l++) {
+        float *out = cam + (size_t)(g * lanes + l) * map;
+        memset(out, 0, sizeof *out * map);
+        for (int c = 0; c < CONV2; c++) {
+            const float *a = w->c2 + c * map * lanes + l, *da = w->dc2 + c * map * lanes + l;
+            double alpha = 0;
+            for (size_t j = 0; j < map; j++)
+                alpha += da[j * lanes];
+            alpha /= (double)map;
+            for (size_t j = 0; j < map; j++)
+                out[j] += (float)(alpha * (a[j * lanes] + bias[c]));
+        }
+        for (size_t j = 0; j < map; j++)
+            out[j] = out[j] > 0 ? out[j] : 0;
+    }
+}
+
+/* The linear layer's weight gradient, dW (L, flat) += dHᵀ (L, N) · P2 (N,
+ * flat), as a product with the features in lanes rather than the patches:
+ * summed over the patches in registers, not across lanes.  w->dh holds dH
+ * through the ReLU (rows); P2 is regrouped from w->p2 into pk (J, N,
+ * lanes), feature j·lanes + l of patch i at [j][i][l] (zero past flat), the
+ * product lands in dwk (J, L, lanes). */
+static void fc_dweight(const struct amil_model *m, struct amil_work *w, int n, float *dweight)
+{
+    const struct amil_kernels *k = w->kernels;
+    int lanes = k->lanes, L = m->hidden, flat = m->flat;
+    int blocks = (flat + lanes - 1) / lanes;
+    for (int j = 0; j < blocks; j++)
+        for (int i = 0; i < n; i++) {
+            float *to = w->pk + ((size_t)j * n + i) * lanes;
+            const float *from = w->p2 + (size_t)(i / lanes) * flat * lanes + i % lanes;
+            for (int l = 0; l < lanes; l++) {
+                int f = j * lanes + l;
+                to[l] = f < flat ? from[(size_t)f * lanes] : 0;
+            }
+        }
+    k->dense(w->dwk, w->pk, w->dh, 1, (size_t)L, NULL, 0, blocks, L, n);
+    for (int j = 0; j < blocks; j++)
+        for (int o = 0; o < L; o++) {
+            const float *from = w->dwk + ((size_t)j * L + o) * lanes;
+            float *to = dweight + (size_t)o * flat + (size_t)j * lanes;
+            for (int l = 0; l < lanes && j * lanes + l < flat; l++)
+                to[l] += from[l];
+        }
+}
+
 /* Backward from w->dlogits (the gradient of whatever scalar is being
  * differentiated with respect to the logits) through the whole network of
  * the bag amil_model_step or amil_model_gradcam has just run forward:
- * grads (nweights) += its parameters' gradients; w->dc2 holds the gradient
- * at the second convolution's output. */
-static void backward(const struct amil_model *m, struct amil_work *w, int n, float *grads)
+ * grads (nweights) += its parameters' gradients; with cam, also the
+ * Grad-CAM maps (N, S, S) of the second convolution. */
+static void backward(const struct amil_model *m, struct amil_work *w, int n, float *grads,
+                     float *cam)
 {
     struct sides s = sides_of(m->patch);
     int C = m->channels, P = m->patch, L = m->hidden, D = m->attention, K = m->branches;
@@ -620,8 +675,8 @@ static void backward(const struct amil_model *m, struct amil_work *w, int n, flo
     for (int k = 0; k < K; k++)
         for (int i = 0; i < n; i++)
             w->dscores[(size_t)i * K + k] = w->da[(size_t)k * n + i];
-    /* the attention network, into drows (as scratch for dH's second part) */
-    float *dh_attention = w->drows;
+    /* the attention network, into dh_part (dH's second part) */
+    float *dh_attention = w->dh_part;
     size_t nd = (size_t)n * D;
     if (m->arch == AMIL_ARCH_AMIL) {
         amil_linear_backward(w->dv, G(ATT_FIRST + 2), G(ATT_FIRST + 3), w->dscores, w->v,
@@ -646,19 +701,38 @@ static void backward(const struct amil_model *m, struct amil_work *w, int n, flo
                              W(m, ATT_FIRST + 2), n, L, D);
         add(w->dh, dh_attention, (size_t)n * L);
     }
-    /* the feature extractor */
-    amil_relu_backward(w->dh, w->h, (size_t)n * L);
-    amil_linear_backward(w->drows, G(FC_W), G(FC_B), w->dh, w->rows, W(m, FC_W), n,
-                         m->flat, L);
-    amil_rows_to_chw(w->dp2, w->drows, n, CONV2, s.pool2 * s.pool2);
-    relu_bias_backward(w->dp2, G(CONV2_B), w->p2, CONV2, (size_t)n * s.pool2 * s.pool2);
-    amil_maxpool2_backward(w->dc2, w->dp2, w->arg2, CONV2 * n, s.conv2, s.conv2);
-    amil_conv2d_backward(w->dp1, G(CONV2_W), NULL, w->dcols, w->dc2, w->cols2,
-                         W(m, CONV2_W), n, CONV1, s.pool1, s.pool1, CONV2, KERNEL, 1, 0);
-    relu_bias_backward(w->dp1, G(CONV1_B), w->p1, CONV1, (size_t)n * s.pool1 * s.pool1);
-    amil_maxpool2_backward(w->dc1, w->dp1, w->arg1, CONV1 * n, s.conv1, s.conv1);
-    amil_conv2d_backward(NULL, G(CONV1_W), NULL, NULL, w->dc1, w->cols1, W(m, CONV1_W),
-                         n, C, P, P, CONV1, KERNEL, 1, 0);
+    /* the feature extractor: dH through the ReLU into lanes, then the
+     * linear layer over all groups, then group by group back to conv1 */
+    const struct amil_kernels *kern = w->kernels;
+    int lanes = kern->lanes, groups = (n + lanes - 1) / lanes;
+    float *dbias = G(FC_B);
+    for (int i = 0; i < groups * lanes; i++) {
+        float *dhl = w->dhl + (size_t)(i / lanes) * L * lanes + i % lanes;
+        for (int j = 0; j < L; j++) {
+            size_t at = (size_t)i * L + j;
+            float d = i < n && w->h[at] > 0 ? w->dh[at] : 0;
+            dhl[(size_t)j * lanes] = d;
+            if (i < n)
+                w->dh[at] = d, dbias[j] += d;
+        }
+    }
+    fc_dweight(m, w, n, G(FC_W));
+    kern->dense(w->dp2, w->dhl, W(m, FC_W), 1, (size_t)m->flat, NULL, 0, groups, m->flat, L);
+    size_t x_group = (size_t)C * P * P * lanes;
+    size_t p1_group = (size_t)CONV1 * s.pool1 * s.pool1 * lanes;
+    size_t p2_group = (size_t)m->flat * lanes;
+    for (int g = 0; g < groups; g++) {
+        const float *p1 = w->p1 + g * p1_group;
+        kern->unpool_relu(w->dc2, G(CONV2_B), w->dp2 + g * p2_group, w->p2 + g * p2_group,
+                          w->arg2 + g * p2_group, CONV2, s.conv2, s.conv2);
+        if (cam)
+            gradcam_group(m, w, cam, n, g);
+        kern->conv5_dweight(G(CONV2_W), w->dc2, p1, 1, 0, 0, CONV1, s.pool1, s.pool1, CONV2);
+        kern->conv5_dinput(w->dp1, w->dc2, W(m, CONV2_W), CONV1, s.pool1, s.pool1, CONV2);
+        kern->unpool_relu(w->dc1, G(CONV1_B), w->dp1, p1, w->arg1 + g * p1_group, CONV1,
+                          s.conv1, s.conv1);
+        kern->conv5_dweight(G(CONV1_W), w->dc1, w->x + g * x_group, 1, 0, 0, C, P, P, CONV1);
+    }
 #undef G
 }
 
@@ -681,7 +755,7 @@ double amil_model_step(const struct amil_model *m, struct amil_work *w,
     } else {
         loss = amil_cross_entropy(w->logits, outputs, y, w->dlogits);
     }
-    backward(m, w, n, grads);
+    backward(m, w, n, grads, NULL);
     return loss;
 }
 
@@ -700,28 +774,6 @@ void amil_model_gradcam(const struct amil_model *m, struct amil_work *w,
     for (int c = 0; c < outputs; c++)
         w->dlogits[c] = m->classes == 2 ? (target == 1 ? 1.0f : -1.0f) : (c == target);
     float *grads = amil_xcalloc(m->nweights, sizeof *grads);   /* not wanted */
-    backward(m, w, n, grads);
+    backward(m, w, n, grads, cam);
     free(grads);
-    /* A = conv2's output (c2 holds it before the bias: nn.h, add_bias_relu),
-     * dA = w->dc2; per patch and channel alpha = mean of dA over the map,
-     * cam = ReLU(sum over channels of alpha A) */
-    int side = sides_of(m->patch).conv2;
-    size_t map = (size_t)side * side;
-    const float *bias = W(m, CONV2_B);
-    for (int i = 0; i < n; i++) {
-        float *out = cam + (size_t)i * map;
-        memset(out, 0, sizeof *out * map);
-        for (int k = 0; k < CONV2; k++) {
-            const float *a = w->c2 + ((size_t)k * n + i) * map;
-            const float *da = w->dc2 + ((size_t)k * n + i) * map;
-            double alpha = 0;
-            for (size_t j = 0; j < map; j++)
-                alpha += da[j];
-            alpha /= (double)map;
-            for (size_t j = 0; j < map; j++)
-                out[j] += (float)(alpha * (a[j] + bias[k]));
-        }
-        for (size_t j = 0; j < map; j++)
-            out[j] = out[j] > 0 ? out[j] : 0;
-    }
 }

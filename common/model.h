@@ -96,19 +96,28 @@ void amil_params_copy(const struct amil_param *params, int n, float *weights,
 int amil_params_from_record(const struct amil_param *params, int n, float *weights,
                             const struct amil_record *r);
 
-/* Activations of one bag, kept for backward; grown to fit. */
+/* Activations of one bag, kept for backward; grown to fit.  The feature
+ * extractor's are in the lane layout of kernels.h (groups of lanes
+ * patches, the last group padded with zeros). */
 struct amil_work {
+    const struct amil_kernels *kernels;   /* amil_kernels(), at first use */
     int capacity[3];        /* patches the buffers of each stage hold */
     int n;                  /* patches of the current bag */
-    float *x, *cols1, *c1, *p1, *cols2, *c2, *p2, *rows, *h;
-    uint8_t *arg1, *arg2;
+    float *x;               /* (G, C, P, P, lanes) the normalized input */
+    float *p1;              /* (G, 20, S1, S1, lanes) pool 1, + bias, ReLU */
+    float *p2;              /* (G, 50·S2·S2, lanes) pool 2, + bias, ReLU */
+    uint8_t *arg1, *arg2;   /* which of each pool window won, as p1, p2 */
+    float *hl;              /* (G, L, lanes) features */
+    float *h;               /* (N, L) the same as rows: featurize's output */
+    float *c1, *c2;         /* one group's convolution outputs (scratch) */
     float *v, *u, *gate;    /* (N, D): tanh(V H), σ(U H), their product */
     float *scores;          /* (N, K) */
     float *a;               /* (K, N), softmax over N */
     float *m;               /* (K, L) */
     float *logits, *prob;   /* (outputs), (classes) */
-    /* gradients of the same */
-    float *dcols, *dc1, *dp1, *dc2, *dp2, *drows, *dh, *dv, *du, *dgate, *dscores, *da,
+    float *pk, *dwk;        /* the linear layer's weight gradient (model.c) */
+    /* gradients of the same; dc1, dp1, dc2 one group's */
+    float *dhl, *dp2, *dc2, *dp1, *dc1, *dh, *dh_part, *dv, *du, *dgate, *dscores, *da,
         *dm, *dlogits;
 };
 

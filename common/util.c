@@ -97,6 +97,15 @@ void *amil_xcalloc(size_t n, size_t size)
     return p;
 }
 
+void *amil_xaligned(size_t n)
+{
+    size_t rounded = (n + 63) / 64 * 64;   /* aligned_alloc wants a multiple */
+    void *p = rounded >= n ? aligned_alloc(64, rounded ? rounded : 64) : NULL;
+    if (!p)
+        amil_die("out of memory (%zu bytes)", n);
+    return p;
+}
+
 void *amil_xrealloc(void *p, size_t n)
 {
     p = realloc(p, n ? n : 1);

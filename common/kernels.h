@@ -1,0 +1,71 @@
+/* kernels.h: the attention-MIL network's heavy layers over groups of
+ * patches held in vector lanes, one implementation per instruction set,
+ * chosen at run time.
+ *
+ * A *group* is `lanes` patches (16 with AVX-512, 8 with AVX2, 4 in the
+ * portable path).  Its activations are laid out (C, H, W, lanes): every
+ * pixel is one vector holding that pixel of each patch of the group, so a
+ * 5×5 convolution is multiply-adds of broadcast weights with whole vectors,
+ * with no im2col, no waste on any spatial size and no shuffles; pooling,
+ * bias and ReLU are vector operations.  Patches are independent, so every
+ * lane computes exactly what one patch alone would.
+ *
+ * Every buffer a kernel reads or writes in lane layout is aligned to 64
+ * bytes.  Kernels that produce parameter gradients add (+=) sums over the
+ * groups, positions and lanes they are given; the others overwrite their
+ * output.  One source file (kernels.c) is compiled once per instruction
+ * set; amil_kernels() picks the best this CPU runs, or the one named by the
+ * environment variable AMIL_ISA (avx512, avx2, portable).
+ */
+#ifndef AMIL_KERNELS_H
+#define AMIL_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct amil_kernels {
+    const char *name;   /* "avx512", "avx2" or "portable" */
+    int lanes;          /* patches in a group: 16, 8 or 4 */
+
+    /* out (OC, H-4, W-4) = weight (OC, C, 5, 5) ⋆ in (C, H, W), a valid
+     * 5×5 cross-correlation (PyTorch's conv2d), no bias. */
+    void (*conv5)(float *out, const float *in, const float *weight, int C, int H, int W,
+                  int OC);
+    /* dweight (OC, C, 5, 5) += Σ over groups, positions and lanes of
+     * dout (OC, H-4, W-4) × the input in (C, H, W) under each tap; group g's
+     * are at dout + g·dout_stride and in + g·in_stride (floats). */
+    void (*conv5_dweight)(float *dweight, const float *dout, const float *in, int groups,
+                          size_t dout_stride, size_t in_stride, int C, int H, int W, int OC);
+    /* din (C, H, W) = the adjoint of conv5 applied to dout (OC, H-4, W-4). */
+    void (*conv5_dinput)(float *din, const float *dout, const float *weight, int C, int H,
+                         int W, int OC);
+    /* out (C, H/2, W/2) = ReLU(2×2 max-pool of in (C, H, W) + bias (C)),
+     * PyTorch's floor mode; arg (C, H/2, W/2, lanes) says which of the four
+     * won (the first in scan order on ties; NaN wins, as in PyTorch). */
+    void (*pool_bias_relu)(float *out, uint8_t *arg, const float *in, const float *bias,
+                           int C, int H, int W);
+    /* Its backward: g = dout (C, H/2, W/2) where out > 0, else 0;
+     * dbias (C) += Σ g; din (C, H, W) = g at each window's winner, 0
+     * elsewhere. */
+    void (*unpool_relu)(float *din, float *dbias, const float *dout, const float *out,
+                        const uint8_t *arg, int C, int H, int W);
+    /* out[g] (M) = Σ_k A(m, k) x[g] (K) (+ bias (M)) (then ReLU if relu),
+     * for groups g, vectors; x[g] = x + g·K·lanes, out[g] = out + g·M·lanes;
+     * A(m, k) = a[m·a_row + k·a_col], so a is a matrix or its transpose. */
+    void (*dense)(float *out, const float *x, const float *a, size_t a_row, size_t a_col,
+                  const float *bias, int relu, int groups, int M, int K);
+    /* d (M, K) += Σ over groups and lanes of x[g] (M) ⊗ y[g] (K). */
+    void (*dense_dweight)(float *d, const float *x, const float *y, int groups, int M, int K);
+};
+
+/* The kernels this process uses: AMIL_ISA's if set (NULL with a message if
+ * this CPU cannot run it or the name is unknown), else the best available.
+ * Chosen once. */
+const struct amil_kernels *amil_kernels(void);
+/* Every set this CPU can run, best first; returns how many (at most 3). */
+int amil_kernels_available(const struct amil_kernels **sets);
+
+extern const struct amil_kernels amil_kernels_avx512, amil_kernels_avx2,
+    amil_kernels_portable;
+
+#endif
