@@ -20,7 +20,7 @@ AMIL_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -fno-math-err
            -Wall -Wextra -Werror -Icommon -I/usr/include/stb -I/usr/include/netpbm \
            -I/usr/include/x86_64-linux-gnu/openblas-pthread
 # OpenBLAS before GSL, so cblas_* resolve to OpenBLAS, not libgslcblas.
-LDLIBS  += -lopenblas -lstb -ldeflate -lnetpbm -lgsl -lcjson -lm
+LDLIBS  += -lopenblas -lstb -ldeflate -lnetpbm -lgsl -lcjson -lm -lpthread
 ifneq ($(SAN),)
 BUILD   := build-san
 AMIL_CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

@@ -11,6 +11,7 @@
 #include "kernels.h"
 #include "model.h"
 #include "nn.h"
+#include "parallel.h"
 
 #define CONV1 20        /* the paper's channels: conv 5×5 C→20, 20→50 */
 #define CONV2 50
@@ -406,7 +407,7 @@ static void free_stage(struct amil_work *w, int stage)
                           (void **)&w->logits, (void **)&w->prob};
     void **backward[] = {(void **)&w->dhl, (void **)&w->dp2, (void **)&w->pk,
                          (void **)&w->dwk, (void **)&w->dc2,
-                         (void **)&w->dp1, (void **)&w->dc1, (void **)&w->dh,
+                         (void **)&w->dp1, (void **)&w->dc1, (void **)&w->dconv, (void **)&w->dh,
                          (void **)&w->dh_part, (void **)&w->dv, (void **)&w->du,
                          (void **)&w->dgate, (void **)&w->dscores, (void **)&w->da,
                          (void **)&w->dm, (void **)&w->dlogits};
@@ -428,11 +429,22 @@ void amil_work_free(struct amil_work *w)
     memset(w, 0, sizeof *w);
 }
 
+/* The convolutions' parameters: the first four, at the buffer's start. */
+static size_t conv_params(const struct amil_model *m)
+{
+    return m->params[CONV2_B].offset + m->params[CONV2_B].count;
+}
+
 /* Makes room in one stage's buffers for a bag of n patches. */
 static void fit(const struct amil_model *m, struct amil_work *w, int n, int stage)
 {
     if (!w->kernels)
         w->kernels = amil_kernels();
+    int threads = amil_thread_count();
+    if (threads != w->threads)   /* scratch is per thread: start again */
+        for (int st = 0; st < STAGES; st++)
+            free_stage(w, st);
+    w->threads = threads;
     if (n <= w->capacity[stage])
         return;
     free_stage(w, stage);
@@ -453,8 +465,8 @@ static void fit(const struct amil_model *m, struct amil_work *w, int n, int stag
         ALLOC(arg2, G * p2);
         ALLOC(hl, G * L * V);
         ALLOC(h, N * L);
-        ALLOC(c1, c1);
-        ALLOC(c2, c2);
+        ALLOC(c1, c1 * threads);
+        ALLOC(c2, c2 * threads);
     } else if (stage == STAGE_ATTENTION) {
         ALLOC(v, N * D);
         ALLOC(u, N * D);
@@ -470,9 +482,10 @@ static void fit(const struct amil_model *m, struct amil_work *w, int n, int stag
         ALLOC(dp2, G * p2);
         ALLOC(pk, blocks * N * V);
         ALLOC(dwk, blocks * L * V);
-        ALLOC(dc2, c2);
-        ALLOC(dp1, p1);
-        ALLOC(dc1, c1);
+        ALLOC(dc2, c2 * threads);
+        ALLOC(dp1, p1 * threads);
+        ALLOC(dc1, c1 * threads);
+        ALLOC(dconv, (size_t)(threads - 1) * conv_params(m) + 1);
         ALLOC(dh, N * L);
         ALLOC(dh_part, N * L);
         ALLOC(dv, N * D);
@@ -504,32 +517,79 @@ static void patches_to_lanes(float *x, const uint8_t *patches, int n, int g, int
     }
 }
 
+/* What the parallel loops of featurize and backward share. */
+struct bag_pass {
+    const struct amil_model *m;
+    struct amil_work *w;
+    const uint8_t *patches;
+    int n;
+    float *grads, *cam;
+};
+
+/* Sizes of one group's buffers, in floats (bytes for arg1, arg2). */
+struct group_sizes {
+    size_t x, c1, p1, c2, p2;
+};
+
+static struct group_sizes group_sizes(const struct amil_model *m, int lanes)
+{
+    struct sides s = sides_of(m->patch);
+    return (struct group_sizes){
+        .x = (size_t)m->channels * m->patch * m->patch * lanes,
+        .c1 = (size_t)CONV1 * s.conv1 * s.conv1 * lanes,
+        .p1 = (size_t)CONV1 * s.pool1 * s.pool1 * lanes,
+        .c2 = (size_t)CONV2 * s.conv2 * s.conv2 * lanes,
+        .p2 = (size_t)m->flat * lanes,
+    };
+}
+
+/* Groups first .. end-1 through both convolutions, on thread's scratch. */
+static void features_of_groups(void *ctx, int first, int end, int thread)
+{
+    const struct bag_pass *pass = ctx;
+    const struct amil_model *m = pass->m;
+    struct amil_work *w = pass->w;
+    const struct amil_kernels *k = w->kernels;
+    struct sides s = sides_of(m->patch);
+    struct group_sizes z = group_sizes(m, k->lanes);
+    float *c1 = w->c1 + thread * z.c1, *c2 = w->c2 + thread * z.c2;
+    float table[3][256];
+    amil_norm_table(m->norm, table);
+    for (int g = first; g < end; g++) {
+        float *x = w->x + g * z.x, *p1 = w->p1 + g * z.p1, *p2 = w->p2 + g * z.p2;
+        patches_to_lanes(x, pass->patches, pass->n, g, k->lanes, m->channels, m->patch,
+                         table);
+        k->conv5(c1, x, W(m, CONV1_W), m->channels, m->patch, m->patch, CONV1);
+        k->pool_bias_relu(p1, w->arg1 + g * z.p1, c1, W(m, CONV1_B), CONV1, s.conv1, s.conv1);
+        k->conv5(c2, p1, W(m, CONV2_W), CONV1, s.pool1, s.pool1, CONV2);
+        k->pool_bias_relu(p2, w->arg2 + g * z.p2, c2, W(m, CONV2_B), CONV2, s.conv2, s.conv2);
+    }
+}
+
+/* The linear layer and its ReLU for groups first .. end-1. */
+static void linear_of_groups(void *ctx, int first, int end, int thread)
+{
+    (void)thread;
+    const struct bag_pass *pass = ctx;
+    const struct amil_model *m = pass->m;
+    struct amil_work *w = pass->w;
+    size_t lanes = (size_t)w->kernels->lanes;
+    w->kernels->dense(w->hl + first * m->hidden * lanes, w->p2 + first * m->flat * lanes,
+                      W(m, FC_W), (size_t)m->flat, 1, W(m, FC_B), 1, end - first, m->hidden,
+                      m->flat);
+}
+
 void amil_featurize(const struct amil_model *m, struct amil_work *w,
                     const uint8_t *patches, int n)
 {
     fit(m, w, n, STAGE_FEATURES);
     w->n = n;
-    const struct amil_kernels *k = w->kernels;
-    struct sides s = sides_of(m->patch);
-    int C = m->channels, P = m->patch, lanes = k->lanes, L = m->hidden;
+    int lanes = w->kernels->lanes, L = m->hidden;
     int groups = (n + lanes - 1) / lanes;
-    size_t x_group = (size_t)C * P * P * lanes, p1_group = (size_t)CONV1 * s.pool1 * s.pool1 * lanes;
-    size_t p2_group = (size_t)m->flat * lanes;
-    float table[3][256];
-    amil_norm_table(m->norm, table);
-    for (int g = 0; g < groups; g++) {
-        float *x = w->x + g * x_group, *p1 = w->p1 + g * p1_group, *p2 = w->p2 + g * p2_group;
-        patches_to_lanes(x, patches, n, g, lanes, C, P, table);
-        k->conv5(w->c1, x, W(m, CONV1_W), C, P, P, CONV1);
-        k->pool_bias_relu(p1, w->arg1 + g * p1_group, w->c1, W(m, CONV1_B), CONV1, s.conv1,
-                          s.conv1);
-        k->conv5(w->c2, p1, W(m, CONV2_W), CONV1, s.pool1, s.pool1, CONV2);
-        k->pool_bias_relu(p2, w->arg2 + g * p2_group, w->c2, W(m, CONV2_B), CONV2, s.conv2,
-                          s.conv2);
-    }
-    /* the linear layer over all groups at once, then H (N, L) as rows */
-    k->dense(w->hl, w->p2, W(m, FC_W), (size_t)m->flat, 1, W(m, FC_B), 1, groups, L,
-             m->flat);
+    struct bag_pass pass = {m, w, patches, n, NULL, NULL};
+    amil_parallel(groups, features_of_groups, &pass);
+    amil_parallel(groups, linear_of_groups, &pass);
+    /* H (N, L) as rows, for attend */
     for (int i = 0; i < n; i++) {
         const float *hl = w->hl + (size_t)(i / lanes) * L * lanes + i % lanes;
         for (int j = 0; j < L; j++)
@@ -595,20 +655,20 @@ static void add(float *to, const float *from, size_t n)
  * maps), dA = w->dc2 as backward left it; per patch and channel alpha = the
  * mean of dA over the map, cam (N, S, S) = ReLU(Σ alpha A). */
 static void gradcam_group(const struct amil_model *m, struct amil_work *w, float *cam, int n,
-                          int g)
+                          int g, float *c2, const float *dc2)
 {
     const struct amil_kernels *k = w->kernels;
     struct sides s = sides_of(m->patch);
     int lanes = k->lanes;
     size_t map = (size_t)s.conv2 * s.conv2;
-    k->conv5(w->c2, w->p1 + (size_t)g * CONV1 * s.pool1 * s.pool1 * lanes, W(m, CONV2_W),
+    k->conv5(c2, w->p1 + (size_t)g * CONV1 * s.pool1 * s.pool1 * lanes, W(m, CONV2_W),
              CONV1, s.pool1, s.pool1, CONV2);
     const float *bias = W(m, CONV2_B);
     for (int l = 0; l < lanes && g * lanes + l < n; l++) {
         float *out = cam + (size_t)(g * lanes + l) * map;
         memset(out, 0, sizeof *out * map);
         for (int c = 0; c < CONV2; c++) {
-            const float *a = w->c2 + c * map * lanes + l, *da = w->dc2 + c * map * lanes + l;
+            const float *a = c2 + c * map * lanes + l, *da = dc2 + c * map * lanes + l;
             double alpha = 0;
             for (size_t j = 0; j < map; j++)
                 alpha += da[j * lanes];
@@ -651,6 +711,48 @@ static void fc_dweight(const struct amil_model *m, struct amil_work *w, int n, f
         }
 }
 
+/* dP2 of groups first .. end-1: the linear layer's input gradient. */
+static void linear_back_of_groups(void *ctx, int first, int end, int thread)
+{
+    (void)thread;
+    const struct bag_pass *pass = ctx;
+    const struct amil_model *m = pass->m;
+    struct amil_work *w = pass->w;
+    size_t lanes = (size_t)w->kernels->lanes;
+    w->kernels->dense(w->dp2 + first * m->flat * lanes, w->dhl + first * m->hidden * lanes,
+                      W(m, FC_W), 1, (size_t)m->flat, NULL, 0, end - first, m->flat,
+                      m->hidden);
+}
+
+/* From dP2 back through both convolutions for groups first .. end-1:
+ * thread 0 adds to the gradients, the others to their part of w->dconv. */
+static void conv_back_of_groups(void *ctx, int first, int end, int thread)
+{
+    const struct bag_pass *pass = ctx;
+    const struct amil_model *m = pass->m;
+    struct amil_work *w = pass->w;
+    const struct amil_kernels *k = w->kernels;
+    struct sides s = sides_of(m->patch);
+    struct group_sizes z = group_sizes(m, k->lanes);
+    float *grads = thread == 0 ? pass->grads : w->dconv + (thread - 1) * conv_params(m);
+    float *dc2 = w->dc2 + thread * z.c2, *dp1 = w->dp1 + thread * z.p1;
+    float *dc1 = w->dc1 + thread * z.c1;
+#define G(i) (grads + m->params[i].offset)
+    for (int g = first; g < end; g++) {
+        const float *p1 = w->p1 + g * z.p1;
+        k->unpool_relu(dc2, G(CONV2_B), w->dp2 + g * z.p2, w->p2 + g * z.p2,
+                       w->arg2 + g * z.p2, CONV2, s.conv2, s.conv2);
+        if (pass->cam)
+            gradcam_group(m, w, pass->cam, pass->n, g, w->c2 + thread * z.c2, dc2);
+        k->conv5_dweight(G(CONV2_W), dc2, p1, 1, 0, 0, CONV1, s.pool1, s.pool1, CONV2);
+        k->conv5_dinput(dp1, dc2, W(m, CONV2_W), CONV1, s.pool1, s.pool1, CONV2);
+        k->unpool_relu(dc1, G(CONV1_B), dp1, p1, w->arg1 + g * z.p1, CONV1, s.conv1, s.conv1);
+        k->conv5_dweight(G(CONV1_W), dc1, w->x + g * z.x, 1, 0, 0, m->channels, m->patch,
+                         m->patch, CONV1);
+    }
+#undef G
+}
+
 /* Backward from w->dlogits (the gradient of whatever scalar is being
  * differentiated with respect to the logits) through the whole network of
  * the bag amil_model_step or amil_model_gradcam has just run forward:
@@ -659,8 +761,7 @@ static void fc_dweight(const struct amil_model *m, struct amil_work *w, int n, f
 static void backward(const struct amil_model *m, struct amil_work *w, int n, float *grads,
                      float *cam)
 {
-    struct sides s = sides_of(m->patch);
-    int C = m->channels, P = m->patch, L = m->hidden, D = m->attention, K = m->branches;
+    int L = m->hidden, D = m->attention, K = m->branches;
     int head = m->nparams - 2, outputs = amil_model_outputs(m);
 #define G(i) (grads + m->params[i].offset)
     /* classifier: dM (1, K·L) */
@@ -717,22 +818,16 @@ static void backward(const struct amil_model *m, struct amil_work *w, int n, flo
         }
     }
     fc_dweight(m, w, n, G(FC_W));
-    kern->dense(w->dp2, w->dhl, W(m, FC_W), 1, (size_t)m->flat, NULL, 0, groups, m->flat, L);
-    size_t x_group = (size_t)C * P * P * lanes;
-    size_t p1_group = (size_t)CONV1 * s.pool1 * s.pool1 * lanes;
-    size_t p2_group = (size_t)m->flat * lanes;
-    for (int g = 0; g < groups; g++) {
-        const float *p1 = w->p1 + g * p1_group;
-        kern->unpool_relu(w->dc2, G(CONV2_B), w->dp2 + g * p2_group, w->p2 + g * p2_group,
-                          w->arg2 + g * p2_group, CONV2, s.conv2, s.conv2);
-        if (cam)
-            gradcam_group(m, w, cam, n, g);
-        kern->conv5_dweight(G(CONV2_W), w->dc2, p1, 1, 0, 0, CONV1, s.pool1, s.pool1, CONV2);
-        kern->conv5_dinput(w->dp1, w->dc2, W(m, CONV2_W), CONV1, s.pool1, s.pool1, CONV2);
-        kern->unpool_relu(w->dc1, G(CONV1_B), w->dp1, p1, w->arg1 + g * p1_group, CONV1,
-                          s.conv1, s.conv1);
-        kern->conv5_dweight(G(CONV1_W), w->dc1, w->x + g * x_group, 1, 0, 0, C, P, P, CONV1);
-    }
+    struct bag_pass pass = {m, w, NULL, n, grads, cam};
+    amil_parallel(groups, linear_back_of_groups, &pass);
+    /* the convolutions group by group, each thread adding its parameters'
+     * gradients into a buffer of its own, summed in thread order after */
+    size_t conv = conv_params(m);
+    memset(w->dconv, 0, sizeof *w->dconv * (size_t)(w->threads - 1) * conv);
+    amil_parallel(groups, conv_back_of_groups, &pass);
+    for (int t = 1; t < w->threads; t++)
+        for (size_t i = 0; i < conv; i++)
+            grads[i] += w->dconv[(t - 1) * conv + i];
 #undef G
 }
 

@@ -101,6 +101,7 @@ int amil_params_from_record(const struct amil_param *params, int n, float *weigh
  * patches, the last group padded with zeros). */
 struct amil_work {
     const struct amil_kernels *kernels;   /* amil_kernels(), at first use */
+    int threads;            /* amil_thread_count() the buffers were made for */
     int capacity[3];        /* patches the buffers of each stage hold */
     int n;                  /* patches of the current bag */
     float *x;               /* (G, C, P, P, lanes) the normalized input */
@@ -116,7 +117,9 @@ struct amil_work {
     float *m;               /* (K, L) */
     float *logits, *prob;   /* (outputs), (classes) */
     float *pk, *dwk;        /* the linear layer's weight gradient (model.c) */
-    /* gradients of the same; dc1, dp1, dc2 one group's */
+    float *dconv;           /* threads 1.. : their convolutions' gradients */
+    /* gradients of the same; dc1, dp1, dc2 one group's (c1 .. dc1: one per
+     * thread) */
     float *dhl, *dp2, *dc2, *dp1, *dc1, *dh, *dh_part, *dv, *du, *dgate, *dscores, *da,
         *dm, *dlogits;
 };

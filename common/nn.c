@@ -6,8 +6,17 @@
 #include <cblas.h>
 
 #include "nn.h"
+#include "parallel.h"
 
-void amil_threads(int n) { openblas_set_num_threads(n); }
+static int thread_count = 1;
+
+void amil_threads(int n)
+{
+    thread_count = n > 0 ? n : 1;
+    openblas_set_num_threads(thread_count);
+}
+
+int amil_thread_count(void) { return thread_count; }
 
 int amil_conv_out(int size, int kernel, int stride, int pad)
 {

@@ -19,7 +19,9 @@
 #include <cmocka.h>
 
 #include "amil.h"
+#include "kernels.h"
 #include "model.h"
+#include "nn.h"
 #include "optim.h"
 #include "torch_check.h"
 
@@ -39,7 +41,7 @@ static void formula_weights(struct amil_model *m)
     }
 }
 
-static void one_case(const struct amil_record *r)
+static void one_case(const struct amil_record *r, const struct amil_kernels *kernels)
 {
     long classes, hidden, attention, branches, label;
     assert_int_equal(amil_meta_long(r, "classes", 2, 100, &classes), 1);
@@ -56,13 +58,14 @@ static void one_case(const struct amil_record *r)
     const char *norm = amil_meta_get(r, "normalization");
     m.norm = norm ? amil_norm_parse(norm) : AMIL_NORM_NONE;
     assert_true((int)m.norm >= 0);
-    print_message("# case: %s, %ld classes, %ld branches, normalization %s\n",
-                  amil_meta_get(r, "arch"), classes, branches, amil_norm_name(m.norm));
+    print_message("# case: %s, %ld classes, %ld branches, normalization %s, %s kernels\n",
+                  amil_meta_get(r, "arch"), classes, branches, amil_norm_name(m.norm),
+                  kernels->name);
     const struct amil_tensor *patches = amil_expect(r, "patches", AMIL_U8, 4);
     assert_non_null(patches);
     int n = (int)patches->shape[0];
 
-    struct amil_work w = {0};
+    struct amil_work w = {.kernels = kernels};
     float *grads = calloc(m.nweights, sizeof *grads);
     double loss = amil_model_step(&m, &w, patches->data, n, (int)label, grads);
     expect_close("forward", w.h, r, "features", 1e-4);
@@ -132,6 +135,8 @@ static void against_pytorch(void **state)
     struct amil_stream s;
     struct amil_record r;
     int cases = 0, got;
+    const struct amil_kernels *sets[3];
+    int nsets = amil_kernels_available(sets);
     amil_stream_open(&s, f, fixture_path());
     while ((got = amil_read(&s, &r)) == 1) {
         const char *kind = amil_meta_get(&r, "kind");
@@ -140,7 +145,8 @@ static void against_pytorch(void **state)
             amil_record_free(&r);
             continue;
         }
-        one_case(&r);
+        for (int k = 0; k < nsets; k++)   /* every instruction set this CPU has */
+            one_case(&r, sets[k]);
         amil_record_free(&r);
         cases++;
     }
@@ -247,16 +253,19 @@ static void whole_model_finite_differences(void **state)
     uint8_t patches[4 * 28 * 28 * 3];
     for (size_t i = 0; i < sizeof patches; i++)   /* smooth, varied images */
         patches[i] = (uint8_t)(128 + 100 * sin(0.05 * (double)i) * cos(0.0007 * (double)i));
-    for (int c = 0; c < 3; c++) {
+    const struct amil_kernels *sets[3];
+    int nsets = amil_kernels_available(sets);
+    for (int c = 0; c < 3 * nsets; c++) {
+        const struct amil_kernels *kernels = sets[c / 3];
         struct amil_model m;
-        assert_int_equal(amil_model_init(&m, cases[c].arch, 3, 28, cases[c].classes, 16, 6,
-                                         cases[c].branches), 0);
-        amil_model_randomize(&m, 7 + c);
+        assert_int_equal(amil_model_init(&m, cases[c % 3].arch, 3, 28, cases[c % 3].classes,
+                                         16, 6, cases[c % 3].branches), 0);
+        amil_model_randomize(&m, 7 + c % 3);
         for (size_t i = m.params[m.nparams - 4].offset; i < m.nweights; i++)
             m.weights[i] *= 4;   /* livelier attention and head */
-        struct amil_work w = {0};
+        struct amil_work w = {.kernels = kernels};
         float *grads = calloc(m.nweights, sizeof *grads);
-        amil_model_step(&m, &w, patches, 4, cases[c].label, grads);
+        amil_model_step(&m, &w, patches, 4, cases[c % 3].label, grads);
         int checked = 0;
         for (int t = 0; t < m.nparams; t++) {
             const struct amil_param *p = &m.params[t];
@@ -266,17 +275,17 @@ static void whole_model_finite_differences(void **state)
                 double numeric = 0, analytic = grads[i];
                 for (int attempt = 0; attempt < 3; attempt++, h /= 8) {
                     m.weights[i] = saved + h;
-                    double plus = amil_model_step(&m, &w, patches, 4, cases[c].label, NULL);
+                    double plus = amil_model_step(&m, &w, patches, 4, cases[c % 3].label, NULL);
                     m.weights[i] = saved - h;
-                    double minus = amil_model_step(&m, &w, patches, 4, cases[c].label, NULL);
+                    double minus = amil_model_step(&m, &w, patches, 4, cases[c % 3].label, NULL);
                     m.weights[i] = saved;
                     numeric = (plus - minus) / (2.0 * h);
                     if (fabs(numeric - analytic) <= 1e-3 + 2e-2 * fabs(analytic))
                         break;
                 }
                 if (fabs(numeric - analytic) > 1e-3 + 2e-2 * fabs(analytic))
-                    fail_msg("case %d, %s[%zu]: analytic %.6g, numeric %.6g", c, p->name,
-                             i - p->offset, analytic, numeric);
+                    fail_msg("case %d, %s kernels, %s[%zu]: analytic %.6g, numeric %.6g", c % 3,
+                             kernels->name, p->name, i - p->offset, analytic, numeric);
                 checked++;
             }
         }
@@ -329,6 +338,45 @@ static void hostile_sizes_are_refused(void **state)
     assert_null(m.weights);
 }
 
+/* Threads split a bag's groups of patches: the features are the same bytes
+ * (each patch is computed alone), the gradients the same sums added in
+ * another order; with two threads twice, the same bytes again. */
+static void threads_agree(void **state)
+{
+    (void)state;
+    struct amil_model m;
+    assert_int_equal(amil_model_init(&m, AMIL_ARCH_GATED, 3, 28, 2, 40, 12, 1), 0);
+    amil_model_randomize(&m, 3);
+    int n = 45;   /* groups of 16, 8 or 4 lanes, the last one partial */
+    uint8_t *patches = malloc((size_t)n * 28 * 28 * 3);
+    for (size_t i = 0; i < (size_t)n * 28 * 28 * 3; i++)
+        patches[i] = (uint8_t)(i * 2654435761u >> 24);
+    float *grads[3], *features[3];
+    for (int run = 0; run < 3; run++) {
+        amil_threads(run == 0 ? 1 : 2);
+        struct amil_work w = {0};
+        grads[run] = calloc(m.nweights, sizeof *grads[run]);
+        amil_model_step(&m, &w, patches, n, 1, grads[run]);
+        features[run] = malloc(sizeof(float) * (size_t)n * m.hidden);
+        memcpy(features[run], w.h, sizeof(float) * (size_t)n * m.hidden);
+        amil_work_free(&w);
+    }
+    amil_threads(1);
+    assert_memory_equal(features[0], features[1], sizeof(float) * (size_t)n * m.hidden);
+    assert_memory_equal(grads[1], grads[2], sizeof(float) * m.nweights);
+    double top = 0, err = 0;
+    for (size_t i = 0; i < m.nweights; i++) {
+        top = fmax(top, fabs(grads[0][i]));
+        err = fmax(err, fabs(grads[0][i] - grads[1][i]));
+    }
+    print_message("# threads    1 against 2: gradients within %.2e of the largest\n", err / top);
+    assert_true(top > 0 && err / top < 1e-5);
+    for (int run = 0; run < 3; run++)
+        free(grads[run]), free(features[run]);
+    free(patches);
+    amil_model_free(&m);
+}
+
 /* The paper's model has 491,828 parameters, as the issue counts them. */
 static void paper_model_size(void **state)
 {
@@ -349,6 +397,7 @@ int main(void)
         cmocka_unit_test(whole_model_finite_differences),
         cmocka_unit_test(paper_model_size),
         cmocka_unit_test(hostile_sizes_are_refused),
+        cmocka_unit_test(threads_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

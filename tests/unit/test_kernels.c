@@ -1,0 +1,295 @@
+/* test_kernels.c: every kernel of kernels.h, on every instruction set this
+ * CPU runs, against plain loops in double written here from the
+ * definitions (one patch at a time, no lanes).  The sizes are awkward on
+ * purpose: channel counts and widths that leave partial register tiles,
+ * odd sides for the pooling, several groups with the last one partial; and
+ * the paper's own shapes, which take the fast paths. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "amil.h"
+#include "kernels.h"
+
+static unsigned long long rng_state = 2463534242ULL;
+static double uniform(void)   /* xorshift64 in [-1, 1) */
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (rng_state >> 11) * (2.0 / 9007199254740992.0) - 1;
+}
+
+static float *lane_buffer(size_t n)
+{
+    float *x = amil_xaligned(sizeof *x * n);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)uniform();
+    return x;
+}
+
+/* Element (patch p, flat index i) of a lane buffer of groups of `lanes`
+ * patches, each patch `size` values. */
+static float *at(float *buf, int lanes, size_t size, int p, size_t i)
+{
+    return buf + ((size_t)(p / lanes) * size + i) * lanes + p % lanes;
+}
+
+/* max |got - want| / max |want| over n values, printed and returned */
+static double report(const char *isa, const char *what, const double *want,
+                     const float *got, size_t n)
+{
+    double top = 0, err = 0;
+    for (size_t i = 0; i < n; i++) {
+        top = fmax(top, fabs(want[i]));
+        err = fmax(err, fabs(want[i] - got[i]));
+    }
+    double rel = top > 0 ? err / top : err;
+    printf("# %-9s %-34s relative error %.2e\n", isa, what, rel);
+    return rel;
+}
+
+static void each_set(void (*check)(const struct amil_kernels *))
+{
+    const struct amil_kernels *sets[3];
+    int n = amil_kernels_available(sets);
+    assert_true(n >= 1);
+    assert_string_equal(sets[n - 1]->name, "portable");
+    for (int i = 0; i < n; i++)
+        check(sets[i]);
+}
+
+/* ---- convolution ---------------------------------------------------------- */
+
+struct conv_case {
+    int C, H, W, OC;
+};
+static const struct conv_case conv_cases[] = {
+    {3, 28, 28, 20},   /* the paper's conv1 */
+    {20, 12, 12, 50},  /* conv2: the fast dinput path */
+    {2, 13, 17, 7},    /* partial tiles everywhere */
+    {1, 5, 9, 1},
+};
+
+static void conv_check(const struct amil_kernels *k)
+{
+    int lanes = k->lanes;
+    for (size_t t = 0; t < sizeof conv_cases / sizeof *conv_cases; t++) {
+        struct conv_case cc = conv_cases[t];
+        int OH = cc.H - 4, OW = cc.W - 4, groups = 2, patches = 2 * lanes - 1;
+        size_t in_size = (size_t)cc.C * cc.H * cc.W, out_size = (size_t)cc.OC * OH * OW;
+        float *in = lane_buffer(groups * in_size * lanes);
+        float *dout = lane_buffer(groups * out_size * lanes);
+        float *weight = lane_buffer((size_t)cc.OC * cc.C * 25);
+        float *out = amil_xaligned(sizeof *out * out_size * lanes);
+        float *din = amil_xaligned(sizeof *din * in_size * lanes);
+        float *dweight = calloc(cc.OC * cc.C * 25, sizeof *dweight);
+        for (int p = patches; p < groups * lanes; p++)   /* a partial last group */
+            for (size_t i = 0; i < out_size; i++)
+                *at(dout, lanes, out_size, p, i) = 0;
+        double *want = calloc(in_size > out_size ? in_size * lanes : out_size * lanes,
+                              sizeof *want);
+        double *want_dw = calloc(cc.OC * cc.C * 25, sizeof *want_dw);
+        float *got = malloc(sizeof *got * (in_size > out_size ? in_size : out_size) * lanes);
+        char what[64];
+
+        /* forward and input gradient of group 0; weight gradient of both */
+        k->conv5(out, in, weight, cc.C, cc.H, cc.W, cc.OC);
+        k->conv5_dinput(din, dout, weight, cc.C, cc.H, cc.W, cc.OC);
+        k->conv5_dweight(dweight, dout, in, groups, out_size * lanes, in_size * lanes, cc.C,
+                         cc.H, cc.W, cc.OC);
+        memset(want, 0, sizeof *want * in_size * lanes);
+        for (int p = 0; p < groups * lanes; p++)
+            for (int o = 0; o < cc.OC; o++)
+                for (int y = 0; y < OH; y++)
+                    for (int x = 0; x < OW; x++) {
+                        double sum = 0;
+                        size_t oi = ((size_t)o * OH + y) * OW + x;
+                        double d = *at(dout, lanes, out_size, p, oi);
+                        for (int c = 0; c < cc.C; c++)
+                            for (int i = 0; i < 5; i++)
+                                for (int j = 0; j < 5; j++) {
+                                    size_t ii = ((size_t)c * cc.H + y + i) * cc.W + x + j;
+                                    size_t wi = (((size_t)o * cc.C + c) * 5 + i) * 5 + j;
+                                    double v = *at(in, lanes, in_size, p, ii);
+                                    sum += weight[wi] * v;
+                                    want_dw[wi] += d * v;
+                                    if (p < lanes)
+                                        want[ii * lanes + p] += weight[wi] * d;
+                                }
+                        if (p < lanes)
+                            got[oi * lanes + p] = (float)sum;
+                    }
+        /* out against the forward sums just stored in got, as doubles */
+        double *fwd = calloc(out_size * lanes, sizeof *fwd);
+        for (size_t i = 0; i < out_size * lanes; i++)
+            fwd[i] = got[i];
+        snprintf(what, sizeof what, "conv5 %dx%dx%d -> %d", cc.C, cc.H, cc.W, cc.OC);
+        assert_true(report(k->name, what, fwd, out, out_size * lanes) < 1e-5);
+        snprintf(what, sizeof what, "conv5_dinput %dx%dx%d <- %d", cc.C, cc.H, cc.W, cc.OC);
+        assert_true(report(k->name, what, want, din, in_size * lanes) < 1e-5);
+        snprintf(what, sizeof what, "conv5_dweight %dx%dx%d, 2 groups", cc.C, cc.H, cc.W);
+        assert_true(report(k->name, what, want_dw, dweight, (size_t)cc.OC * cc.C * 25) < 1e-5);
+        free(fwd), free(in), free(dout), free(weight), free(out), free(din), free(dweight);
+        free(want), free(want_dw), free(got);
+    }
+}
+
+static void convolution(void **state)
+{
+    (void)state;
+    each_set(conv_check);
+}
+
+/* ---- pooling ---------------------------------------------------------------- */
+
+static void pool_check(const struct amil_kernels *k)
+{
+    int lanes = k->lanes;
+    const int sizes[][3] = {{20, 24, 24}, {3, 9, 7}};
+    for (int t = 0; t < 2; t++) {
+        int C = sizes[t][0], H = sizes[t][1], W = sizes[t][2], OH = H / 2, OW = W / 2;
+        size_t in_size = (size_t)C * H * W, out_size = (size_t)C * OH * OW;
+        float *in = lane_buffer(in_size * lanes), *dout = lane_buffer(out_size * lanes);
+        float *bias = lane_buffer(C), *out = amil_xaligned(sizeof *out * out_size * lanes);
+        float *din = amil_xaligned(sizeof *din * in_size * lanes);
+        uint8_t *arg = amil_xaligned(out_size * lanes);
+        /* ties and NaN: PyTorch's first maximum in scan order, and NaN wins */
+        for (size_t i = 0; i < in_size * lanes; i += 7)
+            in[i] = in[i + lanes < in_size * lanes ? i + lanes : i];
+        in[5 * lanes + 1] = NAN;
+        float dbias[20] = {0};
+        k->pool_bias_relu(out, arg, in, bias, C, H, W);
+        k->unpool_relu(din, dbias, dout, out, arg, C, H, W);
+        double *want_out = calloc(out_size * lanes, sizeof *want_out);
+        double *want_din = calloc(in_size * lanes, sizeof *want_din);
+        double want_db[20] = {0};
+        int args_agree = 1;
+        for (int p = 0; p < lanes; p++)
+            for (int c = 0; c < C; c++)
+                for (int y = 0; y < OH; y++)
+                    for (int x = 0; x < OW; x++) {
+                        size_t o = ((size_t)c * OH + y) * OW + x;
+                        float best = NAN;
+                        int win = -1;
+                        for (int q = 0; q < 4; q++) {
+                            size_t i = ((size_t)c * H + 2 * y + q / 2) * W + 2 * x + q % 2;
+                            float v = in[i * lanes + p];
+                            if (win < 0 || (best == best && (v > best || v != v)))
+                                best = v, win = q;
+                        }
+                        float v = best + bias[c];
+                        want_out[o * lanes + p] = v > 0 || v != v ? v : 0;
+                        args_agree &= arg[o * lanes + p] == win;
+                        double g = out[o * lanes + p] > 0 ? dout[o * lanes + p] : 0;
+                        want_db[c] += g;
+                        size_t i = ((size_t)c * H + 2 * y + win / 2) * W + 2 * x + win % 2;
+                        want_din[i * lanes + p] = g;
+                    }
+        assert_true(args_agree);
+        /* NaN compares unequal: check it apart, then as zero */
+        int nans = 0;
+        for (size_t i = 0; i < out_size * lanes; i++)
+            if (want_out[i] != want_out[i]) {
+                nans++;
+                assert_true(out[i] != out[i]);
+                want_out[i] = out[i] = 0;
+            }
+        assert_int_equal(nans, 1);   /* the NaN planted at patch 1, value 5 */
+        assert_true(report(k->name, "pool_bias_relu", want_out, out, out_size * lanes) == 0);
+        assert_true(report(k->name, "unpool_relu din", want_din, din, in_size * lanes) == 0);
+        float db[20];
+        for (int c = 0; c < C; c++)
+            db[c] = dbias[c];
+        assert_true(report(k->name, "unpool_relu dbias", want_db, db, C) < 1e-6);
+        free(in), free(dout), free(bias), free(out), free(din), free(arg);
+        free(want_out), free(want_din);
+    }
+}
+
+static void pooling(void **state)
+{
+    (void)state;
+    each_set(pool_check);
+}
+
+/* ---- dense ------------------------------------------------------------------ */
+
+static void dense_check(const struct amil_kernels *k)
+{
+    int lanes = k->lanes;
+    const int sizes[][3] = {{500, 800, 7}, {13, 9, 5}, {1, 3, 1}};
+    for (int t = 0; t < 3; t++) {
+        int M = sizes[t][0], K = sizes[t][1], groups = sizes[t][2];
+        float *x = lane_buffer((size_t)groups * K * lanes);
+        float *y = lane_buffer((size_t)groups * M * lanes);
+        float *a = lane_buffer((size_t)M * K), *bias = lane_buffer(M);
+        float *out = amil_xaligned(sizeof *out * groups * M * lanes);
+        float *back = amil_xaligned(sizeof *back * groups * K * lanes);
+        float *d = calloc((size_t)M * K, sizeof *d);
+        double *want = calloc((size_t)groups * M * lanes, sizeof *want);
+        double *want_back = calloc((size_t)groups * K * lanes, sizeof *want_back);
+        double *want_d = calloc((size_t)M * K, sizeof *want_d);
+        k->dense(out, x, a, K, 1, bias, 1, groups, M, K);
+        k->dense(back, y, a, 1, K, NULL, 0, groups, K, M);   /* by the transpose */
+        k->dense_dweight(d, y, x, groups, M, K);
+        for (int p = 0; p < groups * lanes; p++)
+            for (int m = 0; m < M; m++) {
+                double sum = bias[m];
+                for (int j = 0; j < K; j++) {
+                    double xv = *at(x, lanes, K, p, j), yv = *at(y, lanes, M, p, m);
+                    sum += (double)a[(size_t)m * K + j] * xv;
+                    want_back[((size_t)(p / lanes) * K + j) * lanes + p % lanes] +=
+                        (double)a[(size_t)m * K + j] * yv;
+                    want_d[(size_t)m * K + j] += yv * xv;
+                }
+                want[((size_t)(p / lanes) * M + m) * lanes + p % lanes] = sum > 0 ? sum : 0;
+            }
+        char what[64];
+        snprintf(what, sizeof what, "dense %dx%d, %d groups, ReLU", M, K, groups);
+        assert_true(report(k->name, what, want, out, (size_t)groups * M * lanes) < 1e-5);
+        snprintf(what, sizeof what, "dense, transposed %dx%d", K, M);
+        assert_true(report(k->name, what, want_back, back, (size_t)groups * K * lanes) < 1e-5);
+        snprintf(what, sizeof what, "dense_dweight %dx%d", M, K);
+        assert_true(report(k->name, what, want_d, d, (size_t)M * K) < 1e-5);
+        free(x), free(y), free(a), free(bias), free(out), free(back), free(d);
+        free(want), free(want_back), free(want_d);
+    }
+}
+
+static void dense(void **state)
+{
+    (void)state;
+    each_set(dense_check);
+}
+
+/* AMIL_ISA picks a set; an unknown name is an error, not a silent default. */
+static void choice(void **state)
+{
+    (void)state;
+    const struct amil_kernels *sets[3];
+    int n = amil_kernels_available(sets);
+    const struct amil_kernels *k = amil_kernels();
+    assert_non_null(k);
+    const char *wanted = getenv("AMIL_ISA");
+    assert_string_equal(k->name, wanted && *wanted ? wanted : sets[0]->name);
+    (void)n;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(convolution),
+        cmocka_unit_test(pooling),
+        cmocka_unit_test(dense),
+        cmocka_unit_test(choice),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
