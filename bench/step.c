@@ -3,14 +3,17 @@
  * random patches, in this process, as bench/train.sh's peer to PyTorch.
  *
  *   step PATCHES CHANNELS THREADS SECONDS
+ *   step --isa              the instruction sets this CPU runs, best first
  *
- * prints: "train_ms INFER_ms gflop_train gflop_infer" */
+ * prints: "train_ms INFER_ms gflop_train gflop_infer" (AMIL_ISA chooses the
+ * kernels) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "amil.h"
+#include "kernels.h"
 #include "model.h"
 #include "nn.h"
 #include "optim.h"
@@ -25,6 +28,15 @@ static double now(void)
 int main(int argc, char **argv)
 {
     amil_init(argc, argv);
+    if (argc == 2 && strcmp(argv[1], "--isa") == 0) {
+        const struct amil_kernels *sets[3];
+        int n = amil_kernels_available(sets);
+        for (int i = 0; i < n; i++)
+            printf("%s%s", sets[i]->name, i + 1 < n ? " " : "\n");
+        return 0;
+    }
+    if (!amil_kernels())
+        amil_die("%s", amil_error());
     if (argc != 5)
         amil_die("usage: step PATCHES CHANNELS THREADS SECONDS");
     int n = atoi(argv[1]), channels = atoi(argv[2]);

@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # bench/train.sh: amil's training step and inference against PyTorch's
-# (Debian's python3-torch), the same model on the same bag sizes and thread
-# counts, run side by side in one go, alternating, so that the machine's
-# noise falls on both.  Prints the times, the ratios, and the GFLOP/s reached
-# against this machine's SGEMM rate, measured here too.  floor_ms is the
-# time the step's multiply-adds take at that SGEMM rate: no implementation
-# of direct convolution can be faster, so torch_ms / floor_ms (max_ratio) is
-# the largest ratio one could reach without doing fewer operations
-# (Winograd or FFT convolution).
+# (Debian's python3-torch, which runs its convolutions on oneDNN's AVX-512
+# code), the same model on the same bags and thread counts, side by side in
+# one go.  Each side runs ROUNDS times, alternating, each run a fresh
+# process pinned with taskset; a figure is the minimum over the runs, so
+# that each side is compared at its best (PyTorch's training step is
+# bimodal here from process to process).
 #
-#   bench/train.sh [SECONDS]      (per measurement; default 3)
+# Also measured in the same run: the FMA peak of one core (bench/peak.c, a
+# loop of our own, not a BLAS), so that GFLOP/s can be read as a share of
+# what the hardware can do.
 #
-# Cases: a BreakHis-sized bag (400 patches, 3x28x28) and an MNIST-bags bag
-# (10 instances, 1x28x28), at 1 and 2 threads.
+#   bench/train.sh [ROUNDS] [SECONDS] [ISA...]   (defaults: 5, 1, the best)
+#
+# ISA: avx512, avx2 or portable (AMIL_ISA for amil's side); several give a
+# table each.  Cases: a BreakHis bag (400 patches, 3x28x28) and an
+# MNIST-bags bag (10 instances, 1x28x28), at 1 and 2 threads (cores 0 and
+# 0-1).
 set -eu
 cd "$(dirname "$0")/.."
-seconds=${1:-3}
+rounds=${1:-5}
+seconds=${2:-1}
+shift $(($# < 2 ? $# : 2))
 python=/usr/bin/python3
 "$python" -c 'import torch' 2>/dev/null || { echo "bench/train.sh: python3-torch is missing (apt-get install python3-torch)"; exit 1; }
 make -s all
@@ -23,29 +29,43 @@ build=build/bench
 mkdir -p "$build"
 cc -O3 -g -fno-math-errno -std=c11 -D_POSIX_C_SOURCE=200809L -Icommon \
     -I/usr/include/x86_64-linux-gnu/openblas-pthread -o "$build/step" bench/step.c \
-    build/libamil.a -lopenblas -lgsl -lcjson -lm
-cc -O3 -std=c11 -D_POSIX_C_SOURCE=200809L -I/usr/include/x86_64-linux-gnu/openblas-pthread \
-    -o "$build/sgemm" bench/sgemm.c -lopenblas
+    build/libamil.a -lopenblas -lgsl -lcjson -lm -lpthread
+cc -O2 -o "$build/peak" bench/peak.c
 
-printf '%-26s %10s %10s %7s %12s %9s %9s\n' case amil_ms torch_ms ratio amil_GFLOP/s floor_ms max_ratio
-for threads in 1 2; do
-    peak=$("$build/sgemm" "$threads")
-    for shape in "400 3" "10 1"; do
-        set -- $shape
-        ours=$("$build/step" "$1" "$2" "$threads" "$seconds")
-        theirs=$("$python" bench/torch_step.py "$1" "$2" "$threads" "$seconds")
-        read -r our_train our_infer gflop_train gflop_infer <<< "$ours"
-        read -r torch_train torch_infer <<< "$theirs"
-        for what in train infer; do
-            if [ $what = train ]; then a=$our_train b=$torch_train g=$gflop_train
-            else a=$our_infer b=$torch_infer g=$gflop_infer; fi
-            floor=$(awk -v g="$g" -v p="$peak" 'BEGIN { print g / p * 1e3 }')
-            printf '%-26s %10.2f %10.2f %6.2fx %12.1f %9.2f %8.2fx\n' \
-                "$what $1x${2}x28x28 j$threads" "$a" "$b" \
-                "$(awk -v a="$a" -v b="$b" 'BEGIN { print b / a }')" \
-                "$(awk -v g="$g" -v a="$a" 'BEGIN { print g / a * 1e3 }')" \
-                "$floor" "$(awk -v f="$floor" -v b="$b" 'BEGIN { print b / f }')"
+min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
+
+peak512=$(taskset -c 0 "$build/peak" avx512 2>/dev/null || echo 0)
+peak256=$(taskset -c 0 "$build/peak" avx2 2>/dev/null || echo 0)
+echo "FMA peak, one core: AVX-512 $peak512 GFLOP/s, AVX2 $peak256 GFLOP/s"
+echo "(figures: the minimum over $rounds alternating runs of each side, each of ${seconds} s)"
+isas=${*:-}
+[ -n "$isas" ] || isas=$("$build/step" --isa)
+for isa in $isas; do
+    case $isa in avx512) peak=$peak512 ;; avx2) peak=$peak256 ;; *) peak=$peak256 ;; esac
+    echo
+    echo "amil's $isa kernels against PyTorch"
+    printf '%-22s %9s %9s %7s %8s %7s\n' case amil_ms torch_ms ratio GFLOP/s of_peak
+    for threads in 1 2; do
+        cores=$([ "$threads" = 1 ] && echo 0 || echo 0-1)
+        for shape in "400 3" "10 1"; do
+            set -- $shape
+            ot= oi= tt= ti=
+            for ((r = 0; r < rounds; r++)); do
+                read -r a b gtrain ginfer < <(AMIL_ISA=$isa taskset -c "$cores" \
+                    "$build/step" "$1" "$2" "$threads" "$seconds")
+                ot=$(min "$a" "$ot") oi=$(min "$b" "$oi")
+                read -r a b < <(taskset -c "$cores" "$python" bench/torch_step.py \
+                    "$1" "$2" "$threads" "$seconds")
+                tt=$(min "$a" "$tt") ti=$(min "$b" "$ti")
+            done
+            for what in train infer; do
+                if [ $what = train ]; then a=$ot b=$tt g=$gtrain; else a=$oi b=$ti g=$ginfer; fi
+                awk -v w="$what $1x${2}x28x28 j$threads" -v a="$a" -v b="$b" -v g="$g" \
+                    -v p="$peak" -v t="$threads" 'BEGIN {
+                        r = g / a * 1e3
+                        printf "%-22s %9.2f %9.2f %6.2fx %8.1f %6.0f%%\n", w, a, b, b / a, r,
+                            (p > 0 ? 100 * r / (p * t) : 0) }'
+            done
         done
     done
-    echo "SGEMM 1024^3 with $threads thread(s): $peak GFLOP/s"
 done

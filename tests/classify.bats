@@ -12,14 +12,43 @@ setup() {
     T=$BATS_TEST_TMPDIR
 }
 
-@test "classify: the pipeline gives PyTorch's probabilities" {
-    bagify "$BREAKHIS" | featurize -m "$M" | attend -m "$M" | classify -m "$M" > "$T/c"
-    run recinfo "$T/c"
-    [[ "$output" == *"tensor prob F32 [2]"* && "$output" == *"predicted = "* ]]
-    [[ "$output" == *"tensor attention F32 [1, 400]"* ]]      # passed on for stitch
-    recinfo -t prob "$T/c" | tr '\t' '\n' > "$T/ours"
-    expected prob > "$T/theirs"
-    run close "$T/ours" "$T/theirs"
+@test "classify: the pipeline gives PyTorch's probabilities, on every instruction set" {
+    bagify "$BREAKHIS" > "$T/bag"
+    tried=0
+    for isa in avx512 avx2 portable; do
+        if ! AMIL_ISA=$isa featurize -m "$M" < /dev/null 2> "$T/err"; then
+            grep -q "AMIL_ISA=$isa: this CPU cannot run it" "$T/err"
+            echo "# $isa: not on this CPU" >&3
+            continue
+        fi
+        AMIL_ISA=$isa featurize -m "$M" "$T/bag" | attend -m "$M" | classify -m "$M" > "$T/c"
+        run recinfo "$T/c"
+        [[ "$output" == *"tensor prob F32 [2]"* && "$output" == *"predicted = "* ]]
+        [[ "$output" == *"tensor attention F32 [1, 400]"* ]]      # passed on for stitch
+        recinfo -t prob "$T/c" | tr '\t' '\n' > "$T/ours"
+        expected prob > "$T/theirs"
+        run close "$T/ours" "$T/theirs"
+        echo "$isa: $output"
+        [ "$status" -eq 0 ]
+        tried=$((tried + 1))
+    done
+    [ "$tried" -ge 1 ]
+    AMIL_ISA=sse9 run featurize -m "$M" < /dev/null
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"AMIL_ISA=sse9: not avx512, avx2 or portable"* ]]
+}
+
+@test "a model trained with one instruction set runs on the others" {
+    { bagify -l 0 "$BREAKHIS"; bagify -l 1 "$IHC"; } > "$T/bags"
+    AMIL_ISA=portable train -q -o "$T/m" -e 2 --hidden 40 --attention-dim 12 "$T/bags" > /dev/null
+    AMIL_ISA=portable featurize -m "$T/m" "$T/bags" | attend -m "$T/m" |
+        classify -m "$T/m" -t | cut -f 3,4 > "$T/portable"
+    featurize -m "$T/m" "$T/bags" | attend -m "$T/m" | classify -m "$T/m" -t |
+        cut -f 3,4 > "$T/best"
+    [ "$(wc -l < "$T/best")" -eq 3 ]
+    tail -n +2 "$T/portable" | tr '\t' '\n' > "$T/a"
+    tail -n +2 "$T/best" | tr '\t' '\n' > "$T/b"
+    run close "$T/a" "$T/b"
     echo "$output"
     [ "$status" -eq 0 ]
 }

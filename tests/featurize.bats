@@ -35,18 +35,11 @@ setup() {
     [ "$(recinfo -t features "$T/f" | tr '\t' '\n' | awk '$1 < 0' | wc -l)" -eq 0 ]
 }
 
-@test "featurize: two threads agree with one to float rounding" {
-    # OpenBLAS splits the products differently with more threads, so the
-    # bytes may differ (the same thread count always gives the same bytes)
+@test "featurize: two threads give the bytes one gives" {
+    # threads split the bag's patches, each computed alone
     bagify "$BREAKHIS" | featurize -m "$M" -j 1 > "$T/one"
     bagify "$BREAKHIS" | featurize -m "$M" -j 2 > "$T/two"
-    bagify "$BREAKHIS" | featurize -m "$M" -j 2 > "$T/again"
-    cmp "$T/two" "$T/again"
-    recinfo -t features "$T/one" | tr '\t' '\n' > "$T/a"
-    recinfo -t features "$T/two" | tr '\t' '\n' > "$T/b"
-    run close "$T/a" "$T/b"
-    echo "$output"
-    [ "$status" -eq 0 ]
+    cmp "$T/one" "$T/two"
 }
 
 @test "featurize: bags that do not fit the model, and models that are not" {
