@@ -72,8 +72,21 @@ struct amil_tensor {
     int ndim;
     int64_t shape[AMIL_MAX_DIMS];
     size_t nbytes;          /* elements × dtype size */
-    void *data;             /* owned by the tensor, malloc'ed */
+    void *data;             /* malloc'ed and owned by the tensor, or, when
+                               borrowed, inside the record's mapping */
+    int borrowed;
 };
+
+/* A model file mapped into memory (amil_record_load): its tensors are used
+ * where they lie, and whatever is made from them (a CNN's frozen weights)
+ * holds a reference, so the record can be freed first. */
+struct amil_mapping {
+    void *base;
+    size_t length;
+    int refs;
+};
+struct amil_mapping *amil_mapping_ref(struct amil_mapping *m);   /* returns m */
+void amil_mapping_unref(struct amil_mapping *m);                 /* NULL is fine */
 
 struct amil_meta {
     char *key, *value;      /* both owned */
@@ -85,6 +98,7 @@ struct amil_record {
     size_t ntensors, tensors_cap;
     struct amil_meta *meta;
     size_t nmeta, meta_cap;
+    struct amil_mapping *mapping;   /* what borrowed tensors point into */
 };
 
 /* A stream being read: counts records so messages can name them. */
@@ -116,7 +130,9 @@ int amil_parse(const unsigned char *doc, size_t len, struct amil_record *r);
  * or -1 if the write failed. */
 int amil_write(FILE *f, const struct amil_record *r);
 /* The first record of a file (a model): 0, or -1 with a message naming
- * the file. */
+ * the file.  A regular file is mapped, not read: its tensors aligned to
+ * their element size are borrowed from the mapping (copy on write), so
+ * that a 550 MB model is ready without copying it; a pipe is read. */
 int amil_record_load(const char *path, struct amil_record *r);
 
 void amil_record_init(struct amil_record *r);

@@ -238,12 +238,21 @@ static int cnn_layout(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, 
     return 0;
 }
 
+/* The weights buffer, zeroed (calloc: pages a borrowed parameter leaves
+ * untouched cost nothing), and every parameter in it. */
+static void cnn_alloc(struct amil_cnn *m)
+{
+    m->weights = amil_xcalloc(m->nweights, sizeof *m->weights);
+    for (int i = 0; i < m->nparams; i++)
+        m->param[i] = m->weights + m->params[i].offset;
+}
+
 int amil_cnn_init(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, int height,
                   int width)
 {
     if (cnn_layout(m, arch, classes, height, width) < 0)
         return -1;
-    m->weights = amil_xcalloc(m->nweights, sizeof *m->weights);
+    cnn_alloc(m);
     return 0;
 }
 
@@ -251,6 +260,8 @@ void amil_cnn_free(struct amil_cnn *m)
 {
     free(m->weights);
     m->weights = NULL;
+    amil_mapping_unref(m->mapping);
+    m->mapping = NULL;
 }
 
 void amil_cnn_randomize(struct amil_cnn *m, unsigned long seed)
@@ -259,7 +270,7 @@ void amil_cnn_randomize(struct amil_cnn *m, unsigned long seed)
     gsl_rng_set(rng, seed);
     for (int i = 0; i < m->nparams; i++) {
         const struct amil_param *p = &m->params[i];
-        float *v = m->weights + p->offset;
+        float *v = m->param[i];
         const char *suffix = strrchr(p->name, '.') + 1;
         if (p->fan_in == 0) {   /* batch norm: the identity */
             float value = strcmp(suffix, "weight") == 0 || strcmp(suffix, "running_var") == 0;
@@ -313,7 +324,7 @@ void amil_cnn_to_record(const struct amil_cnn *m, struct amil_record *r)
     for (int i = 0; i < m->nparams; i++) {
         const struct amil_param *p = &m->params[i];
         struct amil_tensor *t = amil_put(r, p->name, AMIL_F32, p->ndim, p->shape);
-        memcpy(t->data, m->weights + p->offset, t->nbytes);
+        memcpy(t->data, m->param[i], t->nbytes);
         const char *suffix = strrchr(p->name, '.');
         if (strcmp(suffix, ".running_var") == 0) {   /* what load_state_dict wants */
             char name[80];
@@ -384,9 +395,23 @@ int amil_cnn_from_record(struct amil_cnn *m, struct amil_record *r)
         amil_params_check(m->params, m->nparams, r) < 0)
         return -1;
     m->norm = norm;
-    m->weights = amil_xcalloc(m->nweights, sizeof *m->weights);
-    amil_params_copy(m->params, m->nparams, m->weights, r);
+    cnn_alloc(m);
+    for (int i = 0; i < m->nparams; i++)
+        amil_cnn_take_param(m, i, r);
     return 0;
+}
+
+void amil_cnn_take_param(struct amil_cnn *m, int i, const struct amil_record *r)
+{
+    const struct amil_tensor *t = amil_find(r, m->params[i].name);
+    if (i < m->trained && t->borrowed && r->mapping) {
+        m->param[i] = t->data;
+        if (!m->mapping)
+            m->mapping = amil_mapping_ref(r->mapping);
+        return;
+    }
+    m->param[i] = m->weights + m->params[i].offset;
+    memcpy(m->param[i], t->data, m->params[i].count * sizeof(float));
 }
 
 int amil_cnn_tiles(int length, int tile, int *starts)
@@ -460,7 +485,7 @@ void amil_cnn_work_free(struct amil_cnn_work *w)
 
 /* ---- forward ------------------------------------------------------------ */
 
-#define PARAM(m, l, k) ((m)->weights + (m)->params[(l)->param + (k)].offset)
+#define PARAM(m, l, k) ((m)->param[(l)->param + (k)])
 
 /* Max-pool of kernel × kernel windows (stride, padding as -inf), plane by
  * plane; argmax gets each winner's offset in its input plane, the first

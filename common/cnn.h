@@ -67,8 +67,13 @@ struct amil_cnn {
     int nparams;
     struct amil_param params[AMIL_CNN_MAX_PARAMS];
     size_t nweights;
-    float *weights;
-    int trained;            /* the parameters from this one on are trained */
+    float *weights;         /* (nweights) at params[i].offset */
+    float *param[AMIL_CNN_MAX_PARAMS];   /* where parameter i's values are: in
+                               weights, or for a frozen one loaded from a
+                               file, where the file's mapping holds it */
+    struct amil_mapping *mapping;        /* that mapping, or NULL */
+    int trained;            /* the parameters from this one on are trained
+                               (in weights, one block for the optimizer) */
     int features;           /* the layer read by the last one: its output is
                                what featurize caches */
     int cam_layer;          /* Grad-CAM's layer unless told otherwise */
@@ -99,6 +104,10 @@ int amil_cnn_layer(const struct amil_cnn *m, const char *name);
  * num_batches_tracked tensors are ignored. */
 void amil_cnn_to_record(const struct amil_cnn *m, struct amil_record *r);
 int amil_cnn_from_record(struct amil_cnn *m, struct amil_record *r);
+/* Parameter i from r's tensor of its name (the caller has checked it): a
+ * frozen one borrowed from r's mapping when r has one (no copy: VGG19's
+ * 550 MB are used where the file lies), else copied into m->weights. */
+void amil_cnn_take_param(struct amil_cnn *m, int i, const struct amil_record *r);
 /* The paper's resnet_pre.py made its new last layer a Sequential, so its
  * state_dicts name it fc.0.weight and fc.0.bias: renames those in r to
  * torchvision's fc.weight and fc.bias (amil_cnn_from_record does). */

@@ -9,9 +9,13 @@
  * is checked before anything large is allocated.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -53,12 +57,35 @@ int amil_dtype_parse(const char *name)
 
 void amil_record_init(struct amil_record *r) { memset(r, 0, sizeof *r); }
 
+struct amil_mapping *amil_mapping_ref(struct amil_mapping *m)
+{
+    m->refs++;
+    return m;
+}
+
+void amil_mapping_unref(struct amil_mapping *m)
+{
+    if (!m || --m->refs > 0)
+        return;
+    munmap(m->base, m->length);
+    free(m);
+}
+
+static void drop_data(struct amil_tensor *t)
+{
+    if (!t->borrowed)
+        free(t->data);
+    t->data = NULL;
+    t->borrowed = 0;
+}
+
 void amil_record_free(struct amil_record *r)
 {
     for (size_t i = 0; i < r->ntensors; i++) {
         free(r->tensors[i].name);
-        free(r->tensors[i].data);
+        drop_data(&r->tensors[i]);
     }
+    amil_mapping_unref(r->mapping);
     for (size_t i = 0; i < r->nmeta; i++) {
         free(r->meta[i].key);
         free(r->meta[i].value);
@@ -358,15 +385,22 @@ static unsigned char *read_growing(FILE *f, size_t n, size_t *got)
     return buf;
 }
 
-/* Reads the tensors' data in offset order from f, or copies them from mem. */
+/* Reads the tensors' data in offset order from f, or takes them from mem:
+ * borrowed where they lie if borrow says so and they are aligned to their
+ * element size, else copied. */
 static int fill_data(struct amil_record *r, const struct entry *entries,
-                     FILE *f, const unsigned char *mem, uint64_t data_len)
+                     FILE *f, const unsigned char *mem, int borrow, uint64_t data_len)
 {
     uint64_t done = 0;
     for (size_t i = 0; i < r->ntensors; i++) {
         struct amil_tensor *t = &r->tensors[entries[i].tensor];
         size_t got = 0;
-        if (mem) {
+        const unsigned char *at = mem ? mem + entries[i].begin : NULL;
+        if (borrow && (uintptr_t)at % dtypes[t->dtype].size == 0) {
+            t->data = (void *)at;
+            t->borrowed = 1;
+            got = t->nbytes;
+        } else if (mem) {
             t->data = malloc(t->nbytes ? t->nbytes : 1);
             if (t->data)
                 memcpy(t->data, mem + entries[i].begin, got = t->nbytes);
@@ -430,14 +464,15 @@ int amil_read(struct amil_stream *s, struct amil_record *r)
     int status = parse_header(header, header_len, r, &entries, &data_len);
     free(header);
     if (status == 0)
-        status = fill_data(r, entries, s->file, NULL, data_len);
+        status = fill_data(r, entries, s->file, NULL, 0, data_len);
     free(entries);
     if (status < 0)
         return read_fail(s, index, r);
     return 1;
 }
 
-int amil_parse(const unsigned char *doc, size_t len, struct amil_record *r)
+static int parse_document(const unsigned char *doc, size_t len, int borrow,
+                          struct amil_record *r)
 {
     amil_record_init(r);
     if (len < 8)
@@ -457,11 +492,16 @@ int amil_parse(const unsigned char *doc, size_t len, struct amil_record *r)
                            (unsigned long long)(len - 8 - header_len),
                            (unsigned long long)data_len);
     if (status == 0)
-        status = fill_data(r, entries, NULL, doc + 8 + header_len, data_len);
+        status = fill_data(r, entries, NULL, doc + 8 + header_len, borrow, data_len);
     free(entries);
     if (status < 0)
         amil_record_free(r);
     return status;
+}
+
+int amil_parse(const unsigned char *doc, size_t len, struct amil_record *r)
+{
+    return parse_document(doc, len, 0, r);
 }
 
 /* ---- writing ------------------------------------------------------------ */
@@ -541,7 +581,7 @@ struct amil_tensor *amil_put(struct amil_record *r, const char *name,
         count *= (size_t)shape[d];
     struct amil_tensor *t = amil_find(r, name);
     if (t) {
-        free(t->data);
+        drop_data(t);
     } else {
         if (r->ntensors == r->tensors_cap) {
             r->tensors_cap = r->tensors_cap ? 2 * r->tensors_cap : 8;
@@ -565,7 +605,7 @@ int amil_remove(struct amil_record *r, const char *name)
     if (!t)
         return 0;
     free(t->name);
-    free(t->data);
+    drop_data(t);
     size_t i = (size_t)(t - r->tensors);
     memmove(t, t + 1, (r->ntensors - i - 1) * sizeof *t);
     r->ntensors--;
@@ -637,11 +677,44 @@ int amil_meta_long(const struct amil_record *r, const char *key, long min, long 
     return 1;
 }
 
+/* Maps a regular file of length bytes from fd and parses its first record
+ * from the mapping. */
+static int load_mapped(int fd, size_t length, const char *path, struct amil_record *r)
+{
+    void *base = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (base == MAP_FAILED)
+        return amil_fail("%s: %s", path, strerror(errno));
+    struct amil_mapping *m = amil_xmalloc(sizeof *m);
+    *m = (struct amil_mapping){base, length, 1};
+    /* a model file is one record; what follows it is ignored, as a stream
+     * reader would leave it unread */
+    if (parse_document(base, length, 1, r) < 0) {
+        amil_mapping_unref(m);
+        char why[1024];
+        snprintf(why, sizeof why, "%s", amil_error());
+        return amil_fail("%s: record 0: %s", path, why);
+    }
+    r->mapping = m;
+    return 0;
+}
+
 int amil_record_load(const char *path, struct amil_record *r)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    amil_record_init(r);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return amil_fail("%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+        int status = load_mapped(fd, (size_t)st.st_size, path, r);
+        close(fd);
+        return status;
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return amil_fail("%s: %s", path, strerror(errno));
+    }
     struct amil_stream s;
     amil_stream_open(&s, f, path);
     int got = amil_read(&s, r);

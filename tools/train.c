@@ -804,8 +804,7 @@ static void load_weights(const struct cmdline *cl, struct amil_cnn *m)
     }
     for (int i = 0; i < m->nparams; i++)
         if (i < head || fits)
-            memcpy(m->weights + m->params[i].offset, amil_find(&r, m->params[i].name)->data,
-                   sizeof(float) * m->params[i].count);
+            amil_cnn_take_param(m, i, &r);
     const char *norm = amil_meta_get(&r, "normalization");
     if (norm && !(cl->given & GIVEN_NORMALIZE)) {
         int n = amil_norm_parse(norm);

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -82,6 +83,34 @@ static uint8_t *crop(const struct amil_image *img, long y0, long x0, long H, lon
     return out;
 }
 
+/* Sends m's weights through a model file, as programs load them: the
+ * frozen ones borrowed from the file's mapping (which must outlive the
+ * record), the trained ones copied. */
+static void through_file(struct amil_cnn *m)
+{
+    struct amil_record r;
+    amil_cnn_to_record(m, &r);
+    char path[] = "/tmp/amil-cnn-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "wb");
+    assert_int_equal(amil_write(f, &r), 0);
+    assert_int_equal(fclose(f), 0);
+    amil_record_free(&r);
+    memset(m->weights, 0, sizeof *m->weights * m->nweights);
+    if (amil_record_load(path, &r) < 0)
+        fail_msg("%s", amil_error());
+    unlink(path);
+    for (int i = 0; i < m->nparams; i++)
+        amil_cnn_take_param(m, i, &r);
+    amil_record_free(&r);
+    int borrowed = 0;
+    for (int i = 0; i < m->nparams; i++)
+        borrowed += m->param[i] != m->weights + m->params[i].offset;
+    assert_int_equal(borrowed, m->trained);
+    assert_true(m->trained == 0 || m->mapping);
+}
+
 static void one_case(const struct amil_record *r, const struct amil_image *img)
 {
     long classes = meta(r, "classes"), label = meta(r, "label");
@@ -93,6 +122,7 @@ static void one_case(const struct amil_record *r, const struct amil_image *img)
     if (amil_cnn_init(&m, arch, (int)classes, (int)H, (int)W) < 0)
         fail_msg("%s", amil_error());
     formula_weights(&m);
+    through_file(&m);
     print_message("# case: %s, %ld×%ld, %ld classes, Grad-CAM at %s\n", arch_name, W, H,
                   classes, layer_name);
     int layer = amil_cnn_layer(&m, layer_name);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -135,6 +136,60 @@ static void write_read_round_trip(void **state)
     fclose(in);
     free(buf);
     amil_record_free(&r);
+}
+
+/* A model file is mapped, not read: aligned tensors are borrowed from the
+ * mapping, a misaligned one copied, and the record edits (replace, remove)
+ * and frees like any other; a short file names itself and the fault. */
+static void files_are_mapped(void **state)
+{
+    (void)state;
+    /* "a" (F32) at offset 0 is aligned; "b" (F32) at offset 6 is not */
+    const char *header = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                         "\"u\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[4,6]},"
+                         "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[6,14]}}";
+    char padded[256];
+    snprintf(padded, sizeof padded, "%-*s", (int)((strlen(header) + 7) / 8 * 8), header);
+    unsigned char data[14] = {0};
+    float one = 1.0f, two[2] = {2.0f, 3.0f};
+    memcpy(data, &one, 4);
+    data[4] = 7, data[5] = 9;
+    memcpy(data + 6, two, 8);
+    size_t len;
+    unsigned char *doc = document(padded, data, sizeof data, &len);
+    char path[] = "/tmp/amil-test-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, doc, len), (ssize_t)len);
+    close(fd);
+
+    struct amil_record r;
+    assert_int_equal(amil_record_load(path, &r), 0);
+    assert_non_null(r.mapping);
+    struct amil_tensor *a = amil_find(&r, "a"), *b = amil_find(&r, "b");
+    assert_true(a->borrowed);
+    assert_false(b->borrowed);
+    assert_true(amil_find(&r, "u")->borrowed);
+    assert_memory_equal(a->data, &one, 4);
+    assert_memory_equal(b->data, two, 8);
+    struct amil_mapping *m = amil_mapping_ref(r.mapping);   /* outlives r */
+    amil_put(&r, "a", AMIL_F32, 1, (int64_t[]){3});
+    assert_false(amil_find(&r, "a")->borrowed);
+    assert_int_equal(amil_remove(&r, "u"), 1);
+    amil_record_free(&r);
+    assert_memory_equal((unsigned char *)m->base + 8 + strlen(padded), &one, 4);
+    amil_mapping_unref(m);
+
+    assert_int_equal(truncate(path, (off_t)len - 1), 0);
+    assert_int_equal(amil_record_load(path, &r), -1);
+    if (!strstr(amil_error(), "record 0: truncated data (13 of 14 bytes)") ||
+        !strstr(amil_error(), path))
+        fail_msg("message '%s'", amil_error());
+    assert_int_equal(truncate(path, 0), 0);
+    assert_int_equal(amil_record_load(path, &r), -1);
+    assert_non_null(strstr(amil_error(), "empty file, not a model"));
+    unlink(path);
+    free(doc);
 }
 
 static void malformed_headers_are_refused(void **state)
@@ -320,6 +375,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(good_record_parses),
         cmocka_unit_test(write_read_round_trip),
+        cmocka_unit_test(files_are_mapped),
         cmocka_unit_test(malformed_headers_are_refused),
         cmocka_unit_test(truncations_name_the_record),
         cmocka_unit_test(huge_claim_on_short_stream),
