@@ -412,7 +412,7 @@ static void free_stage(struct amil_work *w, int stage)
     void **backward[] = {(void **)&w->dhl, (void **)&w->dp2, (void **)&w->pk,
                          (void **)&w->dwk, (void **)&w->dc2,
                          (void **)&w->dp1, (void **)&w->dc1, (void **)&w->dconv, (void **)&w->dh,
-                         (void **)&w->dh_part, (void **)&w->dv, (void **)&w->du,
+                         (void **)&w->dv, (void **)&w->du,
                          (void **)&w->dgate, (void **)&w->dscores, (void **)&w->da,
                          (void **)&w->dm, (void **)&w->dlogits};
     void ***lists[STAGES] = {features, attention, backward};
@@ -495,7 +495,6 @@ static void fit(const struct amil_model *m, struct amil_work *w, int n, int stag
         ALLOC(dc1, c1 * threads);
         ALLOC(dconv, (size_t)(threads - 1) * conv_params(m) + 1);
         ALLOC(dh, N * L);
-        ALLOC(dh_part, N * L);
         ALLOC(dv, N * D);
         ALLOC(du, N * D);
         ALLOC(dgate, N * D);
@@ -574,17 +573,24 @@ static void features_of_groups(void *ctx, int first, int end, int thread)
     }
 }
 
-/* The linear layer and its ReLU for groups first .. end-1. */
+/* The linear layer and its ReLU for groups first .. end-1, then their
+ * patches' rows of H (N, L), which attend reads. */
 static void linear_of_groups(void *ctx, int first, int end, int thread)
 {
     (void)thread;
     const struct bag_pass *pass = ctx;
     const struct amil_model *m = pass->m;
     struct amil_work *w = pass->w;
-    size_t lanes = (size_t)w->kernels->lanes;
-    w->kernels->dense(w->hl + first * m->hidden * lanes, w->p2 + first * m->flat * lanes,
+    size_t lanes = (size_t)w->kernels->lanes, L = (size_t)m->hidden;
+    w->kernels->dense(w->hl + first * L * lanes, w->p2 + first * m->flat * lanes,
                       W(m, FC_W), (size_t)m->flat, 1, W(m, FC_B), 1, end - first, m->hidden,
                       m->flat);
+    size_t last = (size_t)end * lanes < (size_t)pass->n ? (size_t)end * lanes : (size_t)pass->n;
+    for (size_t i = (size_t)first * lanes; i < last; i++) {
+        const float *hl = w->hl + i / lanes * L * lanes + i % lanes;
+        for (size_t j = 0; j < L; j++)
+            w->h[i * L + j] = hl[j * lanes];
+    }
 }
 
 void amil_featurize(const struct amil_model *m, struct amil_work *w,
@@ -592,39 +598,56 @@ void amil_featurize(const struct amil_model *m, struct amil_work *w,
 {
     fit(m, w, n, STAGE_FEATURES);
     w->n = n;
-    int lanes = w->kernels->lanes, L = m->hidden;
+    int lanes = w->kernels->lanes;
     int groups = (n + lanes - 1) / lanes;
     struct bag_pass pass = {m, w, patches, n, NULL, NULL};
     amil_parallel(groups, features_of_groups, &pass);
     amil_parallel(groups, linear_of_groups, &pass);
-    /* H (N, L) as rows, for attend */
-    for (int i = 0; i < n; i++) {
-        const float *hl = w->hl + (size_t)(i / lanes) * L * lanes + i % lanes;
-        for (int j = 0; j < L; j++)
-            w->h[(size_t)i * L + j] = hl[(size_t)j * lanes];
+}
+
+/* What the attention's loops over a bag's rows share: H (N, L) and, in
+ * backward, the gradients. */
+struct rows_pass {
+    const struct amil_model *m;
+    struct amil_work *w;
+    const float *h;
+    int n;
+    float *grads;
+};
+
+/* The attention network's scores of rows first .. end-1 (one BLAS call per
+ * layer over those rows; each thread a range of patches). */
+static void attention_of_rows(void *ctx, int first, int end, int thread)
+{
+    (void)thread;
+    const struct rows_pass *pass = ctx;
+    const struct amil_model *m = pass->m;
+    struct amil_work *w = pass->w;
+    int L = m->hidden, D = m->attention, K = m->branches, rows = end - first;
+    const float *h = pass->h + (size_t)first * L;
+    float *v = w->v + (size_t)first * D, *scores = w->scores + (size_t)first * K;
+    size_t nd = (size_t)rows * D;
+    amil_linear_forward(v, h, W(m, ATT_FIRST), W(m, ATT_FIRST + 1), rows, L, D);
+    amil_tanh_forward(v, nd);
+    if (m->arch == AMIL_ARCH_AMIL) {
+        amil_linear_forward(scores, v, W(m, ATT_FIRST + 2), W(m, ATT_FIRST + 3), rows, D, K);
+        return;
     }
+    float *u = w->u + (size_t)first * D, *gate = w->gate + (size_t)first * D;
+    amil_linear_forward(u, h, W(m, ATT_FIRST + 2), W(m, ATT_FIRST + 3), rows, L, D);
+    amil_sigmoid_forward(u, nd);
+    for (size_t i = 0; i < nd; i++)
+        gate[i] = v[i] * u[i];
+    amil_linear_forward(scores, gate, W(m, ATT_FIRST + 4), W(m, ATT_FIRST + 5), rows, D, K);
 }
 
 void amil_attend(const struct amil_model *m, struct amil_work *w, const float *h, int n)
 {
     fit(m, w, n, STAGE_ATTENTION);
     w->n = n;
-    int L = m->hidden, D = m->attention, K = m->branches;
-    if (m->arch == AMIL_ARCH_AMIL) {
-        amil_linear_forward(w->v, h, W(m, ATT_FIRST), W(m, ATT_FIRST + 1), n, L, D);
-        amil_tanh_forward(w->v, (size_t)n * D);
-        amil_linear_forward(w->scores, w->v, W(m, ATT_FIRST + 2), W(m, ATT_FIRST + 3), n,
-                            D, K);
-    } else {
-        amil_linear_forward(w->v, h, W(m, ATT_FIRST), W(m, ATT_FIRST + 1), n, L, D);
-        amil_tanh_forward(w->v, (size_t)n * D);
-        amil_linear_forward(w->u, h, W(m, ATT_FIRST + 2), W(m, ATT_FIRST + 3), n, L, D);
-        amil_sigmoid_forward(w->u, (size_t)n * D);
-        for (size_t i = 0; i < (size_t)n * D; i++)
-            w->gate[i] = w->v[i] * w->u[i];
-        amil_linear_forward(w->scores, w->gate, W(m, ATT_FIRST + 4), W(m, ATT_FIRST + 5),
-                            n, D, K);
-    }
+    int L = m->hidden, K = m->branches;
+    struct rows_pass pass = {m, w, h, n, NULL};
+    amil_parallel(n, attention_of_rows, &pass);
     for (int k = 0; k < K; k++)   /* (N, K) -> (K, N), then softmax over N */
         for (int i = 0; i < n; i++)
             w->a[(size_t)k * n + i] = w->scores[(size_t)i * K + k];
@@ -651,12 +674,6 @@ void amil_classify(const struct amil_model *m, struct amil_work *w, const float 
 }
 
 /* ---- backward ----------------------------------------------------------- */
-
-static void add(float *to, const float *from, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        to[i] += from[i];
-}
 
 /* Grad-CAM of group g's patches (amil_model_gradcam): A = conv2's output
  * with its bias (conv2 is run again: the forward kept only the pooled
@@ -689,29 +706,17 @@ static void gradcam_group(const struct amil_model *m, struct amil_work *w, float
     }
 }
 
-/* fc_dweight's product for blocks first .. end-1 of features. */
+/* fc_dweight for blocks first .. end-1 of features: their regrouping,
+ * product and sum into the gradient. */
 static void fc_dweight_of_blocks(void *ctx, int first, int end, int thread)
 {
     (void)thread;
     const struct bag_pass *pass = ctx;
+    const struct amil_model *m = pass->m;
     struct amil_work *w = pass->w;
-    size_t lanes = (size_t)w->kernels->lanes, L = (size_t)pass->m->hidden;
-    w->kernels->dense(w->dwk + first * L * lanes, w->pk + first * (size_t)pass->n * lanes,
-                      w->dh, 1, L, NULL, 0, end - first, (int)L, pass->n);
-}
-
-/* The linear layer's weight gradient, dW (L, flat) += dHᵀ (L, N) · P2 (N,
- * flat), as a product with the features in lanes rather than the patches:
- * summed over the patches in registers, not across lanes.  w->dh holds dH
- * through the ReLU (rows); P2 is regrouped from w->p2 into pk (J, N,
- * lanes), feature j·lanes + l of patch i at [j][i][l] (zero past flat), the
- * product lands in dwk (J, L, lanes). */
-static void fc_dweight(const struct amil_model *m, struct amil_work *w, int n, float *dweight)
-{
-    const struct amil_kernels *k = w->kernels;
-    int lanes = k->lanes, L = m->hidden, flat = m->flat;
-    int blocks = (flat + lanes - 1) / lanes;
-    for (int j = 0; j < blocks; j++)
+    int lanes = w->kernels->lanes, L = m->hidden, flat = m->flat, n = pass->n;
+    /* pk (block, N, lanes): block j's features of every patch in lanes */
+    for (int j = first; j < end; j++)
         for (int i = 0; i < n; i++) {
             float *to = w->pk + ((size_t)j * n + i) * lanes;
             const float *from = w->p2 + (size_t)(i / lanes) * flat * lanes + i % lanes;
@@ -720,15 +725,29 @@ static void fc_dweight(const struct amil_model *m, struct amil_work *w, int n, f
                 to[l] = f < flat ? from[(size_t)f * lanes] : 0;
             }
         }
-    struct bag_pass pass = {m, w, NULL, n, NULL, NULL};
-    amil_parallel(blocks, fc_dweight_of_blocks, &pass);
-    for (int j = 0; j < blocks; j++)
+    w->kernels->dense(w->dwk + (size_t)first * L * lanes, w->pk + (size_t)first * n * lanes,
+                      w->dh, 1, (size_t)L, NULL, 0, end - first, L, n);
+    for (int j = first; j < end; j++)
         for (int o = 0; o < L; o++) {
             const float *from = w->dwk + ((size_t)j * L + o) * lanes;
-            float *to = dweight + (size_t)o * flat + (size_t)j * lanes;
+            float *to = pass->grads + m->params[FC_W].offset + (size_t)o * flat +
+                        (size_t)j * lanes;
             for (int l = 0; l < lanes && j * lanes + l < flat; l++)
                 to[l] += from[l];
         }
+}
+
+/* The linear layer's weight gradient, dW (L, flat) += dHᵀ (L, N) · P2 (N,
+ * flat), as a product with the features in lanes rather than the patches:
+ * summed over the patches in registers, not across lanes.  w->dh holds dH
+ * through the ReLU (rows); P2 is regrouped from w->p2 into pk (J, N,
+ * lanes), feature j·lanes + l of patch i at [j][i][l] (zero past flat), the
+ * product lands in dwk (J, L, lanes), then is added to the gradient. */
+static void fc_dweight(const struct amil_model *m, struct amil_work *w, int n, float *grads)
+{
+    int lanes = w->kernels->lanes, blocks = (m->flat + lanes - 1) / lanes;
+    struct bag_pass pass = {m, w, NULL, n, grads, NULL};
+    amil_parallel(blocks, fc_dweight_of_blocks, &pass);
 }
 
 /* dP2 of groups first .. end-1: the linear layer's input gradient. */
@@ -778,6 +797,78 @@ static void conv_back_of_groups(void *ctx, int first, int end, int thread)
  * the bag amil_model_step or amil_model_gradcam has just run forward:
  * grads (nweights) += its parameters' gradients; with cam, also the
  * Grad-CAM maps (N, S, S) of the second convolution. */
+/* sums (C) += the columns of x (N, C), row after row. */
+static void column_sums(float *sums, const float *x, int N, int C)
+{
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < C; c++)
+            sums[c] += x[(size_t)i * C + c];
+}
+
+/* Rows first .. end-1 back through the attention network from dscores: its
+ * input gradient added to dH; then dH through the linear layer's ReLU (dH
+ * keeps the masked gradient) into the lanes of dhl. */
+static void attention_back_of_rows(void *ctx, int first, int end, int thread)
+{
+    (void)thread;
+    const struct rows_pass *pass = ctx;
+    const struct amil_model *m = pass->m;
+    struct amil_work *w = pass->w;
+    int L = m->hidden, D = m->attention, K = m->branches, rows = end - first;
+    size_t nd = (size_t)rows * D, at = (size_t)first * D;
+    const float *dscores = w->dscores + (size_t)first * K, *h = pass->h + (size_t)first * L;
+    float *dv = w->dv + at, *dh = w->dh + (size_t)first * L;
+    if (m->arch == AMIL_ARCH_AMIL) {
+        /* dV (rows, D) = dscores (rows, K) · W (K, D), through tanh */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, K, 1.0f, dscores, K,
+                    W(m, ATT_FIRST + 2), D, 0.0f, dv, D);
+        amil_tanh_backward(dv, w->v + at, nd);
+    } else {
+        float *dgate = w->dgate + at, *du = w->du + at;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, K, 1.0f, dscores, K,
+                    W(m, ATT_FIRST + 4), D, 0.0f, dgate, D);
+        for (size_t i = 0; i < nd; i++) {
+            dv[i] = dgate[i] * w->u[at + i];
+            du[i] = dgate[i] * w->v[at + i];
+        }
+        amil_tanh_backward(dv, w->v + at, nd);
+        amil_sigmoid_backward(du, w->u + at, nd);
+        /* dH (rows, L) += dU (rows, D) · U's weight (D, L) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, L, D, 1.0f, du, D,
+                    W(m, ATT_FIRST + 2), L, 1.0f, dh, L);
+    }
+    /* dH (rows, L) += dV (rows, D) · V's weight (D, L) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, L, D, 1.0f, dv, D,
+                W(m, ATT_FIRST), L, 1.0f, dh, L);
+    size_t lanes = (size_t)w->kernels->lanes;
+    for (int r = 0; r < rows; r++) {
+        size_t i = (size_t)first + r;
+        float *dhl = w->dhl + i / lanes * L * lanes + i % lanes;
+        for (int j = 0; j < L; j++) {
+            float *d = &dh[(size_t)r * L + j];
+            *d = h[(size_t)r * L + j] > 0 ? *d : 0;
+            dhl[(size_t)j * lanes] = *d;
+        }
+    }
+}
+
+/* Units first .. end-1 of the attention's first layer: their rows of its
+ * weight's gradient (D, L) += dVᵀ (D, N) · H (N, L) (gated: U's too). */
+static void attention_dweight_of_units(void *ctx, int first, int end, int thread)
+{
+    (void)thread;
+    const struct rows_pass *pass = ctx;
+    const struct amil_model *m = pass->m;
+    struct amil_work *w = pass->w;
+    int L = m->hidden, D = m->attention, n = pass->n;
+    const float *grad_of[2] = {w->dv, w->du};
+    int params[2] = {ATT_FIRST, ATT_FIRST + 2};
+    for (int k = 0; k < (m->arch == AMIL_ARCH_GATED ? 2 : 1); k++)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, end - first, L, n, 1.0f,
+                    grad_of[k] + first, D, pass->h, L, 1.0f,
+                    pass->grads + m->params[params[k]].offset + (size_t)first * L, L);
+}
+
 static void backward(const struct amil_model *m, struct amil_work *w, int n, float *grads,
                      float *cam)
 {
@@ -796,48 +887,29 @@ static void backward(const struct amil_model *m, struct amil_work *w, int n, flo
     for (int k = 0; k < K; k++)
         for (int i = 0; i < n; i++)
             w->dscores[(size_t)i * K + k] = w->da[(size_t)k * n + i];
-    /* the attention network, into dh_part (dH's second part) */
-    float *dh_attention = w->dh_part;
-    size_t nd = (size_t)n * D;
-    if (m->arch == AMIL_ARCH_AMIL) {
-        amil_linear_backward(w->dv, G(ATT_FIRST + 2), G(ATT_FIRST + 3), w->dscores, w->v,
-                             W(m, ATT_FIRST + 2), n, D, K);
-        amil_tanh_backward(w->dv, w->v, nd);
-        amil_linear_backward(dh_attention, G(ATT_FIRST), G(ATT_FIRST + 1), w->dv, w->h,
-                             W(m, ATT_FIRST), n, L, D);
-        add(w->dh, dh_attention, (size_t)n * L);
-    } else {
-        amil_linear_backward(w->dgate, G(ATT_FIRST + 4), G(ATT_FIRST + 5), w->dscores,
-                             w->gate, W(m, ATT_FIRST + 4), n, D, K);
-        for (size_t i = 0; i < nd; i++) {
-            w->dv[i] = w->dgate[i] * w->u[i];
-            w->du[i] = w->dgate[i] * w->v[i];
-        }
-        amil_tanh_backward(w->dv, w->v, nd);
-        amil_sigmoid_backward(w->du, w->u, nd);
-        amil_linear_backward(dh_attention, G(ATT_FIRST), G(ATT_FIRST + 1), w->dv, w->h,
-                             W(m, ATT_FIRST), n, L, D);
-        add(w->dh, dh_attention, (size_t)n * L);
-        amil_linear_backward(dh_attention, G(ATT_FIRST + 2), G(ATT_FIRST + 3), w->du, w->h,
-                             W(m, ATT_FIRST + 2), n, L, D);
-        add(w->dh, dh_attention, (size_t)n * L);
-    }
-    /* the feature extractor: dH through the ReLU into lanes, then the
-     * linear layer over all groups, then group by group back to conv1 */
+    /* the attention network, rows split among threads, then its weights'
+     * gradients, units split among threads */
+    struct rows_pass rows = {m, w, w->h, n, grads};
+    amil_parallel(n, attention_back_of_rows, &rows);
     const struct amil_kernels *kern = w->kernels;
     int lanes = kern->lanes, groups = (n + lanes - 1) / lanes;
-    float *dbias = G(FC_B);
-    for (int i = 0; i < groups * lanes; i++) {
-        float *dhl = w->dhl + (size_t)(i / lanes) * L * lanes + i % lanes;
-        for (int j = 0; j < L; j++) {
-            size_t at = (size_t)i * L + j;
-            float d = i < n && w->h[at] > 0 ? w->dh[at] : 0;
-            dhl[(size_t)j * lanes] = d;
-            if (i < n)
-                w->dh[at] = d, dbias[j] += d;
-        }
-    }
-    fc_dweight(m, w, n, G(FC_W));
+    for (int i = n; i < groups * lanes; i++)   /* the last group's empty lanes */
+        for (int j = 0; j < L; j++)
+            w->dhl[(size_t)(i / lanes) * L * lanes + (size_t)j * lanes + i % lanes] = 0;
+    amil_parallel(D, attention_dweight_of_units, &rows);
+    int last = m->arch == AMIL_ARCH_AMIL ? ATT_FIRST + 2 : ATT_FIRST + 4;
+    const float *before_last = m->arch == AMIL_ARCH_AMIL ? w->v : w->gate;
+    /* the scoring layer's weight (K, D) += dscoresᵀ (K, N) · its input (N, D) */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, D, n, 1.0f, w->dscores, K,
+                before_last, D, 1.0f, G(last), D);
+    column_sums(G(last + 1), w->dscores, n, K);
+    column_sums(G(ATT_FIRST + 1), w->dv, n, D);
+    if (m->arch == AMIL_ARCH_GATED)
+        column_sums(G(ATT_FIRST + 3), w->du, n, D);
+    /* the feature extractor: dH (masked by its ReLU) in lanes, then the
+     * linear layer over all groups, then group by group back to conv1 */
+    column_sums(G(FC_B), w->dh, n, L);
+    fc_dweight(m, w, n, grads);
     struct bag_pass pass = {m, w, NULL, n, grads, cam};
     amil_parallel(groups, linear_back_of_groups, &pass);
     /* the convolutions group by group, each thread adding its parameters'

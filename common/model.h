@@ -120,7 +120,7 @@ struct amil_work {
     float *dconv;           /* threads 1.. : their convolutions' gradients */
     /* gradients of the same; dc1, dp1, dc2 one group's (c1 .. dc1: one per
      * thread) */
-    float *dhl, *dp2, *dc2, *dp1, *dc1, *dh, *dh_part, *dv, *du, *dgate, *dscores, *da,
+    float *dhl, *dp2, *dc2, *dp1, *dc1, *dh, *dv, *du, *dgate, *dscores, *da,
         *dm, *dlogits;
 };
 

@@ -5,6 +5,7 @@
 
 #include "model.h"
 #include "optim.h"
+#include "parallel.h"
 
 static const char *const names[] = {"adam", "adamw", "sgd", "rmsprop"};
 
@@ -37,61 +38,87 @@ void amil_optim_free(struct amil_optimizer *o)
     memset(o, 0, sizeof *o);
 }
 
+/* One step's scalars, as PyTorch passes them: Python doubles (1 - beta1
+ * computed in double) rounded to float by the float kernels. */
+struct step {
+    const struct amil_optimizer *o;
+    float *w;
+    const float *grads;
+    float lr, decay, eps, b1, b2, momentum, one_minus_b1, one_minus_b2, shrink;
+    float step_size, root2, alpha, one_minus_alpha;
+};
+
+/* Elements per task: every thread a contiguous range of whole chunks. */
+#define CHUNK 4096
+
+/* Elements [first·CHUNK, end·CHUNK) of one step; element by element, so
+ * that any split among threads gives the same bytes. */
+static void step_chunks(void *ctx, int first, int end, int thread)
+{
+    (void)thread;
+    const struct step s = *(const struct step *)ctx;   /* a copy: the stores below
+                                                           cannot alias it */
+    const struct amil_optimizer *o = s.o;
+    float *w = s.w, *m = o->m, *v = o->v;
+    const float *grads = s.grads;
+    size_t from = (size_t)first * CHUNK, to = (size_t)end * CHUNK;
+    to = to < o->n ? to : o->n;
+    switch (o->kind) {
+    case AMIL_ADAM:
+    case AMIL_ADAMW:
+        for (size_t i = from; i < to; i++) {
+            float g = grads[i];
+            if (o->kind == AMIL_ADAMW)
+                w[i] *= s.shrink;
+            else if (s.decay != 0)
+                g += s.decay * w[i];
+            m[i] = m[i] * s.b1 + g * s.one_minus_b1;
+            v[i] = v[i] * s.b2 + s.one_minus_b2 * g * g;   /* addcmul's order */
+            float denom = sqrtf(v[i]) / s.root2 + s.eps;
+            w[i] += -s.step_size * (m[i] / denom);
+        }
+        break;
+    case AMIL_SGD:
+        for (size_t i = from; i < to; i++) {
+            float g = grads[i] + s.decay * w[i];
+            if (s.momentum != 0) {   /* the buffer starts as the first gradient */
+                m[i] = o->step == 1 ? g : m[i] * s.momentum + g;
+                g = m[i];
+            }
+            w[i] += -s.lr * g;
+        }
+        break;
+    case AMIL_RMSPROP:
+        for (size_t i = from; i < to; i++) {
+            float g = grads[i] + s.decay * w[i];
+            v[i] = v[i] * s.alpha + s.one_minus_alpha * g * g;
+            float avg = sqrtf(v[i]) + s.eps;
+            if (s.momentum != 0) {
+                m[i] = m[i] * s.momentum + g / avg;
+                w[i] += -s.lr * m[i];
+            } else {
+                w[i] += -s.lr * (g / avg);
+            }
+        }
+        break;
+    }
+}
+
 void amil_optim_step(struct amil_optimizer *o, float *w, const float *grads)
 {
     o->step++;
-    /* Scalars as PyTorch passes them: Python doubles (1 - beta1 computed in
-     * double) rounded to float by the float kernels. */
-    float lr = (float)o->lr, decay = (float)o->decay, eps = (float)o->eps;
-    float b1 = (float)o->beta1, b2 = (float)o->beta2, momentum = (float)o->momentum;
-    float one_minus_b1 = (float)(1 - o->beta1), one_minus_b2 = (float)(1 - o->beta2);
-    float shrink = (float)(1 - o->lr * o->decay);   /* AdamW's */
-    switch (o->kind) {
-    case AMIL_ADAM:
-    case AMIL_ADAMW: {
-        /* bias corrections in double, as Python computes them */
-        double correction1 = 1 - pow(o->beta1, (double)o->step);
-        float step_size = (float)(o->lr / correction1);
-        float root2 = (float)sqrt(1 - pow(o->beta2, (double)o->step));
-        for (size_t i = 0; i < o->n; i++) {
-            float g = grads[i];
-            if (o->kind == AMIL_ADAMW)
-                w[i] *= shrink;
-            else if (decay != 0)
-                g += decay * w[i];
-            o->m[i] = o->m[i] * b1 + g * one_minus_b1;
-            o->v[i] = o->v[i] * b2 + one_minus_b2 * g * g;   /* addcmul's order */
-            float denom = sqrtf(o->v[i]) / root2 + eps;
-            w[i] += -step_size * (o->m[i] / denom);
-        }
-        break;
-    }
-    case AMIL_SGD:
-        for (size_t i = 0; i < o->n; i++) {
-            float g = grads[i] + decay * w[i];
-            if (momentum != 0) {   /* the buffer starts as the first gradient */
-                o->m[i] = o->step == 1 ? g : o->m[i] * momentum + g;
-                g = o->m[i];
-            }
-            w[i] += -lr * g;
-        }
-        break;
-    case AMIL_RMSPROP: {
-        float alpha = (float)o->alpha, one_minus_alpha = (float)(1 - o->alpha);
-        for (size_t i = 0; i < o->n; i++) {
-            float g = grads[i] + decay * w[i];
-            o->v[i] = o->v[i] * alpha + one_minus_alpha * g * g;
-            float avg = sqrtf(o->v[i]) + eps;
-            if (momentum != 0) {
-                o->m[i] = o->m[i] * momentum + g / avg;
-                w[i] += -lr * o->m[i];
-            } else {
-                w[i] += -lr * (g / avg);
-            }
-        }
-        break;
-    }
-    }
+    struct step s = {
+        .o = o, .w = w, .grads = grads,
+        .lr = (float)o->lr, .decay = (float)o->decay, .eps = (float)o->eps,
+        .b1 = (float)o->beta1, .b2 = (float)o->beta2, .momentum = (float)o->momentum,
+        .one_minus_b1 = (float)(1 - o->beta1), .one_minus_b2 = (float)(1 - o->beta2),
+        .shrink = (float)(1 - o->lr * o->decay),   /* AdamW's */
+        /* Adam's bias corrections in double, as Python computes them */
+        .step_size = (float)(o->lr / (1 - pow(o->beta1, (double)o->step))),
+        .root2 = (float)sqrt(1 - pow(o->beta2, (double)o->step)),
+        .alpha = (float)o->alpha, .one_minus_alpha = (float)(1 - o->alpha),
+    };
+    amil_parallel((int)((o->n + CHUNK - 1) / CHUNK), step_chunks, &s);
 }
 
 void amil_optim_to_record(const struct amil_optimizer *o, const struct amil_param *params,

@@ -13,7 +13,8 @@ typedef void amil_task_fn(void *ctx, int first, int end, int thread);
 
 /* The threads amil_parallel uses (and OpenBLAS's; set by amil_threads). */
 int amil_thread_count(void);
-/* Runs the tasks; with one thread or one task, in the caller alone. */
+/* Runs the tasks; with one thread or one task, in the caller alone.  One
+ * caller at a time (the program's main thread): the pool is shared. */
 void amil_parallel(int tasks, amil_task_fn *fn, void *ctx);
 
 #endif

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# bench/cnn.sh: the CNN baselines (torchvision's VGG19 and ResNet18, PyTorch's
+# default initialization) on one 224x224 tile against torchvision's own, side
+# by side in one go: the forward pass and Grad-CAM (forward, then backward of
+# one class score down to the Grad-CAM layer only).  Each side runs ROUNDS
+# times, alternating, each run a fresh process pinned with taskset; a figure
+# is the minimum over the runs.  Then the start-up time of each program that
+# loads a model, with each model and no input: the best of ROUNDS runs.
+#
+#   bench/cnn.sh [ROUNDS] [SECONDS]   (defaults: 5, 1)
+set -eu
+cd "$(dirname "$0")/.."
+rounds=${1:-5}
+seconds=${2:-1}
+python=/usr/bin/python3
+"$python" -c 'import torchvision' 2>/dev/null ||
+    { echo "bench/cnn.sh: python3-torchvision is missing (apt-get install python3-torchvision)"; exit 1; }
+make -s all tests
+build=build/bench
+mkdir -p "$build"
+cc -O3 -g -fno-math-errno -std=c11 -D_POSIX_C_SOURCE=200809L -Icommon \
+    -I/usr/include/x86_64-linux-gnu/openblas-pthread -o "$build/cnn" bench/cnn.c \
+    build/libamil.a -lopenblas -lgsl -lcjson -lm -lpthread
+cc -O2 -o "$build/peak" bench/peak.c
+models=$(mktemp -d)
+trap 'rm -rf "$models"' EXIT
+for arch in vgg19 resnet18; do
+    build/tests/cnnmodel $arch 1000 imagenet > "$models/$arch.st"
+done
+build/tests/cnnmodel net 2 > "$models/net.st"
+build/bin/bagify -l 1 tests/data/SOB_B_A-14-22549G-40-001.png |
+    build/bin/train -o "$models/amil.st" -e 1 - > /dev/null
+
+min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
+
+peak=$(taskset -c 0 "$build/peak" avx512 2>/dev/null || taskset -c 0 "$build/peak" avx2)
+echo "FMA peak, one core: $peak GFLOP/s"
+echo "(figures: the minimum over $rounds alternating runs of each side, each of ${seconds} s)"
+echo
+printf '%-22s %9s %9s %7s %8s %7s\n' case amil_ms torch_ms ratio GFLOP/s of_peak
+for threads in 1 2; do
+    cores=$([ "$threads" = 1 ] && echo 0 || echo 0-1)
+    for arch in resnet18 vgg19; do
+        af= ag= tf= tg=
+        for ((r = 0; r < rounds; r++)); do
+            read -r a b gflop < <(taskset -c "$cores" "$build/cnn" "$models/$arch.st" \
+                "$threads" "$seconds")
+            af=$(min "$a" "$af") ag=$(min "$b" "$ag")
+            read -r a b < <(taskset -c "$cores" "$python" bench/torch_cnn.py "$arch" \
+                "$threads" "$seconds")
+            tf=$(min "$a" "$tf") tg=$(min "$b" "$tg")
+        done
+        for what in forward gradcam; do
+            if [ $what = forward ]; then a=$af b=$tf; else a=$ag b=$tg; fi
+            awk -v w="$arch $what j$threads" -v a="$a" -v b="$b" -v g="$gflop" \
+                -v p="$peak" -v t="$threads" 'BEGIN {
+                    r = g / a * 1e3
+                    printf "%-22s %9.2f %9.2f %6.2fx %8.1f %6.0f%%\n", w, a, b, b / a, r,
+                        100 * r / (p * t) }'
+        done
+    done
+done
+
+# Start-up: a program given a model and an empty input, to its exit ("-":
+# the program does not take that model).
+echo
+echo "start-up, ms (the best of $rounds runs; no input)"
+printf '%-12s' program
+for model in amil net resnet18 vgg19; do printf '%10s' "$model"; done
+echo
+for prog in featurize attend classify; do
+    printf '%-12s' "$prog"
+    for model in amil net resnet18 vgg19; do
+        best=
+        for ((r = 0; r < rounds; r++)); do
+            start=$(date +%s%N)
+            if taskset -c 0 build/bin/$prog -m "$models/$model.st" < /dev/null \
+                > /dev/null 2>&1; then
+                best=$(min $((($(date +%s%N) - start) / 1000000)) "$best")
+            fi
+        done
+        printf '%10s' "${best:--}"
+    done
+    echo
+done
