@@ -63,7 +63,14 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libamil.a common/*.h tests/u
 	$(CC) $(CFLAGS) $(AMIL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libamil.a $(LDLIBS) -lcmocka
 $(BUILD)/tests/%: tests/helpers/%.c $(BUILD)/libamil.a common/*.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(AMIL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libamil.a $(LDLIBS)
-$(BUILD)/common $(BUILD)/bin $(BUILD)/tests:
+# bench/*.sh's programs: the peers of PyTorch's side (step, cnn) and the
+# machine's own limits (peak, built without the library's flags).
+BENCH_BINS = $(BUILD)/bench/step $(BUILD)/bench/cnn $(BUILD)/bench/peak
+$(BUILD)/bench/peak: bench/peak.c | $(BUILD)/bench
+	$(CC) -O2 -o $@ $<
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libamil.a common/*.h | $(BUILD)/bench
+	$(CC) $(CFLAGS) $(AMIL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libamil.a $(LDLIBS)
+$(BUILD)/common $(BUILD)/bin $(BUILD)/tests $(BUILD)/bench:
 	mkdir -p $@
 
 # Installs only what is missing, so a second run is a no-op.
@@ -83,6 +90,8 @@ check: deps
 
 tests: $(BINS) $(UNIT_BINS) $(HELPER_BINS)
 
+bench: $(BINS) $(HELPER_BINS) $(BENCH_BINS)
+
 demo: deps
 	$(MAKE) all $(HELPER_BINS)
 	@BUILD=$(BUILD) pipelines/demo.sh
@@ -97,5 +106,5 @@ install: $(BINS)
 clean:
 	rm -rf build build-san
 
-.PHONY: all deps check tests demo install clean
+.PHONY: all deps check tests bench demo install clean
 .SECONDARY:

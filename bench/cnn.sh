@@ -15,13 +15,8 @@ seconds=${2:-1}
 python=/usr/bin/python3
 "$python" -c 'import torchvision' 2>/dev/null ||
     { echo "bench/cnn.sh: python3-torchvision is missing (apt-get install python3-torchvision)"; exit 1; }
-make -s all tests
+make -s bench
 build=build/bench
-mkdir -p "$build"
-cc -O3 -g -fno-math-errno -std=c11 -D_POSIX_C_SOURCE=200809L -Icommon \
-    -I/usr/include/x86_64-linux-gnu/openblas-pthread -o "$build/cnn" bench/cnn.c \
-    build/libamil.a -lopenblas -lgsl -lcjson -lm -lpthread
-cc -O2 -o "$build/peak" bench/peak.c
 models=$(mktemp -d)
 trap 'rm -rf "$models"' EXIT
 for arch in vgg19 resnet18; do

@@ -4,21 +4,14 @@ the forward pass and Grad-CAM at amil's default layer (vgg19 features.35,
 resnet18 layer4): the forward pass, the gradient of one class score with
 respect to that layer's output only (torch.autograd.grad, no parameter
 gradients), and the map.  Prints "forward_ms gradcam_ms"."""
+import os
 import sys
-import time
 
 import torch
 import torchvision
 
-
-def timed(fn, seconds):
-    for _ in range(2):
-        fn()
-    reps, start = 0, time.perf_counter()
-    while reps < 3 or time.perf_counter() - start < seconds:
-        fn()
-        reps += 1
-    return (time.perf_counter() - start) / reps * 1e3
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_step import timed  # noqa: E402
 
 
 def halves(arch, m):

@@ -24,13 +24,8 @@ seconds=${2:-1}
 shift $(($# < 2 ? $# : 2))
 python=/usr/bin/python3
 "$python" -c 'import torch' 2>/dev/null || { echo "bench/train.sh: python3-torch is missing (apt-get install python3-torch)"; exit 1; }
-make -s all
+make -s bench
 build=build/bench
-mkdir -p "$build"
-cc -O3 -g -fno-math-errno -std=c11 -D_POSIX_C_SOURCE=200809L -Icommon \
-    -I/usr/include/x86_64-linux-gnu/openblas-pthread -o "$build/step" bench/step.c \
-    build/libamil.a -lopenblas -lgsl -lcjson -lm -lpthread
-cc -O2 -o "$build/peak" bench/peak.c
 
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
 

@@ -52,7 +52,11 @@ struct step {
 #define CHUNK 4096
 
 /* Elements [first·CHUNK, end·CHUNK) of one step; element by element, so
- * that any split among threads gives the same bytes. */
+ * that any split among threads, and any vector width, gives the same bytes
+ * (no multiply-add is contracted: -std=c11 means -ffp-contract=off).
+ * Compiled for AVX-512 and AVX2 too, the loader choosing: the square roots
+ * and divisions are most of the time. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
 static void step_chunks(void *ctx, int first, int end, int thread)
 {
     (void)thread;
