@@ -10,7 +10,9 @@
 #include <gsl/gsl_rng.h>
 
 #include "cnn.h"
+#include "kernels.h"
 #include "nn.h"
+#include "parallel.h"
 
 static const char *const arch_names[] = {"net", "vgg19", "resnet18"};
 static const int arch_sizes[] = {128, 224, 224};
@@ -435,6 +437,27 @@ void amil_cnn_cut(uint8_t *tile, const uint8_t *image, int width, int y, int x, 
 
 static size_t layer_size(const struct amil_layer *l) { return (size_t)l->c * l->h * l->w; }
 
+/* Whether a convolution runs on the kernels' shifted products (stride 1,
+ * at most 7×7), and if so its sizes: the padded width, the positions
+ * computed (every column of the padded width, rounded up to the kernels'
+ * block) and each padded input channel's length (those positions plus the
+ * largest tap offset). */
+struct shifted {
+    int Wp;
+    size_t positions, in_stride;
+};
+static int shifted_sizes(const struct amil_kernels *k, const struct amil_layer *l,
+                         const struct amil_layer *in, struct shifted *z)
+{
+    if (l->op != AMIL_OP_CONV || l->stride != 1 || l->kernel > 7 || !k)
+        return 0;
+    size_t block = (size_t)k->shift_block, K = (size_t)l->kernel;
+    z->Wp = in->w + 2 * l->pad;
+    z->positions = ((size_t)l->h * z->Wp + block - 1) / block * block;
+    z->in_stride = z->positions + (K - 1) * ((size_t)z->Wp + 1);
+    return 1;
+}
+
 /* Grows the buffers to B images, for the layers from `from` on (the head
  * alone needs no backbone's); im2col's buffers to the largest
  * convolution's one image. */
@@ -442,13 +465,15 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
 {
     if (w->out && w->capacity >= B && w->nlayers == m->nlayers && w->from <= from)
         return;
+    const struct amil_kernels *k = w->kernels ? w->kernels : amil_kernels();
     amil_cnn_work_free(w);
+    w->kernels = k;
     w->capacity = B, w->nlayers = m->nlayers, w->from = from;
     w->out = amil_xcalloc(m->nlayers, sizeof *w->out);
     w->grad = amil_xcalloc(m->nlayers, sizeof *w->grad);
     w->argmax = amil_xcalloc(m->nlayers, sizeof *w->argmax);
     w->mask = amil_xcalloc(m->nlayers, sizeof *w->mask);
-    size_t cols = 1, inp = 1;
+    size_t cols = 1, inp = 1, padded = 1, shifted = 1;
     for (int i = from; i < m->nlayers; i++) {
         const struct amil_layer *l = &m->layers[i];
         size_t n = layer_size(l) * B;
@@ -463,8 +488,15 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
             size_t c = (size_t)in->c * l->kernel * l->kernel * l->h * l->w;
             cols = c > cols ? c : cols;
             inp = layer_size(in) > inp ? layer_size(in) : inp;
+            struct shifted z;
+            if (shifted_sizes(w->kernels, l, in, &z)) {
+                padded = in->c * z.in_stride > padded ? in->c * z.in_stride : padded;
+                shifted = l->c * z.positions > shifted ? l->c * z.positions : shifted;
+            }
         }
     }
+    w->padded = amil_xmalloc(sizeof(float) * padded);
+    w->shifted = amil_xmalloc(sizeof(float) * shifted);
     w->cols = amil_xmalloc(sizeof(float) * cols);
     w->dcols = amil_xmalloc(sizeof(float) * cols);
     w->dinp = amil_xmalloc(sizeof(float) * inp);
@@ -480,6 +512,7 @@ void amil_cnn_work_free(struct amil_cnn_work *w)
     }
     free(w->out), free(w->grad), free(w->argmax), free(w->mask);
     free(w->cols), free(w->dcols), free(w->dinp);
+    free(w->padded), free(w->shifted);
     memset(w, 0, sizeof *w);
 }
 
@@ -563,6 +596,54 @@ static int first_trained(const struct amil_cnn *m)
     return m->nlayers;
 }
 
+struct shift_pass {
+    const struct amil_kernels *k;
+    float *out;
+    size_t out_stride;
+    const float *in;
+    size_t in_stride;
+    const float *weight, *bias;
+    const int *off;
+    int T, C, OC;
+};
+
+static void shift_of_blocks(void *ctx, int first, int end, int thread)
+{
+    (void)thread;
+    const struct shift_pass *s = ctx;
+    size_t block = (size_t)s->k->shift_block;
+    s->k->conv_shift(s->out, s->out_stride, s->in, s->in_stride, s->weight, s->bias, s->off,
+                     s->T, s->C, s->OC, first * block, end * block);
+}
+
+/* out (OC, OH, OW) = a stride-1 convolution of one image inp (C, H, W) with
+ * the layer's weights and bias, on the kernels: the input copied into
+ * zero-padded channels, the output computed at every column of the padded
+ * width (threads split the positions) and its valid columns copied out. */
+static void conv_shifted(const struct amil_cnn *m, struct amil_cnn_work *w,
+                         const struct amil_layer *l, const struct amil_layer *in,
+                         const struct shifted *z, float *out, const float *inp)
+{
+    int K = l->kernel, pad = l->pad;
+    memset(w->padded, 0, sizeof(float) * in->c * z->in_stride);
+    for (int c = 0; c < in->c; c++)
+        for (int y = 0; y < in->h; y++)
+            memcpy(w->padded + c * z->in_stride + (size_t)(y + pad) * z->Wp + pad,
+                   inp + ((size_t)c * in->h + y) * in->w, sizeof(float) * in->w);
+    int off[49];
+    for (int ki = 0; ki < K; ki++)
+        for (int kj = 0; kj < K; kj++)
+            off[ki * K + kj] = ki * z->Wp + kj;
+    struct shift_pass pass = {w->kernels, w->shifted, z->positions, w->padded,
+                              z->in_stride, PARAM(m, l, 0), l->has_bias ? PARAM(m, l, 1) : NULL,
+                              off, K * K, in->c, l->c};
+    amil_parallel((int)(z->positions / pass.k->shift_block), shift_of_blocks, &pass);
+    for (int oc = 0; oc < l->c; oc++)
+        for (int y = 0; y < l->h; y++)
+            memcpy(out + ((size_t)oc * l->h + y) * l->w,
+                   w->shifted + oc * z->positions + (size_t)y * z->Wp, sizeof(float) * l->w);
+}
+
 static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int i, int B,
                           gsl_rng *rng)
 {
@@ -573,12 +654,19 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
     switch (l->op) {
     case AMIL_OP_INPUT:
         break;
-    case AMIL_OP_CONV:
+    case AMIL_OP_CONV: {
+        struct shifted z;
+        if (shifted_sizes(w->kernels, l, in, &z)) {
+            for (int b = 0; b < B; b++)
+                conv_shifted(m, w, l, in, &z, out + b * per_out, inp + b * per_in);
+            break;
+        }
         for (int b = 0; b < B; b++)
             amil_conv2d_forward(out + b * per_out, w->cols, inp + b * per_in, PARAM(m, l, 0),
                                 l->has_bias ? PARAM(m, l, 1) : NULL, 1, in->c, in->h, in->w,
                                 l->c, l->kernel, l->stride, l->pad);
         break;
+    }
     case AMIL_OP_BATCHNORM: {
         size_t hw = (size_t)l->h * l->w;
         for (int b = 0; b < B; b++)

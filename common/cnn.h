@@ -126,6 +126,7 @@ void amil_cnn_cut(uint8_t *tile, const uint8_t *image, int width, int y, int x, 
 
 /* Activations and gradients of a batch, grown to fit. */
 struct amil_cnn_work {
+    const struct amil_kernels *kernels;   /* NULL: amil_kernels()'s */
     int capacity;           /* images the buffers hold */
     int nlayers;
     int from;               /* the first layer with buffers */
@@ -133,6 +134,8 @@ struct amil_cnn_work {
     int32_t **argmax;       /* per max-pool, the input offset of each winner */
     float **mask;           /* per dropout, 0 or 2 */
     float *cols, *dcols, *dinp;   /* one image's im2col and its gradient */
+    float *padded, *shifted;      /* a stride-1 convolution's padded input and
+                                     its output at the padded width (cnn.c) */
 };
 void amil_cnn_work_free(struct amil_cnn_work *w);
 

@@ -35,13 +35,15 @@ typedef uint8_t vb __attribute__((vector_size(LANES)));
 
 #if LANES == 16   /* 32 registers */
 enum { TILE_OC = 3, TILE_X = 8, TILE_DW_OC = 4, TILE_M = 6, TILE_G = 4, TILE_DM = 4,
-       TILE_DK = 6 };
+       TILE_DK = 6, TILE_SHIFT_OC = 4, TILE_SHIFT_V = 6 };
 #else             /* 16 registers */
 enum { TILE_OC = 2, TILE_X = 4, TILE_DW_OC = 2, TILE_M = 3, TILE_G = 3, TILE_DM = 2,
-       TILE_DK = 4 };
+       TILE_DK = 4, TILE_SHIFT_OC = 4, TILE_SHIFT_V = 3 };
 #endif
 
-INLINE vf splat(float s) { return (vf){0} + s; }
+/* s in every lane: one broadcast (not 0 + s, which costs an add and turns
+ * -0 into +0) */
+INLINE vf splat(float s) { return __builtin_shuffle((vf){s}, (vi){0}); }
 
 INLINE float sum_lanes(vf v)
 {
@@ -383,6 +385,85 @@ static void NAME(dense_dweight)(float *d, const float *x, const float *y, int gr
     }
 }
 
+
+/* ---- convolution as shifted products (the CNN baselines) ----------------- */
+
+/* Channels oc0 .. oc0+ocb-1 at positions p .. p + TILE_SHIFT_V·LANES - 1,
+ * input channels c0 .. c1-1: starting from the bias (c0 = 0) or from the
+ * sums so far in out, then over c and the taps in that order; sums stored
+ * and loaded back are the same floats, so blocking over channels changes
+ * no bit. */
+INLINE void shift_tile(float *out, size_t out_stride, const float *in, size_t in_stride,
+                       const float *weight, const float *bias, const int *off, int T, int C,
+                       int c0, int c1, int oc0, size_t p, const int ocb)
+{
+    vf acc[TILE_SHIFT_OC][TILE_SHIFT_V];
+    for (int o = 0; o < ocb; o++)
+        for (int j = 0; j < TILE_SHIFT_V; j++)
+            if (c0 > 0)
+                memcpy(&acc[o][j], out + (size_t)(oc0 + o) * out_stride + p + j * LANES,
+                       sizeof acc[o][j]);
+            else
+                acc[o][j] = splat(bias ? bias[oc0 + o] : 0);
+    size_t per_oc = (size_t)C * T;
+    for (int c = c0; c < c1; c++) {
+        const float *x = in + c * in_stride + p;
+        const float *wo[TILE_SHIFT_OC];
+        for (int o = 0; o < ocb; o++)
+            wo[o] = weight + (size_t)(oc0 + o) * per_oc + (size_t)c * T;
+        for (int t = 0; t < T; t++) {
+            const float *xt = x + off[t];
+            vf xv[TILE_SHIFT_V];
+            for (int j = 0; j < TILE_SHIFT_V; j++)
+                memcpy(&xv[j], xt + j * LANES, sizeof xv[j]);   /* unaligned */
+            for (int o = 0; o < ocb; o++) {
+                vf wv = splat(wo[o][t]);
+                for (int j = 0; j < TILE_SHIFT_V; j++)
+                    acc[o][j] += wv * xv[j];
+            }
+        }
+    }
+    for (int o = 0; o < ocb; o++)
+        for (int j = 0; j < TILE_SHIFT_V; j++)
+            memcpy(out + (size_t)(oc0 + o) * out_stride + p + j * LANES, &acc[o][j],
+                   sizeof acc[o][j]);
+}
+
+/* Input channels per pass: a tile's weights (TILE_SHIFT_OC × 64 × taps)
+ * stay in L1 across the positions of a chunk. */
+#define SHIFT_CHANNELS 64
+/* Floats of output a chunk keeps in L2 while the channels pass over it. */
+#define SHIFT_CHUNK_FLOATS (64 * 1024)
+
+static void NAME(conv_shift)(float *out, size_t out_stride, const float *in,
+                             size_t in_stride, const float *weight, const float *bias,
+                             const int *off, int T, int C, int OC, size_t p_first,
+                             size_t p_end)
+{
+    size_t block = (size_t)TILE_SHIFT_V * LANES;
+    size_t chunk = SHIFT_CHUNK_FLOATS / (size_t)OC / block * block;
+    chunk = chunk > block ? chunk : block;
+    for (size_t pc = p_first; pc < p_end; pc += chunk) {
+        size_t pe = p_end - pc < chunk ? p_end : pc + chunk;
+        for (int c0 = 0; c0 < C; c0 += SHIFT_CHANNELS) {
+            int c1 = C - c0 < SHIFT_CHANNELS ? C : c0 + SHIFT_CHANNELS;
+            for (int oc = 0; oc < OC; oc += TILE_SHIFT_OC) {
+                int ocb = OC - oc < TILE_SHIFT_OC ? OC - oc : TILE_SHIFT_OC;
+                for (size_t p = pc; p < pe; p += block)
+#define SHIFT_TILE(n) shift_tile(out, out_stride, in, in_stride, weight, bias, off, T, C, \
+                                 c0, c1, oc, p, n)
+                    switch (ocb) {
+                    case 1: SHIFT_TILE(1); break;
+                    case 2: SHIFT_TILE(2); break;
+                    case 3: SHIFT_TILE(3); break;
+                    default: SHIFT_TILE(TILE_SHIFT_OC); break;
+                    }
+#undef SHIFT_TILE
+            }
+        }
+    }
+}
+
 const struct amil_kernels NAME(amil_kernels) = {
     .name = STR(ISA),
     .lanes = LANES,
@@ -393,4 +474,6 @@ const struct amil_kernels NAME(amil_kernels) = {
     .unpool_relu = NAME(unpool_relu),
     .dense = NAME(dense),
     .dense_dweight = NAME(dense_dweight),
+    .shift_block = TILE_SHIFT_V * LANES,
+    .conv_shift = NAME(conv_shift),
 };

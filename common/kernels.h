@@ -56,6 +56,21 @@ struct amil_kernels {
                   const float *bias, int relu, int groups, int M, int K);
     /* d (M, K) += Σ over groups and lanes of x[g] (M) ⊗ y[g] (K). */
     void (*dense_dweight)(float *d, const float *x, const float *y, int groups, int M, int K);
+
+    /* The CNN baselines' stride-1 convolutions, one image in plain (C, H, W)
+     * layout (not lanes): with the input zero-padded and each channel
+     * flattened, output position p (row y, column x of the padded width)
+     * reads input p + off[t] under tap t, so a convolution is a sum of
+     * shifted rows times broadcast weights, vectors along p, no im2col.
+     * out[oc·out_stride + p] = bias[oc] (0 if bias is NULL) + Σ over c < C,
+     * t < T of weight[(oc·C + c)·T + t] · in[c·in_stride + p + off[t]],
+     * for p from p_first to p_end (multiples of shift_block; no alignment
+     * asked).  The caller makes in readable up to the last p plus the
+     * largest offset in every channel. */
+    int shift_block;
+    void (*conv_shift)(float *out, size_t out_stride, const float *in, size_t in_stride,
+                       const float *weight, const float *bias, const int *off, int T, int C,
+                       int OC, size_t p_first, size_t p_end);
 };
 
 /* The kernels this process uses: AMIL_ISA's if set (NULL with a message if

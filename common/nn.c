@@ -270,8 +270,11 @@ void amil_linear_forward(float *out, const float *inp, const float *weight,
     for (int n = 0; n < N; n++)
         for (int o = 0; o < OC; o++)
             out[(size_t)n * OC + o] = bias ? bias[o] : 0;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight,
-                C, 1.0f, out, OC);
+    if (N == 1)   /* one row: read the weights once, not pack them (VGG19's 400 MB) */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, weight, C, inp, 1, 1.0f, out, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight,
+                    C, 1.0f, out, OC);
 }
 
 void amil_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,

@@ -33,6 +33,7 @@
 
 #include "amil.h"
 #include "cnn.h"
+#include "kernels.h"
 #include "image.h"
 #include "nn.h"
 #include "torch_check.h"
@@ -111,7 +112,8 @@ static void through_file(struct amil_cnn *m)
     assert_true(m->trained == 0 || m->mapping);
 }
 
-static void one_case(const struct amil_record *r, const struct amil_image *img)
+static void one_case(const struct amil_record *r, const struct amil_image *img,
+                     const struct amil_kernels *kernels)
 {
     long classes = meta(r, "classes"), label = meta(r, "label");
     long H = meta(r, "height"), W = meta(r, "width");
@@ -123,14 +125,14 @@ static void one_case(const struct amil_record *r, const struct amil_image *img)
         fail_msg("%s", amil_error());
     formula_weights(&m);
     through_file(&m);
-    print_message("# case: %s, %ld×%ld, %ld classes, Grad-CAM at %s\n", arch_name, W, H,
-                  classes, layer_name);
+    print_message("# case: %s, %ld×%ld, %ld classes, Grad-CAM at %s, %s kernels\n",
+                  arch_name, W, H, classes, layer_name, kernels->name);
     int layer = amil_cnn_layer(&m, layer_name);
     assert_true(layer > 0);
     const struct amil_layer *at = &m.layers[layer];
 
     uint8_t *image = crop(img, meta(r, "crop_y"), meta(r, "crop_x"), H, W, 0);
-    struct amil_cnn_work w = {0};
+    struct amil_cnn_work w = {.kernels = kernels};
     amil_cnn_forward(&m, &w, image, 1, NULL);
     float logits[16];
     memcpy(logits, w.out[m.nlayers - 1], sizeof *logits * classes);
@@ -231,8 +233,11 @@ static void against_torchvision(void **state)
     struct amil_record r;
     int cases = 0, got;
     amil_stream_open(&s, f, "cnn-fixture.safetensors");
+    const struct amil_kernels *sets[3];
+    int nsets = amil_kernels_available(sets);
     while ((got = amil_read(&s, &r)) == 1) {
-        one_case(&r, &img);
+        for (int k = 0; k < nsets; k++)   /* every instruction set this CPU runs */
+            one_case(&r, &img, sets[k]);
         amil_record_free(&r);
         cases++;
     }

@@ -270,6 +270,68 @@ static void dense(void **state)
     each_set(dense_check);
 }
 
+/* ---- convolution as shifted products (the CNN baselines) ------------------ */
+
+/* A stride-1 convolution of a zero-padded image laid out as conv_shift
+ * reads it, against a double loop over the unpadded image: channel counts
+ * past one channel block (64) and not a multiple of the output tile, a
+ * position range starting past 0, 3×3 and 1×1 and 7×7 taps. */
+static void shift_check(const struct amil_kernels *k)
+{
+    const int cases[][5] = {{70, 9, 11, 6, 3}, {3, 17, 5, 13, 7}, {5, 4, 4, 4, 1}};
+    for (int t = 0; t < 3; t++) {
+        int C = cases[t][0], H = cases[t][1], W = cases[t][2], OC = cases[t][3];
+        int K = cases[t][4], pad = K / 2, Wp = W + 2 * pad;
+        size_t block = (size_t)k->shift_block;
+        size_t positions = ((size_t)H * Wp + block - 1) / block * block + block;
+        size_t in_stride = positions + (size_t)(K - 1) * (Wp + 1);
+        float *in = calloc((size_t)C * in_stride, sizeof *in);
+        float *image = lane_buffer((size_t)C * H * W);
+        float *weight = lane_buffer((size_t)OC * C * K * K), *bias = lane_buffer(OC);
+        float *out = calloc((size_t)OC * positions, sizeof *out);
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < H; y++)
+                memcpy(in + c * in_stride + (size_t)(y + pad) * Wp + pad,
+                       image + ((size_t)c * H + y) * W, sizeof *in * W);
+        int off[49];
+        for (int i = 0; i < K * K; i++)
+            off[i] = i / K * Wp + i % K;
+        /* the first block is left to a second call, as a second thread would */
+        k->conv_shift(out, positions, in, in_stride, weight, bias, off, K * K, C, OC, block,
+                      positions);
+        k->conv_shift(out, positions, in, in_stride, weight, bias, off, K * K, C, OC, 0,
+                      block);
+        double *want = calloc((size_t)OC * H * W, sizeof *want);
+        float *got = malloc(sizeof *got * OC * H * W);
+        for (int o = 0; o < OC; o++)
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++) {
+                    double sum = bias[o];
+                    for (int c = 0; c < C; c++)
+                        for (int ki = 0; ki < K; ki++)
+                            for (int kj = 0; kj < K; kj++) {
+                                int yy = y + ki - pad, xx = x + kj - pad;
+                                if (yy >= 0 && yy < H && xx >= 0 && xx < W)
+                                    sum += (double)weight[((o * C + c) * K + ki) * K + kj] *
+                                           image[((size_t)c * H + yy) * W + xx];
+                            }
+                    size_t i = ((size_t)o * H + y) * W + x;
+                    want[i] = sum;
+                    got[i] = out[(size_t)o * positions + (size_t)y * Wp + x];
+                }
+        char what[64];
+        snprintf(what, sizeof what, "conv_shift %d→%d, %d×%d, %d×%d", C, OC, H, W, K, K);
+        assert_true(report(k->name, what, want, got, (size_t)OC * H * W) < 1e-5);
+        free(in), free(image), free(weight), free(bias), free(out), free(want), free(got);
+    }
+}
+
+static void shifted_convolution(void **state)
+{
+    (void)state;
+    each_set(shift_check);
+}
+
 /* AMIL_ISA picks a set; an unknown name is an error, not a silent default. */
 static void choice(void **state)
 {
@@ -289,6 +351,7 @@ int main(void)
         cmocka_unit_test(convolution),
         cmocka_unit_test(pooling),
         cmocka_unit_test(dense),
+        cmocka_unit_test(shifted_convolution),
         cmocka_unit_test(choice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
