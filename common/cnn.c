@@ -437,24 +437,31 @@ void amil_cnn_cut(uint8_t *tile, const uint8_t *image, int width, int y, int x, 
 
 static size_t layer_size(const struct amil_layer *l) { return (size_t)l->c * l->h * l->w; }
 
-/* Whether a convolution runs on the kernels' shifted products (stride 1,
- * at most 7×7), and if so its sizes: the padded width, the positions
- * computed (every column of the padded width, rounded up to the kernels'
- * block) and each padded input channel's length (those positions plus the
- * largest tap offset). */
+/* Whether a convolution runs on the kernels' shifted products (stride 1 or
+ * 2, at most 7×7), and if so its sizes.  The input is zero-padded, and with
+ * stride 2 split into its four phases (even or odd rows × even or odd
+ * columns), each a plane of its own over which the stride-2 convolution is
+ * a stride-1 one with the taps of that phase; a phase plane is Wq wide, the
+ * outputs are computed at every column of that width (positions, rounded up
+ * to the kernels' block), and each plane's channel is in_stride long (the
+ * positions plus the largest tap offset). */
 struct shifted {
-    int Wp;
+    int Wq, Hq;
     size_t positions, in_stride;
 };
 static int shifted_sizes(const struct amil_kernels *k, const struct amil_layer *l,
                          const struct amil_layer *in, struct shifted *z)
 {
-    if (l->op != AMIL_OP_CONV || l->stride != 1 || l->kernel > 7 || !k)
+    if (l->op != AMIL_OP_CONV || l->stride > 2 || l->kernel > 7 || !k)
         return 0;
-    size_t block = (size_t)k->shift_block, K = (size_t)l->kernel;
-    z->Wp = in->w + 2 * l->pad;
-    z->positions = ((size_t)l->h * z->Wp + block - 1) / block * block;
-    z->in_stride = z->positions + (K - 1) * ((size_t)z->Wp + 1);
+    size_t block = (size_t)k->shift_block, S = (size_t)l->stride;
+    size_t Hp = (size_t)in->h + 2 * l->pad, Wp = (size_t)in->w + 2 * l->pad;
+    z->Hq = (int)((Hp + S - 1) / S);
+    z->Wq = (int)((Wp + S - 1) / S);
+    z->positions = ((size_t)l->h * z->Wq + block - 1) / block * block;
+    z->in_stride = z->positions + (size_t)(l->kernel - 1) / S * ((size_t)z->Wq + 1);
+    if (z->in_stride < (size_t)z->Hq * z->Wq)
+        z->in_stride = (size_t)z->Hq * z->Wq;
     return 1;
 }
 
@@ -473,7 +480,7 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
     w->grad = amil_xcalloc(m->nlayers, sizeof *w->grad);
     w->argmax = amil_xcalloc(m->nlayers, sizeof *w->argmax);
     w->mask = amil_xcalloc(m->nlayers, sizeof *w->mask);
-    size_t cols = 1, inp = 1, padded = 1, shifted = 1;
+    size_t cols = 1, inp = 1, padded = 1, shifted = 1, taps = 1;
     for (int i = from; i < m->nlayers; i++) {
         const struct amil_layer *l = &m->layers[i];
         size_t n = layer_size(l) * B;
@@ -492,11 +499,17 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
             if (shifted_sizes(w->kernels, l, in, &z)) {
                 padded = in->c * z.in_stride > padded ? in->c * z.in_stride : padded;
                 shifted = l->c * z.positions > shifted ? l->c * z.positions : shifted;
+                if (l->stride > 1) {   /* a phase's weights: at most ⌈K/2⌉² taps */
+                    size_t t = (size_t)(l->kernel + 1) / 2;
+                    t = (size_t)l->c * in->c * t * t;
+                    taps = t > taps ? t : taps;
+                }
             }
         }
     }
     w->padded = amil_xmalloc(sizeof(float) * padded);
     w->shifted = amil_xmalloc(sizeof(float) * shifted);
+    w->phase_weights = amil_xmalloc(sizeof(float) * taps);
     w->cols = amil_xmalloc(sizeof(float) * cols);
     w->dcols = amil_xmalloc(sizeof(float) * cols);
     w->dinp = amil_xmalloc(sizeof(float) * inp);
@@ -512,7 +525,7 @@ void amil_cnn_work_free(struct amil_cnn_work *w)
     }
     free(w->out), free(w->grad), free(w->argmax), free(w->mask);
     free(w->cols), free(w->dcols), free(w->dinp);
-    free(w->padded), free(w->shifted);
+    free(w->padded), free(w->shifted), free(w->phase_weights);
     memset(w, 0, sizeof *w);
 }
 
@@ -526,29 +539,41 @@ void amil_cnn_work_free(struct amil_cnn_work *w)
 static void maxpool_forward(float *out, int32_t *argmax, const float *inp, size_t planes,
                             const struct amil_layer *in, const struct amil_layer *l)
 {
+    int K = l->kernel, S = l->stride, pad = l->pad, OW = l->w;
+    /* an input row with -inf at both sides, so that no column is checked
+     * against the bounds and the loop over a row of outputs vectorizes */
+    int span = (OW - 1) * S + K;
+    float *row = amil_xmalloc(sizeof *row * (size_t)(span > in->w + pad ? span : in->w + pad));
     for (size_t p = 0; p < planes; p++) {
         const float *plane = inp + p * in->h * in->w;
-        for (int oh = 0; oh < l->h; oh++)
-            for (int ow = 0; ow < l->w; ow++) {
-                float best = -INFINITY;
-                int32_t at = -1;
-                for (int ki = 0; ki < l->kernel; ki++) {
-                    int y = oh * l->stride - l->pad + ki;
-                    if (y < 0 || y >= in->h)
-                        continue;
-                    for (int kj = 0; kj < l->kernel; kj++) {
-                        int x = ow * l->stride - l->pad + kj;
-                        if (x < 0 || x >= in->w)
-                            continue;
-                        float v = plane[y * in->w + x];
-                        if (v > best || v != v || at < 0)
-                            best = v, at = y * in->w + x;
-                    }
-                }
-                size_t o = (p * l->h + oh) * l->w + ow;
-                out[o] = best, argmax[o] = at;
+        for (int oh = 0; oh < l->h; oh++) {
+            float *best = out + (p * l->h + oh) * OW;
+            int32_t *at = argmax + (p * l->h + oh) * OW;
+            int y0 = oh * S - pad;
+            int ki0 = y0 < 0 ? -y0 : 0, ki1 = in->h - y0 < K ? in->h - y0 : K;
+            for (int ow = 0; ow < OW; ow++) {   /* PyTorch's start: the first inside */
+                int x0 = ow * S - pad;
+                best[ow] = -INFINITY;
+                at[ow] = (y0 + ki0) * in->w + (x0 > 0 ? x0 : 0);
             }
+            for (int ki = ki0; ki < ki1; ki++) {
+                const float *src = plane + (size_t)(y0 + ki) * in->w;
+                for (int x = 0; x < span; x++) {
+                    int from = x - pad;
+                    row[x] = from >= 0 && from < in->w ? src[from] : -INFINITY;
+                }
+                int32_t base = (y0 + ki) * in->w - pad;
+                for (int kj = 0; kj < K; kj++)
+                    for (int ow = 0; ow < OW; ow++) {
+                        float v = row[ow * S + kj];
+                        int wins = (v > best[ow]) | (v != v);   /* NaN wins, as PyTorch */
+                        best[ow] = wins ? v : best[ow];
+                        at[ow] = wins ? base + ow * S + kj : at[ow];
+                    }
+            }
+        }
     }
+    free(row);
 }
 
 /* PyTorch's adaptive average pooling: output cell i of n over an input of
@@ -604,7 +629,7 @@ struct shift_pass {
     size_t in_stride;
     const float *weight, *bias;
     const int *off;
-    int T, C, OC;
+    int T, C, OC, accumulate;
 };
 
 static void shift_of_blocks(void *ctx, int first, int end, int thread)
@@ -613,35 +638,64 @@ static void shift_of_blocks(void *ctx, int first, int end, int thread)
     const struct shift_pass *s = ctx;
     size_t block = (size_t)s->k->shift_block;
     s->k->conv_shift(s->out, s->out_stride, s->in, s->in_stride, s->weight, s->bias, s->off,
-                     s->T, s->C, s->OC, first * block, end * block);
+                     s->T, s->C, s->OC, s->accumulate, first * block, end * block);
 }
 
-/* out (OC, OH, OW) = a stride-1 convolution of one image inp (C, H, W) with
- * the layer's weights and bias, on the kernels: the input copied into
- * zero-padded channels, the output computed at every column of the padded
- * width (threads split the positions) and its valid columns copied out. */
+/* out (OC, OH, OW) = the convolution of one image inp (C, H, W) by the
+ * layer's weights and bias, on the kernels: for each phase of the input
+ * (one with stride 1), its plane zero-padded and its taps' weights
+ * gathered, the output computed at every column of the plane's width
+ * (threads split the positions) and summed over the phases; then its valid
+ * columns copied out. */
 static void conv_shifted(const struct amil_cnn *m, struct amil_cnn_work *w,
                          const struct amil_layer *l, const struct amil_layer *in,
                          const struct shifted *z, float *out, const float *inp)
 {
-    int K = l->kernel, pad = l->pad;
-    memset(w->padded, 0, sizeof(float) * in->c * z->in_stride);
-    for (int c = 0; c < in->c; c++)
-        for (int y = 0; y < in->h; y++)
-            memcpy(w->padded + c * z->in_stride + (size_t)(y + pad) * z->Wp + pad,
-                   inp + ((size_t)c * in->h + y) * in->w, sizeof(float) * in->w);
-    int off[49];
-    for (int ki = 0; ki < K; ki++)
-        for (int kj = 0; kj < K; kj++)
-            off[ki * K + kj] = ki * z->Wp + kj;
-    struct shift_pass pass = {w->kernels, w->shifted, z->positions, w->padded,
-                              z->in_stride, PARAM(m, l, 0), l->has_bias ? PARAM(m, l, 1) : NULL,
-                              off, K * K, in->c, l->c};
-    amil_parallel((int)(z->positions / pass.k->shift_block), shift_of_blocks, &pass);
+    int K = l->kernel, S = l->stride, pad = l->pad, C = in->c;
+    const float *weight = PARAM(m, l, 0);
+    for (int phase = 0; phase < S * S; phase++) {
+        int a = phase / S, b = phase % S;   /* the phase's first row and column */
+        int off[49], T = 0;
+        size_t taps[49];
+        for (int ki = a; ki < K; ki += S)
+            for (int kj = b; kj < K; kj += S) {
+                off[T] = (ki / S) * z->Wq + kj / S;
+                taps[T++] = (size_t)ki * K + kj;
+            }
+        if (T == 0)
+            continue;
+        /* the plane: padded[c][i·Wq + j] = the padded input at (S·i + a, S·j + b) */
+        memset(w->padded, 0, sizeof(float) * C * z->in_stride);
+        for (int c = 0; c < C; c++)
+            for (int i = 0; i < z->Hq; i++) {
+                int y = S * i + a - pad;
+                if (y < 0 || y >= in->h)
+                    continue;
+                float *to = w->padded + c * z->in_stride + (size_t)i * z->Wq;
+                const float *from = inp + ((size_t)c * in->h + y) * in->w;
+                for (int j = 0; j < z->Wq; j++) {
+                    int x = S * j + b - pad;
+                    if (x >= 0 && x < in->w)
+                        to[j] = from[x];
+                }
+            }
+        const float *phase_weight = weight;
+        if (S > 1) {   /* weights (OC, C, T) of this phase's taps */
+            for (size_t oc_c = 0; oc_c < (size_t)l->c * C; oc_c++)
+                for (int t = 0; t < T; t++)
+                    w->phase_weights[oc_c * T + t] = weight[oc_c * K * K + taps[t]];
+            phase_weight = w->phase_weights;
+        }
+        struct shift_pass pass = {w->kernels, w->shifted, z->positions, w->padded,
+                                  z->in_stride, phase_weight,
+                                  l->has_bias ? PARAM(m, l, 1) : NULL, off, T, C, l->c,
+                                  phase > 0};
+        amil_parallel((int)(z->positions / pass.k->shift_block), shift_of_blocks, &pass);
+    }
     for (int oc = 0; oc < l->c; oc++)
         for (int y = 0; y < l->h; y++)
             memcpy(out + ((size_t)oc * l->h + y) * l->w,
-                   w->shifted + oc * z->positions + (size_t)y * z->Wp, sizeof(float) * l->w);
+                   w->shifted + oc * z->positions + (size_t)y * z->Wq, sizeof(float) * l->w);
 }
 
 static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int i, int B,

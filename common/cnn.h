@@ -134,8 +134,9 @@ struct amil_cnn_work {
     int32_t **argmax;       /* per max-pool, the input offset of each winner */
     float **mask;           /* per dropout, 0 or 2 */
     float *cols, *dcols, *dinp;   /* one image's im2col and its gradient */
-    float *padded, *shifted;      /* a stride-1 convolution's padded input and
-                                     its output at the padded width (cnn.c) */
+    float *padded, *shifted;      /* a convolution's padded input (one phase of
+                                     it) and its output at the padded width */
+    float *phase_weights;         /* a stride-2 phase's taps' weights (cnn.c) */
 };
 void amil_cnn_work_free(struct amil_cnn_work *w);
 

@@ -388,19 +388,20 @@ static void NAME(dense_dweight)(float *d, const float *x, const float *y, int gr
 
 /* ---- convolution as shifted products (the CNN baselines) ----------------- */
 
-/* Channels oc0 .. oc0+ocb-1 at positions p .. p + TILE_SHIFT_V·LANES - 1,
- * input channels c0 .. c1-1: starting from the bias (c0 = 0) or from the
- * sums so far in out, then over c and the taps in that order; sums stored
+/* Channels oc0 .. oc0+ocb-1 at positions p .. p + vb·LANES - 1,
+ * input channels c0 .. c1-1: starting from the bias (c0 = 0 unless
+ * accumulating) or from the sums so far in out, then over c and the taps in that order; sums stored
  * and loaded back are the same floats, so blocking over channels changes
  * no bit. */
 INLINE void shift_tile(float *out, size_t out_stride, const float *in, size_t in_stride,
                        const float *weight, const float *bias, const int *off, int T, int C,
-                       int c0, int c1, int oc0, size_t p, const int ocb)
+                       int c0, int c1, int accumulate, int oc0, size_t p, const int ocb,
+                       const int vb)
 {
     vf acc[TILE_SHIFT_OC][TILE_SHIFT_V];
     for (int o = 0; o < ocb; o++)
-        for (int j = 0; j < TILE_SHIFT_V; j++)
-            if (c0 > 0)
+        for (int j = 0; j < vb; j++)
+            if (c0 > 0 || accumulate)
                 memcpy(&acc[o][j], out + (size_t)(oc0 + o) * out_stride + p + j * LANES,
                        sizeof acc[o][j]);
             else
@@ -414,17 +415,17 @@ INLINE void shift_tile(float *out, size_t out_stride, const float *in, size_t in
         for (int t = 0; t < T; t++) {
             const float *xt = x + off[t];
             vf xv[TILE_SHIFT_V];
-            for (int j = 0; j < TILE_SHIFT_V; j++)
+            for (int j = 0; j < vb; j++)
                 memcpy(&xv[j], xt + j * LANES, sizeof xv[j]);   /* unaligned */
             for (int o = 0; o < ocb; o++) {
                 vf wv = splat(wo[o][t]);
-                for (int j = 0; j < TILE_SHIFT_V; j++)
+                for (int j = 0; j < vb; j++)
                     acc[o][j] += wv * xv[j];
             }
         }
     }
     for (int o = 0; o < ocb; o++)
-        for (int j = 0; j < TILE_SHIFT_V; j++)
+        for (int j = 0; j < vb; j++)
             memcpy(out + (size_t)(oc0 + o) * out_stride + p + j * LANES, &acc[o][j],
                    sizeof acc[o][j]);
 }
@@ -435,10 +436,25 @@ INLINE void shift_tile(float *out, size_t out_stride, const float *in, size_t in
 /* Floats of output a chunk keeps in L2 while the channels pass over it. */
 #define SHIFT_CHUNK_FLOATS (64 * 1024)
 
+/* The tile of ocb channels and vb vectors, each size a compile-time constant
+ * (full tiles are 4 × TILE_SHIFT_V; edges are smaller; vb never exceeds
+ * TILE_SHIFT_V, the clamps only keep the unused cases compilable). */
+#define SHIFT_TILE(ocb, vb) shift_tile(out, out_stride, in, in_stride, weight, bias, off, T, \
+                                       C, c0, c1, accumulate, oc, p, ocb, vb)
+#define SHIFT_VECTORS(ocb)                                          \
+    switch (vb) {                                                   \
+    case 1: SHIFT_TILE(ocb, 1); break;                              \
+    case 2: SHIFT_TILE(ocb, 2); break;                              \
+    case 3: SHIFT_TILE(ocb, 3); break;                              \
+    case 4: SHIFT_TILE(ocb, 4 < TILE_SHIFT_V ? 4 : TILE_SHIFT_V); break; \
+    case 5: SHIFT_TILE(ocb, 5 < TILE_SHIFT_V ? 5 : TILE_SHIFT_V); break; \
+    default: SHIFT_TILE(ocb, TILE_SHIFT_V); break;                  \
+    }
+
 static void NAME(conv_shift)(float *out, size_t out_stride, const float *in,
                              size_t in_stride, const float *weight, const float *bias,
-                             const int *off, int T, int C, int OC, size_t p_first,
-                             size_t p_end)
+                             const int *off, int T, int C, int OC, int accumulate,
+                             size_t p_first, size_t p_end)
 {
     size_t block = (size_t)TILE_SHIFT_V * LANES;
     size_t chunk = SHIFT_CHUNK_FLOATS / (size_t)OC / block * block;
@@ -449,20 +465,21 @@ static void NAME(conv_shift)(float *out, size_t out_stride, const float *in,
             int c1 = C - c0 < SHIFT_CHANNELS ? C : c0 + SHIFT_CHANNELS;
             for (int oc = 0; oc < OC; oc += TILE_SHIFT_OC) {
                 int ocb = OC - oc < TILE_SHIFT_OC ? OC - oc : TILE_SHIFT_OC;
-                for (size_t p = pc; p < pe; p += block)
-#define SHIFT_TILE(n) shift_tile(out, out_stride, in, in_stride, weight, bias, off, T, C, \
-                                 c0, c1, oc, p, n)
+                for (size_t p = pc; p < pe; p += block) {
+                    int vb = pe - p < block ? (int)((pe - p) / LANES) : TILE_SHIFT_V;
                     switch (ocb) {
-                    case 1: SHIFT_TILE(1); break;
-                    case 2: SHIFT_TILE(2); break;
-                    case 3: SHIFT_TILE(3); break;
-                    default: SHIFT_TILE(TILE_SHIFT_OC); break;
+                    case 1: SHIFT_VECTORS(1); break;
+                    case 2: SHIFT_VECTORS(2); break;
+                    case 3: SHIFT_VECTORS(3); break;
+                    default: SHIFT_VECTORS(TILE_SHIFT_OC); break;
                     }
-#undef SHIFT_TILE
+                }
             }
         }
     }
 }
+#undef SHIFT_VECTORS
+#undef SHIFT_TILE
 
 const struct amil_kernels NAME(amil_kernels) = {
     .name = STR(ISA),
@@ -474,6 +491,6 @@ const struct amil_kernels NAME(amil_kernels) = {
     .unpool_relu = NAME(unpool_relu),
     .dense = NAME(dense),
     .dense_dweight = NAME(dense_dweight),
-    .shift_block = TILE_SHIFT_V * LANES,
+    .shift_block = LANES,
     .conv_shift = NAME(conv_shift),
 };

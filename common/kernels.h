@@ -62,15 +62,16 @@ struct amil_kernels {
      * flattened, output position p (row y, column x of the padded width)
      * reads input p + off[t] under tap t, so a convolution is a sum of
      * shifted rows times broadcast weights, vectors along p, no im2col.
-     * out[oc·out_stride + p] = bias[oc] (0 if bias is NULL) + Σ over c < C,
-     * t < T of weight[(oc·C + c)·T + t] · in[c·in_stride + p + off[t]],
-     * for p from p_first to p_end (multiples of shift_block; no alignment
+     * out[oc·out_stride + p] = bias[oc] (0 if bias is NULL; with accumulate,
+     * out's own value instead) + Σ over c < C, t < T of
+     * weight[(oc·C + c)·T + t] · in[c·in_stride + p + off[t]], for p from
+     * p_first to p_end (multiples of shift_block, one vector; no alignment
      * asked).  The caller makes in readable up to the last p plus the
      * largest offset in every channel. */
     int shift_block;
     void (*conv_shift)(float *out, size_t out_stride, const float *in, size_t in_stride,
                        const float *weight, const float *bias, const int *off, int T, int C,
-                       int OC, size_t p_first, size_t p_end);
+                       int OC, int accumulate, size_t p_first, size_t p_end);
 };
 
 /* The kernels this process uses: AMIL_ISA's if set (NULL with a message if

@@ -297,9 +297,9 @@ static void shift_check(const struct amil_kernels *k)
         for (int i = 0; i < K * K; i++)
             off[i] = i / K * Wp + i % K;
         /* the first block is left to a second call, as a second thread would */
-        k->conv_shift(out, positions, in, in_stride, weight, bias, off, K * K, C, OC, block,
+        k->conv_shift(out, positions, in, in_stride, weight, bias, off, K * K, C, OC, 0, block,
                       positions);
-        k->conv_shift(out, positions, in, in_stride, weight, bias, off, K * K, C, OC, 0,
+        k->conv_shift(out, positions, in, in_stride, weight, bias, off, K * K, C, OC, 0, 0,
                       block);
         double *want = calloc((size_t)OC * H * W, sizeof *want);
         float *got = malloc(sizeof *got * OC * H * W);
