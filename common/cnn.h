@@ -7,8 +7,11 @@
  * has its own output and gradient buffers, so forward is one pass down the
  * list and backward one pass up it, each layer adding its input's gradient
  * (+=: a layer read twice gets both).  Activations are PyTorch's NCHW, a
- * batch of B images; a convolution runs image by image, one matrix product
- * each, (OC, C·K·K) × (C·K·K, OH·OW), on BLAS.
+ * batch of B images.  A convolution's forward pass (stride 1 or 2, up to
+ * 7×7: all of these networks') runs image by image on the kernels of
+ * kernels.h, as broadcast weights times shifted rows of the zero-padded
+ * input (no im2col), positions split among threads; its backward is one
+ * matrix product per image, (OC, C·K·K) × (C·K·K, OH·OW), on BLAS.
  *
  *   net       128×128: 5 × [conv 3×3 pad 1, leaky ReLU 0.01, max-pool 2]
  *             (64, 64, 128, 128, 128 channels), dropout 0.5, fc1 2048→1024,

@@ -727,14 +727,22 @@ static void fc_dweight_of_blocks(void *ctx, int first, int end, int thread)
         }
     w->kernels->dense(w->dwk + (size_t)first * L * lanes, w->pk + (size_t)first * n * lanes,
                       w->dh, 1, (size_t)L, NULL, 0, end - first, L, n);
-    for (int j = first; j < end; j++)
-        for (int o = 0; o < L; o++) {
+    /* row by row of the gradient (L, flat), so that the stores run along
+     * memory; only the last block of a row may be partial */
+    for (int o = 0; o < L; o++) {
+        float *row = pass->grads + m->params[FC_W].offset + (size_t)o * flat;
+        for (int j = first; j < end; j++) {
             const float *from = w->dwk + ((size_t)j * L + o) * lanes;
-            float *to = pass->grads + m->params[FC_W].offset + (size_t)o * flat +
-                        (size_t)j * lanes;
-            for (int l = 0; l < lanes && j * lanes + l < flat; l++)
-                to[l] += from[l];
+            float *to = row + (size_t)j * lanes;
+            int count = flat - j * lanes < lanes ? flat - j * lanes : lanes;
+            if (count == lanes)
+                for (int l = 0; l < lanes; l++)
+                    to[l] += from[l];
+            else
+                for (int l = 0; l < count; l++)
+                    to[l] += from[l];
         }
+    }
 }
 
 /* The linear layer's weight gradient, dW (L, flat) += dHᵀ (L, N) · P2 (N,
