@@ -7,11 +7,15 @@
 # is the minimum over the runs.  Then the start-up time of each program that
 # loads a model, with each model and no input: the best of ROUNDS runs.
 #
-#   bench/cnn.sh [ROUNDS] [SECONDS]   (defaults: 5, 1)
+#   bench/cnn.sh [ROUNDS] [SECONDS] [ISA...]   (defaults: 5, 1, the best)
+#
+# ISA: avx512, avx2 or portable (AMIL_ISA for amil's side); several give a
+# table each.
 set -eu
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
 seconds=${2:-1}
+shift $(($# < 2 ? $# : 2))
 python=/usr/bin/python3
 "$python" -c 'import torchvision' 2>/dev/null ||
     { echo "bench/cnn.sh: python3-torchvision is missing (apt-get install python3-torchvision)"; exit 1; }
@@ -24,34 +28,42 @@ for arch in vgg19 resnet18; do
 done
 build/tests/cnnmodel net 2 > "$models/net.st"
 build/bin/bagify -l 1 tests/data/SOB_B_A-14-22549G-40-001.png |
-    build/bin/train -o "$models/amil.st" -e 1 - > /dev/null
+    build/bin/train -o "$models/amil.st" -e 1 - > /dev/null 2>&1
+sync   # 600 MB just written: let its writeback finish before timing
 
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
 
-peak=$(taskset -c 0 "$build/peak" avx512 2>/dev/null || taskset -c 0 "$build/peak" avx2)
-echo "FMA peak, one core: $peak GFLOP/s"
+peak512=$(taskset -c 0 "$build/peak" avx512 2>/dev/null || echo 0)
+peak256=$(taskset -c 0 "$build/peak" avx2 2>/dev/null || echo 0)
+echo "FMA peak, one core: AVX-512 $peak512 GFLOP/s, AVX2 $peak256 GFLOP/s"
 echo "(figures: the minimum over $rounds alternating runs of each side, each of ${seconds} s)"
-echo
-printf '%-22s %9s %9s %7s %8s %7s\n' case amil_ms torch_ms ratio GFLOP/s of_peak
-for threads in 1 2; do
-    cores=$([ "$threads" = 1 ] && echo 0 || echo 0-1)
-    for arch in resnet18 vgg19; do
-        af= ag= tf= tg=
-        for ((r = 0; r < rounds; r++)); do
-            read -r a b gflop < <(taskset -c "$cores" "$build/cnn" "$models/$arch.st" \
-                "$threads" "$seconds")
-            af=$(min "$a" "$af") ag=$(min "$b" "$ag")
-            read -r a b < <(taskset -c "$cores" "$python" bench/torch_cnn.py "$arch" \
-                "$threads" "$seconds")
-            tf=$(min "$a" "$tf") tg=$(min "$b" "$tg")
-        done
-        for what in forward gradcam; do
-            if [ $what = forward ]; then a=$af b=$tf; else a=$ag b=$tg; fi
-            awk -v w="$arch $what j$threads" -v a="$a" -v b="$b" -v g="$gflop" \
-                -v p="$peak" -v t="$threads" 'BEGIN {
-                    r = g / a * 1e3
-                    printf "%-22s %9.2f %9.2f %6.2fx %8.1f %6.0f%%\n", w, a, b, b / a, r,
-                        100 * r / (p * t) }'
+isas=${*:-}
+[ -n "$isas" ] || isas=$("$build/step" --isa | cut -d' ' -f1)
+for isa in $isas; do
+    case $isa in avx512) peak=$peak512 ;; *) peak=$peak256 ;; esac
+    echo
+    echo "amil's $isa kernels against torchvision"
+    printf '%-22s %9s %9s %7s %8s %7s\n' case amil_ms torch_ms ratio GFLOP/s of_peak
+    for threads in 1 2; do
+        cores=$([ "$threads" = 1 ] && echo 0 || echo 0-1)
+        for arch in resnet18 vgg19; do
+            af= ag= tf= tg=
+            for ((r = 0; r < rounds; r++)); do
+                read -r a b gflop < <(AMIL_ISA=$isa taskset -c "$cores" "$build/cnn" \
+                    "$models/$arch.st" "$threads" "$seconds")
+                af=$(min "$a" "$af") ag=$(min "$b" "$ag")
+                read -r a b < <(taskset -c "$cores" "$python" bench/torch_cnn.py "$arch" \
+                    "$threads" "$seconds")
+                tf=$(min "$a" "$tf") tg=$(min "$b" "$tg")
+            done
+            for what in forward gradcam; do
+                if [ $what = forward ]; then a=$af b=$tf; else a=$ag b=$tg; fi
+                awk -v w="$arch $what j$threads" -v a="$a" -v b="$b" -v g="$gflop" \
+                    -v p="$peak" -v t="$threads" 'BEGIN {
+                        r = g / a * 1e3
+                        printf "%-22s %9.2f %9.2f %6.2fx %8.1f %6.0f%%\n", w, a, b, b / a, r,
+                            (p > 0 ? 100 * r / (p * t) : 0) }'
+            done
         done
     done
 done
