@@ -396,6 +396,7 @@ static int fill_data(struct amil_record *r, const struct entry *entries,
         struct amil_tensor *t = &r->tensors[entries[i].tensor];
         size_t got = 0;
         const unsigned char *at = mem ? mem + entries[i].begin : NULL;
+        t->borrowed = 0;
         if (borrow && (uintptr_t)at % dtypes[t->dtype].size == 0) {
             t->data = (void *)at;
             t->borrowed = 1;
@@ -596,6 +597,7 @@ struct amil_tensor *amil_put(struct amil_record *r, const char *name,
         memcpy(t->shape, shape, sizeof shape[0] * ndim);
     t->nbytes = count * dtypes[dtype].size;
     t->data = amil_xcalloc(count ? count : 1, dtypes[dtype].size);
+    t->borrowed = 0;
     return t;
 }
 
