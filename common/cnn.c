@@ -465,6 +465,21 @@ static int shifted_sizes(const struct amil_kernels *k, const struct amil_layer *
     return 1;
 }
 
+/* Whether a convolution runs as Winograd's F(2×2, 3×3) (winograd_conv):
+ * 3×3, stride 1, padding 1, frozen (its transformed weights are made once
+ * and kept), output channels a multiple of the lanes; if so, its count of
+ * 2×2 output tiles. */
+static int winograd_fits(const struct amil_cnn *m, const struct amil_kernels *k,
+                         const struct amil_layer *l, const struct amil_layer *in,
+                         size_t *n_tiles)
+{
+    if (l->op != AMIL_OP_CONV || l->kernel != 3 || l->stride != 1 || l->pad != 1 || !k ||
+        l->param >= m->trained || l->c % k->lanes != 0)
+        return 0;
+    *n_tiles = (size_t)((in->h + 1) / 2) * ((in->w + 1) / 2);
+    return 1;
+}
+
 /* Grows the buffers to B images, for the layers from `from` on (the head
  * alone needs no backbone's); im2col's buffers to the largest
  * convolution's one image. */
@@ -480,7 +495,9 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
     w->grad = amil_xcalloc(m->nlayers, sizeof *w->grad);
     w->argmax = amil_xcalloc(m->nlayers, sizeof *w->argmax);
     w->mask = amil_xcalloc(m->nlayers, sizeof *w->mask);
-    size_t cols = 1, inp = 1, padded = 1, shifted = 1, taps = 1;
+    size_t cols = 1, inp = 1, padded = 1, shifted = 1, taps = 1, tiles = 1, products = 1;
+    w->winograd = amil_xcalloc(m->nlayers, sizeof *w->winograd);
+    w->winograd_of = amil_xcalloc(m->nlayers, sizeof *w->winograd_of);
     for (int i = from; i < m->nlayers; i++) {
         const struct amil_layer *l = &m->layers[i];
         size_t n = layer_size(l) * B;
@@ -495,6 +512,11 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
             size_t c = (size_t)in->c * l->kernel * l->kernel * l->h * l->w;
             cols = c > cols ? c : cols;
             inp = layer_size(in) > inp ? layer_size(in) : inp;
+            size_t n_tiles;
+            if (winograd_fits(m, w->kernels, l, in, &n_tiles)) {
+                tiles = 16 * in->c * n_tiles > tiles ? 16 * in->c * n_tiles : tiles;
+                products = 16 * l->c * n_tiles > products ? 16 * l->c * n_tiles : products;
+            }
             struct shifted z;
             if (shifted_sizes(w->kernels, l, in, &z)) {
                 padded = in->c * z.in_stride > padded ? in->c * z.in_stride : padded;
@@ -510,6 +532,8 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
     w->padded = amil_xmalloc(sizeof(float) * padded);
     w->shifted = amil_xmalloc(sizeof(float) * shifted);
     w->phase_weights = amil_xmalloc(sizeof(float) * taps);
+    w->tiles = amil_xmalloc(sizeof(float) * tiles);
+    w->products = amil_xaligned(sizeof(float) * products);
     w->cols = amil_xmalloc(sizeof(float) * cols);
     w->dcols = amil_xmalloc(sizeof(float) * cols);
     w->dinp = amil_xmalloc(sizeof(float) * inp);
@@ -526,6 +550,9 @@ void amil_cnn_work_free(struct amil_cnn_work *w)
     free(w->out), free(w->grad), free(w->argmax), free(w->mask);
     free(w->cols), free(w->dcols), free(w->dinp);
     free(w->padded), free(w->shifted), free(w->phase_weights);
+    for (int i = 0; w->winograd && i < w->nlayers; i++)
+        free(w->winograd[i]);
+    free(w->winograd), free(w->winograd_of), free(w->tiles), free(w->products);
     memset(w, 0, sizeof *w);
 }
 
@@ -698,6 +725,113 @@ static void conv_shifted(const struct amil_cnn *m, struct amil_cnn_work *w,
                    w->shifted + oc * z->positions + (size_t)y * z->Wq, sizeof(float) * l->w);
 }
 
+/* ---- Winograd F(2×2, 3×3) ------------------------------------------------
+ *
+ * Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks"
+ * (CVPR 2016): each 2×2 block of outputs of a 3×3 convolution is
+ * Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A, d the 4×4 input around it, g a 3×3 kernel;
+ * summed over the input channels, the ⊙ becomes 16 matrix products
+ * (tiles, C) × (C, OC), 16 multiplies per 4 outputs instead of 36.  The
+ * products run on the kernels' product (output channels in lanes); the
+ * weights are transformed once per frozen layer and kept. */
+
+/* U (16, C, OC) = G g Gᵀ of every kernel g (OC, C, 3, 3), transposed so
+ * that the output channels are consecutive */
+static void winograd_weights(float *U, const float *weight, int OC, int C)
+{
+    size_t plane = (size_t)OC * C;
+    for (int oc = 0; oc < OC; oc++)
+        for (int c = 0; c < C; c++) {
+            const float *g = weight + ((size_t)oc * C + c) * 9;
+            double t[4][3], u[4][4];
+            for (int j = 0; j < 3; j++) {   /* t = G g */
+                t[0][j] = g[j];
+                t[1][j] = 0.5 * (g[j] + g[3 + j] + g[6 + j]);
+                t[2][j] = 0.5 * (g[j] - g[3 + j] + g[6 + j]);
+                t[3][j] = g[6 + j];
+            }
+            for (int i = 0; i < 4; i++) {   /* u = t Gᵀ */
+                u[i][0] = t[i][0];
+                u[i][1] = 0.5 * (t[i][0] + t[i][1] + t[i][2]);
+                u[i][2] = 0.5 * (t[i][0] - t[i][1] + t[i][2]);
+                u[i][3] = t[i][2];
+            }
+            for (int x = 0; x < 16; x++)
+                U[x * plane + (size_t)c * OC + oc] = (float)u[x / 4][x % 4];
+        }
+}
+
+/* V (16, C, N) = Bᵀ d B of every 4×4 input block d of inp (C, H, W) (rows
+ * 2ty-1 .. 2ty+2, columns 2tx-1 .. 2tx+2, zero outside), N = the tiles.
+ * Each input row is split once into its odd and even columns, so that the
+ * kernel's loop over blocks runs along consecutive floats. */
+static void winograd_input(const struct amil_kernels *k, float *V, const float *inp, int C,
+                           int H, int W)
+{
+    int th = (H + 1) / 2, tw = (W + 1) / 2;
+    size_t N = (size_t)th * tw, plane = (size_t)C * N, stride = (size_t)tw + 1;
+    /* one channel's rows -1 .. 2·th, each split in two arrays of stride
+     * floats: columns 2j-1 at j, then columns 2j at j (zero outside) */
+    size_t rows = 2 * (size_t)th + 2;
+    float *split = amil_xcalloc(rows * 2 * stride + 2 * (size_t)k->lanes, sizeof(float));
+    for (int c = 0; c < C; c++) {
+        for (size_t r = 0; r < rows; r++) {
+            int y = (int)r - 1;
+            float *odd = split + r * 2 * stride, *even = odd + stride;
+            const float *row = inp + ((size_t)c * H + (y >= 0 ? y : 0)) * W;
+            int inside = y >= 0 && y < H;
+            for (size_t j = 0; j < stride; j++) {
+                long x = 2 * (long)j - 1;
+                odd[j] = inside && x >= 0 && x < W ? row[x] : 0;
+                even[j] = inside && x + 1 < W ? row[x + 1] : 0;
+            }
+        }
+        for (int ty = 0; ty < th; ty++)
+            k->winograd_input_row(V + (size_t)c * N + (size_t)ty * tw, plane,
+                                  split + 2 * (size_t)ty * 2 * stride, 2 * stride, tw);
+    }
+    free(split);
+}
+
+struct product_pass {
+    const struct amil_kernels *k;
+    float *out;
+    const float *x;
+    size_t x_stride;
+    const float *a;
+    int C, OC;
+};
+
+static void product_of_rows(void *ctx, int first, int end, int thread)
+{
+    (void)thread;
+    const struct product_pass *p = ctx;
+    p->k->product(p->out, p->x, p->x_stride, p->a, p->C, p->OC, first, end);
+}
+
+static void winograd_conv(const struct amil_cnn *m, struct amil_cnn_work *w, int i,
+                          float *out, const float *inp)
+{
+    const struct amil_layer *l = &m->layers[i], *in = &m->layers[l->input];
+    int C = in->c, OC = l->c;
+    size_t N = (size_t)((in->h + 1) / 2) * ((in->w + 1) / 2), plane = (size_t)OC * C;
+    const float *weight = PARAM(m, l, 0);
+    if (!w->winograd[i] || w->winograd_of[i] != weight) {
+        free(w->winograd[i]);
+        w->winograd[i] = amil_xaligned(sizeof(float) * 16 * plane);
+        winograd_weights(w->winograd[i], weight, OC, C);
+        w->winograd_of[i] = weight;
+    }
+    winograd_input(w->kernels, w->tiles, inp, C, in->h, in->w);
+    for (int x = 0; x < 16; x++) {
+        struct product_pass pass = {w->kernels, w->products + x * N * OC, w->tiles + x * C * N,
+                                    N, w->winograd[i] + x * plane, C, OC};
+        amil_parallel((int)N, product_of_rows, &pass);
+    }
+    w->kernels->winograd_output(out, w->products, l->has_bias ? PARAM(m, l, 1) : NULL, OC,
+                                l->h, l->w);
+}
+
 static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int i, int B,
                           gsl_rng *rng)
 {
@@ -709,6 +843,12 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
     case AMIL_OP_INPUT:
         break;
     case AMIL_OP_CONV: {
+        size_t n_tiles;
+        if (winograd_fits(m, w->kernels, l, in, &n_tiles)) {
+            for (int b = 0; b < B; b++)
+                winograd_conv(m, w, i, out + b * per_out, inp + b * per_in);
+            break;
+        }
         struct shifted z;
         if (shifted_sizes(w->kernels, l, in, &z)) {
             for (int b = 0; b < B; b++)
@@ -880,7 +1020,10 @@ static void backward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, in
             amil_linear_backward(NULL, grads + m->params[l->param].offset,
                                  grads + m->params[l->param + 1].offset, g, inp,
                                  PARAM(m, l, 0), B, (int)per_in, l->c);
-        if (gin)   /* gin (B, C) += g (B, OC) · weight (OC, C) */
+        if (gin && B == 1)   /* one image: read the weights once, not pack them */
+            cblas_sgemv(CblasRowMajor, CblasTrans, l->c, (int)per_in, 1.0f, PARAM(m, l, 0),
+                        (int)per_in, g, 1, 1.0f, gin, 1);
+        else if (gin)   /* gin (B, C) += g (B, OC) · weight (OC, C) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, (int)per_in, l->c, 1.0f,
                         g, l->c, PARAM(m, l, 0), (int)per_in, 1.0f, gin, (int)per_in);
         break;

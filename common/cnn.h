@@ -9,9 +9,11 @@
  * (+=: a layer read twice gets both).  Activations are PyTorch's NCHW, a
  * batch of B images.  A convolution's forward pass (stride 1 or 2, up to
  * 7×7: all of these networks') runs image by image on the kernels of
- * kernels.h, as broadcast weights times shifted rows of the zero-padded
- * input (no im2col), positions split among threads; its backward is one
- * matrix product per image, (OC, C·K·K) × (C·K·K, OH·OW), on BLAS.
+ * kernels.h: a frozen 3×3 one as Winograd's F(2×2, 3×3) (its transformed
+ * weights made at first use and kept in the work), the others as broadcast
+ * weights times shifted rows of the zero-padded input (no im2col); threads
+ * split the positions.  Its backward is one matrix product per image,
+ * (OC, C·K·K) × (C·K·K, OH·OW), on BLAS.
  *
  *   net       128×128: 5 × [conv 3×3 pad 1, leaky ReLU 0.01, max-pool 2]
  *             (64, 64, 128, 128, 128 channels), dropout 0.5, fc1 2048→1024,
@@ -140,6 +142,11 @@ struct amil_cnn_work {
     float *padded, *shifted;      /* a convolution's padded input (one phase of
                                      it) and its output at the padded width */
     float *phase_weights;         /* a stride-2 phase's taps' weights (cnn.c) */
+    float **winograd;             /* per frozen 3×3 layer, its transformed
+                                     weights (16, OC, C), made at first use */
+    const float **winograd_of;    /* the weights they were made from */
+    float *tiles, *products;      /* transformed input (16, C, tiles) and
+                                     products (16, OC, tiles) */
 };
 void amil_cnn_work_free(struct amil_cnn_work *w);
 

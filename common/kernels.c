@@ -12,6 +12,9 @@
  * registers with AVX-512, 16 otherwise); edges are tiles of smaller fixed
  * sizes, selected by a switch so that each is compiled with constants. */
 #include <string.h>
+#if LANES > 4
+#include <immintrin.h>
+#endif
 
 #include "kernels.h"
 
@@ -35,10 +38,10 @@ typedef uint8_t vb __attribute__((vector_size(LANES)));
 
 #if LANES == 16   /* 32 registers */
 enum { TILE_OC = 3, TILE_X = 8, TILE_DW_OC = 4, TILE_M = 6, TILE_G = 4, TILE_DM = 4,
-       TILE_DK = 6, TILE_SHIFT_OC = 4, TILE_SHIFT_V = 6 };
+       TILE_DK = 6, TILE_SHIFT_OC = 4, TILE_SHIFT_V = 6, TILE_PN = 6, TILE_PV = 4 };
 #else             /* 16 registers */
 enum { TILE_OC = 2, TILE_X = 4, TILE_DW_OC = 2, TILE_M = 3, TILE_G = 3, TILE_DM = 2,
-       TILE_DK = 4, TILE_SHIFT_OC = 4, TILE_SHIFT_V = 3 };
+       TILE_DK = 4, TILE_SHIFT_OC = 4, TILE_SHIFT_V = 3, TILE_PN = 3, TILE_PV = 3 };
 #endif
 
 /* s in every lane: one broadcast (not 0 + s, which costs an add and turns
@@ -54,7 +57,7 @@ INLINE float sum_lanes(vf v)
 }
 
 /* where mask (all ones or zeros per lane) is set, a; elsewhere b */
-INLINE vf select(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((vi)b & ~mask)); }
+INLINE vf blend(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((vi)b & ~mask)); }
 
 /* Calls TILE(..., n) with n a compile-time constant equal to the runtime
  * count (1 to 6), so that each edge tile is compiled for its size. */
@@ -248,7 +251,7 @@ static void NAME(pool_bias_relu)(float *out, uint8_t *arg, const float *in, cons
                 for (int q = 1; q < 4; q++) {
                     /* the first maximum in scan order; NaN wins, as PyTorch's */
                     vi wins = (window[q] > best) | (window[q] != window[q]);
-                    best = select(wins, window[q], best);
+                    best = blend(wins, window[q], best);
                     k = (k & ~wins) | (((vi){0} + q) & wins);
                 }
                 /* max commutes with adding the channel's bias and with ReLU:
@@ -256,7 +259,7 @@ static void NAME(pool_bias_relu)(float *out, uint8_t *arg, const float *in, cons
                 vf v = best + b;
                 vi keep = (v > (vf){0}) | (v != v);
                 size_t o = ((size_t)c * OH + oy) * OW + ox;
-                V(out + o * LANES) = select(keep, v, (vf){0});
+                V(out + o * LANES) = blend(keep, v, (vf){0});
                 vb kb = __builtin_convertvector(k, vb);
                 memcpy(arg + o * LANES, &kb, LANES);
             }
@@ -274,7 +277,7 @@ static void NAME(unpool_relu)(float *din, float *dbias, const float *dout, const
         for (int oy = 0; oy < OH; oy++)
             for (int ox = 0; ox < OW; ox++) {
                 size_t o = ((size_t)c * OH + oy) * OW + ox;
-                vf g = select(V(out + o * LANES) > (vf){0}, V(dout + o * LANES), (vf){0});
+                vf g = blend(V(out + o * LANES) > (vf){0}, V(dout + o * LANES), (vf){0});
                 sum += g;
                 vb kb;
                 memcpy(&kb, arg + o * LANES, LANES);
@@ -283,7 +286,7 @@ static void NAME(unpool_relu)(float *din, float *dbias, const float *dout, const
                 float *window[4] = {p, p + LANES, p + (size_t)W * LANES,
                                     p + (size_t)(W + 1) * LANES};
                 for (int q = 0; q < 4; q++)
-                    V(window[q]) = select(k == q, g, (vf){0});
+                    V(window[q]) = blend(k == q, g, (vf){0});
             }
         dbias[c] += sum_lanes(sum);
     }
@@ -313,7 +316,7 @@ INLINE void dense_tile(float *out, const float *x, const float *a, size_t a_row,
         for (int j = 0; j < gb; j++) {
             vf v = acc[i][j] + (bias ? bias[m0 + i] : 0.0f);
             if (relu)   /* NaN passes, as PyTorch's */
-                v = select((v > (vf){0}) | (v != v), v, (vf){0});
+                v = blend((v > (vf){0}) | (v != v), v, (vf){0});
             V(out + ((size_t)(g0 + j) * M + m0 + i) * LANES) = v;
         }
 }
@@ -481,6 +484,161 @@ static void NAME(conv_shift)(float *out, size_t out_stride, const float *in,
 #undef SHIFT_VECTORS
 #undef SHIFT_TILE
 
+/* ---- products with the outputs in lanes (Winograd's) ----------------------- */
+
+/* Rows n0 .. n0+nb-1, columns (vectors) v0 .. v0+vb-1 of out: the sum over
+ * c in order of x[c·x_stride + n] · a[c·OC + column]. */
+INLINE void product_tile(float *out, const float *x, size_t x_stride, const float *a, int C,
+                         int OC, int n0, int v0, const int nb, const int vb)
+{
+    vf acc[TILE_PN][TILE_PV];
+    for (int i = 0; i < nb; i++)
+        for (int j = 0; j < vb; j++)
+            acc[i][j] = (vf){0};
+    for (int c = 0; c < C; c++) {
+        const float *xc = x + c * x_stride + n0;
+        const float *ac = a + (size_t)c * OC + (size_t)v0 * LANES;
+        vf av[TILE_PV];
+        for (int j = 0; j < vb; j++)
+            av[j] = V(ac + j * LANES);
+        for (int i = 0; i < nb; i++) {
+            vf xv = splat(xc[i]);
+            for (int j = 0; j < vb; j++)
+                acc[i][j] += xv * av[j];
+        }
+    }
+    for (int i = 0; i < nb; i++)
+        for (int j = 0; j < vb; j++)
+            V(out + (size_t)(n0 + i) * OC + (size_t)(v0 + j) * LANES) = acc[i][j];
+}
+
+#define PRODUCT_TILE(nb, vb) product_tile(out, x, x_stride, a, C, OC, n, v, nb, vb)
+#define PRODUCT_ROWS(vb)                                                      \
+    switch (nb) {                                                             \
+    case 1: PRODUCT_TILE(1, vb); break;                                       \
+    case 2: PRODUCT_TILE(2, vb); break;                                       \
+    case 3: PRODUCT_TILE(3, vb); break;                                       \
+    case 4: PRODUCT_TILE(4 < TILE_PN ? 4 : TILE_PN, vb); break;               \
+    case 5: PRODUCT_TILE(5 < TILE_PN ? 5 : TILE_PN, vb); break;               \
+    default: PRODUCT_TILE(TILE_PN, vb); break;                                \
+    }
+
+static void NAME(product)(float *out, const float *x, size_t x_stride, const float *a,
+                          int C, int OC, int n_first, int n_end)
+{
+    int vectors = OC / LANES;
+    for (int v = 0; v < vectors; v += TILE_PV) {   /* a's panel stays in cache */
+        int vb = vectors - v < TILE_PV ? vectors - v : TILE_PV;
+        for (int n = n_first; n < n_end; n += TILE_PN) {
+            int nb = n_end - n < TILE_PN ? n_end - n : TILE_PN;
+            switch (vb) {
+            case 1: PRODUCT_ROWS(1); break;
+            case 2: PRODUCT_ROWS(2); break;
+            case 3: PRODUCT_ROWS(3 < TILE_PV ? 3 : TILE_PV); break;
+            default: PRODUCT_ROWS(TILE_PV); break;
+            }
+        }
+    }
+}
+#undef PRODUCT_ROWS
+#undef PRODUCT_TILE
+
+/* ---- Winograd F(2×2, 3×3)'s input transform ------------------------------ */
+
+/* One block row's 16 values: t = Bᵀ d over rows, V = t B over columns. */
+#define WINOGRAD_BLOCK(T, LOAD, STORE)                                        \
+    do {                                                                      \
+        T t[4][4];                                                            \
+        for (int j = 0; j < 4; j++) {                                         \
+            const float *col = rows + (j % 2 ? half : 0) + tx + j / 2;        \
+            T d0 = LOAD(col), d1 = LOAD(col + row_stride),                    \
+              d2 = LOAD(col + 2 * row_stride), d3 = LOAD(col + 3 * row_stride); \
+            t[0][j] = d0 - d2;                                                \
+            t[1][j] = d1 + d2;                                                \
+            t[2][j] = d2 - d1;                                                \
+            t[3][j] = d1 - d3;                                                \
+        }                                                                     \
+        for (int i = 0; i < 4; i++) {                                         \
+            STORE(v + (size_t)(i * 4 + 0) * plane + tx, t[i][0] - t[i][2]);    \
+            STORE(v + (size_t)(i * 4 + 1) * plane + tx, t[i][1] + t[i][2]);    \
+            STORE(v + (size_t)(i * 4 + 2) * plane + tx, t[i][2] - t[i][1]);    \
+            STORE(v + (size_t)(i * 4 + 3) * plane + tx, t[i][1] - t[i][3]);    \
+        }                                                                     \
+    } while (0)
+
+INLINE vf load_any(const float *p)
+{
+    vf x;
+    memcpy(&x, p, sizeof x);
+    return x;
+}
+INLINE void store_any(float *p, vf x) { memcpy(p, &x, sizeof x); }
+/* the first n (< LANES) lanes of x to p, one masked store where the set
+ * has one */
+INLINE void store_first(float *p, vf x, int n)
+{
+#if LANES == 16
+    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)x);
+#elif LANES == 8
+    __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n),
+                                      _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(p, mask, (__m256)x);
+#else
+    for (int l = 0; l < n; l++)
+        p[l] = x[l];
+#endif
+}
+
+static void NAME(winograd_input_row)(float *v, size_t plane, const float *rows,
+                                     size_t row_stride, int tw)
+{
+    size_t half = row_stride / 2;
+    int tx = 0;
+    for (; tx + LANES <= tw; tx += LANES)
+        WINOGRAD_BLOCK(vf, load_any, store_any);
+    if (tx < tw) {   /* the last blocks: whole vectors, stored in part */
+        int lanes = tw - tx;
+#define STORE_SOME(p, x) store_first((p), (x), lanes)
+        WINOGRAD_BLOCK(vf, load_any, STORE_SOME);
+#undef STORE_SOME
+    }
+}
+#undef WINOGRAD_BLOCK
+
+/* Winograd F(2×2, 3×3)'s output transform: the outputs in lanes, stored
+ * lane by lane into their planes. */
+static void NAME(winograd_output)(float *out, const float *M, const float *bias, int OC,
+                                  int H, int W)
+{
+    int th = (H + 1) / 2, tw = (W + 1) / 2;
+    size_t plane = (size_t)th * tw * OC, hw = (size_t)H * W;
+    for (int ty = 0; ty < th; ty++)
+        for (int tx = 0; tx < tw; tx++) {
+            const float *mm = M + ((size_t)ty * tw + tx) * OC;
+            for (int oc = 0; oc < OC; oc += LANES) {
+                vf t[2][4], b = (vf){0};
+                if (bias)
+                    b = load_any(bias + oc);
+                for (int j = 0; j < 4; j++) {   /* t = Aᵀ m */
+                    vf m0 = V(mm + j * plane + oc), m1 = V(mm + (4 + j) * plane + oc),
+                       m2 = V(mm + (8 + j) * plane + oc), m3 = V(mm + (12 + j) * plane + oc);
+                    t[0][j] = m0 + m1 + m2;
+                    t[1][j] = m1 - m2 - m3;
+                }
+                for (int i = 0; i < 2 && 2 * ty + i < H; i++) {   /* Y = t A */
+                    vf y0 = b + t[i][0] + t[i][1] + t[i][2];
+                    vf y1 = b + t[i][1] - t[i][2] - t[i][3];
+                    float *at = out + (size_t)oc * hw + (size_t)(2 * ty + i) * W + 2 * tx;
+                    for (int l = 0; l < LANES; l++)
+                        at[l * hw] = y0[l];
+                    if (2 * tx + 1 < W)
+                        for (int l = 0; l < LANES; l++)
+                            at[l * hw + 1] = y1[l];
+                }
+            }
+        }
+}
+
 const struct amil_kernels NAME(amil_kernels) = {
     .name = STR(ISA),
     .lanes = LANES,
@@ -493,4 +651,7 @@ const struct amil_kernels NAME(amil_kernels) = {
     .dense_dweight = NAME(dense_dweight),
     .shift_block = LANES,
     .conv_shift = NAME(conv_shift),
+    .product = NAME(product),
+    .winograd_input_row = NAME(winograd_input_row),
+    .winograd_output = NAME(winograd_output),
 };

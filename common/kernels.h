@@ -72,6 +72,25 @@ struct amil_kernels {
     void (*conv_shift)(float *out, size_t out_stride, const float *in, size_t in_stride,
                        const float *weight, const float *bias, const int *off, int T, int C,
                        int OC, int accumulate, size_t p_first, size_t p_end);
+    /* out (N, OC) rows n_first .. n_end-1 = Σ over c < C of x[c·x_stride + n]
+     * · a (C, OC) row c: the outputs in lanes, x broadcast (Winograd's
+     * products, cnn.c).  OC a multiple of lanes; out and a 64-byte
+     * aligned. */
+    void (*product)(float *out, const float *x, size_t x_stride, const float *a, int C,
+                    int OC, int n_first, int n_end);
+    /* Winograd F(2×2, 3×3)'s input transform of one row of tw blocks:
+     * rows holds the block row's four input rows, row_stride floats apart,
+     * each as two arrays of row_stride / 2 floats, its column 2k-1 at k,
+     * then its column 2k at k; block tx's 16 values Bᵀ d B go to
+     * v[x·plane + tx], x = 4i + j (cnn.c).  It reads whole vectors: up to
+     * a vector past the last row's end. */
+    void (*winograd_input_row)(float *v, size_t plane, const float *rows, size_t row_stride,
+                               int tw);
+    /* Its output transform: out (OC, H, W) = bias (OC, or NULL) + Aᵀ m A of
+     * every 2×2 block's m, M (16, blocks, OC) aligned, OC a multiple of
+     * lanes. */
+    void (*winograd_output)(float *out, const float *M, const float *bias, int OC, int H,
+                            int W);
 };
 
 /* The kernels this process uses: AMIL_ISA's if set (NULL with a message if

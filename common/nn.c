@@ -284,9 +284,20 @@ void amil_linear_backward(float *dinp, float *dweight, float *dbias, const float
         for (int n = 0; n < N; n++)
             for (int o = 0; o < OC; o++)
                 dbias[o] += dout[(size_t)n * OC + o];
+    /* one row: vector products, which read the weights once instead of
+     * packing them (VGG19's first classifier layer is 400 MB) */
+    if (N == 1) {
+        if (dweight)
+            cblas_sger(CblasRowMajor, OC, C, 1.0f, dout, 1, inp, 1, dweight, C);
+        if (dinp)
+            cblas_sgemv(CblasRowMajor, CblasTrans, OC, C, 1.0f, weight, C, dout, 1, 0.0f,
+                        dinp, 1);
+        return;
+    }
     /* dweight (OC, C) += dout (N, OC)ᵀ · inp (N, C) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C,
-                1.0f, dweight, C);
+    if (dweight)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp,
+                    C, 1.0f, dweight, C);
     /* dinp (N, C) = dout (N, OC) · weight (OC, C) */
     if (dinp)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC,

@@ -332,6 +332,39 @@ static void shifted_convolution(void **state)
     each_set(shift_check);
 }
 
+/* ---- products with the outputs in lanes (Winograd's) ---------------------- */
+
+/* The product against a double loop: row counts not a multiple of the
+ * tile, channel counts one vector and several, a row range starting past 0
+ * in a second call, as a second thread would. */
+static void product_check(const struct amil_kernels *k)
+{
+    const int sizes[][3] = {{13, 70, 3}, {7, 5, 1}, {40, 64, 5}};   /* N, C, OC vectors */
+    for (int t = 0; t < 3; t++) {
+        int N = sizes[t][0], C = sizes[t][1], OC = sizes[t][2] * k->lanes;
+        size_t stride = (size_t)N + 3;   /* x's rows are longer than N */
+        float *x = lane_buffer((size_t)C * stride), *a = lane_buffer((size_t)C * OC);
+        float *out = amil_xaligned(sizeof *out * N * OC);
+        double *want = calloc((size_t)N * OC, sizeof *want);
+        k->product(out, x, stride, a, C, OC, 0, N / 2);
+        k->product(out, x, stride, a, C, OC, N / 2, N);
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++)
+                for (int c = 0; c < C; c++)
+                    want[(size_t)n * OC + o] += (double)x[c * stride + n] * a[(size_t)c * OC + o];
+        char what[64];
+        snprintf(what, sizeof what, "product %dx%d by %dx%d", N, C, C, OC);
+        assert_true(report(k->name, what, want, out, (size_t)N * OC) < 1e-5);
+        free(x), free(a), free(out), free(want);
+    }
+}
+
+static void products(void **state)
+{
+    (void)state;
+    each_set(product_check);
+}
+
 /* AMIL_ISA picks a set; an unknown name is an error, not a silent default. */
 static void choice(void **state)
 {
@@ -352,6 +385,7 @@ int main(void)
         cmocka_unit_test(pooling),
         cmocka_unit_test(dense),
         cmocka_unit_test(shifted_convolution),
+        cmocka_unit_test(products),
         cmocka_unit_test(choice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
