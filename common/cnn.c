@@ -740,8 +740,8 @@ static void conv_shifted(const struct amil_cnn *m, struct amil_cnn_work *w,
 static void winograd_weights(float *U, const float *weight, int OC, int C)
 {
     size_t plane = (size_t)OC * C;
-    for (int oc = 0; oc < OC; oc++)
-        for (int c = 0; c < C; c++) {
+    for (int c = 0; c < C; c++)   /* along U's rows, so that its stores stream */
+        for (int oc = 0; oc < OC; oc++) {
             const float *g = weight + ((size_t)oc * C + c) * 9;
             double t[4][3], u[4][4];
             for (int j = 0; j < 3; j++) {   /* t = G g */

@@ -11,11 +11,13 @@
  * TILE_* constants below, chosen for the registers each set has: 32 vector
  * registers with AVX-512, 16 otherwise); edges are tiles of smaller fixed
  * sizes, selected by a switch so that each is compiled with constants. */
+#include <stdlib.h>
 #include <string.h>
 #if LANES > 4
 #include <immintrin.h>
 #endif
 
+#include "amil.h"
 #include "kernels.h"
 
 #if !defined(ISA) || !defined(LANES)
@@ -605,38 +607,48 @@ static void NAME(winograd_input_row)(float *v, size_t plane, const float *rows,
 }
 #undef WINOGRAD_BLOCK
 
-/* Winograd F(2×2, 3×3)'s output transform: the outputs in lanes, stored
- * lane by lane into their planes. */
+/* Winograd F(2×2, 3×3)'s output transform, with the output channels in
+ * lanes: a block row's two output rows for LANES channels are gathered in
+ * rows (2, W, LANES), then copied out row by row of each channel, so that
+ * the stores run along memory (storing lane by lane into the planes had
+ * touched a page a float on VGG's 224×224 maps). */
 static void NAME(winograd_output)(float *out, const float *M, const float *bias, int OC,
                                   int H, int W)
 {
     int th = (H + 1) / 2, tw = (W + 1) / 2;
     size_t plane = (size_t)th * tw * OC, hw = (size_t)H * W;
+    float *rows = amil_xaligned(sizeof(float) * 2 * (2 * (size_t)tw) * LANES);
+    size_t row = 2 * (size_t)tw * LANES;   /* floats of one gathered row */
     for (int ty = 0; ty < th; ty++)
-        for (int tx = 0; tx < tw; tx++) {
-            const float *mm = M + ((size_t)ty * tw + tx) * OC;
-            for (int oc = 0; oc < OC; oc += LANES) {
-                vf t[2][4], b = (vf){0};
-                if (bias)
-                    b = load_any(bias + oc);
+        for (int oc = 0; oc < OC; oc += LANES) {
+            vf b = (vf){0};
+            if (bias)
+                b = load_any(bias + oc);
+            for (int tx = 0; tx < tw; tx++) {
+                const float *mm = M + ((size_t)ty * tw + tx) * OC + oc;
+                vf t[2][4];
                 for (int j = 0; j < 4; j++) {   /* t = Aᵀ m */
-                    vf m0 = V(mm + j * plane + oc), m1 = V(mm + (4 + j) * plane + oc),
-                       m2 = V(mm + (8 + j) * plane + oc), m3 = V(mm + (12 + j) * plane + oc);
+                    vf m0 = V(mm + j * plane), m1 = V(mm + (4 + j) * plane),
+                       m2 = V(mm + (8 + j) * plane), m3 = V(mm + (12 + j) * plane);
                     t[0][j] = m0 + m1 + m2;
                     t[1][j] = m1 - m2 - m3;
                 }
-                for (int i = 0; i < 2 && 2 * ty + i < H; i++) {   /* Y = t A */
-                    vf y0 = b + t[i][0] + t[i][1] + t[i][2];
-                    vf y1 = b + t[i][1] - t[i][2] - t[i][3];
-                    float *at = out + (size_t)oc * hw + (size_t)(2 * ty + i) * W + 2 * tx;
-                    for (int l = 0; l < LANES; l++)
-                        at[l * hw] = y0[l];
-                    if (2 * tx + 1 < W)
-                        for (int l = 0; l < LANES; l++)
-                            at[l * hw + 1] = y1[l];
+                for (int i = 0; i < 2; i++) {   /* Y = t A */
+                    V(rows + i * row + (size_t)(2 * tx) * LANES) =
+                        b + t[i][0] + t[i][1] + t[i][2];
+                    V(rows + i * row + (size_t)(2 * tx + 1) * LANES) =
+                        b + t[i][1] - t[i][2] - t[i][3];
                 }
             }
+            for (int i = 0; i < 2 && 2 * ty + i < H; i++)
+                for (int l = 0; l < LANES; l++) {
+                    float *to = out + (size_t)(oc + l) * hw + (size_t)(2 * ty + i) * W;
+                    const float *from = rows + i * row + l;
+                    for (int x = 0; x < W; x++)
+                        to[x] = from[(size_t)x * LANES];
+                }
         }
+    free(rows);
 }
 
 const struct amil_kernels NAME(amil_kernels) = {
