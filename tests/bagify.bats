@@ -172,7 +172,8 @@ meta() { recinfo | awk -v k="$1" '$1 == k && $2 == "=" { print $3 }'; }
     kept=$(recinfo -t coords "$T/bag" | wc -l)
     dropped=$(meta patches_dropped < "$T/bag")
     [ $((kept + dropped)) -eq 400 ]
-    [ "$dropped" -gt 10 ] && [ "$kept" -gt 200 ]
+    [ "$dropped" -gt 10 ]
+    [ "$kept" -gt 200 ]
     # a stricter threshold never keeps more
     [ "$(bagify -b 0.9 "$BREAKHIS" | recinfo -t coords | wc -l)" -le "$kept" ]
     # the kept patches are more coloured than the dropped ones: a white

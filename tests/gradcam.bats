@@ -328,7 +328,8 @@ cnn_models() {
     read -r width height < <(pamfile "$T/figure.pam" | sed 's/.* \([0-9]*\) by \([0-9]*\).*/\1 \2/')
     [ "$width" -eq $((4 * 700 + 3 * 12)) ]
     caption=$((height - 460))
-    [ "$caption" -gt 10 ] && [ "$caption" -lt 100 ]
+    [ "$caption" -gt 10 ]
+    [ "$caption" -lt 100 ]
     # the panels, left to right: the image, stitch's attention, gradcam's
     # Grad-CAM and Guided Grad-CAM, each as the programs draw it
     panel() { pamcut -left $(($1 * 712)) -top "$caption" -width 700 -height 460 "$T/figure.pam" | pamtopnm; }

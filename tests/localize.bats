@@ -196,7 +196,8 @@ table() {
     [ "$status" -eq 0 ]
     positives=$(awk -F'\t' 'NR > 1 && $2 == 1' m/bags.tsv | wc -l)
     instances=$(awk -F'\t' 'NR > 1 && $2 == 1 { n += $3 } END { print n }' m/bags.tsv)
-    [ "$positives" -gt 0 ] && [ "$positives" -lt 20 ]
+    [ "$positives" -gt 0 ]
+    [ "$positives" -lt 20 ]
     [ "${lines[0]}" = "bags	20" ]
     [ "${lines[1]}" = "positive_bags	$positives" ]
     [ "${lines[2]}" = "instances	$instances" ]

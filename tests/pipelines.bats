@@ -94,7 +94,8 @@ setup() {
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" || true
     [ ! -e "$T/out/results.md" ]
-    [ -e "$T/out/40X/amil/model.st.ckpt" ] && [ ! -e "$T/out/100X/amil/metrics.txt" ]
+    [ -e "$T/out/40X/amil/model.st.ckpt" ]
+    [ ! -e "$T/out/100X/amil/metrics.txt" ]
     make -s -f "$PIPELINES/breakhis.mk" DATA="$T/BreaKHis_v1" OUT="$T/out" "${SMALL[@]}" -j2 > "$T/log2" 2>&1
     cmp "$T/out/results.tsv" "$F/out/results.tsv"
     for mag in 40X 100X; do

@@ -52,3 +52,18 @@ run_suite() {
     [[ "$output" == *"ok 2 b"* ]]
     [[ "$output" != *"not ok"* ]]
 }
+
+@test "tests/run: the lint refuses '[ A ] && [ B ]' as a statement" {
+    printf '@test x {\n    [ 1 -eq 2 ] && [ 1 -eq 1 ]\n    [ -e x ] && break\n}\n' > "$T/bad.bats"
+    run env AMIL_SUITES=lint AMIL_LINT_FILES="$T/bad.bats" "$BATS_TEST_DIRNAME/run"
+    [ "$status" -ne 0 ]
+    [[ "$output" == *"# 2:    [ 1 -eq 2 ]"* ]]
+    [[ "$output" == *"not ok - lint"* ]]
+    [[ "$output" != *"# 3:"* ]]
+}
+
+@test "tests/run: the lint passes the tests as they are" {
+    run env AMIL_SUITES=lint "$BATS_TEST_DIRNAME/run"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"ok - lint"* ]]
+}

@@ -112,7 +112,8 @@ a, b = read_pnm('$T/plain.pam'), read_pnm('$T/top.pam')
 print(int(np.any(a != b, axis=2).sum()))"
     # two frames of two rings: (27 + 25) * 4 pixels each, less any pixel
     # that already had the frame's colour
-    [ "$output" -le 416 ] && [ "$output" -gt 400 ]
+    [ "$output" -le 416 ]
+    [ "$output" -gt 400 ]
 }
 
 @test "stitch: attention branches" {

@@ -47,7 +47,8 @@ setup() {
     awk -F'\t' 'END { exit !($7 >= 0.9 && $8 >= 0.8) }' "$T/log"
     grep -q '^Epoch: 1, Loss: 0\.[0-9]\{4\}, Train error: 0\.[0-9]\{4\}$' "$T/err"
     grep -q '^Test Set, Loss: 0\.[0-9]\{4\}, Test error: 0\.[0-9]\{4\}$' "$T/err"
-    [ -s "$T/m" ] && [ -s "$T/m.ckpt" ]
+    [ -s "$T/m" ]
+    [ -s "$T/m.ckpt" ]
     [[ "$(recinfo "$T/m")" == *"arch = amil"*"tensor classifier.0.weight F32 [1, 500]"* ]]
 }
 
@@ -219,7 +220,8 @@ setup() {
         run bash -c "train --arch $arch -o '$T/m.st' -q '$T/$file' > '$T/out'"
         [ "$status" -eq 1 ] || { echo "$case: status $status"; return 1; }
         [ "$output" = "train: $message" ] || { echo "$case: $output"; return 1; }
-        [ ! -e "$T/m.st" ] && [ ! -e "$T/m.st.ckpt" ]
+        [ ! -e "$T/m.st" ]
+        [ ! -e "$T/m.st.ckpt" ]
     done
     run train --arch vgg19 -w "$T/net.st" -o "$T/m.st" -q "$T/images"
     [ "$status" -eq 1 ]
