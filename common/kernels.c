@@ -50,6 +50,15 @@ enum { TILE_OC = 2, TILE_X = 4, TILE_DW_OC = 2, TILE_M = 3, TILE_G = 3, TILE_DM 
  * -0 into +0) */
 INLINE vf splat(float s) { return __builtin_shuffle((vf){s}, (vi){0}); }
 
+/* unaligned */
+INLINE vf load_any(const float *p)
+{
+    vf x;
+    memcpy(&x, p, sizeof x);
+    return x;
+}
+INLINE void store_any(float *p, vf x) { memcpy(p, &x, sizeof x); }
+
 INLINE float sum_lanes(vf v)
 {
     float s = 0;
@@ -486,6 +495,153 @@ static void NAME(conv_shift)(float *out, size_t out_stride, const float *in,
 #undef SHIFT_VECTORS
 #undef SHIFT_TILE
 
+/* ---- conv_shift's weight gradient and the lane transpose -------------------- */
+
+/* Two vectors' halves of width h exchanged (h a power of two below LANES):
+ * with bit h of the column clear, lo keeps a's and takes b's from h to the
+ * left; hi the rest.  Over h = LANES/2 .. 1, L rows so paired become their
+ * transpose. */
+INLINE void exchange(vf *a, vf *b, const int h)
+{
+    vi lo, hi;
+    for (int c = 0; c < LANES; c++) {
+        lo[c] = c & h ? LANES + c - h : c;
+        hi[c] = c & h ? LANES + c : c + h;
+    }
+    vf x = __builtin_shuffle(*a, *b, lo), y = __builtin_shuffle(*a, *b, hi);
+    *a = x, *b = y;
+}
+
+/* one step of a transpose or a fold for each h, each h a constant (the
+ * masks are then constants: one two-source permute each) */
+#if LANES == 16
+#define EACH_HALF(STEP) STEP(8); STEP(4); STEP(2); STEP(1)
+#elif LANES == 8
+#define EACH_HALF(STEP) STEP(4); STEP(2); STEP(1)
+#else
+#define EACH_HALF(STEP) STEP(2); STEP(1)
+#endif
+
+INLINE void transpose_tile(vf r[LANES])
+{
+#define TRANSPOSE_STEP(h)                       \
+    for (int i = 0; i < LANES; i++)             \
+        if (!(i & (h)))                         \
+            exchange(&r[i], &r[i + (h)], (h))
+    EACH_HALF(TRANSPOSE_STEP);
+#undef TRANSPOSE_STEP
+}
+
+static void NAME(transpose)(float *dst, size_t dst_row, size_t dst_tile, const float *src,
+                            size_t src_row, size_t src_tile, size_t tiles)
+{
+    for (size_t k = 0; k < tiles; k++) {
+        vf r[LANES];
+        for (int i = 0; i < LANES; i++)
+            r[i] = load_any(src + k * src_tile + i * src_row);
+        transpose_tile(r);
+        for (int i = 0; i < LANES; i++)
+            store_any(dst + k * dst_tile + i * dst_row, r[i]);
+    }
+}
+
+/* bit-reversed i, of log2(LANES) bits */
+INLINE int reversed(int i)
+{
+    int r = 0;
+    for (int b = 1; b < LANES; b *= 2)
+        r = r * 2 + (i & b ? 1 : 0);
+    return r;
+}
+
+/* The LANES sums of LANES vectors' lanes, as one vector (lane j: the sum
+ * of acc[j]): pairs of vectors fold their halves together, so that every
+ * step halves the vectors and the partial sums of each. */
+INLINE vf fold(const vf acc[LANES])
+{
+    vf v[LANES];
+    for (int j = 0; j < LANES; j++)   /* bit-reversed, so the sums land in order */
+        v[j] = acc[reversed(j)];
+#define FOLD_STEP(h)                               \
+    for (int m = 0; m < (h); m++) {                \
+        vf a = v[2 * m], b = v[2 * m + 1];         \
+        exchange(&a, &b, (h));                     \
+        v[m] = a + b;                              \
+    }
+    EACH_HALF(FOLD_STEP);
+#undef FOLD_STEP
+    return v[0];
+}
+
+/* TILE_DS_OC × TILE_DS_Q = LANES sums: one fold per tile. */
+#if LANES == 16
+enum { TILE_DS_OC = 4, TILE_DS_Q = 4 };
+#elif LANES == 8
+enum { TILE_DS_OC = 2, TILE_DS_Q = 4 };
+#else
+enum { TILE_DS_OC = 2, TILE_DS_Q = 2 };
+#endif
+
+/* Output channels oc0 .., items q0 .. (q = c·T + t, the weight's own
+ * order) of conv_shift_dweight; rows past OC or C·T repeat the last and
+ * are not stored. */
+INLINE void shift_dweight_tile(float *dweight, const float *dout, size_t dout_stride,
+                               size_t dout_item, const float *in, size_t in_stride,
+                               size_t in_item, const int *off, int T, int C, int OC,
+                               size_t P, int n, int oc0, int q0)
+{
+    int CT = C * T;
+    size_t dfrom[TILE_DS_OC], xfrom[TILE_DS_Q];
+    for (int o = 0; o < TILE_DS_OC; o++)
+        dfrom[o] = (size_t)(oc0 + o < OC ? oc0 + o : OC - 1) * dout_stride;
+    for (int t = 0; t < TILE_DS_Q; t++) {
+        int q = q0 + t < CT ? q0 + t : CT - 1;
+        xfrom[t] = (size_t)(q / T) * in_stride + (size_t)off[q % T];
+    }
+    vf acc[LANES];
+    for (int j = 0; j < LANES; j++)
+        acc[j] = (vf){0};
+    for (int i = 0; i < n; i++) {
+        const float *d = dout + (size_t)i * dout_item, *x = in + (size_t)i * in_item;
+        for (size_t p = 0; p < P; p += LANES) {
+            vf dv[TILE_DS_OC], xv[TILE_DS_Q];
+            for (int o = 0; o < TILE_DS_OC; o++)
+                dv[o] = load_any(d + dfrom[o] + p);
+            for (int t = 0; t < TILE_DS_Q; t++)
+                xv[t] = load_any(x + xfrom[t] + p);
+            for (int o = 0; o < TILE_DS_OC; o++)
+                for (int t = 0; t < TILE_DS_Q; t++)
+                    acc[o * TILE_DS_Q + t] += dv[o] * xv[t];
+        }
+    }
+    vf sums = fold(acc);
+    for (int o = 0; o < TILE_DS_OC && oc0 + o < OC; o++)
+        for (int t = 0; t < TILE_DS_Q && q0 + t < CT; t++)
+            dweight[(size_t)(oc0 + o) * CT + q0 + t] += sums[o * TILE_DS_Q + t];
+}
+
+static void NAME(conv_shift_dweight)(float *dweight, const float *dout, size_t dout_stride,
+                                     size_t dout_item, const float *in, size_t in_stride,
+                                     size_t in_item, const int *off, int T, int C, int OC,
+                                     size_t P, int n)
+{
+    /* Every tile reads all n items of its rows of dout and of in.  When
+     * dout is small (a few rows: the linear layer as dot products), in's
+     * rows are the outer loop, so that each is read from memory once and
+     * dout stays in L1; otherwise dout's. */
+    if ((size_t)n * OC * P <= 8192) {
+        for (int q0 = 0; q0 < C * T; q0 += TILE_DS_Q)
+            for (int oc0 = 0; oc0 < OC; oc0 += TILE_DS_OC)
+                shift_dweight_tile(dweight, dout, dout_stride, dout_item, in, in_stride,
+                                   in_item, off, T, C, OC, P, n, oc0, q0);
+        return;
+    }
+    for (int oc0 = 0; oc0 < OC; oc0 += TILE_DS_OC)
+        for (int q0 = 0; q0 < C * T; q0 += TILE_DS_Q)
+            shift_dweight_tile(dweight, dout, dout_stride, dout_item, in, in_stride, in_item,
+                               off, T, C, OC, P, n, oc0, q0);
+}
+
 /* ---- products with the outputs in lanes (Winograd's) ----------------------- */
 
 /* Rows n0 .. n0+nb-1, columns (vectors) v0 .. v0+vb-1 of out: the sum over
@@ -502,7 +658,7 @@ INLINE void product_tile(float *out, const float *x, size_t x_stride, const floa
         const float *ac = a + (size_t)c * OC + (size_t)v0 * LANES;
         vf av[TILE_PV];
         for (int j = 0; j < vb; j++)
-            av[j] = V(ac + j * LANES);
+            av[j] = load_any(ac + j * LANES);
         for (int i = 0; i < nb; i++) {
             vf xv = splat(xc[i]);
             for (int j = 0; j < vb; j++)
@@ -568,13 +724,6 @@ static void NAME(product)(float *out, const float *x, size_t x_stride, const flo
         }                                                                     \
     } while (0)
 
-INLINE vf load_any(const float *p)
-{
-    vf x;
-    memcpy(&x, p, sizeof x);
-    return x;
-}
-INLINE void store_any(float *p, vf x) { memcpy(p, &x, sizeof x); }
 /* the first n (< LANES) lanes of x to p, one masked store where the set
  * has one */
 INLINE void store_first(float *p, vf x, int n)
@@ -663,6 +812,8 @@ const struct amil_kernels NAME(amil_kernels) = {
     .dense_dweight = NAME(dense_dweight),
     .shift_block = LANES,
     .conv_shift = NAME(conv_shift),
+    .conv_shift_dweight = NAME(conv_shift_dweight),
+    .transpose = NAME(transpose),
     .product = NAME(product),
     .winograd_input_row = NAME(winograd_input_row),
     .winograd_output = NAME(winograd_output),

@@ -72,10 +72,24 @@ struct amil_kernels {
     void (*conv_shift)(float *out, size_t out_stride, const float *in, size_t in_stride,
                        const float *weight, const float *bias, const int *off, int T, int C,
                        int OC, int accumulate, size_t p_first, size_t p_end);
+    /* conv_shift's weight gradient, over n items (images or patches):
+     * dweight (OC, C·T) += Σ over i < n, p < P of
+     * dout[i·dout_item + oc·dout_stride + p] ·
+     * in[i·in_item + c·in_stride + p + off[t]], at [oc][c·T + t]; P a
+     * multiple of lanes, no alignment asked. */
+    void (*conv_shift_dweight)(float *dweight, const float *dout, size_t dout_stride,
+                               size_t dout_item, const float *in, size_t in_stride,
+                               size_t in_item, const int *off, int T, int C, int OC,
+                               size_t P, int n);
+    /* Transposes lanes × lanes tiles: dst[k·dst_tile + r·dst_row + c] =
+     * src[k·src_tile + c·src_row + r] for tiles k < tiles (lanes layout to
+     * planes and back); no alignment asked. */
+    void (*transpose)(float *dst, size_t dst_row, size_t dst_tile, const float *src,
+                      size_t src_row, size_t src_tile, size_t tiles);
     /* out (N, OC) rows n_first .. n_end-1 = Σ over c < C of x[c·x_stride + n]
      * · a (C, OC) row c: the outputs in lanes, x broadcast (Winograd's
-     * products, cnn.c).  OC a multiple of lanes; out and a 64-byte
-     * aligned. */
+     * products, cnn.c; the linear layer's input gradient, model.c).  OC a
+     * multiple of lanes; out 64-byte aligned. */
     void (*product)(float *out, const float *x, size_t x_stride, const float *a, int C,
                     int OC, int n_first, int n_end);
     /* Winograd F(2×2, 3×3)'s input transform of one row of tw blocks:

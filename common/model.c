@@ -405,7 +405,8 @@ static void free_stage(struct amil_work *w, int stage)
 {
     void **features[] = {(void **)&w->x, (void **)&w->p1, (void **)&w->arg1,
                          (void **)&w->p2, (void **)&w->arg2, (void **)&w->hl,
-                         (void **)&w->h, (void **)&w->c1, (void **)&w->c2};
+                         (void **)&w->h, (void **)&w->c1, (void **)&w->c2,
+                         (void **)&w->planes, (void **)&w->shifted};
     void **attention[] = {(void **)&w->v, (void **)&w->u, (void **)&w->gate,
                           (void **)&w->scores, (void **)&w->a, (void **)&w->m,
                           (void **)&w->logits, (void **)&w->prob};
@@ -437,6 +438,132 @@ void amil_work_free(struct amil_work *w)
 static size_t conv_params(const struct amil_model *m)
 {
     return m->params[CONV2_B].offset + m->params[CONV2_B].count;
+}
+
+/* The second convolution of a group that is not full runs image by image
+ * (kernels.h's conv_shift) rather than in lanes, where the empty lanes
+ * would cost as much as full ones: the group is transposed to planes, one
+ * per patch (P1's and C2's, in turn, at w->planes); each patch's input is
+ * laid out as five copies shifted by one column (w->shifted: channel c,
+ * column shift kj, row, column x), so that output position p = y·S + x
+ * (S = the output's side) reads position p + ki·S of copy kj under tap
+ * (ki, kj), with no position wasted. */
+struct shift_sizes {
+    size_t plane;     /* floats of a patch's plane: P1's or C2's, the larger */
+    size_t planes;    /* a thread's planes: lanes of them */
+    size_t channel;   /* floats of one input channel's five copies */
+    size_t shifted;   /* a thread's copies: lanes patches */
+};
+
+static struct shift_sizes shift_sizes(const struct amil_model *m, int lanes)
+{
+    struct sides s = sides_of(m->patch);
+    size_t in = (size_t)CONV1 * s.pool1 * s.pool1, out = (size_t)CONV2 * s.conv2 * s.conv2;
+    struct shift_sizes z;
+    z.plane = in > out ? in : out;
+    z.planes = z.plane * lanes;
+    z.channel = (size_t)KERNEL * s.pool1 * s.conv2;
+    z.shifted = z.channel * CONV1 * lanes;
+    return z;
+}
+
+/* Whether group g of a bag of n runs the second convolution image by
+ * image: when its lanes are not all patches, and the planes are whole
+ * vectors (28×28 patches: 20·12·12 and 50·8·8 floats, 64 positions). */
+static int shift_pays(const struct amil_model *m, int lanes, int n, int g)
+{
+    struct sides s = sides_of(m->patch);
+    size_t positions = (size_t)s.conv2 * s.conv2;
+    return n - g * lanes < lanes && positions % lanes == 0 &&
+           (size_t)CONV1 * s.pool1 * s.pool1 % lanes == 0;
+}
+
+/* A group's patches image by image, on this thread's scratch. */
+struct shifted_group {
+    const struct amil_kernels *k;
+    struct shift_sizes z;
+    size_t lanes, positions;   /* positions: of C2's map, S·S */
+    int count;                 /* the group's patches */
+    int off[KERNEL * KERNEL];
+    float *planes, *shifted;
+};
+
+/* Group g's first count patches of P1 (20, S1, S1, lanes), aligned, to
+ * their shifted copies at sg->shifted (count, 20, 5, S1, S); leaves P1's
+ * planes in sg->planes. */
+static struct shifted_group shift_group(const struct amil_model *m, struct amil_work *w,
+                                        const float *p1, int n, int g, int thread)
+{
+    struct sides s = sides_of(m->patch);
+    struct shifted_group sg = {.k = w->kernels, .z = shift_sizes(m, w->kernels->lanes)};
+    struct shift_sizes z = sg.z;
+    sg.lanes = (size_t)sg.k->lanes;
+    sg.positions = (size_t)s.conv2 * s.conv2;
+    sg.count = n - g * sg.k->lanes < sg.k->lanes ? n - g * sg.k->lanes : sg.k->lanes;
+    for (int ki = 0; ki < KERNEL; ki++)   /* tap (ki, kj) at kj·S1·S + ki·S */
+        for (int kj = 0; kj < KERNEL; kj++)
+            sg.off[ki * KERNEL + kj] = (kj * s.pool1 + ki) * s.conv2;
+    sg.planes = w->planes + thread * z.planes;
+    sg.shifted = w->shifted + thread * z.shifted;
+    if (!p1)
+        return sg;
+    size_t in = (size_t)CONV1 * s.pool1 * s.pool1;
+    sg.k->transpose(sg.planes, z.plane, sg.lanes, p1, sg.lanes, sg.lanes * sg.lanes,
+                    in / sg.lanes);
+    for (int i = 0; i < sg.count; i++)
+        for (int c = 0; c < CONV1; c++)
+            for (int kj = 0; kj < KERNEL; kj++)
+                for (int y = 0; y < s.pool1; y++)
+                    memcpy(sg.shifted + (size_t)i * CONV1 * z.channel + c * z.channel +
+                               ((size_t)kj * s.pool1 + y) * s.conv2,
+                           sg.planes + i * z.plane + ((size_t)c * s.pool1 + y) * s.pool1 + kj,
+                           sizeof *sg.shifted * s.conv2);
+    return sg;
+}
+
+/* sg's planes (count, rows; stride floats apart) to lanes at to (rows,
+ * lanes), the lanes past count zero; rows a multiple of lanes */
+static void planes_to_lanes(const struct shifted_group *sg, float *to, size_t rows,
+                            size_t stride)
+{
+    memset(sg->planes + sg->count * stride, 0,
+           sizeof *sg->planes * (sg->lanes - sg->count) * stride);
+    sg->k->transpose(to, sg->lanes, sg->lanes * sg->lanes, sg->planes, stride, sg->lanes,
+                     rows / sg->lanes);
+}
+
+/* C2 (50, S, S, lanes) of group g, its first count lanes patches (the rest
+ * zero), without bias, from P1 (20, S1, S1, lanes): in lanes, or image by
+ * image when that pays. */
+static void conv2_forward(const struct amil_model *m, struct amil_work *w, float *c2,
+                          const float *p1, int n, int g, int thread)
+{
+    struct sides s = sides_of(m->patch);
+    if (!shift_pays(m, w->kernels->lanes, n, g)) {
+        w->kernels->conv5(c2, p1, W(m, CONV2_W), CONV1, s.pool1, s.pool1, CONV2);
+        return;
+    }
+    struct shifted_group sg = shift_group(m, w, p1, n, g, thread);
+    for (int i = 0; i < sg.count; i++)
+        sg.k->conv_shift(sg.planes + i * sg.z.plane, sg.positions,
+                         sg.shifted + (size_t)i * CONV1 * sg.z.channel, sg.z.channel,
+                         W(m, CONV2_W), NULL, sg.off, KERNEL * KERNEL, CONV1, CONV2, 0, 0,
+                         sg.positions);
+    planes_to_lanes(&sg, c2, CONV2 * sg.positions, sg.z.plane);
+}
+
+/* Its weight gradient: grads += Σ over the group's patches of dC2 (50, S,
+ * S, lanes) ⋆ P1, image by image (conv2_forward's layout). */
+static void conv2_dweight_shifted(const struct amil_model *m, struct amil_work *w,
+                                  float *dweight, const float *dc2, const float *p1, int n,
+                                  int g, int thread)
+{
+    struct shifted_group sg = shift_group(m, w, p1, n, g, thread);
+    sg.k->transpose(sg.planes, sg.z.plane, sg.lanes, dc2, sg.lanes, sg.lanes * sg.lanes,
+                    CONV2 * sg.positions / sg.lanes);
+    sg.k->conv_shift_dweight(dweight, sg.planes, sg.positions, sg.z.plane, sg.shifted,
+                             sg.z.channel, CONV1 * sg.z.channel, sg.off, KERNEL * KERNEL,
+                             CONV1, CONV2, sg.positions, sg.count);
 }
 
 /* Makes room in one stage's buffers for a bag of n patches. */
@@ -475,6 +602,8 @@ static void fit(const struct amil_model *m, struct amil_work *w, int n, int stag
         ALLOC(h, N * L);
         ALLOC(c1, c1 * threads);
         ALLOC(c2, c2 * threads);
+        ALLOC(planes, shift_sizes(m, lanes).planes * threads);
+        ALLOC(shifted, shift_sizes(m, lanes).shifted * threads);
     } else if (stage == STAGE_ATTENTION) {
         ALLOC(v, N * D);
         ALLOC(u, N * D);
@@ -568,20 +697,52 @@ static void features_of_groups(void *ctx, int first, int end, int thread)
                          table);
         k->conv5(c1, x, W(m, CONV1_W), m->channels, m->patch, m->patch, CONV1);
         k->pool_bias_relu(p1, w->arg1 + g * z.p1, c1, W(m, CONV1_B), CONV1, s.conv1, s.conv1);
-        k->conv5(c2, p1, W(m, CONV2_W), CONV1, s.pool1, s.pool1, CONV2);
+        conv2_forward(m, w, c2, p1, pass->n, g, thread);
         k->pool_bias_relu(p2, w->arg2 + g * z.p2, c2, W(m, CONV2_B), CONV2, s.conv2, s.conv2);
     }
+}
+
+/* Whether group g of a bag of n runs the linear layer patch by patch:
+ * when its lanes are not all patches and the features are whole vectors
+ * (800 for 28×28 patches). */
+static int linear_by_rows(const struct amil_model *m, int lanes, int n, int g)
+{
+    return n - g * lanes < lanes && m->flat % lanes == 0;
+}
+
+/* The linear layer and its ReLU for group g's patches, as rows of H:
+ * P2's planes, then each row of H the dot products of one with the
+ * weight's rows (kernels.h's conv_shift_dweight with one tap). */
+static void linear_of_rows(const struct amil_model *m, struct amil_work *w, int n, int g,
+                           int thread)
+{
+    struct shifted_group sg = shift_group(m, w, NULL, n, g, thread);
+    size_t flat = (size_t)m->flat, L = (size_t)m->hidden;
+    float *h = w->h + (size_t)g * sg.lanes * L;
+    const float *bias = W(m, FC_B);
+    int tap = 0;
+    sg.k->transpose(sg.planes, flat, sg.lanes, w->p2 + g * flat * sg.lanes, sg.lanes,
+                    sg.lanes * sg.lanes, flat / sg.lanes);
+    memset(h, 0, sizeof *h * sg.count * L);
+    sg.k->conv_shift_dweight(h, sg.planes, flat, 0, W(m, FC_W), flat, 0, &tap, 1, m->hidden,
+                             sg.count, flat, 1);
+    for (int i = 0; i < sg.count; i++)
+        for (size_t j = 0; j < L; j++) {
+            float y = h[i * L + j] + bias[j];
+            h[i * L + j] = y > 0 ? y : 0;
+        }
 }
 
 /* The linear layer and its ReLU for groups first .. end-1, then their
  * patches' rows of H (N, L), which attend reads. */
 static void linear_of_groups(void *ctx, int first, int end, int thread)
 {
-    (void)thread;
     const struct bag_pass *pass = ctx;
     const struct amil_model *m = pass->m;
     struct amil_work *w = pass->w;
     size_t lanes = (size_t)w->kernels->lanes, L = (size_t)m->hidden;
+    if (linear_by_rows(m, w->kernels->lanes, pass->n, end - 1))
+        linear_of_rows(m, w, pass->n, --end, thread);
     w->kernels->dense(w->hl + first * L * lanes, w->p2 + first * m->flat * lanes,
                       W(m, FC_W), (size_t)m->flat, 1, W(m, FC_B), 1, end - first, m->hidden,
                       m->flat);
@@ -680,14 +841,13 @@ void amil_classify(const struct amil_model *m, struct amil_work *w, const float 
  * maps), dA = w->dc2 as backward left it; per patch and channel alpha = the
  * mean of dA over the map, cam (N, S, S) = ReLU(Σ alpha A). */
 static void gradcam_group(const struct amil_model *m, struct amil_work *w, float *cam, int n,
-                          int g, float *c2, const float *dc2)
+                          int g, float *c2, const float *dc2, int thread)
 {
-    const struct amil_kernels *k = w->kernels;
     struct sides s = sides_of(m->patch);
-    int lanes = k->lanes;
+    int lanes = w->kernels->lanes;
     size_t map = (size_t)s.conv2 * s.conv2;
-    k->conv5(c2, w->p1 + (size_t)g * CONV1 * s.pool1 * s.pool1 * lanes, W(m, CONV2_W),
-             CONV1, s.pool1, s.pool1, CONV2);
+    conv2_forward(m, w, c2, w->p1 + (size_t)g * CONV1 * s.pool1 * s.pool1 * lanes, n, g,
+                  thread);
     const float *bias = W(m, CONV2_B);
     for (int l = 0; l < lanes && g * lanes + l < n; l++) {
         float *out = cam + (size_t)(g * lanes + l) * map;
@@ -761,14 +921,20 @@ static void fc_dweight(const struct amil_model *m, struct amil_work *w, int n, f
 /* dP2 of groups first .. end-1: the linear layer's input gradient. */
 static void linear_back_of_groups(void *ctx, int first, int end, int thread)
 {
-    (void)thread;
     const struct bag_pass *pass = ctx;
     const struct amil_model *m = pass->m;
     struct amil_work *w = pass->w;
-    size_t lanes = (size_t)w->kernels->lanes;
-    w->kernels->dense(w->dp2 + first * m->flat * lanes, w->dhl + first * m->hidden * lanes,
-                      W(m, FC_W), 1, (size_t)m->flat, NULL, 0, end - first, m->flat,
-                      m->hidden);
+    size_t lanes = (size_t)w->kernels->lanes, flat = (size_t)m->flat;
+    if (linear_by_rows(m, w->kernels->lanes, pass->n, end - 1)) {
+        /* the last group's patches as rows: dP2 (count, flat) = dH (count,
+         * L) · W (L, flat), the outputs in lanes, W read once */
+        struct shifted_group sg = shift_group(m, w, NULL, pass->n, --end, thread);
+        sg.k->product(sg.planes, w->dhl + end * m->hidden * lanes, lanes, W(m, FC_W),
+                      m->hidden, m->flat, 0, sg.count);
+        planes_to_lanes(&sg, w->dp2 + end * flat * lanes, flat, flat);
+    }
+    w->kernels->dense(w->dp2 + first * flat * lanes, w->dhl + first * m->hidden * lanes,
+                      W(m, FC_W), 1, flat, NULL, 0, end - first, m->flat, m->hidden);
 }
 
 /* From dP2 back through both convolutions for groups first .. end-1:
@@ -790,8 +956,11 @@ static void conv_back_of_groups(void *ctx, int first, int end, int thread)
         k->unpool_relu(dc2, G(CONV2_B), w->dp2 + g * z.p2, w->p2 + g * z.p2,
                        w->arg2 + g * z.p2, CONV2, s.conv2, s.conv2);
         if (pass->cam)
-            gradcam_group(m, w, pass->cam, pass->n, g, w->c2 + thread * z.c2, dc2);
-        k->conv5_dweight(G(CONV2_W), dc2, p1, 1, 0, 0, CONV1, s.pool1, s.pool1, CONV2);
+            gradcam_group(m, w, pass->cam, pass->n, g, w->c2 + thread * z.c2, dc2, thread);
+        if (shift_pays(m, k->lanes, pass->n, g))
+            conv2_dweight_shifted(m, w, G(CONV2_W), dc2, p1, pass->n, g, thread);
+        else
+            k->conv5_dweight(G(CONV2_W), dc2, p1, 1, 0, 0, CONV1, s.pool1, s.pool1, CONV2);
         k->conv5_dinput(dp1, dc2, W(m, CONV2_W), CONV1, s.pool1, s.pool1, CONV2);
         k->unpool_relu(dc1, G(CONV1_B), dp1, p1, w->arg1 + g * z.p1, CONV1, s.conv1, s.conv1);
         k->conv5_dweight(G(CONV1_W), dc1, w->x + g * z.x, 1, 0, 0, m->channels, m->patch,

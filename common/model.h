@@ -111,6 +111,7 @@ struct amil_work {
     float *hl;              /* (G, L, lanes) features */
     float *h;               /* (N, L) the same as rows: featurize's output */
     float *c1, *c2;         /* one group's convolution outputs (scratch) */
+    float *planes, *shifted;   /* conv 2 image by image (model.c; scratch) */
     float *v, *u, *gate;    /* (N, D): tanh(V H), σ(U H), their product */
     float *scores;          /* (N, K) */
     float *a;               /* (K, N), softmax over N */

@@ -332,6 +332,69 @@ static void shifted_convolution(void **state)
     each_set(shift_check);
 }
 
+/* The weight gradient of shifted products against a double loop: several
+ * items with strides longer than their data, a tap count and a channel
+ * count that are not multiples of the tile, offsets along rows and down. */
+static void shift_dweight_check(const struct amil_kernels *k)
+{
+    const int cases[][5] = {{20, 50, 5, 3, 4}, {3, 7, 3, 2, 1}, {1, 20, 5, 4, 10}};
+    for (int t = 0; t < 3; t++) {
+        int C = cases[t][0], OC = cases[t][1], K = cases[t][2], T = K * K, n = cases[t][4];
+        size_t P = (size_t)cases[t][3] * k->lanes, width = 8;
+        int off[25];
+        for (int i = 0; i < T; i++)
+            off[i] = (int)((size_t)i / K * width + (size_t)(i % K) * 3);
+        size_t dout_stride = P + 5, dout_item = (size_t)OC * dout_stride + 2;
+        size_t in_stride = P + (size_t)off[T - 1] + 1, in_item = (size_t)C * in_stride + 7;
+        float *dout = lane_buffer((size_t)n * dout_item), *in = lane_buffer((size_t)n * in_item);
+        float *dweight = lane_buffer((size_t)OC * C * T);
+        double *want = malloc(sizeof *want * OC * C * T);
+        for (int o = 0; o < OC; o++)
+            for (int q = 0; q < C * T; q++) {
+                double sum = dweight[(size_t)o * C * T + q];
+                for (int i = 0; i < n; i++)
+                    for (size_t p = 0; p < P; p++)
+                        sum += (double)dout[i * dout_item + o * dout_stride + p] *
+                               in[i * in_item + (size_t)(q / T) * in_stride + p + off[q % T]];
+                want[(size_t)o * C * T + q] = sum;
+            }
+        k->conv_shift_dweight(dweight, dout, dout_stride, dout_item, in, in_stride, in_item,
+                              off, T, C, OC, P, n);
+        char what[64];
+        snprintf(what, sizeof what, "conv_shift_dweight %d→%d, %d taps, %d", C, OC, T, n);
+        assert_true(report(k->name, what, want, dweight, (size_t)OC * C * T) < 1e-5);
+        free(dout), free(in), free(dweight), free(want);
+    }
+}
+
+static void shifted_dweight(void **state)
+{
+    (void)state;
+    each_set(shift_dweight_check);
+}
+
+/* Lane layout to planes and back, exactly: tiles along a buffer with rows
+ * longer than a tile. */
+static void transpose_check(const struct amil_kernels *k)
+{
+    size_t L = (size_t)k->lanes, tiles = 5, row = tiles * L + 3;
+    float *lanes = lane_buffer(tiles * L * L), *planes = lane_buffer(L * row);
+    float *back = lane_buffer(tiles * L * L);
+    k->transpose(planes, row, L, lanes, L, L * L, tiles);
+    for (size_t e = 0; e < tiles * L; e++)
+        for (size_t l = 0; l < L; l++)
+            assert_true(planes[l * row + e] == lanes[e * L + l]);
+    k->transpose(back, L, L * L, planes, row, L, tiles);
+    assert_memory_equal(back, lanes, sizeof *back * tiles * L * L);
+    free(lanes), free(planes), free(back);
+}
+
+static void transposes(void **state)
+{
+    (void)state;
+    each_set(transpose_check);
+}
+
 /* ---- products with the outputs in lanes (Winograd's) ---------------------- */
 
 /* The product against a double loop: row counts not a multiple of the
@@ -385,6 +448,8 @@ int main(void)
         cmocka_unit_test(pooling),
         cmocka_unit_test(dense),
         cmocka_unit_test(shifted_convolution),
+        cmocka_unit_test(shifted_dweight),
+        cmocka_unit_test(transposes),
         cmocka_unit_test(products),
         cmocka_unit_test(choice),
     };
