@@ -575,7 +575,7 @@ INLINE vf fold(const vf acc[LANES])
 
 /* TILE_DS_OC × TILE_DS_Q = LANES sums: one fold per tile. */
 #if LANES == 16
-enum { TILE_DS_OC = 4, TILE_DS_Q = 4 };
+enum { TILE_DS_OC = 2, TILE_DS_Q = 8 };
 #elif LANES == 8
 enum { TILE_DS_OC = 2, TILE_DS_Q = 4 };
 #else

@@ -58,8 +58,9 @@ struct amil_model {
     enum amil_norm norm;    /* set after amil_model_init; NONE by default */
     int nparams;
     struct amil_param params[AMIL_MAX_PARAMS];
-    size_t nweights;
-    float *weights;
+    size_t nweights;        /* the buffer's floats: each parameter starts on a
+                               64-byte line, the gaps zero */
+    float *weights;         /* 64-byte aligned */
 };
 
 /* Sets up the parameter table (weights zeroed).  Returns 0, or -1 with a
