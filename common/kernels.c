@@ -58,6 +58,23 @@ INLINE vf load_any(const float *p)
     return x;
 }
 INLINE void store_any(float *p, vf x) { memcpy(p, &x, sizeof x); }
+/* the first n (< LANES) floats at p, the other lanes zero; reads nothing
+ * past them */
+INLINE vf load_first(const float *p, int n)
+{
+#if LANES == 16
+    return (vf)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
+#elif LANES == 8
+    __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n),
+                                      _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return (vf)_mm256_maskload_ps(p, mask);
+#else
+    vf x = {0};
+    for (int l = 0; l < n; l++)
+        x[l] = p[l];
+    return x;
+#endif
+}
 
 INLINE float sum_lanes(vf v)
 {
@@ -575,12 +592,19 @@ INLINE vf fold(const vf acc[LANES])
 
 /* TILE_DS_OC × TILE_DS_Q = LANES sums: one fold per tile. */
 #if LANES == 16
-enum { TILE_DS_OC = 2, TILE_DS_Q = 8 };
+enum { TILE_DS_OC = 4, TILE_DS_Q = 4 };
 #elif LANES == 8
 enum { TILE_DS_OC = 2, TILE_DS_Q = 4 };
 #else
 enum { TILE_DS_OC = 2, TILE_DS_Q = 2 };
 #endif
+
+INLINE void outer_products(vf acc[LANES], const vf dv[TILE_DS_OC], const vf xv[TILE_DS_Q])
+{
+    for (int o = 0; o < TILE_DS_OC; o++)
+        for (int t = 0; t < TILE_DS_Q; t++)
+            acc[o * TILE_DS_Q + t] += dv[o] * xv[t];
+}
 
 /* Output channels oc0 .., items q0 .. (q = c·T + t, the weight's own
  * order) of conv_shift_dweight; rows past OC or C·T repeat the last and
@@ -588,7 +612,7 @@ enum { TILE_DS_OC = 2, TILE_DS_Q = 2 };
 INLINE void shift_dweight_tile(float *dweight, const float *dout, size_t dout_stride,
                                size_t dout_item, const float *in, size_t in_stride,
                                size_t in_item, const int *off, int T, int C, int OC,
-                               size_t P, int n, int oc0, int q0)
+                               size_t P, int n, int oc0, int q0, const int tail)
 {
     int CT = C * T;
     size_t dfrom[TILE_DS_OC], xfrom[TILE_DS_Q];
@@ -601,17 +625,25 @@ INLINE void shift_dweight_tile(float *dweight, const float *dout, size_t dout_st
     vf acc[LANES];
     for (int j = 0; j < LANES; j++)
         acc[j] = (vf){0};
+    size_t whole = P / LANES * LANES;
     for (int i = 0; i < n; i++) {
         const float *d = dout + (size_t)i * dout_item, *x = in + (size_t)i * in_item;
-        for (size_t p = 0; p < P; p += LANES) {
+        for (size_t p = 0; p < whole; p += LANES) {
             vf dv[TILE_DS_OC], xv[TILE_DS_Q];
             for (int o = 0; o < TILE_DS_OC; o++)
                 dv[o] = load_any(d + dfrom[o] + p);
             for (int t = 0; t < TILE_DS_Q; t++)
                 xv[t] = load_any(x + xfrom[t] + p);
+            outer_products(acc, dv, xv);
+        }
+        if (tail) {   /* the last positions, zeros in the other lanes */
+            int rest = (int)(P - whole);
+            vf dv[TILE_DS_OC], xv[TILE_DS_Q];
             for (int o = 0; o < TILE_DS_OC; o++)
-                for (int t = 0; t < TILE_DS_Q; t++)
-                    acc[o * TILE_DS_Q + t] += dv[o] * xv[t];
+                dv[o] = load_first(d + dfrom[o] + whole, rest);
+            for (int t = 0; t < TILE_DS_Q; t++)
+                xv[t] = load_first(x + xfrom[t] + whole, rest);
+            outer_products(acc, dv, xv);
         }
     }
     vf sums = fold(acc);
@@ -629,17 +661,25 @@ static void NAME(conv_shift_dweight)(float *dweight, const float *dout, size_t d
      * dout is small (a few rows: the linear layer as dot products), in's
      * rows are the outer loop, so that each is read from memory once and
      * dout stays in L1; otherwise dout's. */
+#define SHIFT_DW_TILE(tail)                                                                \
+    shift_dweight_tile(dweight, dout, dout_stride, dout_item, in, in_stride, in_item, off, \
+                       T, C, OC, P, n, oc0, q0, tail)
+#define SHIFT_DW_TILES    /* the tail's code only where there is one: 1.4x */ \
+    if (P % LANES)                                                             \
+        SHIFT_DW_TILE(1);                                                      \
+    else                                                                       \
+        SHIFT_DW_TILE(0)
     if ((size_t)n * OC * P <= 8192) {
         for (int q0 = 0; q0 < C * T; q0 += TILE_DS_Q)
             for (int oc0 = 0; oc0 < OC; oc0 += TILE_DS_OC)
-                shift_dweight_tile(dweight, dout, dout_stride, dout_item, in, in_stride,
-                                   in_item, off, T, C, OC, P, n, oc0, q0);
+                SHIFT_DW_TILES;
         return;
     }
     for (int oc0 = 0; oc0 < OC; oc0 += TILE_DS_OC)
         for (int q0 = 0; q0 < C * T; q0 += TILE_DS_Q)
-            shift_dweight_tile(dweight, dout, dout_stride, dout_item, in, in_stride, in_item,
-                               off, T, C, OC, P, n, oc0, q0);
+            SHIFT_DW_TILES;
+#undef SHIFT_DW_TILES
+#undef SHIFT_DW_TILE
 }
 
 /* ---- products with the outputs in lanes (Winograd's) ----------------------- */

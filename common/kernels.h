@@ -75,8 +75,10 @@ struct amil_kernels {
     /* conv_shift's weight gradient, over n items (images or patches):
      * dweight (OC, C·T) += Σ over i < n, p < P of
      * dout[i·dout_item + oc·dout_stride + p] ·
-     * in[i·in_item + c·in_stride + p + off[t]], at [oc][c·T + t]; P a
-     * multiple of lanes, no alignment asked. */
+     * in[i·in_item + c·in_stride + p + off[t]], at [oc][c·T + t]; no
+     * alignment asked, nothing read past position P - 1.  With one item
+     * and one tap, rows of dot products: out (OC, C) += dout (OC, P) ·
+     * in (C, P)ᵀ (model.c's linear layer, nn.c's small linear layers). */
     void (*conv_shift_dweight)(float *dweight, const float *dout, size_t dout_stride,
                                size_t dout_item, const float *in, size_t in_stride,
                                size_t in_item, const int *off, int T, int C, int OC,

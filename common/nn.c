@@ -5,6 +5,7 @@
 
 #include <cblas.h>
 
+#include "kernels.h"
 #include "nn.h"
 #include "parallel.h"
 
@@ -270,9 +271,15 @@ void amil_linear_forward(float *out, const float *inp, const float *weight,
     for (int n = 0; n < N; n++)
         for (int o = 0; o < OC; o++)
             out[(size_t)n * OC + o] = bias ? bias[o] : 0;
+    const struct amil_kernels *k = amil_kernels();
     if (N == 1)   /* one row: read the weights once, not pack them (VGG19's 400 MB) */
         cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, weight, C, inp, 1, 1.0f, out, 1);
-    else
+    else if (N < 16 && k) {   /* a few rows: dot products, no packing (a 10-patch bag's
+                                 attention: 3x faster than SGEMM) */
+        int tap = 0;
+        k->conv_shift_dweight(out, inp, (size_t)C, 0, weight, (size_t)C, 0, &tap, 1, OC, N,
+                              (size_t)C, 1);
+    } else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight,
                     C, 1.0f, out, OC);
 }

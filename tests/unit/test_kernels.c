@@ -334,13 +334,17 @@ static void shifted_convolution(void **state)
 
 /* The weight gradient of shifted products against a double loop: several
  * items with strides longer than their data, a tap count and a channel
- * count that are not multiples of the tile, offsets along rows and down. */
+ * count that are not multiples of the tile, offsets along rows and down,
+ * position counts past whole vectors; and rows of dot products (one item,
+ * one tap: the linear layers' use). */
 static void shift_dweight_check(const struct amil_kernels *k)
 {
-    const int cases[][5] = {{20, 50, 5, 3, 4}, {3, 7, 3, 2, 1}, {1, 20, 5, 4, 10}};
-    for (int t = 0; t < 3; t++) {
+    /* C, OC, K, vectors, items, positions past the last whole vector */
+    const int cases[][6] = {{20, 50, 5, 3, 4, 0}, {3, 7, 3, 2, 1, 5}, {1, 20, 5, 4, 10, 3},
+                            {500, 10, 1, 31, 1, 4}};
+    for (int t = 0; t < 4; t++) {
         int C = cases[t][0], OC = cases[t][1], K = cases[t][2], T = K * K, n = cases[t][4];
-        size_t P = (size_t)cases[t][3] * k->lanes, width = 8;
+        size_t P = (size_t)cases[t][3] * k->lanes + (size_t)cases[t][5], width = 8;
         int off[25];
         for (int i = 0; i < T; i++)
             off[i] = (int)((size_t)i / K * width + (size_t)(i % K) * 3);

@@ -266,6 +266,19 @@ static void linear(void **state)
         twice[i] *= 2;
     assert_close(dweight, twice, 65, 1e-6);
     free(d.inp), free(d.weight), free(d.bias), free(d.out), free(d.R);
+    /* each way of the forward: one row (GEMV), a few (dot products on the
+     * kernels, C past a whole vector), many (GEMM) */
+    const int rows[] = {1, 3, 40};
+    for (int i = 0; i < 3; i++) {
+        int N = rows[i], C = 37, OC = 9;
+        float *inp = random_floats((size_t)N * C, 1), *weight = random_floats((size_t)OC * C, 1);
+        float *bias = random_floats(OC, 1), *out = malloc(sizeof *out * N * OC);
+        float *want = malloc(sizeof *want * N * OC);
+        amil_linear_forward(out, inp, weight, bias, N, C, OC);
+        amil_linear_forward_reference(want, inp, weight, bias, N, C, OC);
+        assert_close(out, want, (size_t)N * OC, 1e-5);
+        free(inp), free(weight), free(bias), free(out), free(want);
+    }
 }
 
 /* ---- softmax, layout, losses -------------------------------------------- */
