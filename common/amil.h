@@ -161,5 +161,9 @@ void amil_meta_setf(struct amil_record *r, const char *key, const char *fmt, ...
  * -1 present but not such an integer (with a message). */
 int amil_meta_long(const struct amil_record *r, const char *key, long min,
                    long max, long *out);
+/* Which image of its source file a record was cut from: image_index (set
+ * by bagify from the second image of a stream on), 0 when absent; -1 with a
+ * message when malformed. */
+long amil_image_index(const struct amil_record *r);
 
 #endif

@@ -110,8 +110,27 @@ static void netpbm_init(void)
 
 /* The variables that live across setjmp are volatile or static, as C11
  * 7.13.2.1 asks. */
+/* The fewest bytes a netpbm raster of this header can take: raw formats
+ * exactly their size, plain ones a digit per sample (PBM) or a digit and a
+ * separator (PGM, PPM). */
+static double netpbm_least_bytes(const struct pam *pam)
+{
+    double samples = (double)pam->width * pam->height * pam->depth;
+    switch (pam->format) {
+    case RPBM_FORMAT:
+        return ((double)pam->width + 7) / 8 * pam->height;
+    case PBM_FORMAT:
+        return samples;
+    case PGM_FORMAT:
+    case PPM_FORMAT:
+        return 2 * samples - 1;
+    default:
+        return samples * (pam->maxval > 255 ? 2 : 1);
+    }
+}
+
 static int decode_netpbm(const unsigned char *data, size_t len, int channels,
-                         long max_pixels, struct amil_image *img)
+                         long max_pixels, struct amil_image *img, size_t *used)
 {
     netpbm_init();
     FILE *volatile f = fmemopen((void *)data, len, "rb");
@@ -136,6 +155,16 @@ static int decode_netpbm(const unsigned char *data, size_t len, int channels,
         fclose(f);
         return pam.depth < 1 ? amil_fail("netpbm image has depth 0") : -1;
     }
+    /* a header claiming more pixels than the file can hold is refused
+     * before the raster is allocated */
+    long header = ftell(f);
+    if (header < 0 || netpbm_least_bytes(&pam) > (double)(len - (size_t)header)) {
+        pm_setjmpbuf(NULL);
+        fclose(f);
+        return amil_fail("truncated netpbm image: %d×%d needs %.0f bytes of pixels, the "
+                         "file has %zu", pam.width, pam.height, netpbm_least_bytes(&pam),
+                         header < 0 ? 0 : len - (size_t)header);
+    }
     int depth = pam.depth < 4 ? (int)pam.depth : 4;
     size_t count = (size_t)pam.width * pam.height;
     raw = malloc(count * depth);
@@ -155,6 +184,8 @@ static int decode_netpbm(const unsigned char *data, size_t len, int channels,
     }
     pm_setjmpbuf(NULL);
     pnm_freepamrow(row);
+    long end = ftell(f);
+    *used = end > 0 ? (size_t)end : len;
     fclose(f);
     /* PBM's 1 is black, and libnetpbm gives it as 0 (maxval 1): it already
      * reads as a gray level, so nothing special is needed. */
@@ -171,17 +202,90 @@ static int decode_netpbm(const unsigned char *data, size_t len, int channels,
     return 0;
 }
 
+static uint32_t le16(const unsigned char *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
+static uint32_t le32(const unsigned char *p) { return le16(p) | le16(p + 2) << 16; }
+
+/* stb_image fills pixels missing from a short BMP or TGA with zeros, and a
+ * TGA has no magic number: a 48-byte file had become 680 MB of pixels.  So
+ * for these formats the size a header claims is checked against the file
+ * first: uncompressed data exactly; run-length TGA at its largest
+ * expansion (a packet of 1 + B bytes gives at most 128 pixels).  stb_image
+ * reads BMPs without compression only.  Returns 0, or -1 with a message. */
+static int check_bmp(const unsigned char *d, size_t len)
+{
+    if (len < 34)
+        return 0;   /* stb_image refuses it */
+    uint32_t offset = le32(d + 10), info = le32(d + 14);
+    int64_t w, h;
+    uint32_t bpp, compression = 0;
+    if (info == 12) {   /* OS/2 */
+        w = le16(d + 18), h = le16(d + 20), bpp = le16(d + 24);
+    } else {
+        w = (int32_t)le32(d + 18), h = (int32_t)le32(d + 22), bpp = le16(d + 28);
+        compression = le32(d + 30);
+    }
+    if (compression != 0 && compression != 3)
+        return 0;
+    h = h < 0 ? -h : h;   /* negative: rows top down */
+    w = w < 0 ? -w : w;
+    double need = (double)((w * bpp + 31) / 32 * 4) * (double)h;   /* rows of whole words */
+    if (offset > len || need > (double)(len - offset))
+        return amil_fail("truncated BMP: %lld×%lld at %u bits needs %.0f bytes of pixels, "
+                         "the file has %zu", (long long)w, (long long)h, bpp, need,
+                         offset > len ? 0 : len - offset);
+    return 0;
+}
+
+static int check_tga(const unsigned char *d, size_t len)
+{
+    if (len < 18)
+        return 0;
+    int type = d[2];
+    uint32_t w = le16(d + 12), h = le16(d + 14), bytes = (d[16] + 7u) / 8;
+    size_t start = 18 + (size_t)d[0] + (d[1] ? (size_t)le16(d + 5) * ((d[7] + 7u) / 8) : 0);
+    if (start > len)
+        return amil_fail("truncated TGA: its header and colour map need %zu bytes, the "
+                         "file has %zu", start, len);
+    double pixels = (double)w * h, have = (double)(len - start);
+    if ((type >= 1 && type <= 3 && pixels * bytes > have) ||
+        (type >= 9 && type <= 11 && pixels > 128 * have / (1 + bytes)))
+        return amil_fail("truncated TGA: %u×%u pixels cannot come from %zu bytes", w, h,
+                         len - start);
+    return 0;
+}
+
+/* Which of stb_image's formats, by the magic numbers stb_image tests; a
+ * TGA is what has none of them. */
+static int is_magic(const unsigned char *d, size_t len, const char *magic, size_t n)
+{
+    return len >= n && memcmp(d, magic, n) == 0;
+}
+
+static int check_claimed_size(const unsigned char *d, size_t len)
+{
+    if (is_magic(d, len, "BM", 2))
+        return check_bmp(d, len);
+    if (is_magic(d, len, "\x89PNG", 4))
+        return 0;   /* checked by amil_png_decode */
+    if (is_magic(d, len, "\xff\xd8", 2) || is_magic(d, len, "GIF8", 4) ||
+        is_magic(d, len, "8BPS", 4) || is_magic(d, len, "\x53\x80\xf6\x34", 4) ||
+        is_magic(d, len, "#?", 2))
+        return 0;   /* JPEG, GIF, PSD, PIC, HDR: compressed; --max-pixels bounds them */
+    return check_tga(d, len);
+}
+
 int amil_image_decode(const unsigned char *data, size_t len, int channels,
-                      long max_pixels, struct amil_image *img)
+                      long max_pixels, struct amil_image *img, size_t *used)
 {
     memset(img, 0, sizeof *img);
     if (len == 0)
         return amil_fail("empty file");
+    *used = len;   /* stb_image's formats: the whole buffer */
     if (len >= 2 && data[0] == 'P' && data[1] >= '1' && data[1] <= '7')
-        return decode_netpbm(data, len, channels, max_pixels, img);
+        return decode_netpbm(data, len, channels, max_pixels, img, used);
     int width, height, comp;
     unsigned char *native;
-    int png = amil_png_decode(data, len, max_pixels, &native, &width, &height, &comp);
+    int png = amil_png_decode(data, len, max_pixels, &native, &width, &height, &comp, used);
     if (png < 0)
         return -1;
     if (png == 0) {
@@ -201,7 +305,8 @@ int amil_image_decode(const unsigned char *data, size_t len, int channels,
         return amil_fail("file too large for stb_image");
     if (!stbi_info_from_memory(data, (int)len, &width, &height, &comp))
         return amil_fail("not an image (%s)", stbi_failure_reason());
-    if (amil_image_check_size(width, height, max_pixels) < 0)
+    if (amil_image_check_size(width, height, max_pixels) < 0 ||
+        check_claimed_size(data, len) < 0)
         return -1;
     unsigned char *rgb = stbi_load_from_memory(data, (int)len, &width, &height, &comp, 3);
     if (!rgb)
@@ -221,16 +326,50 @@ int amil_image_decode(const unsigned char *data, size_t len, int channels,
     return img->pixels ? 0 : amil_fail("out of memory");
 }
 
-int amil_image_load(const char *path, int channels, long max_pixels,
+/* Whether the bytes from `from` on hold nothing but padding (whitespace
+ * or NULs), which some writers leave after an image. */
+static int only_padding(const unsigned char *data, size_t from, size_t len)
+{
+    for (size_t i = from; i < len; i++)
+        if (data[i] != 0 && data[i] != ' ' && data[i] != '\n' && data[i] != '\r' &&
+            data[i] != '\t')
+            return 0;
+    return 1;
+}
+
+int amil_image_next(const unsigned char *data, size_t len, size_t *at, int channels,
+                    long max_pixels, struct amil_image *img)
+{
+    memset(img, 0, sizeof *img);
+    if (*at > 0 && only_padding(data, *at, len))
+        return 0;
+    size_t used;
+    if (amil_image_decode(data + *at, len - *at, channels, max_pixels, img, &used) < 0)
+        return -1;
+    *at += used;
+    return 1;
+}
+
+int amil_image_load(const char *path, long index, int channels, long max_pixels,
                     struct amil_image *img)
 {
-    size_t len;
+    if (index < 0)   /* a malformed index: the message is set */
+        return -1;
+    size_t len, at = 0;
     unsigned char *data = amil_slurp(path, &len);
     if (!data)
         return -1;
-    int status = amil_image_decode(data, len, channels, max_pixels, img);
+    int status;
+    for (long i = 0;; i++) {
+        status = amil_image_next(data, len, &at, channels, max_pixels, img);
+        if (status <= 0 || i == index)
+            break;
+        amil_image_free(img);
+    }
     free(data);
-    return status;
+    if (status == 0)
+        return amil_fail("holds no image %ld", index);
+    return status < 0 ? -1 : 0;
 }
 
 /* stb_image_write's sink: fwrite() leaves ferror() set when it fails. */

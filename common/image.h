@@ -24,18 +24,28 @@ static inline unsigned char amil_luma(const unsigned char *rgb)
                             0x8000u) >> 16);
 }
 
-/* Decodes an image held in memory into 1 or 3 channels.  Color to gray is
- * PIL's convert("L"): (19595 R + 38470 G + 7471 B + 2^15) >> 16; gray to
- * color repeats the value; alpha is dropped; netpbm maxvals other than 255
- * are scaled to 0..255.  Returns 0, or -1 with a message (not an image,
- * truncated, too large, empty). */
+/* Decodes the first image held in memory into 1 or 3 channels.  Color to
+ * gray is PIL's convert("L"): (19595 R + 38470 G + 7471 B + 2^15) >> 16;
+ * gray to color repeats the value; alpha is dropped; netpbm maxvals other
+ * than 255 are scaled to 0..255.  *used: the image's bytes (a PNG to its
+ * IEND, a netpbm image to its last row; other formats the whole buffer),
+ * where a stream of several images has its next.  A header that claims
+ * more pixels than the bytes can hold (a PNG's compressed data at
+ * deflate's largest ratio, uncompressed BMP, TGA and netpbm rasters
+ * exactly) is refused before anything is allocated.  Returns 0, or -1 with
+ * a message (not an image, truncated, too large, empty). */
 int amil_image_decode(const unsigned char *data, size_t len, int channels,
-                      long max_pixels, struct amil_image *img);
+                      long max_pixels, struct amil_image *img, size_t *used);
+/* The image at *at of a buffer that may hold several (netpbm streams,
+ * concatenated PNGs): 1 and *at moved past it, 0 when only padding is left
+ * (never for *at = 0), -1 with a message. */
+int amil_image_next(const unsigned char *data, size_t len, size_t *at, int channels,
+                    long max_pixels, struct amil_image *img);
 /* Reads a whole file ("-" is stdin) into memory: returns the buffer and its
  * length, or NULL with a message. */
 unsigned char *amil_slurp(const char *path, size_t *len);
-/* amil_slurp() then amil_image_decode(). */
-int amil_image_load(const char *path, int channels, long max_pixels,
+/* Image number index (0: the first) of a file ("-" is stdin). */
+int amil_image_load(const char *path, long index, int channels, long max_pixels,
                     struct amil_image *img);
 void amil_image_free(struct amil_image *img);
 
@@ -43,9 +53,10 @@ void amil_image_free(struct amil_image *img);
 int amil_image_check_size(long width, long height, long max_pixels);
 /* The fast PNG path (png.c): 0 decoded into *pixels with *comp channels
  * (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA), 1 not a PNG it handles (leave it
- * to stb_image), -1 a broken PNG, with a message. */
+ * to stb_image; *used is set if it is a PNG), -1 a broken PNG, with a
+ * message. */
 int amil_png_decode(const unsigned char *data, size_t len, long max_pixels,
-                    unsigned char **pixels, int *width, int *height, int *comp);
+                    unsigned char **pixels, int *width, int *height, int *comp, size_t *used);
 
 int amil_image_write_png(FILE *f, const struct amil_image *img);
 int amil_image_write_pam(FILE *f, const struct amil_image *img);

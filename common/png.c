@@ -93,14 +93,20 @@ static int unfilter(unsigned char *raw, size_t height, size_t rowbytes, size_t b
     return 0;
 }
 
+/* deflate's largest expansion: a 258-byte match in about two bits, so
+ * 1032 bytes out per byte in (zlib's technical notes), plus room for the
+ * stream's header and a final block */
+#define INFLATE_RATIO 1032
+#define INFLATE_SLACK 1024
+
 int amil_png_decode(const unsigned char *data, size_t len, long max_pixels,
-                    unsigned char **pixels, int *width, int *height, int *comp)
+                    unsigned char **pixels, int *width, int *height, int *comp, size_t *used)
 {
     static const unsigned char signature[8] = {137, 'P', 'N', 'G', '\r', '\n', 26, '\n'};
     if (len < 8 || memcmp(data, signature, 8) != 0)
         return 1;
     uint32_t w = 0, h = 0;
-    int color_type = -1;
+    int color_type = -1, depth = 0, interlace = 0;
     unsigned char palette[256][3];
     size_t palette_size = 0, idat_len = 0, pos = 8;
     int ended = 0;
@@ -121,15 +127,15 @@ int amil_png_decode(const unsigned char *data, size_t len, long max_pixels,
             if (body[10] != 0 || body[11] != 0)   /* compression, filter method */
                 return amil_fail("corrupt PNG: unknown compression or filter method");
             w = be32(body), h = be32(body + 4);
-            color_type = body[9];
+            depth = body[8], color_type = body[9], interlace = body[12];
             if (w > INT32_MAX || h > INT32_MAX ||
                 amil_image_check_size(w, h, max_pixels) < 0)
                 return -1;
-            if (body[8] != 8 || body[12] != 0)   /* bit depth, interlace */
-                return 1;
             if (color_type != 0 && color_type != 2 && color_type != 3 &&
                 color_type != 4 && color_type != 6)
                 return amil_fail("corrupt PNG: colour type %d", color_type);
+            if (depth != 1 && depth != 2 && depth != 4 && depth != 8 && depth != 16)
+                return amil_fail("corrupt PNG: bit depth %d", depth);
         } else if (memcmp(type, "PLTE", 4) == 0) {
             if (n % 3 || n > 768)
                 return amil_fail("corrupt PNG: bad palette");
@@ -142,6 +148,17 @@ int amil_png_decode(const unsigned char *data, size_t len, long max_pixels,
         }
         pos += 12 + (size_t)n;
     }
+    *used = pos;
+    /* The rows' bytes (without filter bytes, fewer than interlacing has)
+     * against what the compressed data can hold at most: a PNG of a few
+     * bytes claiming a gigapixel is refused before anything is allocated. */
+    int channels = color_type == 2 ? 3 : color_type == 4 ? 2 : color_type == 6 ? 4 : 1;
+    double least = (double)h * (((double)w * depth * channels + 7) / 8);
+    if (least > (double)idat_len * INFLATE_RATIO + INFLATE_SLACK)
+        return amil_fail("truncated PNG: %zu bytes of compressed data cannot hold %u×%u "
+                         "pixels", idat_len, (unsigned)w, (unsigned)h);
+    if (depth != 8 || interlace != 0)   /* stb_image's, from here */
+        return 1;
     if (color_type == 3 && palette_size == 0)
         return amil_fail("corrupt PNG: no palette");
 

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,9 +39,11 @@ static const struct {
     [AMIL_F64] = {"F64", 8},
 };
 
-/* Reads of data grow in steps of this much, so that a record claiming
- * gigabytes on a stream that ends early costs little memory. */
-#define READ_STEP (64u << 20)
+/* A read of a header or a tensor starts with a buffer of this much and
+ * doubles it as the bytes arrive, so that a record claiming gigabytes on a
+ * stream that ends early costs about what it holds (an 8-byte stream
+ * claiming a 100 MB header had reserved 64 MiB). */
+#define READ_FIRST (64u << 10)
 /* JSON numbers are doubles; integers above 2^53 are not exact. */
 #define MAX_JSON_INT 9007199254740992.0
 
@@ -363,7 +366,7 @@ static uint64_t le64(const unsigned char *b)
  * buffer (NULL if memory ran out) and the count read in *got. */
 static unsigned char *read_growing(FILE *f, size_t n, size_t *got)
 {
-    size_t cap = n < READ_STEP ? n : READ_STEP, have = 0;
+    size_t cap = n < READ_FIRST ? n : READ_FIRST, have = 0;
     unsigned char *buf = malloc(cap ? cap : 1);
     while (buf && have < n) {
         if (have == cap) {
@@ -677,6 +680,12 @@ int amil_meta_long(const struct amil_record *r, const char *key, long min, long 
         return amil_fail_in(where);
     }
     return 1;
+}
+
+long amil_image_index(const struct amil_record *r)
+{
+    long index = 0;
+    return amil_meta_long(r, "image_index", 0, LONG_MAX, &index) < 0 ? -1 : index;
 }
 
 /* Maps a regular file of length bytes from fd and parses its first record

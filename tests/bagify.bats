@@ -199,7 +199,7 @@ meta() { recinfo | awk -v k="$1" '$1 == k && $2 == "=" { print $3 }'; }
     for case in "missing.png:No such file or directory" "text.png:not an image" \
                 "truncated.png:truncated PNG" "empty.png:empty file" \
                 "huge.pgm:over the limit of 268435456 pixels" \
-                "tiny.pam:smaller than one 28×28 patch" "short.ppm:not a valid netpbm image"; do
+                "tiny.pam:smaller than one 28×28 patch" "short.ppm:truncated netpbm image"; do
         f=$T/${case%%:*}
         run bash -c "bagify '$f' > '$T/out'"
         [ "$status" -eq 1 ] || { echo "$case: status $status"; return 1; }
@@ -246,6 +246,41 @@ meta() { recinfo | awk -v k="$1" '$1 == k && $2 == "=" { print $3 }'; }
     # the 512x512 IHC image: 18 x 18 patches from (4, 4)
     [ "$(bagify "$IHC" | recinfo -t coords | head -n 1)" = "4	4" ]
     [ "$(bagify "$IHC" | recinfo -t coords | wc -l)" -eq 324 ]
+}
+
+# A stream holds several images by design (netpbm's, cat of PNGs): each
+# becomes a record; from the second on the record says which (image_index),
+# and stitch draws on that one.  Bytes after an image that are not one are
+# an error naming the image, after the records of those before it.
+@test "bagify: every image of a stream is a record" {
+    pngtopam "$BREAKHIS" > "$T/a.pam"
+    pngtopam "$IHC" > "$T/b.pam"
+    cat "$T/a.pam" "$T/b.pam" "$T/a.pam" > "$T/three.pam"
+    bagify "$T/three.pam" > "$T/bags"
+    [ "$(recinfo -j "$T/bags" | wc -l)" -eq 3 ]
+    cat "$T/three.pam" | bagify - > "$T/piped"
+    [ "$(recinfo -j "$T/piped" | wc -l)" -eq 3 ]
+    run recinfo "$T/bags"
+    [[ "$output" != *"record 0"*"image_index"*"record 1"* ]]
+    [[ "$output" == *"image_index = 1"*"image_index = 2"* ]]
+    # the second is the IHC image: 512x512, 324 patches
+    bagify "$IHC" | recinfo -t coords > "$T/ihc.coords"
+    [ "$(recinfo -t coords "$T/bags" | sed -n '401,724p' | cmp - "$T/ihc.coords" && echo same)" = same ]
+    # PNGs one after another, likewise; stitch draws on the second image
+    cat "$BREAKHIS" "$IHC" > "$T/two.png"
+    [ "$(bagify "$T/two.png" | recinfo -j | wc -l)" -eq 2 ]
+    bagify "$T/two.png" | recpass -a darkness | stitch -d "$T/pictures"
+    [[ "$(pngtopam "$T/pictures/two.png" | pamfile)" == *"700 by 460"* ]]
+    [[ "$(pngtopam "$T/pictures/two-1.png" | pamfile)" == *"512 by 512"* ]]
+    # junk after an image: the first is written, then an error naming image 1
+    { cat "$BREAKHIS"; printf 'not an image at all'; } > "$T/junk.png"
+    run bash -c 'bagify "$1" > "$2"' _ "$T/junk.png" "$T/out"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "bagify: $T/junk.png: image 1 (at byte "*"): not an image"* ]] || { echo "$output"; return 1; }
+    [ "$(recinfo -j "$T/out" | wc -l)" -eq 1 ]
+    # padding after an image is not an image
+    { cat "$BREAKHIS"; printf '\n\n'; } > "$T/padded.png"
+    [ "$(bagify "$T/padded.png" | recinfo -j | wc -l)" -eq 1 ]
 }
 
 @test "bagify -w: the whole image, every pixel as netpbm decodes it" {

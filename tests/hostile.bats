@@ -9,6 +9,7 @@ load lib
 setup() {
     T=$BATS_TEST_TMPDIR
     python3 "$BATS_TEST_DIRNAME/hostile/models.py" "$T"
+    python3 "$BATS_TEST_DIRNAME/hostile/images.py" "$T"
     bagify "$BREAKHIS" > "$T/bag"
 }
 
@@ -54,6 +55,24 @@ run_limited() {
         [ "$status" -eq 1 ]
         [[ "$output" == "$prog: $T/vgg19.safetensors: tensor 'features.0.weight' is missing"* ]] \
             || { echo "$output"; return 1; }
+        assert_empty "$T/out"
+    done
+}
+
+# Images of a few dozen bytes claiming hundreds of megabytes of pixels
+# (tests/hostile/images.py): refused as truncated from their headers, with
+# the address space capped at 200 MiB (decoding them had taken 657 MB to
+# 1.5 GB, and the TGA had become a 680 MB bag, exit 0).
+@test "hostile images: headers that claim more pixels than the file holds" {
+    for case in "bomb.png:truncated PNG: 11 bytes of compressed data cannot hold 16384×16384" \
+                "bomb.pam:truncated netpbm image: 16384×16384 needs 805306368 bytes" \
+                "bomb.bmp:truncated BMP: 24×9306132 at 24 bits needs 670041504 bytes" \
+                "bomb.tga:truncated TGA: 65535×4096 pixels cannot come from 30 bytes" \
+                "raw.tga:truncated TGA: 4096×4096 pixels cannot come from 30 bytes"; do
+        f=${case%%:*}
+        run bash -c 'ulimit -v 204800; bagify "$1" > "$2"' _ "$T/$f" "$T/out"
+        [ "$status" -eq 1 ] || { echo "$f: status $status: $output"; return 1; }
+        [[ "$output" == "bagify: $T/$f: ${case#*:}"* ]] || { echo "$output"; return 1; }
         assert_empty "$T/out"
     done
 }

@@ -303,11 +303,10 @@ static void set_breakhis(struct amil_record *r, const struct amil_breakhis *bh,
     amil_meta_set(r, "sequence", bh->sequence);
 }
 
-static int bagify_one(const struct cmdline *cl, const char *path, struct amil_record *r)
+/* Cuts image number index of file path (img, which it frees) into r. */
+static int bagify_one(const struct cmdline *cl, const char *path, struct amil_image img,
+                      long index, struct amil_record *r)
 {
-    struct amil_image img;
-    if (amil_image_load(path, 3, cl->max_pixels, &img) < 0)
-        return -1;
     long y0 = 0, x0 = 0, rows = 0, cols = 0, crop_height = 0, crop_width = 0;
     if (!cl->whole && (place(cl, img.height, &y0, &rows, &crop_height) < 0 ||
                        place(cl, img.width, &x0, &cols, &crop_width) < 0)) {
@@ -322,6 +321,8 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_re
     amil_record_init(r);
     amil_meta_set(r, "kind", "bag");
     amil_meta_set(r, "source", path);
+    if (index > 0)   /* the second image of a stream on: stitch finds it by this */
+        amil_meta_setf(r, "image_index", "%ld", index);
     int bad_label = 0;
     set_label(cl, path, &bh, is_breakhis, r, &bad_label);
     if (bad_label) {
@@ -420,6 +421,38 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_re
     return 0;
 }
 
+/* Every image of a file (netpbm streams and concatenated PNGs hold
+ * several), a record each, written as it is made.  Returns 0, or -1 with a
+ * message naming the image when it is not the first. */
+static int bagify_file(const struct cmdline *cl, const char *path)
+{
+    size_t len, at = 0;
+    unsigned char *data = amil_slurp(path, &len);
+    if (!data)
+        return -1;
+    int status = 0;
+    for (long index = 0;; index++) {
+        struct amil_image img;
+        struct amil_record r;
+        size_t start = at;
+        int got = amil_image_next(data, len, &at, 3, cl->max_pixels, &img);
+        if (got == 0)
+            break;
+        if (got < 0 || bagify_one(cl, path, img, index, &r) < 0) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", amil_error());
+            status = index > 0 ? amil_fail("image %ld (at byte %zu): %s", index, start, why)
+                               : -1;
+            break;
+        }
+        if (amil_write(stdout, &r) < 0)
+            amil_die("writing the record of %s:", path);
+        amil_record_free(&r);
+    }
+    free(data);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     amil_init(argc, argv);
@@ -427,18 +460,12 @@ int main(int argc, char **argv)
     static char *stdin_only[] = {"-"};
     char **files = cl.nfiles ? cl.files : stdin_only;
     int nfiles = cl.nfiles ? cl.nfiles : 1, status = 0;
-    for (int i = 0; i < nfiles; i++) {
-        struct amil_record r;
-        if (bagify_one(&cl, files[i], &r) < 0) {
+    for (int i = 0; i < nfiles; i++)
+        if (bagify_file(&cl, files[i]) < 0) {
             amil_warn("%s: %s", files[i], amil_error());
             status = 1;
             if (!cl.keep_going)
                 break;
-            continue;
         }
-        if (amil_write(stdout, &r) < 0)
-            amil_die("writing the record of %s:", files[i]);
-        amil_record_free(&r);
-    }
     return amil_close_stdout() | status;
 }

@@ -261,7 +261,8 @@ static int explain(const struct cmdline *cl, const struct amil_model *m,
         struct amil_image img;
         if (!path || strcmp(path, "-") == 0)
             status = amil_fail("no image to draw on: give IMAGE");
-        else if (amil_image_load(path, 3, AMIL_MAX_PIXELS, &img) < 0)
+        else if (amil_image_load(path, cl->image ? 0 : amil_image_index(r), 3, AMIL_MAX_PIXELS,
+                                 &img) < 0)
             status = amil_fail_in(path);
         else if (img.width != width || img.height != height) {
             status = amil_fail("%s is %d×%d, but the record was cut from a %ld×%ld image",
@@ -395,7 +396,7 @@ static void explain_image(const struct cmdline *cl, const struct amil_cnn *m)
     if (!cl->image)
         amil_die("a CNN model explains an image: give IMAGE");
     struct amil_image img;
-    if (amil_image_load(cl->image, 3, AMIL_MAX_PIXELS, &img) < 0)
+    if (amil_image_load(cl->image, 0, 3, AMIL_MAX_PIXELS, &img) < 0)
         amil_die("%s: %s", cl->image, amil_error());
     int T = m->size;
     if (img.width < T || img.height < T)

@@ -434,7 +434,8 @@ static int stitch_one(const struct cmdline *cl, const struct amil_record *r, lon
                              image_path ? "standard input" : "unknown");
         /* heat draws in colour; the paper's picture keeps the bag's channels */
         int channels = cl->style == STYLE_PAPER && b.patches ? (int)b.patches->shape[3] : 3;
-        if (amil_image_load(image_path, channels, AMIL_MAX_PIXELS, &img) < 0)
+        if (amil_image_load(image_path, cl->image ? 0 : amil_image_index(r), channels,
+                            AMIL_MAX_PIXELS, &img) < 0)
             return amil_fail_in(image_path);
         long height = img.height, width = img.width;
         if (amil_meta_long(r, "image_height", 1, LONG_MAX, &height) < 0 ||

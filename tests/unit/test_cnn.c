@@ -224,7 +224,7 @@ static void against_torchvision(void **state)
 {
     (void)state;
     struct amil_image img;
-    if (amil_image_load(test_data("SOB_B_A-14-22549G-40-001.png"), 3, 1 << 24, &img) < 0)
+    if (amil_image_load(test_data("SOB_B_A-14-22549G-40-001.png"), 0, 3, 1 << 24, &img) < 0)
         fail_msg("%s", amil_error());
     FILE *f = fopen(test_data("cnn-fixture.safetensors"), "rb");
     if (!f)
