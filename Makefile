@@ -6,6 +6,8 @@
 #   make demo     a short run of the pipeline on the committed images
 #   make install  PREFIX=/usr/local (programs in bin/, man pages in share/man/)
 #   make check SAN=1   the same, built with AddressSanitizer and UBSan
+#   make fuzz     libFuzzer on each parser of untrusted bytes (tests/fuzz/),
+#                 FUZZ_SECONDS each [60]; FUZZ_TARGETS picks some
 
 PREFIX  ?= /usr/local
 CC      ?= cc
@@ -41,6 +43,16 @@ LIB_OBJ = $(LIB_SRC:common/%.c=$(BUILD)/common/%.o) $(ISAS:%=$(BUILD)/common/ker
 UNITS   = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 HELPERS = $(patsubst tests/helpers/%.c,%,$(wildcard tests/helpers/*.c))
 MANS    = $(wildcard man/*.[1-9])
+# tests/fuzz: a target per parser of untrusted bytes; make check replays
+# the committed corpus through each, under the sanitizers
+FUZZ_TARGETS ?= stream model image breakhis evaluate localize
+FUZZ_SECONDS ?= 60
+SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=all
+REPLAY_OBJ  = $(LIB_SRC:common/%.c=$(BUILD)/replay/%.o) $(ISAS:%=$(BUILD)/replay/kernels_%.o)
+REPLAY_BINS = $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz_%)
+FUZZ_OBJ    = $(LIB_SRC:common/%.c=build-fuzz/common/%.o) $(ISAS:%=build-fuzz/common/kernels_%.o)
+FUZZ_FLAGS  = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
 
 BINS    = $(PROGS:%=$(BUILD)/bin/%)
 UNIT_BINS   = $(UNITS:%=$(BUILD)/tests/%)
@@ -63,6 +75,31 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libamil.a common/*.h tests/u
 	$(CC) $(CFLAGS) $(AMIL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libamil.a $(LDLIBS) -lcmocka
 $(BUILD)/tests/%: tests/helpers/%.c $(BUILD)/libamil.a common/*.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(AMIL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libamil.a $(LDLIBS)
+# The fuzz targets: replayed (gcc, a sanitized copy of the library) and
+# fuzzed (clang's libFuzzer); amil_die() is wrapped (tests/fuzz/fuzz.h).
+$(BUILD)/replay/%.o: common/%.c common/*.h | $(BUILD)/replay
+	$(CC) $(AMIL_CFLAGS) $(SAN_FLAGS) -c -o $@ $<
+$(BUILD)/replay/kernels_%.o: common/kernels.c common/*.h | $(BUILD)/replay
+	$(CC) $(AMIL_CFLAGS) $(SAN_FLAGS) -ffp-contract=fast -DISA=$* $(KERNEL_FLAGS_$*) -c -o $@ $<
+$(BUILD)/replay/libamil.a: $(REPLAY_OBJ)
+	$(AR) rcs $@ $^
+$(BUILD)/tests/fuzz_%: tests/fuzz/%.c tests/fuzz/replay.c tests/fuzz/common.c tests/fuzz/fuzz.h \
+                       tools/*.c $(BUILD)/replay/libamil.a | $(BUILD)/tests
+	$(CC) $(AMIL_CFLAGS) $(SAN_FLAGS) -Itests/fuzz -Wl,--wrap=amil_die,--wrap=fopen,--wrap=fclose -o $@ tests/fuzz/$*.c \
+	    tests/fuzz/replay.c tests/fuzz/common.c $(BUILD)/replay/libamil.a $(LDLIBS)
+build-fuzz/common/%.o: common/%.c common/*.h | build-fuzz/common
+	clang $(AMIL_CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+# the kernels are GCC's vector extensions (clang has no __builtin_shuffle)
+# and no parser: compiled by $(CC), uninstrumented
+build-fuzz/common/kernels_%.o: common/kernels.c common/*.h | build-fuzz/common
+	$(CC) $(CFLAGS) $(AMIL_CFLAGS) -ffp-contract=fast -DISA=$* $(KERNEL_FLAGS_$*) -c -o $@ $<
+build-fuzz/libamil.a: $(FUZZ_OBJ)
+	$(AR) rcs $@ $^
+build-fuzz/fuzz_%: tests/fuzz/%.c tests/fuzz/common.c tests/fuzz/fuzz.h tools/*.c build-fuzz/libamil.a
+	clang $(AMIL_CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -Itests/fuzz -Wl,--wrap=amil_die,--wrap=fopen,--wrap=fclose \
+	    -o $@ tests/fuzz/$*.c tests/fuzz/common.c build-fuzz/libamil.a $(LDLIBS)
+build-fuzz/common:
+	mkdir -p $@
 # bench/*.sh's programs: the peers of PyTorch's side (step, cnn) and the
 # machine's own limits (peak, built without the library's flags).
 BENCH_BINS = $(BUILD)/bench/step $(BUILD)/bench/cnn $(BUILD)/bench/peak
@@ -70,7 +107,7 @@ $(BUILD)/bench/peak: bench/peak.c | $(BUILD)/bench
 	$(CC) -O2 -o $@ $<
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libamil.a common/*.h | $(BUILD)/bench
 	$(CC) $(CFLAGS) $(AMIL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libamil.a $(LDLIBS)
-$(BUILD)/common $(BUILD)/bin $(BUILD)/tests $(BUILD)/bench:
+$(BUILD)/common $(BUILD)/bin $(BUILD)/tests $(BUILD)/bench $(BUILD)/replay:
 	mkdir -p $@
 
 # Installs only what is missing, so a second run is a no-op.
@@ -88,23 +125,16 @@ check: deps
 	$(MAKE) all tests
 	@BUILD=$(BUILD) tests/run
 
-tests: $(BINS) $(UNIT_BINS) $(HELPER_BINS)
+tests: $(BINS) $(UNIT_BINS) $(HELPER_BINS) $(REPLAY_BINS)
 
-bench: $(BINS) $(HELPER_BINS) $(BENCH_BINS)
-
-demo: deps
-	$(MAKE) all $(HELPER_BINS)
-	@BUILD=$(BUILD) pipelines/demo.sh
-
-install: $(BINS)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
-	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
-	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin
-	for m in $(MANS); do \
-	    s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s; done
+# Each target FUZZ_SECONDS on its corpus (tests/fuzz/run.sh says how).
+fuzz:
+	@command -v clang >/dev/null || { echo "make fuzz needs clang (apt-get install clang)"; exit 1; }
+	$(MAKE) $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+	tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
-.PHONY: all deps check tests bench demo install clean
+.PHONY: all deps check tests bench demo install clean fuzz
 .SECONDARY:

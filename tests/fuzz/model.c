@@ -1,0 +1,36 @@
+/* model.c: model loading from a record: the A-MIL model (with its
+ * optimizer state, as train --resume reads a checkpoint) and the CNN
+ * baselines. */
+#include <string.h>
+
+#include "amil.h"
+#include "cnn.h"
+#include "fuzz.h"
+#include "model.h"
+#include "optim.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    FILE *f = fmemopen((void *)data, size, "rb");
+    if (!f)
+        return 0;
+    struct amil_stream s;
+    struct amil_record r;
+    amil_stream_open(&s, f, "fuzz");
+    if (amil_read(&s, &r) == 1) {
+        struct amil_model m;
+        if (amil_model_from_record(&m, &r) == 0) {
+            struct amil_optimizer o;
+            amil_optim_init(&o, AMIL_ADAM, m.nweights);
+            amil_optim_from_record(&o, m.params, m.nparams, &r);
+            amil_optim_free(&o);
+            amil_model_free(&m);
+        }
+        struct amil_cnn cnn;
+        if (amil_cnn_from_record(&cnn, &r) == 0)
+            amil_cnn_free(&cnn);
+        amil_record_free(&r);
+    }
+    fclose(f);
+    return 0;
+}

@@ -1,0 +1,22 @@
+/* stream.c: the record stream reader (amil_read), every record of a
+ * stream, as featurize, attend and the rest read their input. */
+#include "amil.h"
+#include "fuzz.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    FILE *f = fmemopen((void *)data, size, "rb");
+    if (!f)
+        return 0;
+    struct amil_stream s;
+    struct amil_record r;
+    amil_stream_open(&s, f, "fuzz");
+    while (amil_read(&s, &r) == 1) {
+        for (size_t i = 0; i < r.ntensors; i++)   /* touch every byte it claims */
+            if (r.tensors[i].nbytes)
+                ((volatile uint8_t *)r.tensors[i].data)[r.tensors[i].nbytes - 1] ^= 0;
+        amil_record_free(&r);
+    }
+    fclose(f);
+    return 0;
+}
