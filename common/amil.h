@@ -34,6 +34,25 @@ void amil_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Flushes and closes stdout; returns the exit status (1 if it failed). */
 int amil_close_stdout(void);
 
+/* An output file (output.c) that holds either its old bytes or all the new
+ * ones, never a part: written to PATH.tmp.PID beside it, flushed to disk
+ * and renamed over it by amil_output_commit; amil_output_abort (or a failed
+ * commit) removes the temporary.  A path that is not a regular file (a
+ * device, a FIFO) is written in place.  Failures say which path and why
+ * (errno's words).  Return 0, or -1 with a message. */
+struct amil_output {
+    FILE *file;
+    char *path, *temporary;
+};
+int amil_output_open(struct amil_output *o, const char *path);
+int amil_output_commit(struct amil_output *o);
+void amil_output_abort(struct amil_output *o);
+/* Whether two paths name one file (device and inode); whether a path is
+ * the regular file on standard input.  So that no program writes over its
+ * own input. */
+int amil_same_file(const char *a, const char *b);
+int amil_same_as_stdin(const char *path);
+
 void *amil_xmalloc(size_t n);   /* dies on failure, never returns NULL */
 void *amil_xcalloc(size_t n, size_t size);
 void *amil_xaligned(size_t n);  /* 64-byte aligned, for vectors; free() frees it */

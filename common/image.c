@@ -372,10 +372,13 @@ int amil_image_load(const char *path, long index, int channels, long max_pixels,
     return status < 0 ? -1 : 0;
 }
 
-/* stb_image_write's sink: fwrite() leaves ferror() set when it fails. */
+/* stb_image_write's sink: fwrite() leaves ferror() set when it fails, and
+ * the first failure's errno is kept for the message. */
+static int write_errno;
 static void write_to_file(void *context, void *data, int size)
 {
-    fwrite(data, 1, (size_t)size, context);
+    if (fwrite(data, 1, (size_t)size, context) != (size_t)size && !write_errno)
+        write_errno = errno ? errno : EIO;
 }
 
 int amil_image_write_png(FILE *f, const struct amil_image *img)
@@ -385,10 +388,12 @@ int amil_image_write_png(FILE *f, const struct amil_image *img)
         return amil_fail("%d×%d is too large for a PNG here; write PAM", img->width,
                          img->height);
     int stride = img->width * img->channels;
+    write_errno = 0;
     if (!stbi_write_png_to_func(write_to_file, f, img->width, img->height,
                                 img->channels, img->pixels, stride))
         return amil_fail("cannot encode PNG");
-    return ferror(f) ? amil_fail("write error") : 0;
+    return ferror(f) ? amil_fail("write error: %s", strerror(write_errno ? write_errno : EIO))
+                     : 0;
 }
 
 int amil_image_write_pam(FILE *f, const struct amil_image *img)
@@ -427,5 +432,5 @@ int amil_image_write_pam(FILE *f, const struct amil_image *img)
     }
     pm_setjmpbuf(NULL);
     pnm_freepamrow(row);
-    return ferror(f) ? amil_fail("write error") : 0;
+    return ferror(f) ? amil_fail("write error: %s", strerror(errno ? errno : EIO)) : 0;
 }

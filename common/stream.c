@@ -553,6 +553,7 @@ int amil_write(FILE *f, const struct amil_record *r)
     }
     size_t len = strlen(json), padded = (len + 7) / 8 * 8;
     unsigned char lenbuf[8];
+    errno = 0;
     for (int i = 0; i < 8; i++)
         lenbuf[i] = (unsigned char)((uint64_t)padded >> (8 * i));
     int ok = fwrite(lenbuf, 1, 8, f) == 8 && fwrite(json, 1, len, f) == len;
@@ -562,9 +563,10 @@ int amil_write(FILE *f, const struct amil_record *r)
         const struct amil_tensor *t = &r->tensors[order[k]];
         ok = fwrite(t->data, 1, t->nbytes, f) == t->nbytes;
     }
+    int saved = errno;   /* the failed write's */
     free(json);
     free(order);
-    return ok ? 0 : amil_fail("write error");
+    return ok ? 0 : amil_fail("write error: %s", strerror(saved ? saved : EIO));
 }
 
 /* ---- building records --------------------------------------------------- */

@@ -144,6 +144,9 @@ static struct cmdline parse_args(int argc, char **argv)
     if (argc - optind > 1)
         usage(2);
     cl.image = optind < argc ? argv[optind] : NULL;
+    if (cl.output && ((cl.image && amil_same_file(cl.output, cl.image)) ||
+                      amil_same_file(cl.output, cl.model) || amil_same_as_stdin(cl.output)))
+        amil_die("%s is also an input: it would be overwritten", cl.output);
     if (!format_given && cl.output) {   /* as stitch: .pam means PAM */
         const char *dot = strrchr(cl.output, '.');
         if (dot && strcmp(dot, ".pam") == 0)
@@ -199,14 +202,37 @@ static void blend(const struct cmdline *cl, const float *map, const unsigned *co
     }
 }
 
-/* The output, opened at the first write, so that a run that fails before
- * it leaves no empty file behind. */
+/* The output, opened at the first write and renamed into place at the
+ * end (finish_output), so that a run that fails leaves nothing behind and
+ * -o never holds part of a picture. */
+static struct amil_output out_file;
+
 static FILE *output(const struct cmdline *cl)
 {
-    static FILE *out;
-    if (!out && !(out = cl->output ? fopen(cl->output, "wb") : stdout))
-        amil_die("%s:", cl->output);
-    return out;
+    if (!cl->output)
+        return stdout;
+    if (!out_file.file && amil_output_open(&out_file, cl->output) < 0)
+        amil_die("%s", amil_error());
+    return out_file.file;
+}
+
+/* A record (img NULL) or a picture to the output; a failure names -o. */
+static int write_out(const struct cmdline *cl, const struct amil_record *r,
+                     const struct amil_image *img)
+{
+    FILE *f = output(cl);
+    int status = !img ? amil_write(f, r)
+               : cl->format == FORMAT_PAM ? amil_image_write_pam(f, img)
+                                          : amil_image_write_png(f, img);
+    return status < 0 && cl->output ? amil_fail_in(cl->output) : status;
+}
+
+static void finish_output(const struct cmdline *cl)
+{
+    if (cl->output && !out_file.file)   /* nothing written: as before, no file */
+        return;
+    if (cl->output && amil_output_commit(&out_file) < 0)
+        amil_die("%s", amil_error());
 }
 
 static int explain(const struct cmdline *cl, const struct amil_model *m,
@@ -254,7 +280,7 @@ static int explain(const struct cmdline *cl, const struct amil_model *m,
         amil_meta_setf(r, "cam_class", "%d", target);
         amil_meta_set(r, "cam_layer", "feature_extractor_part1.3");
         amil_remove(r, "patches");
-        status = amil_write(output(cl), r);
+        status = write_out(cl, r, NULL);
     } else {
         const char *source = amil_meta_get(r, "source");
         const char *path = cl->image ? cl->image : source;
@@ -270,8 +296,7 @@ static int explain(const struct cmdline *cl, const struct amil_model *m,
             amil_image_free(&img);
         } else {
             blend(cl, map, covers, &img);
-            status = cl->format == FORMAT_PAM ? amil_image_write_pam(output(cl), &img)
-                                              : amil_image_write_png(output(cl), &img);
+            status = write_out(cl, NULL, &img);
             amil_image_free(&img);
         }
     }
@@ -439,7 +464,7 @@ static void explain_image(const struct cmdline *cl, const struct amil_cnn *m)
         if (maps.guided)
             memcpy(amil_put(&r, "guided", AMIL_F32, 3, shape)->data, maps.guided,
                    sizeof *maps.guided * 3 * pixels);
-        status = amil_write(output(cl), &r);
+        status = write_out(cl, &r, NULL);
         amil_record_free(&r);
     } else {
         if (cl->method == METHOD_GRADCAM)
@@ -453,8 +478,7 @@ static void explain_image(const struct cmdline *cl, const struct amil_cnn *m)
             }
             draw_guided(cl, maps.guided, &img);
         }
-        status = cl->format == FORMAT_PAM ? amil_image_write_pam(output(cl), &img)
-                                          : amil_image_write_png(output(cl), &img);
+        status = write_out(cl, NULL, &img);
     }
     if (status < 0)
         amil_die("%s", amil_error());
@@ -515,8 +539,6 @@ int main(int argc, char **argv)
     else
         explain_bags(&cl, &model.mil);
     amil_any_free(&model);
-    FILE *out = output(&cl);
-    if (out != stdout && fclose(out) != 0)
-        amil_die("%s:", cl.output);
+    finish_output(&cl);
     return amil_close_stdout();
 }

@@ -132,6 +132,8 @@ static struct cmdline parse_args(int argc, char **argv)
         amil_warn("give -o or -d, not both");
         usage(2);
     }
+    if (cl.output && amil_same_as_stdin(cl.output))
+        amil_die("%s is also the input (standard input): it would be overwritten", cl.output);
     if (cl.format == FORMAT_AUTO) {
         const char *dot = cl.output ? strrchr(cl.output, '.') : NULL;
         cl.format = dot && strcmp(dot, ".pam") == 0 ? FORMAT_PAM : FORMAT_PNG;
@@ -375,17 +377,26 @@ static int heat_picture(const struct cmdline *cl, const struct bag *b,
     return 0;
 }
 
+/* The picture to path (stdout if NULL), whole or not at all; never over
+ * the image it was drawn on. */
 static int write_picture(const struct cmdline *cl, const struct amil_image *out,
-                         const char *path)
+                         const char *path, const char *image_path)
 {
-    FILE *f = path ? fopen(path, "wb") : stdout;
-    if (!f)
-        return amil_fail("%s: %s", path, strerror(errno));
-    int status = cl->format == FORMAT_PAM ? amil_image_write_pam(f, out)
-                                          : amil_image_write_png(f, out);
-    if (path && fclose(f) != 0 && status == 0)
-        status = amil_fail("%s: %s", path, strerror(errno));
-    return status;
+    if (!path)
+        return cl->format == FORMAT_PAM ? amil_image_write_pam(stdout, out)
+                                        : amil_image_write_png(stdout, out);
+    if (image_path && amil_same_file(path, image_path))
+        return amil_fail("%s is the image drawn on: it would be overwritten", path);
+    struct amil_output o;
+    if (amil_output_open(&o, path) < 0)
+        return -1;
+    if ((cl->format == FORMAT_PAM ? amil_image_write_pam(o.file, out)
+                                  : amil_image_write_png(o.file, out)) < 0) {
+        amil_fail_in(path);
+        amil_output_abort(&o);
+        return -1;
+    }
+    return amil_output_commit(&o);
 }
 
 /* DIR/<source's base name, extension replaced>; a name already used in
@@ -458,7 +469,8 @@ static int stitch_one(const struct cmdline *cl, const struct amil_record *r, lon
     char *path = NULL;
     if (cl->dir)
         path = output_name(cl, source ? source : "record", index);
-    int status = write_picture(cl, &out, path ? path : cl->output);
+    int status = write_picture(cl, &out, path ? path : cl->output,
+                               need_image ? image_path : NULL);
     free(path);
     amil_image_free(&out);
     return status;

@@ -452,24 +452,17 @@ static void check_writable(const char *path)
  * path holds either the old bytes or the new, never a part. */
 static void write_atomically(const char *path, const struct amil_record *r)
 {
-    size_t size = strlen(path) + 32;
-    char *temporary = amil_xmalloc(size);
-    snprintf(temporary, size, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(temporary, "wb");
-    if (!f)
-        amil_die("%s:", temporary);
-    if (amil_write(f, r) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        int saved = errno;
-        fclose(f);
-        unlink(temporary);
-        errno = saved;
-        amil_die("writing %s:", path);
+    struct amil_output o;
+    if (amil_output_open(&o, path) < 0)
+        amil_die("%s", amil_error());
+    if (amil_write(o.file, r) < 0) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", amil_error());
+        amil_output_abort(&o);
+        amil_die("writing %s: %s", path, why);
     }
-    if (fclose(f) != 0 || rename(temporary, path) != 0) {
-        unlink(temporary);
-        amil_die("writing %s:", path);
-    }
-    free(temporary);
+    if (amil_output_commit(&o) < 0)
+        amil_die("writing %s", amil_error());
 }
 
 /* A checkpoint: the model's record r (freed here), the epochs done, the
@@ -954,6 +947,19 @@ int main(int argc, char **argv)
     } else {
         checkpoint = amil_xmalloc(strlen(cl.output) + 6);
         sprintf(checkpoint, "%s.ckpt", cl.output);
+    }
+    /* the model and its checkpoint never replace an input (the checkpoint
+     * may be the one resumed from: it is read whole before it is written) */
+    const char *inputs[] = {cl.input, cl.test, cl.weights, cl.resume};
+    const char *outputs[] = {cl.output, checkpoint};
+    for (int i = 0; i < 2; i++) {
+        for (int j = 0; j < 4 - i; j++)
+            if (inputs[j] && strcmp(inputs[j], "-") != 0 && amil_same_file(outputs[i], inputs[j]))
+                amil_die("%s is also an input (%s): it would be overwritten", outputs[i],
+                         inputs[j]);
+        if (!cl.input && amil_same_as_stdin(outputs[i]))
+            amil_die("%s is also the input (standard input): it would be overwritten",
+                     outputs[i]);
     }
     check_writable(cl.output);
     check_writable(checkpoint);

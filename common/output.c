@@ -1,0 +1,105 @@
+/* output.c: files a program writes, whole or not at all. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "amil.h"
+
+int amil_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+int amil_same_as_stdin(const char *path)
+{
+    struct stat sp, si;
+    return stat(path, &sp) == 0 && fstat(0, &si) == 0 && S_ISREG(si.st_mode) &&
+           sp.st_dev == si.st_dev && sp.st_ino == si.st_ino;
+}
+
+/* The temporaries not yet renamed or removed: a program that dies
+ * (amil_die) between open and commit leaves none behind. */
+#define PENDING 16
+static char *pending[PENDING];
+
+static void remove_pending(void)
+{
+    for (int i = 0; i < PENDING; i++)
+        if (pending[i])
+            unlink(pending[i]);
+}
+
+static void track(const char *temporary, int add)
+{
+    static int registered;
+    if (!registered)
+        registered = atexit(remove_pending) == 0;
+    for (int i = 0; i < PENDING; i++)
+        if (add ? !pending[i] : pending[i] == temporary) {
+            pending[i] = add ? (char *)temporary : NULL;
+            return;
+        }
+}
+
+int amil_output_open(struct amil_output *o, const char *path)
+{
+    memset(o, 0, sizeof *o);
+    o->path = amil_xstrdup(path);
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        /* a device, a FIFO, /dev/stdout: written in place, never replaced */
+        o->file = fopen(path, "wb");
+    } else {
+        size_t size = strlen(path) + 32;
+        o->temporary = amil_xmalloc(size);
+        snprintf(o->temporary, size, "%s.tmp.%ld", path, (long)getpid());
+        o->file = fopen(o->temporary, "wb");
+        if (o->file)
+            track(o->temporary, 1);
+    }
+    if (o->file)
+        return 0;
+    int saved = errno;
+    amil_output_abort(o);
+    return amil_fail("%s: %s", path, strerror(saved));
+}
+
+int amil_output_commit(struct amil_output *o)
+{
+    int failed = fflush(o->file) != 0 || ferror(o->file) ||
+                 (o->temporary && fsync(fileno(o->file)) != 0);
+    int saved = errno;
+    if (fclose(o->file) != 0 && !failed)
+        failed = 1, saved = errno;
+    o->file = NULL;
+    if (!failed && o->temporary && rename(o->temporary, o->path) != 0)
+        failed = 1, saved = errno;
+    if (failed) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s", o->path);
+        amil_output_abort(o);
+        return amil_fail("%s: %s", path, saved ? strerror(saved) : "write error");
+    }
+    track(o->temporary, 0);
+    free(o->temporary);
+    free(o->path);
+    memset(o, 0, sizeof *o);
+    return 0;
+}
+
+void amil_output_abort(struct amil_output *o)
+{
+    if (o->file)
+        fclose(o->file);
+    if (o->temporary) {
+        unlink(o->temporary);
+        track(o->temporary, 0);
+    }
+    free(o->temporary);
+    free(o->path);
+    memset(o, 0, sizeof *o);
+}
