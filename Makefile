@@ -127,6 +127,19 @@ check: deps
 
 tests: $(BINS) $(UNIT_BINS) $(HELPER_BINS) $(REPLAY_BINS)
 
+bench: $(BINS) $(HELPER_BINS) $(BENCH_BINS)
+
+demo: deps
+	$(MAKE) all $(HELPER_BINS)
+	@BUILD=$(BUILD) pipelines/demo.sh
+
+install: $(BINS)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin
+	for m in $(MANS); do \
+	    s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s; done
+
 # Each target FUZZ_SECONDS on its corpus (tests/fuzz/run.sh says how).
 fuzz:
 	@command -v clang >/dev/null || { echo "make fuzz needs clang (apt-get install clang)"; exit 1; }

@@ -33,6 +33,9 @@ _Noreturn void amil_die(const char *fmt, ...) __attribute__((format(printf, 1, 2
 void amil_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Flushes and closes stdout; returns the exit status (1 if it failed). */
 int amil_close_stdout(void);
+/* Dies, as gzip does, when standard output is a terminal and not forced:
+ * records and pictures are binary.  hint says where to send them. */
+void amil_refuse_terminal(int force, const char *hint);
 
 /* An output file (output.c) that holds either its old bytes or all the new
  * ones, never a part: written to PATH.tmp.PID beside it, flushed to disk

@@ -430,6 +430,25 @@ static int read_fail(struct amil_stream *s, long index, struct amil_record *r)
     return amil_fail("%s: record %ld: %s", s->name, index, why);
 }
 
+/* The kind of image whose first 8 bytes these are ("a PNG"), or NULL: a
+ * stream's length field that reads as an image's magic number. */
+static const char *image_kind(const unsigned char b[8])
+{
+    if (memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0)
+        return "a PNG";
+    if (b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
+        return "a JPEG";
+    if (memcmp(b, "II*", 4) == 0 || memcmp(b, "MM\0*", 4) == 0)
+        return "a TIFF";
+    if (memcmp(b, "GIF8", 4) == 0)
+        return "a GIF";
+    if (b[0] == 'B' && b[1] == 'M')
+        return "a BMP";
+    if (b[0] == 'P' && b[1] >= '1' && b[1] <= '7' && strchr(" \t\r\n", b[2]))
+        return "a netpbm";
+    return NULL;
+}
+
 int amil_read(struct amil_stream *s, struct amil_record *r)
 {
     amil_record_init(r);
@@ -447,6 +466,12 @@ int amil_read(struct amil_stream *s, struct amil_record *r)
         return read_fail(s, index, r);
     }
     uint64_t header_len = le64(lenbuf);
+    const char *image = image_kind(lenbuf);
+    if (image && header_len > AMIL_MAX_HEADER) {
+        amil_fail("this is %s image, not a record: cut it into a bag with bagify first",
+                  image);
+        return read_fail(s, index, r);
+    }
     if (header_len > AMIL_MAX_HEADER) {
         amil_fail("header of %llu bytes is over the limit of %llu",
                   (unsigned long long)header_len, AMIL_MAX_HEADER);
@@ -624,6 +649,21 @@ struct amil_tensor *amil_expect(const struct amil_record *r, const char *name,
 {
     struct amil_tensor *t = amil_find(r, name);
     if (!t) {
+        /* which program makes it, so that the message says what to run */
+        static const char *const makers[][2] = {
+            {"patches", "cut the image into a bag with bagify"},
+            {"coords", "cut the image into a bag with bagify"},
+            {"image", "bagify -w writes whole images"},
+            {"features", "run featurize first"},
+            {"attention", "run attend first"},
+            {"embedding", "run attend first"},
+            {"prob", "run classify first"},
+        };
+        for (size_t i = 0; i < sizeof makers / sizeof *makers; i++)
+            if (strcmp(name, makers[i][0]) == 0) {
+                amil_fail("no tensor '%s' (%s)", name, makers[i][1]);
+                return NULL;
+            }
         amil_fail("no tensor '%s'", name);
         return NULL;
     }

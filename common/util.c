@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <gsl/gsl_errno.h>
 
@@ -79,6 +80,12 @@ int amil_close_stdout(void)
         return 1;
     }
     return 0;
+}
+
+void amil_refuse_terminal(int force, const char *hint)
+{
+    if (!force && isatty(STDOUT_FILENO))
+        amil_die("will not write binary to a terminal: %s (or give --force)", hint);
 }
 
 void *amil_xmalloc(size_t n)

@@ -34,7 +34,7 @@ setup() {
     bagify "$BREAKHIS" > "$T/bag"
     run bash -c "attend -m '$M' '$T/bag' > '$T/out'"
     [ "$status" -eq 1 ]
-    [[ "$output" == "attend: $T/bag: record 0: no tensor 'features'" ]]
+    [[ "$output" == "attend: $T/bag: record 0: no tensor 'features' (run featurize first)" ]]
     assert_empty "$T/out"
 }
 

@@ -71,7 +71,7 @@ setup() {
     bagify "$BREAKHIS" > "$T/bag"
     run bash -c "classify -m '$M' '$T/bag' > '$T/out'"
     [ "$status" -eq 1 ]
-    [[ "$output" == "classify: $T/bag: record 0: no tensor 'embedding'" ]]
+    [[ "$output" == "classify: $T/bag: record 0: no tensor 'embedding' (run attend first)" ]]
     assert_empty "$T/out"
 }
 
@@ -100,7 +100,7 @@ setup() {
     bagify "$BREAKHIS" > "$T/bag"
     run bash -c "classify -m '$T/net.st' '$T/bag' > '$T/out'"
     [ "$status" -eq 1 ]
-    [ "$output" = "classify: $T/bag: record 0: no tensor 'image'" ]
+    [ "$output" = "classify: $T/bag: record 0: no tensor 'image' (bagify -w writes whole images)" ]
     assert_empty "$T/out"
 }
 

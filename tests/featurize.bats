@@ -48,7 +48,7 @@ setup() {
     recpass -r patches < "$T/gray" > "$T/nopatches"
     for case in "gray:record 0: patches of 28×28×1 do not fit the model, which takes 28×28×3" \
                 "p32:record 0: patches of 32×32×3 do not fit" \
-                "nopatches:record 0: no tensor 'patches'"; do
+                "nopatches:record 0: no tensor 'patches' (cut the image into a bag with bagify)"; do
         run bash -c "featurize -m '$M' '$T/${case%%:*}' > '$T/out'"
         [ "$status" -eq 1 ] || { echo "$case: $status"; return 1; }
         [[ "$output" == "featurize: $T/${case%%:*}: ${case#*:}"* ]] || { echo "$output"; return 1; }
@@ -107,7 +107,7 @@ setup() {
     bagify "$BREAKHIS" > "$T/bag"
     bagify -w -g "$BREAKHIS" > "$T/gray"
     for case in "small:record 0: an image of 300×200, smaller than resnet18's 224×224 input" \
-                "bag:record 0: no tensor 'image'" \
+                "bag:record 0: no tensor 'image' (bagify -w writes whole images)" \
                 "gray:record 0: an image of 1 channels; resnet18 takes RGB"; do
         run bash -c "featurize -m '$T/r.st' '$T/${case%%:*}' > '$T/out'"
         [ "$status" -eq 1 ] || { echo "$case: $status"; return 1; }

@@ -193,8 +193,8 @@ EOF
     bagify < "$BREAKHIS" > "$T/nosource"
     head -c 1000 "$F/bag" > "$T/cut"
     for case in "two:<stdin>: record 1: more than one record; gradcam draws one picture" \
-                "nopatches:<stdin>: record 0: no tensor 'patches'" \
-                "nocoords:<stdin>: record 0: no tensor 'coords'" \
+                "nopatches:<stdin>: record 0: no tensor 'patches' (cut the image into a bag with bagify)" \
+                "nocoords:<stdin>: record 0: no tensor 'coords' (cut the image into a bag with bagify)" \
                 "gray:<stdin>: record 0: patches of 28×28×1 do not fit the model, which takes 28×28×3" \
                 "nosource:<stdin>: record 0: no image to draw on: give IMAGE" \
                 "cut:<stdin>: record 0: truncated"; do

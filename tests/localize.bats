@@ -159,7 +159,7 @@ table() {
                 "-i $T/long-a.tsv $att|localize: $att: record 0: 2 patches, but s/a.pgm has 3 instances (cut strips with bagify -c none)" \
                 "-t 7 -i $bags $att|localize: no positive bags among 4 records: nothing to localize" \
                 "-i $bags $T/empty.rec|localize: no positive bags among 0 records: nothing to localize" \
-                "-i $bags $F/plain.rec|localize: $F/plain.rec: record 0: no tensor 'attention'" \
+                "-i $bags $F/plain.rec|localize: $F/plain.rec: record 0: no tensor 'attention' (run attend first)" \
                 "-b 2 -i $bags $att|localize: $att: record 0: --branch 2: the attention has 2 branches" \
                 "-i $T/header.tsv $att|localize: $T/header.tsv: line 1: not the header of a bags table" \
                 "-i $T/short-header.tsv $att|localize: $T/short-header.tsv: line 1: not the header of a bags table" \
@@ -180,7 +180,7 @@ table() {
     cat "$F/att.rec" "$F/plain.rec" > "$T/mixed.rec"
     run bash -c "localize -i '$bags' '$T/mixed.rec' > '$T/out'"
     [ "$status" -eq 1 ]
-    [ "$output" = "localize: $T/mixed.rec: record 4: no tensor 'attention'" ]
+    [ "$output" = "localize: $T/mixed.rec: record 4: no tensor 'attention' (run attend first)" ]
     assert_empty "$T/out"
 }
 

@@ -80,3 +80,29 @@ no_temporaries() {
     cmp "$T/x.png" "$BREAKHIS"
     no_temporaries
 }
+
+@test "outputs: records and pictures are not written to a terminal unless forced" {
+    run script -qec "bagify '$BREAKHIS'" /dev/null
+    [ "$status" -eq 1 ]
+    [[ "$output" == "bagify: will not write binary to a terminal: redirect it to a file or a program (or give --force)"* ]]
+    run script -qec "stitch < '$T/attended'" /dev/null
+    [ "$status" -eq 1 ]
+    [[ "$output" == "stitch: will not write binary to a terminal: give -o FILE or -d DIR"* ]]
+    run script -qec "gradcam -m '$M' '$BREAKHIS' < '$T/labelled'" /dev/null
+    [ "$status" -eq 1 ]
+    [[ "$output" == "gradcam: will not write binary to a terminal: give -o FILE"* ]]
+    # forced, or not a terminal: written
+    [ "$(script -qec "bagify --force '$BREAKHIS' | recinfo -j | wc -l" /dev/null | tr -d '\r')" -eq 1 ]
+    run script -qec "stitch -o '$T/p.png' < '$T/attended'" /dev/null
+    [ "$status" -eq 0 ]
+}
+
+@test "outputs: an image where records are expected says so" {
+    run featurize -m "$M" < "$BREAKHIS"
+    [ "$status" -eq 1 ]
+    [ "$output" = "featurize: <stdin>: record 0: this is a PNG image, not a record: cut it into a bag with bagify first" ]
+    pngtopam "$BREAKHIS" > "$T/x.pam"
+    run attend -m "$M" "$T/x.pam"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"this is a netpbm image, not a record"* ]]
+}

@@ -151,7 +151,7 @@ print(int(np.any(a != b, axis=2).sum()))"
     bagify < "$BREAKHIS" | recpass -a darkness > "$T/nosource"
     head -c 1000 "$T/bag" > "$T/cut"
     for case in "two:more than one record; use -d DIR" \
-                "plain:record 0: no tensor 'attention'" \
+                "plain:record 0: no tensor 'attention' (run attend first)" \
                 "nosource:no image to draw on: give IMAGE" \
                 "cut:record 0: truncated" ; do
         run bash -c "stitch < '$T/${case%%:*}' > '$T/out'"

@@ -210,7 +210,7 @@ setup() {
     featurize -m "$T/r.st" "$T/images" > "$T/features"
     cat "$T/images" "$T/features" > "$T/mixed"
     cnnmodel net > "$T/net.st"
-    for case in "net:bag:$T/bag: record 0: no tensor 'image'" \
+    for case in "net:bag:$T/bag: record 0: no tensor 'image' (bagify -w writes whole images)" \
                 "net:small:$T/small: record 0: an image of 100×300, smaller than net's 128×128 input" \
                 "net:nolabel:$T/nolabel: record 0: no label (bagify -l or -L gives one)" \
                 "net:label2:$T/label2: record 0: label '2' is not a class of the model (0 to 1)" \

@@ -32,6 +32,7 @@ struct cmdline {
     long max_pixels;
     int whole;                  /* the image itself, for the CNN baselines */
     int keep_going;
+    int force;                  /* records to a terminal */
     char **files;
     int nfiles;
 };
@@ -57,6 +58,7 @@ static const char usage_text[] =
     "                       CNN baselines)\n"
     "      --max-pixels N   refuse larger images [268435456]\n"
     "  -k, --keep-going     after a bad image, go on with the next\n"
+    "      --force          write records even to a terminal\n"
     "  -h, --help           this help\n";
 
 static _Noreturn void usage(int status)
@@ -86,6 +88,7 @@ static struct cmdline parse_args(int argc, char **argv)
         {"max-pixels", required_argument, 0, 'M'},
         {"whole", no_argument, 0, 'w'},
         {"keep-going", no_argument, 0, 'k'},   {"help", no_argument, 0, 'h'},
+        {"force", no_argument, 0, 'F'},
         {0, 0, 0, 0},
     };
     struct cmdline cl = {.patch = 28, .stride = 0, .crop = CROP_CENTER,
@@ -97,6 +100,7 @@ static struct cmdline parse_args(int argc, char **argv)
         case 'p': cl.patch = option_long("--patch", optarg, 1, 65536); break;
         case 's': cl.stride = option_long("--stride", optarg, 1, 65536); break;
         case 'w': cl.whole = 1; break;
+        case 'F': cl.force = 1; break;
         case 'c':
             for (cl.crop = 0; cl.crop < 3; cl.crop++)
                 if (strcmp(optarg, crop_names[cl.crop]) == 0)
@@ -457,6 +461,7 @@ int main(int argc, char **argv)
 {
     amil_init(argc, argv);
     struct cmdline cl = parse_args(argc, argv);
+    amil_refuse_terminal(cl.force, "redirect it to a file or a program");
     static char *stdin_only[] = {"-"};
     char **files = cl.nfiles ? cl.files : stdin_only;
     int nfiles = cl.nfiles ? cl.nfiles : 1, status = 0;

@@ -48,6 +48,7 @@ struct cmdline {
     enum format format;
     const unsigned char (*colormap)[3];
     double alpha;
+    int force;              /* binary to a terminal */
 };
 
 static const char usage_text[] =
@@ -66,6 +67,7 @@ static const char usage_text[] =
     "  -o, --output FILE   where it goes [stdout]\n"
     "      --cmap MAP      jet, viridis or gray [jet]\n"
     "  -a, --alpha A       weight of the colour over the image, 0..1 [0.5]\n"
+    "      --force         write even to a terminal\n"
     "  -h, --help          this help\n"
     "A CNN explains IMAGE.  For an attention-MIL model, bag records (bagify's)\n"
     "come on stdin, and IMAGE is the image they were cut from [the record's\n"
@@ -85,7 +87,8 @@ static struct cmdline parse_args(int argc, char **argv)
         {"method", required_argument, 0, 'M'}, {"layer", required_argument, 0, 'l'},
         {"format", required_argument, 0, 'f'}, {"output", required_argument, 0, 'o'},
         {"cmap", required_argument, 0, CMAP},  {"alpha", required_argument, 0, 'a'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},         {"force", no_argument, 0, 'F'},
+        {0, 0, 0, 0}};
     struct cmdline cl = {.target = -1, .alpha = 0.5, .colormap = amil_colormap("jet")};
     int c, format_given = 0;
     while ((c = getopt_long(argc, argv, "m:M:c:l:f:o:a:h", options, NULL)) != -1) {
@@ -121,6 +124,7 @@ static struct cmdline parse_args(int argc, char **argv)
             }
             break;
         case 'o': cl.output = optarg; break;
+        case 'F': cl.force = 1; break;
         case CMAP:
             if (!(cl.colormap = amil_colormap(optarg))) {
                 amil_warn("--cmap: unknown map '%s'", optarg);
@@ -531,6 +535,8 @@ int main(int argc, char **argv)
 {
     amil_init(argc, argv);
     struct cmdline cl = parse_args(argc, argv);
+    if (!cl.output)
+        amil_refuse_terminal(cl.force, "give -o FILE, or redirect it");
     struct amil_any_model model;
     if (amil_any_load(&model, cl.model) < 0)
         amil_die("%s", amil_error());

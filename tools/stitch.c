@@ -35,6 +35,7 @@ struct cmdline {
     double alpha;
     long top, branch;
     const char *output, *dir, *image;
+    int force;              /* a picture to a terminal */
 };
 
 static const char usage_text[] =
@@ -51,6 +52,7 @@ static const char usage_text[] =
     "  -n, --norm N       minmax, max or rank (percentile) [minmax]\n"
     "  -t, --top K        outline the K patches of most attention [0]\n"
     "  -b, --branch B     which attention branch, from 0 [0]\n"
+    "      --force        write the picture even to a terminal\n"
     "  -h, --help         this help\n"
     "IMAGE is the image the records were cut from [the record's source]\n";
 
@@ -77,6 +79,7 @@ static struct cmdline parse_args(int argc, char **argv)
         {"cmap", required_argument, 0, 'c'},  {"alpha", required_argument, 0, 'a'},
         {"norm", required_argument, 0, 'n'},  {"top", required_argument, 0, 't'},
         {"branch", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
+        {"force", no_argument, 0, 'F'},
         {0, 0, 0, 0},
     };
     static const char *const styles[] = {"heat", "paper", NULL};
@@ -92,6 +95,7 @@ static struct cmdline parse_args(int argc, char **argv)
         switch (c) {
         case 'S': cl.style = choose("--style", optarg, styles); break;
         case 'o': cl.output = optarg; break;
+        case 'F': cl.force = 1; break;
         case 'd': cl.dir = optarg; break;
         case 'f': cl.format = 1 + choose("--format", optarg, formats); break;
         case 'c':
@@ -480,6 +484,8 @@ int main(int argc, char **argv)
 {
     amil_init(argc, argv);
     struct cmdline cl = parse_args(argc, argv);
+    if (!cl.output && !cl.dir)
+        amil_refuse_terminal(cl.force, "give -o FILE or -d DIR, or redirect it");
     if (cl.dir && mkdir(cl.dir, 0777) < 0 && errno != EEXIST)
         amil_die("%s:", cl.dir);
     struct amil_stream s;
