@@ -28,9 +28,13 @@ setup() {
 }
 
 @test "attend: features that do not fit" {
+    # the fixture's 32 features a patch, to a model of 40
     bagify "$BREAKHIS" | featurize -m "$M" > "$T/f"
-    run bash -c "attend -m '$DATA/torch-state-dict.safetensors' < '$T/f' > /dev/null"
-    [ "$status" -eq 0 ]
+    bagify -l 1 "$BREAKHIS" | train -q -o "$T/m40" -e 1 --hidden 40 --attention-dim 12 > /dev/null
+    run bash -c "attend -m '$T/m40' < '$T/f' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [ "$output" = "attend: <stdin>: record 0: features are [400, 32]; the model's are [N ≥ 1, 40]" ]
+    assert_empty "$T/out"
     bagify "$BREAKHIS" > "$T/bag"
     run bash -c "attend -m '$M' '$T/bag' > '$T/out'"
     [ "$status" -eq 1 ]

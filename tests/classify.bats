@@ -73,6 +73,13 @@ setup() {
     [ "$status" -eq 1 ]
     [[ "$output" == "classify: $T/bag: record 0: no tensor 'embedding' (run attend first)" ]]
     assert_empty "$T/out"
+    # the fixture's embedding of 32, to a model of 40
+    bagify "$BREAKHIS" | featurize -m "$M" | attend -m "$M" > "$T/att"
+    bagify -l 1 "$BREAKHIS" | train -q -o "$T/m40" -e 1 --hidden 40 --attention-dim 12 > /dev/null
+    run bash -c "classify -m '$T/m40' '$T/att' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [ "$output" = "classify: $T/att: record 0: embedding is [1, 32]; the model's is [1, 40]" ]
+    assert_empty "$T/out"
 }
 
 @test "classify, CNN: an image's probabilities are the mean of its tiles'" {

@@ -158,6 +158,8 @@ rejected() {
     [[ "$output" == *'"auc":0.74,"patients":3,"patient_recognition_rate":0.711111,"confusion":'* ]]
     # without --by patient, no patient lines
     run evaluate "$T/binary.tsv"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"accuracy	0.7000"* ]]
     [[ "$output" != *patient* ]]
 }
 

@@ -91,8 +91,11 @@ setup() {
     pngtopam "$BREAKHIS" | pamcut -left 158 -top 118 -width 224 -height 224 | bagify -w - |
         featurize -m "$T/r.st" | recinfo -t features > "$T/one"
     cmp "$T/one" <(recinfo -t features "$T/features" | sed -n 6p)
-    # features are ReLU's, so none is negative
-    ! recinfo -t features "$T/features" | tr '\t' '\n' | grep -q '^-' || false
+    # features are ReLU's, so none is negative (read first: a failing recinfo
+    # must fail the test, not pass a negated pipeline)
+    recinfo -t features "$T/features" | tr '\t' '\n' > "$T/values"
+    [ "$(wc -l < "$T/values")" -eq $((12 * 512)) ]
+    ! grep -q '^-' "$T/values" || false
 }
 
 @test "featurize, CNN: net is not cached; images too small or not images are refused" {

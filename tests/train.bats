@@ -78,10 +78,14 @@ setup() {
 @test "train: other architectures, heads and optimizers run and differ" {
     train -q -o "$T/gated" -e 1 --arch gated "$bags" > /dev/null
     [[ "$(recinfo "$T/gated")" == *"tensor attention_U.0.weight F32 [128, 500]"* ]]
-    for opt in adamw sgd rmsprop; do
+    for opt in adam adamw sgd rmsprop; do
         train -q -o "$T/$opt" -e 1 --optimizer "$opt" --momentum 0.4 --lr 3e-4 "$bags" > /dev/null
     done
-    ! cmp -s "$T/sgd" "$T/rmsprop" || false
+    # each optimizer its own weights (adamw's decay is not adam's L2)
+    for pair in "adam adamw" "adam sgd" "adam rmsprop" "adamw sgd" "adamw rmsprop" "sgd rmsprop"; do
+        set -- $pair
+        ! cmp -s "$T/$1" "$T/$2" || { echo "$1 = $2"; return 1; }
+    done
     train -q -o "$T/four" -e 1 --classes 4 --hidden 64 --attention-dim 16 --branches 2 "$bags" > /dev/null
     run recinfo "$T/four"
     [[ "$output" == *"classes = 4"* && "$output" == *"tensor classifier.0.weight F32 [4, 128]"* ]]
