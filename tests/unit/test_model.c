@@ -9,6 +9,7 @@
  * same features, attention, probabilities, loss and every parameter's
  * gradient, and the same parameters after three Adam steps, each within a
  * relative error of 1e-4 (max |ours - torch| / max |torch| per tensor). */
+#include <float.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -238,10 +239,17 @@ static void model_record_round_trip(void **state)
 }
 
 /* The whole model's gradient by central differences of the loss, for both
- * architectures and heads, at 40 parameters spread over every tensor.  The
- * loss is computed in float, so h starts large (1e-2) and the tolerance is
- * loose; a miss is retried at h/8 and h/64, as a difference can straddle a
- * ReLU kink or a max-pool switch.  The PyTorch check is the precise one. */
+ * architectures and heads, on every instruction set, at the three entries
+ * of largest gradient of each parameter tensor, each held to 3 % of its
+ * value plus the loss's rounding (an absolute floor of 1e-3 had let most
+ * checks pass whatever their value).  The loss is computed in float: a
+ * step of 2e-3 (at 1e-5 the rounding swamps the difference), the
+ * difference Richardson-extrapolated from h and h/2 (error O(h^4)); a miss
+ * is retried at 5e-4 and 8e-3, as a step can straddle a ReLU kink or a
+ * max-pool switch.  A tensor whose gradients are all below ten times the
+ * rounding (the attention layers' here, on four patches) cannot be
+ * checked this way and is counted apart; the PyTorch fixtures check every
+ * entry of every tensor precisely. */
 static void whole_model_finite_differences(void **state)
 {
     (void)state;
@@ -255,8 +263,10 @@ static void whole_model_finite_differences(void **state)
         patches[i] = (uint8_t)(128 + 100 * sin(0.05 * (double)i) * cos(0.0007 * (double)i));
     const struct amil_kernels *sets[3];
     int nsets = amil_kernels_available(sets);
+    const double steps[3] = {2e-3, 5e-4, 8e-3};
     for (int c = 0; c < 3 * nsets; c++) {
         const struct amil_kernels *kernels = sets[c / 3];
+        int label = cases[c % 3].label;
         struct amil_model m;
         assert_int_equal(amil_model_init(&m, cases[c % 3].arch, 3, 28, cases[c % 3].classes,
                                          16, 6, cases[c % 3].branches), 0);
@@ -265,31 +275,65 @@ static void whole_model_finite_differences(void **state)
             m.weights[i] *= 4;   /* livelier attention and head */
         struct amil_work w = {.kernels = kernels};
         float *grads = calloc(m.nweights, sizeof *grads);
-        amil_model_step(&m, &w, patches, 4, cases[c % 3].label, grads);
-        int checked = 0;
+        double loss = amil_model_step(&m, &w, patches, 4, label, grads);
+        /* the rounding of the loss (about an ulp of float) through the
+         * extrapolated difference, at the first step */
+        double rounding = 2 * fabs(loss) * FLT_EPSILON / steps[0];
+        int checked = 0, tensors = 0, too_small = 0;
         for (int t = 0; t < m.nparams; t++) {
             const struct amil_param *p = &m.params[t];
-            for (size_t k = 0; k < 4 && k < p->count; k++) {
-                size_t i = p->offset + k * (p->count / 4);
-                float saved = m.weights[i], h = 1e-2f;
-                double numeric = 0, analytic = grads[i];
-                for (int attempt = 0; attempt < 3; attempt++, h /= 8) {
-                    m.weights[i] = saved + h;
-                    double plus = amil_model_step(&m, &w, patches, 4, cases[c % 3].label, NULL);
-                    m.weights[i] = saved - h;
-                    double minus = amil_model_step(&m, &w, patches, 4, cases[c % 3].label, NULL);
+            const float *g = grads + p->offset;
+            size_t top[3] = {0, 0, 0};   /* the entries of the 3 largest |g| */
+            int ntop = p->count < 3 ? (int)p->count : 3;
+            for (int r = 0; r < ntop; r++) {
+                long best = -1;
+                for (size_t i = 0; i < p->count; i++) {
+                    int taken = 0;
+                    for (int q = 0; q < r; q++)
+                        taken |= top[q] == i;
+                    if (!taken && (best < 0 || fabs(g[i]) > fabs(g[best])))
+                        best = (long)i;
+                }
+                top[r] = (size_t)best;
+            }
+            tensors++;
+            if (fabs(g[top[0]]) < 10 * rounding) {
+                too_small++;
+                continue;
+            }
+            for (int r = 0; r < ntop; r++) {
+                size_t i = p->offset + top[r];
+                float saved = m.weights[i];
+                double want = grads[i], numeric = 0, bound = 0;
+                for (int attempt = 0; attempt < 3; attempt++) {
+                    double h = steps[attempt], d[2];
+                    for (int half = 0; half < 2; half++) {
+                        double step = half ? h / 2 : h, loss_at[2];
+                        for (int side = 0; side < 2; side++) {
+                            m.weights[i] = (float)(saved + (side ? -step : step));
+                            loss_at[side] = amil_model_step(&m, &w, patches, 4, label, NULL);
+                        }
+                        /* the step the floats really took */
+                        d[half] = (loss_at[0] - loss_at[1]) /
+                                  ((double)(float)(saved + step) - (float)(saved - step));
+                    }
                     m.weights[i] = saved;
-                    numeric = (plus - minus) / (2.0 * h);
-                    if (fabs(numeric - analytic) <= 1e-3 + 2e-2 * fabs(analytic))
+                    numeric = (4 * d[1] - d[0]) / 3;
+                    bound = 3e-2 * fabs(want) + 2 * fabs(loss) * FLT_EPSILON / h;
+                    if (fabs(numeric - want) <= bound)
                         break;
                 }
-                if (fabs(numeric - analytic) > 1e-3 + 2e-2 * fabs(analytic))
+                if (!(fabs(numeric - want) <= bound))
                     fail_msg("case %d, %s kernels, %s[%zu]: analytic %.6g, numeric %.6g", c % 3,
-                             kernels->name, p->name, i - p->offset, analytic, numeric);
+                             kernels->name, p->name, top[r], want, numeric);
                 checked++;
             }
         }
-        assert_true(checked >= 40);
+        print_message("# %-9s case %d: %d entries of %d tensors within 3 %%; %d tensors' "
+                      "gradients under 10x the rounding (%.1e)\n", kernels->name, c % 3,
+                      checked, tensors - too_small, too_small, rounding);
+        /* the convolutions, the linear layer and most of the head */
+        assert_true(tensors - too_small >= 6);
         free(grads);
         amil_work_free(&w);
         amil_model_free(&m);
