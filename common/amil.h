@@ -50,6 +50,9 @@ struct amil_output {
 int amil_output_open(struct amil_output *o, const char *path);
 int amil_output_commit(struct amil_output *o);
 void amil_output_abort(struct amil_output *o);
+/* Removes the temporaries of outputs not yet committed; safe in a signal
+ * handler (exit runs it by itself). */
+void amil_output_cleanup(void);
 /* Whether two paths name one file (device and inode); whether a path is
  * the regular file on standard input.  So that no program writes over its
  * own input. */

@@ -26,12 +26,14 @@ int amil_same_as_stdin(const char *path)
 #define PENDING 16
 static char *pending[PENDING];
 
-static void remove_pending(void)
+void amil_output_cleanup(void)
 {
     for (int i = 0; i < PENDING; i++)
         if (pending[i])
             unlink(pending[i]);
 }
+
+static void remove_pending(void) { amil_output_cleanup(); }
 
 static void track(const char *temporary, int add)
 {

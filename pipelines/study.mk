@@ -134,7 +134,9 @@ $(foreach g,$(GROUPS),$(eval $(call group,$(g))))
 # ---- 4. the summary ----------------------------------------------------------
 metrics = $(foreach g,$(GROUPS),$(foreach m,$(MODELS),$(OUT)/$(g)/$(m)/metrics.txt))
 figures = $(if $(and $(filter amil,$(MODELS)),$(FIGURE_CNN)),$(OUT)/$(1)/figures/.done)
-results: $(metrics) $(foreach g,$(GROUPS),$(OUT)/$(g)/curves.png $(call figures,$(g)) \
-                                            $(if $(filter amil,$(MODELS)),$(OUT)/$(g)/amil/heat/.done))
+# a file, not a phony target: a finished study has nothing left to do
+results: $(OUT)/results.md
+$(OUT)/results.md: $(metrics) $(foreach g,$(GROUPS),$(OUT)/$(g)/curves.png $(call figures,$(g)) \
+                              $(if $(filter amil,$(MODELS)),$(OUT)/$(g)/amil/heat/.done))
 	$(HERE)summarize.sh $(OUT) '$(GROUPS)' '$(MODELS)' $(GROUP_NAME)
 endif

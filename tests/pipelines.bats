@@ -69,7 +69,11 @@ setup() {
     cp -a "$F/out" "$T/out"
     run make -n -f "$PIPELINES/breakhis.mk" DATA="$F/BreaKHis_v1" OUT="$T/out" "${SMALL[@]}" PHASE=2 results
     [ "$status" -eq 0 ]
-    [ "$(grep -c '^bagify\|^train\|^featurize\|^classify' <<< "$output")" -eq 0 ] || { echo "$output"; return 1; }
+    [ "$(grep -c '^bagify\|^train\|^featurize\|^classify\|summarize' <<< "$output")" -eq 0 ] || { echo "$output"; return 1; }
+    # from the top too: nothing but the second make, which has nothing to do
+    run make -n -f "$PIPELINES/breakhis.mk" DATA="$F/BreaKHis_v1" OUT="$T/out" "${SMALL[@]}"
+    [ "$status" -eq 0 ]
+    [ "$(grep -vc 'PHASE=2 results\|^make\[[0-9]*\]: ' <<< "$output")" -eq 0 ] || { echo "$output"; return 1; }
     bag=$(ls "$T/out/bags/100X/test/1/"*.bag | head -n 1)
     rm "$bag"
     run make -n -f "$PIPELINES/breakhis.mk" DATA="$F/BreaKHis_v1" OUT="$T/out" "${SMALL[@]}" PHASE=2 results

@@ -256,3 +256,28 @@ setup() {
     train --arch resnet18 -w "$T/imagenet.st" --normalize none -e 0 -o "$T/n.st" -q "$T/images" > /dev/null
     recinfo "$T/n.st" | grep -qx '  normalization = x/255'
 }
+
+@test "train: an interrupt says where the last checkpoint is and how to go on" {
+    { bagify -l 1 "$BREAKHIS"; bagify -l 0 "$IHC"; } > "$T/two"
+    train -o "$T/m" -e 100000 "$T/two" > /dev/null 2> "$T/err" &
+    local pid=$!
+    for i in $(seq 300); do
+        [ -e "$T/m.ckpt" ] && break
+        sleep 0.1
+    done
+    [ -e "$T/m.ckpt" ]
+    # SIGTERM: a background job of a script ignores SIGINT; both are caught
+    kill -TERM "$pid"
+    local code=0
+    wait "$pid" || code=$?
+    [ "$code" -eq 143 ]   # killed by SIGTERM, as it should be, after the message
+    grep -q "^train: interrupted; epoch [0-9]* is saved in $T/m.ckpt; to go on:$" "$T/err" ||
+        { cat "$T/err"; return 1; }
+    cmd=$(tail -n 1 "$T/err")
+    [ "$cmd" = "  train -o $T/m -e 100000 $T/two --resume $T/m.ckpt" ]
+    [ -z "$(find "$T" -name '*.tmp.*')" ]
+    # the command it prints goes on from there (to one more epoch, to be quick)
+    epoch=$(sed -n 's/^train: interrupted; epoch \([0-9]*\) is saved.*/\1/p' "$T/err")
+    ${cmd/-e 100000/-e $((epoch + 1))} > "$T/log" 2> /dev/null
+    [ "$(tail -n +2 "$T/log" | cut -f 1)" = "$((epoch + 1))" ]
+}

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -467,6 +468,33 @@ static void write_atomically(const char *path, const struct amil_record *r)
 
 /* A checkpoint: the model's record r (freed here), the epochs done, the
  * seed, the batch and the optimizer's state of params. */
+/* What an interrupt prints: where the last checkpoint is and how to go on
+ * (made ready outside the handler, which only writes it). */
+static char interrupted[8192] = "train: interrupted before the first checkpoint: nothing to "
+                                "resume from\n";
+
+static void on_interrupt(int sig)
+{
+    amil_output_cleanup();   /* a checkpoint being written stays as it was */
+    ssize_t ignored = write(STDERR_FILENO, interrupted, strlen(interrupted));
+    (void)ignored;
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Prints the interrupt message on SIGINT and SIGTERM; argv is the command
+ * to repeat with --resume. */
+static void catch_interrupts(void)
+{
+    struct sigaction action = {0};
+    action.sa_handler = on_interrupt;
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+}
+
+static int saved_argc;
+static char **saved_argv;
+
 static void save_checkpoint(const struct cmdline *cl, const char *path, struct amil_record *r,
                             const struct amil_optimizer *o, const struct amil_param *params,
                             int nparams, long epoch)
@@ -478,6 +506,22 @@ static void save_checkpoint(const struct cmdline *cl, const char *path, struct a
     amil_optim_to_record(o, params, nparams, r);
     write_atomically(path, r);
     amil_record_free(r);
+    /* the same command with --resume (an earlier --resume replaced) */
+    int n = snprintf(interrupted, sizeof interrupted,
+                     "train: interrupted; epoch %ld is saved in %s; to go on:\n  train", epoch,
+                     path);
+    for (int i = 1; i < saved_argc && n < (int)sizeof interrupted; i++) {
+        const char *a = saved_argv[i];
+        if (strcmp(a, "--resume") == 0 || strcmp(a, "-r") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(a, "--resume=", 9) == 0)
+            continue;
+        n += snprintf(interrupted + n, sizeof interrupted - n, " %s", a);
+    }
+    if (n < (int)sizeof interrupted)
+        snprintf(interrupted + n, sizeof interrupted - n, " --resume %s\n", path);
 }
 
 /* The model's record r, with the epochs done (resumed ones too) and the
@@ -940,6 +984,8 @@ int main(int argc, char **argv)
 {
     amil_init(argc, argv);
     struct cmdline cl = parse_args(argc, argv);
+    saved_argc = argc, saved_argv = argv;
+    catch_interrupts();
     amil_threads((int)cl.threads);
     char *checkpoint = NULL;
     if (cl.checkpoint) {
