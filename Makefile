@@ -32,7 +32,7 @@ endif
 # Debian packages: library headers, test tools, and what the tests compare against.
 DEPS = build-essential pkg-config libnetpbm-dev netpbm libstb-dev libgsl-dev \
        libopenblas-dev libcjson-dev libdeflate-dev libcmocka-dev bats mandoc python3-numpy \
-       gnuplot-nox jq
+       gnuplot-nox jq python3-torch python3-torchvision python3-pil
 
 PROGS   = bagify stitch reorg-breakhis recinfo featurize attend classify train evaluate \
           mnist-bags localize gradcam

@@ -275,10 +275,13 @@ def case(make, arch, full_image, y, x, height, width, label, classes, cam_layer,
 def main():
     torch.set_num_threads(2)
     root = os.path.dirname(os.path.dirname(HERE))
+    # where the fixtures go: tests/data, or a folder given (make check
+    # writes them anew there and compares them with the committed ones)
+    data = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "tests/data")
     png = os.path.join(root, "tests/data/SOB_B_A-14-22549G-40-001.png")
     from PIL import Image
     image = np.asarray(Image.open(png).convert("RGB"))
-    out = os.path.join(root, "tests/data/cnn-fixture.safetensors")
+    out = os.path.join(data, "cnn-fixture.safetensors")
     with open(out, "wb") as f:
         for make, arch, y, x, h, w, label, classes, layer, full in [
                 (lambda: Net(2), "net", 120, 240, 128, 128, 1, 2, "relu5", True),

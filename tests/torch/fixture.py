@@ -239,6 +239,9 @@ def optimizers():
 def main():
     torch.set_num_threads(1)
     root = os.path.dirname(os.path.dirname(HERE))
+    # where the fixtures go: tests/data, or a folder given (make check
+    # writes them anew there and compares them with the committed ones)
+    data = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "tests/data")
     image = os.path.join(root, "tests/data/SOB_B_A-14-22549G-40-001.png")
     bag = subprocess.run([os.path.join(root, "build/bin/bagify"), image],
                          check=True, capture_output=True).stdout
@@ -246,7 +249,7 @@ def main():
     (_, t), = list(safetensors.read(io.BytesIO(bag)))
     # six patches from across the image: rows of tissue and of glass
     patches = np.ascontiguousarray(t["patches"][[0, 57, 130, 211, 288, 399]])
-    out = os.path.join(root, "tests/data/torch-fixture.safetensors")
+    out = os.path.join(data, "torch-fixture.safetensors")
     small = lambda: Attention(L=32, D=8, K=1, classes=2)   # noqa: E731
     with open(out, "wb") as f:
         safetensors.write(f, *case(small, "amil", 2, 1, patches))
@@ -262,7 +265,7 @@ def main():
     # metadata, so amil reads the architecture off the names and shapes.
     model = small()
     weights(model)
-    state = os.path.join(root, "tests/data/torch-state-dict.safetensors")
+    state = os.path.join(data, "torch-state-dict.safetensors")
     with open(state, "wb") as f:
         safetensors.write(f, {}, {k: v.numpy() for k, v in model.state_dict().items()})
     print("wrote", state, os.path.getsize(state), "bytes")
