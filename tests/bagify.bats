@@ -189,6 +189,30 @@ meta() { recinfo | awk -v k="$1" '$1 == k && $2 == "=" { print $3 }'; }
     assert_empty "$T/out"
 }
 
+# The threshold is settable (pale stains), recorded, and can be looked at.
+@test "bagify: the tissue threshold and a picture of the mask" {
+    [ "$(bagify -b 0.5 "$BREAKHIS" | meta tissue_saturation)" -le 26 ]
+    low=$(bagify -b 0.5 --tissue-saturation 5 "$BREAKHIS" | recinfo -t coords | wc -l)
+    mid=$(bagify -b 0.5 --tissue-saturation 40 "$BREAKHIS" | recinfo -t coords | wc -l)
+    [ "$(bagify -b 0.5 --tissue-saturation 40 "$BREAKHIS" | meta tissue_saturation)" -eq 40 ]
+    [ "$low" -gt "$mid" ] || { echo "$low $mid"; return 1; }
+    run bash -c "bagify -b 0.5 --tissue-saturation 254 '$BREAKHIS' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"no patch has 0.5 tissue or more"* ]]
+    # the mask: the image's size, tissue white; a kept patch is mostly white
+    bagify -b 0.5 --mask "$T/mask.png" "$BREAKHIS" > "$T/bag"
+    pngtopam "$T/mask.png" > "$T/mask.pgm"
+    [[ "$(pamfile "$T/mask.pgm")" == *"PGM raw, 700 by 460"* ]]
+    read -r y x < <(recinfo -t coords "$T/bag" | head -n 1)
+    white=$(pamcut -left "$x" -top "$y" -width 28 -height 28 "$T/mask.pgm" | pamsumm -sum -brief)
+    [ "${white%.*}" -ge $((255 * 28 * 28 / 2)) ]
+    # both only with -b; the mask of one image
+    for bad in "--mask $T/m.png" "--tissue-saturation 10" "-b 0.5 --mask $T/m.png $BREAKHIS"; do
+        run bagify $bad "$BREAKHIS"
+        [ "$status" -eq 2 ] || { echo "$bad: $status"; return 1; }
+    done
+}
+
 @test "bagify: bad input names the file, exits 1, writes nothing for it" {
     echo "hello" > "$T/text.png"
     head -c 100000 "$BREAKHIS" > "$T/truncated.png"

@@ -29,6 +29,8 @@ struct cmdline {
     enum label_from label_from;
     long label;
     double background;          /* least tissue fraction a patch keeps; 0 off */
+    long saturation;            /* tissue above it; -1: Otsu's, capped */
+    const char *mask;           /* a picture of the tissue mask, or NULL */
     long max_pixels;
     int whole;                  /* the image itself, for the CNN baselines */
     int keep_going;
@@ -52,6 +54,9 @@ static const char usage_text[] =
     "  -l, --label N        the label of every image\n"
     "  -L, --label-from SRC label from the parent folder's name (dir) or from\n"
     "                       a BreakHis file name, B 0 and M 1 (breakhis)\n"
+    "      --tissue-saturation T  a pixel is tissue above saturation T, 0..254\n"
+    "                       [Otsu's threshold, at most 26]\n"
+    "      --mask FILE      a PNG of the tissue mask (one image only)\n"
     "  -b, --background F   drop patches with less than F tissue (Otsu on\n"
     "                       saturation) [0: keep all]\n"
     "  -w, --whole          the whole image as `image`, no patches (for the\n"
@@ -85,6 +90,8 @@ static struct cmdline parse_args(int argc, char **argv)
         {"gray", no_argument, 0, 'g'},         {"label", required_argument, 0, 'l'},
         {"label-from", required_argument, 0, 'L'},
         {"background", required_argument, 0, 'b'},
+        {"tissue-saturation", required_argument, 0, 'T'},
+        {"mask", required_argument, 0, 'K'},
         {"max-pixels", required_argument, 0, 'M'},
         {"whole", no_argument, 0, 'w'},
         {"keep-going", no_argument, 0, 'k'},   {"help", no_argument, 0, 'h'},
@@ -92,10 +99,11 @@ static struct cmdline parse_args(int argc, char **argv)
         {0, 0, 0, 0},
     };
     struct cmdline cl = {.patch = 28, .stride = 0, .crop = CROP_CENTER,
-                         .pad_value = 255, .channels = 3, .max_pixels = AMIL_MAX_PIXELS};
+                         .pad_value = 255, .channels = 3, .max_pixels = AMIL_MAX_PIXELS,
+                         .saturation = -1};
     int c, cutting = 0;   /* an option about patches was given */
     while ((c = getopt_long(argc, argv, "p:s:c:gl:L:b:wkh", options, NULL)) != -1) {
-        cutting |= strchr("pscPb", c) != NULL;
+        cutting |= strchr("pscPbTK", c) != NULL;
         switch (c) {
         case 'p': cl.patch = option_long("--patch", optarg, 1, 65536); break;
         case 's': cl.stride = option_long("--stride", optarg, 1, 65536); break;
@@ -141,6 +149,8 @@ static struct cmdline parse_args(int argc, char **argv)
             }
             break;
         case 'M': cl.max_pixels = option_long("--max-pixels", optarg, 1, 1L << 40); break;
+        case 'T': cl.saturation = option_long("--tissue-saturation", optarg, 0, 254); break;
+        case 'K': cl.mask = optarg; break;
         case 'k': cl.keep_going = 1; break;
         case 'h': usage(0);
         default: usage(2);
@@ -154,6 +164,14 @@ static struct cmdline parse_args(int argc, char **argv)
         cl.stride = cl.patch;
     cl.files = argv + optind;
     cl.nfiles = argc - optind;
+    if ((cl.saturation >= 0 || cl.mask) && cl.background == 0) {
+        amil_warn("--tissue-saturation and --mask are of the background filter: give -b");
+        usage(2);
+    }
+    if (cl.mask && cl.nfiles > 1) {
+        amil_warn("--mask draws one image's mask: give one file");
+        usage(2);
+    }
     return cl;
 }
 
@@ -230,7 +248,7 @@ static int otsu(const size_t histogram[256])
  * pink stroma from purple nuclei instead (threshold 44 on the committed
  * image, dropping dense tissue), and the cap keeps it on glass.  An image
  * with no colour at all is judged on darkness instead. */
-static unsigned char *tissue_mask(const struct amil_image *rgb)
+static unsigned char *tissue_mask(const struct amil_image *rgb, long fixed, int *used)
 {
     size_t count = (size_t)rgb->width * rgb->height;
     unsigned char *score = amil_xmalloc(count);
@@ -250,9 +268,31 @@ static unsigned char *tissue_mask(const struct amil_image *rgb)
     int threshold = otsu(histogram);
     if (threshold > MAX_GLASS_SATURATION)
         threshold = MAX_GLASS_SATURATION;
+    if (fixed >= 0)   /* the user's, for pale or dark stains */
+        threshold = (int)fixed;
+    *used = threshold;
     for (size_t i = 0; i < count; i++)
         score[i] = score[i] > threshold;
     return score;
+}
+
+/* The mask as a gray PNG: tissue white, background black. */
+static int write_mask(const char *path, const unsigned char *tissue, int width, int height)
+{
+    struct amil_image picture = {width, height, 1, amil_xmalloc((size_t)width * height)};
+    for (size_t i = 0; i < (size_t)width * height; i++)
+        picture.pixels[i] = tissue[i] ? 255 : 0;
+    struct amil_output o;
+    int status = amil_output_open(&o, path);
+    if (status == 0 && amil_image_write_png(o.file, &picture) < 0) {
+        amil_fail_in(path);
+        amil_output_abort(&o);
+        status = -1;
+    } else if (status == 0) {
+        status = amil_output_commit(&o);
+    }
+    free(picture.pixels);
+    return status;
 }
 
 static void set_label(const struct cmdline *cl, const char *path,
@@ -365,9 +405,19 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_im
         return amil_fail("%ld patches of %ld×%ld would make a record over the limit of "
                          "%llu bytes", total, p, p, AMIL_MAX_DATA);
     }
-    unsigned char *tissue = cl->background > 0 ? tissue_mask(&img) : NULL;
-    if (tissue)
+    int threshold = 0;
+    unsigned char *tissue = cl->background > 0 ? tissue_mask(&img, cl->saturation, &threshold)
+                                               : NULL;
+    if (tissue) {
         amil_meta_setf(r, "background", "%g", cl->background);
+        amil_meta_setf(r, "tissue_saturation", "%d", threshold);
+    }
+    if (tissue && cl->mask && write_mask(cl->mask, tissue, img.width, img.height) < 0) {
+        free(tissue);
+        amil_image_free(&img);
+        amil_record_free(r);
+        return -1;
+    }
     /* patches [N, P, P, C], coords [N, 2], filled in place; N shrinks at the
      * end if patches were dropped. */
     int64_t patch_shape[4] = {total, p, p, C}, coord_shape[2] = {total, 2};
