@@ -190,5 +190,11 @@ int amil_meta_long(const struct amil_record *r, const char *key, long min,
  * by bagify from the second image of a stream on), 0 when absent; -1 with a
  * message when malformed. */
 long amil_image_index(const struct amil_record *r);
+/* Where a record's image is: its source as given to bagify if that names a
+ * file from here (or is absolute, or "-"); else the source under the
+ * folder bagify ran in (source_dir), if a file is there; else the source
+ * (so that a message names what was given).  NULL if it has no source.
+ * buf holds a path that is built. */
+const char *amil_source_path(const struct amil_record *r, char *buf, size_t size);
 
 #endif

@@ -730,6 +730,17 @@ long amil_image_index(const struct amil_record *r)
     return amil_meta_long(r, "image_index", 0, LONG_MAX, &index) < 0 ? -1 : index;
 }
 
+const char *amil_source_path(const struct amil_record *r, char *buf, size_t size)
+{
+    const char *source = amil_meta_get(r, "source"), *dir = amil_meta_get(r, "source_dir");
+    if (!source || source[0] == '/' || strcmp(source, "-") == 0 || access(source, F_OK) == 0 ||
+        !dir)
+        return source;
+    if (snprintf(buf, size, "%s/%s", dir, source) < (int)size && access(buf, F_OK) == 0)
+        return buf;
+    return source;
+}
+
 /* Maps a regular file of length bytes from fd and parses its first record
  * from the mapping. */
 static int load_mapped(int fd, size_t length, const char *path, struct amil_record *r)

@@ -179,3 +179,26 @@ print(int(np.any(a != b, axis=2).sum()))"
     [ "$status" -eq 1 ]
     [[ "$output" == *"no records on standard input"* ]]
 }
+
+# bagify records the folder it ran in (source_dir) beside a relative
+# source, and stitch and gradcam look there when the source is not found
+# from where they run.
+@test "stitch, gradcam: a relative source is found from another folder" {
+    mkdir -p "$T/a" "$T/b"
+    cp "$BREAKHIS" "$T/a/x.png"
+    (cd "$T/a" && bagify x.png > ../x.bag)
+    [ "$(recinfo "$T/x.bag" | sed -n 's/^  source_dir = //p')" = "$T/a" ]
+    recpass -a darkness < "$T/x.bag" > "$T/x.att"
+    (cd "$T/b" && stitch -o heat.png < ../x.att)
+    [[ "$(pngtopam "$T/b/heat.png" | pamfile)" == *"700 by 460"* ]]
+    (cd "$T/b" && gradcam -m "$M" -o cam.png < ../x.bag)
+    [[ "$(pngtopam "$T/b/cam.png" | pamfile)" == *"700 by 460"* ]]
+    # gone from both places: the message names the source as given
+    mv "$T/a/x.png" "$T/a/y.png"
+    run bash -c "cd '$T/b' && stitch -o heat2.png < ../x.att"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"x.png: No such file or directory"* ]] || { echo "$output"; return 1; }
+    # an absolute source has no source_dir
+    bagify "$T/a/y.png" | recinfo | grep -vq source_dir
+    ! bagify "$T/a/y.png" | recinfo | grep -q source_dir || false
+}

@@ -9,6 +9,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "amil.h"
 #include "breakhis.h"
@@ -365,6 +366,9 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_im
     amil_record_init(r);
     amil_meta_set(r, "kind", "bag");
     amil_meta_set(r, "source", path);
+    char here[4096];
+    if (path[0] != '/' && strcmp(path, "-") != 0 && getcwd(here, sizeof here))
+        amil_meta_set(r, "source_dir", here);   /* stitch and gradcam look there too */
     if (index > 0)   /* the second image of a stream on: stitch finds it by this */
         amil_meta_setf(r, "image_index", "%ld", index);
     int bad_label = 0;

@@ -286,8 +286,8 @@ static int explain(const struct cmdline *cl, const struct amil_model *m,
         amil_remove(r, "patches");
         status = write_out(cl, r, NULL);
     } else {
-        const char *source = amil_meta_get(r, "source");
-        const char *path = cl->image ? cl->image : source;
+        char found[4096];
+        const char *path = cl->image ? cl->image : amil_source_path(r, found, sizeof found);
         struct amil_image img;
         if (!path || strcmp(path, "-") == 0)
             status = amil_fail("no image to draw on: give IMAGE");

@@ -440,7 +440,8 @@ static int stitch_one(const struct cmdline *cl, const struct amil_record *r, lon
     if (read_bag(cl, r, &b) < 0)
         return -1;
     const char *source = amil_meta_get(r, "source");
-    const char *image_path = cl->image ? cl->image : source;
+    char found[4096];
+    const char *image_path = cl->image ? cl->image : amil_source_path(r, found, sizeof found);
     struct amil_image img = {0}, out = {0};
     int need_image = cl->style == STYLE_HEAT || !b.patches;
     if (need_image) {
