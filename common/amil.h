@@ -33,6 +33,18 @@ _Noreturn void amil_die(const char *fmt, ...) __attribute__((format(printf, 1, 2
 void amil_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Flushes and closes stdout; returns the exit status (1 if it failed). */
 int amil_close_stdout(void);
+/* A progress line on standard error when it is a terminal (never on a pipe
+ * or a file): records done and units (patches, images) per second,
+ * redrawn at most twice a second, erased by amil_progress_end. */
+struct amil_progress {
+    int on;
+    double start, last;
+    long records, units;
+};
+void amil_progress_start(struct amil_progress *p);
+void amil_progress_add(struct amil_progress *p, long units, const char *unit);
+void amil_progress_end(struct amil_progress *p);
+
 /* Dies, as gzip does, when standard output is a terminal and not forced:
  * records and pictures are binary.  hint says where to send them. */
 void amil_refuse_terminal(int force, const char *hint);

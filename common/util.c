@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <gsl/gsl_errno.h>
@@ -80,6 +81,36 @@ int amil_close_stdout(void)
         return 1;
     }
     return 0;
+}
+
+static double seconds_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+void amil_progress_start(struct amil_progress *p)
+{
+    *p = (struct amil_progress){.on = isatty(STDERR_FILENO)};
+    p->start = p->last = seconds_now();
+}
+
+void amil_progress_add(struct amil_progress *p, long units, const char *unit)
+{
+    p->records++, p->units += units;
+    double t = seconds_now();
+    if (!p->on || t - p->last < 0.5)
+        return;
+    p->last = t;
+    fprintf(stderr, "\r%s: %ld records, %.0f %s/s ", amil_progname, p->records,
+            p->units / (t - p->start), unit);
+}
+
+void amil_progress_end(struct amil_progress *p)
+{
+    if (p->on && p->last > p->start)
+        fputs("\r\033[K", stderr);
 }
 
 void amil_refuse_terminal(int force, const char *hint)

@@ -106,3 +106,14 @@ no_temporaries() {
     [ "$status" -eq 1 ]
     [[ "$output" == *"this is a netpbm image, not a record"* ]]
 }
+
+@test "outputs: a progress line on a terminal, never on a pipe" {
+    files=()
+    for i in $(seq 200); do files+=("$BREAKHIS"); done
+    # about two seconds of work: the line is drawn every half second
+    script -qec "bagify ${files[*]} > /dev/null" /dev/null > "$T/tty"
+    grep -aq $'\rbagify: [0-9]* records, [0-9]* files/s' "$T/tty" || { cat -v "$T/tty"; return 1; }
+    grep -aq $'\r\033\[K' "$T/tty"   # erased at the end
+    bagify "${files[@]}" 2> "$T/err" > /dev/null
+    assert_empty "$T/err"
+}

@@ -53,6 +53,8 @@ int main(int argc, char **argv)
         amil_die("%s", amil_error());
     struct amil_work w = {0};
     struct amil_record r;
+    struct amil_progress progress;
+    amil_progress_start(&progress);
     int got;
     while ((got = amil_read(&s, &r)) == 1) {
         const struct amil_tensor *h = amil_expect(&r, "features", AMIL_F32, 2);
@@ -77,7 +79,9 @@ int main(int argc, char **argv)
         if (amil_write(stdout, &r) < 0)
             amil_die("write error:");
         amil_record_free(&r);
+        amil_progress_add(&progress, n, "patches");
     }
+    amil_progress_end(&progress);
     if (got < 0)
         amil_die("%s", amil_error());
     amil_stream_close(&s);

@@ -519,12 +519,18 @@ int main(int argc, char **argv)
     static char *stdin_only[] = {"-"};
     char **files = cl.nfiles ? cl.files : stdin_only;
     int nfiles = cl.nfiles ? cl.nfiles : 1, status = 0;
-    for (int i = 0; i < nfiles; i++)
+    struct amil_progress progress;
+    amil_progress_start(&progress);
+    for (int i = 0; i < nfiles; i++) {
         if (bagify_file(&cl, files[i]) < 0) {
+            amil_progress_end(&progress);
             amil_warn("%s: %s", files[i], amil_error());
             status = 1;
             if (!cl.keep_going)
                 break;
         }
+        amil_progress_add(&progress, 1, "files");
+    }
+    amil_progress_end(&progress);
     return amil_close_stdout() | status;
 }

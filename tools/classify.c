@@ -137,6 +137,8 @@ int main(int argc, char **argv)
     struct amil_cnn_work cw = {0};
     struct amil_record r;
     float prob[AMIL_CNN_MAX_CLASSES];   /* classes: at most 1000 (train -c) */
+    struct amil_progress progress;
+    amil_progress_start(&progress);
     int got;
     while ((got = amil_read(&s, &r)) == 1) {
         const char *consumed = any.is_cnn ? classify_image(&any.cnn, &cw, &r, prob)
@@ -161,7 +163,9 @@ int main(int argc, char **argv)
                 amil_die("write error:");
         }
         amil_record_free(&r);
+        amil_progress_add(&progress, 1, "records");
     }
+    amil_progress_end(&progress);
     if (got < 0)
         amil_die("%s", amil_error());
     if (cl.table && s.index == 0)   /* no records: a table with no rows */

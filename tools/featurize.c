@@ -88,8 +88,11 @@ int main(int argc, char **argv)
     struct amil_work w = {0};
     struct amil_cnn_work cw = {0};
     struct amil_record r;
+    struct amil_progress progress;
+    amil_progress_start(&progress);
     int got;
     while ((got = amil_read(&s, &r)) == 1) {
+        long units = 1;
         if (any.is_cnn) {
             if (featurize_image(&any.cnn, &cw, &r) < 0)
                 amil_die("%s: record %ld: %s", s.name, s.index - 1, amil_error());
@@ -100,6 +103,7 @@ int main(int argc, char **argv)
             if (!patches)
                 amil_die("%s: record %ld: %s", s.name, s.index - 1, amil_error());
             int n = (int)patches->shape[0];
+            units = n;
             amil_featurize(m, &w, patches->data, n);
             int64_t shape[2] = {n, m->hidden};
             memcpy(amil_put(&r, "features", AMIL_F32, 2, shape)->data, w.h,
@@ -111,7 +115,9 @@ int main(int argc, char **argv)
         if (amil_write(stdout, &r) < 0)
             amil_die("write error:");
         amil_record_free(&r);
+        amil_progress_add(&progress, units, any.is_cnn ? "images" : "patches");
     }
+    amil_progress_end(&progress);
     if (got < 0)
         amil_die("%s", amil_error());
     amil_stream_close(&s);
