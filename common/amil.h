@@ -208,5 +208,9 @@ long amil_image_index(const struct amil_record *r);
  * (so that a message names what was given).  NULL if it has no source.
  * buf holds a path that is built. */
 const char *amil_source_path(const struct amil_record *r, char *buf, size_t size);
+/* Whether image is the record's source: the same file, or, when the
+ * source is not found here, the same base name; 1 also when the record
+ * has no source (or standard input's). */
+int amil_is_source(const struct amil_record *r, const char *image);
 
 #endif

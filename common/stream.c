@@ -741,6 +741,18 @@ const char *amil_source_path(const struct amil_record *r, char *buf, size_t size
     return source;
 }
 
+int amil_is_source(const struct amil_record *r, const char *image)
+{
+    char buf[4096];
+    const char *source = amil_source_path(r, buf, sizeof buf);
+    if (!source || strcmp(source, "-") == 0)
+        return 1;
+    if (access(source, F_OK) == 0)
+        return amil_same_file(source, image);
+    const char *a = strrchr(source, '/'), *b = strrchr(image, '/');
+    return strcmp(a ? a + 1 : source, b ? b + 1 : image) == 0;
+}
+
 /* Maps a regular file of length bytes from fd and parses its first record
  * from the mapping. */
 static int load_mapped(int fd, size_t length, const char *path, struct amil_record *r)

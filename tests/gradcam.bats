@@ -209,11 +209,20 @@ EOF
         [ "$status" -eq 1 ] || { echo "$case: status $status"; return 1; }
         assert_empty "$T/out"
     done
-    # an image of another size than the bag's
+    # an image of another size than the bag's (and not its source: said first)
     run bash -c "gradcam -m '$M' '$IHC' < '$F/bag' > '$T/out'"
     [ "$status" -eq 1 ]
-    [ "$output" = "gradcam: <stdin>: record 0: $IHC is 512×512, but the record was cut from a 700×460 image" ]
+    [ "${lines[0]}" = "gradcam: warning: $IHC is not the record's source ($BREAKHIS); drawing on it as asked" ]
+    [ "${lines[1]}" = "gradcam: <stdin>: record 0: $IHC is 512×512, but the record was cut from a 700×460 image" ]
     assert_empty "$T/out"
+    # the source itself, or a copy under its name elsewhere, draws without a word
+    cp "$BREAKHIS" "$T/x.png"
+    run bash -c "gradcam -m '$M' -o '$T/a.png' '$BREAKHIS' < '$F/bag'"
+    [ "$status" -eq 0 ]
+    [ -z "$output" ]
+    run bash -c "gradcam -m '$M' -o '$T/b.png' '$T/x.png' < '$F/bag'"
+    [ "$status" -eq 0 ]
+    [[ "$output" == "gradcam: warning: $T/x.png is not the record's source"* ]]
     run bash -c "gradcam -m '$M' < /dev/null > '$T/out'"
     [ "$status" -eq 1 ]
     [ "$output" = "gradcam: no records on standard input" ]

@@ -288,6 +288,9 @@ static int explain(const struct cmdline *cl, const struct amil_model *m,
     } else {
         char found[4096];
         const char *path = cl->image ? cl->image : amil_source_path(r, found, sizeof found);
+        if (cl->image && !amil_is_source(r, cl->image))
+            amil_warn("warning: %s is not the record's source (%s); drawing on it as asked",
+                      cl->image, amil_meta_get(r, "source"));
         struct amil_image img;
         if (!path || strcmp(path, "-") == 0)
             status = amil_fail("no image to draw on: give IMAGE");

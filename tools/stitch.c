@@ -442,6 +442,9 @@ static int stitch_one(const struct cmdline *cl, const struct amil_record *r, lon
     const char *source = amil_meta_get(r, "source");
     char found[4096];
     const char *image_path = cl->image ? cl->image : amil_source_path(r, found, sizeof found);
+    if (cl->image && !amil_is_source(r, cl->image))
+        amil_warn("warning: %s is not the record's source (%s); drawing on it as asked",
+                  cl->image, source);
     struct amil_image img = {0}, out = {0};
     int need_image = cl->style == STYLE_HEAT || !b.patches;
     if (need_image) {
