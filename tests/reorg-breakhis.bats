@@ -160,6 +160,19 @@ small_kaggle() {
     [ "${stderr_lines[-1]}" = "reorg-breakhis: placed 0, already there 64, unknown 2, errors 0" ]
 }
 
+# A copy that cannot be written (here files over 4 KiB, SIGXFSZ ignored, as
+# a full disk would refuse them) says why, and split.tsv, which says the
+# layout is whole, is not written.
+@test "kaggle: --link copy that fails names the error and writes no split.tsv" {
+    dst=$BATS_TEST_TMPDIR/out
+    run bash -c 'trap "" XFSZ; ulimit -f 4; reorg-breakhis --link copy "$1" "$2"' _ "$KAGGLE" "$dst"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *": copying "*": File too large"* ]] || { echo "$output"; return 1; }
+    [[ "$output" != *"File exists"* ]]
+    [ ! -e "$dst/split.tsv" ]
+    [ "$(find "$dst" -name '.reorg-breakhis.*' | wc -l)" -eq 0 ]
+}
+
 @test "-n prints the plan and creates nothing" {
     dst=$BATS_TEST_TMPDIR/out
     run --separate-stderr reorg-breakhis -n "$KAGGLE" "$dst"

@@ -770,6 +770,24 @@ static int make_parents(const char *path)
     return status;
 }
 
+/* Writes all n bytes, through short writes; -1 with errno set (a full disk
+ * gives a short write first and ENOSPC only on the next). */
+static int write_all(int fd, const char *buf, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = write(fd, buf, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            if (k == 0)
+                errno = EIO;
+            return -1;
+        }
+        buf += k, n -= (size_t)k;
+    }
+    return 0;
+}
+
 /* Copies src to a temporary file beside target, then links that into place:
  * link() never replaces a file, and an interrupted copy never sits under
  * the final name. */
@@ -789,13 +807,18 @@ static int copy_file(const char *src, const char *target)
     } else {
         char buf[65536];
         ssize_t n;
-        while ((n = read(in, buf, sizeof buf)) > 0 && write(out, buf, (size_t)n) == n)
+        errno = 0;
+        while ((n = read(in, buf, sizeof buf)) > 0 && write_all(out, buf, (size_t)n) == 0)
             ;
-        /* n is 0 at the end of src, otherwise a read or write failed. */
+        /* n is 0 at the end of src, otherwise a read or write failed; the
+         * first failure's errno is the one reported */
         int failed = n != 0 || fchmod(out, st.st_mode & 0777) < 0;
+        int saved = errno;
         failed |= close(out) < 0;
-        if (failed)
+        if (failed) {
+            errno = saved ? saved : errno;
             amil_warn("%s: copying %s:", target, src);
+        }
         else if (link(tmp, target) < 0)
             amil_warn("%s:", target);
         else
@@ -847,7 +870,8 @@ static void place_all(struct run *run)
             run->errors++;
         free(target);
     }
-    if (run->split_state == TARGET_SAME)
+    /* split.tsv says the layout is whole: not after a failure */
+    if (run->split_state == TARGET_SAME || run->errors > 0)
         return;
     char *path = join(cl->dst, "split.tsv");
     FILE *f = make_parents(path) == 0 ? fopen(path, "wx") : NULL;
