@@ -49,7 +49,7 @@ paste "$m/shown" <(while read -r f; do awk -F'\t' -v f="$f" '$1 == f { print "di
 f=$(head -n 1 "$m/shown")
 bagify -g -c none "$f" > "$m/one.bag"
 featurize -m "$m/model.st" "$m/one.bag" | attend -m "$m/model.st" |
-    stitch --cmap viridis -a 0.6 -f pam | pamtopnm > "$m/attention.ppm"
+    stitch --cmap viridis -a 0.6 --no-legend -f pam | pamtopnm > "$m/attention.ppm"
 gradcam -m "$m/model.st" --cmap viridis -a 0.6 -f pam < "$m/one.bag" | pamtopnm > "$m/gradcam.ppm"
 pngtopam "$f" | pgmtoppm white > "$m/image.ppm"
 for caption in image attention Grad-CAM; do

@@ -43,7 +43,7 @@ attended() { bagify "$@" "$BREAKHIS" | recpass -a darkness; }
     pngtopam "$BREAKHIS" > "$T/image.pam"
     for stride in 28 14; do
         attended -s $stride > "$T/bag"
-        stitch --cmap gray --alpha 0.6 -o "$T/heat.pam" "$BREAKHIS" < "$T/bag"
+        stitch --cmap gray --alpha 0.6 --no-legend -o "$T/heat.pam" "$BREAKHIS" < "$T/bag"
         run "$py" "$st" heat "$T/image.pam" "$T/heat.pam" 0.6 < "$T/bag"
         echo "$output"
         [ "$status" -eq 0 ]
@@ -55,7 +55,7 @@ attended() { bagify "$@" "$BREAKHIS" | recpass -a darkness; }
     pngtopam "$BREAKHIS" > "$T/image.pam"
     for opts in "" "-b 0.5"; do
         attended $opts > "$T/bag"
-        stitch -f pam < "$T/bag" > "$T/heat.pam"
+        stitch --no-legend -f pam < "$T/bag" > "$T/heat.pam"
         run "$py" "$st" untouched "$T/image.pam" "$T/heat.pam" < "$T/bag"
         echo "$output"
         [ "$status" -eq 0 ]
@@ -66,10 +66,10 @@ attended() { bagify "$@" "$BREAKHIS" | recpass -a darkness; }
 
 @test "stitch: alpha 0 is the image; alpha 1 the colour map's ends" {
     attended > "$T/bag"
-    stitch -a 0 -f pam < "$T/bag" | pamtopnm > "$T/a0.ppm"
+    stitch -a 0 --no-legend -f pam < "$T/bag" | pamtopnm > "$T/a0.ppm"
     pngtopam "$BREAKHIS" | pamtopnm | cmp - "$T/a0.ppm"
     # the patch of most attention is jet's top, (128, 0, 0); of least, (0, 0, 128)
-    stitch -a 1 -f pam < "$T/bag" | pamtopnm > "$T/a1.ppm"
+    stitch -a 1 --no-legend -f pam < "$T/bag" | pamtopnm > "$T/a1.ppm"
     top=$(recinfo -t attention "$T/bag" | tr '\t' '\n' | awk '{ print NR - 1, $1 }' | sort -k2 -g | tail -n 1 | cut -d' ' -f1)
     low=$(recinfo -t attention "$T/bag" | tr '\t' '\n' | awk '{ print NR - 1, $1 }' | sort -k2 -g | head -n 1 | cut -d' ' -f1)
     for pair in "$top:128 0 0" "$low:0 0 128"; do
@@ -201,4 +201,34 @@ print(int(np.any(a != b, axis=2).sum()))"
     # an absolute source has no source_dir
     bagify "$T/a/y.png" | recinfo | grep -vq source_dir
     ! bagify "$T/a/y.png" | recinfo | grep -q source_dir || false
+}
+
+# The heat style draws a legend, the colour bar and the attention at its
+# ends, at the bottom right (not with --no-legend, nor in the paper's
+# style), and warns when min-max stretches a nearly uniform attention.
+@test "stitch: a legend gives the colours' values; nearly uniform attention is said" {
+    attended > "$T/bag"
+    stitch -f pam < "$T/bag" | pamtopnm > "$T/with.ppm"
+    stitch --no-legend -f pam < "$T/bag" | pamtopnm > "$T/without.ppm"
+    # the same but for the legend's box at the bottom right: 168 x 32 from
+    # (528, 424), 4 pixels from the edges
+    cmp <(pamcut -bottom 423 "$T/with.ppm") <(pamcut -bottom 423 "$T/without.ppm")
+    cmp <(pamcut -right 527 "$T/with.ppm") <(pamcut -right 527 "$T/without.ppm")
+    ! cmp -s "$T/with.ppm" "$T/without.ppm" || false
+    # the box is white around a bar of the colour map: jet's ends at its ends
+    pixel() { pamcut -left "$1" -top "$2" -width 1 -height 1 "$T/with.ppm" | pnmnoraw | tail -n 1 | xargs; }
+    [ "$(pixel 532 428)" = "0 0 128" ]
+    [ "$(pixel 691 437)" = "128 0 0" ]
+    [ "$(pixel 529 425)" = "255 255 255" ]
+    # the labels are black pixels under the bar
+    [ "$(pamcut -left 532 -top 442 -width 160 -height 10 "$T/with.ppm" | ppmtopgm | pamsumm -min -brief)" -eq 0 ]
+    # nearly uniform attention: a warning with the range; a wide one, none
+    bagify "$BREAKHIS" | recpass -a flat > "$T/flat"
+    run bash -c "stitch -o '$T/flat.png' < '$T/flat'"
+    [ "$status" -eq 0 ]
+    [[ "$output" == "stitch: warning: the record's image: attention from 0.00235 to 0.00266, nearly uniform: min-max stretches it over the whole colour map (the legend gives the values)" ]] ||
+        { echo "$output"; return 1; }
+    run bash -c "stitch -o '$T/wide.png' < '$T/bag'"
+    [ "$status" -eq 0 ]
+    [ -z "$output" ]
 }

@@ -36,6 +36,7 @@ struct cmdline {
     long top, branch;
     const char *output, *dir, *image;
     int force;              /* a picture to a terminal */
+    int no_legend;          /* heat: no colour bar with its values */
 };
 
 static const char usage_text[] =
@@ -52,6 +53,7 @@ static const char usage_text[] =
     "  -n, --norm N       minmax, max or rank (percentile) [minmax]\n"
     "  -t, --top K        outline the K patches of most attention [0]\n"
     "  -b, --branch B     which attention branch, from 0 [0]\n"
+    "      --no-legend    no colour bar with its values (heat)\n"
     "      --force        write the picture even to a terminal\n"
     "  -h, --help         this help\n"
     "IMAGE is the image the records were cut from [the record's source]\n";
@@ -79,7 +81,7 @@ static struct cmdline parse_args(int argc, char **argv)
         {"cmap", required_argument, 0, 'c'},  {"alpha", required_argument, 0, 'a'},
         {"norm", required_argument, 0, 'n'},  {"top", required_argument, 0, 't'},
         {"branch", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
-        {"force", no_argument, 0, 'F'},
+        {"force", no_argument, 0, 'F'},        {"no-legend", no_argument, 0, 'L'},
         {0, 0, 0, 0},
     };
     static const char *const styles[] = {"heat", "paper", NULL};
@@ -89,13 +91,14 @@ static struct cmdline parse_args(int argc, char **argv)
     const char *heat_option = NULL;   /* an option only the heat style uses */
     int c;
     while ((c = getopt_long(argc, argv, "S:o:d:f:c:a:n:t:b:h", options, NULL)) != -1) {
-        if (c && strchr("cant", c))
+        if (c && strchr("cantL", c))
             heat_option = c == 'c' ? "--cmap" : c == 'a' ? "--alpha"
-                        : c == 'n' ? "--norm" : "--top";
+                        : c == 'n' ? "--norm" : c == 'L' ? "--no-legend" : "--top";
         switch (c) {
         case 'S': cl.style = choose("--style", optarg, styles); break;
         case 'o': cl.output = optarg; break;
         case 'F': cl.force = 1; break;
+        case 'L': cl.no_legend = 1; break;
         case 'd': cl.dir = optarg; break;
         case 'f': cl.format = 1 + choose("--format", optarg, formats); break;
         case 'c':
@@ -336,6 +339,61 @@ static void outline(struct amil_image *out, long top, long left, long size)
     }
 }
 
+/* A 3x5 font for the legend's numbers: a glyph's five rows of three
+ * pixels, top row first, left pixel the high bit. */
+static const char glyph_chars[] = "0123456789.-e+";
+static const unsigned short glyphs[] = {
+    075557, 026227, 071747, 071717, 055711, 074717, 074757, 071111, 075757, 075717,
+    000002, 000700, 007747, 002720,
+};
+
+/* text in black, each pixel scale × scale, its top left at (x, y) */
+static void draw_text(struct amil_image *out, long x, long y, const char *text, int scale)
+{
+    for (; *text; text++, x += 4 * scale) {
+        const char *at = strchr(glyph_chars, *text);
+        if (!at || !*text)
+            continue;
+        unsigned bits = glyphs[at - glyph_chars];
+        for (int row = 0; row < 5; row++)
+            for (int col = 0; col < 3; col++)
+                if (bits >> (3 * (4 - row) + (2 - col)) & 1)
+                    for (int dy = 0; dy < scale; dy++)
+                        for (int dx = 0; dx < scale; dx++) {
+                            long py = y + row * scale + dy, px = x + col * scale + dx;
+                            if (py >= 0 && px >= 0 && py < out->height && px < out->width)
+                                memset(out->pixels + ((size_t)py * out->width + px) * 3, 0, 3);
+                        }
+    }
+}
+
+/* The legend, at the bottom right: the colour map from 0 to 1 as a bar,
+ * under it the attention each end stands for (lo, hi); none on an image
+ * too small to hold it. */
+static void legend(const struct cmdline *cl, struct amil_image *out, double lo, double hi)
+{
+    const int scale = 2, margin = 4, bar_height = 10, text_height = 5 * scale;
+    long bar = out->width - 8 * margin < 160 ? out->width - 8 * margin : 160;
+    long box_w = bar + 2 * margin, box_h = bar_height + text_height + 3 * margin;
+    if (bar < 60 || out->height < box_h + 2 * margin)
+        return;
+    long x0 = out->width - box_w - margin, y0 = out->height - box_h - margin;
+    for (long y = y0; y < y0 + box_h; y++)
+        memset(out->pixels + ((size_t)y * out->width + x0) * 3, 255, (size_t)box_w * 3);
+    for (long j = 0; j < bar; j++) {
+        const unsigned char *colour = amil_colormap_lookup(cl->colormap, (double)j / (bar - 1));
+        for (long y = y0 + margin; y < y0 + margin + bar_height; y++)
+            memcpy(out->pixels + ((size_t)y * out->width + x0 + margin + j) * 3, colour, 3);
+    }
+    char left[32], right[32];
+    snprintf(left, sizeof left, "%.2g", lo);
+    snprintf(right, sizeof right, "%.2g", hi);
+    long text_y = y0 + 2 * margin + bar_height;
+    draw_text(out, x0 + margin, text_y, left, scale);
+    draw_text(out, x0 + margin + bar - (long)strlen(right) * 4 * scale + scale, text_y, right,
+              scale);
+}
+
 static int heat_picture(const struct cmdline *cl, const struct bag *b,
                         const struct amil_image *img, struct amil_image *out)
 {
@@ -375,6 +433,15 @@ static int heat_picture(const struct cmdline *cl, const struct bag *b,
         taken[best] = 1;
     }
     free(taken);
+    double lo = INFINITY, hi = -INFINITY;
+    for (long i = 0; i < b->n; i++)
+        lo = fmin(lo, b->attention[i]), hi = fmax(hi, b->attention[i]);
+    if (cl->norm == NORM_MINMAX && hi > lo && hi < 2 * lo)
+        amil_warn("warning: %s: attention from %.3g to %.3g, nearly uniform: min-max "
+                  "stretches it over the whole colour map (the legend gives the values)",
+                  cl->image ? cl->image : "the record's image", lo, hi);
+    if (!cl->no_legend)
+        legend(cl, out, cl->norm == NORM_MAX ? 0 : lo, hi);
     free(v);
     free(sum);
     free(covers);

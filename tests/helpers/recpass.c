@@ -2,14 +2,15 @@
  * checked and re-encoded, so tests can see what a program that reads
  * records does with bad input and with tensors it does not know.
  *
- *   recpass [-a darkness|index] [-K BRANCHES] [-r TENSOR] [FILE]
+ *   recpass [-a darkness|index|flat] [-K BRANCHES] [-r TENSOR] [FILE]
  *
  * -r removes a tensor; -f NAME=VALUE fills an F32 tensor with VALUE (nan
  * and inf too), to make a broken model or checkpoint; -m KEY=VALUE sets a
  * metadata value.
  * -a adds an `attention` F32 [K, N] over a bag's patches before attend
  * exists: softmax over patches of their mean darkness (255 - mean pixel) / 8
- * (tissue gets the weight), or of the patch index / 8; branch k > 0 is the
+ * (tissue gets the weight), or of the patch index / 8, or of index / (8 N)
+ * (flat: nearly uniform, max/min e^(1/8)); branch k > 0 is the
  * reverse order of branch 0, so a test can tell branches apart. */
 #include <getopt.h>
 #include <math.h>
@@ -27,8 +28,8 @@ static void add_attention(struct amil_record *r, const char *how, long branches)
     size_t per_patch = (size_t)(patches->shape[1] * patches->shape[2] * patches->shape[3]);
     double *score = amil_xmalloc((size_t)n * sizeof *score);
     for (int64_t i = 0; i < n; i++) {
-        if (strcmp(how, "index") == 0) {
-            score[i] = (double)i / 8;
+        if (strcmp(how, "index") == 0 || strcmp(how, "flat") == 0) {
+            score[i] = (double)i / 8 / (how[0] == 'f' ? (double)n : 1);
             continue;
         }
         const unsigned char *px = (const unsigned char *)patches->data + i * per_patch;
@@ -69,7 +70,7 @@ int main(int argc, char **argv)
         else if (c == 'K' && amil_parse_long(optarg, 1, 16, &branches) == 0)
             ;
         else
-            amil_die("usage: recpass [-a darkness|index] [-K BRANCHES] [-r TENSOR] "
+            amil_die("usage: recpass [-a darkness|index|flat] [-K BRANCHES] [-r TENSOR] "
                      "[-f TENSOR=VALUE] [-m KEY=VALUE] [FILE]");
     }
     FILE *f = optind < argc ? fopen(argv[optind], "rb") : stdin;
