@@ -346,7 +346,7 @@ cnn_models() {
     # Grad-CAM and Guided Grad-CAM, each as the programs draw it
     panel() { pamcut -left $(($1 * 712)) -top "$caption" -width 700 -height 460 "$T/figure.pam" | pamtopnm; }
     panel 0 | cmp - <(pngtopam "$BREAKHIS")
-    bagify "$BREAKHIS" | featurize -m "$M" | attend -m "$M" | stitch -f pam "$BREAKHIS" |
+    bagify "$BREAKHIS" | featurize -m "$M" | attend -m "$M" | stitch --no-legend -f pam "$BREAKHIS" |
         pamtopnm | cmp - <(panel 1)
     gradcam -m "$F/net.st" -f pam "$BREAKHIS" | pamtopnm | cmp - <(panel 2)
     gradcam -m "$F/net.st" --method guided-gradcam -f pam "$BREAKHIS" | pamtopnm | cmp - <(panel 3)
