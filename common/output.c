@@ -33,13 +33,12 @@ void amil_output_cleanup(void)
             unlink(pending[i]);
 }
 
-static void remove_pending(void) { amil_output_cleanup(); }
 
 static void track(const char *temporary, int add)
 {
     static int registered;
     if (!registered)
-        registered = atexit(remove_pending) == 0;
+        registered = atexit(amil_output_cleanup) == 0;
     for (int i = 0; i < PENDING; i++)
         if (add ? !pending[i] : pending[i] == temporary) {
             pending[i] = add ? (char *)temporary : NULL;

@@ -1,10 +1,11 @@
-/* common.c: fuzz.h's file and amil_die() replacement. */
+/* common.c: fuzz.h's stream and file, and amil_die()'s replacement. */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "amil.h"
 #include "fuzz.h"
 
 jmp_buf fuzz_died;
@@ -44,6 +45,14 @@ _Noreturn void __wrap_amil_die(const char *fmt, ...)
 {
     (void)fmt;
     longjmp(fuzz_died, 1);
+}
+
+FILE *fuzz_stream(const uint8_t *data, size_t size, struct amil_stream *s)
+{
+    FILE *f = fmemopen((void *)data, size, "rb");
+    if (f)
+        amil_stream_open(s, f, "fuzz");
+    return f;
 }
 
 const char *fuzz_file(const uint8_t *data, size_t size)

@@ -23,6 +23,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * each input; returns its /proc path, or NULL. */
 const char *fuzz_file(const uint8_t *data, size_t size);
 
+/* The input as a record stream s, from memory: the FILE to fclose, or
+ * NULL. */
+struct amil_stream;
+FILE *fuzz_stream(const uint8_t *data, size_t size, struct amil_stream *s);
+
 /* Where amil_die() jumps to (set with setjmp before calling a reader). */
 extern jmp_buf fuzz_died;
 /* Closes the file the reader left open when it died (fopen is wrapped). */

@@ -11,12 +11,11 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    FILE *f = fmemopen((void *)data, size, "rb");
-    if (!f)
-        return 0;
     struct amil_stream s;
     struct amil_record r;
-    amil_stream_open(&s, f, "fuzz");
+    FILE *f = fuzz_stream(data, size, &s);
+    if (!f)
+        return 0;
     if (amil_read(&s, &r) == 1) {
         struct amil_model m;
         if (amil_model_from_record(&m, &r) == 0) {

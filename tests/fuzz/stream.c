@@ -5,12 +5,11 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    FILE *f = fmemopen((void *)data, size, "rb");
-    if (!f)
-        return 0;
     struct amil_stream s;
     struct amil_record r;
-    amil_stream_open(&s, f, "fuzz");
+    FILE *f = fuzz_stream(data, size, &s);
+    if (!f)
+        return 0;
     while (amil_read(&s, &r) == 1) {
         for (size_t i = 0; i < r.ntensors; i++)   /* touch every byte it claims */
             if (r.tensors[i].nbytes)
