@@ -39,8 +39,12 @@ $(OUT)/source/.done:
 	$(HERE)bach-split.sh '$(DATA)' $(OUT)/source $(SEED) $(RATIO) > $(OUT)/split.tsv
 	touch $@
 
+# (only here: in the second make, study.mk's rule makes results.md, and
+# this one would call make again, without end)
+ifneq ($(PHASE),2)
 $(OUT)/results.md: $(OUT)/source/.done FORCE
 	$(MAKE) -f $(THIS) PHASE=2 results
+endif
 
 FORCE:
 .PHONY: all results FORCE

@@ -55,8 +55,12 @@ $(OUT)/data/.done:
 
 # Which images there are is known once the layout exists: everything else
 # is made by a second make that reads it.
+# (only here: in the second make, study.mk's rule makes results.md, and
+# this one would call make again, without end)
+ifneq ($(PHASE),2)
 $(OUT)/results.md: $(OUT)/data/.done FORCE
 	$(MAKE) -f $(THIS) PHASE=2 results
+endif
 
 FORCE:
 .PHONY: all results FORCE
