@@ -43,6 +43,8 @@ struct amil_progress {
 };
 void amil_progress_start(struct amil_progress *p);
 void amil_progress_add(struct amil_progress *p, long units, const char *unit);
+/* Units done within a record not yet finished (a big image's patches). */
+void amil_progress_within(struct amil_progress *p, long units, const char *unit);
 void amil_progress_end(struct amil_progress *p);
 
 /* Dies, as gzip does, when standard output is a terminal and not forced:

@@ -42,9 +42,21 @@ void amil_init(int argc, char **argv)
     }
 }
 
+/* Whether a progress line is on the terminal now: a message erases it
+ * first, and the next update draws it again below. */
+static int progress_drawn;
+
+static void erase_progress(void)
+{
+    if (progress_drawn)
+        fputs("\r\033[K", stderr);
+    progress_drawn = 0;
+}
+
 static void vwarn(const char *fmt, va_list ap)
 {
     int saved = errno;
+    erase_progress();
     fprintf(stderr, "%s: ", amil_progname);
     vfprintf(stderr, fmt, ap);
     size_t n = strlen(fmt);
@@ -98,19 +110,26 @@ void amil_progress_start(struct amil_progress *p)
 
 void amil_progress_add(struct amil_progress *p, long units, const char *unit)
 {
-    p->records++, p->units += units;
+    p->records++;
+    amil_progress_within(p, units, unit);
+}
+
+void amil_progress_within(struct amil_progress *p, long units, const char *unit)
+{
+    p->units += units;
     double t = seconds_now();
     if (!p->on || t - p->last < 0.5)
         return;
     p->last = t;
+    progress_drawn = 1;
     fprintf(stderr, "\r%s: %ld records, %.0f %s/s ", amil_progname, p->records,
             p->units / (t - p->start), unit);
 }
 
 void amil_progress_end(struct amil_progress *p)
 {
-    if (p->on && p->last > p->start)
-        fputs("\r\033[K", stderr);
+    (void)p;
+    erase_progress();
 }
 
 void amil_refuse_terminal(int force, const char *hint)

@@ -116,4 +116,20 @@ no_temporaries() {
     grep -aq $'\r\033\[K' "$T/tty"   # erased at the end
     bagify "${files[@]}" 2> "$T/err" > /dev/null
     assert_empty "$T/err"
+    # a message first erases the line, so that it starts a line of its own
+    printf 'not an image' > "$T/bad.png"
+    run script -qec "bagify -k ${files[*]} $T/bad.png > /dev/null" /dev/null
+    [ "$status" -eq 1 ]
+    printf '%s' "$output" > "$T/tty"
+    grep -aq $'\r\033\[Kbagify: '"$T/bad.png: " "$T/tty" || { cat -v "$T/tty"; return 1; }
+}
+
+@test "outputs: stitch's progress line counts records and patches" {
+    bagify "$BREAKHIS" | recpass -a darkness > "$T/one"
+    for i in $(seq 40); do cat "$T/one"; done > "$T/many"
+    script -qec "stitch --no-legend -d $T/out < $T/many" /dev/null > "$T/tty"
+    grep -aq $'\rstitch: [0-9]* records, [0-9]* patches/s' "$T/tty" || { cat -v "$T/tty"; return 1; }
+    [ "$(ls "$T/out" | wc -l)" -eq 40 ]
+    stitch --no-legend -d "$T/out2" < "$T/many" 2> "$T/err"
+    assert_empty "$T/err"
 }

@@ -523,7 +523,6 @@ int main(int argc, char **argv)
     amil_progress_start(&progress);
     for (int i = 0; i < nfiles; i++) {
         if (bagify_file(&cl, files[i]) < 0) {
-            amil_progress_end(&progress);
             amil_warn("%s: %s", files[i], amil_error());
             status = 1;
             if (!cl.keep_going)

@@ -395,13 +395,16 @@ static void legend(const struct cmdline *cl, struct amil_image *out, double lo, 
 }
 
 static int heat_picture(const struct cmdline *cl, const struct bag *b,
-                        const struct amil_image *img, struct amil_image *out)
+                        const struct amil_image *img, struct amil_image *out,
+                        struct amil_progress *progress)
 {
     size_t count = (size_t)img->width * img->height;
     double *sum = amil_xcalloc(count, sizeof *sum);
     unsigned *covers = amil_xcalloc(count, sizeof *covers);
     double *v = normalize(cl->norm, b->attention, b->n);
     for (long i = 0; i < b->n; i++) {
+        if (i % 4096 == 4095)   /* a slide's bag takes a while */
+            amil_progress_within(progress, 4096, "patches");
         long y0 = b->coords[2 * i], x0 = b->coords[2 * i + 1];
         for (long y = y0; y < y0 + b->patch && y < img->height; y++)
             for (long x = x0; x < x0 + b->patch && x < img->width; x++) {
@@ -501,7 +504,8 @@ static char *output_name(const struct cmdline *cl, const char *source, long inde
     return path;
 }
 
-static int stitch_one(const struct cmdline *cl, const struct amil_record *r, long index)
+static int stitch_one(const struct cmdline *cl, const struct amil_record *r, long index,
+                      struct amil_progress *progress)
 {
     struct bag b;
     if (read_bag(cl, r, &b) < 0)
@@ -539,7 +543,7 @@ static int stitch_one(const struct cmdline *cl, const struct amil_record *r, lon
     if (cl->style == STYLE_PAPER)
         paper_picture(&b, &img, &out);
     else
-        heat_picture(cl, &b, &img, &out);
+        heat_picture(cl, &b, &img, &out, progress);
     amil_image_free(&img);
     char *path = NULL;
     if (cl->dir)
@@ -548,6 +552,7 @@ static int stitch_one(const struct cmdline *cl, const struct amil_record *r, lon
                                need_image ? image_path : NULL);
     free(path);
     amil_image_free(&out);
+    amil_progress_add(progress, cl->style == STYLE_PAPER ? b.n : b.n % 4096, "patches");
     return status;
 }
 
@@ -567,6 +572,8 @@ int main(int argc, char **argv)
         amil_die("%s", amil_error());
     if (got == 0)
         amil_die("no records on standard input");
+    struct amil_progress progress;
+    amil_progress_start(&progress);
     /* Look one record ahead, so that without -d a second record is an
      * error before any picture is written. */
     while (got == 1) {
@@ -575,7 +582,7 @@ int main(int argc, char **argv)
         if (more == 1 && !cl.dir)
             amil_die("<stdin>: record %ld: more than one record; use -d DIR for one "
                      "picture each", index + 1);
-        if (stitch_one(&cl, &r, index) < 0)
+        if (stitch_one(&cl, &r, index, &progress) < 0)
             amil_die("<stdin>: record %ld: %s", index, amil_error());
         amil_record_free(&r);
         if (more < 0)
@@ -583,5 +590,6 @@ int main(int argc, char **argv)
         r = next;
         got = more;
     }
+    amil_progress_end(&progress);
     return amil_close_stdout();
 }
