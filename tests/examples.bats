@@ -122,7 +122,7 @@ examples() {
 # run_examples PAGE: every block of PAGE, in a fresh copy of the sandbox
 # (the big models linked, not copied: the examples only read them).
 run_examples() {
-    local page=$REPO/man/$1 dir=$BATS_TEST_TMPDIR/run n=0 block
+    local page=$REPO/man/$1 dir=$BATS_TEST_TMPDIR/run n=0 block pipefail=
     mkdir -p "$dir"
     # one cp, so that the tree's hard links (data/ and the fold share
     # their images, as reorg-breakhis leaves them) stay links
@@ -139,7 +139,8 @@ run_examples() {
         n=$((n + 1))
         echo "# $1, example $n:" >&3
         printf '#   %s\n' "${block//$'\n'/$'\n'#   }" >&3
-        (cd "$dir" && HOME=$dir PATH="$dir/.bin:$PATH" bash -eu -c "$block" \
+        [[ $block == "set -o pipefail" ]] && pipefail=1
+        (cd "$dir" && HOME=$dir PATH="$dir/.bin:$PATH" bash -eu ${pipefail:+-o pipefail} -c "$block" \
             < /dev/null > "$dir/.out" 2> "$dir/.err") &&
             ! grep -E "^$programs: " "$dir/.err" |
                 grep -vqE '^(mnist-bags: [0-9]+ bags|reorg-breakhis: (placed|to place) [0-9]+|[a-z-]+: warning: )' || {
@@ -162,6 +163,16 @@ run_examples() {
 @test "EXAMPLES of train(1) run as written" { run_examples train.1; }
 @test "EXAMPLES of amil-stream(5) run as written" { run_examples amil-stream.5; }
 @test "EXAMPLES of amil(7) run as written" { run_examples amil.7; }
+
+@test "every page whose EXAMPLES have a pipeline sets pipefail before it" {
+    for page in "$REPO"/man/*.[1-9]; do
+        examples "$page" | tr '\0' '\036' | tr '\n' ' ' | tr '\036' '\n' > "$BATS_TEST_TMPDIR/blocks"
+        first=$(grep -n '|' "$BATS_TEST_TMPDIR/blocks" | sed -n '1s/:.*//p')
+        [ -n "$first" ] || continue
+        set=$(grep -nx 'set -o pipefail' "$BATS_TEST_TMPDIR/blocks" | sed -n '1s/:.*//p')
+        [ -n "$set" ] && [ "$set" -lt "$first" ] || { echo "${page##*/}: a pipeline without pipefail"; return 1; }
+    done
+}
 
 @test "every man page's EXAMPLES are run here" {
     for page in "$REPO"/man/*.[1-9]; do
