@@ -107,6 +107,20 @@ struct amil_kernels {
      * lanes. */
     void (*winograd_output)(float *out, const float *M, const float *bias, int OC, int H,
                             int W);
+
+    /* Winograd F(4×4, 5×5), the attention-MIL model's second convolution in
+     * lanes (model.c).  The weights: U (64, pairs) = G g Gᵀ of each 5×5
+     * kernel g, read from gt (25, pairs), its taps transposed (pairs = OC·C,
+     * in U's order (OC, C)). */
+    void (*winograd5_weights)(float *U, const float *gt, size_t pairs);
+    /* The input: V (64, C, T, lanes) = Bᵀ d B of each 8×8 tile d of in (C,
+     * H, H, lanes), tiles 4 apart, T = ((H - 4) / 4)² of them. */
+    void (*winograd5_input)(float *V, const float *in, int C, int H);
+    /* out (OC, H, H, lanes) = conv5's output, no bias: Aᵀ (U ⊙ V summed over
+     * C) A of each 4×4 tile; T = (H / 4)² a multiple of 4; m is scratch of
+     * 64 · 4 · 6 vectors. */
+    void (*winograd5_output)(float *out, float *m, const float *U, const float *V, int C,
+                             int OC, int H);
 };
 
 /* The kernels this process uses: AMIL_ISA's if set (NULL with a message if

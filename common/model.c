@@ -418,7 +418,9 @@ static void free_stage(struct amil_work *w, int stage)
     void **features[] = {(void **)&w->x, (void **)&w->p1, (void **)&w->arg1,
                          (void **)&w->p2, (void **)&w->arg2, (void **)&w->hl,
                          (void **)&w->h, (void **)&w->c1, (void **)&w->c2,
-                         (void **)&w->planes, (void **)&w->shifted};
+                         (void **)&w->planes, (void **)&w->shifted,
+                         (void **)&w->wino_u, (void **)&w->wino_seen, (void **)&w->wino_gt,
+                         (void **)&w->wino_v, (void **)&w->wino_m};
     void **attention[] = {(void **)&w->v, (void **)&w->u, (void **)&w->gate,
                           (void **)&w->scores, (void **)&w->a, (void **)&w->m,
                           (void **)&w->logits, (void **)&w->prob};
@@ -546,13 +548,46 @@ static void planes_to_lanes(const struct shifted_group *sg, float *to, size_t ro
                      rows / sg->lanes);
 }
 
+/* Whether the second convolution runs as Winograd's F(4×4, 5×5)
+ * (kernels.h): when its output side is a multiple of 8, whole 4×4 tiles
+ * four at a time (8 for 28×28 patches).  In lanes, it costs a full or a
+ * partial group less than the direct sum of conv5 or conv_shift does. */
+static int winograd_fits(const struct amil_model *m)
+{
+    return sides_of(m->patch).conv2 % 8 == 0;
+}
+
+/* U of the second convolution's weights, made again only when they are
+ * not the ones it was made from (an optimizer's step, a test's nudge). */
+static void winograd_weights(const struct amil_model *m, struct amil_work *w)
+{
+    const float *weight = W(m, CONV2_W);
+    size_t pairs = (size_t)CONV2 * CONV1, taps = KERNEL * KERNEL;
+    if (w->wino_ready && memcmp(w->wino_seen, weight, sizeof *weight * pairs * taps) == 0)
+        return;
+    memcpy(w->wino_seen, weight, sizeof *weight * pairs * taps);
+    for (size_t q = 0; q < pairs; q++)   /* (50·20, 25) to (25, 50·20) */
+        for (size_t t = 0; t < taps; t++)
+            w->wino_gt[t * pairs + q] = weight[q * taps + t];
+    w->kernels->winograd5_weights(w->wino_u, w->wino_gt, pairs);
+    w->wino_ready = 1;
+}
+
 /* C2 (50, S, S, lanes) of group g, its first count lanes patches (the rest
- * zero), without bias, from P1 (20, S1, S1, lanes): in lanes, or image by
- * image when that pays. */
+ * zero), without bias, from P1 (20, S1, S1, lanes): as Winograd's, in
+ * lanes, or image by image, whichever fits and pays. */
 static void conv2_forward(const struct amil_model *m, struct amil_work *w, float *c2,
                           const float *p1, int n, int g, int thread)
 {
     struct sides s = sides_of(m->patch);
+    if (winograd_fits(m)) {
+        size_t lanes = (size_t)w->kernels->lanes, tiles = (size_t)s.conv2 / 4;
+        float *v = w->wino_v + thread * 64 * CONV1 * tiles * tiles * lanes;
+        w->kernels->winograd5_input(v, p1, CONV1, s.pool1);
+        w->kernels->winograd5_output(c2, w->wino_m + thread * 64 * 4 * 6 * lanes, w->wino_u, v,
+                                     CONV1, CONV2, s.conv2);
+        return;
+    }
     if (!shift_pays(m, w->kernels->lanes, n, g)) {
         w->kernels->conv5(c2, p1, W(m, CONV2_W), CONV1, s.pool1, s.pool1, CONV2);
         return;
@@ -618,6 +653,13 @@ static void fit(const struct amil_model *m, struct amil_work *w, int n, int stag
         ALLOC(c2, c2 * threads);
         ALLOC(planes, shift_sizes(m, lanes).planes * threads);
         ALLOC(shifted, shift_sizes(m, lanes).shifted * threads);
+        size_t taps = (size_t)CONV2 * CONV1 * KERNEL * KERNEL;
+        ALLOC(wino_u, 64 * CONV2 * CONV1);
+        ALLOC(wino_seen, taps);
+        ALLOC(wino_gt, taps);
+        ALLOC(wino_v, 64 * CONV1 * (s.conv2 / 4) * (s.conv2 / 4) * V * threads);
+        ALLOC(wino_m, 64 * 4 * 6 * V * threads);
+        w->wino_ready = 0;
     } else if (stage == STAGE_ATTENTION) {
         ALLOC(v, N * D);
         ALLOC(u, N * D);
@@ -773,6 +815,8 @@ void amil_featurize(const struct amil_model *m, struct amil_work *w,
 {
     fit(m, w, n, STAGE_FEATURES);
     w->n = n;
+    if (winograd_fits(m))
+        winograd_weights(m, w);
     int lanes = w->kernels->lanes;
     int groups = (n + lanes - 1) / lanes;
     struct bag_pass pass = {m, w, patches, n, NULL, NULL};

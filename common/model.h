@@ -113,6 +113,12 @@ struct amil_work {
     float *h;               /* (N, L) the same as rows: featurize's output */
     float *c1, *c2;         /* one group's convolution outputs (scratch) */
     float *planes, *shifted;   /* conv 2 image by image (model.c; scratch) */
+    /* conv 2 as Winograd's F(4×4, 5×5): U of its weights (64, 50, 20),
+     * made from the copy at seen (when ready, and remade when the weights
+     * differ from it), the taps transposed (gt); a thread's V and products
+     * (scratch) */
+    float *wino_u, *wino_seen, *wino_gt, *wino_v, *wino_m;
+    int wino_ready;
     float *v, *u, *gate;    /* (N, D): tanh(V H), σ(U H), their product */
     float *scores;          /* (N, K) */
     float *a;               /* (K, N), softmax over N */

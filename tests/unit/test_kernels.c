@@ -148,6 +148,57 @@ static void convolution(void **state)
     each_set(conv_check);
 }
 
+/* ---- Winograd F(4×4, 5×5) ----------------------------------------------------- */
+
+/* The three kernels together against the direct sum in double: the
+ * paper's conv2, more tiles than one accumulator block holds (T = 16) with
+ * output channels that leave a partial block, and one channel. */
+static void winograd5_check(const struct amil_kernels *k)
+{
+    static const struct conv_case cases[] = {{20, 12, 12, 50}, {3, 20, 20, 7}, {1, 12, 12, 1}};
+    int lanes = k->lanes;
+    for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
+        struct conv_case cc = cases[t];
+        int S = cc.H - 4, tiles = S / 4;
+        size_t in_size = (size_t)cc.C * cc.H * cc.H, out_size = (size_t)cc.OC * S * S;
+        size_t pairs = (size_t)cc.OC * cc.C;
+        float *in = lane_buffer(in_size * lanes), *weight = lane_buffer(pairs * 25);
+        float *gt = malloc(sizeof *gt * pairs * 25), *U = malloc(sizeof *U * 64 * pairs);
+        float *V = amil_xaligned(sizeof *V * 64 * cc.C * tiles * tiles * lanes);
+        float *m = amil_xaligned(sizeof *m * 64 * 4 * 6 * lanes);
+        float *out = amil_xaligned(sizeof *out * out_size * lanes);
+        double *want = calloc(out_size * lanes, sizeof *want);
+        for (size_t q = 0; q < pairs; q++)
+            for (int i = 0; i < 25; i++)
+                gt[i * pairs + q] = weight[q * 25 + i];
+        k->winograd5_weights(U, gt, pairs);
+        k->winograd5_input(V, in, cc.C, cc.H);
+        k->winograd5_output(out, m, U, V, cc.C, cc.OC, S);
+        for (int p = 0; p < lanes; p++)
+            for (int o = 0; o < cc.OC; o++)
+                for (int y = 0; y < S; y++)
+                    for (int x = 0; x < S; x++) {
+                        double sum = 0;
+                        for (int c = 0; c < cc.C; c++)
+                            for (int i = 0; i < 5; i++)
+                                for (int j = 0; j < 5; j++)
+                                    sum += (double)weight[(((size_t)o * cc.C + c) * 5 + i) * 5 + j] *
+                                           in[(((size_t)c * cc.H + y + i) * cc.H + x + j) * lanes + p];
+                        want[(((size_t)o * S + y) * S + x) * lanes + p] = sum;
+                    }
+        char what[64];
+        snprintf(what, sizeof what, "winograd5 %dx%dx%d -> %d", cc.C, cc.H, cc.H, cc.OC);
+        assert_true(report(k->name, what, want, out, out_size * lanes) < 2e-5);
+        free(in), free(weight), free(gt), free(U), free(V), free(m), free(out), free(want);
+    }
+}
+
+static void winograd5(void **state)
+{
+    (void)state;
+    each_set(winograd5_check);
+}
+
 /* ---- pooling ---------------------------------------------------------------- */
 
 static void pool_check(const struct amil_kernels *k)
@@ -449,6 +500,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(convolution),
+        cmocka_unit_test(winograd5),
         cmocka_unit_test(pooling),
         cmocka_unit_test(dense),
         cmocka_unit_test(shifted_convolution),
