@@ -15,6 +15,7 @@
 
 #include "amil.h"
 #include "image.h"
+#include "png.h"
 
 /* libnetpbm's PAM_STRUCT_SIZE(tuple_type), written without the member
  * access through a null pointer that the macro uses. */

@@ -51,12 +51,6 @@ void amil_image_free(struct amil_image *img);
 
 /* Checks a size against a pixel limit: 0, or -1 with a message. */
 int amil_image_check_size(long width, long height, long max_pixels);
-/* The fast PNG path (png.c): 0 decoded into *pixels with *comp channels
- * (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA), 1 not a PNG it handles (leave it
- * to stb_image; *used is set if it is a PNG), -1 a broken PNG, with a
- * message. */
-int amil_png_decode(const unsigned char *data, size_t len, long max_pixels,
-                    unsigned char **pixels, int *width, int *height, int *comp, size_t *used);
 
 int amil_image_write_png(FILE *f, const struct amil_image *img);
 int amil_image_write_pam(FILE *f, const struct amil_image *img);

@@ -11,7 +11,8 @@
 #include <libdeflate.h>
 
 #include "amil.h"
-#include "image.h"
+#include "image.h"   /* amil_image_check_size */
+#include "png.h"
 
 static uint32_t be32(const unsigned char *p)
 {
