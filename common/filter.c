@@ -3,12 +3,13 @@
 #include <getopt.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "amil.h"
 #include "filter.h"
 
-int amil_filter_args(int argc, char **argv, int with_table, struct amil_filter *f)
+static int parse(int argc, char **argv, int with_table, struct amil_filter *f)
 {
     static const struct option options[] = {
         {"model", required_argument, 0, 'm'}, {"keep", no_argument, 0, 'k'},
@@ -44,6 +45,55 @@ int amil_filter_args(int argc, char **argv, int with_table, struct amil_filter *
         return amil_fail("one FILE at most");
     f->input = optind < argc ? argv[optind] : NULL;
     return 0;
+}
+
+struct amil_filter amil_filter_args(int argc, char **argv, int with_table, const char *usage)
+{
+    struct amil_filter f;
+    int status = parse(argc, argv, with_table, &f);
+    if (status == 1) {
+        fputs(usage, stdout);
+        exit(0);
+    }
+    if (status < 0) {
+        amil_warn("%s", amil_error());
+        fputs(usage, stderr);
+        exit(2);
+    }
+    return f;
+}
+
+long amil_filter_run(const struct amil_filter *f, amil_filter_each *each, void *ctx,
+                     const char *unit)
+{
+    struct amil_stream s;
+    if (amil_stream_open_path(&s, f->input) < 0)
+        amil_die("%s", amil_error());
+    struct amil_record r;
+    struct amil_progress progress;
+    amil_progress_start(&progress);
+    int got;
+    while ((got = amil_read(&s, &r)) == 1) {
+        const char *consumed = NULL;
+        long units = each(ctx, &r, s.index - 1, &consumed);
+        if (units < 0)
+            amil_die("%s: record %ld: %s", s.name, s.index - 1, amil_error());
+        if (!f->table) {
+            if (!f->keep && consumed)
+                amil_remove(&r, consumed);
+            amil_meta_set(&r, "model", f->model);
+            if (amil_write(stdout, &r) < 0)
+                amil_die("write error:");
+        }
+        amil_record_free(&r);
+        amil_progress_add(&progress, units, unit);
+    }
+    amil_progress_end(&progress);
+    if (got < 0)
+        amil_die("%s", amil_error());
+    long records = s.index;
+    amil_stream_close(&s);
+    return records;
 }
 
 int amil_any_load(struct amil_any_model *m, const char *path)

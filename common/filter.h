@@ -11,10 +11,25 @@ struct amil_filter {
     long threads;           /* -j N [1] */
 };
 
-/* Parses -m MODEL [-k] [-j N] [-t, when with_table] [-h] [FILE].  Returns
- * 0, 1 when -h asks for help, or -1 with a message when the options are
- * wrong (the program prints its usage and exits 2). */
-int amil_filter_args(int argc, char **argv, int with_table, struct amil_filter *f);
+/* Parses -m MODEL [-k] [-j N] [-t, when with_table] [-h] [FILE], for
+ * main(): -h prints usage on standard output and exits 0; wrong options
+ * print why and the usage on standard error and exit 2. */
+struct amil_filter amil_filter_args(int argc, char **argv, int with_table, const char *usage);
+
+struct amil_record;
+/* What a filter does to one record r, the stream's index-th (from 0): adds
+ * its tensors and names in *consumed the one it read (dropped unless -k),
+ * or with -t prints the record's line itself; returns the units of work
+ * done (for the progress line), or -1 with a message. */
+typedef long amil_filter_each(void *ctx, struct amil_record *r, long index,
+                              const char **consumed);
+
+/* A filter's loop: every record of f's input through each(), then, unless
+ * -t, tagged with the model and written to standard output.  A bad record
+ * is fatal ("INPUT: record N: why"), after the whole records before it; a
+ * progress line on a terminal counts unit.  Returns the records read. */
+long amil_filter_run(const struct amil_filter *f, amil_filter_each *each, void *ctx,
+                     const char *unit);
 
 /* The model a filter applies: an attention-MIL model or a CNN baseline,
  * told apart by its record (amil_cnn_is_model). */

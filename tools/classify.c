@@ -31,25 +31,6 @@ static const char usage_text[] =
     "  -j, --threads N      threads for the matrix products [1]\n"
     "  -h, --help           this help\n";
 
-static _Noreturn void usage(int status)
-{
-    fputs(usage_text, status ? stderr : stdout);
-    exit(status);
-}
-
-static struct amil_filter parse_args(int argc, char **argv)
-{
-    struct amil_filter f;
-    int status = amil_filter_args(argc, argv, 1, &f);
-    if (status == 1)
-        usage(0);
-    if (status < 0) {
-        amil_warn("%s", amil_error());
-        usage(2);
-    }
-    return f;
-}
-
 /* A metadata value fit for a TSV cell: tabs and newlines become spaces. */
 static void put_cell(const char *v)
 {
@@ -118,61 +99,55 @@ static const char *classify_image(const struct amil_cnn *m, struct amil_cnn_work
     return "image";
 }
 
+struct classify {
+    const struct amil_filter *cl;
+    struct amil_any_model any;
+    int classes;
+    struct amil_work w;
+    struct amil_cnn_work cw;
+};
+
+/* A record's probabilities and predicted class: in the record, or with -t
+ * as its line of the table (after the header, for the first). */
+static long classify_one(void *ctx, struct amil_record *r, long index, const char **consumed)
+{
+    struct classify *c = ctx;
+    float prob[AMIL_CNN_MAX_CLASSES];   /* classes: at most 1000 (train -c) */
+    *consumed = c->any.is_cnn ? classify_image(&c->any.cnn, &c->cw, r, prob)
+                              : classify_bag(&c->any.mil, &c->w, r, prob);
+    if (!*consumed)
+        return -1;
+    int predicted = c->any.is_cnn ? amil_cnn_predict(&c->any.cnn, prob)
+                                  : amil_model_predict(&c->any.mil, prob);
+    if (c->cl->table) {
+        if (index == 0)   /* the header, once the first record is good */
+            put_header(c->classes);
+        put_row(c->classes, r, prob, predicted);
+        return 1;
+    }
+    int64_t shape[1] = {c->classes};
+    memcpy(amil_put(r, "prob", AMIL_F32, 1, shape)->data, prob, sizeof(float) * c->classes);
+    amil_meta_setf(r, "predicted", "%d", predicted);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     amil_init(argc, argv);
-    struct amil_filter cl = parse_args(argc, argv);
+    struct amil_filter cl = amil_filter_args(argc, argv, 1, usage_text);
     amil_threads((int)cl.threads);
-    struct amil_any_model any;
-    if (amil_any_load(&any, cl.model) < 0)
+    struct classify c = {.cl = &cl};
+    if (amil_any_load(&c.any, cl.model) < 0)
         amil_die("%s", amil_error());
-    int classes = any.is_cnn ? any.cnn.classes : any.mil.classes;
-    if (classes > AMIL_CNN_MAX_CLASSES)
-        amil_die("%s: %d classes; classify takes at most %d", cl.model, classes,
+    c.classes = c.any.is_cnn ? c.any.cnn.classes : c.any.mil.classes;
+    if (c.classes > AMIL_CNN_MAX_CLASSES)
+        amil_die("%s: %d classes; classify takes at most %d", cl.model, c.classes,
                  AMIL_CNN_MAX_CLASSES);
-    struct amil_stream s;
-    if (amil_stream_open_path(&s, cl.input) < 0)
-        amil_die("%s", amil_error());
-    struct amil_work w = {0};
-    struct amil_cnn_work cw = {0};
-    struct amil_record r;
-    float prob[AMIL_CNN_MAX_CLASSES];   /* classes: at most 1000 (train -c) */
-    struct amil_progress progress;
-    amil_progress_start(&progress);
-    int got;
-    while ((got = amil_read(&s, &r)) == 1) {
-        const char *consumed = any.is_cnn ? classify_image(&any.cnn, &cw, &r, prob)
-                                          : classify_bag(&any.mil, &w, &r, prob);
-        if (!consumed)
-            amil_die("%s: record %ld: %s", s.name, s.index - 1, amil_error());
-        int predicted = any.is_cnn ? amil_cnn_predict(&any.cnn, prob)
-                                   : amil_model_predict(&any.mil, prob);
-        if (cl.table) {
-            if (s.index == 1)   /* the header, once the first record is good */
-                put_header(classes);
-            put_row(classes, &r, prob, predicted);
-        } else {
-            int64_t shape[1] = {classes};
-            memcpy(amil_put(&r, "prob", AMIL_F32, 1, shape)->data, prob,
-                   sizeof(float) * classes);
-            amil_meta_setf(&r, "predicted", "%d", predicted);
-            if (!cl.keep)
-                amil_remove(&r, consumed);
-            amil_meta_set(&r, "model", cl.model);
-            if (amil_write(stdout, &r) < 0)
-                amil_die("write error:");
-        }
-        amil_record_free(&r);
-        amil_progress_add(&progress, 1, "records");
-    }
-    amil_progress_end(&progress);
-    if (got < 0)
-        amil_die("%s", amil_error());
-    if (cl.table && s.index == 0)   /* no records: a table with no rows */
-        put_header(classes);
-    amil_stream_close(&s);
-    amil_work_free(&w);
-    amil_cnn_work_free(&cw);
-    amil_any_free(&any);
+    long records = amil_filter_run(&cl, classify_one, &c, "records");
+    if (cl.table && records == 0)   /* no records: a table with no rows */
+        put_header(c.classes);
+    amil_work_free(&c.w);
+    amil_cnn_work_free(&c.cw);
+    amil_any_free(&c.any);
     return amil_close_stdout();
 }

@@ -29,25 +29,6 @@ static const char usage_text[] =
     "  -j, --threads N      threads for the matrix products [1]\n"
     "  -h, --help           this help\n";
 
-static _Noreturn void usage(int status)
-{
-    fputs(usage_text, status ? stderr : stdout);
-    exit(status);
-}
-
-static struct amil_filter parse_args(int argc, char **argv)
-{
-    struct amil_filter f;
-    int status = amil_filter_args(argc, argv, 0, &f);
-    if (status == 1)
-        usage(0);
-    if (status < 0) {
-        amil_warn("%s", amil_error());
-        usage(2);
-    }
-    return f;
-}
-
 /* The tiles of a record's image through a CNN backbone. */
 static int featurize_image(const struct amil_cnn *m, struct amil_cnn_work *w,
                            struct amil_record *r)
@@ -70,59 +51,50 @@ static int featurize_image(const struct amil_cnn *m, struct amil_cnn_work *w,
     return 0;
 }
 
+struct featurize {
+    struct amil_any_model any;
+    struct amil_work w;
+    struct amil_cnn_work cw;
+};
+
+/* A bag's features, or an image's tiles' through a CNN backbone. */
+static long featurize_one(void *ctx, struct amil_record *r, long index, const char **consumed)
+{
+    (void)index;
+    struct featurize *f = ctx;
+    if (f->any.is_cnn) {
+        if (featurize_image(&f->any.cnn, &f->cw, r) < 0)
+            return -1;
+        *consumed = "image";
+        return 1;
+    }
+    const struct amil_model *m = &f->any.mil;
+    const struct amil_tensor *patches = amil_bag_patches(m, r);
+    if (!patches)
+        return -1;
+    int n = (int)patches->shape[0];
+    amil_featurize(m, &f->w, patches->data, n);
+    int64_t shape[2] = {n, m->hidden};
+    memcpy(amil_put(r, "features", AMIL_F32, 2, shape)->data, f->w.h,
+           sizeof(float) * (size_t)n * m->hidden);
+    *consumed = "patches";
+    return n;
+}
+
 int main(int argc, char **argv)
 {
     amil_init(argc, argv);
-    struct amil_filter cl = parse_args(argc, argv);
+    struct amil_filter cl = amil_filter_args(argc, argv, 0, usage_text);
     amil_threads((int)cl.threads);
-    struct amil_any_model any;
-    if (amil_any_load(&any, cl.model) < 0)
+    struct featurize f = {0};
+    if (amil_any_load(&f.any, cl.model) < 0)
         amil_die("%s", amil_error());
-    struct amil_model *m = &any.mil;
-    if (any.is_cnn && !any.cnn.trained)
+    if (f.any.is_cnn && !f.any.cnn.trained)
         amil_die("%s: net is trained whole, not on cached features; only a frozen "
                  "backbone (vgg19, resnet18) has features to cache", cl.model);
-    struct amil_stream s;
-    if (amil_stream_open_path(&s, cl.input) < 0)
-        amil_die("%s", amil_error());
-    struct amil_work w = {0};
-    struct amil_cnn_work cw = {0};
-    struct amil_record r;
-    struct amil_progress progress;
-    amil_progress_start(&progress);
-    int got;
-    while ((got = amil_read(&s, &r)) == 1) {
-        long units = 1;
-        if (any.is_cnn) {
-            if (featurize_image(&any.cnn, &cw, &r) < 0)
-                amil_die("%s: record %ld: %s", s.name, s.index - 1, amil_error());
-            if (!cl.keep)
-                amil_remove(&r, "image");
-        } else {
-            const struct amil_tensor *patches = amil_bag_patches(m, &r);
-            if (!patches)
-                amil_die("%s: record %ld: %s", s.name, s.index - 1, amil_error());
-            int n = (int)patches->shape[0];
-            units = n;
-            amil_featurize(m, &w, patches->data, n);
-            int64_t shape[2] = {n, m->hidden};
-            memcpy(amil_put(&r, "features", AMIL_F32, 2, shape)->data, w.h,
-                   sizeof(float) * (size_t)n * m->hidden);
-            if (!cl.keep)
-                amil_remove(&r, "patches");
-        }
-        amil_meta_set(&r, "model", cl.model);
-        if (amil_write(stdout, &r) < 0)
-            amil_die("write error:");
-        amil_record_free(&r);
-        amil_progress_add(&progress, units, any.is_cnn ? "images" : "patches");
-    }
-    amil_progress_end(&progress);
-    if (got < 0)
-        amil_die("%s", amil_error());
-    amil_stream_close(&s);
-    amil_work_free(&w);
-    amil_cnn_work_free(&cw);
-    amil_any_free(&any);
+    amil_filter_run(&cl, featurize_one, &f, f.any.is_cnn ? "images" : "patches");
+    amil_work_free(&f.w);
+    amil_cnn_work_free(&f.cw);
+    amil_any_free(&f.any);
     return amil_close_stdout();
 }
