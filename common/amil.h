@@ -88,6 +88,20 @@ int amil_name_index(const char *const *names, int n, const char *name);
 int amil_parse_long(const char *s, long min, long max, long *out);
 int amil_parse_double(const char *s, double min, double max, double *out);
 
+/* A program's command line, as sbase's EARGF reads it: amil_usage_is
+ * gives the usage text once; amil_usage prints it (standard output for
+ * status 0, else standard error) and exits with status; amil_misuse
+ * prints "program: message" and the usage on standard error and exits 2.
+ * The option readers return the value of option's argument arg, or are
+ * misuse: a number in [min, max], or the index of one of names (NULL
+ * ended). */
+void amil_usage_is(const char *text);
+_Noreturn void amil_usage(int status);
+_Noreturn void amil_misuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+long amil_option_long(const char *option, const char *arg, long min, long max);
+double amil_option_double(const char *option, const char *arg, double min, double max);
+int amil_option_choice(const char *option, const char *arg, const char *const *names);
+
 /* ---- tensors and records ------------------------------------------------ */
 
 /* Every safetensors dtype, so that tensors a program does not use pass

@@ -198,6 +198,49 @@ int amil_parse_long(const char *s, long min, long max, long *out)
     return 0;
 }
 
+static const char *usage_text = "";
+
+void amil_usage_is(const char *text) { usage_text = text; }
+
+void amil_usage(int status)
+{
+    fputs(usage_text, status ? stderr : stdout);
+    exit(status);
+}
+
+void amil_misuse(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vwarn(fmt, ap);
+    va_end(ap);
+    amil_usage(2);
+}
+
+long amil_option_long(const char *option, const char *arg, long min, long max)
+{
+    long v = 0;
+    if (amil_parse_long(arg, min, max, &v) < 0)
+        amil_misuse("%s: %s", option, amil_error());
+    return v;
+}
+
+double amil_option_double(const char *option, const char *arg, double min, double max)
+{
+    double v = 0;
+    if (amil_parse_double(arg, min, max, &v) < 0)
+        amil_misuse("%s: %s", option, amil_error());
+    return v;
+}
+
+int amil_option_choice(const char *option, const char *arg, const char *const *names)
+{
+    for (int i = 0; names[i]; i++)
+        if (strcmp(arg, names[i]) == 0)
+            return i;
+    amil_misuse("%s: unknown value '%s'", option, arg);
+}
+
 int amil_parse_double(const char *s, double min, double max, double *out)
 {
     char *end;

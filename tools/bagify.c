@@ -67,24 +67,9 @@ static const char usage_text[] =
     "      --force          write records even to a terminal\n"
     "  -h, --help           this help\n";
 
-static _Noreturn void usage(int status)
-{
-    fputs(usage_text, status ? stderr : stdout);
-    exit(status);
-}
-
-static long option_long(const char *name, const char *arg, long min, long max)
-{
-    long v;
-    if (amil_parse_long(arg, min, max, &v) < 0) {
-        amil_warn("%s: %s", name, amil_error());
-        usage(2);
-    }
-    return v;
-}
-
 static struct cmdline parse_args(int argc, char **argv)
 {
+    amil_usage_is(usage_text);
     static const struct option options[] = {
         {"patch", required_argument, 0, 'p'},  {"stride", required_argument, 0, 's'},
         {"crop", required_argument, 0, 'c'},   {"pad-value", required_argument, 0, 'P'},
@@ -106,73 +91,56 @@ static struct cmdline parse_args(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "p:s:c:gl:L:b:wkh", options, NULL)) != -1) {
         cutting |= strchr("pscPbTK", c) != NULL;
         switch (c) {
-        case 'p': cl.patch = option_long("--patch", optarg, 1, 65536); break;
-        case 's': cl.stride = option_long("--stride", optarg, 1, 65536); break;
+        case 'p': cl.patch = amil_option_long("--patch", optarg, 1, 65536); break;
+        case 's': cl.stride = amil_option_long("--stride", optarg, 1, 65536); break;
         case 'w': cl.whole = 1; break;
         case 'F': cl.force = 1; break;
         case 'c':
             for (cl.crop = 0; cl.crop < 3; cl.crop++)
                 if (strcmp(optarg, crop_names[cl.crop]) == 0)
                     break;
-            if (cl.crop == 3) {
-                amil_warn("--crop: '%s' is not center, none or pad", optarg);
-                usage(2);
-            }
+            if (cl.crop == 3)
+                amil_misuse("--crop: '%s' is not center, none or pad", optarg);
             break;
-        case 'P': cl.pad_value = option_long("--pad-value", optarg, 0, 255); break;
+        case 'P': cl.pad_value = amil_option_long("--pad-value", optarg, 0, 255); break;
         case 'g': cl.channels = 1; break;
         case 'l':
-            if (cl.label_from != LABEL_NONE) {
-                amil_warn("give one of -l and -L, once");
-                usage(2);
-            }
+            if (cl.label_from != LABEL_NONE)
+                amil_misuse("give one of -l and -L, once");
             cl.label_from = LABEL_FIXED;
-            cl.label = option_long("--label", optarg, 0, 1000000);
+            cl.label = amil_option_long("--label", optarg, 0, 1000000);
             break;
         case 'L':
-            if (cl.label_from != LABEL_NONE) {
-                amil_warn("give one of -l and -L, once");
-                usage(2);
-            }
+            if (cl.label_from != LABEL_NONE)
+                amil_misuse("give one of -l and -L, once");
             if (strcmp(optarg, "dir") == 0)
                 cl.label_from = LABEL_DIR;
             else if (strcmp(optarg, "breakhis") == 0)
                 cl.label_from = LABEL_BREAKHIS;
-            else {
-                amil_warn("--label-from: '%s' is not dir or breakhis", optarg);
-                usage(2);
-            }
+            else
+                amil_misuse("--label-from: '%s' is not dir or breakhis", optarg);
             break;
         case 'b':
-            if (amil_parse_double(optarg, 0, 1, &cl.background) < 0) {
-                amil_warn("--background: %s", amil_error());
-                usage(2);
-            }
+            cl.background = amil_option_double("--background", optarg, 0, 1);
             break;
-        case 'M': cl.max_pixels = option_long("--max-pixels", optarg, 1, 1L << 40); break;
-        case 'T': cl.saturation = option_long("--tissue-saturation", optarg, 0, 254); break;
+        case 'M': cl.max_pixels = amil_option_long("--max-pixels", optarg, 1, 1L << 40); break;
+        case 'T': cl.saturation = amil_option_long("--tissue-saturation", optarg, 0, 254); break;
         case 'K': cl.mask = optarg; break;
         case 'k': cl.keep_going = 1; break;
-        case 'h': usage(0);
-        default: usage(2);
+        case 'h': amil_usage(0);
+        default: amil_usage(2);
         }
     }
-    if (cl.whole && cutting) {
-        amil_warn("--whole keeps the image whole: no patches to size, crop or filter");
-        usage(2);
-    }
+    if (cl.whole && cutting)
+        amil_misuse("--whole keeps the image whole: no patches to size, crop or filter");
     if (cl.stride == 0)
         cl.stride = cl.patch;
     cl.files = argv + optind;
     cl.nfiles = argc - optind;
-    if ((cl.saturation >= 0 || cl.mask) && cl.background == 0) {
-        amil_warn("--tissue-saturation and --mask are of the background filter: give -b");
-        usage(2);
-    }
-    if (cl.mask && cl.nfiles > 1) {
-        amil_warn("--mask draws one image's mask: give one file");
-        usage(2);
-    }
+    if ((cl.saturation >= 0 || cl.mask) && cl.background == 0)
+        amil_misuse("--tissue-saturation and --mask are of the background filter: give -b");
+    if (cl.mask && cl.nfiles > 1)
+        amil_misuse("--mask draws one image's mask: give one file");
     return cl;
 }
 

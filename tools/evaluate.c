@@ -32,14 +32,9 @@ static const char usage_text[] =
     "  -h, --help        this help\n"
     "FILE is classify -t's table [stdin]\n";
 
-static _Noreturn void usage(int status)
-{
-    fputs(usage_text, status ? stderr : stdout);
-    exit(status);
-}
-
 static struct cmdline parse_args(int argc, char **argv)
 {
+    amil_usage_is(usage_text);
     static const struct option options[] = {{"json", no_argument, 0, 'j'},
                                             {"by", required_argument, 0, 'b'},
                                             {"help", no_argument, 0, 'h'},
@@ -52,17 +47,15 @@ static struct cmdline parse_args(int argc, char **argv)
         case 'b':
             if (strcmp(optarg, "patient") == 0)
                 cl.by_patient = 1;
-            else if (strcmp(optarg, "image") != 0) {
-                amil_warn("--by: '%s' is not image or patient", optarg);
-                usage(2);
-            }
+            else if (strcmp(optarg, "image") != 0)
+                amil_misuse("--by: '%s' is not image or patient", optarg);
             break;
-        case 'h': usage(0);
-        default: usage(2);
+        case 'h': amil_usage(0);
+        default: amil_usage(2);
         }
     }
     if (argc - optind > 1)
-        usage(2);
+        amil_usage(2);
     cl.input = optind < argc ? argv[optind] : "-";
     return cl;
 }

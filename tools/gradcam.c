@@ -73,14 +73,9 @@ static const char usage_text[] =
     "come on stdin, and IMAGE is the image they were cut from [the record's\n"
     "source].\n";
 
-static _Noreturn void usage(int status)
-{
-    fputs(usage_text, status ? stderr : stdout);
-    exit(status);
-}
-
 static struct cmdline parse_args(int argc, char **argv)
 {
+    amil_usage_is(usage_text);
     enum { CMAP = 256 };
     static const struct option options[] = {
         {"model", required_argument, 0, 'm'},  {"class", required_argument, 0, 'c'},
@@ -96,19 +91,14 @@ static struct cmdline parse_args(int argc, char **argv)
         case 'm': cl.model = optarg; break;
         case 'M': {
             int method = amil_name_index(method_names, 3, optarg);
-            if (method < 0) {
-                amil_warn("--method: '%s' is not gradcam, guided or guided-gradcam", optarg);
-                usage(2);
-            }
+            if (method < 0)
+                amil_misuse("--method: '%s' is not gradcam, guided or guided-gradcam", optarg);
             cl.method = method;
             break;
         }
         case 'l': cl.layer = optarg; break;
         case 'c':
-            if (amil_parse_long(optarg, 0, 1000, &cl.target) < 0) {
-                amil_warn("--class: %s", amil_error());
-                usage(2);
-            }
+            cl.target = amil_option_long("--class", optarg, 0, 1000);
             break;
         case 'f':
             format_given = 1;
@@ -118,35 +108,26 @@ static struct cmdline parse_args(int argc, char **argv)
                 cl.format = FORMAT_PAM;
             else if (strcmp(optarg, "record") == 0)
                 cl.format = FORMAT_RECORD;
-            else {
-                amil_warn("--format: '%s' is not png, pam or record", optarg);
-                usage(2);
-            }
+            else
+                amil_misuse("--format: '%s' is not png, pam or record", optarg);
             break;
         case 'o': cl.output = optarg; break;
         case 'F': cl.force = 1; break;
         case CMAP:
-            if (!(cl.colormap = amil_colormap(optarg))) {
-                amil_warn("--cmap: unknown map '%s'", optarg);
-                usage(2);
-            }
+            if (!(cl.colormap = amil_colormap(optarg)))
+                amil_misuse("--cmap: unknown map '%s'", optarg);
             break;
         case 'a':
-            if (amil_parse_double(optarg, 0, 1, &cl.alpha) < 0) {
-                amil_warn("--alpha: %s", amil_error());
-                usage(2);
-            }
+            cl.alpha = amil_option_double("--alpha", optarg, 0, 1);
             break;
-        case 'h': usage(0);
-        default: usage(2);
+        case 'h': amil_usage(0);
+        default: amil_usage(2);
         }
     }
-    if (!cl.model) {
-        amil_warn("no model: give -m MODEL");
-        usage(2);
-    }
+    if (!cl.model)
+        amil_misuse("no model: give -m MODEL");
     if (argc - optind > 1)
-        usage(2);
+        amil_usage(2);
     cl.image = optind < argc ? argv[optind] : NULL;
     if (cl.output && ((cl.image && amil_same_file(cl.output, cl.image)) ||
                       amil_same_file(cl.output, cl.model) || amil_same_as_stdin(cl.output)))

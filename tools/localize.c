@@ -37,14 +37,9 @@ static const char usage_text[] =
     "  -h, --help            this help\n"
     "FILE holds records with attention, from attend [stdin]\n";
 
-static _Noreturn void usage(int status)
-{
-    fputs(usage_text, status ? stderr : stdout);
-    exit(status);
-}
-
 static struct cmdline parse_args(int argc, char **argv)
 {
+    amil_usage_is(usage_text);
     static const struct option options[] = {
         {"instances", required_argument, 0, 'i'}, {"target", required_argument, 0, 't'},
         {"branch", required_argument, 0, 'b'},    {"json", no_argument, 0, 'j'},
@@ -57,22 +52,18 @@ static struct cmdline parse_args(int argc, char **argv)
         case 't':
         case 'b':
             if (amil_parse_long(optarg, 0, c == 't' ? 1000000 : 63,
-                                c == 't' ? &cl.target : &cl.branch) < 0) {
-                amil_warn("-%c: %s", c, amil_error());
-                usage(2);
-            }
+                                c == 't' ? &cl.target : &cl.branch) < 0)
+                amil_misuse("-%c: %s", c, amil_error());
             break;
         case 'j': cl.json = 1; break;
-        case 'h': usage(0);
-        default: usage(2);
+        case 'h': amil_usage(0);
+        default: amil_usage(2);
         }
     }
-    if (!cl.table) {
-        amil_warn("no instance labels: give -i BAGS.tsv");
-        usage(2);
-    }
+    if (!cl.table)
+        amil_misuse("no instance labels: give -i BAGS.tsv");
     if (argc - optind > 1)
-        usage(2);
+        amil_usage(2);
     cl.input = optind < argc ? argv[optind] : NULL;
     return cl;
 }

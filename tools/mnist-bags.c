@@ -45,14 +45,9 @@ static const char usage_text[] =
     "  -h, --help          this help\n"
     "IMAGES and LABELS are MNIST's IDX files (idx3, idx1), plain or gzipped.\n";
 
-static _Noreturn void usage(int status)
-{
-    fputs(usage_text, status ? stderr : stdout);
-    exit(status);
-}
-
 static struct cmdline parse_args(int argc, char **argv)
 {
+    amil_usage_is(usage_text);
     static const struct option options[] = {
         {"output", required_argument, 0, 'o'}, {"bags", required_argument, 0, 'n'},
         {"mean", required_argument, 0, 'm'},   {"sd", required_argument, 0, 's'},
@@ -68,18 +63,14 @@ static struct cmdline parse_args(int argc, char **argv)
         case 's': bad |= amil_parse_double(optarg, 0, 1000, &cl.sd); break;
         case 't': bad |= amil_parse_long(optarg, 0, 9, &cl.target); break;
         case 'r': bad |= amil_parse_long(optarg, 0, 4294967295L, &cl.seed); break;
-        case 'h': usage(0);
-        default: usage(2);
+        case 'h': amil_usage(0);
+        default: amil_usage(2);
         }
-        if (bad) {
-            amil_warn("-%c: %s", c, amil_error());
-            usage(2);
-        }
+        if (bad)
+            amil_misuse("-%c: %s", c, amil_error());
     }
-    if (!cl.dir || argc - optind != 2) {
-        amil_warn(!cl.dir ? "no output: give -o DIR" : "give the IMAGES and LABELS files");
-        usage(2);
-    }
+    if (!cl.dir || argc - optind != 2)
+        amil_misuse(!cl.dir ? "no output: give -o DIR" : "give the IMAGES and LABELS files");
     cl.images = argv[optind];
     cl.labels = argv[optind + 1];
     return cl;

@@ -22,14 +22,9 @@ static const char usage_text[] =
     "  -t, --tensor NAME   the values of tensor NAME, a line per row\n"
     "  -h, --help          this help\n";
 
-static _Noreturn void usage(int status)
-{
-    fputs(usage_text, status ? stderr : stdout);
-    exit(status);
-}
-
 static struct cmdline parse_args(int argc, char **argv)
 {
+    amil_usage_is(usage_text);
     static const struct option options[] = {
         {"json", no_argument, 0, 'j'}, {"tensor", required_argument, 0, 't'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
@@ -39,14 +34,12 @@ static struct cmdline parse_args(int argc, char **argv)
         switch (c) {
         case 'j': cl.json = 1; break;
         case 't': cl.values = optarg; break;
-        case 'h': usage(0);
-        default: usage(2);
+        case 'h': amil_usage(0);
+        default: amil_usage(2);
         }
     }
-    if (cl.json && cl.values) {
-        amil_warn("give -j or -t, not both");
-        usage(2);
-    }
+    if (cl.json && cl.values)
+        amil_misuse("give -j or -t, not both");
     cl.files = argv + optind;
     cl.nfiles = argc - optind;
     return cl;

@@ -58,23 +58,9 @@ static const char usage_text[] =
     "  -h, --help         this help\n"
     "IMAGE is the image the records were cut from [the record's source]\n";
 
-static _Noreturn void usage(int status)
-{
-    fputs(usage_text, status ? stderr : stdout);
-    exit(status);
-}
-
-static int choose(const char *option, const char *arg, const char *const *names)
-{
-    for (int i = 0; names[i]; i++)
-        if (strcmp(arg, names[i]) == 0)
-            return i;
-    amil_warn("%s: unknown value '%s'", option, arg);
-    usage(2);
-}
-
 static struct cmdline parse_args(int argc, char **argv)
 {
+    amil_usage_is(usage_text);
     static const struct option options[] = {
         {"style", required_argument, 0, 'S'}, {"output", required_argument, 0, 'o'},
         {"dir", required_argument, 0, 'd'},   {"format", required_argument, 0, 'f'},
@@ -95,50 +81,39 @@ static struct cmdline parse_args(int argc, char **argv)
             heat_option = c == 'c' ? "--cmap" : c == 'a' ? "--alpha"
                         : c == 'n' ? "--norm" : c == 'L' ? "--no-legend" : "--top";
         switch (c) {
-        case 'S': cl.style = choose("--style", optarg, styles); break;
+        case 'S': cl.style = amil_option_choice("--style", optarg, styles); break;
         case 'o': cl.output = optarg; break;
         case 'F': cl.force = 1; break;
         case 'L': cl.no_legend = 1; break;
         case 'd': cl.dir = optarg; break;
-        case 'f': cl.format = 1 + choose("--format", optarg, formats); break;
+        case 'f': cl.format = 1 + amil_option_choice("--format", optarg, formats); break;
         case 'c':
-            if (!(cl.colormap = amil_colormap(optarg))) {
-                amil_warn("--cmap: unknown map '%s'", optarg);
-                usage(2);
-            }
+            if (!(cl.colormap = amil_colormap(optarg)))
+                amil_misuse("--cmap: unknown map '%s'", optarg);
             break;
         case 'a':
-            if (amil_parse_double(optarg, 0, 1, &cl.alpha) < 0) {
-                amil_warn("--alpha: %s", amil_error());
-                usage(2);
-            }
+            cl.alpha = amil_option_double("--alpha", optarg, 0, 1);
             break;
-        case 'n': cl.norm = choose("--norm", optarg, norms); break;
+        case 'n': cl.norm = amil_option_choice("--norm", optarg, norms); break;
         case 't':
         case 'b':
-            if (amil_parse_long(optarg, 0, 1L << 30, c == 't' ? &cl.top : &cl.branch) < 0) {
-                amil_warn("--%s: %s", c == 't' ? "top" : "branch", amil_error());
-                usage(2);
-            }
+            *(c == 't' ? &cl.top : &cl.branch) =
+                amil_option_long(c == 't' ? "--top" : "--branch", optarg, 0, 1L << 30);
             break;
-        case 'h': usage(0);
-        default: usage(2);
+        case 'h': amil_usage(0);
+        default: amil_usage(2);
         }
     }
     if (optind < argc)
         cl.image = argv[optind++];
     if (optind < argc) {
         amil_warn("one IMAGE at most; records come on standard input");
-        usage(2);
+        amil_usage(2);
     }
-    if (cl.style == STYLE_PAPER && heat_option) {
-        amil_warn("%s applies to --style heat, not paper", heat_option);
-        usage(2);
-    }
-    if (cl.output && cl.dir) {
-        amil_warn("give -o or -d, not both");
-        usage(2);
-    }
+    if (cl.style == STYLE_PAPER && heat_option)
+        amil_misuse("%s applies to --style heat, not paper", heat_option);
+    if (cl.output && cl.dir)
+        amil_misuse("give -o or -d, not both");
     if (cl.output && amil_same_as_stdin(cl.output))
         amil_die("%s is also the input (standard input): it would be overwritten", cl.output);
     if (cl.format == FORMAT_AUTO) {

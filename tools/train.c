@@ -91,30 +91,9 @@ static const char usage_text[] =
     "FILE holds the training bags, or images (bagify -w) or their cached features\n"
     "(featurize) for a CNN [stdin]; the TSV log goes to stdout.\n";
 
-static _Noreturn void usage(int status)
-{
-    fputs(usage_text, status ? stderr : stdout);
-    exit(status);
-}
-
-static void number(const char *option, const char *arg, double min, double max, double *out)
-{
-    if (amil_parse_double(arg, min, max, out) < 0) {
-        amil_warn("%s: %s", option, amil_error());
-        usage(2);
-    }
-}
-
-static void integer(const char *option, const char *arg, long min, long max, long *out)
-{
-    if (amil_parse_long(arg, min, max, out) < 0) {
-        amil_warn("%s: %s", option, amil_error());
-        usage(2);
-    }
-}
-
 static struct cmdline parse_args(int argc, char **argv)
 {
+    amil_usage_is(usage_text);
     enum { LR = 256, DECAY, OPTIMIZER, MOMENTUM, HIDDEN, ATTENTION, BRANCHES, CHECKPOINT,
            NORMALIZE };
     static const struct option options[] = {
@@ -148,65 +127,53 @@ static struct cmdline parse_args(int argc, char **argv)
                 cl.arch = kind, cl.cnn = 0;
             else if ((kind = amil_cnn_arch_parse(optarg)) >= 0)
                 cl.cnn_arch = kind, cl.cnn = 1;
-            else {
-                amil_warn("--arch: '%s' is not amil, gated, net, vgg19 or resnet18", optarg);
-                usage(2);
-            }
+            else
+                amil_misuse("--arch: '%s' is not amil, gated, net, vgg19 or resnet18", optarg);
             break;
-        case 'e': integer("--epochs", optarg, 0, 1000000, &cl.epochs); break;
-        case LR: number("--lr", optarg, 0, 1e3, &cl.lr); break;
-        case DECAY: number("--decay", optarg, 0, 1e3, &cl.decay); break;
-        case 'b': integer("--batch", optarg, 1, 4096, &cl.batch); break;
+        case 'e': cl.epochs = amil_option_long("--epochs", optarg, 0, 1000000); break;
+        case LR: cl.lr = amil_option_double("--lr", optarg, 0, 1e3); break;
+        case DECAY: cl.decay = amil_option_double("--decay", optarg, 0, 1e3); break;
+        case 'b': cl.batch = amil_option_long("--batch", optarg, 1, 4096); break;
         case 'w': cl.weights = optarg; break;
         case OPTIMIZER:
-            if ((kind = amil_optim_parse(optarg)) < 0) {
-                amil_warn("--optimizer: '%s' is not adam, adamw, sgd or rmsprop", optarg);
-                usage(2);
-            }
+            if ((kind = amil_optim_parse(optarg)) < 0)
+                amil_misuse("--optimizer: '%s' is not adam, adamw, sgd or rmsprop", optarg);
             cl.optimizer = kind;
             break;
-        case MOMENTUM: number("--momentum", optarg, 0, 1, &cl.momentum); break;
-        case 's': integer("--seed", optarg, 0, 4294967295L, &cl.seed); break;
-        case 'c': integer("--classes", optarg, 2, 1000, &cl.classes); break;
-        case HIDDEN: integer("--hidden", optarg, 1, 65536, &cl.hidden); break;
-        case ATTENTION: integer("--attention-dim", optarg, 1, 65536, &cl.attention); break;
-        case BRANCHES: integer("--branches", optarg, 1, 64, &cl.branches); break;
+        case MOMENTUM: cl.momentum = amil_option_double("--momentum", optarg, 0, 1); break;
+        case 's': cl.seed = amil_option_long("--seed", optarg, 0, 4294967295L); break;
+        case 'c': cl.classes = amil_option_long("--classes", optarg, 2, 1000); break;
+        case HIDDEN: cl.hidden = amil_option_long("--hidden", optarg, 1, 65536); break;
+        case ATTENTION: cl.attention = amil_option_long("--attention-dim", optarg, 1, 65536); break;
+        case BRANCHES: cl.branches = amil_option_long("--branches", optarg, 1, 64); break;
         case 't': cl.test = optarg; break;
         case 'r': cl.resume = optarg; break;
         case CHECKPOINT: cl.checkpoint = optarg; break;
         case NORMALIZE:
-            if ((kind = amil_norm_parse(optarg)) < 0) {
-                amil_warn("--normalize: '%s' is not none, mnist or imagenet", optarg);
-                usage(2);
-            }
+            if ((kind = amil_norm_parse(optarg)) < 0)
+                amil_misuse("--normalize: '%s' is not none, mnist or imagenet", optarg);
             cl.norm = kind;
             break;
-        case 'j': integer("--threads", optarg, 1, 1024, &cl.threads); break;
+        case 'j': cl.threads = amil_option_long("--threads", optarg, 1, 1024); break;
         case 'q': cl.quiet = 1; break;
-        case 'h': usage(0);
-        default: usage(2);
+        case 'h': amil_usage(0);
+        default: amil_usage(2);
         }
     }
-    if (!cl.output) {
-        amil_warn("no output: give -o MODEL");
-        usage(2);
-    }
+    if (!cl.output)
+        amil_misuse("no output: give -o MODEL");
     if (argc - optind > 1)
-        usage(2);
+        amil_usage(2);
     cl.input = optind < argc ? argv[optind] : NULL;
-    if (cl.test && strcmp(cl.test, "-") == 0) {
-        amil_warn("--test needs a file: stdin holds the training bags");
-        usage(2);
-    }
+    if (cl.test && strcmp(cl.test, "-") == 0)
+        amil_misuse("--test needs a file: stdin holds the training bags");
     if (!cl.cnn && (cl.batch != 1 || cl.weights)) {
         amil_warn("%s: an attention-MIL model trains on one bag a step, from its own "
                   "initialization", cl.weights ? "--weights" : "--batch");
-        usage(2);
+        amil_usage(2);
     }
-    if (cl.cnn && (cl.given & GIVEN_MIL)) {
-        amil_warn("--hidden, --attention-dim and --branches are attention-MIL's");
-        usage(2);
-    }
+    if (cl.cnn && (cl.given & GIVEN_MIL))
+        amil_misuse("--hidden, --attention-dim and --branches are attention-MIL's");
     if (cl.cnn) {   /* the paper's baselines: RMSprop, lr 3e-4, momentum 0.4 */
         cl.epochs = cl.given & GIVEN_EPOCHS ? cl.epochs : 10;
         cl.lr = cl.given & GIVEN_LR ? cl.lr : 3e-4;
