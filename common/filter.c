@@ -3,7 +3,6 @@
 #include <getopt.h>
 #include <stddef.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "amil.h"
@@ -50,16 +49,12 @@ static int parse(int argc, char **argv, int with_table, struct amil_filter *f)
 struct amil_filter amil_filter_args(int argc, char **argv, int with_table, const char *usage)
 {
     struct amil_filter f;
+    amil_usage_is(usage);
     int status = parse(argc, argv, with_table, &f);
-    if (status == 1) {
-        fputs(usage, stdout);
-        exit(0);
-    }
-    if (status < 0) {
-        amil_warn("%s", amil_error());
-        fputs(usage, stderr);
-        exit(2);
-    }
+    if (status == 1)
+        amil_usage(0);
+    if (status < 0)
+        amil_misuse("%s", amil_error());
     return f;
 }
 

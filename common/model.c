@@ -552,6 +552,9 @@ static void planes_to_lanes(const struct shifted_group *sg, float *to, size_t ro
  * (kernels.h): when its output side is a multiple of 8, whole 4×4 tiles
  * four at a time (8 for 28×28 patches).  In lanes, it costs a full or a
  * partial group less than the direct sum of conv5 or conv_shift does. */
+/* floats of a thread's products scratch (kernels.h's winograd5_output) */
+#define WINOGRAD_SCRATCH(lanes) ((size_t)64 * 4 * 6 * (lanes))
+
 static int winograd_fits(const struct amil_model *m)
 {
     return sides_of(m->patch).conv2 % 8 == 0;
@@ -584,7 +587,7 @@ static void conv2_forward(const struct amil_model *m, struct amil_work *w, float
         size_t lanes = (size_t)w->kernels->lanes, tiles = (size_t)s.conv2 / 4;
         float *v = w->wino_v + thread * 64 * CONV1 * tiles * tiles * lanes;
         w->kernels->winograd5_input(v, p1, CONV1, s.pool1);
-        w->kernels->winograd5_output(c2, w->wino_m + thread * 64 * 4 * 6 * lanes, w->wino_u, v,
+        w->kernels->winograd5_output(c2, w->wino_m + thread * WINOGRAD_SCRATCH(lanes), w->wino_u, v,
                                      CONV1, CONV2, s.conv2);
         return;
     }
@@ -658,7 +661,7 @@ static void fit(const struct amil_model *m, struct amil_work *w, int n, int stag
         ALLOC(wino_seen, taps);
         ALLOC(wino_gt, taps);
         ALLOC(wino_v, 64 * CONV1 * (s.conv2 / 4) * (s.conv2 / 4) * V * threads);
-        ALLOC(wino_m, 64 * 4 * 6 * V * threads);
+        ALLOC(wino_m, WINOGRAD_SCRATCH(V) * threads);
         w->wino_ready = 0;
     } else if (stage == STAGE_ATTENTION) {
         ALLOC(v, N * D);
