@@ -2,9 +2,12 @@
 cnn_fixture.py holds what the committed one holds: the same records,
 metadata, tensor names, dtypes and shapes; integer and byte tensors equal;
 floating-point ones (the float64 references, the weights drawn from the
-seed) within 1e-9 of each other's largest value.  The metadata
-X's own float32 run missed by, which
-depends on the CPU's kernels) is informative and not compared.  Prints
+seed) within 1e-9 of each other's largest value, plus 1e-15: a gradient
+that is zero in exact arithmetic (the attention score's bias, which the
+softmax does not see) comes out as float64 round-off near 1e-18, which
+differs from one CPU's kernels to another's.  The metadata torch_float32_*
+(what PyTorch's own float32 run missed by, which depends on the CPU's
+kernels) is informative and not compared.  Prints
 what differs; exits 1 if anything does."""
 import os
 import sys
@@ -35,7 +38,7 @@ def main(made, committed):
             elif np.issubdtype(x.dtype, np.floating):
                 top = max(float(np.max(np.abs(y))) if y.size else 0, 1e-300)
                 err = float(np.max(np.abs(x.astype(np.float64) - y))) if y.size else 0
-                if not err <= 1e-9 * top:
+                if not err <= 1e-9 * top + 1e-15:
                     bad.append(f"record {i}: {name}: off by {err:.3g} of {top:.3g}")
             elif not np.array_equal(x, y):
                 bad.append(f"record {i}: {name}: differs")
