@@ -53,9 +53,9 @@ int main(int argc, char **argv)
         patches[i] = (uint8_t)(rand() & 255);
     struct amil_work w = {0};
     struct amil_optimizer o;
-    amil_optim_init(&o, AMIL_ADAM, m.nweights);
+    amil_optim_init(&o, AMIL_ADAM, m.params.nweights);
     o.lr = 1e-4, o.decay = 1e-4;
-    float *grads = amil_xmalloc(sizeof *grads * m.nweights);
+    float *grads = amil_xmalloc(sizeof *grads * m.params.nweights);
     double times[2];
     for (int phase = 0; phase < 2; phase++) {
         long reps = 0;
@@ -64,9 +64,9 @@ int main(int argc, char **argv)
             if (k == 2)            /* two warm-up rounds */
                 start = now();
             if (phase == 0) {
-                memset(grads, 0, sizeof *grads * m.nweights);
+                memset(grads, 0, sizeof *grads * m.params.nweights);
                 amil_model_step(&m, &w, patches, n, 1, grads);
-                amil_optim_step(&o, m.weights, grads);
+                amil_optim_step(&o, m.params.weights, grads);
             } else {
                 amil_featurize(&m, &w, patches, n);
                 amil_attend(&m, &w, w.h, n);

@@ -72,6 +72,10 @@ void amil_output_cleanup(void);
  * own input. */
 int amil_same_file(const char *a, const char *b);
 int amil_same_as_stdin(const char *path);
+/* Whether path can be written, by making and removing a file beside it:
+ * so that a long run fails at its start, not at its end.  0, or -1 with a
+ * message. */
+int amil_output_probe(const char *path);
 
 void *amil_xmalloc(size_t n);   /* dies on failure, never returns NULL */
 void *amil_xcalloc(size_t n, size_t size);
@@ -187,6 +191,9 @@ int amil_write(FILE *f, const struct amil_record *r);
  * their element size are borrowed from the mapping (copy on write), so
  * that a 550 MB model is ready without copying it; a pipe is read. */
 int amil_record_load(const char *path, struct amil_record *r);
+/* Writes one record to path as an amil_output (whole or not at all), the
+ * counterpart of amil_record_load.  0, or -1 with a message. */
+int amil_record_save(const char *path, const struct amil_record *r);
 
 void amil_record_init(struct amil_record *r);
 void amil_record_free(struct amil_record *r);

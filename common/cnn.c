@@ -24,7 +24,6 @@ int amil_cnn_arch_parse(const char *name)
     return amil_name_index(arch_names, AMIL_CNN_ARCHS, name);
 }
 
-#define BN_EPS 1e-5f
 #define LEAKY_SLOPE 0.01f
 #define DROPOUT_P 0.5f
 
@@ -36,19 +35,14 @@ struct builder {
     int failed;             /* a layer's output came out empty */
 };
 
+/* Appends parameter layer.suffix; its index.  The graphs here are fixed
+ * and small, so the table cannot overflow. */
 static int add_param(struct amil_cnn *m, const char *layer, const char *suffix, int ndim,
                      const int64_t *shape, size_t fan_in)
 {
-    struct amil_param *p = &m->params[m->nparams];
-    snprintf(p->name, sizeof p->name, "%s.%s", layer, suffix);
-    p->ndim = ndim;
-    p->count = 1;
-    for (int d = 0; d < ndim; d++)
-        p->shape[d] = shape[d], p->count *= (size_t)shape[d];
-    p->offset = m->nweights;
-    p->fan_in = fan_in;
-    m->nweights += p->count;
-    return m->nparams++;
+    char name[64];
+    snprintf(name, sizeof name, "%s.%s", layer, suffix);
+    return amil_params_add(&m->params, name, ndim, shape, fan_in);
 }
 
 /* Appends a layer reading `input` and returns its index; its output shape
@@ -160,7 +154,7 @@ static int build_vgg19(struct builder *b)
     x = add_layer(b, AMIL_OP_RELU, "classifier.4", x, 0, 0, 0, 0, 0);
     x = add_layer(b, AMIL_OP_DROPOUT, "classifier.5", x, 0, 0, 0, 0, 0);
     b->m->features = x;
-    b->m->trained = b->m->nparams;
+    b->m->trained = b->m->params.n;
     return x;
 }
 
@@ -211,7 +205,7 @@ static int build_resnet18(struct builder *b)
     b->m->cam_layer = x;
     x = add_layer(b, AMIL_OP_AVGPOOL, "avgpool", x, 0, 1, 0, 0, 0);
     b->m->features = x;
-    b->m->trained = b->m->nparams;
+    b->m->trained = b->m->params.n;
     return x;
 }
 
@@ -240,51 +234,25 @@ static int cnn_layout(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, 
     return 0;
 }
 
-/* The weights buffer, zeroed (calloc: pages a borrowed parameter leaves
- * untouched cost nothing), and every parameter in it. */
-static void cnn_alloc(struct amil_cnn *m)
-{
-    m->weights = amil_xcalloc(m->nweights, sizeof *m->weights);
-    for (int i = 0; i < m->nparams; i++)
-        m->param[i] = m->weights + m->params[i].offset;
-}
-
 int amil_cnn_init(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, int height,
                   int width)
 {
     if (cnn_layout(m, arch, classes, height, width) < 0)
         return -1;
-    cnn_alloc(m);
+    amil_params_alloc(&m->params);
     return 0;
 }
 
 void amil_cnn_free(struct amil_cnn *m)
 {
-    free(m->weights);
-    m->weights = NULL;
+    amil_params_free(&m->params);
     amil_mapping_unref(m->mapping);
     m->mapping = NULL;
 }
 
 void amil_cnn_randomize(struct amil_cnn *m, unsigned long seed)
 {
-    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
-    gsl_rng_set(rng, seed);
-    for (int i = 0; i < m->nparams; i++) {
-        const struct amil_param *p = &m->params[i];
-        float *v = m->param[i];
-        const char *suffix = strrchr(p->name, '.') + 1;
-        if (p->fan_in == 0) {   /* batch norm: the identity */
-            float value = strcmp(suffix, "weight") == 0 || strcmp(suffix, "running_var") == 0;
-            for (size_t j = 0; j < p->count; j++)
-                v[j] = value;
-            continue;
-        }
-        double bound = 1 / sqrt((double)p->fan_in);
-        for (size_t j = 0; j < p->count; j++)
-            v[j] = (float)((2 * gsl_rng_uniform(rng) - 1) * bound);
-    }
-    gsl_rng_free(rng);
+    amil_params_randomize(&m->params, seed);
 }
 
 int amil_cnn_is_map(const struct amil_cnn *m, int layer)
@@ -323,18 +291,7 @@ void amil_cnn_to_record(const struct amil_cnn *m, struct amil_record *r)
     amil_meta_setf(r, "channels", "%d", m->channels);
     amil_meta_setf(r, "size", "%d", m->size);
     amil_meta_set(r, "normalization", amil_norm_name(m->norm));
-    for (int i = 0; i < m->nparams; i++) {
-        const struct amil_param *p = &m->params[i];
-        struct amil_tensor *t = amil_put(r, p->name, AMIL_F32, p->ndim, p->shape);
-        memcpy(t->data, m->param[i], t->nbytes);
-        const char *suffix = strrchr(p->name, '.');
-        if (strcmp(suffix, ".running_var") == 0) {   /* what load_state_dict wants */
-            char name[80];
-            snprintf(name, sizeof name, "%.*s.num_batches_tracked",
-                     (int)(suffix - p->name), p->name);
-            amil_put(r, name, AMIL_I64, 0, NULL);
-        }
-    }
+    amil_params_to_record(&m->params, r);
 }
 
 int amil_cnn_is_model(const struct amil_record *r)
@@ -388,49 +345,49 @@ int amil_cnn_from_record(struct amil_cnn *m, struct amil_record *r)
     if (classes != head->shape[0])
         return amil_fail("the metadata's %ld classes disagree with the last layer's %lld",
                          classes, (long long)head->shape[0]);
-    const char *norm_text = amil_meta_get(r, "normalization");
-    int norm = norm_text ? amil_norm_parse(norm_text) : AMIL_NORM_NONE;
-    if (norm < 0)
-        return amil_fail("normalization '%s' is not x/255, mnist or imagenet", norm_text);
+    enum amil_norm norm;
+    if (amil_norm_of_record(r, &norm) < 0)
+        return -1;
     /* every tensor checked before the buffer is allocated */
-    if (cnn_layout(m, arch, (int)classes, 0, 0) < 0 ||
-        amil_params_check(m->params, m->nparams, r) < 0)
+    if (cnn_layout(m, arch, (int)classes, 0, 0) < 0 || amil_params_check(&m->params, r) < 0)
         return -1;
     m->norm = norm;
-    cnn_alloc(m);
-    for (int i = 0; i < m->nparams; i++)
+    amil_params_alloc(&m->params);
+    for (int i = 0; i < m->params.n; i++)
         amil_cnn_take_param(m, i, r);
     return 0;
 }
 
 void amil_cnn_take_param(struct amil_cnn *m, int i, const struct amil_record *r)
 {
-    const struct amil_tensor *t = amil_find(r, m->params[i].name);
+    struct amil_param *p = &m->params.at[i];
+    const struct amil_tensor *t = amil_find(r, p->name);
     if (i < m->trained && t->borrowed && r->mapping) {
-        m->param[i] = t->data;
+        p->data = t->data;
         if (!m->mapping)
             m->mapping = amil_mapping_ref(r->mapping);
         return;
     }
-    m->param[i] = m->weights + m->params[i].offset;
-    memcpy(m->param[i], t->data, m->params[i].count * sizeof(float));
+    p->data = m->params.weights + p->offset;
+    memcpy(p->data, t->data, p->count * sizeof(float));
 }
 
-int amil_cnn_tiles(int length, int tile, int *starts)
+int amil_cnn_take_weights(struct amil_cnn *m, struct amil_record *r)
 {
-    if (length < tile || tile < 1)
-        return 0;
-    int n = (length + tile - 1) / tile;
-    for (int i = 0; starts && i < n; i++)
-        starts[i] = n == 1 ? 0 : (int)((long)i * (length - tile) / (n - 1));
-    return n;
-}
-
-void amil_cnn_cut(uint8_t *tile, const uint8_t *image, int width, int y, int x, int T)
-{
-    for (int row = 0; row < T; row++)
-        memcpy(tile + (size_t)row * T * 3, image + ((size_t)(y + row) * width + x) * 3,
-               (size_t)T * 3);
+    amil_cnn_rename_paper(r);
+    int head = m->params.n - 2, fits = 1;
+    for (int i = 0; i < m->params.n; i++) {
+        const struct amil_param *p = &m->params.at[i];
+        int same = amil_param_fits(p, amil_find(r, p->name));
+        if (!same && i < head)
+            return amil_fail("tensor '%s' is missing or not F32 of the shape %s needs",
+                             p->name, arch_names[m->arch]);
+        fits &= i < head || same;
+    }
+    for (int i = 0; i < m->params.n; i++)
+        if (i < head || fits)
+            amil_cnn_take_param(m, i, r);
+    return 0;
 }
 
 /* ---- work buffers ------------------------------------------------------- */
@@ -495,7 +452,7 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
     w->grad = amil_xcalloc(m->nlayers, sizeof *w->grad);
     w->argmax = amil_xcalloc(m->nlayers, sizeof *w->argmax);
     w->mask = amil_xcalloc(m->nlayers, sizeof *w->mask);
-    size_t cols = 1, inp = 1, padded = 1, shifted = 1, taps = 1, tiles = 1, products = 1;
+    size_t cols = 1, padded = 1, shifted = 1, taps = 1, tiles = 1, products = 1;
     w->winograd = amil_xcalloc(m->nlayers, sizeof *w->winograd);
     w->winograd_of = amil_xcalloc(m->nlayers, sizeof *w->winograd_of);
     for (int i = from; i < m->nlayers; i++) {
@@ -511,7 +468,6 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
             const struct amil_layer *in = &m->layers[l->input];
             size_t c = (size_t)in->c * l->kernel * l->kernel * l->h * l->w;
             cols = c > cols ? c : cols;
-            inp = layer_size(in) > inp ? layer_size(in) : inp;
             size_t n_tiles;
             if (winograd_fits(m, w->kernels, l, in, &n_tiles)) {
                 tiles = 16 * in->c * n_tiles > tiles ? 16 * in->c * n_tiles : tiles;
@@ -536,7 +492,6 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
     w->products = amil_xaligned(sizeof(float) * products);
     w->cols = amil_xmalloc(sizeof(float) * cols);
     w->dcols = amil_xmalloc(sizeof(float) * cols);
-    w->dinp = amil_xmalloc(sizeof(float) * inp);
 }
 
 void amil_cnn_work_free(struct amil_cnn_work *w)
@@ -548,7 +503,7 @@ void amil_cnn_work_free(struct amil_cnn_work *w)
         free(w->mask[i]);
     }
     free(w->out), free(w->grad), free(w->argmax), free(w->mask);
-    free(w->cols), free(w->dcols), free(w->dinp);
+    free(w->cols), free(w->dcols);
     free(w->padded), free(w->shifted), free(w->phase_weights);
     for (int i = 0; w->winograd && i < w->nlayers; i++)
         free(w->winograd[i]);
@@ -558,85 +513,7 @@ void amil_cnn_work_free(struct amil_cnn_work *w)
 
 /* ---- forward ------------------------------------------------------------ */
 
-#define PARAM(m, l, k) ((m)->param[(l)->param + (k)])
-
-/* Max-pool of kernel × kernel windows (stride, padding as -inf), plane by
- * plane; argmax gets each winner's offset in its input plane, the first
- * maximum in scan order, NaN winning, as PyTorch. */
-static void maxpool_forward(float *out, int32_t *argmax, const float *inp, size_t planes,
-                            const struct amil_layer *in, const struct amil_layer *l)
-{
-    int K = l->kernel, S = l->stride, pad = l->pad, OW = l->w;
-    /* an input row with -inf at both sides, so that no column is checked
-     * against the bounds and the loop over a row of outputs vectorizes */
-    int span = (OW - 1) * S + K;
-    float *row = amil_xmalloc(sizeof *row * (size_t)(span > in->w + pad ? span : in->w + pad));
-    for (size_t p = 0; p < planes; p++) {
-        const float *plane = inp + p * in->h * in->w;
-        for (int oh = 0; oh < l->h; oh++) {
-            float *best = out + (p * l->h + oh) * OW;
-            int32_t *at = argmax + (p * l->h + oh) * OW;
-            int y0 = oh * S - pad;
-            int ki0 = y0 < 0 ? -y0 : 0, ki1 = in->h - y0 < K ? in->h - y0 : K;
-            for (int ow = 0; ow < OW; ow++) {   /* PyTorch's start: the first inside */
-                int x0 = ow * S - pad;
-                best[ow] = -INFINITY;
-                at[ow] = (y0 + ki0) * in->w + (x0 > 0 ? x0 : 0);
-            }
-            for (int ki = ki0; ki < ki1; ki++) {
-                const float *src = plane + (size_t)(y0 + ki) * in->w;
-                for (int x = 0; x < span; x++) {
-                    int from = x - pad;
-                    row[x] = from >= 0 && from < in->w ? src[from] : -INFINITY;
-                }
-                int32_t base = (y0 + ki) * in->w - pad;
-                for (int kj = 0; kj < K; kj++)
-                    for (int ow = 0; ow < OW; ow++) {
-                        float v = row[ow * S + kj];
-                        int wins = (v > best[ow]) | (v != v);   /* NaN wins, as PyTorch */
-                        best[ow] = wins ? v : best[ow];
-                        at[ow] = wins ? base + ow * S + kj : at[ow];
-                    }
-            }
-        }
-    }
-    free(row);
-}
-
-/* PyTorch's adaptive average pooling: output cell i of n over an input of
- * size s averages [floor(i·s/n), ceil((i+1)·s/n)). */
-static void window(int i, int n, int s, int *start, int *end)
-{
-    *start = (int)((long)i * s / n);
-    *end = (int)(((long)(i + 1) * s + n - 1) / n);
-}
-
-static void avgpool_forward(float *out, const float *inp, size_t planes,
-                            const struct amil_layer *in, const struct amil_layer *l)
-{
-    for (size_t p = 0; p < planes; p++)
-        for (int oh = 0; oh < l->h; oh++)
-            for (int ow = 0; ow < l->w; ow++) {
-                int y0, y1, x0, x1;
-                window(oh, l->h, in->h, &y0, &y1);
-                window(ow, l->w, in->w, &x0, &x1);
-                double sum = 0;
-                for (int y = y0; y < y1; y++)
-                    for (int x = x0; x < x1; x++)
-                        sum += inp[(p * in->h + y) * in->w + x];
-                out[(p * l->h + oh) * l->w + ow] = (float)(sum / ((y1 - y0) * (x1 - x0)));
-            }
-}
-
-/* Batch norm in evaluation mode, as PyTorch computes it on the CPU:
- * alpha = weight / √(var + eps), beta = bias - mean · alpha, x·alpha + beta. */
-static void batchnorm_scale(const struct amil_cnn *m, const struct amil_layer *l, int c,
-                            float *alpha, float *beta)
-{
-    float invstd = 1 / sqrtf(PARAM(m, l, 3)[c] + BN_EPS);
-    *alpha = PARAM(m, l, 0)[c] * invstd;
-    *beta = PARAM(m, l, 1)[c] - PARAM(m, l, 2)[c] * *alpha;
-}
+#define PARAM(m, l, k) ((m)->params.at[(l)->param + (k)].data)
 
 /* The first layer whose parameters are trained: dropout runs from there on
  * in training; frozen layers are always in evaluation mode. */
@@ -861,18 +738,10 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
                                 l->c, l->kernel, l->stride, l->pad);
         break;
     }
-    case AMIL_OP_BATCHNORM: {
-        size_t hw = (size_t)l->h * l->w;
-        for (int b = 0; b < B; b++)
-            for (int c = 0; c < l->c; c++) {
-                float alpha, beta;
-                batchnorm_scale(m, l, c, &alpha, &beta);
-                size_t at = ((size_t)b * l->c + c) * hw;
-                for (size_t j = 0; j < hw; j++)
-                    out[at + j] = inp[at + j] * alpha + beta;
-            }
+    case AMIL_OP_BATCHNORM:
+        amil_batchnorm_forward(out, inp, PARAM(m, l, 0), PARAM(m, l, 1), PARAM(m, l, 2),
+                               PARAM(m, l, 3), B, l->c, (size_t)l->h * l->w);
         break;
-    }
     case AMIL_OP_RELU:
         memcpy(out, inp, sizeof *out * n);
         amil_relu_forward(out, n);
@@ -882,10 +751,11 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
         amil_leaky_relu_forward(out, n, LEAKY_SLOPE);
         break;
     case AMIL_OP_MAXPOOL:
-        maxpool_forward(out, w->argmax[i], inp, (size_t)B * l->c, in, l);
+        amil_maxpool_forward(out, w->argmax[i], inp, (size_t)B * l->c, in->h, in->w,
+                             l->kernel, l->stride, l->pad);
         break;
     case AMIL_OP_AVGPOOL:
-        avgpool_forward(out, inp, (size_t)B * l->c, in, l);
+        amil_avgpool_forward(out, inp, (size_t)B * l->c, in->h, in->w, l->h, l->w);
         break;
     case AMIL_OP_LINEAR:
         amil_linear_forward(out, inp, PARAM(m, l, 0), PARAM(m, l, 1), B, (int)per_in, l->c);
@@ -902,12 +772,9 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
             for (size_t j = 0; j < n; j++)
                 w->mask[i][j] = 1;
         break;
-    case AMIL_OP_ADD: {
-        const float *other = w->out[l->input2];
-        for (size_t j = 0; j < n; j++)
-            out[j] = inp[j] + other[j];
+    case AMIL_OP_ADD:
+        amil_add_forward(out, inp, w->out[l->input2], n);
         break;
-    }
     }
 }
 
@@ -961,84 +828,49 @@ static void backward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, in
             if (learn)
                 amil_im2col(w->cols, inp + b * per_in, 1, in->c, in->h, in->w, l->kernel,
                             l->stride, l->pad);
-            amil_conv2d_backward(gin ? w->dinp : NULL,
-                                 learn ? grads + m->params[l->param].offset : NULL,
-                                 learn && l->has_bias ? grads + m->params[l->param + 1].offset
+            amil_conv2d_backward(gin ? gin + b * per_in : NULL,
+                                 learn ? grads + m->params.at[l->param].offset : NULL,
+                                 learn && l->has_bias ? grads + m->params.at[l->param + 1].offset
                                                       : NULL,
                                  w->dcols, g + b * per_out, w->cols, PARAM(m, l, 0), 1, in->c,
                                  in->h, in->w, l->c, l->kernel, l->stride, l->pad);
-            for (size_t j = 0; gin && j < per_in; j++)
-                gin[b * per_in + j] += w->dinp[j];
         }
         break;
-    case AMIL_OP_BATCHNORM: {
-        size_t hw = (size_t)l->h * l->w;
-        for (int b = 0; gin && b < B; b++)
-            for (int c = 0; c < l->c; c++) {
-                float alpha, beta;
-                batchnorm_scale(m, l, c, &alpha, &beta);
-                size_t at = ((size_t)b * l->c + c) * hw;
-                for (size_t j = 0; j < hw; j++)
-                    gin[at + j] += g[at + j] * alpha;
-            }
+    case AMIL_OP_BATCHNORM:
+        if (gin)
+            amil_batchnorm_backward(gin, g, PARAM(m, l, 0), PARAM(m, l, 1), PARAM(m, l, 2),
+                                    PARAM(m, l, 3), B, l->c, (size_t)l->h * l->w);
         break;
-    }
     case AMIL_OP_RELU:
     case AMIL_OP_LEAKY_RELU: {
         float slope = l->op == AMIL_OP_RELU ? 0 : LEAKY_SLOPE;
-        /* Guided Backpropagation clamps what the ReLU passes back at 0
-         * (Springenberg et al.; a backward hook's clamp(min=0) in PyTorch) */
-        for (size_t j = 0; gin && j < n; j++) {
-            float d = out[j] > 0 ? g[j] : g[j] * slope;
-            gin[j] += how == AMIL_BACKWARD_GUIDED && d < 0 ? 0 : d;
-        }
+        if (gin && how == AMIL_BACKWARD_GUIDED)
+            amil_guided_relu_backward(gin, g, out, n, slope);
+        else if (gin)
+            amil_leaky_relu_backward(gin, g, out, n, slope);
         break;
     }
-    case AMIL_OP_MAXPOOL: {
-        size_t planes = (size_t)B * l->c, plane_out = (size_t)l->h * l->w;
-        size_t plane_in = (size_t)in->h * in->w;
-        for (size_t p = 0; gin && p < planes; p++)
-            for (size_t j = 0; j < plane_out; j++)
-                gin[p * plane_in + w->argmax[i][p * plane_out + j]] += g[p * plane_out + j];
+    case AMIL_OP_MAXPOOL:
+        if (gin)
+            amil_maxpool_backward(gin, g, w->argmax[i], (size_t)B * l->c, in->h, in->w, l->h,
+                                  l->w);
         break;
-    }
     case AMIL_OP_AVGPOOL:
-        for (size_t p = 0; gin && p < (size_t)B * l->c; p++)
-            for (int oh = 0; oh < l->h; oh++)
-                for (int ow = 0; ow < l->w; ow++) {
-                    int y0, y1, x0, x1;
-                    window(oh, l->h, in->h, &y0, &y1);
-                    window(ow, l->w, in->w, &x0, &x1);
-                    float share = g[(p * l->h + oh) * l->w + ow] / ((y1 - y0) * (x1 - x0));
-                    for (int y = y0; y < y1; y++)
-                        for (int x = x0; x < x1; x++)
-                            gin[(p * in->h + y) * in->w + x] += share;
-                }
+        if (gin)
+            amil_avgpool_backward(gin, g, (size_t)B * l->c, in->h, in->w, l->h, l->w);
         break;
     case AMIL_OP_LINEAR:
-        if (learn)
-            amil_linear_backward(NULL, grads + m->params[l->param].offset,
-                                 grads + m->params[l->param + 1].offset, g, inp,
-                                 PARAM(m, l, 0), B, (int)per_in, l->c);
-        if (gin && B == 1)   /* one image: read the weights once, not pack them */
-            cblas_sgemv(CblasRowMajor, CblasTrans, l->c, (int)per_in, 1.0f, PARAM(m, l, 0),
-                        (int)per_in, g, 1, 1.0f, gin, 1);
-        else if (gin)   /* gin (B, C) += g (B, OC) · weight (OC, C) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, (int)per_in, l->c, 1.0f,
-                        g, l->c, PARAM(m, l, 0), (int)per_in, 1.0f, gin, (int)per_in);
+        amil_linear_backward(gin, learn ? grads + m->params.at[l->param].offset : NULL,
+                             learn ? grads + m->params.at[l->param + 1].offset : NULL, g, inp,
+                             PARAM(m, l, 0), B, (int)per_in, l->c);
         break;
     case AMIL_OP_DROPOUT:
-        for (size_t j = 0; gin && j < n; j++)
-            gin[j] += g[j] * w->mask[i][j];
+        if (gin)
+            amil_dropout_backward(gin, g, w->mask[i], n);
         break;
-    case AMIL_OP_ADD: {
-        for (size_t j = 0; gin && j < n; j++)
-            gin[j] += g[j];
-        float *other = l->input2 >= stop ? w->grad[l->input2] : NULL;
-        for (size_t j = 0; other && j < n; j++)
-            other[j] += g[j];
+    case AMIL_OP_ADD:
+        amil_add_backward(gin, l->input2 >= stop ? w->grad[l->input2] : NULL, g, n);
         break;
-    }
     }
 }
 
@@ -1100,101 +932,4 @@ double amil_cnn_loss(const struct amil_cnn *m, const float *scores, const long *
 int amil_cnn_feature_size(const struct amil_cnn *m)
 {
     return (int)layer_size(&m->layers[m->features]);
-}
-
-const struct amil_tensor *amil_cnn_image(const struct amil_cnn *m, const struct amil_record *r)
-{
-    const struct amil_tensor *t = amil_expect(r, "image", AMIL_U8, 3);
-    if (!t)
-        return NULL;
-    if (t->shape[2] != 3) {
-        amil_fail("an image of %lld channels; %s takes RGB", (long long)t->shape[2],
-                  arch_names[m->arch]);
-        return NULL;
-    }
-    if (t->shape[0] < m->size || t->shape[1] < m->size || t->shape[0] > INT32_MAX / 4 ||
-        t->shape[1] > INT32_MAX / 4) {
-        amil_fail("an image of %lld×%lld, smaller than %s's %d×%d input",
-                  (long long)t->shape[1], (long long)t->shape[0], arch_names[m->arch],
-                  m->size, m->size);
-        return NULL;
-    }
-    return t;
-}
-
-const struct amil_tensor *amil_cnn_cached(const struct amil_cnn *m, const struct amil_record *r)
-{
-    const struct amil_tensor *t = amil_expect(r, "features", AMIL_F32, 2);
-    if (!t)
-        return NULL;
-    if (t->shape[0] < 1 || t->shape[0] > INT32_MAX / 4 ||
-        t->shape[1] != amil_cnn_feature_size(m)) {
-        amil_fail("features of [%lld, %lld]; %s's last layer reads %d per tile",
-                  (long long)t->shape[0], (long long)t->shape[1], arch_names[m->arch],
-                  amil_cnn_feature_size(m));
-        return NULL;
-    }
-    return t;
-}
-
-int32_t *amil_cnn_tile_coords(const struct amil_cnn *m, int H, int W, int *n)
-{
-    int ny = amil_cnn_tiles(H, m->size, NULL), nx = amil_cnn_tiles(W, m->size, NULL);
-    int *ys = amil_xmalloc(sizeof *ys * (ny + 1)), *xs = amil_xmalloc(sizeof *xs * (nx + 1));
-    amil_cnn_tiles(H, m->size, ys);
-    amil_cnn_tiles(W, m->size, xs);
-    int32_t *coords = amil_xmalloc(sizeof *coords * 2 * ((size_t)ny * nx + 1));
-    for (int i = 0; i < ny; i++)
-        for (int j = 0; j < nx; j++)
-            coords[2 * (i * nx + j)] = ys[i], coords[2 * (i * nx + j) + 1] = xs[j];
-    *n = ny * nx;
-    free(ys), free(xs);
-    return coords;
-}
-
-void amil_cnn_featurize(const struct amil_cnn *m, struct amil_cnn_work *w,
-                        const uint8_t *image, int W, const int32_t *coords, int n,
-                        float *features)
-{
-    int T = m->size, F = amil_cnn_feature_size(m);
-    uint8_t *tile = amil_xmalloc((size_t)T * T * 3);
-    for (int i = 0; i < n; i++) {
-        amil_cnn_cut(tile, image, W, coords[2 * i], coords[2 * i + 1], T);
-        amil_cnn_forward(m, w, tile, 1, NULL);
-        memcpy(features + (size_t)i * F, w->out[m->features], sizeof *features * F);
-    }
-    free(tile);
-}
-
-void amil_cnn_classify(const struct amil_cnn *m, struct amil_cnn_work *w,
-                       const uint8_t *image, int H, int W, const float *features, int n,
-                       float *prob)
-{
-    int T = m->size, F = amil_cnn_feature_size(m);
-    int32_t *coords = image ? amil_cnn_tile_coords(m, H, W, &n) : NULL;
-    uint8_t *tile = amil_xmalloc((size_t)T * T * 3);
-    double sum[AMIL_CNN_MAX_CLASSES] = {0};
-    float p[AMIL_CNN_MAX_CLASSES];
-    for (int i = 0; i < n; i++) {
-        if (image) {
-            amil_cnn_cut(tile, image, W, coords[2 * i], coords[2 * i + 1], T);
-            amil_cnn_forward(m, w, tile, 1, NULL);
-        } else
-            amil_cnn_forward_head(m, w, features + (size_t)i * F, 1, NULL);
-        amil_cnn_softmax(m, w->out[m->nlayers - 1], p);
-        for (int c = 0; c < m->classes; c++)
-            sum[c] += p[c];
-    }
-    for (int c = 0; c < m->classes; c++)
-        prob[c] = (float)(sum[c] / n);
-    free(tile);
-    free(coords);
-}
-
-int amil_cnn_predict(const struct amil_cnn *m, const float *prob)
-{
-    int best = 0;
-    for (int c = 1; c < m->classes; c++)
-        best = prob[c] > prob[best] ? c : best;
-    return best;
 }

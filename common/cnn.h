@@ -34,7 +34,8 @@
 #include <stdint.h>
 
 #include "amil.h"
-#include "model.h"
+#include "params.h"
+#include "samples.h"
 
 enum amil_cnn_arch { AMIL_CNN_NET, AMIL_CNN_VGG19, AMIL_CNN_RESNET18, AMIL_CNN_ARCHS };
 
@@ -59,7 +60,6 @@ struct amil_layer {
 
 #define AMIL_CNN_MAX_LAYERS 96
 #define AMIL_CNN_MAX_CLASSES 1000   /* ImageNet's, for torchvision's own weights */
-#define AMIL_CNN_MAX_PARAMS 128
 
 struct amil_cnn {
     enum amil_cnn_arch arch;
@@ -69,16 +69,11 @@ struct amil_cnn {
     enum amil_norm norm;
     int nlayers;
     struct amil_layer layers[AMIL_CNN_MAX_LAYERS];
-    int nparams;
-    struct amil_param params[AMIL_CNN_MAX_PARAMS];
-    size_t nweights;
-    float *weights;         /* (nweights) at params[i].offset */
-    float *param[AMIL_CNN_MAX_PARAMS];   /* where parameter i's values are: in
-                               weights, or for a frozen one loaded from a
-                               file, where the file's mapping holds it */
-    struct amil_mapping *mapping;        /* that mapping, or NULL */
+    struct amil_params params;   /* a frozen one loaded from a file has its data
+                               where the file's mapping holds it */
+    struct amil_mapping *mapping;   /* that mapping, or NULL */
     int trained;            /* the parameters from this one on are trained
-                               (in weights, one block for the optimizer) */
+                               (in the buffer, one block for the optimizer) */
     int features;           /* the layer read by the last one: its output is
                                what featurize caches */
     int cam_layer;          /* Grad-CAM's layer unless told otherwise */
@@ -113,6 +108,12 @@ int amil_cnn_from_record(struct amil_cnn *m, struct amil_record *r);
  * frozen one borrowed from r's mapping when r has one (no copy: VGG19's
  * 550 MB are used where the file lies), else copied into m->weights. */
 void amil_cnn_take_param(struct amil_cnn *m, int i, const struct amil_record *r);
+/* Starting weights from r (a model or a bare state_dict): every tensor of
+ * the network by its name (as amil_cnn_take_param), the last layer's only
+ * when both its tensors fit the model (not torchvision's 1000 ImageNet
+ * classes: it keeps its fresh initialization).  Returns 0, or -1 with a
+ * message naming a tensor missing or of the wrong shape. */
+int amil_cnn_take_weights(struct amil_cnn *m, struct amil_record *r);
 /* The paper's resnet_pre.py made its new last layer a Sequential, so its
  * state_dicts name it fc.0.weight and fc.0.bias: renames those in r to
  * torchvision's fc.weight and fc.bias (amil_cnn_from_record does). */
@@ -138,7 +139,7 @@ struct amil_cnn_work {
     float **out, **grad;    /* per layer, (B, c, h, w) */
     int32_t **argmax;       /* per max-pool, the input offset of each winner */
     float **mask;           /* per dropout, 0 or 2 */
-    float *cols, *dcols, *dinp;   /* one image's im2col and its gradient */
+    float *cols, *dcols;    /* one image's im2col and its gradient */
     float *padded, *shifted;      /* a convolution's padded input (one phase of
                                      it) and its output at the padded width */
     float *phase_weights;         /* a stride-2 phase's taps' weights (cnn.c) */
@@ -183,7 +184,7 @@ void amil_cnn_gradcam(const struct amil_cnn *m, const struct amil_cnn_work *w, i
 /* prob (classes) = softmax of one image's scores (classes). */
 void amil_cnn_softmax(const struct amil_cnn *m, const float *scores, float *prob);
 
-/* ---- images and their tiles ---------------------------------------------- */
+/* ---- images and their tiles (cnn_images.c) ------------------------------- */
 
 /* The record's `image` U8 (H, W, 3), checked to be one the model can see
  * (H and W at least its size), or NULL with a message. */
@@ -208,6 +209,35 @@ void amil_cnn_classify(const struct amil_cnn *m, struct amil_cnn_work *w,
                        float *prob);
 /* The most probable class, the first of equals. */
 int amil_cnn_predict(const struct amil_cnn *m, const float *prob);
+
+/* ---- training samples (cnn_images.c) ------------------------------------- */
+
+/* The training samples an image record holds for m: net 1 (a random crop
+ * of the image, a new one each epoch), a frozen backbone's head one per
+ * tile, from the record's cached features (featurize) when it has them,
+ * else through the backbone.  *cached is -1 until a first record says,
+ * then whether the set holds features: a record that disagrees is
+ * refused, as are one without a label of the model's classes and an image
+ * too small.  Returns the count, or -1 with a message. */
+long amil_cnn_samples(const struct amil_cnn *m, const struct amil_record *r, int *cached);
+
+/* What a training step reads: net's crops (B, T, T, 3) or the head's
+ * features (B, F), their labels (B), and room for the scores' gradient
+ * (B, classes). */
+struct amil_cnn_batch {
+    uint8_t *crops;
+    float *features;
+    long *labels;
+    float *dscores;
+};
+/* Gathers samples[0..B) of set s (cached: it holds features) into batch:
+ * net's a random crop of its image (the corner drawn from rng, a gsl_rng
+ * *); a backbone's a tile's features, from the cache or through the
+ * backbone (work backbone, one tile at a time).  Returns 0, or -1 with a
+ * message (a file that changed since it was read first). */
+int amil_cnn_gather(const struct amil_cnn *m, struct amil_cnn_work *backbone,
+                    struct amil_samples *s, int cached, const long *samples, int B, void *rng,
+                    struct amil_cnn_batch *batch);
 
 /* Cross-entropy of scores against labels over a batch, averaged (as
  * PyTorch's mean reduction); dscores (B, classes) gets its gradient when

@@ -18,29 +18,6 @@
 #define KERNEL 5
 
 static const char *const arch_names[] = {"amil", "gated"};
-static const char *const norm_names[] = {"x/255", "mnist", "imagenet"};
-
-const char *amil_norm_name(enum amil_norm norm) { return norm_names[norm]; }
-
-void amil_norm_table(enum amil_norm norm, float table[3][256])
-{
-    /* ToTensor's img.float().div(255), then Normalize's (x - mean) / std,
-     * in float as PyTorch */
-    static const float means[3][3] = {{0, 0, 0}, {0.1307f, 0.1307f, 0.1307f},
-                                      {0.485f, 0.456f, 0.406f}};
-    static const float stds[3][3] = {{1, 1, 1}, {0.3081f, 0.3081f, 0.3081f},
-                                     {0.229f, 0.224f, 0.225f}};
-    for (int c = 0; c < 3; c++)
-        for (int v = 0; v < 256; v++) {
-            float x = (float)v / 255.0f;
-            table[c][v] = norm == AMIL_NORM_NONE ? x : (x - means[norm][c]) / stds[norm][c];
-        }
-}
-
-int amil_norm_parse(const char *name)
-{
-    return strcmp(name, "none") == 0 ? AMIL_NORM_NONE : amil_name_index(norm_names, 3, name);
-}
 
 const char *amil_arch_name(enum amil_arch arch) { return arch_names[arch]; }
 
@@ -66,53 +43,18 @@ static struct sides sides_of(int patch)
     return s;
 }
 
-/* Appends a parameter of the given shape.  Counts are multiplied and summed
- * with overflow checks, so that a table built from hostile sizes fails
- * instead of describing a buffer smaller than its parameters. */
-static int add_param(struct amil_model *m, const char *name, int ndim, int64_t d0,
-                     int64_t d1, int64_t d2, int64_t d3, size_t fan_in)
-{
-    struct amil_param *p = &m->params[m->nparams++];
-    int64_t dims[4] = {d0, d1, d2, d3};
-    snprintf(p->name, sizeof p->name, "%s", name);
-    p->ndim = ndim;
-    p->count = 1;
-    for (int d = 0; d < ndim; d++) {
-        p->shape[d] = dims[d];
-        if (dims[d] < 0 || __builtin_mul_overflow(p->count, (size_t)dims[d], &p->count))
-            return -1;
-    }
-    /* every parameter starts on a 64-byte line (the buffer is aligned):
-     * the kernels stream the linear layer's weight from memory, and loads
-     * across two lines had made that 1.6x slower; the gaps stay zero */
-    p->offset = (m->nweights + 15) / 16 * 16;
-    p->fan_in = fan_in;
-    if (__builtin_add_overflow(p->offset, p->count, &m->nweights) ||
-        m->nweights > AMIL_MODEL_MAX_WEIGHTS)
-        return -1;
-    return 0;
-}
-
-/* The weight buffer: 64-byte aligned, zero (the gaps between parameters
- * stay so: their gradients are zero, and so is every optimizer's step). */
-static float *zeroed_weights(size_t n)
-{
-    float *w = amil_xaligned(sizeof *w * n);
-    memset(w, 0, sizeof *w * n);
-    return w;
-}
-
 /* A layer's weight and bias, PyTorch's Linear or Conv2d. */
 static int add_layer(struct amil_model *m, const char *prefix, int ndim, int64_t out,
                      int64_t in, int64_t k)
 {
     char name[64];
     size_t fan_in = (size_t)(in * (ndim == 4 ? k * k : 1));
+    int64_t shape[4] = {out, in, k, k};
     snprintf(name, sizeof name, "%s.weight", prefix);
-    if (add_param(m, name, ndim, out, in, k, k, fan_in) < 0)
+    if (amil_params_add(&m->params, name, ndim, shape, fan_in) < 0)
         return -1;
     snprintf(name, sizeof name, "%s.bias", prefix);
-    return add_param(m, name, 1, out, 0, 0, 0, fan_in);
+    return amil_params_add(&m->params, name, 1, shape, fan_in);
 }
 
 /* The parameter table of the network, without its buffer: 0, or -1 with a
@@ -162,7 +104,7 @@ static int model_layout(struct amil_model *m, enum amil_arch arch, int channels,
         memset(m, 0, sizeof *m);
         return amil_fail("the model's %d classes, %d hidden, %d attention and %d branches "
                          "need more than %zu parameters", classes, hidden, attention,
-                         branches, (size_t)AMIL_MODEL_MAX_WEIGHTS);
+                         branches, (size_t)AMIL_PARAMS_MAX_WEIGHTS);
     }
     return 0;
 }
@@ -174,39 +116,23 @@ int amil_model_init(struct amil_model *m, enum amil_arch arch, int channels, int
         return -1;
     if (model_layout(m, arch, channels, patch, classes, hidden, attention, branches) < 0)
         return -1;
-    m->weights = zeroed_weights(m->nweights);
+    amil_params_alloc(&m->params);
     return 0;
 }
 
 void amil_model_free(struct amil_model *m)
 {
-    free(m->weights);
+    amil_params_free(&m->params);
     memset(m, 0, sizeof *m);
 }
 
 void amil_model_randomize(struct amil_model *m, unsigned long seed)
 {
-    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
-    gsl_rng_set(rng, seed);
-    for (int i = 0; i < m->nparams; i++) {
-        const struct amil_param *p = &m->params[i];
-        double bound = 1 / sqrt((double)p->fan_in);
-        for (size_t j = 0; j < p->count; j++)
-            m->weights[p->offset + j] = (float)((2 * gsl_rng_uniform(rng) - 1) * bound);
-    }
-    gsl_rng_free(rng);
-}
-
-const struct amil_param *amil_model_param(const struct amil_model *m, const char *name)
-{
-    for (int i = 0; i < m->nparams; i++)
-        if (strcmp(m->params[i].name, name) == 0)
-            return &m->params[i];
-    return NULL;
+    amil_params_randomize(&m->params, seed);
 }
 
 /* Weight and bias of the layer that starts at parameter i. */
-#define W(m, i) ((m)->weights + (m)->params[i].offset)
+#define W(m, i) ((m)->params.at[i].data)
 enum { CONV1_W, CONV1_B, CONV2_W, CONV2_B, FC_W, FC_B, ATT_FIRST };
 
 /* ---- records ------------------------------------------------------------ */
@@ -222,12 +148,8 @@ void amil_model_to_record(const struct amil_model *m, struct amil_record *r)
     amil_meta_setf(r, "hidden", "%d", m->hidden);
     amil_meta_setf(r, "attention", "%d", m->attention);
     amil_meta_setf(r, "branches", "%d", m->branches);
-    amil_meta_set(r, "normalization", norm_names[m->norm]);
-    for (int i = 0; i < m->nparams; i++) {
-        const struct amil_param *p = &m->params[i];
-        struct amil_tensor *t = amil_put(r, p->name, AMIL_F32, p->ndim, p->shape);
-        memcpy(t->data, m->weights + p->offset, t->nbytes);
-    }
+    amil_meta_set(r, "normalization", amil_norm_name(m->norm));
+    amil_params_to_record(&m->params, r);
 }
 
 /* A size read off a tensor's shape: any int64 in the file, so ranged
@@ -299,54 +221,20 @@ int amil_model_from_record(struct amil_model *m, const struct amil_record *r)
         return amil_fail("the metadata (channels %ld, hidden %ld, attention %ld, "
                          "branches %ld, classes %ld) disagrees with the tensors' shapes",
                          channels, hidden, attention, branches, classes);
-    const char *norm_text = amil_meta_get(r, "normalization");
-    int norm = norm_text ? amil_norm_parse(norm_text) : AMIL_NORM_NONE;
-    if (norm < 0)
-        return amil_fail("normalization '%s' is not x/255, mnist or imagenet", norm_text);
+    enum amil_norm norm;
+    if (amil_norm_of_record(r, &norm) < 0)
+        return -1;
     if (norm == AMIL_NORM_IMAGENET && channels != 3)
         return amil_fail("ImageNet normalization needs 3 channels, not %ld", channels);
     /* Every tensor is checked against the table before the buffer is
      * allocated, so its size is bounded by the data really present. */
     if (model_layout(m, arch, (int)channels, (int)patch, (int)classes, (int)hidden,
                      (int)attention, (int)branches) < 0 ||
-        amil_params_check(m->params, m->nparams, r) < 0)
+        amil_params_check(&m->params, r) < 0)
         return -1;
     m->norm = norm;
-    m->weights = zeroed_weights(m->nweights);
-    amil_params_copy(m->params, m->nparams, m->weights, r);
-    return 0;
-}
-
-int amil_params_check(const struct amil_param *params, int n, const struct amil_record *r)
-{
-    for (int i = 0; i < n; i++) {
-        const struct amil_param *p = &params[i];
-        const struct amil_tensor *t = amil_find(r, p->name);
-        int same = t && t->dtype == AMIL_F32 && t->ndim == p->ndim &&
-                   t->nbytes / sizeof(float) == p->count;
-        for (int d = 0; same && d < p->ndim; d++)
-            same = t->shape[d] == p->shape[d];
-        if (!same)
-            return amil_fail("tensor '%s' is missing or not F32 of the shape the model "
-                             "needs", p->name);
-    }
-    return 0;
-}
-
-void amil_params_copy(const struct amil_param *params, int n, float *weights,
-                      const struct amil_record *r)
-{
-    for (int i = 0; i < n; i++)
-        memcpy(weights + params[i].offset, amil_find(r, params[i].name)->data,
-               params[i].count * sizeof(float));
-}
-
-int amil_params_from_record(const struct amil_param *params, int n, float *weights,
-                            const struct amil_record *r)
-{
-    if (amil_params_check(params, n, r) < 0)
-        return -1;
-    amil_params_copy(params, n, weights, r);
+    amil_params_alloc(&m->params);
+    amil_params_copy(&m->params, r);
     return 0;
 }
 
@@ -427,8 +315,9 @@ static void free_stage(struct amil_work *w, int stage)
     void **backward[] = {(void **)&w->dhl, (void **)&w->dp2, (void **)&w->pk,
                          (void **)&w->dwk, (void **)&w->dc2,
                          (void **)&w->dp1, (void **)&w->dc1, (void **)&w->dconv, (void **)&w->dh,
-                         (void **)&w->dv, (void **)&w->du,
+                         (void **)&w->dv, (void **)&w->du, (void **)&w->dvt, (void **)&w->dut,
                          (void **)&w->dgate, (void **)&w->dscores, (void **)&w->da,
+                         (void **)&w->dsoft,
                          (void **)&w->dm, (void **)&w->dlogits};
     void ***lists[STAGES] = {features, attention, backward};
     size_t sizes[STAGES] = {sizeof features / sizeof *features,
@@ -451,7 +340,7 @@ void amil_work_free(struct amil_work *w)
 /* The convolutions' parameters: the first four, at the buffer's start. */
 static size_t conv_params(const struct amil_model *m)
 {
-    return m->params[CONV2_B].offset + m->params[CONV2_B].count;
+    return m->params.at[CONV2_B].offset + m->params.at[CONV2_B].count;
 }
 
 /* The second convolution of a group that is not full runs image by image
@@ -685,9 +574,12 @@ static void fit(const struct amil_model *m, struct amil_work *w, int n, int stag
         ALLOC(dh, N * L);
         ALLOC(dv, N * D);
         ALLOC(du, N * D);
+        ALLOC(dvt, N * D);
+        ALLOC(dut, N * D);
         ALLOC(dgate, N * D);
         ALLOC(dscores, N * K);
         ALLOC(da, K * N);
+        ALLOC(dsoft, K * N);
         ALLOC(dm, K * L);
         ALLOC(dlogits, m->classes);
     }
@@ -881,7 +773,7 @@ void amil_attend(const struct amil_model *m, struct amil_work *w, const float *h
 
 void amil_classify(const struct amil_model *m, struct amil_work *w, const float *em)
 {
-    int head = m->nparams - 2, outputs = amil_model_outputs(m);
+    int head = m->params.n - 2, outputs = amil_model_outputs(m);
     fit(m, w, 1, STAGE_ATTENTION);   /* logits and prob; a no-op after attend */
     amil_linear_forward(w->logits, em, W(m, head), W(m, head + 1), 1,
                         m->hidden * m->branches, outputs);
@@ -951,7 +843,7 @@ static void fc_dweight_of_blocks(void *ctx, int first, int end, int thread)
     /* row by row of the gradient (L, flat), so that the stores run along
      * memory; only the last block of a row may be partial */
     for (int o = 0; o < L; o++) {
-        float *row = pass->grads + m->params[FC_W].offset + (size_t)o * flat;
+        float *row = pass->grads + m->params.at[FC_W].offset + (size_t)o * flat;
         for (int j = first; j < end; j++) {
             const float *from = w->dwk + ((size_t)j * L + o) * lanes;
             float *to = row + (size_t)j * lanes;
@@ -1011,7 +903,7 @@ static void conv_back_of_groups(void *ctx, int first, int end, int thread)
     float *grads = thread == 0 ? pass->grads : w->dconv + (thread - 1) * conv_params(m);
     float *dc2 = w->dc2 + thread * z.c2, *dp1 = w->dp1 + thread * z.p1;
     float *dc1 = w->dc1 + thread * z.c1;
-#define G(i) (grads + m->params[i].offset)
+#define G(i) (grads + m->params.at[i].offset)
     for (int g = first; g < end; g++) {
         const float *p1 = w->p1 + g * z.p1;
         k->unpool_relu(dc2, G(CONV2_B), w->dp2 + g * z.p2, w->p2 + g * z.p2,
@@ -1045,7 +937,9 @@ static void column_sums(float *sums, const float *x, int N, int C)
 
 /* Rows first .. end-1 back through the attention network from dscores: its
  * input gradient added to dH; then dH through the linear layer's ReLU (dH
- * keeps the masked gradient) into the lanes of dhl. */
+ * keeps the masked gradient) into the lanes of dhl.  The rows' gradients of
+ * tanh's and σ's outputs and inputs are zeroed here, as nn.h's layers add
+ * to them. */
 static void attention_back_of_rows(void *ctx, int first, int end, int thread)
 {
     (void)thread;
@@ -1055,22 +949,25 @@ static void attention_back_of_rows(void *ctx, int first, int end, int thread)
     int L = m->hidden, D = m->attention, K = m->branches, rows = end - first;
     size_t nd = (size_t)rows * D, at = (size_t)first * D;
     const float *dscores = w->dscores + (size_t)first * K, *h = pass->h + (size_t)first * L;
-    float *dv = w->dv + at, *dh = w->dh + (size_t)first * L;
+    float *dv = w->dv + at, *dvt = w->dvt + at, *dh = w->dh + (size_t)first * L;
+    memset(dv, 0, sizeof *dv * nd);
     if (m->arch == AMIL_ARCH_AMIL) {
-        /* dV (rows, D) = dscores (rows, K) · W (K, D), through tanh */
+        /* tanh's output: dVt (rows, D) = dscores (rows, K) · W (K, D) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, K, 1.0f, dscores, K,
-                    W(m, ATT_FIRST + 2), D, 0.0f, dv, D);
-        amil_tanh_backward(dv, w->v + at, nd);
+                    W(m, ATT_FIRST + 2), D, 0.0f, dvt, D);
+        amil_tanh_backward(dv, dvt, w->v + at, nd);
     } else {
-        float *dgate = w->dgate + at, *du = w->du + at;
+        float *dgate = w->dgate + at, *du = w->du + at, *dut = w->dut + at;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, K, 1.0f, dscores, K,
                     W(m, ATT_FIRST + 4), D, 0.0f, dgate, D);
+        /* the product tanh(V H) ⊙ σ(U H): each factor's gradient */
         for (size_t i = 0; i < nd; i++) {
-            dv[i] = dgate[i] * w->u[at + i];
-            du[i] = dgate[i] * w->v[at + i];
+            dvt[i] = dgate[i] * w->u[at + i];
+            dut[i] = dgate[i] * w->v[at + i];
         }
-        amil_tanh_backward(dv, w->v + at, nd);
-        amil_sigmoid_backward(du, w->u + at, nd);
+        memset(du, 0, sizeof *du * nd);
+        amil_tanh_backward(dv, dvt, w->v + at, nd);
+        amil_sigmoid_backward(du, dut, w->u + at, nd);
         /* dH (rows, L) += dU (rows, D) · U's weight (D, L) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, L, D, 1.0f, du, D,
                     W(m, ATT_FIRST + 2), L, 1.0f, dh, L);
@@ -1104,27 +1001,30 @@ static void attention_dweight_of_units(void *ctx, int first, int end, int thread
     for (int k = 0; k < (m->arch == AMIL_ARCH_GATED ? 2 : 1); k++)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, end - first, L, n, 1.0f,
                     grad_of[k] + first, D, pass->h, L, 1.0f,
-                    pass->grads + m->params[params[k]].offset + (size_t)first * L, L);
+                    pass->grads + m->params.at[params[k]].offset + (size_t)first * L, L);
 }
 
 static void backward(const struct amil_model *m, struct amil_work *w, int n, float *grads,
                      float *cam)
 {
     int L = m->hidden, D = m->attention, K = m->branches;
-    int head = m->nparams - 2, outputs = amil_model_outputs(m);
-#define G(i) (grads + m->params[i].offset)
+    int head = m->params.n - 2, outputs = amil_model_outputs(m);
+#define G(i) (grads + m->params.at[i].offset)
     /* classifier: dM (1, K·L) */
+    memset(w->dm, 0, sizeof *w->dm * L * K);
     amil_linear_backward(w->dm, G(head), G(head + 1), w->dlogits, w->m, W(m, head), 1,
                          L * K, outputs);
-    /* M = A H: dA (K, N) = dM (K, L) · Hᵀ; dH (N, L) = Aᵀ · dM */
+    /* M = A H: dA (K, N) = dM (K, L) · Hᵀ; dH (N, L) = Aᵀ · dM (the first
+     * of dH's two terms: written, not added) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, n, L, 1.0f, w->dm, L, w->h, L,
                 0.0f, w->da, n);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, L, K, 1.0f, w->a, n, w->dm, L,
                 0.0f, w->dh, L);
-    amil_softmax_backward(w->da, w->da, w->a, K, n);
+    memset(w->dsoft, 0, sizeof *w->dsoft * K * n);
+    amil_softmax_backward(w->dsoft, w->da, w->a, K, n);
     for (int k = 0; k < K; k++)
         for (int i = 0; i < n; i++)
-            w->dscores[(size_t)i * K + k] = w->da[(size_t)k * n + i];
+            w->dscores[(size_t)i * K + k] = w->dsoft[(size_t)k * n + i];
     /* the attention network, rows split among threads, then its weights'
      * gradients, units split among threads */
     struct rows_pass rows = {m, w, w->h, n, grads};
@@ -1198,7 +1098,7 @@ void amil_model_gradcam(const struct amil_model *m, struct amil_work *w,
     int outputs = amil_model_outputs(m);
     for (int c = 0; c < outputs; c++)
         w->dlogits[c] = m->classes == 2 ? (target == 1 ? 1.0f : -1.0f) : (c == target);
-    float *grads = amil_xcalloc(m->nweights, sizeof *grads);   /* not wanted */
+    float *grads = amil_xcalloc(m->params.nweights, sizeof *grads);   /* not wanted */
     backward(m, w, n, grads, cam);
     free(grads);
 }

@@ -19,32 +19,13 @@
 #include <stdint.h>
 
 #include "amil.h"
+#include "params.h"
 
 enum amil_arch { AMIL_ARCH_AMIL, AMIL_ARCH_GATED };
 
-/* How pixels become the network's input: x / 255 (ToTensor, the paper's),
- * then for the others ToTensor + Normalize(mean, std) per channel: MNIST's
- * (0.1307, 0.3081; Ilse et al.'s MNIST-bags) or ImageNet's
- * ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225); RGB only). */
-enum amil_norm { AMIL_NORM_NONE, AMIL_NORM_MNIST, AMIL_NORM_IMAGENET };
-const char *amil_norm_name(enum amil_norm norm);   /* "x/255", "mnist", "imagenet" */
-int amil_norm_parse(const char *name);            /* also "none"; -1 if unknown */
-/* table[c][v]: the network's input for byte v of channel c. */
-void amil_norm_table(enum amil_norm norm, float table[3][256]);
-
-#define AMIL_MAX_PARAMS 16
-/* Ceilings on what a model file may ask for: a layer's width (classes,
- * hidden, attention, branches) and the parameters in all (4 GiB of floats). */
+/* Ceiling on a layer's width a model file may ask for (classes, hidden,
+ * attention, branches). */
 #define AMIL_MODEL_MAX_WIDTH (1 << 20)
-#define AMIL_MODEL_MAX_WEIGHTS ((size_t)1 << 30)
-
-struct amil_param {
-    char name[64];          /* "feature_extractor_part1.0.weight" */
-    int ndim;
-    int64_t shape[4];
-    size_t offset, count;   /* into the flat buffer */
-    size_t fan_in;          /* for PyTorch's default initialization */
-};
 
 struct amil_model {
     enum amil_arch arch;
@@ -56,11 +37,7 @@ struct amil_model {
     int branches;           /* K, 1 */
     int flat;               /* 50 · s · s, the features before the linear */
     enum amil_norm norm;    /* set after amil_model_init; NONE by default */
-    int nparams;
-    struct amil_param params[AMIL_MAX_PARAMS];
-    size_t nweights;        /* the buffer's floats: each parameter starts on a
-                               64-byte line, the gaps zero */
-    float *weights;         /* 64-byte aligned */
+    struct amil_params params;   /* the state_dict names of the reference */
 };
 
 /* Sets up the parameter table (weights zeroed).  Returns 0, or -1 with a
@@ -75,8 +52,6 @@ int amil_arch_parse(const char *name);   /* -1 if unknown */
  * weights and biases (kaiming_uniform with a = √5), from a GSL mt19937
  * seeded with seed. */
 void amil_model_randomize(struct amil_model *m, unsigned long seed);
-/* The parameter with this name, or NULL. */
-const struct amil_param *amil_model_param(const struct amil_model *m, const char *name);
 int amil_model_outputs(const struct amil_model *m);   /* 1 or classes */
 
 /* Model files: the weights under their state_dict names plus metadata
@@ -86,17 +61,6 @@ int amil_model_outputs(const struct amil_model *m);   /* 1 or classes */
 void amil_model_to_record(const struct amil_model *m, struct amil_record *r);
 int amil_model_from_record(struct amil_model *m, const struct amil_record *r);
 int amil_model_load(struct amil_model *m, const char *path);
-/* Loading checks every tensor against the parameter table before it
- * allocates the buffer, so that what a file's header claims is never trusted
- * beyond the data it holds.  amil_params_check: 0, or -1 with a message if a
- * parameter's tensor is missing or not F32 of its shape; amil_params_copy
- * copies them (checked ones only); amil_params_from_record does both. */
-int amil_params_check(const struct amil_param *params, int n, const struct amil_record *r);
-void amil_params_copy(const struct amil_param *params, int n, float *weights,
-                      const struct amil_record *r);
-int amil_params_from_record(const struct amil_param *params, int n, float *weights,
-                            const struct amil_record *r);
-
 /* Activations of one bag, kept for backward; grown to fit.  The feature
  * extractor's are in the lane layout of kernels.h (groups of lanes
  * patches, the last group padded with zeros). */
@@ -127,9 +91,10 @@ struct amil_work {
     float *pk, *dwk;        /* the linear layer's weight gradient (model.c) */
     float *dconv;           /* threads 1.. : their convolutions' gradients */
     /* gradients of the same; dc1, dp1, dc2 one group's (c1 .. dc1: one per
-     * thread) */
-    float *dhl, *dp2, *dc2, *dp1, *dc1, *dh, *dv, *du, *dgate, *dscores, *da,
-        *dm, *dlogits;
+     * thread); dvt, dut of tanh's and σ's outputs (v, u of their inputs),
+     * dsoft of the softmax's input (da of its output) */
+    float *dhl, *dp2, *dc2, *dp1, *dc1, *dh, *dv, *du, *dvt, *dut, *dgate, *dscores, *da,
+        *dsoft, *dm, *dlogits;
 };
 
 void amil_work_free(struct amil_work *w);

@@ -1,10 +1,12 @@
 /* nn.c: the layers of nn.h.  Matrix products go to BLAS (OpenBLAS's
  * cblas_sgemm); everything else is a plain loop over contiguous memory. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
 
+#include "amil.h"
 #include "kernels.h"
 #include "nn.h"
 #include "parallel.h"
@@ -62,14 +64,13 @@ void amil_im2col(float *cols, const float *inp, int N, int C, int H, int W, int 
             }
 }
 
-/* The adjoint of im2col: dinp (C, N, H, W) = Σ of the cols that read each
+/* The adjoint of im2col: dinp (C, N, H, W) += Σ of the cols that read each
  * pixel. */
 static void col2im(float *dinp, const float *dcols, int N, int C, int H, int W, int K,
                    int stride, int pad)
 {
     int OH = amil_conv_out(H, K, stride, pad), OW = amil_conv_out(W, K, stride, pad);
     size_t columns = (size_t)N * OH * OW;
-    memset(dinp, 0, sizeof *dinp * (size_t)C * N * H * W);
     for (int c = 0; c < C; c++)
         for (int ki = 0; ki < K; ki++)
             for (int kj = 0; kj < K; kj++) {
@@ -158,46 +159,136 @@ void amil_conv2d_forward_reference(float *out, const float *inp, const float *we
 
 /* ---- pooling and pointwise --------------------------------------------- */
 
-void amil_maxpool2_forward(float *out, uint8_t *argmax, const float *inp, int planes,
-                           int H, int W)
+void amil_maxpool_forward(float *out, int32_t *argmax, const float *inp, size_t planes,
+                          int H, int W, int K, int stride, int pad)
 {
-    int OH = H / 2, OW = W / 2;
-    for (size_t p = 0; p < (size_t)planes; p++) {
+    int OH = amil_conv_out(H, K, stride, pad), OW = amil_conv_out(W, K, stride, pad);
+    /* an input row with -inf at both sides, so that no column is checked
+     * against the bounds and the loop over a row of outputs vectorizes */
+    int span = (OW - 1) * stride + K;
+    float *row = amil_xmalloc(sizeof *row * (size_t)(span > W + pad ? span : W + pad));
+    for (size_t p = 0; p < planes; p++) {
         const float *plane = inp + p * H * W;
         for (int oh = 0; oh < OH; oh++) {
-            const float *top = plane + (size_t)(2 * oh) * W, *bottom = top + W;
-            float *o = out + (p * OH + oh) * OW;
-            uint8_t *arg = argmax + (p * OH + oh) * OW;
-            for (int ow = 0; ow < OW; ow++) {
-                /* the first maximum in scan order wins, and NaN wins as in
-                 * PyTorch (val > max || isnan(val)); no branches */
-                float best = top[2 * ow], v;
-                int k = 0, wins;
-                v = top[2 * ow + 1], wins = v > best || v != v;
-                best = wins ? v : best, k = wins ? 1 : k;
-                v = bottom[2 * ow], wins = v > best || v != v;
-                best = wins ? v : best, k = wins ? 2 : k;
-                v = bottom[2 * ow + 1], wins = v > best || v != v;
-                best = wins ? v : best, k = wins ? 3 : k;
-                o[ow] = best;
-                arg[ow] = (uint8_t)k;
+            float *best = out + (p * OH + oh) * OW;
+            int32_t *at = argmax + (p * OH + oh) * OW;
+            int y0 = oh * stride - pad;
+            int ki0 = y0 < 0 ? -y0 : 0, ki1 = H - y0 < K ? H - y0 : K;
+            for (int ow = 0; ow < OW; ow++) {   /* PyTorch's start: the first inside */
+                int x0 = ow * stride - pad;
+                best[ow] = -INFINITY;
+                at[ow] = (y0 + ki0) * W + (x0 > 0 ? x0 : 0);
+            }
+            for (int ki = ki0; ki < ki1; ki++) {
+                const float *src = plane + (size_t)(y0 + ki) * W;
+                for (int x = 0; x < span; x++) {
+                    int from = x - pad;
+                    row[x] = from >= 0 && from < W ? src[from] : -INFINITY;
+                }
+                int32_t base = (y0 + ki) * W - pad;
+                for (int kj = 0; kj < K; kj++)
+                    for (int ow = 0; ow < OW; ow++) {
+                        float v = row[ow * stride + kj];
+                        int wins = (v > best[ow]) | (v != v);   /* NaN wins, as PyTorch */
+                        best[ow] = wins ? v : best[ow];
+                        at[ow] = wins ? base + ow * stride + kj : at[ow];
+                    }
             }
         }
     }
+    free(row);
 }
 
-void amil_maxpool2_backward(float *dinp, const float *dout, const uint8_t *argmax,
-                            int planes, int H, int W)
+void amil_maxpool_backward(float *dinp, const float *dout, const int32_t *argmax,
+                           size_t planes, int H, int W, int OH, int OW)
 {
-    int OH = H / 2, OW = W / 2;
-    memset(dinp, 0, sizeof *dinp * (size_t)planes * H * W);
-    for (size_t p = 0; p < (size_t)planes; p++)
+    size_t plane_in = (size_t)H * W, plane_out = (size_t)OH * OW;
+    for (size_t p = 0; p < planes; p++)
+        for (size_t j = 0; j < plane_out; j++)
+            dinp[p * plane_in + argmax[p * plane_out + j]] += dout[p * plane_out + j];
+}
+
+/* PyTorch's adaptive average pooling: output cell i of n over an input of
+ * size s averages [floor(i·s/n), ceil((i+1)·s/n)); cell (oh, ow) of OH×OW
+ * over H×W averages rows y0..y1-1, columns x0..x1-1. */
+struct cell {
+    int y0, y1, x0, x1;
+};
+
+static struct cell cell_of(int oh, int ow, int H, int W, int OH, int OW)
+{
+    struct cell c = {(int)((long)oh * H / OH), (int)(((long)(oh + 1) * H + OH - 1) / OH),
+                     (int)((long)ow * W / OW), (int)(((long)(ow + 1) * W + OW - 1) / OW)};
+    return c;
+}
+
+void amil_avgpool_forward(float *out, const float *inp, size_t planes, int H, int W, int OH,
+                          int OW)
+{
+    for (size_t p = 0; p < planes; p++)
         for (int oh = 0; oh < OH; oh++)
             for (int ow = 0; ow < OW; ow++) {
-                size_t o = (p * OH + oh) * OW + ow;
-                int k = argmax[o];
-                dinp[p * H * W + (size_t)(2 * oh + k / 2) * W + 2 * ow + k % 2] = dout[o];
+                struct cell c = cell_of(oh, ow, H, W, OH, OW);
+                double sum = 0;
+                for (int y = c.y0; y < c.y1; y++)
+                    for (int x = c.x0; x < c.x1; x++)
+                        sum += inp[(p * H + y) * W + x];
+                out[(p * OH + oh) * OW + ow] = (float)(sum / ((c.y1 - c.y0) * (c.x1 - c.x0)));
             }
+}
+
+void amil_avgpool_backward(float *dinp, const float *dout, size_t planes, int H, int W,
+                           int OH, int OW)
+{
+    for (size_t p = 0; p < planes; p++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                struct cell c = cell_of(oh, ow, H, W, OH, OW);
+                float share = dout[(p * OH + oh) * OW + ow] / ((c.y1 - c.y0) * (c.x1 - c.x0));
+                for (int y = c.y0; y < c.y1; y++)
+                    for (int x = c.x0; x < c.x1; x++)
+                        dinp[(p * H + y) * W + x] += share;
+            }
+}
+
+/* Channel c's scale alpha = weight / √(var + eps) and shift beta = bias -
+ * mean · alpha, as PyTorch computes them on the CPU. */
+static void batchnorm_scale(const float *weight, const float *bias, const float *mean,
+                            const float *var, int c, float *alpha, float *beta)
+{
+    float invstd = 1 / sqrtf(var[c] + AMIL_BATCHNORM_EPS);
+    *alpha = weight[c] * invstd;
+    *beta = bias[c] - mean[c] * *alpha;
+}
+
+/* to (N, C, HW) = from · alpha + beta, or with add, to += from · alpha. */
+static void batchnorm_map(float *to, const float *from, const float *weight,
+                          const float *bias, const float *mean, const float *var, int N,
+                          int C, size_t HW, int add)
+{
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            float alpha, beta;
+            batchnorm_scale(weight, bias, mean, var, c, &alpha, &beta);
+            size_t at = ((size_t)n * C + c) * HW;
+            for (size_t j = 0; j < HW; j++)
+                to[at + j] = add ? to[at + j] + from[at + j] * alpha
+                                 : from[at + j] * alpha + beta;
+        }
+}
+
+void amil_batchnorm_forward(float *out, const float *inp, const float *weight,
+                            const float *bias, const float *mean, const float *var, int N,
+                            int C, size_t HW)
+{
+    batchnorm_map(out, inp, weight, bias, mean, var, N, C, HW, 0);
+}
+
+void amil_batchnorm_backward(float *dinp, const float *dout, const float *weight,
+                             const float *bias, const float *mean, const float *var, int N,
+                             int C, size_t HW)
+{
+    batchnorm_map(dinp, dout, weight, bias, mean, var, N, C, HW, 1);
 }
 
 void amil_relu_forward(float *x, size_t n)
@@ -206,10 +297,10 @@ void amil_relu_forward(float *x, size_t n)
         x[i] = x[i] > 0 || x[i] != x[i] ? x[i] : 0;
 }
 
-void amil_relu_backward(float *dx, const float *y, size_t n)
+void amil_relu_backward(float *dinp, const float *dout, const float *y, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        dx[i] = y[i] > 0 ? dx[i] : 0;
+        dinp[i] += y[i] > 0 ? dout[i] : 0;
 }
 
 void amil_leaky_relu_forward(float *x, size_t n, float slope)
@@ -218,10 +309,20 @@ void amil_leaky_relu_forward(float *x, size_t n, float slope)
         x[i] = x[i] > 0 ? x[i] : x[i] * slope;
 }
 
-void amil_leaky_relu_backward(float *dx, const float *y, size_t n, float slope)
+void amil_leaky_relu_backward(float *dinp, const float *dout, const float *y, size_t n,
+                              float slope)
 {
     for (size_t i = 0; i < n; i++)
-        dx[i] = y[i] > 0 ? dx[i] : dx[i] * slope;
+        dinp[i] += y[i] > 0 ? dout[i] : dout[i] * slope;
+}
+
+void amil_guided_relu_backward(float *dinp, const float *dout, const float *y, size_t n,
+                               float slope)
+{
+    for (size_t i = 0; i < n; i++) {
+        float d = y[i] > 0 ? dout[i] : dout[i] * slope;
+        dinp[i] += d < 0 ? 0 : d;
+    }
 }
 
 void amil_tanh_forward(float *x, size_t n)
@@ -230,10 +331,10 @@ void amil_tanh_forward(float *x, size_t n)
         x[i] = tanhf(x[i]);
 }
 
-void amil_tanh_backward(float *dx, const float *y, size_t n)
+void amil_tanh_backward(float *dinp, const float *dout, const float *y, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        dx[i] *= 1 - y[i] * y[i];
+        dinp[i] += dout[i] * (1 - y[i] * y[i]);
 }
 
 void amil_sigmoid_forward(float *x, size_t n)
@@ -242,10 +343,10 @@ void amil_sigmoid_forward(float *x, size_t n)
         x[i] = 1 / (1 + expf(-x[i]));
 }
 
-void amil_sigmoid_backward(float *dx, const float *y, size_t n)
+void amil_sigmoid_backward(float *dinp, const float *dout, const float *y, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        dx[i] *= y[i] * (1 - y[i]);
+        dinp[i] += dout[i] * (y[i] * (1 - y[i]));
 }
 
 void amil_dropout_forward(float *x, float *mask, const double *uniform, size_t n, float p)
@@ -257,10 +358,24 @@ void amil_dropout_forward(float *x, float *mask, const double *uniform, size_t n
     }
 }
 
-void amil_dropout_backward(float *dx, const float *mask, size_t n)
+void amil_dropout_backward(float *dinp, const float *dout, const float *mask, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        dx[i] *= mask[i];
+        dinp[i] += dout[i] * mask[i];
+}
+
+void amil_add_forward(float *out, const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
+}
+
+void amil_add_backward(float *da, float *db, const float *dout, size_t n)
+{
+    for (size_t i = 0; da && i < n; i++)
+        da[i] += dout[i];
+    for (size_t i = 0; db && i < n; i++)
+        db[i] += dout[i];
 }
 
 /* ---- dense ------------------------------------------------------------- */
@@ -297,7 +412,7 @@ void amil_linear_backward(float *dinp, float *dweight, float *dbias, const float
         if (dweight)
             cblas_sger(CblasRowMajor, OC, C, 1.0f, dout, 1, inp, 1, dweight, C);
         if (dinp)
-            cblas_sgemv(CblasRowMajor, CblasTrans, OC, C, 1.0f, weight, C, dout, 1, 0.0f,
+            cblas_sgemv(CblasRowMajor, CblasTrans, OC, C, 1.0f, weight, C, dout, 1, 1.0f,
                         dinp, 1);
         return;
     }
@@ -305,10 +420,10 @@ void amil_linear_backward(float *dinp, float *dweight, float *dbias, const float
     if (dweight)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp,
                     C, 1.0f, dweight, C);
-    /* dinp (N, C) = dout (N, OC) · weight (OC, C) */
+    /* dinp (N, C) += dout (N, OC) · weight (OC, C) */
     if (dinp)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC,
-                    weight, C, 0.0f, dinp, C);
+                    weight, C, 1.0f, dinp, C);
 }
 
 void amil_linear_forward_reference(float *out, const float *inp, const float *weight,
@@ -347,7 +462,7 @@ void amil_softmax_backward(float *dx, const float *dy, const float *y, int K, in
         for (int i = 0; i < N; i++)
             dot += (double)dyr[i] * yr[i];
         for (int i = 0; i < N; i++)
-            dx[(size_t)k * N + i] = yr[i] * (float)(dyr[i] - dot);
+            dx[(size_t)k * N + i] += yr[i] * (float)(dyr[i] - dot);
     }
 }
 

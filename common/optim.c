@@ -3,7 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
 #include "optim.h"
 #include "parallel.h"
 

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "amil.h"
+#include "params.h"
 
 enum amil_optim_kind { AMIL_ADAM, AMIL_ADAMW, AMIL_SGD, AMIL_RMSPROP };
 
@@ -39,7 +40,6 @@ void amil_optim_step(struct amil_optimizer *o, float *weights, const float *grad
 /* The state as tensors optimizer.<name>.m / .v for each parameter name and
  * its slice of the flat buffer (offset - base into the state), and
  * metadata (optimizer, step, lr, ...). */
-struct amil_param;
 void amil_optim_to_record(const struct amil_optimizer *o, const struct amil_param *params,
                           int nparams, struct amil_record *r);
 /* Reads the state back; o must be initialized for the same n.  Returns 0, or

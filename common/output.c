@@ -104,3 +104,37 @@ void amil_output_abort(struct amil_output *o)
     free(o->path);
     memset(o, 0, sizeof *o);
 }
+
+int amil_output_probe(const char *path)
+{
+    size_t size = strlen(path) + 32;
+    char *probe = amil_xmalloc(size);
+    snprintf(probe, size, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(probe, "wb");
+    int saved = errno;
+    if (f) {
+        fclose(f);
+        unlink(probe);
+    }
+    free(probe);
+    return f ? 0 : amil_fail("cannot write %s: %s", path, strerror(saved));
+}
+
+int amil_record_save(const char *path, const struct amil_record *r)
+{
+    struct amil_output o;
+    if (amil_output_open(&o, path) < 0)
+        return -1;
+    if (amil_write(o.file, r) < 0) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", amil_error());
+        amil_output_abort(&o);
+        return amil_fail("writing %s: %s", path, why);
+    }
+    if (amil_output_commit(&o) < 0) {
+        char why[4200];
+        snprintf(why, sizeof why, "%s", amil_error());
+        return amil_fail("writing %s", why);
+    }
+    return 0;
+}

@@ -28,7 +28,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -36,11 +35,13 @@
 #include <gsl/gsl_rng.h>
 
 #include "amil.h"
+#include "checkpoint.h"
 #include "cnn.h"
 #include "metrics.h"
 #include "model.h"
 #include "nn.h"
 #include "optim.h"
+#include "samples.h"
 
 /* Options whose defaults depend on the kind of network: which were given. */
 enum { GIVEN_EPOCHS = 1, GIVEN_LR = 2, GIVEN_DECAY = 4, GIVEN_OPTIMIZER = 8,
@@ -58,6 +59,14 @@ struct cmdline {
     long epochs, seed, classes, hidden, attention, branches, threads;
     double lr, decay, momentum;
     int quiet;
+};
+
+/* What changes as the program runs; the command line does not. */
+struct run {
+    const char *checkpoint; /* where checkpoints go */
+    long seed, batch;       /* the command line's, or the resumed checkpoint's */
+    long done;              /* epochs done, resumed ones too */
+    const char *last_good;  /* the last checkpoint, for the message of a NaN loss */
 };
 
 static const char usage_text[] =
@@ -90,6 +99,29 @@ static const char usage_text[] =
     "  -h, --help              this help\n"
     "FILE holds the training bags, or images (bagify -w) or their cached features\n"
     "(featurize) for a CNN [stdin]; the TSV log goes to stdout.\n";
+
+/* Conflicts between options, and the defaults of a CNN baseline (the
+ * paper's: RMSprop, lr 3e-4, momentum 0.4, batches of 32, 10 epochs). */
+static void settle_args(struct cmdline *cl)
+{
+    if (cl->test && strcmp(cl->test, "-") == 0)
+        amil_misuse("--test needs a file: stdin holds the training bags");
+    if (!cl->cnn && (cl->batch != 1 || cl->weights)) {
+        amil_warn("%s: an attention-MIL model trains on one bag a step, from its own "
+                  "initialization", cl->weights ? "--weights" : "--batch");
+        amil_usage(2);
+    }
+    if (cl->cnn && (cl->given & GIVEN_MIL))
+        amil_misuse("--hidden, --attention-dim and --branches are attention-MIL's");
+    if (cl->cnn) {
+        cl->epochs = cl->given & GIVEN_EPOCHS ? cl->epochs : 10;
+        cl->lr = cl->given & GIVEN_LR ? cl->lr : 3e-4;
+        cl->decay = cl->given & GIVEN_DECAY ? cl->decay : 0;
+        cl->momentum = cl->given & GIVEN_MOMENTUM ? cl->momentum : 0.4;
+        cl->optimizer = cl->given & GIVEN_OPTIMIZER ? cl->optimizer : AMIL_RMSPROP;
+        cl->batch = cl->given & GIVEN_BATCH ? cl->batch : 32;
+    }
+}
 
 static struct cmdline parse_args(int argc, char **argv)
 {
@@ -165,84 +197,8 @@ static struct cmdline parse_args(int argc, char **argv)
     if (argc - optind > 1)
         amil_usage(2);
     cl.input = optind < argc ? argv[optind] : NULL;
-    if (cl.test && strcmp(cl.test, "-") == 0)
-        amil_misuse("--test needs a file: stdin holds the training bags");
-    if (!cl.cnn && (cl.batch != 1 || cl.weights)) {
-        amil_warn("%s: an attention-MIL model trains on one bag a step, from its own "
-                  "initialization", cl.weights ? "--weights" : "--batch");
-        amil_usage(2);
-    }
-    if (cl.cnn && (cl.given & GIVEN_MIL))
-        amil_misuse("--hidden, --attention-dim and --branches are attention-MIL's");
-    if (cl.cnn) {   /* the paper's baselines: RMSprop, lr 3e-4, momentum 0.4 */
-        cl.epochs = cl.given & GIVEN_EPOCHS ? cl.epochs : 10;
-        cl.lr = cl.given & GIVEN_LR ? cl.lr : 3e-4;
-        cl.decay = cl.given & GIVEN_DECAY ? cl.decay : 0;
-        cl.momentum = cl.given & GIVEN_MOMENTUM ? cl.momentum : 0.4;
-        cl.optimizer = cl.given & GIVEN_OPTIMIZER ? cl.optimizer : AMIL_RMSPROP;
-        cl.batch = cl.given & GIVEN_BATCH ? cl.batch : 32;
-    }
+    settle_args(&cl);
     return cl;
-}
-
-/* ---- the bags ------------------------------------------------------------ */
-
-/* A set of bags (or images): a file read again when needed (offsets of its
- * records), or records held in memory (stdin).  Record i holds samples
- * first[i] to first[i + 1] - 1: one bag, one image to crop, or an image's
- * tiles. */
-struct bags {
-    struct amil_stream stream;
-    long count;
-    off_t *offsets;                 /* file: where each record starts */
-    struct amil_record *held;       /* stdin: the records */
-    long *first;                    /* count + 1 */
-};
-
-/* Checks record `index` of set `name` (dying if it does not do) and
- * returns how many samples it holds. */
-typedef long check_fn(struct amil_record *r, long index, const char *name, void *context);
-
-/* Reads a set through once, every record checked. */
-static void load_bags(struct bags *b, const char *path, check_fn *check, void *context)
-{
-    memset(b, 0, sizeof *b);
-    if (amil_stream_open_path(&b->stream, path) < 0)
-        amil_die("%s", amil_error());
-    /* A regular file is read again each epoch; stdin, a pipe or a FIFO
-     * cannot be, so its bags are held in memory. */
-    struct stat st;
-    int from_file = fstat(fileno(b->stream.file), &st) == 0 && S_ISREG(st.st_mode);
-    long capacity = 0;
-    for (;;) {
-        off_t at = from_file ? ftello(b->stream.file) : 0;
-        struct amil_record r;
-        int got = amil_read(&b->stream, &r);
-        if (got < 0)
-            amil_die("%s", amil_error());
-        if (got == 0)
-            break;
-        long samples = check(&r, b->count, b->stream.name, context);
-        if (b->count == capacity) {
-            capacity = capacity ? 2 * capacity : 256;
-            if (from_file)
-                b->offsets = amil_xrealloc(b->offsets, sizeof *b->offsets * capacity);
-            else
-                b->held = amil_xrealloc(b->held, sizeof *b->held * capacity);
-            b->first = amil_xrealloc(b->first, sizeof *b->first * (capacity + 1));
-        }
-        if (from_file) {
-            b->offsets[b->count] = at;
-            amil_record_free(&r);
-        } else {
-            b->held[b->count] = r;
-        }
-        b->first[b->count + 1] = (b->count ? b->first[b->count] : 0) + samples;
-        b->first[0] = 0;
-        b->count++;
-    }
-    if (b->count == 0)
-        amil_die("%s: no bags", b->stream.name);
 }
 
 /* ---- attention-MIL bags ---------------------------------------------------- */
@@ -252,16 +208,17 @@ struct mil_context {
     struct amil_model *m;   /* made from the first bag if it has no weights */
 };
 
+/* A bag with a label; the first one makes the model when it has no weights. */
 static long check_bag(struct amil_record *r, long index, const char *name, void *context)
 {
     const struct cmdline *cl = ((struct mil_context *)context)->cl;
     struct amil_model *m = ((struct mil_context *)context)->m;
     const struct amil_tensor *p = amil_find(r, "patches");
-    if (!m->weights && p && p->dtype == AMIL_U8 && p->ndim == 4 &&
+    if (!m->params.weights && p && p->dtype == AMIL_U8 && p->ndim == 4 &&
         amil_model_init(m, cl->arch, (int)p->shape[3], (int)p->shape[1], (int)cl->classes,
                         (int)cl->hidden, (int)cl->attention, (int)cl->branches) < 0)
         amil_die("%s: record %ld: %s", name, index, amil_error());
-    if (m->weights && index == 0 && !cl->resume) {
+    if (m->params.weights && index == 0 && !cl->resume) {
         if (cl->norm == AMIL_NORM_IMAGENET && m->channels != 3)
             amil_die("--normalize imagenet needs RGB bags, not %d channel%s", m->channels,
                      m->channels == 1 ? "" : "s");
@@ -276,50 +233,23 @@ static long check_bag(struct amil_record *r, long index, const char *name, void 
     return 1;
 }
 
-/* Bag i of the set; *r is to be freed with free_bag(). */
-static void get_bag(struct bags *b, long i, struct amil_record *r)
+/* Record i of a set, or death; amil_samples_put gives it back. */
+static void get_record(struct amil_samples *s, long i, struct amil_record *r)
 {
-    if (b->held) {
-        *r = b->held[i];
-        return;
-    }
-    if (fseeko(b->stream.file, b->offsets[i], SEEK_SET) != 0)
-        amil_die("%s: cannot seek:", b->stream.name);
-    b->stream.index = i;
-    int got = amil_read(&b->stream, r);
-    if (got < 0)
+    if (amil_samples_get(s, i, r) < 0)
         amil_die("%s", amil_error());
-    if (got == 0)
-        amil_die("%s: record %ld changed since it was first read (the file is shorter)",
-                 b->stream.name, i);
 }
 
 /* Bag i's patches and label, checked again: a file read each epoch may have
  * changed under us since load_bags() checked it. */
-static const struct amil_tensor *bag_of(const struct amil_model *m, struct bags *b, long i,
-                                        struct amil_record *r, long *label)
+static const struct amil_tensor *bag_of(const struct amil_model *m, struct amil_samples *s,
+                                        long i, struct amil_record *r, long *label)
 {
-    get_bag(b, i, r);
+    get_record(s, i, r);
     const struct amil_tensor *p = amil_bag_patches(m, r);
     if (!p || amil_bag_label(m, r, label) != 1)
-        amil_die("%s: record %ld changed since it was first read", b->stream.name, i);
+        amil_die("%s: record %ld changed since it was first read", s->stream.name, i);
     return p;
-}
-
-static void free_bags(struct bags *b)
-{
-    for (long i = 0; b->held && i < b->count; i++)
-        amil_record_free(&b->held[i]);
-    free(b->held);
-    free(b->offsets);
-    free(b->first);
-    amil_stream_close(&b->stream);
-}
-
-static void free_bag(const struct bags *b, struct amil_record *r)
-{
-    if (!b->held)
-        amil_record_free(r);
 }
 
 /* ---- one epoch ----------------------------------------------------------- */
@@ -341,27 +271,28 @@ struct verdict {
     int predicted;
     double loss, score;     /* score: the probability of class 1 */
 };
-typedef struct verdict judge_fn(struct bags *b, long i, void *context);
+typedef struct verdict judge_fn(struct amil_samples *s, long i, void *context);
 
 /* Loss, error and AUC of a model on a set, without training: judge says
  * what it makes of each record. */
-static struct score score_set(struct bags *b, judge_fn *judge, void *context)
+static struct score score_set(struct amil_samples *set, judge_fn *judge, void *context)
 {
     struct score s = {0};
-    double *score = amil_xmalloc(sizeof *score * b->count);
-    int *positive = amil_xmalloc(sizeof *positive * b->count);
-    for (long i = 0; i < b->count; i++) {
-        struct verdict v = judge(b, i, context);
+    long count = set->count;
+    double *score = amil_xmalloc(sizeof *score * count);
+    int *positive = amil_xmalloc(sizeof *positive * count);
+    for (long i = 0; i < count; i++) {
+        struct verdict v = judge(set, i, context);
         s.loss += v.loss;
         s.error += v.predicted != v.label;
         /* AUC of class 1 against the rest: for two classes, the usual */
         score[i] = v.score;
         positive[i] = v.label == 1;
     }
-    s.loss /= b->count;
-    s.error /= b->count;
+    s.loss /= count;
+    s.error /= count;
     s.accuracy = 1 - s.error;
-    s.auc = amil_auc(score, positive, (size_t)b->count);
+    s.auc = amil_auc(score, positive, (size_t)count);
     free(score);
     free(positive);
     return s;
@@ -372,16 +303,16 @@ struct mil_judge {
     struct amil_work *w;
 };
 
-static struct verdict judge_bag(struct bags *b, long i, void *context)
+static struct verdict judge_bag(struct amil_samples *s, long i, void *context)
 {
     const struct mil_judge *c = context;
     struct amil_record r;
     struct verdict v;
-    const struct amil_tensor *p = bag_of(c->m, b, i, &r, &v.label);
+    const struct amil_tensor *p = bag_of(c->m, s, i, &r, &v.label);
     v.loss = amil_model_step(c->m, c->w, p->data, (int)p->shape[0], (int)v.label, NULL);
     v.predicted = amil_model_predict(c->m, c->w->prob);
     v.score = c->w->prob[1];
-    free_bag(b, &r);
+    amil_samples_put(s, &r);
     return v;
 }
 
@@ -401,40 +332,6 @@ static void progress(const struct cmdline *cl, long epoch, long i, long n, doubl
         fputs("\r\033[K", stderr);
 }
 
-/* Dies now, not after an epoch of work, if path cannot be written: makes
- * and removes a file beside it. */
-static void check_writable(const char *path)
-{
-    size_t size = strlen(path) + 32;
-    char *probe = amil_xmalloc(size);
-    snprintf(probe, size, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(probe, "wb");
-    if (!f)
-        amil_die("cannot write %s:", path);
-    fclose(f);
-    unlink(probe);
-    free(probe);
-}
-
-/* Writes a record to path through a temporary file and a rename, so that
- * path holds either the old bytes or the new, never a part. */
-static void write_atomically(const char *path, const struct amil_record *r)
-{
-    struct amil_output o;
-    if (amil_output_open(&o, path) < 0)
-        amil_die("%s", amil_error());
-    if (amil_write(o.file, r) < 0) {
-        char why[512];
-        snprintf(why, sizeof why, "%s", amil_error());
-        amil_output_abort(&o);
-        amil_die("writing %s: %s", path, why);
-    }
-    if (amil_output_commit(&o) < 0)
-        amil_die("writing %s", amil_error());
-}
-
-/* A checkpoint: the model's record r (freed here), the epochs done, the
- * seed, the batch and the optimizer's state of params. */
 /* What an interrupt prints: where the last checkpoint is and how to go on
  * (made ready outside the handler, which only writes it). */
 static char interrupted[8192] = "train: interrupted before the first checkpoint: nothing to "
@@ -462,15 +359,15 @@ static void catch_interrupts(void)
 static int saved_argc;
 static char **saved_argv;
 
-static void save_checkpoint(const struct cmdline *cl, const char *path, struct amil_record *r,
+/* The model's record r (freed here) as the checkpoint of epoch, with the
+ * optimizer's state of params (the trained ones). */
+static void save_checkpoint(struct run *run, struct amil_record *r,
                             const struct amil_optimizer *o, const struct amil_param *params,
                             int nparams, long epoch)
 {
-    amil_meta_set(r, "kind", "checkpoint");
-    amil_meta_setf(r, "epoch", "%ld", epoch);
-    amil_meta_setf(r, "seed", "%ld", cl->seed);
-    amil_meta_setf(r, "batch", "%ld", cl->batch);
-    amil_optim_to_record(o, params, nparams, r);
+    const char *path = run->checkpoint;
+    struct amil_checkpoint c = {epoch, run->seed, run->batch};
+    amil_checkpoint_to_record(r, &c, o, params, nparams);
     /* An interrupt waits until the file and the message agree: between the
      * rename and the new message it had named the epoch before (measured:
      * CI's resume test found the checkpoint an epoch ahead of what it said). */
@@ -479,7 +376,8 @@ static void save_checkpoint(const struct cmdline *cl, const char *path, struct a
     sigaddset(&interrupts, SIGINT);
     sigaddset(&interrupts, SIGTERM);
     sigprocmask(SIG_BLOCK, &interrupts, &before);
-    write_atomically(path, r);
+    if (amil_record_save(path, r) < 0)
+        amil_die("%s", amil_error());
     amil_record_free(r);
     /* the same command with --resume (an earlier --resume replaced) */
     int n = snprintf(interrupted, sizeof interrupted,
@@ -498,52 +396,40 @@ static void save_checkpoint(const struct cmdline *cl, const char *path, struct a
     if (n < (int)sizeof interrupted)
         snprintf(interrupted + n, sizeof interrupted - n, " --resume %s\n", path);
     sigprocmask(SIG_SETMASK, &before, NULL);
+    run->last_good = path;
+    run->done = epoch;
 }
 
-/* The model's record r, with the epochs done (resumed ones too) and the
- * seed, to the output; then r and the sets are freed. */
-static void save_model(const struct cmdline *cl, struct amil_record *r, long done,
-                       struct bags *train, struct bags *test)
+/* The model's record r (freed here), with the epochs done (resumed ones
+ * too) and the seed, to the output. */
+static void save_model(const struct cmdline *cl, const struct run *run, struct amil_record *r)
 {
-    amil_meta_setf(r, "epochs", "%ld", done);
-    amil_meta_setf(r, "seed", "%ld", cl->seed);
-    write_atomically(cl->output, r);
+    amil_meta_setf(r, "epochs", "%ld", run->done);
+    amil_meta_setf(r, "seed", "%ld", run->seed);
+    if (amil_record_save(cl->output, r) < 0)
+        amil_die("%s", amil_error());
     amil_record_free(r);
-    free_bags(train);
-    if (cl->test)
-        free_bags(test);
 }
 
-/* Reads what resume() and resume_cnn() share: the epoch and seed, and the
- * optimizer's kind and settings (its state is the caller's to read). */
-static long resume_common(struct cmdline *cl, const struct amil_record *r,
-                          struct amil_optimizer *o, size_t n)
+/* Reads a checkpoint's run and optimizer (over params, n floats from base
+ * on) into run and o; returns the checkpoint's batch, 0 if it has none. */
+static long resume_run(const struct cmdline *cl, const struct amil_record *r, struct run *run,
+                       struct amil_optimizer *o, size_t base, size_t n,
+                       const struct amil_param *params, int nparams)
 {
-    const char *kind = amil_meta_get(r, "kind");
-    long epoch, seed;
-    if (!kind || strcmp(kind, "checkpoint") != 0 ||
-        amil_meta_long(r, "epoch", 0, 1000000, &epoch) != 1 ||
-        amil_meta_long(r, "seed", 0, 4294967295L, &seed) != 1)
-        amil_die("%s: not a checkpoint of train", cl->resume);
-    const char *name = amil_meta_get(r, "optimizer");
-    int optimizer = name ? amil_optim_parse(name) : -1;
-    if (optimizer < 0)
-        amil_die("%s: no optimizer state", cl->resume);
-    amil_optim_init(o, optimizer, n);
-    double *settings[] = {&o->lr, &o->beta1, &o->beta2, &o->eps, &o->decay, &o->momentum,
-                          &o->alpha};
-    const char *keys[] = {"lr", "beta1", "beta2", "eps", "decay", "momentum", "alpha"};
-    for (int i = 0; i < 7; i++) {
-        const char *v = amil_meta_get(r, keys[i]);
-        if (!v || amil_parse_double(v, 0, 1e6, settings[i]) < 0)
-            amil_die("%s: bad or missing %s", cl->resume, keys[i]);
-    }
-    cl->seed = seed;   /* the run goes on as it began */
-    return epoch;
+    struct amil_checkpoint c;
+    if (amil_checkpoint_from_record(r, &c, o, base, n, params, nparams) < 0)
+        amil_die("%s: %s", cl->resume, amil_error());
+    run->seed = c.seed;   /* the run goes on as it began */
+    run->batch = c.batch ? c.batch : run->batch;
+    run->done = c.epoch;
+    run->last_good = cl->resume;
+    return c.batch;
 }
 
-/* Restores model, optimizer and the epochs done from a checkpoint. */
-static long resume(struct cmdline *cl, struct amil_model *m, struct amil_optimizer *o)
+/* Restores model, optimizer and run from a checkpoint. */
+static void resume(const struct cmdline *cl, struct run *run, struct amil_model *m,
+                   struct amil_optimizer *o)
 {
     struct amil_record r;
     if (amil_record_load(cl->resume, &r) < 0)
@@ -552,12 +438,8 @@ static long resume(struct cmdline *cl, struct amil_model *m, struct amil_optimiz
         amil_die("%s: a checkpoint of a CNN, not of an attention-MIL model", cl->resume);
     if (amil_model_from_record(m, &r) < 0)
         amil_die("%s: %s", cl->resume, amil_error());
-    long epoch = resume_common(cl, &r, o, m->nweights);
-    if (amil_optim_from_record(o, m->params, m->nparams, &r) < 0)
-        amil_die("%s: %s", cl->resume, amil_error());
-    cl->arch = m->arch;
+    resume_run(cl, &r, run, o, 0, m->params.nweights, m->params.at, m->params.n);
     amil_record_free(&r);
-    return epoch;
 }
 
 static void log_header(void)
@@ -581,82 +463,106 @@ static void log_epoch(const struct cmdline *cl, long epoch, struct score tr, str
     fflush(stdout);
 }
 
-static void train_mil(struct cmdline cl, const char *checkpoint)
+/* Reads a set, or dies. */
+static void load_set(struct amil_samples *s, const char *path, amil_samples_check *check,
+                     void *context)
+{
+    if (amil_samples_load(s, path, check, context) < 0)
+        amil_die("%s", amil_error());
+}
+
+/* The optimizer the command line asks for, over n floats from base on. */
+static void start_optimizer(const struct cmdline *cl, struct amil_optimizer *o, size_t base,
+                            size_t n)
+{
+    amil_optim_init(o, cl->optimizer, n);
+    o->base = base, o->lr = cl->lr, o->decay = cl->decay, o->momentum = cl->momentum;
+}
+
+/* What an attention-MIL epoch works with. */
+struct mil_trainer {
+    const struct cmdline *cl;
+    struct run *run;
+    struct amil_model *m;
+    struct amil_optimizer *o;
+    struct amil_samples *set;
+    struct amil_work w;
+    long *order;            /* (bags) the epoch's order */
+    float *grads;           /* (nweights) */
+};
+
+/* One epoch: each bag of t->order one step; the training loss and error. */
+static struct score mil_epoch(struct mil_trainer *t, long epoch)
+{
+    const struct amil_model *m = t->m;
+    long count = t->set->count;
+    double loss = 0, errors = 0;
+    for (long k = 0; k < count; k++) {
+        struct amil_record r;
+        long label;
+        const struct amil_tensor *p = bag_of(m, t->set, t->order[k], &r, &label);
+        memset(t->grads, 0, sizeof *t->grads * m->params.nweights);
+        double l = amil_model_step(m, &t->w, p->data, (int)p->shape[0], (int)label, t->grads);
+        if (!isfinite(l))
+            amil_die("epoch %ld, bag %ld (%s): the loss is %s; the last checkpoint is %s",
+                     epoch, t->order[k],
+                     amil_meta_get(&r, "source") ? amil_meta_get(&r, "source") : "?",
+                     isnan(l) ? "nan" : l > 0 ? "inf" : "-inf", t->run->last_good);
+        loss += l;
+        errors += amil_model_predict(m, t->w.prob) != label;
+        amil_optim_step(t->o, m->params.weights, t->grads);
+        amil_samples_put(t->set, &r);
+        progress(t->cl, epoch, k, count, loss);
+    }
+    return (struct score){loss / count, errors / count, 1 - errors / count, NAN};
+}
+
+static void train_mil(const struct cmdline *cl, struct run *run)
 {
     struct amil_model m = {0};
     struct amil_optimizer o;
-    long done = 0;
-    const char *last_good = "none";   /* for the message of a NaN loss */
-    if (cl.resume) {
-        done = resume(&cl, &m, &o);
-        last_good = cl.resume;
+    if (cl->resume)
+        resume(cl, run, &m, &o);
+    struct amil_samples train, test = {0};
+    struct mil_context context = {cl, &m};
+    load_set(&train, cl->input, check_bag, &context);
+    if (cl->test)
+        load_set(&test, cl->test, check_bag, &context);
+    if (!cl->resume) {
+        amil_model_randomize(&m, (unsigned long)run->seed);
+        start_optimizer(cl, &o, 0, m.params.nweights);
     }
-    struct bags train, test = {0};
-    struct mil_context context = {&cl, &m};
-    load_bags(&train, cl.input, check_bag, &context);
-    if (cl.test)
-        load_bags(&test, cl.test, check_bag, &context);
-    if (!cl.resume) {
-        amil_model_randomize(&m, (unsigned long)cl.seed);
-        amil_optim_init(&o, cl.optimizer, m.nweights);
-        o.lr = cl.lr;
-        o.decay = cl.decay;
-        o.momentum = cl.momentum;
-    }
-
+    struct mil_trainer t = {cl, run, &m, &o, &train, {0},
+                            amil_xmalloc(sizeof(long) * train.count),
+                            amil_xmalloc(sizeof(float) * m.params.nweights)};
+    for (long i = 0; i < train.count; i++)
+        t.order[i] = i;
     /* The order of bags: one shuffle an epoch from one generator, so that a
      * resumed run replays the shuffles of the epochs it skips. */
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
-    gsl_rng_set(rng, (unsigned long)cl.seed);
-    long *order = amil_xmalloc(sizeof *order * train.count);
-    for (long i = 0; i < train.count; i++)
-        order[i] = i;
-
-    struct amil_work w = {0};
-    float *grads = amil_xmalloc(sizeof *grads * m.nweights);
+    gsl_rng_set(rng, (unsigned long)run->seed);
     log_header();
-    for (long epoch = 1; epoch <= cl.epochs; epoch++) {
-        gsl_ran_shuffle(rng, order, (size_t)train.count, sizeof *order);
-        if (epoch <= done)
+    for (long epoch = 1; epoch <= cl->epochs; epoch++) {
+        gsl_ran_shuffle(rng, t.order, (size_t)train.count, sizeof *t.order);
+        if (epoch <= run->done)
             continue;
-        double start = now(), loss = 0, errors = 0;
-        for (long k = 0; k < train.count; k++) {
-            struct amil_record r;
-            long label;
-            const struct amil_tensor *p = bag_of(&m, &train, order[k], &r, &label);
-            memset(grads, 0, sizeof *grads * m.nweights);
-            double l = amil_model_step(&m, &w, p->data, (int)p->shape[0], (int)label, grads);
-            if (!isfinite(l))
-                amil_die("epoch %ld, bag %ld (%s): the loss is %s; the last "
-                         "checkpoint is %s", epoch, order[k],
-                         amil_meta_get(&r, "source") ? amil_meta_get(&r, "source") : "?",
-                         isnan(l) ? "nan" : l > 0 ? "inf" : "-inf", last_good);
-            loss += l;
-            errors += amil_model_predict(&m, w.prob) != label;
-            amil_optim_step(&o, m.weights, grads);
-            free_bag(&train, &r);
-            progress(&cl, epoch, k, train.count, loss);
-        }
-        struct score tr = {loss / train.count, errors / train.count,
-                           1 - errors / train.count, NAN};
-        struct score te = {NAN, NAN, NAN, NAN};
-        if (cl.test)
-            te = score_set(&test, judge_bag, &(struct mil_judge){&m, &w});
+        double start = now();
+        struct score tr = mil_epoch(&t, epoch), te = {NAN, NAN, NAN, NAN};
+        if (cl->test)
+            te = score_set(&test, judge_bag, &(struct mil_judge){&m, &t.w});
         struct amil_record r;
         amil_model_to_record(&m, &r);
-        save_checkpoint(&cl, checkpoint, &r, &o, m.params, m.nparams, epoch);
-        last_good = checkpoint;
-        done = epoch;
-        log_epoch(&cl, epoch, tr, te, now() - start);
+        save_checkpoint(run, &r, &o, m.params.at, m.params.n, epoch);
+        log_epoch(cl, epoch, tr, te, now() - start);
     }
-
     struct amil_record r;
     amil_model_to_record(&m, &r);
-    save_model(&cl, &r, done, &train, &test);
-    free(grads);
-    free(order);
+    save_model(cl, run, &r);
+    amil_samples_free(&train);
+    amil_samples_free(&test);
+    free(t.grads), free(t.order);
     gsl_rng_free(rng);
-    amil_work_free(&w);
+    amil_work_free(&t.w);
     amil_optim_free(&o);
     amil_model_free(&m);
 }
@@ -664,7 +570,6 @@ static void train_mil(struct cmdline cl, const char *checkpoint)
 /* ---- CNN baselines -------------------------------------------------------- */
 
 struct cnn_context {
-    const struct cmdline *cl;
     const struct amil_cnn *m;
     int cached;             /* the set's records hold features, not images;
                                -1 until the first record says */
@@ -675,91 +580,10 @@ struct cnn_context {
 static long check_image(struct amil_record *r, long index, const char *name, void *context)
 {
     struct cnn_context *c = context;
-    const struct amil_cnn *m = c->m;
-    long label;
-    int has = amil_meta_long(r, "label", 0, m->classes - 1, &label);
-    if (has < 0)
-        amil_die("%s: record %ld: label '%s' is not a class of the model (0 to %d)", name,
-                 index, amil_meta_get(r, "label"), m->classes - 1);
-    if (!has)
-        amil_die("%s: record %ld: no label (bagify -l or -L gives one)", name, index);
-    /* a frozen backbone reads cached features when a record has them, as
-     * classify does; net always the image */
-    int cached = amil_find(r, "features") && (m->trained || !amil_find(r, "image"));
-    if (cached && !m->trained)
-        amil_die("%s: record %ld: net trains on images (bagify -w), not cached features",
-                 name, index);
-    if (c->cached >= 0 && cached != c->cached)
-        amil_die("%s: record %ld: %s, but the records before it hold %s", name, index,
-                 cached ? "cached features" : "an image", cached ? "images" : "features");
-    c->cached = cached;
-    const struct amil_tensor *t = cached ? amil_cnn_cached(m, r) : amil_cnn_image(m, r);
-    if (!t)
+    long samples = amil_cnn_samples(c->m, r, &c->cached);
+    if (samples < 0)
         amil_die("%s: record %ld: %s", name, index, amil_error());
-    if (cached)
-        return (long)t->shape[0];
-    int tiles;
-    free(amil_cnn_tile_coords(m, (int)t->shape[0], (int)t->shape[1], &tiles));
-    return m->trained ? tiles : 1;
-}
-
-/* The record that holds sample k: the last i with first[i] <= k. */
-static long record_of(const struct bags *b, long k)
-{
-    long lo = 0, hi = b->count - 1;
-    while (lo < hi) {
-        long mid = (lo + hi + 1) / 2;
-        if (b->first[mid] <= k)
-            lo = mid;
-        else
-            hi = mid - 1;
-    }
-    return lo;
-}
-
-/* What a step reads: net's crops (B, T, T, 3) or the head's features (B, F). */
-struct cnn_batch {
-    uint8_t *crops;
-    float *features;
-    long *labels;
-    float *dscores;
-};
-
-/* Gathers samples[0..B) from the set: net's a random crop of the image
- * (its corner drawn from rng), the backbones' a tile's features, from the
- * cache or through the backbone (w1, one tile at a time). */
-static void gather(const struct amil_cnn *m, struct amil_cnn_work *w1, struct bags *b,
-                   int cached, const long *samples, int B, gsl_rng *rng, struct cnn_batch *batch)
-{
-    int T = m->size, F = amil_cnn_feature_size(m);
-    for (int k = 0; k < B; k++) {
-        long i = record_of(b, samples[k]);
-        int tile = (int)(samples[k] - b->first[i]);
-        struct amil_record r;
-        get_bag(b, i, &r);
-        const struct amil_tensor *t = cached ? amil_cnn_cached(m, &r) : amil_cnn_image(m, &r);
-        if (!t || amil_meta_long(&r, "label", 0, m->classes - 1, &batch->labels[k]) != 1 ||
-            (cached && tile >= t->shape[0]))
-            amil_die("%s: record %ld changed since it was first read", b->stream.name, i);
-        int H = (int)t->shape[0], W = (int)t->shape[1];
-        if (cached) {
-            memcpy(batch->features + (size_t)k * F, (const float *)t->data + (size_t)tile * F,
-                   sizeof(float) * F);
-        } else if (!m->trained) {
-            int y = (int)gsl_rng_uniform_int(rng, (unsigned long)(H - T + 1));
-            int x = (int)gsl_rng_uniform_int(rng, (unsigned long)(W - T + 1));
-            amil_cnn_cut(batch->crops + (size_t)k * T * T * 3, t->data, W, y, x, T);
-        } else {
-            int n;
-            int32_t *coords = amil_cnn_tile_coords(m, H, W, &n);
-            if (tile >= n)
-                amil_die("%s: record %ld changed since it was first read", b->stream.name, i);
-            amil_cnn_featurize(m, w1, t->data, W, coords + 2 * tile, 1,
-                               batch->features + (size_t)k * F);
-            free(coords);
-        }
-        free_bag(b, &r);
-    }
+    return samples;
 }
 
 struct cnn_judge {
@@ -770,17 +594,17 @@ struct cnn_judge {
 
 /* An image classified as classify does it (the mean of its tiles'
  * softmax); the loss is the cross-entropy of that mean. */
-static struct verdict judge_image(struct bags *b, long i, void *context)
+static struct verdict judge_image(struct amil_samples *s, long i, void *context)
 {
     const struct cnn_judge *c = context;
     const struct amil_cnn *m = c->m;
     struct amil_record r;
     struct verdict v;
     float prob[AMIL_CNN_MAX_CLASSES];
-    get_bag(b, i, &r);
+    get_record(s, i, &r);
     const struct amil_tensor *t = c->cached ? amil_cnn_cached(m, &r) : amil_cnn_image(m, &r);
     if (!t || amil_meta_long(&r, "label", 0, m->classes - 1, &v.label) != 1)
-        amil_die("%s: record %ld changed since it was first read", b->stream.name, i);
+        amil_die("%s: record %ld changed since it was first read", s->stream.name, i);
     if (c->cached)
         amil_cnn_classify(m, c->w, NULL, 0, 0, t->data, (int)t->shape[0], prob);
     else
@@ -788,48 +612,27 @@ static struct verdict judge_image(struct bags *b, long i, void *context)
     v.loss = -log(fmax(prob[v.label], 1e-30));
     v.predicted = amil_cnn_predict(m, prob);
     v.score = prob[1];
-    free_bag(b, &r);
+    amil_samples_put(s, &r);
     return v;
 }
 
-/* The starting weights of --weights: every tensor of the network by its
- * name; the last layer's only when both its tensors fit the model (not
- * torchvision's 1000 ImageNet classes), else it keeps its fresh
- * initialization.  The file's normalization is the model's unless
- * --normalize says otherwise. */
+/* The starting weights of --weights (amil_cnn_take_weights); the file's
+ * normalization is the model's unless --normalize says otherwise. */
 static void load_weights(const struct cmdline *cl, struct amil_cnn *m)
 {
     struct amil_record r;
     if (amil_record_load(cl->weights, &r) < 0)
         amil_die("%s", amil_error());
-    amil_cnn_rename_paper(&r);
-    int head = m->nparams - 2, fits = 1;
-    for (int i = 0; i < m->nparams; i++) {
-        const struct amil_param *p = &m->params[i];
-        const struct amil_tensor *t = amil_find(&r, p->name);
-        int same = t && t->dtype == AMIL_F32 && t->ndim == p->ndim;
-        for (int d = 0; same && d < p->ndim; d++)
-            same = t->shape[d] == p->shape[d];
-        if (!same && i < head)
-            amil_die("%s: tensor '%s' is missing or not F32 of the shape %s needs",
-                     cl->weights, p->name, amil_cnn_arch_name(m->arch));
-        fits &= i < head || same;
-    }
-    for (int i = 0; i < m->nparams; i++)
-        if (i < head || fits)
-            amil_cnn_take_param(m, i, &r);
-    const char *norm = amil_meta_get(&r, "normalization");
-    if (norm && !(cl->given & GIVEN_NORMALIZE)) {
-        int n = amil_norm_parse(norm);
-        if (n < 0)
-            amil_die("%s: normalization '%s' is not x/255, mnist or imagenet", cl->weights,
-                     norm);
-        m->norm = n;
-    }
+    if (amil_cnn_take_weights(m, &r) < 0)
+        amil_die("%s: %s", cl->weights, amil_error());
+    if (amil_meta_get(&r, "normalization") && !(cl->given & GIVEN_NORMALIZE) &&
+        amil_norm_of_record(&r, &m->norm) < 0)
+        amil_die("%s: %s", cl->weights, amil_error());
     amil_record_free(&r);
 }
 
-static long resume_cnn(struct cmdline *cl, struct amil_cnn *m, struct amil_optimizer *o)
+static void resume_cnn(const struct cmdline *cl, struct run *run, struct amil_cnn *m,
+                       struct amil_optimizer *o)
 {
     struct amil_record r;
     if (amil_record_load(cl->resume, &r) < 0)
@@ -840,118 +643,130 @@ static long resume_cnn(struct cmdline *cl, struct amil_cnn *m, struct amil_optim
     if (m->arch != cl->cnn_arch)
         amil_die("%s: a checkpoint of %s, not %s", cl->resume, amil_cnn_arch_name(m->arch),
                  amil_cnn_arch_name(cl->cnn_arch));
-    size_t base = m->params[m->trained].offset;
-    long epoch = resume_common(cl, &r, o, m->nweights - base);
-    o->base = base;
-    if (amil_optim_from_record(o, m->params + m->trained, m->nparams - m->trained, &r) < 0)
-        amil_die("%s: %s", cl->resume, amil_error());
-    if (amil_meta_long(&r, "batch", 1, 4096, &cl->batch) != 1)
+    size_t base = m->params.at[m->trained].offset;
+    if (resume_run(cl, &r, run, o, base, m->params.nweights - base,
+                   m->params.at + m->trained, m->params.n - m->trained) == 0)
         amil_die("%s: no batch size", cl->resume);
     amil_record_free(&r);
-    return epoch;
 }
 
-/* The seed of an epoch's generator: splitmix64 of (seed, epoch), so that
- * no two (seed, epoch) pairs share one in practice (GSL's mt19937 keeps 32
- * bits of it). */
-static unsigned long epoch_seed(uint64_t seed, uint64_t epoch)
+/* The network to train: from a checkpoint, or new (from --weights). */
+static void start_cnn(const struct cmdline *cl, struct run *run, struct amil_cnn *m,
+                      struct amil_optimizer *o)
 {
-    uint64_t z = (seed << 32 ^ epoch) + 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return (unsigned long)(z ^ (z >> 31));
+    if (cl->resume) {
+        resume_cnn(cl, run, m, o);
+        return;
+    }
+    if (amil_cnn_init(m, cl->cnn_arch, (int)cl->classes, 0, 0) < 0)
+        amil_die("%s", amil_error());
+    amil_cnn_randomize(m, (unsigned long)run->seed);
+    m->norm = cl->norm;
+    if (cl->weights)
+        load_weights(cl, m);
+    size_t base = m->params.at[m->trained].offset;
+    start_optimizer(cl, o, base, m->params.nweights - base);
 }
 
-static void train_cnn(struct cmdline cl, const char *checkpoint)
+/* What a CNN's epoch works with. */
+struct cnn_trainer {
+    const struct cmdline *cl;
+    struct run *run;
+    struct amil_cnn *m;
+    struct amil_optimizer *o;
+    struct amil_samples *set;
+    int cached;             /* the set holds features */
+    struct amil_cnn_work w, backbone;
+    struct amil_cnn_batch batch;
+    long *order;            /* (samples) */
+    float *grads;           /* (nweights) */
+};
+
+/* One epoch over the set in batches, its order, crops and dropout drawn
+ * from rng; the training loss and error. */
+static struct score cnn_epoch(struct cnn_trainer *t, long epoch, gsl_rng *rng)
+{
+    const struct amil_cnn *m = t->m;
+    long samples = amil_samples_total(t->set);
+    int B = (int)t->run->batch;
+    size_t base = t->o->base, trained = m->params.nweights - base;
+    for (long k = 0; k < samples; k++)
+        t->order[k] = k;
+    gsl_ran_shuffle(rng, t->order, (size_t)samples, sizeof *t->order);
+    double loss = 0, errors = 0;
+    for (long k = 0; k < samples; k += B) {
+        int n = (int)(samples - k < B ? samples - k : B);
+        if (amil_cnn_gather(m, &t->backbone, t->set, t->cached, t->order + k, n, rng,
+                            &t->batch) < 0)
+            amil_die("%s", amil_error());
+        if (m->trained)
+            amil_cnn_forward_head(m, &t->w, t->batch.features, n, rng);
+        else
+            amil_cnn_forward(m, &t->w, t->batch.crops, n, rng);
+        const float *scores = t->w.out[m->nlayers - 1];
+        double l = amil_cnn_loss(m, scores, t->batch.labels, n, t->batch.dscores);
+        if (!isfinite(l))
+            amil_die("epoch %ld, samples %ld to %ld: the loss is %s; the last checkpoint "
+                     "is %s", epoch, k, k + n - 1, isnan(l) ? "nan" : "inf",
+                     t->run->last_good);
+        memset(t->grads + base, 0, sizeof *t->grads * trained);
+        amil_cnn_backward(m, &t->w, t->batch.dscores, n, m->trained ? m->features : 0,
+                          AMIL_BACKWARD_PLAIN, t->grads);
+        amil_optim_step(t->o, m->params.weights + base, t->grads + base);
+        loss += l * n;
+        for (int j = 0; j < n; j++)
+            errors += amil_cnn_predict(m, scores + (size_t)j * m->classes) !=
+                      t->batch.labels[j];
+        progress(t->cl, epoch, k + n - 1, samples, loss);
+    }
+    return (struct score){loss / samples, errors / samples, 1 - errors / samples, NAN};
+}
+
+static void train_cnn(const struct cmdline *cl, struct run *run)
 {
     struct amil_cnn m;
     struct amil_optimizer o;
-    long done = 0;
-    const char *last_good = "none";
-    if (cl.resume) {
-        done = resume_cnn(&cl, &m, &o);
-        last_good = cl.resume;
-    } else {
-        if (amil_cnn_init(&m, cl.cnn_arch, (int)cl.classes, 0, 0) < 0)
-            amil_die("%s", amil_error());
-        amil_cnn_randomize(&m, (unsigned long)cl.seed);
-        m.norm = cl.norm;
-        if (cl.weights)
-            load_weights(&cl, &m);
-        size_t base = m.params[m.trained].offset;
-        amil_optim_init(&o, cl.optimizer, m.nweights - base);
-        o.base = base, o.lr = cl.lr, o.decay = cl.decay, o.momentum = cl.momentum;
-    }
-    struct bags train, test = {0};
-    struct cnn_context train_context = {&cl, &m, -1}, test_context = {&cl, &m, -1};
-    load_bags(&train, cl.input, check_image, &train_context);
-    if (cl.test)
-        load_bags(&test, cl.test, check_image, &test_context);
-
-    long samples = train.first[train.count];
-    long *order = amil_xmalloc(sizeof *order * samples);
-    int B = (int)cl.batch, T = m.size, F = amil_cnn_feature_size(&m);
-    struct cnn_batch batch = {
-        .crops = m.trained ? NULL : amil_xmalloc((size_t)B * T * T * 3),
-        .features = amil_xmalloc(sizeof(float) * B * F),
-        .labels = amil_xmalloc(sizeof(long) * B),
-        .dscores = amil_xmalloc(sizeof(float) * B * m.classes)};
-    float *grads = amil_xcalloc(m.nweights, sizeof *grads);
-    size_t base = o.base, trained = m.nweights - base;
-    struct amil_cnn_work w = {0}, backbone = {0};
+    start_cnn(cl, run, &m, &o);
+    struct amil_samples train, test = {0};
+    struct cnn_context train_context = {&m, -1}, test_context = {&m, -1};
+    load_set(&train, cl->input, check_image, &train_context);
+    if (cl->test)
+        load_set(&test, cl->test, check_image, &test_context);
+    int B = (int)run->batch, T = m.size, F = amil_cnn_feature_size(&m);
+    struct cnn_trainer t = {
+        cl, run, &m, &o, &train, train_context.cached, {0}, {0},
+        {.crops = m.trained ? NULL : amil_xmalloc((size_t)B * T * T * 3),
+         .features = amil_xmalloc(sizeof(float) * B * F),
+         .labels = amil_xmalloc(sizeof(long) * B),
+         .dscores = amil_xmalloc(sizeof(float) * B * m.classes)},
+        amil_xmalloc(sizeof(long) * amil_samples_total(&train)),
+        amil_xcalloc(m.params.nweights, sizeof(float))};
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     log_header();
-    for (long epoch = done + 1; epoch <= cl.epochs; epoch++) {
+    for (long epoch = run->done + 1; epoch <= cl->epochs; epoch++) {
+        double start = now();
         /* Each epoch's order, crops and dropout come from a generator
          * seeded from (seed, epoch): a resumed run needs no replay. */
-        gsl_rng_set(rng, epoch_seed((uint64_t)cl.seed, (uint64_t)epoch));
-        for (long k = 0; k < samples; k++)
-            order[k] = k;
-        gsl_ran_shuffle(rng, order, (size_t)samples, sizeof *order);
-        double start = now(), loss = 0, errors = 0;
-        for (long k = 0; k < samples; k += B) {
-            int n = (int)(samples - k < B ? samples - k : B);
-            gather(&m, &backbone, &train, train_context.cached, order + k, n, rng, &batch);
-            if (m.trained)
-                amil_cnn_forward_head(&m, &w, batch.features, n, rng);
-            else
-                amil_cnn_forward(&m, &w, batch.crops, n, rng);
-            const float *scores = w.out[m.nlayers - 1];
-            double l = amil_cnn_loss(&m, scores, batch.labels, n, batch.dscores);
-            if (!isfinite(l))
-                amil_die("epoch %ld, samples %ld to %ld: the loss is %s; the last checkpoint "
-                         "is %s", epoch, k, k + n - 1, isnan(l) ? "nan" : "inf", last_good);
-            memset(grads + base, 0, sizeof *grads * trained);
-            amil_cnn_backward(&m, &w, batch.dscores, n, m.trained ? m.features : 0,
-                              AMIL_BACKWARD_PLAIN, grads);
-            amil_optim_step(&o, m.weights + base, grads + base);
-            loss += l * n;
-            for (int j = 0; j < n; j++)
-                errors += amil_cnn_predict(&m, scores + (size_t)j * m.classes) !=
-                          batch.labels[j];
-            progress(&cl, epoch, k + n - 1, samples, loss);
-        }
-        struct score tr = {loss / samples, errors / samples, 1 - errors / samples, NAN};
-        struct score te = {NAN, NAN, NAN, NAN};
-        if (cl.test)
+        gsl_rng_set(rng, amil_epoch_seed((unsigned long)run->seed, epoch));
+        struct score tr = cnn_epoch(&t, epoch, rng), te = {NAN, NAN, NAN, NAN};
+        if (cl->test)
             te = score_set(&test, judge_image,
-                           &(struct cnn_judge){&m, &backbone, test_context.cached});
+                           &(struct cnn_judge){&m, &t.backbone, test_context.cached});
         struct amil_record r;
         amil_cnn_to_record(&m, &r);
-        save_checkpoint(&cl, checkpoint, &r, &o, m.params + m.trained, m.nparams - m.trained,
-                        epoch);
-        last_good = checkpoint;
-        done = epoch;
-        log_epoch(&cl, epoch, tr, te, now() - start);
+        save_checkpoint(run, &r, &o, m.params.at + m.trained, m.params.n - m.trained, epoch);
+        log_epoch(cl, epoch, tr, te, now() - start);
     }
     struct amil_record r;
     amil_cnn_to_record(&m, &r);
-    save_model(&cl, &r, done, &train, &test);
-    free(order), free(grads);
-    free(batch.crops), free(batch.features), free(batch.labels), free(batch.dscores);
+    save_model(cl, run, &r);
+    amil_samples_free(&train);
+    amil_samples_free(&test);
+    free(t.order), free(t.grads);
+    free(t.batch.crops), free(t.batch.features), free(t.batch.labels), free(t.batch.dscores);
     gsl_rng_free(rng);
-    amil_cnn_work_free(&w);
-    amil_cnn_work_free(&backbone);
+    amil_cnn_work_free(&t.w);
+    amil_cnn_work_free(&t.backbone);
     amil_optim_free(&o);
     amil_cnn_free(&m);
 }
@@ -959,11 +774,11 @@ static void train_cnn(struct cmdline cl, const char *checkpoint)
 int main(int argc, char **argv)
 {
     amil_init(argc, argv);
-    struct cmdline cl = parse_args(argc, argv);
+    const struct cmdline cl = parse_args(argc, argv);
     saved_argc = argc, saved_argv = argv;
     catch_interrupts();
     amil_threads((int)cl.threads);
-    char *checkpoint = NULL;
+    char *checkpoint;
     if (cl.checkpoint) {
         checkpoint = amil_xstrdup(cl.checkpoint);
     } else {
@@ -983,12 +798,13 @@ int main(int argc, char **argv)
             amil_die("%s is also the input (standard input): it would be overwritten",
                      outputs[i]);
     }
-    check_writable(cl.output);
-    check_writable(checkpoint);
+    if (amil_output_probe(cl.output) < 0 || amil_output_probe(checkpoint) < 0)
+        amil_die("%s", amil_error());
+    struct run run = {checkpoint, cl.seed, cl.batch, 0, "none"};
     if (cl.cnn)
-        train_cnn(cl, checkpoint);
+        train_cnn(&cl, &run);
     else
-        train_mil(cl, checkpoint);
+        train_mil(&cl, &run);
     free(checkpoint);
     return amil_close_stdout();
 }

@@ -20,8 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct amil_model m;
         if (amil_model_from_record(&m, &r) == 0) {
             struct amil_optimizer o;
-            amil_optim_init(&o, AMIL_ADAM, m.nweights);
-            amil_optim_from_record(&o, m.params, m.nparams, &r);
+            amil_optim_init(&o, AMIL_ADAM, m.params.nweights);
+            amil_optim_from_record(&o, m.params.at, m.params.n, &r);
             amil_optim_free(&o);
             amil_model_free(&m);
         }

@@ -44,8 +44,8 @@
  * weight negated (see there why). */
 static void formula_weights(struct amil_cnn *m)
 {
-    for (int t = 0; t < m->nparams; t++) {
-        const struct amil_param *p = &m->params[t];
+    for (int t = 0; t < m->params.n; t++) {
+        const struct amil_param *p = &m->params.at[t];
         const char *suffix = strrchr(p->name, '.') + 1;
         for (size_t j = 0; j < p->count; j++) {
             double v = 2 * hash_uniform(t, j) - 1, x;
@@ -55,9 +55,9 @@ static void formula_weights(struct amil_cnn *m)
             else
                 x = strcmp(suffix, "weight") == 0 ? v * sqrt(6.0 / p->fan_in)
                                                   : v / sqrt((double)p->fan_in);
-            if (t == m->nparams - 2)   /* the last layer's weight */
+            if (t == m->params.n - 2)   /* the last layer's weight */
                 x = -x;
-            m->weights[p->offset + j] = (float)x;
+            m->params.weights[p->offset + j] = (float)x;
         }
     }
 }
@@ -98,16 +98,16 @@ static void through_file(struct amil_cnn *m)
     assert_int_equal(amil_write(f, &r), 0);
     assert_int_equal(fclose(f), 0);
     amil_record_free(&r);
-    memset(m->weights, 0, sizeof *m->weights * m->nweights);
+    memset(m->params.weights, 0, sizeof *m->params.weights * m->params.nweights);
     if (amil_record_load(path, &r) < 0)
         fail_msg("%s", amil_error());
     unlink(path);
-    for (int i = 0; i < m->nparams; i++)
+    for (int i = 0; i < m->params.n; i++)
         amil_cnn_take_param(m, i, &r);
     amil_record_free(&r);
     int borrowed = 0;
-    for (int i = 0; i < m->nparams; i++)
-        borrowed += m->param[i] != m->weights + m->params[i].offset;
+    for (int i = 0; i < m->params.n; i++)
+        borrowed += m->params.at[i].data != m->params.weights + m->params.at[i].offset;
     assert_int_equal(borrowed, m->trained);
     assert_true(m->trained == 0 || m->mapping);
 }
@@ -188,28 +188,28 @@ static void one_case(const struct amil_record *r, const struct amil_image *img,
     memcpy(batch + (size_t)H * W * 3, mirror, (size_t)H * W * 3);
     long labels[2] = {label, (label + 1) % classes};
     amil_cnn_forward(&m, &w, batch, 2, NULL);
-    float *grads = calloc(m.nweights, sizeof *grads), dbatch[32];
+    float *grads = calloc(m.params.nweights, sizeof *grads), dbatch[32];
     float loss = (float)amil_cnn_loss(&m, w.out[m.nlayers - 1], labels, 2, dbatch);
     expect_close("loss", &loss, r, "loss", 1e-4);
     amil_cnn_backward(&m, &w, dbatch, 2, m.trained ? m.features : 0, AMIL_BACKWARD_PLAIN,
                       grads);
     int checked = 0;
-    for (int i = 0; i < m.nparams; i++) {
+    for (int i = 0; i < m.params.n; i++) {
         char name[96];
-        snprintf(name, sizeof name, "grad.%s", m.params[i].name);
+        snprintf(name, sizeof name, "grad.%s", m.params.at[i].name);
         const struct amil_tensor *t = amil_find(r, name);
         if (i < m.trained) {   /* frozen: no gradient, and none in the fixture */
             assert_null(t);
             continue;
         }
         assert_non_null(t);
-        size_t stride = m.params[i].count > 4096 ? 97 : 1, n = t->nbytes / sizeof(float);
-        assert_int_equal(n, (m.params[i].count + stride - 1) / stride);
+        size_t stride = m.params.at[i].count > 4096 ? 97 : 1, n = t->nbytes / sizeof(float);
+        assert_int_equal(n, (m.params.at[i].count + stride - 1) / stride);
         float *picked = malloc(sizeof *picked * n);
         for (size_t j = 0; j < n; j++)
-            picked[j] = grads[m.params[i].offset + j * stride];
-        int below_pools = m.arch == AMIL_CNN_NET && strncmp(m.params[i].name, "conv", 4) == 0 &&
-                          m.params[i].name[4] <= '3';
+            picked[j] = grads[m.params.at[i].offset + j * stride];
+        int below_pools = m.arch == AMIL_CNN_NET && strncmp(m.params.at[i].name, "conv", 4) == 0 &&
+                          m.params.at[i].name[4] <= '3';
         expect_close("gradient", picked, r, name, below_pools ? 1e-2 : 1e-3);
         free(picked);
         checked++;
@@ -251,19 +251,28 @@ static void against_torchvision(void **state)
 /* The sizes torchvision's models have: vgg19 143,667,240 parameters with
  * ImageNet's 1000 classes, resnet18 11,689,512 (its batch norms' running
  * statistics are buffers, not parameters: 9,600 of them). */
+static size_t counted(const struct amil_cnn *m)
+{
+    size_t count = 0;
+    for (int i = 0; i < m->params.n; i++)
+        count += m->params.at[i].count;
+    assert_true(m->params.nweights < count + 16 * (size_t)m->params.n);   /* the line gaps */
+    return count;
+}
+
 static void torchvision_sizes(void **state)
 {
     (void)state;
     struct amil_cnn m;
     assert_int_equal(amil_cnn_init(&m, AMIL_CNN_VGG19, 1000, 0, 0), 0);
-    assert_int_equal(m.nweights, 143667240);
-    assert_int_equal(m.nparams, 38);
+    assert_int_equal(counted(&m), 143667240);
+    assert_int_equal(m.params.n, 38);
     amil_cnn_free(&m);
     assert_int_equal(amil_cnn_init(&m, AMIL_CNN_RESNET18, 1000, 0, 0), 0);
-    assert_int_equal(m.nweights, 11689512 + 9600);
+    assert_int_equal(counted(&m), 11689512 + 9600);
     amil_cnn_free(&m);
     assert_int_equal(amil_cnn_init(&m, AMIL_CNN_NET, 2, 0, 0), 0);
-    assert_int_equal(m.nweights, 1792 + 36928 + 73856 + 147584 + 147584 + 2098176 + 2050);
+    assert_int_equal(counted(&m), 1792 + 36928 + 73856 + 147584 + 147584 + 2098176 + 2050);
     amil_cnn_free(&m);
     assert_int_equal(amil_cnn_init(&m, AMIL_CNN_NET, 2, 224, 224), -1);
 }

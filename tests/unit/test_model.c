@@ -33,11 +33,11 @@ static const char *fixture_path(void) { return test_data("torch-fixture.safetens
  * attention is far from uniform. */
 static void formula_weights(struct amil_model *m)
 {
-    for (int t = 0; t < m->nparams; t++) {
-        const struct amil_param *p = &m->params[t];
+    for (int t = 0; t < m->params.n; t++) {
+        const struct amil_param *p = &m->params.at[t];
         double gain = strncmp(p->name, "attention", 9) == 0 ? 8.0 : 1.0;
         for (size_t j = 0; j < p->count; j++)
-            m->weights[p->offset + j] =
+            m->params.weights[p->offset + j] =
                 (float)(gain * (2 * hash_uniform(t, j) - 1) / sqrt((double)p->fan_in));
     }
 }
@@ -67,27 +67,27 @@ static void one_case(const struct amil_record *r, const struct amil_kernels *ker
     int n = (int)patches->shape[0];
 
     struct amil_work w = {.kernels = kernels};
-    float *grads = calloc(m.nweights, sizeof *grads);
+    float *grads = calloc(m.params.nweights, sizeof *grads);
     double loss = amil_model_step(&m, &w, patches->data, n, (int)label, grads);
     expect_close("forward", w.h, r, "features", 1e-4);
     expect_close("forward", w.a, r, "attention", 1e-4);
     expect_close("forward", w.prob, r, "prob", 1e-4);
     float loss_f = (float)loss;
     expect_close("forward", &loss_f, r, "loss", 1e-4);
-    for (int i = 0; i < m.nparams; i++) {
+    for (int i = 0; i < m.params.n; i++) {
         char name[96];
-        snprintf(name, sizeof name, "grad.%s", m.params[i].name);
+        snprintf(name, sizeof name, "grad.%s", m.params.at[i].name);
         /* The bias of the last attention layer adds the same to every
          * score, which the softmax takes away: its gradient is zero, and
          * both sides hold only rounding (1e-10) there. */
-        if (i == m.nparams - 3) {
-            float g = fabsf(grads[m.params[i].offset]);
+        if (i == m.params.n - 3) {
+            float g = fabsf(grads[m.params.at[i].offset]);
             print_message("# gradient   %-40s %.2e (zero by the softmax's shift "
                           "invariance)\n", name, (double)g);
             assert_true(g < 1e-7);
             continue;
         }
-        expect_close("gradient", grads + m.params[i].offset, r, name, 1e-4);
+        expect_close("gradient", grads + m.params.at[i].offset, r, name, 1e-4);
     }
 
     /* Grad-CAM of each class's score at the second convolution; some map
@@ -109,17 +109,17 @@ static void one_case(const struct amil_record *r, const struct amil_kernels *ker
 
     /* three steps of the paper's Adam on the same bag */
     struct amil_optimizer o;
-    amil_optim_init(&o, AMIL_ADAM, m.nweights);
+    amil_optim_init(&o, AMIL_ADAM, m.params.nweights);
     o.lr = 1e-4, o.decay = 1e-4;
     for (int step = 0; step < 3; step++) {
-        memset(grads, 0, sizeof *grads * m.nweights);
+        memset(grads, 0, sizeof *grads * m.params.nweights);
         amil_model_step(&m, &w, patches->data, n, (int)label, grads);
-        amil_optim_step(&o, m.weights, grads);
+        amil_optim_step(&o, m.params.weights, grads);
     }
-    for (int i = 0; i < m.nparams; i++) {
+    for (int i = 0; i < m.params.n; i++) {
         char name[96];
-        snprintf(name, sizeof name, "adam3.%s", m.params[i].name);
-        expect_close("adam x3", m.weights + m.params[i].offset, r, name, 1e-4);
+        snprintf(name, sizeof name, "adam3.%s", m.params.at[i].name);
+        expect_close("adam x3", m.params.weights + m.params.at[i].offset, r, name, 1e-4);
     }
     amil_optim_free(&o);
     free(grads);
@@ -216,8 +216,8 @@ static void model_record_round_trip(void **state)
     assert_int_equal(back.arch, AMIL_ARCH_GATED);
     assert_int_equal(back.classes, 4);
     assert_int_equal(back.channels, 1);
-    assert_int_equal(back.nweights, m.nweights);
-    assert_memory_equal(back.weights, m.weights, sizeof(float) * m.nweights);
+    assert_int_equal(back.params.nweights, m.params.nweights);
+    assert_memory_equal(back.params.weights, m.params.weights, sizeof(float) * m.params.nweights);
     /* a bare state_dict: the same model read off the shapes */
     while (r.nmeta)
         free(r.meta[--r.nmeta].key), free(r.meta[r.nmeta].value);
@@ -271,17 +271,17 @@ static void whole_model_finite_differences(void **state)
         assert_int_equal(amil_model_init(&m, cases[c % 3].arch, 3, 28, cases[c % 3].classes,
                                          16, 6, cases[c % 3].branches), 0);
         amil_model_randomize(&m, 7 + c % 3);
-        for (size_t i = m.params[m.nparams - 4].offset; i < m.nweights; i++)
-            m.weights[i] *= 4;   /* livelier attention and head */
+        for (size_t i = m.params.at[m.params.n - 4].offset; i < m.params.nweights; i++)
+            m.params.weights[i] *= 4;   /* livelier attention and head */
         struct amil_work w = {.kernels = kernels};
-        float *grads = calloc(m.nweights, sizeof *grads);
+        float *grads = calloc(m.params.nweights, sizeof *grads);
         double loss = amil_model_step(&m, &w, patches, 4, label, grads);
         /* the rounding of the loss (about an ulp of float) through the
          * extrapolated difference, at the first step */
         double rounding = 2 * fabs(loss) * FLT_EPSILON / steps[0];
         int checked = 0, tensors = 0, too_small = 0;
-        for (int t = 0; t < m.nparams; t++) {
-            const struct amil_param *p = &m.params[t];
+        for (int t = 0; t < m.params.n; t++) {
+            const struct amil_param *p = &m.params.at[t];
             const float *g = grads + p->offset;
             size_t top[3] = {0, 0, 0};   /* the entries of the 3 largest |g| */
             int ntop = p->count < 3 ? (int)p->count : 3;
@@ -303,21 +303,21 @@ static void whole_model_finite_differences(void **state)
             }
             for (int r = 0; r < ntop; r++) {
                 size_t i = p->offset + top[r];
-                float saved = m.weights[i];
+                float saved = m.params.weights[i];
                 double want = grads[i], numeric = 0, bound = 0;
                 for (int attempt = 0; attempt < 3; attempt++) {
                     double h = steps[attempt], d[2];
                     for (int half = 0; half < 2; half++) {
                         double step = half ? h / 2 : h, loss_at[2];
                         for (int side = 0; side < 2; side++) {
-                            m.weights[i] = (float)(saved + (side ? -step : step));
+                            m.params.weights[i] = (float)(saved + (side ? -step : step));
                             loss_at[side] = amil_model_step(&m, &w, patches, 4, label, NULL);
                         }
                         /* the step the floats really took */
                         d[half] = (loss_at[0] - loss_at[1]) /
                                   ((double)(float)(saved + step) - (float)(saved - step));
                     }
-                    m.weights[i] = saved;
+                    m.params.weights[i] = saved;
                     numeric = (4 * d[1] - d[0]) / 3;
                     bound = 3e-2 * fabs(want) + 2 * fabs(loss) * FLT_EPSILON / h;
                     if (fabs(numeric - want) <= bound)
@@ -370,7 +370,7 @@ static void hostile_sizes_are_refused(void **state)
     struct amil_model m;
     assert_int_equal(amil_model_from_record(&m, &r), -1);
     assert_non_null(strstr(amil_error(), "hidden 44987186551, outside 1..1048576"));
-    assert_null(m.weights);
+    assert_null(m.params.weights);
     amil_record_free(&r);
 
     /* within each ceiling, but too many parameters in all, or K·L over int */
@@ -379,7 +379,7 @@ static void hostile_sizes_are_refused(void **state)
     assert_non_null(strstr(amil_error(), "need more than"));
     assert_int_equal(amil_model_init(&m, AMIL_ARCH_AMIL, 3, 28, 2, 1 << 20, 1, 1 << 20), -1);
     assert_non_null(strstr(amil_error(), "is too large"));
-    assert_null(m.weights);
+    assert_null(m.params.weights);
 }
 
 /* Threads split a bag's groups of patches: the features are the same bytes
@@ -399,7 +399,7 @@ static void threads_agree(void **state)
     for (int run = 0; run < 3; run++) {
         amil_threads(run == 0 ? 1 : 2);
         struct amil_work w = {0};
-        grads[run] = calloc(m.nweights, sizeof *grads[run]);
+        grads[run] = calloc(m.params.nweights, sizeof *grads[run]);
         amil_model_step(&m, &w, patches, n, 1, grads[run]);
         features[run] = malloc(sizeof(float) * (size_t)n * m.hidden);
         memcpy(features[run], w.h, sizeof(float) * (size_t)n * m.hidden);
@@ -407,9 +407,9 @@ static void threads_agree(void **state)
     }
     amil_threads(1);
     assert_memory_equal(features[0], features[1], sizeof(float) * (size_t)n * m.hidden);
-    assert_memory_equal(grads[1], grads[2], sizeof(float) * m.nweights);
+    assert_memory_equal(grads[1], grads[2], sizeof(float) * m.params.nweights);
     double top = 0, err = 0;
-    for (size_t i = 0; i < m.nweights; i++) {
+    for (size_t i = 0; i < m.params.nweights; i++) {
         top = fmax(top, fabs(grads[0][i]));
         err = fmax(err, fabs(grads[0][i] - grads[1][i]));
     }
@@ -460,11 +460,11 @@ static void partial_groups_agree(void **state)
         uint8_t *twice = malloc(2 * bytes);
         memcpy(twice, patches, bytes);
         memcpy(twice + bytes, patches, bytes);
-        float *g20 = calloc(m.nweights, sizeof *g20), *g10 = calloc(m.nweights, sizeof *g10);
+        float *g20 = calloc(m.params.nweights, sizeof *g20), *g10 = calloc(m.params.nweights, sizeof *g10);
         amil_model_step(&m, &all, twice, 2 * ten, 1, g20);
         amil_model_step(&m, &part, patches, ten, 1, g10);
         top = 0, err = 0;
-        for (size_t i = 0; i < m.nweights; i++) {
+        for (size_t i = 0; i < m.params.nweights; i++) {
             top = fmax(top, fabs(g10[i]));
             err = fmax(err, fabs(g20[i] - g10[i]));
         }
@@ -486,12 +486,12 @@ static void paper_model_size(void **state)
     struct amil_model m;
     assert_int_equal(amil_model_init(&m, AMIL_ARCH_AMIL, 3, 28, 2, 500, 128, 1), 0);
     size_t count = 0;
-    for (int i = 0; i < m.nparams; i++) {
-        count += m.params[i].count;
-        assert_true(m.params[i].offset % 16 == 0);   /* on 64-byte lines */
+    for (int i = 0; i < m.params.n; i++) {
+        count += m.params.at[i].count;
+        assert_true(m.params.at[i].offset % 16 == 0);   /* on 64-byte lines */
     }
     assert_int_equal(count, 491828);
-    assert_true(m.nweights < count + 16 * (size_t)m.nparams);
+    assert_true(m.params.nweights < count + 16 * (size_t)m.params.n);
     assert_int_equal(m.flat, 800);
     amil_model_free(&m);
 }

@@ -6,7 +6,11 @@
  * respect to any input or parameter value is checked by central
  * differences, (f(x + h) - f(x - h)) / 2h, with f summed in double.  A value
  * whose check fails is checked again with h / 10 before it counts: that
- * rules out a difference that straddles a ReLU kink or a max-pool switch. */
+ * rules out a difference that straddles a ReLU kink or a max-pool switch.
+ *
+ * Every backward adds its input gradient (nn.h's convention): each test
+ * starts that buffer at random values and takes them away after, so that
+ * a backward that wrote instead of adding fails. */
 #include <float.h>
 #include <math.h>
 #include <setjmp.h>
@@ -95,6 +99,24 @@ static void assert_close(const float *a, const float *b, size_t n, double tolera
             fail_msg("index %zu: %.8g vs %.8g", i, (double)a[i], (double)b[i]);
 }
 
+/* An input gradient's buffer at random values (start keeps them), for a
+ * backward to add to. */
+static float *prefilled(size_t n, float **start)
+{
+    float *d = random_floats(n, 1);
+    *start = malloc(sizeof **start * (n ? n : 1));
+    memcpy(*start, d, sizeof *d * n);
+    return d;
+}
+
+/* d (n) -= start: what the backward added. */
+static void added(float *d, float *start, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        d[i] -= start[i];
+    free(start);
+}
+
 /* ---- convolution -------------------------------------------------------- */
 
 struct conv {
@@ -128,10 +150,11 @@ static void conv_case(int N, int C, int H, int W, int OC, int K, int stride, int
                                   stride, pad);
     assert_close(c.out, reference, out_n, 1e-5);
 
-    float *dinp = malloc(sizeof *dinp * in_n), *dweight = calloc(w_n, sizeof *dweight);
+    float *start, *dinp = prefilled(in_n, &start), *dweight = calloc(w_n, sizeof *dweight);
     float *dbias = calloc(OC, sizeof *dbias), *dcols = malloc(sizeof *dcols * cols_n);
     amil_conv2d_backward(dinp, dweight, dbias, dcols, c.R, c.cols, c.weight, N, C, H, W,
                          OC, K, stride, pad);
+    added(dinp, start, in_n);
     check_gradient("conv input", conv_objective, &c, c.inp, dinp, in_n);
     check_gradient("conv weight", conv_objective, &c, c.weight, dweight, w_n);
     check_gradient("conv bias", conv_objective, &c, c.bias, dbias, OC);
@@ -150,46 +173,118 @@ static void conv2d(void **state)
 /* ---- pooling ------------------------------------------------------------ */
 
 struct pool {
-    int planes, H, W;
+    int planes, H, W, K, stride, pad, OH, OW, average;
     float *inp, *out, *R;
-    uint8_t *argmax;
+    int32_t *argmax;
 };
 
 static double pool_objective(void *ctx)
 {
     struct pool *p = ctx;
-    amil_maxpool2_forward(p->out, p->argmax, p->inp, p->planes, p->H, p->W);
-    return dot(p->out, p->R, (size_t)p->planes * (p->H / 2) * (p->W / 2));
+    if (p->average)
+        amil_avgpool_forward(p->out, p->inp, p->planes, p->H, p->W, p->OH, p->OW);
+    else
+        amil_maxpool_forward(p->out, p->argmax, p->inp, p->planes, p->H, p->W, p->K,
+                             p->stride, p->pad);
+    return dot(p->out, p->R, (size_t)p->planes * p->OH * p->OW);
 }
 
-static void maxpool(void **state)
+/* Forward, the gradient of the input against finite differences; returns
+ * the pool for more checks (the caller frees it). */
+static struct pool pool_case(int planes, int H, int W, int K, int stride, int pad,
+                             int average, int OH, int OW)
 {
-    (void)state;
-    struct pool p = {6, 8, 9, 0, 0, 0, 0};   /* odd width: the last column is dropped */
-    size_t in_n = (size_t)p.planes * p.H * p.W, out_n = (size_t)p.planes * 4 * 4;
+    struct pool p = {planes, H, W, K, stride, pad, OH, OW, average, 0, 0, 0, 0};
+    if (!average)
+        p.OH = amil_conv_out(H, K, stride, pad), p.OW = amil_conv_out(W, K, stride, pad);
+    size_t in_n = (size_t)planes * H * W, out_n = (size_t)planes * p.OH * p.OW;
     p.inp = random_floats(in_n, 1);
     p.out = malloc(sizeof *p.out * out_n);
     p.R = random_floats(out_n, 1);
-    p.argmax = malloc(out_n);
+    p.argmax = malloc(sizeof *p.argmax * out_n);
     pool_objective(&p);
-    /* the first window of the first plane: its max */
+    float *start, *dinp = prefilled(in_n, &start);
+    if (average)
+        amil_avgpool_backward(dinp, p.R, planes, H, W, p.OH, p.OW);
+    else
+        amil_maxpool_backward(dinp, p.R, p.argmax, planes, H, W, p.OH, p.OW);
+    added(dinp, start, in_n);
+    check_gradient(average ? "avgpool input" : "maxpool input", pool_objective, &p, p.inp,
+                   dinp, in_n);
+    free(dinp);
+    return p;
+}
+
+static void pool_free(struct pool *p)
+{
+    free(p->inp), free(p->out), free(p->R), free(p->argmax);
+}
+
+static void pooling(void **state)
+{
+    (void)state;
+    /* the paper's 2×2, odd width: the last column is dropped */
+    struct pool p = pool_case(6, 8, 9, 2, 2, 0, 0, 0, 0);
+    assert_int_equal(p.OW, 4);
     float m = fmaxf(fmaxf(p.inp[0], p.inp[1]), fmaxf(p.inp[9], p.inp[10]));
-    assert_true(p.out[0] == m);
-    float *dinp = malloc(sizeof *dinp * in_n);
-    amil_maxpool2_backward(dinp, p.R, p.argmax, p.planes, p.H, p.W);
-    check_gradient("maxpool input", pool_objective, &p, p.inp, dinp, in_n);
+    assert_true(p.out[0] == m);   /* the first window of the first plane */
+    pool_free(&p);
+    /* ResNet's 3×3, stride 2, padding 1 */
+    p = pool_case(3, 9, 8, 3, 2, 1, 0, 0, 0);
+    assert_int_equal(p.OH, 5);
+    assert_true(p.out[0] == fmaxf(fmaxf(p.inp[0], p.inp[1]), fmaxf(p.inp[8], p.inp[9])));
+    pool_free(&p);
     /* ties go to the first in scan order, as PyTorch's */
     float tie[4] = {1, 1, 1, 1}, out;
-    uint8_t arg;
-    amil_maxpool2_forward(&out, &arg, tie, 1, 2, 2);
+    int32_t arg;
+    amil_maxpool_forward(&out, &arg, tie, 1, 2, 2, 2, 2, 0);
     assert_int_equal(arg, 0);
-    free(p.inp), free(p.out), free(p.R), free(p.argmax), free(dinp);
+    /* adaptive average pooling to a size that does not divide: windows
+     * overlap (7 → 3: [0, 3), [2, 5), [4, 7)) */
+    p = pool_case(4, 7, 5, 0, 0, 0, 1, 3, 2);
+    assert_true(fabs(p.out[0] - (p.inp[0] + p.inp[1] + p.inp[2] + p.inp[5] + p.inp[6] +
+                                 p.inp[7] + p.inp[10] + p.inp[11] + p.inp[12]) / 9) < 1e-6);
+    pool_free(&p);
+}
+
+/* ---- batch norm ----------------------------------------------------------- */
+
+struct norm {
+    float *inp, *out, *R, *weight, *bias, *mean, *var;
+};
+
+static double norm_objective(void *ctx)
+{
+    struct norm *b = ctx;
+    amil_batchnorm_forward(b->out, b->inp, b->weight, b->bias, b->mean, b->var, 2, 3, 10);
+    return dot(b->out, b->R, 60);
+}
+
+static void batchnorm(void **state)
+{
+    (void)state;
+    struct norm b = {random_floats(60, 2), malloc(sizeof(float) * 60), random_floats(60, 1),
+                     random_floats(3, 1), random_floats(3, 1), random_floats(3, 1),
+                     random_floats(3, 1)};
+    for (int c = 0; c < 3; c++)
+        b.var[c] = 0.5f + b.var[c] * b.var[c];
+    norm_objective(&b);
+    /* image 1, channel 2, value 4: (x - mean) / √(var + eps) · weight + bias */
+    size_t at = (1 * 3 + 2) * 10 + 4;
+    double want = (b.inp[at] - b.mean[2]) / sqrt(b.var[2] + 1e-5) * b.weight[2] + b.bias[2];
+    assert_true(fabs(b.out[at] - want) < 1e-5);
+    float *start, *dinp = prefilled(60, &start);
+    amil_batchnorm_backward(dinp, b.R, b.weight, b.bias, b.mean, b.var, 2, 3, 10);
+    added(dinp, start, 60);
+    check_gradient("batch norm input", norm_objective, &b, b.inp, dinp, 60);
+    free(b.inp), free(b.out), free(b.R), free(b.weight), free(b.bias), free(b.mean);
+    free(b.var), free(dinp);
 }
 
 /* ---- pointwise ---------------------------------------------------------- */
 
 struct pointwise {
-    int kind;   /* 0 relu, 1 leaky, 2 tanh, 3 sigmoid, 4 dropout */
+    int kind;   /* 0 relu, 1 leaky, 2 tanh, 3 sigmoid, 4 dropout, 5 add */
     size_t n;
     float *x, *y, *R, *mask;
     double *uniform;
@@ -203,7 +298,8 @@ static void pointwise_forward(struct pointwise *p)
     case 1: amil_leaky_relu_forward(p->y, p->n, 0.01f); break;
     case 2: amil_tanh_forward(p->y, p->n); break;
     case 3: amil_sigmoid_forward(p->y, p->n); break;
-    default: amil_dropout_forward(p->y, p->mask, p->uniform, p->n, 0.5f); break;
+    case 4: amil_dropout_forward(p->y, p->mask, p->uniform, p->n, 0.5f); break;
+    default: amil_add_forward(p->y, p->x, p->mask, p->n); break;   /* x + a constant */
     }
 }
 
@@ -217,23 +313,33 @@ static double pointwise_objective(void *ctx)
 static void pointwise(void **state)
 {
     (void)state;
-    const char *names[5] = {"relu", "leaky relu", "tanh", "sigmoid", "dropout"};
-    for (int kind = 0; kind < 5; kind++) {
+    const char *names[6] = {"relu", "leaky relu", "tanh", "sigmoid", "dropout", "add"};
+    for (int kind = 0; kind < 6; kind++) {
         struct pointwise p = {kind, 200, random_floats(200, 3), malloc(800),
                               random_floats(200, 1), malloc(800), malloc(1600)};
-        for (size_t i = 0; i < p.n; i++)
+        for (size_t i = 0; i < p.n; i++) {
             p.uniform[i] = uniform01();
-        pointwise_forward(&p);
-        float *dx = malloc(sizeof *dx * p.n);
-        memcpy(dx, p.R, sizeof *dx * p.n);
-        switch (kind) {
-        case 0: amil_relu_backward(dx, p.y, p.n); break;
-        case 1: amil_leaky_relu_backward(dx, p.y, p.n, 0.01f); break;
-        case 2: amil_tanh_backward(dx, p.y, p.n); break;
-        case 3: amil_sigmoid_backward(dx, p.y, p.n); break;
-        default: amil_dropout_backward(dx, p.mask, p.n); break;
+            p.mask[i] = (float)uniform01();   /* add's other term; dropout's is its own */
         }
+        pointwise_forward(&p);
+        float *start, *dx = prefilled(p.n, &start);
+        switch (kind) {
+        case 0: amil_relu_backward(dx, p.R, p.y, p.n); break;
+        case 1: amil_leaky_relu_backward(dx, p.R, p.y, p.n, 0.01f); break;
+        case 2: amil_tanh_backward(dx, p.R, p.y, p.n); break;
+        case 3: amil_sigmoid_backward(dx, p.R, p.y, p.n); break;
+        case 4: amil_dropout_backward(dx, p.R, p.mask, p.n); break;
+        default: amil_add_backward(dx, NULL, p.R, p.n); break;
+        }
+        added(dx, start, p.n);
         check_gradient(names[kind], pointwise_objective, &p, p.x, dx, p.n);
+        if (kind <= 1) {   /* guided: what the (leaky) ReLU passes, at least 0 */
+            float *guided = calloc(p.n, sizeof *guided);
+            amil_guided_relu_backward(guided, p.R, p.y, p.n, kind ? 0.01f : 0);
+            for (size_t i = 0; i < p.n; i++)   /* dx: less the start, so not exact */
+                assert_true(fabsf(guided[i] - (dx[i] > 0 ? dx[i] : 0)) < 1e-6f);
+            free(guided);
+        }
         if (kind == 4) {   /* about half kept, each scaled by 2 */
             int kept = 0;
             for (size_t i = 0; i < p.n; i++) {
@@ -270,8 +376,9 @@ static void linear(void **state)
     dense_objective(&d);
     amil_linear_forward_reference(reference, d.inp, d.weight, d.bias, 7, 13, 5);
     assert_close(d.out, reference, 35, 1e-5);
-    float dinp[91], dweight[65] = {0}, dbias[5] = {0};
+    float *start, *dinp = prefilled(91, &start), dweight[65] = {0}, dbias[5] = {0};
     amil_linear_backward(dinp, dweight, dbias, d.R, d.inp, d.weight, 7, 13, 5);
+    added(dinp, start, 91);
     check_gradient("linear input", dense_objective, &d, d.inp, dinp, 91);
     check_gradient("linear weight", dense_objective, &d, d.weight, dweight, 65);
     check_gradient("linear bias", dense_objective, &d, d.bias, dbias, 5);
@@ -282,7 +389,14 @@ static void linear(void **state)
     for (int i = 0; i < 65; i++)
         twice[i] *= 2;
     assert_close(dweight, twice, 65, 1e-6);
-    free(d.inp), free(d.weight), free(d.bias), free(d.out), free(d.R);
+    free(d.inp), free(d.weight), free(d.bias), free(d.out), free(d.R), free(dinp);
+    /* one row (GEMV): its input gradient adds too */
+    float row[13] = {0}, unread[13] = {0}, dout[5] = {1, 0, 0, 0, 0}, weight[65];
+    for (int i = 0; i < 65; i++)
+        weight[i] = (float)i;
+    row[3] = 100;
+    amil_linear_backward(row, NULL, NULL, dout, unread, weight, 1, 13, 5);
+    assert_true(row[3] == 103 && row[4] == 4);
     /* each way of the forward: one row (GEMV), a few (dot products on the
      * kernels, C past a whole vector), many (GEMM) */
     const int rows[] = {1, 3, 40};
@@ -324,14 +438,15 @@ static void softmax(void **state)
             sum += s.y[k * 9 + i];
         assert_true(fabs(sum - 1) < 1e-6);
     }
-    float dx[18];
+    float *start, *dx = prefilled(18, &start);
     amil_softmax_backward(dx, s.R, s.y, 2, 9);
+    added(dx, start, 18);
     check_gradient("softmax", softmax_objective, &s, s.x, dx, 18);
     /* huge scores do not overflow */
     float big[3] = {1000, 1000, -1000};
     amil_softmax_forward(big, 1, 3);
     assert_true(fabs(big[0] - 0.5) < 1e-6 && big[2] == 0);
-    free(s.x), free(s.y), free(s.R);
+    free(s.x), free(s.y), free(s.R), free(dx);
 }
 
 static void layout(void **state)
@@ -380,7 +495,7 @@ static void losses(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(conv2d),  cmocka_unit_test(maxpool), cmocka_unit_test(pointwise),
+        cmocka_unit_test(conv2d),  cmocka_unit_test(pooling), cmocka_unit_test(batchnorm), cmocka_unit_test(pointwise),
         cmocka_unit_test(linear),  cmocka_unit_test(softmax), cmocka_unit_test(layout),
         cmocka_unit_test(losses),
     };

@@ -1,0 +1,60 @@
+/* checkpoint.c: train's checkpoints (checkpoint.h). */
+#include <stdint.h>
+#include <string.h>
+
+#include "checkpoint.h"
+
+void amil_checkpoint_to_record(struct amil_record *r, const struct amil_checkpoint *c,
+                               const struct amil_optimizer *o, const struct amil_param *params,
+                               int nparams)
+{
+    amil_meta_set(r, "kind", "checkpoint");
+    amil_meta_setf(r, "epoch", "%ld", c->epoch);
+    amil_meta_setf(r, "seed", "%ld", c->seed);
+    amil_meta_setf(r, "batch", "%ld", c->batch);
+    amil_optim_to_record(o, params, nparams, r);
+}
+
+int amil_checkpoint_from_record(const struct amil_record *r, struct amil_checkpoint *c,
+                                struct amil_optimizer *o, size_t base, size_t n,
+                                const struct amil_param *params, int nparams)
+{
+    const char *kind = amil_meta_get(r, "kind");
+    if (!kind || strcmp(kind, "checkpoint") != 0 ||
+        amil_meta_long(r, "epoch", 0, 1000000, &c->epoch) != 1 ||
+        amil_meta_long(r, "seed", 0, 4294967295L, &c->seed) != 1)
+        return amil_fail("not a checkpoint of train");
+    int has_batch = amil_meta_long(r, "batch", 1, 4096, &c->batch);
+    if (has_batch < 0)
+        return -1;
+    c->batch = has_batch ? c->batch : 0;
+    const char *name = amil_meta_get(r, "optimizer");
+    int optimizer = name ? amil_optim_parse(name) : -1;
+    if (optimizer < 0)
+        return amil_fail("no optimizer state");
+    amil_optim_init(o, optimizer, n);
+    o->base = base;
+    double *settings[] = {&o->lr, &o->beta1, &o->beta2, &o->eps, &o->decay, &o->momentum,
+                          &o->alpha};
+    const char *keys[] = {"lr", "beta1", "beta2", "eps", "decay", "momentum", "alpha"};
+    for (int i = 0; i < 7; i++) {
+        const char *v = amil_meta_get(r, keys[i]);
+        if (!v || amil_parse_double(v, 0, 1e6, settings[i]) < 0) {
+            amil_optim_free(o);
+            return amil_fail("bad or missing %s", keys[i]);
+        }
+    }
+    if (amil_optim_from_record(o, params, nparams, r) < 0) {
+        amil_optim_free(o);
+        return -1;
+    }
+    return 0;
+}
+
+unsigned long amil_epoch_seed(unsigned long seed, long epoch)
+{
+    uint64_t z = ((uint64_t)seed << 32 ^ (uint64_t)epoch) + 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return (unsigned long)(z ^ (z >> 31));
+}

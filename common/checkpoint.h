@@ -1,0 +1,37 @@
+/* checkpoint.h: what train leaves after each epoch and resumes from: a
+ * model's record with kind "checkpoint", the epochs done, the seed and the
+ * batch of the run, and the optimizer's settings and state (optim.h).
+ *
+ * Randomness in training (the order of samples, net's crops, dropout)
+ * comes from one generator per epoch, seeded from (seed, epoch), so that a
+ * resumed run draws what an uninterrupted one would without replaying the
+ * epochs before. */
+#ifndef AMIL_CHECKPOINT_H
+#define AMIL_CHECKPOINT_H
+
+#include "amil.h"
+#include "optim.h"
+#include "params.h"
+
+struct amil_checkpoint {
+    long epoch;             /* epochs done */
+    long seed;              /* the run's --seed */
+    long batch;             /* samples a step; 0 when a checkpoint has none */
+};
+
+/* Adds c and the optimizer over params (its trained ones) to model record r. */
+void amil_checkpoint_to_record(struct amil_record *r, const struct amil_checkpoint *c,
+                               const struct amil_optimizer *o, const struct amil_param *params,
+                               int nparams);
+/* Reads c, and makes o (amil_optim_init, for n floats of the parameter
+ * buffer from base on) with the checkpoint's settings and state over
+ * params.  Returns 0, or -1 with a message. */
+int amil_checkpoint_from_record(const struct amil_record *r, struct amil_checkpoint *c,
+                                struct amil_optimizer *o, size_t base, size_t n,
+                                const struct amil_param *params, int nparams);
+
+/* The seed of epoch's generator (GSL's mt19937 keeps its low 32 bits):
+ * splitmix64 of (seed, epoch), so that no two pairs share one in practice. */
+unsigned long amil_epoch_seed(unsigned long seed, long epoch);
+
+#endif
