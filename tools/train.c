@@ -535,18 +535,16 @@ static void train_mil(const struct cmdline *cl, struct run *run)
     struct mil_trainer t = {cl, run, &m, &o, &train, {0},
                             amil_xmalloc(sizeof(long) * train.count),
                             amil_xmalloc(sizeof(float) * m.params.nweights)};
-    for (long i = 0; i < train.count; i++)
-        t.order[i] = i;
-    /* The order of bags: one shuffle an epoch from one generator, so that a
-     * resumed run replays the shuffles of the epochs it skips. */
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
-    gsl_rng_set(rng, (unsigned long)run->seed);
     log_header();
-    for (long epoch = 1; epoch <= cl->epochs; epoch++) {
-        gsl_ran_shuffle(rng, t.order, (size_t)train.count, sizeof *t.order);
-        if (epoch <= run->done)
-            continue;
+    for (long epoch = run->done + 1; epoch <= cl->epochs; epoch++) {
         double start = now();
+        /* The epoch's order of bags comes from a generator seeded from
+         * (seed, epoch), as a CNN's: a resumed run needs no replay. */
+        gsl_rng_set(rng, amil_epoch_seed((unsigned long)run->seed, epoch));
+        for (long i = 0; i < train.count; i++)
+            t.order[i] = i;
+        gsl_ran_shuffle(rng, t.order, (size_t)train.count, sizeof *t.order);
         struct score tr = mil_epoch(&t, epoch), te = {NAN, NAN, NAN, NAN};
         if (cl->test)
             te = score_set(&test, judge_bag, &(struct mil_judge){&m, &t.w});
