@@ -3,6 +3,7 @@
  * libnetpbm reports errors by printing and exiting unless given a jmp_buf;
  * we give it one and a message hook, so that a bad PNM is a failed call like
  * any other, not the end of the program. */
+#include <ctype.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stddef.h>
@@ -130,9 +131,47 @@ static double netpbm_least_bytes(const struct pam *pam)
     }
 }
 
+/* Whether a PAM (P7) header is one libnetpbm reads safely: after the
+ * magic number's line, lines of at most PAM_LINE bytes, each blank, a
+ * comment, or a label it knows and its value, up to ENDHDR.  libnetpbm
+ * reads a header line into a 256-byte buffer and copies its value with
+ * strncpy; fuzzing found AddressSanitizer reporting overlapping strncpy
+ * ranges inside it on a header line of garbage, so such a header never
+ * reaches it.  0, or -1 with a message. */
+#define PAM_LINE 200
+static int check_pam_header(const unsigned char *data, size_t len)
+{
+    static const char *const labels[] = {"WIDTH", "HEIGHT", "DEPTH", "MAXVAL", "TUPLTYPE"};
+    const unsigned char *end = data + len, *p = memchr(data, '\n', len);
+    for (int line = 2; p && p + 1 < end; line++) {
+        const unsigned char *start = p + 1;
+        p = memchr(start, '\n', (size_t)(end - start));
+        size_t n = (size_t)((p ? p : end) - start);
+        if (n > PAM_LINE || memchr(start, '\0', n))
+            return amil_fail("not a valid netpbm image: PAM header line %d is not text of at "
+                             "most %d bytes", line, PAM_LINE);
+        size_t word = 0;
+        while (word < n && !isspace(start[word]))
+            word++;
+        if (n == 0 || start[0] == '#' || word == 0)
+            continue;   /* blank or a comment */
+        if (word == 6 && memcmp(start, "ENDHDR", 6) == 0)
+            return 0;
+        int known = 0;
+        for (size_t i = 0; i < sizeof labels / sizeof *labels; i++)
+            known |= strlen(labels[i]) == word && memcmp(start, labels[i], word) == 0;
+        if (!known)
+            return amil_fail("not a valid netpbm image: PAM header line %d is not one of "
+                             "WIDTH, HEIGHT, DEPTH, MAXVAL, TUPLTYPE or ENDHDR", line);
+    }
+    return amil_fail("not a valid netpbm image: PAM header without ENDHDR");
+}
+
 static int decode_netpbm(const unsigned char *data, size_t len, int channels,
                          long max_pixels, struct amil_image *img, size_t *used)
 {
+    if (len >= 2 && data[0] == 'P' && data[1] == '7' && check_pam_header(data, len) < 0)
+        return -1;
     netpbm_init();
     FILE *volatile f = fmemopen((void *)data, len, "rb");
     if (!f)

@@ -63,6 +63,28 @@ run_limited() {
 # (tests/hostile/images.py): refused as truncated from their headers, with
 # the address space capped at 200 MiB (decoding them had taken 657 MB to
 # 1.5 GB, and the TGA had become a 680 MB bag, exit 0).
+@test "hostile images: a PAM header libnetpbm would misread never reaches it" {
+    # fuzzing found AddressSanitizer reporting an overlapping strncpy inside
+    # libnetpbm's PAM header reader on a header line of garbage
+    { printf 'P7\n'; printf 'n%.0s' $(seq 300); printf '\n'; } > "$T/long.pam"
+    printf 'P7\nWIDTH 1\nHEIGHT 1\nDEPTH 3\nMAXVAL 255\nBOGUS 1\nENDHDR\nabc' > "$T/label.pam"
+    printf 'P7\nWIDTH 1\nHEIGHT 1\nDEPTH 3\nMAXVAL 255\n' > "$T/noend.pam"
+    for case in "long.pam:line 2 is not text of at most 200 bytes" \
+                "label.pam:line 6 is not one of WIDTH, HEIGHT, DEPTH, MAXVAL, TUPLTYPE or ENDHDR" \
+                "noend.pam:without ENDHDR"; do
+        f=${case%%:*}
+        run bagify "$T/$f"
+        [ "$status" -eq 1 ] || { echo "$f: status $status: $output"; return 1; }
+        [ "$output" = "bagify: $T/$f: not a valid netpbm image: PAM header ${case#*:}" ] ||
+            { echo "$output"; return 1; }
+    done
+    # a good header with a comment and a blank line still reads
+    printf 'P7\nWIDTH 2\nHEIGHT 1\n# made by hand\n\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\nENDHDR\n\1\2\3\4\5\6' \
+        > "$T/good.pam"
+    bagify -w "$T/good.pam" > "$T/out"
+    recinfo "$T/out" | grep -q 'image_width = 2'
+}
+
 @test "hostile images: headers that claim more pixels than the file holds" {
     for case in "bomb.png:truncated PNG: 11 bytes of compressed data cannot hold 16384×16384" \
                 "bomb.pam:truncated netpbm image: 16384×16384 needs 805306368 bytes" \
