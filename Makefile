@@ -36,10 +36,13 @@ DEPS = build-essential pkg-config libnetpbm-dev netpbm libstb-dev libgsl-dev \
 
 PROGS   = bagify stitch reorg-breakhis recinfo featurize attend classify train evaluate \
           mnist-bags localize gradcam
-# kernels.c is compiled once per instruction set (kernels.h); the rest once.
+# The lane kernels (lanes.h) are compiled once per instruction set, into
+# DIR/NAME_ISA.o (names unique in the archive); the rest once.
 ISAS    = avx512 avx2 portable
-LIB_SRC = $(filter-out common/kernels.c,$(wildcard common/*.c))
-LIB_OBJ = $(LIB_SRC:common/%.c=$(BUILD)/common/%.o) $(ISAS:%=$(BUILD)/common/kernels_%.o)
+KERNEL_SRC = common/kernels.c common/kernels_shift.c common/kernels_winograd.c
+kernel_objs = $(foreach isa,$(ISAS),$(KERNEL_SRC:common/%.c=$(1)/%_$(isa).o))
+LIB_SRC = $(filter-out $(KERNEL_SRC),$(wildcard common/*.c))
+LIB_OBJ = $(LIB_SRC:common/%.c=$(BUILD)/common/%.o) $(call kernel_objs,$(BUILD)/common)
 UNITS   = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 HELPERS = $(patsubst tests/helpers/%.c,%,$(wildcard tests/helpers/*.c))
 MANS    = $(wildcard man/*.[1-9])
@@ -49,9 +52,9 @@ FUZZ_TARGETS ?= stream model image breakhis evaluate localize
 FUZZ_SECONDS ?= 60
 SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=all
-REPLAY_OBJ  = $(LIB_SRC:common/%.c=$(BUILD)/replay/%.o) $(ISAS:%=$(BUILD)/replay/kernels_%.o)
+REPLAY_OBJ  = $(LIB_SRC:common/%.c=$(BUILD)/replay/%.o) $(call kernel_objs,$(BUILD)/replay)
 REPLAY_BINS = $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz_%)
-FUZZ_OBJ    = $(LIB_SRC:common/%.c=build-fuzz/common/%.o) $(ISAS:%=build-fuzz/common/kernels_%.o)
+FUZZ_OBJ    = $(LIB_SRC:common/%.c=build-fuzz/common/%.o) $(call kernel_objs,build-fuzz/common)
 FUZZ_FLAGS  = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
 
 BINS    = $(PROGS:%=$(BUILD)/bin/%)
@@ -65,9 +68,16 @@ $(BUILD)/common/%.o: common/%.c common/*.h | $(BUILD)/common
 KERNEL_FLAGS_avx512   = -DLANES=16 -mavx512f -mfma -mavx2
 KERNEL_FLAGS_avx2     = -DLANES=8 -mavx2 -mfma
 KERNEL_FLAGS_portable = -DLANES=4
-$(BUILD)/common/kernels_%.o: common/kernels.c common/*.h | $(BUILD)/common
-	$(CC) $(CFLAGS) $(AMIL_CFLAGS) -ffp-contract=fast -DISA=$* $(KERNEL_FLAGS_$*) -c -o $@ $<
+# $(call kernel_rule,DIR,ISA,FLAGS): DIR/NAME_ISA.o from common/NAME.c
+define kernel_rule
+$(1)/%_$(2).o: common/%.c common/*.h
+	@mkdir -p $$(@D)
+	$$(CC) $(3) -ffp-contract=fast -DISA=$(2) $$(KERNEL_FLAGS_$(2)) -c -o $$@ $$<
+endef
+$(foreach isa,$(ISAS),$(eval $(call kernel_rule,$(BUILD)/common,$(isa),$$(CFLAGS) $$(AMIL_CFLAGS))))
+# made anew, so that no member of a file since removed stays behind
 $(BUILD)/libamil.a: $(LIB_OBJ)
+	rm -f $@
 	$(AR) rcs $@ $^
 $(BUILD)/bin/%: tools/%.c $(BUILD)/libamil.a common/*.h | $(BUILD)/bin
 	$(CC) $(CFLAGS) $(AMIL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libamil.a $(LDLIBS)
@@ -79,9 +89,9 @@ $(BUILD)/tests/%: tests/helpers/%.c $(BUILD)/libamil.a common/*.h | $(BUILD)/tes
 # fuzzed (clang's libFuzzer); amil_die() is wrapped (tests/fuzz/fuzz.h).
 $(BUILD)/replay/%.o: common/%.c common/*.h | $(BUILD)/replay
 	$(CC) $(AMIL_CFLAGS) $(SAN_FLAGS) -c -o $@ $<
-$(BUILD)/replay/kernels_%.o: common/kernels.c common/*.h | $(BUILD)/replay
-	$(CC) $(AMIL_CFLAGS) $(SAN_FLAGS) -ffp-contract=fast -DISA=$* $(KERNEL_FLAGS_$*) -c -o $@ $<
+$(foreach isa,$(ISAS),$(eval $(call kernel_rule,$(BUILD)/replay,$(isa),$$(AMIL_CFLAGS) $$(SAN_FLAGS))))
 $(BUILD)/replay/libamil.a: $(REPLAY_OBJ)
+	rm -f $@
 	$(AR) rcs $@ $^
 $(BUILD)/tests/fuzz_%: tests/fuzz/%.c tests/fuzz/replay.c tests/fuzz/common.c tests/fuzz/fuzz.h \
                        tools/*.c $(BUILD)/replay/libamil.a | $(BUILD)/tests
@@ -91,9 +101,9 @@ build-fuzz/common/%.o: common/%.c common/*.h | build-fuzz/common
 	clang $(AMIL_CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 # the kernels are GCC's vector extensions (clang has no __builtin_shuffle)
 # and no parser: compiled by $(CC), uninstrumented
-build-fuzz/common/kernels_%.o: common/kernels.c common/*.h | build-fuzz/common
-	$(CC) $(CFLAGS) $(AMIL_CFLAGS) -ffp-contract=fast -DISA=$* $(KERNEL_FLAGS_$*) -c -o $@ $<
+$(foreach isa,$(ISAS),$(eval $(call kernel_rule,build-fuzz/common,$(isa),$$(CFLAGS) $$(AMIL_CFLAGS))))
 build-fuzz/libamil.a: $(FUZZ_OBJ)
+	rm -f $@
 	$(AR) rcs $@ $^
 build-fuzz/fuzz_%: tests/fuzz/%.c tests/fuzz/common.c tests/fuzz/fuzz.h tools/*.c build-fuzz/libamil.a
 	clang $(AMIL_CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -Itests/fuzz -Wl,--wrap=amil_die,--wrap=fopen,--wrap=fclose \

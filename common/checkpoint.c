@@ -1,5 +1,6 @@
 /* checkpoint.c: train's checkpoints (checkpoint.h). */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "checkpoint.h"
@@ -57,4 +58,20 @@ unsigned long amil_epoch_seed(unsigned long seed, long epoch)
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return (unsigned long)(z ^ (z >> 31));
+}
+
+void amil_resume_command(char *buf, size_t size, const char *program, int n,
+                         char *const *args, const char *path)
+{
+    int at = snprintf(buf, size, "%s", program);
+    for (int i = 0; i < n && at < (int)size; i++) {
+        if (strcmp(args[i], "--resume") == 0 || strcmp(args[i], "-r") == 0) {
+            i++;   /* and its value */
+            continue;
+        }
+        if (strncmp(args[i], "--resume=", 9) != 0)
+            at += snprintf(buf + at, size - at, " %s", args[i]);
+    }
+    if (at < (int)size)
+        snprintf(buf + at, size - at, " --resume %s\n", path);
 }

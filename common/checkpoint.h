@@ -30,6 +30,13 @@ int amil_checkpoint_from_record(const struct amil_record *r, struct amil_checkpo
                                 struct amil_optimizer *o, size_t base, size_t n,
                                 const struct amil_param *params, int nparams);
 
+/* Into buf (size bytes): program and its args (n of them) again, any
+ * --resume or -r with its value left out, then --resume path and a
+ * newline: the command that goes on from the checkpoint at path.  Cut
+ * short, never overrun, when it does not fit. */
+void amil_resume_command(char *buf, size_t size, const char *program, int n,
+                         char *const *args, const char *path);
+
 /* The seed of epoch's generator (GSL's mt19937 keeps its low 32 bits):
  * splitmix64 of (seed, epoch), so that no two pairs share one in practice. */
 unsigned long amil_epoch_seed(unsigned long seed, long epoch);

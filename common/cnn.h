@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "amil.h"
+#include "metrics.h"
 #include "params.h"
 #include "samples.h"
 
@@ -207,6 +208,12 @@ void amil_cnn_featurize(const struct amil_cnn *m, struct amil_cnn_work *w,
 void amil_cnn_classify(const struct amil_cnn *m, struct amil_cnn_work *w,
                        const uint8_t *image, int H, int W, const float *features, int n,
                        float *prob);
+/* What the model makes of image record r (cached: its tiles' features):
+ * classified as amil_cnn_classify does, the loss the cross-entropy of the
+ * mean of its tiles' softmax.  Returns 0, or -1 with a message when r is
+ * not a labelled image (or features) of this model. */
+int amil_cnn_judge(const struct amil_cnn *m, struct amil_cnn_work *w,
+                   const struct amil_record *r, int cached, struct amil_verdict *v);
 /* The most probable class, the first of equals. */
 int amil_cnn_predict(const struct amil_cnn *m, const float *prob);
 

@@ -2,6 +2,7 @@
  * tiles of their input size, each classified or featurized on its own;
  * and the samples train draws from images (net's random crops, the
  * backbones' tiles). */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +115,25 @@ void amil_cnn_classify(const struct amil_cnn *m, struct amil_cnn_work *w,
         prob[c] = (float)(sum[c] / n);
     free(tile);
     free(coords);
+}
+
+int amil_cnn_judge(const struct amil_cnn *m, struct amil_cnn_work *w,
+                   const struct amil_record *r, int cached, struct amil_verdict *v)
+{
+    float prob[AMIL_CNN_MAX_CLASSES];
+    const struct amil_tensor *t = cached ? amil_cnn_cached(m, r) : amil_cnn_image(m, r);
+    if (!t)
+        return -1;
+    if (amil_meta_long(r, "label", 0, m->classes - 1, &v->label) != 1)
+        return amil_fail("no label of the model's classes");
+    if (cached)
+        amil_cnn_classify(m, w, NULL, 0, 0, t->data, (int)t->shape[0], prob);
+    else
+        amil_cnn_classify(m, w, t->data, (int)t->shape[0], (int)t->shape[1], NULL, 0, prob);
+    v->loss = -log(fmax(prob[v->label], 1e-30));
+    v->predicted = amil_cnn_predict(m, prob);
+    v->score = prob[1];
+    return 0;
 }
 
 int amil_cnn_predict(const struct amil_cnn *m, const float *prob)

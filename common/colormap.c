@@ -8,6 +8,7 @@
  * gray is the identity. */
 #include <string.h>
 
+#include "amil.h"
 #include "colormap.h"
 
 static const unsigned char jet[256][3] = {
@@ -163,4 +164,19 @@ const unsigned char *amil_colormap_lookup(const unsigned char (*map)[3], double 
 {
     int i = v >= 1 ? 255 : v <= 0 ? 0 : (int)(v * 256);
     return map[i > 255 ? 255 : i];
+}
+
+const unsigned char (*amil_option_colormap(const char *option, const char *arg))[3]
+{
+    const unsigned char (*map)[3] = amil_colormap(arg);
+    if (!map)
+        amil_misuse("%s: unknown map '%s'", option, arg);
+    return map;
+}
+
+void amil_blend(unsigned char *out, const unsigned char *px, const unsigned char *colour,
+                double alpha)
+{
+    for (int c = 0; c < 3; c++)
+        out[c] = (unsigned char)((1 - alpha) * px[c] + alpha * colour[c] + 0.5);
 }

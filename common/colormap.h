@@ -6,5 +6,11 @@
 const unsigned char (*amil_colormap(const char *name))[3];
 /* The colour of v in [0, 1] (clipped): entry floor(256 v), at most 255. */
 const unsigned char *amil_colormap_lookup(const unsigned char (*map)[3], double v);
+/* --cmap's argument, or a misuse (the usage, exit 2) that names it. */
+const unsigned char (*amil_option_colormap(const char *option, const char *arg))[3];
+/* out (3) = (1 - alpha) · px + alpha · colour, rounded: a colour laid over
+ * an RGB pixel (out may be px). */
+void amil_blend(unsigned char *out, const unsigned char *px, const unsigned char *colour,
+                double alpha);
 
 #endif

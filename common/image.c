@@ -474,3 +474,15 @@ int amil_image_write_pam(FILE *f, const struct amil_image *img)
     pnm_freepamrow(row);
     return ferror(f) ? amil_fail("write error: %s", strerror(errno ? errno : EIO)) : 0;
 }
+
+enum amil_picture amil_picture_of_name(const char *path)
+{
+    const char *dot = path ? strrchr(path, '.') : NULL;
+    return dot && strcmp(dot, ".pam") == 0 ? AMIL_PICTURE_PAM : AMIL_PICTURE_PNG;
+}
+
+int amil_picture_write(FILE *f, const struct amil_image *img, enum amil_picture format)
+{
+    return format == AMIL_PICTURE_PAM ? amil_image_write_pam(f, img)
+                                      : amil_image_write_png(f, img);
+}

@@ -55,4 +55,12 @@ int amil_image_check_size(long width, long height, long max_pixels);
 int amil_image_write_png(FILE *f, const struct amil_image *img);
 int amil_image_write_pam(FILE *f, const struct amil_image *img);
 
+/* The formats stitch and gradcam draw pictures in, as -f names them (in
+ * this order); without -f, the output's name says: ".pam" is PAM,
+ * anything else (or standard output) PNG. */
+enum amil_picture { AMIL_PICTURE_PNG, AMIL_PICTURE_PAM };
+enum amil_picture amil_picture_of_name(const char *path);
+/* img to f in that format: 0, or -1 with a message. */
+int amil_picture_write(FILE *f, const struct amil_image *img, enum amil_picture format);
+
 #endif

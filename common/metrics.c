@@ -44,3 +44,23 @@ double amil_auc(const double *score, const int *positive, size_t n)
     double u = rank_sum - (double)positives * (positives + 1) / 2;
     return u / ((double)positives * negatives);
 }
+
+struct amil_score amil_score_of(const struct amil_verdict *v, size_t n)
+{
+    struct amil_score s = {0};
+    double *score = amil_xmalloc(sizeof *score * (n ? n : 1));
+    int *positive = amil_xmalloc(sizeof *positive * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) {
+        s.loss += v[i].loss;
+        s.error += v[i].predicted != v[i].label;
+        score[i] = v[i].score;
+        positive[i] = v[i].label == 1;
+    }
+    s.loss /= n;
+    s.error /= n;
+    s.accuracy = 1 - s.error;
+    s.auc = amil_auc(score, positive, n);
+    free(score);
+    free(positive);
+    return s;
+}

@@ -9,4 +9,19 @@
  * negatives), ties counted one half.  NaN when either class is empty. */
 double amil_auc(const double *score, const int *positive, size_t n);
 
+/* What a model makes of one sample: its label, the class it predicts, the
+ * loss, and its score for class 1 (its probability). */
+struct amil_verdict {
+    long label;
+    int predicted;
+    double loss, score;
+};
+/* Over a set: the mean loss, the error (the share predicted wrong) and the
+ * accuracy, and the AUC of class 1's score against the rest (for two
+ * classes, the usual one). */
+struct amil_score {
+    double loss, error, accuracy, auc;
+};
+struct amil_score amil_score_of(const struct amil_verdict *v, size_t n);
+
 #endif

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "amil.h"
+#include "metrics.h"
 #include "params.h"
 
 enum amil_arch { AMIL_ARCH_AMIL, AMIL_ARCH_GATED };
@@ -112,6 +113,12 @@ const struct amil_tensor *amil_bag_patches(const struct amil_model *m,
 /* The record's label: 1 and *label in [0, classes), 0 if it has none, -1
  * (with a message) if it is not such a class. */
 int amil_bag_label(const struct amil_model *m, const struct amil_record *r, long *label);
+
+/* What the model makes of bag r (its patches and label): the loss of its
+ * label, the class predicted, the probability of class 1.  Returns 0, or
+ * -1 with a message when r is not a labelled bag of this model. */
+int amil_model_judge(const struct amil_model *m, struct amil_work *w,
+                     const struct amil_record *r, struct amil_verdict *v);
 
 /* The three stages, as featurize, attend and classify run them.  featurize
  * reads patches (N, P, P, C) u8 and leaves w->h (N, L); attend reads h

@@ -94,26 +94,24 @@ static int unfilter(unsigned char *raw, size_t height, size_t rowbytes, size_t b
     return 0;
 }
 
-/* deflate's largest expansion: a 258-byte match in about two bits, so
- * 1032 bytes out per byte in (zlib's technical notes), plus room for the
- * stream's header and a final block */
-#define INFLATE_RATIO 1032
-#define INFLATE_SLACK 1024
-
-int amil_png_decode(const unsigned char *data, size_t len, long max_pixels,
-                    unsigned char **pixels, int *width, int *height, int *comp, size_t *used)
-{
-    static const unsigned char signature[8] = {137, 'P', 'N', 'G', '\r', '\n', 26, '\n'};
-    if (len < 8 || memcmp(data, signature, 8) != 0)
-        return 1;
-    uint32_t w = 0, h = 0;
-    int color_type = -1, depth = 0, interlace = 0;
+/* What the chunks say: IHDR's fields, the palette, and the compressed
+ * data's length. */
+struct png_header {
+    uint32_t width, height;
+    int color_type, depth, interlace;
     unsigned char palette[256][3];
-    size_t palette_size = 0, idat_len = 0, pos = 8;
-    int ended = 0;
-    /* First pass: check every chunk's bounds, read IHDR and PLTE, and add
-     * up the IDAT lengths. */
-    while (!ended) {
+    size_t palette_size, idat_len;
+};
+
+/* Checks every chunk's bounds up to IEND, reads IHDR and PLTE and adds up
+ * the IDAT lengths.  Returns 0 (*end: the bytes through IEND), or -1 with
+ * a message. */
+static int read_chunks(const unsigned char *data, size_t len, long max_pixels,
+                       struct png_header *hd, size_t *end)
+{
+    size_t pos = 8;
+    hd->color_type = -1;
+    for (int ended = 0; !ended;) {
         if (len - pos < 12)
             return amil_fail("truncated PNG");
         uint32_t n = be32(data + pos);
@@ -127,53 +125,42 @@ int amil_png_decode(const unsigned char *data, size_t len, long max_pixels,
                 return amil_fail("corrupt PNG: a second IHDR");
             if (body[10] != 0 || body[11] != 0)   /* compression, filter method */
                 return amil_fail("corrupt PNG: unknown compression or filter method");
-            w = be32(body), h = be32(body + 4);
-            depth = body[8], color_type = body[9], interlace = body[12];
-            if (w > INT32_MAX || h > INT32_MAX ||
-                amil_image_check_size(w, h, max_pixels) < 0)
+            hd->width = be32(body), hd->height = be32(body + 4);
+            hd->depth = body[8], hd->color_type = body[9], hd->interlace = body[12];
+            if (hd->width > INT32_MAX || hd->height > INT32_MAX ||
+                amil_image_check_size(hd->width, hd->height, max_pixels) < 0)
                 return -1;
-            if (color_type != 0 && color_type != 2 && color_type != 3 &&
-                color_type != 4 && color_type != 6)
-                return amil_fail("corrupt PNG: colour type %d", color_type);
-            if (depth != 1 && depth != 2 && depth != 4 && depth != 8 && depth != 16)
-                return amil_fail("corrupt PNG: bit depth %d", depth);
+            int t = hd->color_type, d = hd->depth;
+            if (t != 0 && t != 2 && t != 3 && t != 4 && t != 6)
+                return amil_fail("corrupt PNG: colour type %d", t);
+            if (d != 1 && d != 2 && d != 4 && d != 8 && d != 16)
+                return amil_fail("corrupt PNG: bit depth %d", d);
         } else if (memcmp(type, "PLTE", 4) == 0) {
             if (n % 3 || n > 768)
                 return amil_fail("corrupt PNG: bad palette");
-            palette_size = n / 3;
-            memcpy(palette, body, n);
+            hd->palette_size = n / 3;
+            memcpy(hd->palette, body, n);
         } else if (memcmp(type, "IDAT", 4) == 0) {
-            idat_len += n;
+            hd->idat_len += n;
         } else if (memcmp(type, "IEND", 4) == 0) {
             ended = 1;
         }
         pos += 12 + (size_t)n;
     }
-    *used = pos;
-    /* The rows' bytes (without filter bytes, fewer than interlacing has)
-     * against what the compressed data can hold at most: a PNG of a few
-     * bytes claiming a gigapixel is refused before anything is allocated. */
-    int channels = color_type == 2 ? 3 : color_type == 4 ? 2 : color_type == 6 ? 4 : 1;
-    double least = (double)h * (((double)w * depth * channels + 7) / 8);
-    if (least > (double)idat_len * INFLATE_RATIO + INFLATE_SLACK)
-        return amil_fail("truncated PNG: %zu bytes of compressed data cannot hold %u×%u "
-                         "pixels", idat_len, (unsigned)w, (unsigned)h);
-    if (depth != 8 || interlace != 0)   /* stb_image's, from here */
-        return 1;
-    if (color_type == 3 && palette_size == 0)
-        return amil_fail("corrupt PNG: no palette");
+    *end = pos;
+    return 0;
+}
 
-    unsigned char *idat = malloc(idat_len ? idat_len : 1);
-    size_t bpp = color_type == 2 ? 3 : color_type == 4 ? 2 : color_type == 6 ? 4 : 1;
-    size_t rowbytes = (size_t)w * bpp, raw_len = (size_t)h * (rowbytes + 1);
-    unsigned char *raw = malloc(raw_len);
-    if (!idat || !raw) {
-        free(idat);
-        free(raw);
+/* raw (height, 1 + rowbytes): the IDAT chunks (checked by read_chunks)
+ * gathered, inflated and unfiltered.  Returns 0, or -1 with a message. */
+static int inflate_rows(const unsigned char *data, const struct png_header *hd,
+                        unsigned char *raw, size_t raw_len, size_t rowbytes, size_t bpp)
+{
+    unsigned char *idat = malloc(hd->idat_len ? hd->idat_len : 1);
+    if (!idat)
         return amil_fail("out of memory");
-    }
     size_t have = 0;
-    for (pos = 8;;) {
+    for (size_t pos = 8;;) {
         uint32_t n = be32(data + pos);
         if (memcmp(data + pos + 4, "IDAT", 4) == 0) {
             memcpy(idat + have, data + pos + 8, n);
@@ -185,42 +172,81 @@ int amil_png_decode(const unsigned char *data, size_t len, long max_pixels,
     }
     struct libdeflate_decompressor *inflater = libdeflate_alloc_decompressor();
     enum libdeflate_result result = inflater
-        ? libdeflate_zlib_decompress(inflater, idat, idat_len, raw, raw_len, NULL)
+        ? libdeflate_zlib_decompress(inflater, idat, hd->idat_len, raw, raw_len, NULL)
         : LIBDEFLATE_INSUFFICIENT_SPACE;
     libdeflate_free_decompressor(inflater);
     free(idat);
-    int status = result == LIBDEFLATE_SUCCESS ? 0
-               : result == LIBDEFLATE_SHORT_OUTPUT ? amil_fail("truncated PNG data")
-               : amil_fail("corrupt PNG data");
-    if (status == 0)
-        status = unfilter(raw, h, rowbytes, bpp);
-    if (status < 0) {
-        free(raw);
-        return -1;
-    }
+    if (result != LIBDEFLATE_SUCCESS)
+        return amil_fail(result == LIBDEFLATE_SHORT_OUTPUT ? "truncated PNG data"
+                                                           : "corrupt PNG data");
+    return unfilter(raw, hd->height, rowbytes, bpp);
+}
 
-    /* Pack the rows without their filter bytes; a palette becomes RGB. */
-    int out_comp = color_type == 3 ? 3 : (int)bpp;
-    unsigned char *out = malloc((size_t)w * h * out_comp);
-    if (!out) {
-        free(raw);
-        return amil_fail("out of memory");
-    }
-    for (size_t y = 0; y < h; y++) {
+/* out (height, width, out_comp): raw's rows without their filter bytes; a
+ * palette becomes RGB.  Returns 0, or -1 with a message. */
+static int pack_rows(const struct png_header *hd, const unsigned char *raw, size_t rowbytes,
+                     unsigned char *out, int out_comp)
+{
+    size_t w = hd->width;
+    for (size_t y = 0; y < hd->height; y++) {
         const unsigned char *row = raw + y * (rowbytes + 1) + 1;
         unsigned char *o = out + y * w * out_comp;
-        if (color_type != 3) {
+        if (hd->color_type != 3) {
             memcpy(o, row, rowbytes);
             continue;
         }
         for (size_t x = 0; x < w; x++, o += 3) {
-            if (row[x] >= palette_size) {
-                free(raw);
-                free(out);
+            if (row[x] >= hd->palette_size)
                 return amil_fail("corrupt PNG: palette index out of range");
-            }
-            memcpy(o, palette[row[x]], 3);
+            memcpy(o, hd->palette[row[x]], 3);
         }
+    }
+    return 0;
+}
+
+/* deflate's largest expansion: a 258-byte match in about two bits, so
+ * 1032 bytes out per byte in (zlib's technical notes), plus room for the
+ * stream's header and a final block */
+#define INFLATE_RATIO 1032
+#define INFLATE_SLACK 1024
+
+int amil_png_decode(const unsigned char *data, size_t len, long max_pixels,
+                    unsigned char **pixels, int *width, int *height, int *comp, size_t *used)
+{
+    static const unsigned char signature[8] = {137, 'P', 'N', 'G', '\r', '\n', 26, '\n'};
+    if (len < 8 || memcmp(data, signature, 8) != 0)
+        return 1;
+    struct png_header hd = {0};
+    if (read_chunks(data, len, max_pixels, &hd, used) < 0)
+        return -1;
+    /* The rows' bytes (without filter bytes, fewer than interlacing has)
+     * against what the compressed data can hold at most: a PNG of a few
+     * bytes claiming a gigapixel is refused before anything is allocated. */
+    uint32_t w = hd.width, h = hd.height;
+    int t = hd.color_type, channels = t == 2 ? 3 : t == 4 ? 2 : t == 6 ? 4 : 1;
+    double least = (double)h * (((double)w * hd.depth * channels + 7) / 8);
+    if (least > (double)hd.idat_len * INFLATE_RATIO + INFLATE_SLACK)
+        return amil_fail("truncated PNG: %zu bytes of compressed data cannot hold %u×%u "
+                         "pixels", hd.idat_len, (unsigned)w, (unsigned)h);
+    if (hd.depth != 8 || hd.interlace != 0)   /* stb_image's, from here */
+        return 1;
+    if (t == 3 && hd.palette_size == 0)
+        return amil_fail("corrupt PNG: no palette");
+    size_t bpp = (size_t)channels;   /* bytes per pixel at depth 8 */
+    size_t rowbytes = (size_t)w * bpp, raw_len = (size_t)h * (rowbytes + 1);
+    unsigned char *raw = malloc(raw_len);
+    if (!raw)
+        return amil_fail("out of memory");
+    if (inflate_rows(data, &hd, raw, raw_len, rowbytes, bpp) < 0) {
+        free(raw);
+        return -1;
+    }
+    int out_comp = t == 3 ? 3 : (int)bpp;
+    unsigned char *out = malloc((size_t)w * h * out_comp);
+    if (!out || pack_rows(&hd, raw, rowbytes, out, out_comp) < 0) {
+        free(raw);
+        free(out);
+        return out ? -1 : amil_fail("out of memory");
     }
     free(raw);
     *pixels = out;

@@ -1,4 +1,5 @@
-/* stream.c: reading and writing records, each one safetensors document.
+/* stream.c: reading and writing records, each one safetensors document
+ * (record.c builds them in memory).
  *
  *   u64 little-endian N | N bytes of JSON, space-padded | data buffer
  *
@@ -10,8 +11,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -28,17 +27,6 @@
 #error "amil's record stream assumes a little-endian machine"
 #endif
 
-static const struct {
-    const char *name;
-    size_t size;
-} dtypes[AMIL_NDTYPES] = {
-    [AMIL_BOOL] = {"BOOL", 1}, [AMIL_U8] = {"U8", 1},    [AMIL_I8] = {"I8", 1},
-    [AMIL_U16] = {"U16", 2},   [AMIL_I16] = {"I16", 2},  [AMIL_F16] = {"F16", 2},
-    [AMIL_BF16] = {"BF16", 2}, [AMIL_U32] = {"U32", 4},  [AMIL_I32] = {"I32", 4},
-    [AMIL_F32] = {"F32", 4},   [AMIL_U64] = {"U64", 8},  [AMIL_I64] = {"I64", 8},
-    [AMIL_F64] = {"F64", 8},
-};
-
 /* A read of a header or a tensor starts with a buffer of this much and
  * doubles it as the bytes arrive, so that a record claiming gigabytes on a
  * stream that ends early costs about what it holds (an 8-byte stream
@@ -46,57 +34,6 @@ static const struct {
 #define READ_FIRST (64u << 10)
 /* JSON numbers are doubles; integers above 2^53 are not exact. */
 #define MAX_JSON_INT 9007199254740992.0
-
-size_t amil_dtype_size(enum amil_dtype t) { return dtypes[t].size; }
-const char *amil_dtype_name(enum amil_dtype t) { return dtypes[t].name; }
-
-int amil_dtype_parse(const char *name)
-{
-    for (int t = 0; t < AMIL_NDTYPES; t++)
-        if (strcmp(name, dtypes[t].name) == 0)
-            return t;
-    return -1;
-}
-
-void amil_record_init(struct amil_record *r) { memset(r, 0, sizeof *r); }
-
-struct amil_mapping *amil_mapping_ref(struct amil_mapping *m)
-{
-    m->refs++;
-    return m;
-}
-
-void amil_mapping_unref(struct amil_mapping *m)
-{
-    if (!m || --m->refs > 0)
-        return;
-    munmap(m->base, m->length);
-    free(m);
-}
-
-static void drop_data(struct amil_tensor *t)
-{
-    if (!t->borrowed)
-        free(t->data);
-    t->data = NULL;
-    t->borrowed = 0;
-}
-
-void amil_record_free(struct amil_record *r)
-{
-    for (size_t i = 0; i < r->ntensors; i++) {
-        free(r->tensors[i].name);
-        drop_data(&r->tensors[i]);
-    }
-    amil_mapping_unref(r->mapping);
-    for (size_t i = 0; i < r->nmeta; i++) {
-        free(r->meta[i].key);
-        free(r->meta[i].value);
-    }
-    free(r->tensors);
-    free(r->meta);
-    amil_record_init(r);
-}
 
 /* ---- the header --------------------------------------------------------- */
 
@@ -196,7 +133,7 @@ static int parse_tensor(const cJSON *j, struct amil_record *r, struct entry *e)
         count *= n;
         dims[d] = (int64_t)n;
     }
-    uint64_t size = dtypes[t].size;
+    uint64_t size = amil_dtype_size(t);
     if (count > AMIL_MAX_DATA / size)
         return amil_fail("tensor '%s': shape product overflows the data limit", name);
     uint64_t nbytes = count * size;
@@ -211,7 +148,7 @@ static int parse_tensor(const cJSON *j, struct amil_record *r, struct entry *e)
                          (unsigned long long)e->begin, (unsigned long long)e->end);
     if (e->end - e->begin != nbytes)
         return amil_fail("tensor '%s': data_offsets span %llu bytes, but %s%s needs %llu",
-                         name, (unsigned long long)(e->end - e->begin), dtypes[t].name,
+                         name, (unsigned long long)(e->end - e->begin), amil_dtype_name(t),
                          ndim ? " × shape" : "", (unsigned long long)nbytes);
 
     if (r->ntensors == r->tensors_cap) {
@@ -400,7 +337,7 @@ static int fill_data(struct amil_record *r, const struct entry *entries,
         size_t got = 0;
         const unsigned char *at = mem ? mem + entries[i].begin : NULL;
         t->borrowed = 0;
-        if (borrow && (uintptr_t)at % dtypes[t->dtype].size == 0) {
+        if (borrow && (uintptr_t)at % amil_dtype_size(t->dtype) == 0) {
             t->data = (void *)at;
             t->borrowed = 1;
             got = t->nbytes;
@@ -542,7 +479,7 @@ int amil_write(FILE *f, const struct amil_record *r)
     size_t n = 0;
     for (size_t size = 8; size >= 1; size /= 2)
         for (size_t i = 0; i < r->ntensors; i++)
-            if (dtypes[r->tensors[i].dtype].size == size)
+            if (amil_dtype_size(r->tensors[i].dtype) == size)
                 order[n++] = i;
     uint64_t *begin = amil_xmalloc(r->ntensors * sizeof *begin + 1);
     uint64_t offset = 0;
@@ -560,7 +497,7 @@ int amil_write(FILE *f, const struct amil_record *r)
     for (size_t i = 0; i < r->ntensors; i++) {
         const struct amil_tensor *t = &r->tensors[i];
         cJSON *j = cJSON_AddObjectToObject(root, t->name);
-        cJSON_AddStringToObject(j, "dtype", dtypes[t->dtype].name);
+        cJSON_AddStringToObject(j, "dtype", amil_dtype_name(t->dtype));
         cJSON *shape = cJSON_AddArrayToObject(j, "shape");
         for (int d = 0; d < t->ndim; d++)
             cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
@@ -592,165 +529,6 @@ int amil_write(FILE *f, const struct amil_record *r)
     free(json);
     free(order);
     return ok ? 0 : amil_fail("write error: %s", strerror(saved ? saved : EIO));
-}
-
-/* ---- building records --------------------------------------------------- */
-
-struct amil_tensor *amil_find(const struct amil_record *r, const char *name)
-{
-    for (size_t i = 0; i < r->ntensors; i++)
-        if (strcmp(r->tensors[i].name, name) == 0)
-            return &r->tensors[i];
-    return NULL;
-}
-
-struct amil_tensor *amil_put(struct amil_record *r, const char *name,
-                             enum amil_dtype dtype, int ndim, const int64_t *shape)
-{
-    size_t count = 1;
-    for (int d = 0; d < ndim; d++)
-        count *= (size_t)shape[d];
-    struct amil_tensor *t = amil_find(r, name);
-    if (t) {
-        drop_data(t);
-    } else {
-        if (r->ntensors == r->tensors_cap) {
-            r->tensors_cap = r->tensors_cap ? 2 * r->tensors_cap : 8;
-            r->tensors = amil_xrealloc(r->tensors, r->tensors_cap * sizeof *r->tensors);
-        }
-        t = &r->tensors[r->ntensors++];
-        t->name = amil_xstrdup(name);
-    }
-    t->dtype = dtype;
-    t->ndim = ndim;
-    if (ndim > 0)   /* a scalar has no shape to copy, and may give none */
-        memcpy(t->shape, shape, sizeof shape[0] * ndim);
-    t->nbytes = count * dtypes[dtype].size;
-    t->data = amil_xcalloc(count ? count : 1, dtypes[dtype].size);
-    t->borrowed = 0;
-    return t;
-}
-
-int amil_remove(struct amil_record *r, const char *name)
-{
-    struct amil_tensor *t = amil_find(r, name);
-    if (!t)
-        return 0;
-    free(t->name);
-    drop_data(t);
-    size_t i = (size_t)(t - r->tensors);
-    memmove(t, t + 1, (r->ntensors - i - 1) * sizeof *t);
-    r->ntensors--;
-    return 1;
-}
-
-struct amil_tensor *amil_expect(const struct amil_record *r, const char *name,
-                                enum amil_dtype dtype, int ndim)
-{
-    struct amil_tensor *t = amil_find(r, name);
-    if (!t) {
-        /* which program makes it, so that the message says what to run */
-        static const char *const makers[][2] = {
-            {"patches", "cut the image into a bag with bagify"},
-            {"coords", "cut the image into a bag with bagify"},
-            {"image", "bagify -w writes whole images"},
-            {"features", "run featurize first"},
-            {"attention", "run attend first"},
-            {"embedding", "run attend first"},
-            {"prob", "run classify first"},
-        };
-        for (size_t i = 0; i < sizeof makers / sizeof *makers; i++)
-            if (strcmp(name, makers[i][0]) == 0) {
-                amil_fail("no tensor '%s' (%s)", name, makers[i][1]);
-                return NULL;
-            }
-        amil_fail("no tensor '%s'", name);
-        return NULL;
-    }
-    if (t->dtype != dtype || t->ndim != ndim) {
-        amil_fail("tensor '%s' is %s with %d dimensions, not %s with %d", name,
-                  dtypes[t->dtype].name, t->ndim, dtypes[dtype].name, ndim);
-        return NULL;
-    }
-    return t;
-}
-
-const char *amil_meta_get(const struct amil_record *r, const char *key)
-{
-    for (size_t i = 0; i < r->nmeta; i++)
-        if (strcmp(r->meta[i].key, key) == 0)
-            return r->meta[i].value;
-    return NULL;
-}
-
-void amil_meta_set(struct amil_record *r, const char *key, const char *value)
-{
-    for (size_t i = 0; i < r->nmeta; i++)
-        if (strcmp(r->meta[i].key, key) == 0) {
-            free(r->meta[i].value);
-            r->meta[i].value = amil_xstrdup(value);
-            return;
-        }
-    if (r->nmeta == r->meta_cap) {
-        r->meta_cap = r->meta_cap ? 2 * r->meta_cap : 16;
-        r->meta = amil_xrealloc(r->meta, r->meta_cap * sizeof *r->meta);
-    }
-    r->meta[r->nmeta].key = amil_xstrdup(key);
-    r->meta[r->nmeta].value = amil_xstrdup(value);
-    r->nmeta++;
-}
-
-void amil_meta_setf(struct amil_record *r, const char *key, const char *fmt, ...)
-{
-    char value[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(value, sizeof value, fmt, ap);
-    va_end(ap);
-    amil_meta_set(r, key, value);
-}
-
-int amil_meta_long(const struct amil_record *r, const char *key, long min, long max,
-                   long *out)
-{
-    const char *v = amil_meta_get(r, key);
-    if (!v)
-        return 0;
-    if (amil_parse_long(v, min, max, out) < 0) {
-        char where[300];
-        snprintf(where, sizeof where, "metadata %s", key);
-        return amil_fail_in(where);
-    }
-    return 1;
-}
-
-long amil_image_index(const struct amil_record *r)
-{
-    long index = 0;
-    return amil_meta_long(r, "image_index", 0, LONG_MAX, &index) < 0 ? -1 : index;
-}
-
-const char *amil_source_path(const struct amil_record *r, char *buf, size_t size)
-{
-    const char *source = amil_meta_get(r, "source"), *dir = amil_meta_get(r, "source_dir");
-    if (!source || source[0] == '/' || strcmp(source, "-") == 0 || access(source, F_OK) == 0 ||
-        !dir)
-        return source;
-    if (snprintf(buf, size, "%s/%s", dir, source) < (int)size && access(buf, F_OK) == 0)
-        return buf;
-    return source;
-}
-
-int amil_is_source(const struct amil_record *r, const char *image)
-{
-    char buf[4096];
-    const char *source = amil_source_path(r, buf, sizeof buf);
-    if (!source || strcmp(source, "-") == 0)
-        return 1;
-    if (access(source, F_OK) == 0)
-        return amil_same_file(source, image);
-    const char *a = strrchr(source, '/'), *b = strrchr(image, '/');
-    return strcmp(a ? a + 1 : source, b ? b + 1 : image) == 0;
 }
 
 /* Maps a regular file of length bytes from fd and parses its first record

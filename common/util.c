@@ -235,10 +235,15 @@ double amil_option_double(const char *option, const char *arg, double min, doubl
 
 int amil_option_choice(const char *option, const char *arg, const char *const *names)
 {
-    for (int i = 0; names[i]; i++)
-        if (strcmp(arg, names[i]) == 0)
-            return i;
-    amil_misuse("%s: unknown value '%s'", option, arg);
+    int n = 0;
+    for (; names[n]; n++)
+        if (strcmp(arg, names[n]) == 0)
+            return n;
+    char list[512] = "";   /* "a, b or c" */
+    for (int i = 0, at = 0; i < n && at < (int)sizeof list; i++)
+        at += snprintf(list + at, sizeof list - at, "%s%s", i == 0 ? "" : i < n - 1 ? ", " : " or ",
+                       names[i]);
+    amil_misuse("%s: unknown value '%s' (%s)", option, arg, list);
 }
 
 int amil_parse_double(const char *s, double min, double max, double *out)

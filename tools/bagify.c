@@ -300,7 +300,7 @@ static void set_label(const struct cmdline *cl, const char *path,
     amil_meta_setf(r, "label", "%ld", label);
 }
 
-/* Cuts one image into a record.  Returns 0, or -1 with a message. */
+/* The parts of a BreakHis file name as metadata; nothing for another name. */
 static void set_breakhis(struct amil_record *r, const struct amil_breakhis *bh,
                          int is_breakhis)
 {
@@ -316,23 +316,22 @@ static void set_breakhis(struct amil_record *r, const struct amil_breakhis *bh,
     amil_meta_set(r, "sequence", bh->sequence);
 }
 
-/* Cuts image number index of file path (img, which it frees) into r. */
-static int bagify_one(const struct cmdline *cl, const char *path, struct amil_image img,
-                      long index, struct amil_record *r)
-{
-    long y0 = 0, x0 = 0, rows = 0, cols = 0, crop_height = 0, crop_width = 0;
-    if (!cl->whole && (place(cl, img.height, &y0, &rows, &crop_height) < 0 ||
-                       place(cl, img.width, &x0, &cols, &crop_width) < 0)) {
-        amil_fail("image of %d×%d is smaller than one %ld×%ld patch", img.width,
-                  img.height, cl->patch, cl->patch);
-        amil_image_free(&img);
-        return -1;
-    }
+/* Where the patches are: the crop's corner and size, patches down and
+ * across it. */
+struct grid {
+    long y0, x0, height, width, rows, cols;
+};
 
+/* The record's metadata before any pixel: where the image came from, its
+ * label, its sizes and its BreakHis name's parts.  Returns 0, or -1 with a
+ * message (a label that is not one). */
+static int describe(const struct cmdline *cl, const char *path, const struct amil_image *img,
+                    long index, struct amil_record *r)
+{
     struct amil_breakhis bh;
     int is_breakhis = amil_breakhis_parse(path, &bh) == 0;
     amil_record_init(r);
-    amil_meta_set(r, "kind", "bag");
+    amil_meta_set(r, "kind", cl->whole ? "image" : "bag");
     amil_meta_set(r, "source", path);
     char here[4096];
     if (path[0] != '/' && strcmp(path, "-") != 0 && getcwd(here, sizeof here))
@@ -342,35 +341,114 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_im
     int bad_label = 0;
     set_label(cl, path, &bh, is_breakhis, r, &bad_label);
     if (bad_label) {
-        amil_image_free(&img);
         amil_record_free(r);
         return -1;
     }
-    amil_meta_setf(r, "image_height", "%d", img.height);
-    amil_meta_setf(r, "image_width", "%d", img.width);
+    amil_meta_setf(r, "image_height", "%d", img->height);
+    amil_meta_setf(r, "image_width", "%d", img->width);
     amil_meta_setf(r, "channels", "%d", cl->channels);
     set_breakhis(r, &bh, is_breakhis);
+    return 0;
+}
+
+/* bagify -w: the whole image as one tensor. */
+static void put_image(const struct cmdline *cl, const struct amil_image *img,
+                      struct amil_record *r)
+{
+    int64_t shape[3] = {img->height, img->width, cl->channels};
+    unsigned char *out = amil_put(r, "image", AMIL_U8, 3, shape)->data;
+    size_t pixels = (size_t)img->width * img->height;
+    if (cl->channels == 3)
+        memcpy(out, img->pixels, pixels * 3);
+    for (size_t i = 0; cl->channels == 1 && i < pixels; i++)
+        out[i] = amil_luma(img->pixels + 3 * i);
+}
+
+/* The patch at (top, left) into out (P, P, C), padded past the image's
+ * edge; returns its tissue pixels (0 without a mask). */
+static long cut_patch(const struct cmdline *cl, const struct amil_image *img,
+                      const unsigned char *tissue, long top, long left, unsigned char *out)
+{
+    long p = cl->patch, C = cl->channels, tissue_pixels = 0;
+    for (long y = top; y < top + p; y++) {
+        size_t i = (size_t)y * img->width + left;
+        if (C == 3 && y < img->height && left + p <= img->width) {
+            memcpy(out, img->pixels + 3 * i, (size_t)p * 3);   /* fast path */
+            out += p * 3;
+            for (long x = 0; tissue && x < p; x++)
+                tissue_pixels += tissue[i + x];
+            continue;
+        }
+        for (long x = left; x < left + p; x++, i++, out += C) {
+            if (y >= img->height || x >= img->width) {   /* padding */
+                memset(out, (int)cl->pad_value, (size_t)C);
+                continue;
+            }
+            const unsigned char *px = img->pixels + 3 * i;
+            if (tissue)
+                tissue_pixels += tissue[i];
+            if (C == 3)
+                out[0] = px[0], out[1] = px[1], out[2] = px[2];
+            else
+                out[0] = amil_luma(px);
+        }
+    }
+    return tissue_pixels;
+}
+
+/* The grid's patches, row by row, into patches (N, P, P, C) and coords
+ * (N, 2), less those with too little tissue (tissue NULL: all kept);
+ * returns how many were kept. */
+static long cut_grid(const struct cmdline *cl, const struct amil_image *img,
+                     const unsigned char *tissue, const struct grid *g,
+                     unsigned char *patches, int32_t *coords)
+{
+    long p = cl->patch, kept = 0;
+    double min_tissue = cl->background * p * p;   /* a fraction, compared exactly */
+    for (long row = 0; row < g->rows; row++)
+        for (long col = 0; col < g->cols; col++) {
+            long top = g->y0 + row * cl->stride, left = g->x0 + col * cl->stride;
+            long tissue_pixels = cut_patch(cl, img, tissue, top, left,
+                                           patches + (size_t)kept * p * p * cl->channels);
+            if (tissue && tissue_pixels < min_tissue)
+                continue;
+            coords[2 * kept] = (int32_t)top;
+            coords[2 * kept + 1] = (int32_t)left;
+            kept++;
+        }
+    return kept;
+}
+
+/* Cuts image number index of file path (img, which it frees) into r.
+ * Returns 0, or -1 with a message. */
+static int bagify_one(const struct cmdline *cl, const char *path, struct amil_image img,
+                      long index, struct amil_record *r)
+{
+    struct grid g = {0};
+    if (!cl->whole && (place(cl, img.height, &g.y0, &g.rows, &g.height) < 0 ||
+                       place(cl, img.width, &g.x0, &g.cols, &g.width) < 0)) {
+        amil_fail("image of %d×%d is smaller than one %ld×%ld patch", img.width,
+                  img.height, cl->patch, cl->patch);
+        amil_image_free(&img);
+        return -1;
+    }
+    if (describe(cl, path, &img, index, r) < 0) {
+        amil_image_free(&img);
+        return -1;
+    }
     if (cl->whole) {
-        amil_meta_set(r, "kind", "image");
-        int64_t shape[3] = {img.height, img.width, cl->channels};
-        unsigned char *out = amil_put(r, "image", AMIL_U8, 3, shape)->data;
-        size_t pixels = (size_t)img.width * img.height;
-        if (cl->channels == 3)
-            memcpy(out, img.pixels, pixels * 3);
-        for (size_t i = 0; cl->channels == 1 && i < pixels; i++)
-            out[i] = amil_luma(img.pixels + 3 * i);
+        put_image(cl, &img, r);
         amil_image_free(&img);
         return 0;
     }
     amil_meta_setf(r, "patch", "%ld", cl->patch);
     amil_meta_setf(r, "stride", "%ld", cl->stride);
     amil_meta_set(r, "crop", crop_names[cl->crop]);
-    amil_meta_setf(r, "crop_y", "%ld", y0);
-    amil_meta_setf(r, "crop_x", "%ld", x0);
-    amil_meta_setf(r, "crop_height", "%ld", crop_height);
-    amil_meta_setf(r, "crop_width", "%ld", crop_width);
-
-    long p = cl->patch, C = cl->channels, total = rows * cols;
+    amil_meta_setf(r, "crop_y", "%ld", g.y0);
+    amil_meta_setf(r, "crop_x", "%ld", g.x0);
+    amil_meta_setf(r, "crop_height", "%ld", g.height);
+    amil_meta_setf(r, "crop_width", "%ld", g.width);
+    long p = cl->patch, C = cl->channels, total = g.rows * g.cols;
     if ((double)total * p * p * C > (double)AMIL_MAX_DATA) {
         amil_image_free(&img);
         amil_record_free(r);
@@ -395,45 +473,7 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_im
     int64_t patch_shape[4] = {total, p, p, C}, coord_shape[2] = {total, 2};
     struct amil_tensor *patch_tensor = amil_put(r, "patches", AMIL_U8, 4, patch_shape);
     struct amil_tensor *coord_tensor = amil_put(r, "coords", AMIL_I32, 2, coord_shape);
-    unsigned char *patches = patch_tensor->data;
-    int32_t *coords = coord_tensor->data;
-    double min_tissue = cl->background * p * p;   /* a fraction, compared exactly */
-    long kept = 0;
-    for (long row = 0; row < rows; row++) {
-        for (long col = 0; col < cols; col++) {
-            long top = y0 + row * cl->stride, left = x0 + col * cl->stride;
-            unsigned char *out = patches + (size_t)kept * p * p * C;
-            long tissue_pixels = 0;
-            for (long y = top; y < top + p; y++) {
-                size_t i = (size_t)y * img.width + left;
-                if (C == 3 && y < img.height && left + p <= img.width) {
-                    memcpy(out, img.pixels + 3 * i, (size_t)p * 3);   /* fast path */
-                    out += p * 3;
-                    for (long x = 0; tissue && x < p; x++)
-                        tissue_pixels += tissue[i + x];
-                    continue;
-                }
-                for (long x = left; x < left + p; x++, i++, out += C) {
-                    if (y >= img.height || x >= img.width) {   /* padding */
-                        memset(out, (int)cl->pad_value, (size_t)C);
-                        continue;
-                    }
-                    const unsigned char *px = img.pixels + 3 * i;
-                    if (tissue)
-                        tissue_pixels += tissue[i];
-                    if (C == 3)
-                        out[0] = px[0], out[1] = px[1], out[2] = px[2];
-                    else
-                        out[0] = amil_luma(px);
-                }
-            }
-            if (tissue && tissue_pixels < min_tissue)
-                continue;
-            coords[2 * kept] = (int32_t)top;
-            coords[2 * kept + 1] = (int32_t)left;
-            kept++;
-        }
-    }
+    long kept = cut_grid(cl, &img, tissue, &g, patch_tensor->data, coord_tensor->data);
     free(tissue);
     amil_image_free(&img);
     if (kept == 0) {
@@ -443,7 +483,7 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_im
     amil_meta_setf(r, "patches_dropped", "%ld", total - kept);
     patch_tensor->shape[0] = coord_tensor->shape[0] = kept;
     patch_tensor->nbytes = (size_t)kept * p * p * C;
-    coord_tensor->nbytes = (size_t)kept * 2 * sizeof *coords;
+    coord_tensor->nbytes = (size_t)kept * 2 * sizeof(int32_t);
     return 0;
 }
 

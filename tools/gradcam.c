@@ -36,7 +36,6 @@
 #include "model.h"
 #include "nn.h"
 
-enum format { FORMAT_PNG, FORMAT_PAM, FORMAT_RECORD };
 enum method { METHOD_GRADCAM, METHOD_GUIDED, METHOD_GUIDED_GRADCAM };
 static const char *const method_names[] = {"gradcam", "guided", "guided-gradcam"};
 
@@ -45,7 +44,8 @@ struct cmdline {
     const char *layer;      /* NULL: the model's default */
     enum method method;
     long target;            /* -1: the predicted class */
-    enum format format;
+    int record;             /* -f record: the raw maps, not a picture */
+    enum amil_picture format;
     const unsigned char (*colormap)[3];
     double alpha;
     int force;              /* binary to a terminal */
@@ -84,8 +84,9 @@ static struct cmdline parse_args(int argc, char **argv)
         {"cmap", required_argument, 0, CMAP},  {"alpha", required_argument, 0, 'a'},
         {"help", no_argument, 0, 'h'},         {"force", no_argument, 0, 'F'},
         {0, 0, 0, 0}};
+    static const char *const formats[] = {"png", "pam", "record", NULL};
     struct cmdline cl = {.target = -1, .alpha = 0.5, .colormap = amil_colormap("jet")};
-    int c, format_given = 0;
+    int c, format_given = 0;   /* 1 + the index of -f's name */
     while ((c = getopt_long(argc, argv, "m:M:c:l:f:o:a:h", options, NULL)) != -1) {
         switch (c) {
         case 'm': cl.model = optarg; break;
@@ -101,22 +102,13 @@ static struct cmdline parse_args(int argc, char **argv)
             cl.target = amil_option_long("--class", optarg, 0, 1000);
             break;
         case 'f':
-            format_given = 1;
-            if (strcmp(optarg, "png") == 0)
-                cl.format = FORMAT_PNG;
-            else if (strcmp(optarg, "pam") == 0)
-                cl.format = FORMAT_PAM;
-            else if (strcmp(optarg, "record") == 0)
-                cl.format = FORMAT_RECORD;
-            else
-                amil_misuse("--format: '%s' is not png, pam or record", optarg);
+            format_given = amil_option_choice("--format", optarg, formats) + 1;
+            cl.record = format_given == 3;
+            cl.format = format_given == 2 ? AMIL_PICTURE_PAM : AMIL_PICTURE_PNG;
             break;
         case 'o': cl.output = optarg; break;
         case 'F': cl.force = 1; break;
-        case CMAP:
-            if (!(cl.colormap = amil_colormap(optarg)))
-                amil_misuse("--cmap: unknown map '%s'", optarg);
-            break;
+        case CMAP: cl.colormap = amil_option_colormap("--cmap", optarg); break;
         case 'a':
             cl.alpha = amil_option_double("--alpha", optarg, 0, 1);
             break;
@@ -132,11 +124,8 @@ static struct cmdline parse_args(int argc, char **argv)
     if (cl.output && ((cl.image && amil_same_file(cl.output, cl.image)) ||
                       amil_same_file(cl.output, cl.model) || amil_same_as_stdin(cl.output)))
         amil_die("%s is also an input: it would be overwritten", cl.output);
-    if (!format_given && cl.output) {   /* as stitch: .pam means PAM */
-        const char *dot = strrchr(cl.output, '.');
-        if (dot && strcmp(dot, ".pam") == 0)
-            cl.format = FORMAT_PAM;
-    }
+    if (!format_given)
+        cl.format = amil_picture_of_name(cl.output);
     return cl;
 }
 
@@ -180,10 +169,8 @@ static void blend(const struct cmdline *cl, const float *map, const unsigned *co
         if (!covers[j])
             continue;
         double v = hi > lo ? (map[j] - lo) / (hi - lo) : 0;
-        const unsigned char *colour = amil_colormap_lookup(cl->colormap, v);
         unsigned char *px = img->pixels + 3 * j;
-        for (int c = 0; c < 3; c++)
-            px[c] = (unsigned char)((1 - cl->alpha) * px[c] + cl->alpha * colour[c] + 0.5);
+        amil_blend(px, px, amil_colormap_lookup(cl->colormap, v), cl->alpha);
     }
 }
 
@@ -206,9 +193,7 @@ static int write_out(const struct cmdline *cl, const struct amil_record *r,
                      const struct amil_image *img)
 {
     FILE *f = output(cl);
-    int status = !img ? amil_write(f, r)
-               : cl->format == FORMAT_PAM ? amil_image_write_pam(f, img)
-                                          : amil_image_write_png(f, img);
+    int status = img ? amil_picture_write(f, img, cl->format) : amil_write(f, r);
     return status < 0 && cl->output ? amil_fail_in(cl->output) : status;
 }
 
@@ -258,7 +243,7 @@ static int explain(const struct cmdline *cl, const struct amil_model *m,
     float *map = lay_out(cams, side, xy->data, n, m->patch, (int)height, (int)width, covers);
     free(cams);
     int status = 0;
-    if (cl->format == FORMAT_RECORD) {
+    if (cl->record) {
         int64_t shape[2] = {height, width};
         memcpy(amil_put(r, "cam", AMIL_F32, 2, shape)->data, map,
                sizeof *map * (size_t)height * width);
@@ -434,7 +419,7 @@ static void explain_image(const struct cmdline *cl, const struct amil_cnn *m)
     explain_tiles(cl, m, &img, layer, target, &maps);
     size_t pixels = (size_t)img.width * img.height;
     int status;
-    if (cl->format == FORMAT_RECORD) {
+    if (cl->record) {
         struct amil_record r;
         amil_record_init(&r);
         amil_meta_set(&r, "kind", "gradcam");
@@ -484,7 +469,7 @@ static void explain_bags(const struct cmdline *cl, struct amil_model *m)
     if (cl->layer && strcmp(cl->layer, "feature_extractor_part1.3") != 0)
         amil_die("--layer: an attention-MIL model's Grad-CAM is at its second convolution, "
                  "feature_extractor_part1.3, not '%s'", cl->layer);
-    if (cl->image && cl->format == FORMAT_RECORD)
+    if (cl->image && cl->record)
         amil_die("-f record draws nothing: no IMAGE with an attention-MIL model");
     struct amil_stream s;
     struct amil_record r;
@@ -496,7 +481,7 @@ static void explain_bags(const struct cmdline *cl, struct amil_model *m)
         amil_die("no records on standard input");
     struct amil_record next;
     int more = amil_read(&s, &next);   /* one picture: one record */
-    if (more == 1 && cl->format != FORMAT_RECORD)
+    if (more == 1 && !cl->record)
         amil_die("<stdin>: record 1: more than one record; gradcam draws one picture "
                  "(-f record takes a stream)");
     struct amil_work w = {0};

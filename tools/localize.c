@@ -211,6 +211,87 @@ static const struct bag *find(const struct index *ix, const char *source, int *a
     return *ambiguous ? NULL : ix->by_base[i];
 }
 
+/* What the records add up to: every positive bag's instances (score:
+ * attention × n, so that bags of different sizes compare; positive: of
+ * the target class), and the counts of the summary. */
+struct tally {
+    double *score, bag_auc_sum;
+    int *positive;
+    long instances, capacity, positive_bags, both, top_hits, records;
+};
+
+/* The bag of record r in the table, checked against its attention. */
+static const struct bag *bag_of(const struct cmdline *cl, const struct index *ix,
+                                const struct amil_stream *s, long index,
+                                const struct amil_record *r, const struct amil_tensor *a)
+{
+    const char *source = amil_meta_get(r, "source");
+    if (cl->branch >= a->shape[0])
+        amil_die("%s: record %ld: --branch %ld: the attention has %lld branches", s->name,
+                 index, cl->branch, (long long)a->shape[0]);
+    int ambiguous = 0;
+    const struct bag *b = source ? find(ix, source, &ambiguous) : NULL;
+    if (!b)
+        amil_die("%s: record %ld: %s %s %s", s->name, index, source ? source : "(no source)",
+                 ambiguous ? "matches several rows by base name in" : "is not in", cl->table);
+    if (a->shape[1] != b->length)
+        amil_die("%s: record %ld: %lld patches, but %s has %ld instances (cut strips "
+                 "with bagify -c none)", s->name, index, (long long)a->shape[1], b->file,
+                 b->length);
+    return b;
+}
+
+/* One bag's attention att (n) against its instances' classes. */
+static void add_bag(const struct cmdline *cl, const struct bag *b, const float *att, long n,
+                    struct tally *t)
+{
+    int has_target = 0, has_other = 0;
+    long best = 0;
+    for (long i = 0; i < n; i++) {
+        has_target |= b->classes[i] == cl->target;
+        has_other |= b->classes[i] != cl->target;
+        if (att[i] > att[best])
+            best = i;
+    }
+    if (!has_target)
+        return;
+    t->positive_bags++;
+    t->top_hits += b->classes[best] == cl->target;
+    if (t->instances + n > t->capacity) {
+        t->capacity = 2 * (t->instances + n);
+        t->score = amil_xrealloc(t->score, sizeof *t->score * t->capacity);
+        t->positive = amil_xrealloc(t->positive, sizeof *t->positive * t->capacity);
+    }
+    double *score = t->score + t->instances;
+    int *positive = t->positive + t->instances;
+    for (long i = 0; i < n; i++) {
+        score[i] = (double)att[i] * n;
+        positive[i] = b->classes[i] == cl->target;
+    }
+    if (has_other) {
+        t->bag_auc_sum += amil_auc(score, positive, (size_t)n);
+        t->both++;
+    }
+    t->instances += n;
+}
+
+static void report(const struct cmdline *cl, const struct tally *t)
+{
+    double auc = amil_auc(t->score, t->positive, (size_t)t->instances);
+    double bag_auc = t->both ? t->bag_auc_sum / t->both : NAN;
+    double top1 = (double)t->top_hits / t->positive_bags;
+    if (cl->json) {
+        printf("{\"bags\":%ld,\"positive_bags\":%ld,\"instances\":%ld,", t->records,
+               t->positive_bags, t->instances);
+        printf(isnan(auc) ? "\"auc\":null," : "\"auc\":%.6g,", auc);
+        printf(isnan(bag_auc) ? "\"bag_auc\":null," : "\"bag_auc\":%.6g,", bag_auc);
+        printf("\"top1\":%.6g}\n", top1);
+    } else {
+        printf("bags\t%ld\npositive_bags\t%ld\ninstances\t%ld\nauc\t%.4f\nbag_auc\t%.4f\n"
+               "top1\t%.4f\n", t->records, t->positive_bags, t->instances, auc, bag_auc, top1);
+    }
+}
+
 int main(int argc, char **argv)
 {
     amil_init(argc, argv);
@@ -221,81 +302,26 @@ int main(int argc, char **argv)
     struct amil_stream s;
     if (amil_stream_open_path(&s, cl.input) < 0)
         amil_die("%s", amil_error());
-
-    double *score = NULL, bag_auc_sum = 0;
-    int *positive = NULL;
-    long instances = 0, capacity = 0, positive_bags = 0, both = 0, top_hits = 0, records = 0;
+    struct tally t = {0};
     struct amil_record r;
     int got;
     while ((got = amil_read(&s, &r)) == 1) {
         long index = s.index - 1;
-        records++;
+        t.records++;
         const struct amil_tensor *a = amil_expect(&r, "attention", AMIL_F32, 2);
-        const char *source = amil_meta_get(&r, "source");
         if (!a)
             amil_die("%s: record %ld: %s", s.name, index, amil_error());
-        if (cl.branch >= a->shape[0])
-            amil_die("%s: record %ld: --branch %ld: the attention has %lld branches", s.name,
-                     index, cl.branch, (long long)a->shape[0]);
-        int ambiguous = 0;
-        const struct bag *b = source ? find(&ix, source, &ambiguous) : NULL;
-        if (!b)
-            amil_die("%s: record %ld: %s %s %s", s.name, index,
-                     source ? source : "(no source)",
-                     ambiguous ? "matches several rows by base name in" : "is not in",
-                     cl.table);
+        const struct bag *b = bag_of(&cl, &ix, &s, index, &r, a);
         long n = (long)a->shape[1];
-        if (n != b->length)
-            amil_die("%s: record %ld: %ld patches, but %s has %ld instances (cut strips "
-                     "with bagify -c none)", s.name, index, n, b->file, b->length);
-        const float *att = (const float *)a->data + cl.branch * n;
-        int has_target = 0, has_other = 0;
-        long best = 0;
-        for (long i = 0; i < n; i++) {
-            has_target |= b->classes[i] == cl.target;
-            has_other |= b->classes[i] != cl.target;
-            if (att[i] > att[best])
-                best = i;
-        }
-        if (has_target) {
-            positive_bags++;
-            top_hits += b->classes[best] == cl.target;
-            if (instances + n > capacity) {
-                capacity = 2 * (instances + n);
-                score = amil_xrealloc(score, sizeof *score * capacity);
-                positive = amil_xrealloc(positive, sizeof *positive * capacity);
-            }
-            for (long i = 0; i < n; i++) {
-                score[instances + i] = (double)att[i] * n;
-                positive[instances + i] = b->classes[i] == cl.target;
-            }
-            if (has_other) {
-                bag_auc_sum += amil_auc(score + instances, positive + instances, (size_t)n);
-                both++;
-            }
-            instances += n;
-        }
+        add_bag(&cl, b, (const float *)a->data + cl.branch * n, n, &t);
         amil_record_free(&r);
     }
     if (got < 0)
         amil_die("%s", amil_error());
     amil_stream_close(&s);
-    if (positive_bags == 0)
-        amil_die("no positive bags among %ld records: nothing to localize", records);
-
-    double auc = amil_auc(score, positive, (size_t)instances);
-    double bag_auc = both ? bag_auc_sum / both : NAN;
-    double top1 = (double)top_hits / positive_bags;
-    if (cl.json) {
-        printf("{\"bags\":%ld,\"positive_bags\":%ld,\"instances\":%ld,", records,
-               positive_bags, instances);
-        printf(isnan(auc) ? "\"auc\":null," : "\"auc\":%.6g,", auc);
-        printf(isnan(bag_auc) ? "\"bag_auc\":null," : "\"bag_auc\":%.6g,", bag_auc);
-        printf("\"top1\":%.6g}\n", top1);
-    } else {
-        printf("bags\t%ld\npositive_bags\t%ld\ninstances\t%ld\nauc\t%.4f\nbag_auc\t%.4f\n"
-               "top1\t%.4f\n", records, positive_bags, instances, auc, bag_auc, top1);
-    }
+    if (t.positive_bags == 0)
+        amil_die("no positive bags among %ld records: nothing to localize", t.records);
+    report(&cl, &t);
     for (long i = 0; i < nbags; i++) {
         free(bags[i].file);
         free(bags[i].classes);
@@ -303,7 +329,7 @@ int main(int argc, char **argv)
     free(bags);
     free(ix.by_file);
     free(ix.by_base);
-    free(score);
-    free(positive);
+    free(t.score);
+    free(t.positive);
     return amil_close_stdout();
 }

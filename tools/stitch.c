@@ -25,12 +25,11 @@
 
 enum style { STYLE_HEAT, STYLE_PAPER };
 enum norm { NORM_MINMAX, NORM_MAX, NORM_RANK };
-enum format { FORMAT_AUTO, FORMAT_PNG, FORMAT_PAM };
 
 struct cmdline {
     enum style style;
     enum norm norm;
-    enum format format;
+    enum amil_picture format;
     const unsigned char (*colormap)[3];
     double alpha;
     long top, branch;
@@ -75,7 +74,7 @@ static struct cmdline parse_args(int argc, char **argv)
     static const char *const formats[] = {"png", "pam", NULL};
     struct cmdline cl = {.alpha = 0.5, .colormap = amil_colormap("jet")};
     const char *heat_option = NULL;   /* an option only the heat style uses */
-    int c;
+    int c, format_given = 0;
     while ((c = getopt_long(argc, argv, "S:o:d:f:c:a:n:t:b:h", options, NULL)) != -1) {
         if (c && strchr("cantL", c))
             heat_option = c == 'c' ? "--cmap" : c == 'a' ? "--alpha"
@@ -86,11 +85,11 @@ static struct cmdline parse_args(int argc, char **argv)
         case 'F': cl.force = 1; break;
         case 'L': cl.no_legend = 1; break;
         case 'd': cl.dir = optarg; break;
-        case 'f': cl.format = 1 + amil_option_choice("--format", optarg, formats); break;
-        case 'c':
-            if (!(cl.colormap = amil_colormap(optarg)))
-                amil_misuse("--cmap: unknown map '%s'", optarg);
+        case 'f':
+            format_given = 1;
+            cl.format = amil_option_choice("--format", optarg, formats);
             break;
+        case 'c': cl.colormap = amil_option_colormap("--cmap", optarg); break;
         case 'a':
             cl.alpha = amil_option_double("--alpha", optarg, 0, 1);
             break;
@@ -116,10 +115,8 @@ static struct cmdline parse_args(int argc, char **argv)
         amil_misuse("give -o or -d, not both");
     if (cl.output && amil_same_as_stdin(cl.output))
         amil_die("%s is also the input (standard input): it would be overwritten", cl.output);
-    if (cl.format == FORMAT_AUTO) {
-        const char *dot = cl.output ? strrchr(cl.output, '.') : NULL;
-        cl.format = dot && strcmp(dot, ".pam") == 0 ? FORMAT_PAM : FORMAT_PNG;
-    }
+    if (!format_given)
+        cl.format = amil_picture_of_name(cl.output);
     return cl;
 }
 
@@ -396,9 +393,7 @@ static int heat_picture(const struct cmdline *cl, const struct bag *b,
             memcpy(o, px, 3);
             continue;
         }
-        const unsigned char *colour = amil_colormap_lookup(cl->colormap, sum[i] / covers[i]);
-        for (int c = 0; c < 3; c++)
-            o[c] = (unsigned char)((1 - cl->alpha) * px[c] + cl->alpha * colour[c] + 0.5);
+        amil_blend(o, px, amil_colormap_lookup(cl->colormap, sum[i] / covers[i]), cl->alpha);
     }
     /* The top K by attention; ties go to the earlier patch. */
     char *taken = amil_xcalloc((size_t)b->n, 1);
@@ -432,15 +427,13 @@ static int write_picture(const struct cmdline *cl, const struct amil_image *out,
                          const char *path, const char *image_path)
 {
     if (!path)
-        return cl->format == FORMAT_PAM ? amil_image_write_pam(stdout, out)
-                                        : amil_image_write_png(stdout, out);
+        return amil_picture_write(stdout, out, cl->format);
     if (image_path && amil_same_file(path, image_path))
         return amil_fail("%s is the image drawn on: it would be overwritten", path);
     struct amil_output o;
     if (amil_output_open(&o, path) < 0)
         return -1;
-    if ((cl->format == FORMAT_PAM ? amil_image_write_pam(o.file, out)
-                                  : amil_image_write_png(o.file, out)) < 0) {
+    if (amil_picture_write(o.file, out, cl->format) < 0) {
         amil_fail_in(path);
         amil_output_abort(&o);
         return -1;
@@ -459,7 +452,7 @@ static char *output_name(const struct cmdline *cl, const char *source, long inde
     base = base ? base + 1 : source;
     const char *dot = strrchr(base, '.');
     int stem = dot && dot != base ? (int)(dot - base) : (int)strlen(base);
-    const char *ext = cl->format == FORMAT_PAM ? "pam" : "png";
+    const char *ext = cl->format == AMIL_PICTURE_PAM ? "pam" : "png";
     size_t size = strlen(cl->dir) + strlen(base) + 64;
     char *path = amil_xmalloc(size);
     snprintf(path, size, "%s/%.*s.%s", cl->dir, stem, base, ext);

@@ -254,10 +254,6 @@ static const struct amil_tensor *bag_of(const struct amil_model *m, struct amil_
 
 /* ---- one epoch ----------------------------------------------------------- */
 
-struct score {
-    double loss, error, accuracy, auc;
-};
-
 static double now(void)
 {
     struct timeval tv;
@@ -265,36 +261,22 @@ static double now(void)
     return (double)tv.tv_sec + tv.tv_usec / 1e6;
 }
 
-/* What a model makes of one record of a set, for score_set(). */
-struct verdict {
-    long label;
-    int predicted;
-    double loss, score;     /* score: the probability of class 1 */
-};
-typedef struct verdict judge_fn(struct amil_samples *s, long i, void *context);
+/* What a model makes of record r (amil_model_judge, amil_cnn_judge). */
+typedef int judge_fn(const struct amil_record *r, struct amil_verdict *v, void *context);
 
-/* Loss, error and AUC of a model on a set, without training: judge says
- * what it makes of each record. */
-static struct score score_set(struct amil_samples *set, judge_fn *judge, void *context)
+/* Loss, error and AUC of a model on a set, without training. */
+static struct amil_score score_set(struct amil_samples *set, judge_fn *judge, void *context)
 {
-    struct score s = {0};
-    long count = set->count;
-    double *score = amil_xmalloc(sizeof *score * count);
-    int *positive = amil_xmalloc(sizeof *positive * count);
-    for (long i = 0; i < count; i++) {
-        struct verdict v = judge(set, i, context);
-        s.loss += v.loss;
-        s.error += v.predicted != v.label;
-        /* AUC of class 1 against the rest: for two classes, the usual */
-        score[i] = v.score;
-        positive[i] = v.label == 1;
+    struct amil_verdict *v = amil_xmalloc(sizeof *v * set->count);
+    for (long i = 0; i < set->count; i++) {
+        struct amil_record r;
+        get_record(set, i, &r);
+        if (judge(&r, &v[i], context) < 0)
+            amil_die("%s: record %ld changed since it was first read", set->stream.name, i);
+        amil_samples_put(set, &r);
     }
-    s.loss /= count;
-    s.error /= count;
-    s.accuracy = 1 - s.error;
-    s.auc = amil_auc(score, positive, (size_t)count);
-    free(score);
-    free(positive);
+    struct amil_score s = amil_score_of(v, (size_t)set->count);
+    free(v);
     return s;
 }
 
@@ -303,17 +285,10 @@ struct mil_judge {
     struct amil_work *w;
 };
 
-static struct verdict judge_bag(struct amil_samples *s, long i, void *context)
+static int judge_bag(const struct amil_record *r, struct amil_verdict *v, void *context)
 {
     const struct mil_judge *c = context;
-    struct amil_record r;
-    struct verdict v;
-    const struct amil_tensor *p = bag_of(c->m, s, i, &r, &v.label);
-    v.loss = amil_model_step(c->m, c->w, p->data, (int)p->shape[0], (int)v.label, NULL);
-    v.predicted = amil_model_predict(c->m, c->w->prob);
-    v.score = c->w->prob[1];
-    amil_samples_put(s, &r);
-    return v;
+    return amil_model_judge(c->m, c->w, r, v);
 }
 
 static void progress(const struct cmdline *cl, long epoch, long i, long n, double loss)
@@ -379,22 +354,11 @@ static void save_checkpoint(struct run *run, struct amil_record *r,
     if (amil_record_save(path, r) < 0)
         amil_die("%s", amil_error());
     amil_record_free(r);
-    /* the same command with --resume (an earlier --resume replaced) */
     int n = snprintf(interrupted, sizeof interrupted,
-                     "train: interrupted; epoch %ld is saved in %s; to go on:\n  train", epoch,
-                     path);
-    for (int i = 1; i < saved_argc && n < (int)sizeof interrupted; i++) {
-        const char *a = saved_argv[i];
-        if (strcmp(a, "--resume") == 0 || strcmp(a, "-r") == 0) {
-            i++;
-            continue;
-        }
-        if (strncmp(a, "--resume=", 9) == 0)
-            continue;
-        n += snprintf(interrupted + n, sizeof interrupted - n, " %s", a);
-    }
+                     "train: interrupted; epoch %ld is saved in %s; to go on:\n  ", epoch, path);
     if (n < (int)sizeof interrupted)
-        snprintf(interrupted + n, sizeof interrupted - n, " --resume %s\n", path);
+        amil_resume_command(interrupted + n, sizeof interrupted - n, "train", saved_argc - 1,
+                            saved_argv + 1, path);
     sigprocmask(SIG_SETMASK, &before, NULL);
     run->last_good = path;
     run->done = epoch;
@@ -449,7 +413,7 @@ static void log_header(void)
 }
 
 /* An epoch's line of the TSV log, and the paper's lines on stderr. */
-static void log_epoch(const struct cmdline *cl, long epoch, struct score tr, struct score te,
+static void log_epoch(const struct cmdline *cl, long epoch, struct amil_score tr, struct amil_score te,
                       double seconds)
 {
     if (!cl->quiet) {
@@ -492,7 +456,7 @@ struct mil_trainer {
 };
 
 /* One epoch: each bag of t->order one step; the training loss and error. */
-static struct score mil_epoch(struct mil_trainer *t, long epoch)
+static struct amil_score mil_epoch(struct mil_trainer *t, long epoch)
 {
     const struct amil_model *m = t->m;
     long count = t->set->count;
@@ -514,7 +478,7 @@ static struct score mil_epoch(struct mil_trainer *t, long epoch)
         amil_samples_put(t->set, &r);
         progress(t->cl, epoch, k, count, loss);
     }
-    return (struct score){loss / count, errors / count, 1 - errors / count, NAN};
+    return (struct amil_score){loss / count, errors / count, 1 - errors / count, NAN};
 }
 
 static void train_mil(const struct cmdline *cl, struct run *run)
@@ -545,7 +509,7 @@ static void train_mil(const struct cmdline *cl, struct run *run)
         for (long i = 0; i < train.count; i++)
             t.order[i] = i;
         gsl_ran_shuffle(rng, t.order, (size_t)train.count, sizeof *t.order);
-        struct score tr = mil_epoch(&t, epoch), te = {NAN, NAN, NAN, NAN};
+        struct amil_score tr = mil_epoch(&t, epoch), te = {NAN, NAN, NAN, NAN};
         if (cl->test)
             te = score_set(&test, judge_bag, &(struct mil_judge){&m, &t.w});
         struct amil_record r;
@@ -590,28 +554,10 @@ struct cnn_judge {
     int cached;
 };
 
-/* An image classified as classify does it (the mean of its tiles'
- * softmax); the loss is the cross-entropy of that mean. */
-static struct verdict judge_image(struct amil_samples *s, long i, void *context)
+static int judge_image(const struct amil_record *r, struct amil_verdict *v, void *context)
 {
     const struct cnn_judge *c = context;
-    const struct amil_cnn *m = c->m;
-    struct amil_record r;
-    struct verdict v;
-    float prob[AMIL_CNN_MAX_CLASSES];
-    get_record(s, i, &r);
-    const struct amil_tensor *t = c->cached ? amil_cnn_cached(m, &r) : amil_cnn_image(m, &r);
-    if (!t || amil_meta_long(&r, "label", 0, m->classes - 1, &v.label) != 1)
-        amil_die("%s: record %ld changed since it was first read", s->stream.name, i);
-    if (c->cached)
-        amil_cnn_classify(m, c->w, NULL, 0, 0, t->data, (int)t->shape[0], prob);
-    else
-        amil_cnn_classify(m, c->w, t->data, (int)t->shape[0], (int)t->shape[1], NULL, 0, prob);
-    v.loss = -log(fmax(prob[v.label], 1e-30));
-    v.predicted = amil_cnn_predict(m, prob);
-    v.score = prob[1];
-    amil_samples_put(s, &r);
-    return v;
+    return amil_cnn_judge(c->m, c->w, r, c->cached, v);
 }
 
 /* The starting weights of --weights (amil_cnn_take_weights); the file's
@@ -682,7 +628,7 @@ struct cnn_trainer {
 
 /* One epoch over the set in batches, its order, crops and dropout drawn
  * from rng; the training loss and error. */
-static struct score cnn_epoch(struct cnn_trainer *t, long epoch, gsl_rng *rng)
+static struct amil_score cnn_epoch(struct cnn_trainer *t, long epoch, gsl_rng *rng)
 {
     const struct amil_cnn *m = t->m;
     long samples = amil_samples_total(t->set);
@@ -717,7 +663,7 @@ static struct score cnn_epoch(struct cnn_trainer *t, long epoch, gsl_rng *rng)
                       t->batch.labels[j];
         progress(t->cl, epoch, k + n - 1, samples, loss);
     }
-    return (struct score){loss / samples, errors / samples, 1 - errors / samples, NAN};
+    return (struct amil_score){loss / samples, errors / samples, 1 - errors / samples, NAN};
 }
 
 static void train_cnn(const struct cmdline *cl, struct run *run)
@@ -746,7 +692,7 @@ static void train_cnn(const struct cmdline *cl, struct run *run)
         /* Each epoch's order, crops and dropout come from a generator
          * seeded from (seed, epoch): a resumed run needs no replay. */
         gsl_rng_set(rng, amil_epoch_seed((unsigned long)run->seed, epoch));
-        struct score tr = cnn_epoch(&t, epoch, rng), te = {NAN, NAN, NAN, NAN};
+        struct amil_score tr = cnn_epoch(&t, epoch, rng), te = {NAN, NAN, NAN, NAN};
         if (cl->test)
             te = score_set(&test, judge_image,
                            &(struct cnn_judge){&m, &t.backbone, test_context.cached});

@@ -1,5 +1,6 @@
 /* test_train.c: the pieces train is built of, in common/: the sample store
- * (samples.h), checkpoints and the seeds of epochs (checkpoint.h), and
+ * (samples.h), checkpoints, the seeds of epochs and the command that
+ * resumes (checkpoint.h), and
  * whole-or-nothing record files (amil_record_save).
  *
  * The store must give the same records by index whether it read a file
@@ -191,6 +192,22 @@ static void epoch_seeds_differ(void **state)
     assert_true(amil_epoch_seed(1, 2) == amil_epoch_seed(1, 2));
 }
 
+static void resume_commands(void **state)
+{
+    (void)state;
+    char *args[] = {"-o", "m.st", "--resume", "old.ckpt", "-e", "5", "--resume=x", "-r", "y",
+                    "bags"};
+    char buf[128];
+    amil_resume_command(buf, sizeof buf, "train", 10, args, "m.st.ckpt");
+    assert_string_equal(buf, "train -o m.st -e 5 bags --resume m.st.ckpt\n");
+    /* too small: cut short, terminated, nothing written past it */
+    char small[16];
+    memset(small, 'x', sizeof small);
+    amil_resume_command(small, 12, "train", 10, args, "m.st.ckpt");
+    assert_int_equal(strlen(small), 11);
+    assert_true(small[12] == 'x');
+}
+
 static void records_are_saved_whole(void **state)
 {
     (void)state;
@@ -221,6 +238,7 @@ int main(void)
         cmocka_unit_test(samples_from_a_file_and_a_pipe),
         cmocka_unit_test(checkpoints_round_trip),
         cmocka_unit_test(epoch_seeds_differ),
+        cmocka_unit_test(resume_commands),
         cmocka_unit_test(records_are_saved_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

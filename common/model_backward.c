@@ -1,0 +1,356 @@
+/* model_backward.c: the attention-MIL network of model.h backward over a
+ * bag, a training step's loss and gradients, and Grad-CAM at its second
+ * convolution. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "kernels.h"
+#include "model_impl.h"
+#include "nn.h"
+#include "parallel.h"
+
+/* ---- backward ----------------------------------------------------------- */
+
+/* Its weight gradient: grads += Σ over the group's patches of dC2 (50, S,
+ * S, lanes) ⋆ P1, image by image (conv2_forward's layout). */
+static void conv2_dweight_shifted(const struct amil_model *m, struct amil_work *w,
+                                  float *dweight, const float *dc2, const float *p1, int n,
+                                  int g, int thread)
+{
+    struct shifted_group sg = model_shift_group(m, w, p1, n, g, thread);
+    sg.k->transpose(sg.planes, sg.z.plane, sg.lanes, dc2, sg.lanes, sg.lanes * sg.lanes,
+                    CONV2 * sg.positions / sg.lanes);
+    sg.k->conv_shift_dweight(dweight, sg.planes, sg.positions, sg.z.plane, sg.shifted,
+                             sg.z.channel, CONV1 * sg.z.channel, sg.off, KERNEL * KERNEL,
+                             CONV1, CONV2, sg.positions, sg.count);
+}
+
+
+/* Grad-CAM of group g's patches (amil_model_gradcam): A = conv2's output
+ * with its bias (conv2 is run again: the forward kept only the pooled
+ * maps), dA = w->dc2 as backward left it; per patch and channel alpha = the
+ * mean of dA over the map, cam (N, S, S) = ReLU(Σ alpha A). */
+static void gradcam_group(const struct amil_model *m, struct amil_work *w, float *cam, int n,
+                          int g, float *c2, const float *dc2, int thread)
+{
+    struct sides s = sides_of(m->patch);
+    int lanes = w->kernels->lanes;
+    size_t map = (size_t)s.conv2 * s.conv2;
+    model_conv2_forward(m, w, c2, w->p1 + (size_t)g * CONV1 * s.pool1 * s.pool1 * lanes, n, g,
+                  thread);
+    const float *bias = W(m, CONV2_B);
+    for (int l = 0; l < lanes && g * lanes + l < n; l++) {
+        float *out = cam + (size_t)(g * lanes + l) * map;
+        memset(out, 0, sizeof *out * map);
+        for (int c = 0; c < CONV2; c++) {
+            const float *a = c2 + c * map * lanes + l, *da = dc2 + c * map * lanes + l;
+            double alpha = 0;
+            for (size_t j = 0; j < map; j++)
+                alpha += da[j * lanes];
+            alpha /= (double)map;
+            for (size_t j = 0; j < map; j++)
+                out[j] += (float)(alpha * (a[j * lanes] + bias[c]));
+        }
+        for (size_t j = 0; j < map; j++)
+            out[j] = out[j] > 0 ? out[j] : 0;
+    }
+}
+
+/* fc_dweight for blocks first .. end-1 of features: their regrouping,
+ * product and sum into the gradient. */
+static void fc_dweight_of_blocks(void *ctx, int first, int end, int thread)
+{
+    (void)thread;
+    const struct bag_pass *pass = ctx;
+    const struct amil_model *m = pass->m;
+    struct amil_work *w = pass->w;
+    int lanes = w->kernels->lanes, L = m->hidden, flat = m->flat, n = pass->n;
+    /* pk (block, N, lanes): block j's features of every patch in lanes */
+    for (int j = first; j < end; j++)
+        for (int i = 0; i < n; i++) {
+            float *to = w->pk + ((size_t)j * n + i) * lanes;
+            const float *from = w->p2 + (size_t)(i / lanes) * flat * lanes + i % lanes;
+            for (int l = 0; l < lanes; l++) {
+                int f = j * lanes + l;
+                to[l] = f < flat ? from[(size_t)f * lanes] : 0;
+            }
+        }
+    w->kernels->dense(w->dwk + (size_t)first * L * lanes, w->pk + (size_t)first * n * lanes,
+                      w->dh, 1, (size_t)L, NULL, 0, end - first, L, n);
+    /* row by row of the gradient (L, flat), so that the stores run along
+     * memory; only the last block of a row may be partial */
+    for (int o = 0; o < L; o++) {
+        float *row = pass->grads + m->params.at[FC_W].offset + (size_t)o * flat;
+        for (int j = first; j < end; j++) {
+            const float *from = w->dwk + ((size_t)j * L + o) * lanes;
+            float *to = row + (size_t)j * lanes;
+            int count = flat - j * lanes < lanes ? flat - j * lanes : lanes;
+            if (count == lanes)
+                for (int l = 0; l < lanes; l++)
+                    to[l] += from[l];
+            else
+                for (int l = 0; l < count; l++)
+                    to[l] += from[l];
+        }
+    }
+}
+
+/* The linear layer's weight gradient, dW (L, flat) += dHᵀ (L, N) · P2 (N,
+ * flat), as a product with the features in lanes rather than the patches:
+ * summed over the patches in registers, not across lanes.  w->dh holds dH
+ * through the ReLU (rows); P2 is regrouped from w->p2 into pk (J, N,
+ * lanes), feature j·lanes + l of patch i at [j][i][l] (zero past flat), the
+ * product lands in dwk (J, L, lanes), then is added to the gradient. */
+static void fc_dweight(const struct amil_model *m, struct amil_work *w, int n, float *grads)
+{
+    int lanes = w->kernels->lanes, blocks = (m->flat + lanes - 1) / lanes;
+    struct bag_pass pass = {m, w, NULL, n, grads, NULL};
+    amil_parallel(blocks, fc_dweight_of_blocks, &pass);
+}
+
+/* dP2 of groups first .. end-1: the linear layer's input gradient. */
+static void linear_back_of_groups(void *ctx, int first, int end, int thread)
+{
+    const struct bag_pass *pass = ctx;
+    const struct amil_model *m = pass->m;
+    struct amil_work *w = pass->w;
+    size_t lanes = (size_t)w->kernels->lanes, flat = (size_t)m->flat;
+    if (model_linear_by_rows(m, w->kernels->lanes, pass->n, end - 1)) {
+        /* the last group's patches as rows: dP2 (count, flat) = dH (count,
+         * L) · W (L, flat), the outputs in lanes, W read once */
+        struct shifted_group sg = model_shift_group(m, w, NULL, pass->n, --end, thread);
+        sg.k->product(sg.planes, w->dhl + end * m->hidden * lanes, lanes, W(m, FC_W),
+                      m->hidden, m->flat, 0, sg.count);
+        model_planes_to_lanes(&sg, w->dp2 + end * flat * lanes, flat, flat);
+    }
+    w->kernels->dense(w->dp2 + first * flat * lanes, w->dhl + first * m->hidden * lanes,
+                      W(m, FC_W), 1, flat, NULL, 0, end - first, m->flat, m->hidden);
+}
+
+/* From dP2 back through both convolutions for groups first .. end-1:
+ * thread 0 adds to the gradients, the others to their part of w->dconv. */
+static void conv_back_of_groups(void *ctx, int first, int end, int thread)
+{
+    const struct bag_pass *pass = ctx;
+    const struct amil_model *m = pass->m;
+    struct amil_work *w = pass->w;
+    const struct amil_kernels *k = w->kernels;
+    struct sides s = sides_of(m->patch);
+    struct group_sizes z = model_group_sizes(m, k->lanes);
+    float *grads = thread == 0 ? pass->grads : w->dconv + (thread - 1) * model_conv_params(m);
+    float *dc2 = w->dc2 + thread * z.c2, *dp1 = w->dp1 + thread * z.p1;
+    float *dc1 = w->dc1 + thread * z.c1;
+#define G(i) (grads + m->params.at[i].offset)
+    for (int g = first; g < end; g++) {
+        const float *p1 = w->p1 + g * z.p1;
+        k->unpool_relu(dc2, G(CONV2_B), w->dp2 + g * z.p2, w->p2 + g * z.p2,
+                       w->arg2 + g * z.p2, CONV2, s.conv2, s.conv2);
+        if (pass->cam)
+            gradcam_group(m, w, pass->cam, pass->n, g, w->c2 + thread * z.c2, dc2, thread);
+        if (model_shift_pays(m, k->lanes, pass->n, g))
+            conv2_dweight_shifted(m, w, G(CONV2_W), dc2, p1, pass->n, g, thread);
+        else
+            k->conv5_dweight(G(CONV2_W), dc2, p1, 1, 0, 0, CONV1, s.pool1, s.pool1, CONV2);
+        k->conv5_dinput(dp1, dc2, W(m, CONV2_W), CONV1, s.pool1, s.pool1, CONV2);
+        k->unpool_relu(dc1, G(CONV1_B), dp1, p1, w->arg1 + g * z.p1, CONV1, s.conv1, s.conv1);
+        k->conv5_dweight(G(CONV1_W), dc1, w->x + g * z.x, 1, 0, 0, m->channels, m->patch,
+                         m->patch, CONV1);
+    }
+#undef G
+}
+
+/* Backward from w->dlogits (the gradient of whatever scalar is being
+ * differentiated with respect to the logits) through the whole network of
+ * the bag amil_model_step or amil_model_gradcam has just run forward:
+ * grads (nweights) += its parameters' gradients; with cam, also the
+ * Grad-CAM maps (N, S, S) of the second convolution. */
+/* sums (C) += the columns of x (N, C), row after row. */
+static void column_sums(float *sums, const float *x, int N, int C)
+{
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < C; c++)
+            sums[c] += x[(size_t)i * C + c];
+}
+
+/* Rows first .. end-1 back through the attention network from dscores: its
+ * input gradient added to dH; then dH through the linear layer's ReLU (dH
+ * keeps the masked gradient) into the lanes of dhl.  The rows' gradients of
+ * tanh's and σ's outputs and inputs are zeroed here, as nn.h's layers add
+ * to them. */
+static void attention_back_of_rows(void *ctx, int first, int end, int thread)
+{
+    (void)thread;
+    const struct rows_pass *pass = ctx;
+    const struct amil_model *m = pass->m;
+    struct amil_work *w = pass->w;
+    int L = m->hidden, D = m->attention, K = m->branches, rows = end - first;
+    size_t nd = (size_t)rows * D, at = (size_t)first * D;
+    const float *dscores = w->dscores + (size_t)first * K, *h = pass->h + (size_t)first * L;
+    float *dv = w->dv + at, *dvt = w->dvt + at, *dh = w->dh + (size_t)first * L;
+    memset(dv, 0, sizeof *dv * nd);
+    if (m->arch == AMIL_ARCH_AMIL) {
+        /* tanh's output: dVt (rows, D) = dscores (rows, K) · W (K, D) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, K, 1.0f, dscores, K,
+                    W(m, ATT_FIRST + 2), D, 0.0f, dvt, D);
+        amil_tanh_backward(dv, dvt, w->v + at, nd);
+    } else {
+        float *dgate = w->dgate + at, *du = w->du + at, *dut = w->dut + at;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, K, 1.0f, dscores, K,
+                    W(m, ATT_FIRST + 4), D, 0.0f, dgate, D);
+        /* the product tanh(V H) ⊙ σ(U H): each factor's gradient */
+        for (size_t i = 0; i < nd; i++) {
+            dvt[i] = dgate[i] * w->u[at + i];
+            dut[i] = dgate[i] * w->v[at + i];
+        }
+        memset(du, 0, sizeof *du * nd);
+        amil_tanh_backward(dv, dvt, w->v + at, nd);
+        amil_sigmoid_backward(du, dut, w->u + at, nd);
+        /* dH (rows, L) += dU (rows, D) · U's weight (D, L) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, L, D, 1.0f, du, D,
+                    W(m, ATT_FIRST + 2), L, 1.0f, dh, L);
+    }
+    /* dH (rows, L) += dV (rows, D) · V's weight (D, L) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, L, D, 1.0f, dv, D,
+                W(m, ATT_FIRST), L, 1.0f, dh, L);
+    size_t lanes = (size_t)w->kernels->lanes;
+    for (int r = 0; r < rows; r++) {
+        size_t i = (size_t)first + r;
+        float *dhl = w->dhl + i / lanes * L * lanes + i % lanes;
+        for (int j = 0; j < L; j++) {
+            float *d = &dh[(size_t)r * L + j];
+            *d = h[(size_t)r * L + j] > 0 ? *d : 0;
+            dhl[(size_t)j * lanes] = *d;
+        }
+    }
+}
+
+/* Units first .. end-1 of the attention's first layer: their rows of its
+ * weight's gradient (D, L) += dVᵀ (D, N) · H (N, L) (gated: U's too). */
+static void attention_dweight_of_units(void *ctx, int first, int end, int thread)
+{
+    (void)thread;
+    const struct rows_pass *pass = ctx;
+    const struct amil_model *m = pass->m;
+    struct amil_work *w = pass->w;
+    int L = m->hidden, D = m->attention, n = pass->n;
+    const float *grad_of[2] = {w->dv, w->du};
+    int params[2] = {ATT_FIRST, ATT_FIRST + 2};
+    for (int k = 0; k < (m->arch == AMIL_ARCH_GATED ? 2 : 1); k++)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, end - first, L, n, 1.0f,
+                    grad_of[k] + first, D, pass->h, L, 1.0f,
+                    pass->grads + m->params.at[params[k]].offset + (size_t)first * L, L);
+}
+
+static void backward(const struct amil_model *m, struct amil_work *w, int n, float *grads,
+                     float *cam)
+{
+    int L = m->hidden, D = m->attention, K = m->branches;
+    int head = m->params.n - 2, outputs = amil_model_outputs(m);
+#define G(i) (grads + m->params.at[i].offset)
+    /* classifier: dM (1, K·L) */
+    memset(w->dm, 0, sizeof *w->dm * L * K);
+    amil_linear_backward(w->dm, G(head), G(head + 1), w->dlogits, w->m, W(m, head), 1,
+                         L * K, outputs);
+    /* M = A H: dA (K, N) = dM (K, L) · Hᵀ; dH (N, L) = Aᵀ · dM (the first
+     * of dH's two terms: written, not added) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, n, L, 1.0f, w->dm, L, w->h, L,
+                0.0f, w->da, n);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, L, K, 1.0f, w->a, n, w->dm, L,
+                0.0f, w->dh, L);
+    memset(w->dsoft, 0, sizeof *w->dsoft * K * n);
+    amil_softmax_backward(w->dsoft, w->da, w->a, K, n);
+    for (int k = 0; k < K; k++)
+        for (int i = 0; i < n; i++)
+            w->dscores[(size_t)i * K + k] = w->dsoft[(size_t)k * n + i];
+    /* the attention network, rows split among threads, then its weights'
+     * gradients, units split among threads */
+    struct rows_pass rows = {m, w, w->h, n, grads};
+    amil_parallel(n, attention_back_of_rows, &rows);
+    const struct amil_kernels *kern = w->kernels;
+    int lanes = kern->lanes, groups = (n + lanes - 1) / lanes;
+    for (int i = n; i < groups * lanes; i++)   /* the last group's empty lanes */
+        for (int j = 0; j < L; j++)
+            w->dhl[(size_t)(i / lanes) * L * lanes + (size_t)j * lanes + i % lanes] = 0;
+    amil_parallel(D, attention_dweight_of_units, &rows);
+    int last = m->arch == AMIL_ARCH_AMIL ? ATT_FIRST + 2 : ATT_FIRST + 4;
+    const float *before_last = m->arch == AMIL_ARCH_AMIL ? w->v : w->gate;
+    /* the scoring layer's weight (K, D) += dscoresᵀ (K, N) · its input (N, D) */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, D, n, 1.0f, w->dscores, K,
+                before_last, D, 1.0f, G(last), D);
+    column_sums(G(last + 1), w->dscores, n, K);
+    column_sums(G(ATT_FIRST + 1), w->dv, n, D);
+    if (m->arch == AMIL_ARCH_GATED)
+        column_sums(G(ATT_FIRST + 3), w->du, n, D);
+    /* the feature extractor: dH (masked by its ReLU) in lanes, then the
+     * linear layer over all groups, then group by group back to conv1 */
+    column_sums(G(FC_B), w->dh, n, L);
+    fc_dweight(m, w, n, grads);
+    struct bag_pass pass = {m, w, NULL, n, grads, cam};
+    amil_parallel(groups, linear_back_of_groups, &pass);
+    /* the convolutions group by group, each thread adding its parameters'
+     * gradients into a buffer of its own, summed in thread order after */
+    size_t conv = model_conv_params(m);
+    memset(w->dconv, 0, sizeof *w->dconv * (size_t)(w->threads - 1) * conv);
+    amil_parallel(groups, conv_back_of_groups, &pass);
+    for (int t = 1; t < w->threads; t++)
+        for (size_t i = 0; i < conv; i++)
+            grads[i] += w->dconv[(t - 1) * conv + i];
+#undef G
+}
+
+double amil_model_step(const struct amil_model *m, struct amil_work *w,
+                       const uint8_t *patches, int n, int y, float *grads)
+{
+    amil_featurize(m, w, patches, n);
+    amil_attend(m, w, w->h, n);
+    amil_classify(m, w, w->m);
+    int outputs = amil_model_outputs(m);
+    if (!grads)   /* the loss alone */
+        return m->classes == 2 ? amil_bernoulli_nll(w->prob[1], y, NULL)
+                               : amil_cross_entropy(w->logits, outputs, y, NULL);
+    model_fit(m, w, n, STAGE_BACKWARD);
+    double loss;
+    if (m->classes == 2) {
+        float p = w->prob[1], dp;
+        loss = amil_bernoulli_nll(p, y, &dp);
+        w->dlogits[0] = dp * p * (1 - p);   /* through the sigmoid */
+    } else {
+        loss = amil_cross_entropy(w->logits, outputs, y, w->dlogits);
+    }
+    backward(m, w, n, grads, NULL);
+    return loss;
+}
+
+int amil_model_judge(const struct amil_model *m, struct amil_work *w,
+                     const struct amil_record *r, struct amil_verdict *v)
+{
+    const struct amil_tensor *p = amil_bag_patches(m, r);
+    if (!p || amil_bag_label(m, r, &v->label) != 1)
+        return p ? amil_fail("no label") : -1;
+    v->loss = amil_model_step(m, w, p->data, (int)p->shape[0], (int)v->label, NULL);
+    v->predicted = amil_model_predict(m, w->prob);
+    v->score = w->prob[1];
+    return 0;
+}
+
+int amil_model_gradcam_side(const struct amil_model *m) { return sides_of(m->patch).conv2; }
+
+void amil_model_gradcam(const struct amil_model *m, struct amil_work *w,
+                        const uint8_t *patches, int n, int target, float *cam)
+{
+    amil_featurize(m, w, patches, n);
+    amil_attend(m, w, w->h, n);
+    amil_classify(m, w, w->m);
+    model_fit(m, w, n, STAGE_BACKWARD);
+    /* the score of the target class: the logit; with the sigmoid head, class
+     * 1's is z and class 0's is -z */
+    int outputs = amil_model_outputs(m);
+    for (int c = 0; c < outputs; c++)
+        w->dlogits[c] = m->classes == 2 ? (target == 1 ? 1.0f : -1.0f) : (c == target);
+    float *grads = amil_xcalloc(m->params.nweights, sizeof *grads);   /* not wanted */
+    backward(m, w, n, grads, cam);
+    free(grads);
+}

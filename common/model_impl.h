@@ -1,0 +1,105 @@
+/* model_impl.h: what model.c, model_forward.c and model_backward.c share
+ * and no one else sees: the network's fixed sizes, the parameter indices,
+ * the work buffers' stages and the parallel passes over a bag.  (Private:
+ * include model.h, not this, outside those files.) */
+#ifndef AMIL_MODEL_IMPL_H
+#define AMIL_MODEL_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels.h"
+#include "model.h"
+
+#define CONV1 20        /* the paper's channels: conv 5×5 C→20, 20→50 */
+#define CONV2 50
+#define KERNEL 5
+
+/* The sides after conv1, pool1, conv2 and pool2 for a patch of side P. */
+struct sides {
+    int conv1, pool1, conv2, pool2;
+};
+
+static inline struct sides sides_of(int patch)
+{
+    struct sides s;
+    s.conv1 = patch - KERNEL + 1;
+    s.pool1 = s.conv1 / 2;
+    s.conv2 = s.pool1 - KERNEL + 1;
+    s.pool2 = s.conv2 / 2;
+    return s;
+}
+
+/* Weight and bias of the layer that starts at parameter i. */
+#define W(m, i) ((m)->params.at[i].data)
+enum { CONV1_W, CONV1_B, CONV2_W, CONV2_B, FC_W, FC_B, ATT_FIRST };
+
+/* The buffers of each stage: featurize's, attend's and classify's, and the
+ * gradients only a training step needs; each stage grows on its own, so
+ * that attend does not hold the convolutions' memory, nor featurize the
+ * gradients'.  The feature extractor's activations are in the lane layout
+ * of kernels.h, a group of `lanes` patches at a time; what backward needs
+ * is kept for the whole bag, one group's convolution outputs are scratch. */
+enum { STAGE_FEATURES, STAGE_ATTENTION, STAGE_BACKWARD, STAGES };
+
+/* Makes room in one stage's buffers for a bag of n patches. */
+void model_fit(const struct amil_model *m, struct amil_work *w, int n, int stage);
+/* The convolutions' parameters: the first four, at the buffer's start. */
+size_t model_conv_params(const struct amil_model *m);
+
+/* The second convolution image by image (model_forward.c says how). */
+struct shift_sizes {
+    size_t plane;     /* floats of a patch's plane: P1's or C2's, the larger */
+    size_t planes;    /* a thread's planes: lanes of them */
+    size_t channel;   /* floats of one input channel's five copies */
+    size_t shifted;   /* a thread's copies: lanes patches */
+};
+
+/* A group's patches image by image, on this thread's scratch. */
+struct shifted_group {
+    const struct amil_kernels *k;
+    struct shift_sizes z;
+    size_t lanes, positions;   /* positions: of C2's map, S·S */
+    int count;                 /* the group's patches */
+    int off[KERNEL * KERNEL];
+    float *planes, *shifted;
+};
+
+int model_shift_pays(const struct amil_model *m, int lanes, int n, int g);
+struct shifted_group model_shift_group(const struct amil_model *m, struct amil_work *w,
+                                       const float *p1, int n, int g, int thread);
+void model_planes_to_lanes(const struct shifted_group *sg, float *to, size_t rows,
+                           size_t stride);
+void model_conv2_forward(const struct amil_model *m, struct amil_work *w, float *c2,
+                         const float *p1, int n, int g, int thread);
+
+/* floats of a thread's products scratch (kernels.h's winograd5_output) */
+#define WINOGRAD_SCRATCH(lanes) ((size_t)64 * 4 * 6 * (lanes))
+
+/* What the parallel loops of featurize and backward share. */
+struct bag_pass {
+    const struct amil_model *m;
+    struct amil_work *w;
+    const uint8_t *patches;
+    int n;
+    float *grads, *cam;
+};
+
+/* Sizes of one group's buffers, in floats (bytes for arg1, arg2). */
+struct group_sizes {
+    size_t x, c1, p1, c2, p2;
+};
+struct group_sizes model_group_sizes(const struct amil_model *m, int lanes);
+int model_linear_by_rows(const struct amil_model *m, int lanes, int n, int g);
+
+/* What the attention's loops over a bag's rows share: H (N, L) and, in
+ * backward, the gradients. */
+struct rows_pass {
+    const struct amil_model *m;
+    struct amil_work *w;
+    const float *h;
+    int n;
+    float *grads;
+};
+
+#endif
