@@ -14,7 +14,7 @@
 
 #include "amil.h"
 #include "kernels.h"
-#include "model.h"
+#include "mil.h"
 #include "nn.h"
 #include "optim.h"
 
@@ -42,16 +42,16 @@ int main(int argc, char **argv)
     int n = atoi(argv[1]), channels = atoi(argv[2]);
     double seconds = atof(argv[4]);
     amil_threads(atoi(argv[3]));
-    struct amil_model m;
-    if (amil_model_init(&m, AMIL_ARCH_AMIL, channels, 28, 2, 500, 128, 1) < 0)
+    struct amil_mil m;
+    if (amil_mil_init(&m, AMIL_MIL_PLAIN, channels, 28, 2, 500, 128, 1) < 0)
         amil_die("%s", amil_error());
-    amil_model_randomize(&m, 1);
+    amil_mil_randomize(&m, 1);
     size_t bytes = (size_t)n * 28 * 28 * channels;
     uint8_t *patches = amil_xmalloc(bytes);
     srand(1);
     for (size_t i = 0; i < bytes; i++)
         patches[i] = (uint8_t)(rand() & 255);
-    struct amil_work w = {0};
+    struct amil_mil_work w = {0};
     struct amil_optimizer o;
     amil_optim_init(&o, AMIL_ADAM, m.params.nweights);
     o.lr = 1e-4, o.decay = 1e-4;
@@ -65,12 +65,12 @@ int main(int argc, char **argv)
                 start = now();
             if (phase == 0) {
                 memset(grads, 0, sizeof *grads * m.params.nweights);
-                amil_model_step(&m, &w, patches, n, 1, grads);
+                amil_mil_step(&m, &w, patches, n, 1, grads);
                 amil_optim_step(&o, m.params.weights, grads);
             } else {
-                amil_featurize(&m, &w, patches, n);
-                amil_attend(&m, &w, w.h, n);
-                amil_classify(&m, &w, w.m);
+                amil_mil_featurize(&m, &w, patches, n);
+                amil_mil_attend(&m, &w, w.h, n);
+                amil_mil_classify(&m, &w, w.m);
             }
             if (k >= 2)
                 reps++;

@@ -178,14 +178,14 @@ void amil_stream_close(struct amil_stream *s);
 /* Reads the next record into r (which it initializes).  Returns 1 for a
  * record, 0 at a clean end of stream, -1 on bad input with the message
  * "NAME: record I: what" (r is then empty). */
-int amil_read(struct amil_stream *s, struct amil_record *r);
+int amil_record_read(struct amil_stream *s, struct amil_record *r);
 /* Parses one record from memory (a whole safetensors document); used by
- * amil_read() and by model loading.  Returns 0 or -1. */
-int amil_parse(const unsigned char *doc, size_t len, struct amil_record *r);
+ * amil_record_read() and by model loading.  Returns 0 or -1. */
+int amil_record_parse(const unsigned char *doc, size_t len, struct amil_record *r);
 /* Writes r as one safetensors document.  Data are laid out by decreasing
  * dtype size, so every tensor starts aligned to its element size. Returns 0,
  * or -1 if the write failed. */
-int amil_write(FILE *f, const struct amil_record *r);
+int amil_record_write(FILE *f, const struct amil_record *r);
 /* The first record of a file (a model): 0, or -1 with a message naming
  * the file.  A regular file is mapped, not read: its tensors aligned to
  * their element size are borrowed from the mapping (copy on write), so
@@ -198,42 +198,42 @@ int amil_record_save(const char *path, const struct amil_record *r);
 void amil_record_init(struct amil_record *r);
 void amil_record_free(struct amil_record *r);
 
-struct amil_tensor *amil_find(const struct amil_record *r, const char *name);
+struct amil_tensor *amil_record_find(const struct amil_record *r, const char *name);
 /* The helpers below that build records die if memory runs out (as llm.c's
  * mallocCheck does); reading and writing report every other failure. */
 
 /* Adds (or replaces) a tensor with a zeroed buffer of the right size and
  * returns it; shape has ndim entries. */
-struct amil_tensor *amil_put(struct amil_record *r, const char *name,
-                             enum amil_dtype dtype, int ndim, const int64_t *shape);
+struct amil_tensor *amil_record_put(struct amil_record *r, const char *name,
+                                    enum amil_dtype dtype, int ndim, const int64_t *shape);
 /* Removes the named tensor, if any; returns whether it was there. */
-int amil_remove(struct amil_record *r, const char *name);
+int amil_record_remove(struct amil_record *r, const char *name);
 /* Checks that the named tensor exists with this dtype and rank; returns it,
  * or NULL with a message. */
-struct amil_tensor *amil_expect(const struct amil_record *r, const char *name,
-                                enum amil_dtype dtype, int ndim);
+struct amil_tensor *amil_record_expect(const struct amil_record *r, const char *name,
+                                       enum amil_dtype dtype, int ndim);
 
-const char *amil_meta_get(const struct amil_record *r, const char *key);
-void amil_meta_set(struct amil_record *r, const char *key, const char *value);
-void amil_meta_setf(struct amil_record *r, const char *key, const char *fmt, ...)
+const char *amil_record_meta(const struct amil_record *r, const char *key);
+void amil_record_set_meta(struct amil_record *r, const char *key, const char *value);
+void amil_record_set_metaf(struct amil_record *r, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Reads an integer metadata value in [min, max]: 1 found, 0 absent,
  * -1 present but not such an integer (with a message). */
-int amil_meta_long(const struct amil_record *r, const char *key, long min,
-                   long max, long *out);
+int amil_record_meta_long(const struct amil_record *r, const char *key, long min,
+                          long max, long *out);
 /* Which image of its source file a record was cut from: image_index (set
  * by bagify from the second image of a stream on), 0 when absent; -1 with a
  * message when malformed. */
-long amil_image_index(const struct amil_record *r);
+long amil_record_image_index(const struct amil_record *r);
 /* Where a record's image is: its source as given to bagify if that names a
  * file from here (or is absolute, or "-"); else the source under the
  * folder bagify ran in (source_dir), if a file is there; else the source
  * (so that a message names what was given).  NULL if it has no source.
  * buf holds a path that is built. */
-const char *amil_source_path(const struct amil_record *r, char *buf, size_t size);
+const char *amil_record_source_path(const struct amil_record *r, char *buf, size_t size);
 /* Whether image is the record's source: the same file, or, when the
  * source is not found here, the same base name; 1 also when the record
  * has no source (or standard input's). */
-int amil_is_source(const struct amil_record *r, const char *image);
+int amil_record_is_source(const struct amil_record *r, const char *image);
 
 #endif

@@ -9,10 +9,10 @@ void amil_checkpoint_to_record(struct amil_record *r, const struct amil_checkpoi
                                const struct amil_optimizer *o, const struct amil_param *params,
                                int nparams)
 {
-    amil_meta_set(r, "kind", "checkpoint");
-    amil_meta_setf(r, "epoch", "%ld", c->epoch);
-    amil_meta_setf(r, "seed", "%ld", c->seed);
-    amil_meta_setf(r, "batch", "%ld", c->batch);
+    amil_record_set_meta(r, "kind", "checkpoint");
+    amil_record_set_metaf(r, "epoch", "%ld", c->epoch);
+    amil_record_set_metaf(r, "seed", "%ld", c->seed);
+    amil_record_set_metaf(r, "batch", "%ld", c->batch);
     amil_optim_to_record(o, params, nparams, r);
 }
 
@@ -20,16 +20,16 @@ int amil_checkpoint_from_record(const struct amil_record *r, struct amil_checkpo
                                 struct amil_optimizer *o, size_t base, size_t n,
                                 const struct amil_param *params, int nparams)
 {
-    const char *kind = amil_meta_get(r, "kind");
+    const char *kind = amil_record_meta(r, "kind");
     if (!kind || strcmp(kind, "checkpoint") != 0 ||
-        amil_meta_long(r, "epoch", 0, 1000000, &c->epoch) != 1 ||
-        amil_meta_long(r, "seed", 0, 4294967295L, &c->seed) != 1)
+        amil_record_meta_long(r, "epoch", 0, 1000000, &c->epoch) != 1 ||
+        amil_record_meta_long(r, "seed", 0, 4294967295L, &c->seed) != 1)
         return amil_fail("not a checkpoint of train");
-    int has_batch = amil_meta_long(r, "batch", 1, 4096, &c->batch);
+    int has_batch = amil_record_meta_long(r, "batch", 1, 4096, &c->batch);
     if (has_batch < 0)
         return -1;
     c->batch = has_batch ? c->batch : 0;
-    const char *name = amil_meta_get(r, "optimizer");
+    const char *name = amil_record_meta(r, "optimizer");
     int optimizer = name ? amil_optim_parse(name) : -1;
     if (optimizer < 0)
         return amil_fail("no optimizer state");
@@ -39,7 +39,7 @@ int amil_checkpoint_from_record(const struct amil_record *r, struct amil_checkpo
                           &o->alpha};
     const char *keys[] = {"lr", "beta1", "beta2", "eps", "decay", "momentum", "alpha"};
     for (int i = 0; i < 7; i++) {
-        const char *v = amil_meta_get(r, keys[i]);
+        const char *v = amil_record_meta(r, keys[i]);
         if (!v || amil_parse_double(v, 0, 1e6, settings[i]) < 0) {
             amil_optim_free(o);
             return amil_fail("bad or missing %s", keys[i]);

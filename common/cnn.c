@@ -276,29 +276,29 @@ int amil_cnn_layer(const struct amil_cnn *m, const char *name)
 void amil_cnn_to_record(const struct amil_cnn *m, struct amil_record *r)
 {
     amil_record_init(r);
-    amil_meta_set(r, "kind", "model");
-    amil_meta_set(r, "arch", arch_names[m->arch]);
-    amil_meta_setf(r, "classes", "%d", m->classes);
-    amil_meta_setf(r, "channels", "%d", m->channels);
-    amil_meta_setf(r, "size", "%d", m->size);
-    amil_meta_set(r, "normalization", amil_norm_name(m->norm));
+    amil_record_set_meta(r, "kind", "model");
+    amil_record_set_meta(r, "arch", arch_names[m->arch]);
+    amil_record_set_metaf(r, "classes", "%d", m->classes);
+    amil_record_set_metaf(r, "channels", "%d", m->channels);
+    amil_record_set_metaf(r, "size", "%d", m->size);
+    amil_record_set_meta(r, "normalization", amil_norm_name(m->norm));
     amil_params_to_record(&m->params, r);
 }
 
 int amil_cnn_is_model(const struct amil_record *r)
 {
-    const char *arch = amil_meta_get(r, "arch");
+    const char *arch = amil_record_meta(r, "arch");
     if (arch)
         return amil_cnn_arch_parse(arch) >= 0;
-    return amil_find(r, "conv1.weight") || amil_find(r, "features.0.weight");
+    return amil_record_find(r, "conv1.weight") || amil_record_find(r, "features.0.weight");
 }
 
 void amil_cnn_rename_paper(struct amil_record *r)
 {
     const char *const names[][2] = {{"fc.0.weight", "fc.weight"}, {"fc.0.bias", "fc.bias"}};
     for (int i = 0; i < 2; i++) {
-        struct amil_tensor *t = amil_find(r, names[i][0]);
-        if (t && !amil_find(r, names[i][1])) {
+        struct amil_tensor *t = amil_record_find(r, names[i][0]);
+        if (t && !amil_record_find(r, names[i][1])) {
             free(t->name);
             t->name = amil_xstrdup(names[i][1]);
         }
@@ -309,19 +309,19 @@ int amil_cnn_from_record(struct amil_cnn *m, struct amil_record *r)
 {
     memset(m, 0, sizeof *m);
     amil_cnn_rename_paper(r);
-    const char *kind = amil_meta_get(r, "kind");
+    const char *kind = amil_record_meta(r, "kind");
     if (kind && strcmp(kind, "model") != 0 && strcmp(kind, "checkpoint") != 0)
         return amil_fail("a record of kind '%s', not a model", kind);
-    const char *arch_text = amil_meta_get(r, "arch");
+    const char *arch_text = amil_record_meta(r, "arch");
     int arch = arch_text ? amil_cnn_arch_parse(arch_text)
-             : amil_find(r, "features.0.weight") ? AMIL_CNN_VGG19
-             : amil_find(r, "layer1.0.conv1.weight") ? AMIL_CNN_RESNET18
-             : amil_find(r, "conv5.weight") ? AMIL_CNN_NET : -1;
+             : amil_record_find(r, "features.0.weight") ? AMIL_CNN_VGG19
+             : amil_record_find(r, "layer1.0.conv1.weight") ? AMIL_CNN_RESNET18
+             : amil_record_find(r, "conv5.weight") ? AMIL_CNN_NET : -1;
     if (arch < 0)
         return amil_fail(arch_text ? "arch '%s' is not a CNN (net, vgg19 or resnet18)"
                                    : "not a CNN model: no arch, and not torchvision's names%s",
                          arch_text ? arch_text : "");
-    const struct amil_tensor *head = amil_find(r, arch == AMIL_CNN_NET ? "fc2.weight"
+    const struct amil_tensor *head = amil_record_find(r, arch == AMIL_CNN_NET ? "fc2.weight"
                                                   : arch == AMIL_CNN_VGG19 ? "classifier.6.weight"
                                                                           : "fc.weight");
     if (!head || head->ndim != 2)
@@ -331,7 +331,7 @@ int amil_cnn_from_record(struct amil_cnn *m, struct amil_record *r)
         return amil_fail("a last layer of %lld classes (2 to %d)", (long long)head->shape[0],
                          AMIL_CNN_MAX_CLASSES);
     long classes = (long)head->shape[0];
-    if (amil_meta_long(r, "classes", 2, AMIL_CNN_MAX_CLASSES, &classes) < 0)
+    if (amil_record_meta_long(r, "classes", 2, AMIL_CNN_MAX_CLASSES, &classes) < 0)
         return -1;
     if (classes != head->shape[0])
         return amil_fail("the metadata's %ld classes disagree with the last layer's %lld",
@@ -352,7 +352,7 @@ int amil_cnn_from_record(struct amil_cnn *m, struct amil_record *r)
 void amil_cnn_take_param(struct amil_cnn *m, int i, const struct amil_record *r)
 {
     struct amil_param *p = &m->params.at[i];
-    const struct amil_tensor *t = amil_find(r, p->name);
+    const struct amil_tensor *t = amil_record_find(r, p->name);
     if (i < m->trained && t->borrowed && r->mapping) {
         p->data = t->data;
         if (!m->mapping)
@@ -369,7 +369,7 @@ int amil_cnn_take_weights(struct amil_cnn *m, struct amil_record *r)
     int head = m->params.n - 2, fits = 1;
     for (int i = 0; i < m->params.n; i++) {
         const struct amil_param *p = &m->params.at[i];
-        int same = amil_param_fits(p, amil_find(r, p->name));
+        int same = amil_param_fits(p, amil_record_find(r, p->name));
         if (!same && i < head)
             return amil_fail("tensor '%s' is missing or not F32 of the shape %s needs",
                              p->name, arch_names[m->arch]);

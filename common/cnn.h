@@ -143,7 +143,7 @@ struct amil_cnn_work {
     float *cols, *dcols;    /* one image's im2col and its gradient */
     float *padded, *shifted;      /* a convolution's padded input (one phase of
                                      it) and its output at the padded width */
-    float *phase_weights;         /* a stride-2 phase's taps' weights (cnn.c) */
+    float *phase_weights;         /* a stride-2 phase's taps' weights (cnn_pass.c) */
     float **winograd;             /* per frozen 3×3 layer, its transformed
                                      weights (16, OC, C), made at first use */
     const float **winograd_of;    /* the weights they were made from */

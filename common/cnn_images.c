@@ -30,7 +30,7 @@ void amil_cnn_cut(uint8_t *tile, const uint8_t *image, int width, int y, int x, 
 
 const struct amil_tensor *amil_cnn_image(const struct amil_cnn *m, const struct amil_record *r)
 {
-    const struct amil_tensor *t = amil_expect(r, "image", AMIL_U8, 3);
+    const struct amil_tensor *t = amil_record_expect(r, "image", AMIL_U8, 3);
     if (!t)
         return NULL;
     if (t->shape[2] != 3) {
@@ -50,7 +50,7 @@ const struct amil_tensor *amil_cnn_image(const struct amil_cnn *m, const struct 
 
 const struct amil_tensor *amil_cnn_cached(const struct amil_cnn *m, const struct amil_record *r)
 {
-    const struct amil_tensor *t = amil_expect(r, "features", AMIL_F32, 2);
+    const struct amil_tensor *t = amil_record_expect(r, "features", AMIL_F32, 2);
     if (!t)
         return NULL;
     if (t->shape[0] < 1 || t->shape[0] > INT32_MAX / 4 ||
@@ -124,7 +124,7 @@ int amil_cnn_judge(const struct amil_cnn *m, struct amil_cnn_work *w,
     const struct amil_tensor *t = cached ? amil_cnn_cached(m, r) : amil_cnn_image(m, r);
     if (!t)
         return -1;
-    if (amil_meta_long(r, "label", 0, m->classes - 1, &v->label) != 1)
+    if (amil_record_meta_long(r, "label", 0, m->classes - 1, &v->label) != 1)
         return amil_fail("no label of the model's classes");
     if (cached)
         amil_cnn_classify(m, w, NULL, 0, 0, t->data, (int)t->shape[0], prob);
@@ -149,15 +149,16 @@ int amil_cnn_predict(const struct amil_cnn *m, const float *prob)
 long amil_cnn_samples(const struct amil_cnn *m, const struct amil_record *r, int *cached)
 {
     long label;
-    int has = amil_meta_long(r, "label", 0, m->classes - 1, &label);
+    int has = amil_record_meta_long(r, "label", 0, m->classes - 1, &label);
     if (has < 0)
         return amil_fail("label '%s' is not a class of the model (0 to %d)",
-                         amil_meta_get(r, "label"), m->classes - 1);
+                         amil_record_meta(r, "label"), m->classes - 1);
     if (!has)
         return amil_fail("no label (bagify -l or -L gives one)");
     /* a frozen backbone reads cached features when a record has them, as
      * classify does; net always the image */
-    int features = amil_find(r, "features") && (m->trained || !amil_find(r, "image"));
+    int features = amil_record_find(r, "features") &&
+                   (m->trained || !amil_record_find(r, "image"));
     if (features && !m->trained)
         return amil_fail("net trains on images (bagify -w), not cached features");
     if (*cached >= 0 && features != *cached)
@@ -190,7 +191,7 @@ int amil_cnn_gather(const struct amil_cnn *m, struct amil_cnn_work *backbone,
         int32_t *coords = NULL;
         if (t && !cached && m->trained)
             coords = amil_cnn_tile_coords(m, (int)t->shape[0], (int)t->shape[1], &n);
-        if (!t || amil_meta_long(&r, "label", 0, m->classes - 1, &batch->labels[k]) != 1 ||
+        if (!t || amil_record_meta_long(&r, "label", 0, m->classes - 1, &batch->labels[k]) != 1 ||
             tile >= (cached ? t->shape[0] : m->trained ? n : 1)) {
             free(coords);
             amil_samples_put(s, &r);

@@ -68,16 +68,16 @@ long amil_filter_run(const struct amil_filter *f, amil_filter_each *each, void *
     struct amil_progress progress;
     amil_progress_start(&progress);
     int got;
-    while ((got = amil_read(&s, &r)) == 1) {
+    while ((got = amil_record_read(&s, &r)) == 1) {
         const char *consumed = NULL;
         long units = each(ctx, &r, s.index - 1, &consumed);
         if (units < 0)
             amil_die("%s: record %ld: %s", s.name, s.index - 1, amil_error());
         if (!f->table) {
             if (!f->keep && consumed)
-                amil_remove(&r, consumed);
-            amil_meta_set(&r, "model", f->model);
-            if (amil_write(stdout, &r) < 0)
+                amil_record_remove(&r, consumed);
+            amil_record_set_meta(&r, "model", f->model);
+            if (amil_record_write(stdout, &r) < 0)
                 amil_die("write error:");
         }
         amil_record_free(&r);
@@ -99,7 +99,7 @@ int amil_any_load(struct amil_any_model *m, const char *path)
         return -1;
     m->is_cnn = amil_cnn_is_model(&r);
     int status = m->is_cnn ? amil_cnn_from_record(&m->cnn, &r)
-                           : amil_model_from_record(&m->mil, &r);
+                           : amil_mil_from_record(&m->mil, &r);
     amil_record_free(&r);
     return status < 0 ? amil_fail_in(path) : 0;
 }
@@ -109,5 +109,5 @@ void amil_any_free(struct amil_any_model *m)
     if (m->is_cnn)
         amil_cnn_free(&m->cnn);
     else
-        amil_model_free(&m->mil);
+        amil_mil_free(&m->mil);
 }

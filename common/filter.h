@@ -34,11 +34,11 @@ long amil_filter_run(const struct amil_filter *f, amil_filter_each *each, void *
 /* The model a filter applies: an attention-MIL model or a CNN baseline,
  * told apart by its record (amil_cnn_is_model). */
 #include "cnn.h"
-#include "model.h"
+#include "mil.h"
 
 struct amil_any_model {
     int is_cnn;
-    struct amil_model mil;
+    struct amil_mil mil;
     struct amil_cnn cnn;
 };
 /* Loads path: 0, or -1 with a message naming it. */

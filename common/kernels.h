@@ -78,7 +78,7 @@ struct amil_kernels {
      * in[i·in_item + c·in_stride + p + off[t]], at [oc][c·T + t]; no
      * alignment asked, nothing read past position P - 1.  With one item
      * and one tap, rows of dot products: out (OC, C) += dout (OC, P) ·
-     * in (C, P)ᵀ (model.c's linear layer, nn.c's small linear layers). */
+     * in (C, P)ᵀ (mil_forward.c's linear layer, nn.c's small linear layers). */
     void (*conv_shift_dweight)(float *dweight, const float *dout, size_t dout_stride,
                                size_t dout_item, const float *in, size_t in_stride,
                                size_t in_item, const int *off, int T, int C, int OC,
@@ -90,15 +90,15 @@ struct amil_kernels {
                       size_t src_row, size_t src_tile, size_t tiles);
     /* out (N, OC) rows n_first .. n_end-1 = Σ over c < C of x[c·x_stride + n]
      * · a (C, OC) row c: the outputs in lanes, x broadcast (Winograd's
-     * products, cnn.c; the linear layer's input gradient, model.c).  OC a
-     * multiple of lanes; out 64-byte aligned. */
+     * products, cnn_pass.c; the linear layer's input gradient,
+     * mil_backward.c).  OC a multiple of lanes; out 64-byte aligned. */
     void (*product)(float *out, const float *x, size_t x_stride, const float *a, int C,
                     int OC, int n_first, int n_end);
     /* Winograd F(2×2, 3×3)'s input transform of one row of tw blocks:
      * rows holds the block row's four input rows, row_stride floats apart,
      * each as two arrays of row_stride / 2 floats, its column 2k-1 at k,
      * then its column 2k at k; block tx's 16 values Bᵀ d B go to
-     * v[x·plane + tx], x = 4i + j (cnn.c).  It reads whole vectors: up to
+     * v[x·plane + tx], x = 4i + j (cnn_pass.c).  It reads whole vectors: up to
      * a vector past the last row's end. */
     void (*winograd_input_row)(float *v, size_t plane, const float *rows, size_t row_stride,
                                int tw);
@@ -109,7 +109,7 @@ struct amil_kernels {
                             int W);
 
     /* Winograd F(4×4, 5×5), the attention-MIL model's second convolution in
-     * lanes (model.c).  The weights: U (64, pairs) = G g Gᵀ of each 5×5
+     * lanes (mil_forward.c).  The weights: U (64, pairs) = G g Gᵀ of each 5×5
      * kernel g, read from gt (25, pairs), its taps transposed (pairs = OC·C,
      * in U's order (OC, C)). */
     void (*winograd5_weights)(float *U, const float *gt, size_t pairs);

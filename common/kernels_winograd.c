@@ -162,7 +162,7 @@ void NAME(winograd_output)(float *out, const float *M, const float *bias, int OC
     free(rows);
 }
 
-/* ---- Winograd F(4×4, 5×5): model.c's second convolution ------------------- */
+/* ---- Winograd F(4×4, 5×5): A-MIL's second convolution ------------------- */
 
 /* Interpolation at 0, ±1, ±2, ±1/2 and infinity: an 8×8 input tile d gives
  * a 4×4 output tile Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A, 6.25 times fewer

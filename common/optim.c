@@ -127,21 +127,22 @@ void amil_optim_step(struct amil_optimizer *o, float *w, const float *grads)
 void amil_optim_to_record(const struct amil_optimizer *o, const struct amil_param *params,
                           int nparams, struct amil_record *r)
 {
-    amil_meta_set(r, "optimizer", names[o->kind]);
-    amil_meta_setf(r, "optimizer_step", "%ld", o->step);
-    amil_meta_setf(r, "lr", "%.17g", o->lr);
-    amil_meta_setf(r, "beta1", "%.17g", o->beta1);
-    amil_meta_setf(r, "beta2", "%.17g", o->beta2);
-    amil_meta_setf(r, "eps", "%.17g", o->eps);
-    amil_meta_setf(r, "decay", "%.17g", o->decay);
-    amil_meta_setf(r, "momentum", "%.17g", o->momentum);
-    amil_meta_setf(r, "alpha", "%.17g", o->alpha);
+    amil_record_set_meta(r, "optimizer", names[o->kind]);
+    amil_record_set_metaf(r, "optimizer_step", "%ld", o->step);
+    amil_record_set_metaf(r, "lr", "%.17g", o->lr);
+    amil_record_set_metaf(r, "beta1", "%.17g", o->beta1);
+    amil_record_set_metaf(r, "beta2", "%.17g", o->beta2);
+    amil_record_set_metaf(r, "eps", "%.17g", o->eps);
+    amil_record_set_metaf(r, "decay", "%.17g", o->decay);
+    amil_record_set_metaf(r, "momentum", "%.17g", o->momentum);
+    amil_record_set_metaf(r, "alpha", "%.17g", o->alpha);
     for (int i = 0; i < nparams; i++) {
         char name[96];
         const float *state[2] = {o->m, o->v};
         for (int s = 0; s < 2; s++) {
             snprintf(name, sizeof name, "optimizer.%s.%s", params[i].name, s ? "v" : "m");
-            struct amil_tensor *t = amil_put(r, name, AMIL_F32, params[i].ndim, params[i].shape);
+            struct amil_tensor *t =
+                amil_record_put(r, name, AMIL_F32, params[i].ndim, params[i].shape);
             memcpy(t->data, state[s] + (params[i].offset - o->base), t->nbytes);
         }
     }
@@ -150,12 +151,12 @@ void amil_optim_to_record(const struct amil_optimizer *o, const struct amil_para
 int amil_optim_from_record(struct amil_optimizer *o, const struct amil_param *params,
                            int nparams, const struct amil_record *r)
 {
-    const char *kind = amil_meta_get(r, "optimizer");
+    const char *kind = amil_record_meta(r, "optimizer");
     if (!kind || amil_optim_parse(kind) != (int)o->kind)
         return amil_fail("the checkpoint's optimizer is %s, not %s", kind ? kind : "missing",
                          names[o->kind]);
     long step;
-    if (amil_meta_long(r, "optimizer_step", 0, 1L << 40, &step) != 1)
+    if (amil_record_meta_long(r, "optimizer_step", 0, 1L << 40, &step) != 1)
         return amil_fail("the checkpoint has no optimizer_step");
     o->step = step;
     for (int i = 0; i < nparams; i++) {
@@ -163,7 +164,7 @@ int amil_optim_from_record(struct amil_optimizer *o, const struct amil_param *pa
         float *state[2] = {o->m, o->v};
         for (int s = 0; s < 2; s++) {
             snprintf(name, sizeof name, "optimizer.%s.%s", params[i].name, s ? "v" : "m");
-            const struct amil_tensor *t = amil_find(r, name);
+            const struct amil_tensor *t = amil_record_find(r, name);
             if (!t || t->dtype != AMIL_F32 || t->nbytes != params[i].count * sizeof(float))
                 return amil_fail("the checkpoint has no F32 tensor %s of the right size",
                                  name);

@@ -125,7 +125,7 @@ int amil_record_save(const char *path, const struct amil_record *r)
     struct amil_output o;
     if (amil_output_open(&o, path) < 0)
         return -1;
-    if (amil_write(o.file, r) < 0) {
+    if (amil_record_write(o.file, r) < 0) {
         char why[512];
         snprintf(why, sizeof why, "%s", amil_error());
         amil_output_abort(&o);

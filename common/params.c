@@ -35,7 +35,7 @@ void amil_norm_table(enum amil_norm norm, float table[3][256])
 
 int amil_norm_of_record(const struct amil_record *r, enum amil_norm *norm)
 {
-    const char *text = amil_meta_get(r, "normalization");
+    const char *text = amil_record_meta(r, "normalization");
     int n = text ? amil_norm_parse(text) : AMIL_NORM_NONE;
     if (n < 0)
         return amil_fail("normalization '%s' is not x/255, mnist or imagenet", text);
@@ -126,14 +126,14 @@ void amil_params_to_record(const struct amil_params *t, struct amil_record *r)
 {
     for (int i = 0; i < t->n; i++) {
         const struct amil_param *p = &t->at[i];
-        struct amil_tensor *tensor = amil_put(r, p->name, AMIL_F32, p->ndim, p->shape);
+        struct amil_tensor *tensor = amil_record_put(r, p->name, AMIL_F32, p->ndim, p->shape);
         memcpy(tensor->data, p->data, tensor->nbytes);
         const char *suffix = strrchr(p->name, '.');
         if (p->fan_in == 0 && suffix && strcmp(suffix, ".running_var") == 0) {
             char name[80];
             snprintf(name, sizeof name, "%.*s.num_batches_tracked",
                      (int)(suffix - p->name), p->name);
-            amil_put(r, name, AMIL_I64, 0, NULL);
+            amil_record_put(r, name, AMIL_I64, 0, NULL);
         }
     }
 }
@@ -150,7 +150,7 @@ int amil_param_fits(const struct amil_param *p, const struct amil_tensor *t)
 int amil_params_check(const struct amil_params *t, const struct amil_record *r)
 {
     for (int i = 0; i < t->n; i++)
-        if (!amil_param_fits(&t->at[i], amil_find(r, t->at[i].name)))
+        if (!amil_param_fits(&t->at[i], amil_record_find(r, t->at[i].name)))
             return amil_fail("tensor '%s' is missing or not F32 of the shape the model "
                              "needs", t->at[i].name);
     return 0;
@@ -159,6 +159,6 @@ int amil_params_check(const struct amil_params *t, const struct amil_record *r)
 void amil_params_copy(struct amil_params *t, const struct amil_record *r)
 {
     for (int i = 0; i < t->n; i++)
-        memcpy(t->at[i].data, amil_find(r, t->at[i].name)->data,
+        memcpy(t->at[i].data, amil_record_find(r, t->at[i].name)->data,
                t->at[i].count * sizeof(float));
 }

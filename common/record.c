@@ -76,7 +76,7 @@ void amil_record_free(struct amil_record *r)
 
 /* ---- building records --------------------------------------------------- */
 
-struct amil_tensor *amil_find(const struct amil_record *r, const char *name)
+struct amil_tensor *amil_record_find(const struct amil_record *r, const char *name)
 {
     for (size_t i = 0; i < r->ntensors; i++)
         if (strcmp(r->tensors[i].name, name) == 0)
@@ -84,13 +84,13 @@ struct amil_tensor *amil_find(const struct amil_record *r, const char *name)
     return NULL;
 }
 
-struct amil_tensor *amil_put(struct amil_record *r, const char *name,
-                             enum amil_dtype dtype, int ndim, const int64_t *shape)
+struct amil_tensor *amil_record_put(struct amil_record *r, const char *name,
+                                    enum amil_dtype dtype, int ndim, const int64_t *shape)
 {
     size_t count = 1;
     for (int d = 0; d < ndim; d++)
         count *= (size_t)shape[d];
-    struct amil_tensor *t = amil_find(r, name);
+    struct amil_tensor *t = amil_record_find(r, name);
     if (t) {
         drop_data(t);
     } else {
@@ -111,9 +111,9 @@ struct amil_tensor *amil_put(struct amil_record *r, const char *name,
     return t;
 }
 
-int amil_remove(struct amil_record *r, const char *name)
+int amil_record_remove(struct amil_record *r, const char *name)
 {
-    struct amil_tensor *t = amil_find(r, name);
+    struct amil_tensor *t = amil_record_find(r, name);
     if (!t)
         return 0;
     free(t->name);
@@ -124,10 +124,10 @@ int amil_remove(struct amil_record *r, const char *name)
     return 1;
 }
 
-struct amil_tensor *amil_expect(const struct amil_record *r, const char *name,
-                                enum amil_dtype dtype, int ndim)
+struct amil_tensor *amil_record_expect(const struct amil_record *r, const char *name,
+                                       enum amil_dtype dtype, int ndim)
 {
-    struct amil_tensor *t = amil_find(r, name);
+    struct amil_tensor *t = amil_record_find(r, name);
     if (!t) {
         /* which program makes it, so that the message says what to run */
         static const char *const makers[][2] = {
@@ -155,7 +155,7 @@ struct amil_tensor *amil_expect(const struct amil_record *r, const char *name,
     return t;
 }
 
-const char *amil_meta_get(const struct amil_record *r, const char *key)
+const char *amil_record_meta(const struct amil_record *r, const char *key)
 {
     for (size_t i = 0; i < r->nmeta; i++)
         if (strcmp(r->meta[i].key, key) == 0)
@@ -163,7 +163,7 @@ const char *amil_meta_get(const struct amil_record *r, const char *key)
     return NULL;
 }
 
-void amil_meta_set(struct amil_record *r, const char *key, const char *value)
+void amil_record_set_meta(struct amil_record *r, const char *key, const char *value)
 {
     for (size_t i = 0; i < r->nmeta; i++)
         if (strcmp(r->meta[i].key, key) == 0) {
@@ -180,20 +180,20 @@ void amil_meta_set(struct amil_record *r, const char *key, const char *value)
     r->nmeta++;
 }
 
-void amil_meta_setf(struct amil_record *r, const char *key, const char *fmt, ...)
+void amil_record_set_metaf(struct amil_record *r, const char *key, const char *fmt, ...)
 {
     char value[4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(value, sizeof value, fmt, ap);
     va_end(ap);
-    amil_meta_set(r, key, value);
+    amil_record_set_meta(r, key, value);
 }
 
-int amil_meta_long(const struct amil_record *r, const char *key, long min, long max,
-                   long *out)
+int amil_record_meta_long(const struct amil_record *r, const char *key, long min, long max,
+                          long *out)
 {
-    const char *v = amil_meta_get(r, key);
+    const char *v = amil_record_meta(r, key);
     if (!v)
         return 0;
     if (amil_parse_long(v, min, max, out) < 0) {
@@ -204,15 +204,15 @@ int amil_meta_long(const struct amil_record *r, const char *key, long min, long 
     return 1;
 }
 
-long amil_image_index(const struct amil_record *r)
+long amil_record_image_index(const struct amil_record *r)
 {
     long index = 0;
-    return amil_meta_long(r, "image_index", 0, LONG_MAX, &index) < 0 ? -1 : index;
+    return amil_record_meta_long(r, "image_index", 0, LONG_MAX, &index) < 0 ? -1 : index;
 }
 
-const char *amil_source_path(const struct amil_record *r, char *buf, size_t size)
+const char *amil_record_source_path(const struct amil_record *r, char *buf, size_t size)
 {
-    const char *source = amil_meta_get(r, "source"), *dir = amil_meta_get(r, "source_dir");
+    const char *source = amil_record_meta(r, "source"), *dir = amil_record_meta(r, "source_dir");
     if (!source || source[0] == '/' || strcmp(source, "-") == 0 || access(source, F_OK) == 0 ||
         !dir)
         return source;
@@ -221,10 +221,10 @@ const char *amil_source_path(const struct amil_record *r, char *buf, size_t size
     return source;
 }
 
-int amil_is_source(const struct amil_record *r, const char *image)
+int amil_record_is_source(const struct amil_record *r, const char *image)
 {
     char buf[4096];
-    const char *source = amil_source_path(r, buf, sizeof buf);
+    const char *source = amil_record_source_path(r, buf, sizeof buf);
     if (!source || strcmp(source, "-") == 0)
         return 1;
     if (access(source, F_OK) == 0)

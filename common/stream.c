@@ -386,7 +386,7 @@ static const char *image_kind(const unsigned char b[8])
     return NULL;
 }
 
-int amil_read(struct amil_stream *s, struct amil_record *r)
+int amil_record_read(struct amil_stream *s, struct amil_record *r)
 {
     amil_record_init(r);
     unsigned char lenbuf[8];
@@ -465,14 +465,14 @@ static int parse_document(const unsigned char *doc, size_t len, int borrow,
     return status;
 }
 
-int amil_parse(const unsigned char *doc, size_t len, struct amil_record *r)
+int amil_record_parse(const unsigned char *doc, size_t len, struct amil_record *r)
 {
     return parse_document(doc, len, 0, r);
 }
 
 /* ---- writing ------------------------------------------------------------ */
 
-int amil_write(FILE *f, const struct amil_record *r)
+int amil_record_write(FILE *f, const struct amil_record *r)
 {
     /* Data by decreasing element size (stable), so each tensor is aligned. */
     size_t *order = amil_xmalloc(r->ntensors * sizeof *order + 1);
@@ -571,7 +571,7 @@ int amil_record_load(const char *path, struct amil_record *r)
     }
     struct amil_stream s;
     amil_stream_open(&s, f, path);
-    int got = amil_read(&s, r);
+    int got = amil_record_read(&s, r);
     fclose(f);
     if (got == 0)
         return amil_fail("%s: empty file, not a model", path);

@@ -11,7 +11,7 @@
 
 #include "amil.h"
 #include "filter.h"
-#include "model.h"
+#include "mil.h"
 #include "nn.h"
 
 static const char usage_text[] =
@@ -22,8 +22,8 @@ static const char usage_text[] =
     "  -h, --help           this help\n";
 
 struct attend {
-    const struct amil_model *m;
-    struct amil_work w;
+    const struct amil_mil *m;
+    struct amil_mil_work w;
 };
 
 /* A record's attention and embedding from its features. */
@@ -31,19 +31,19 @@ static long attend_one(void *ctx, struct amil_record *r, long index, const char 
 {
     (void)index;
     struct attend *a = ctx;
-    const struct amil_model *m = a->m;
-    const struct amil_tensor *h = amil_expect(r, "features", AMIL_F32, 2);
+    const struct amil_mil *m = a->m;
+    const struct amil_tensor *h = amil_record_expect(r, "features", AMIL_F32, 2);
     if (!h)
         return -1;
     if (h->shape[1] != m->hidden || h->shape[0] < 1 || h->shape[0] > INT32_MAX / 1024)
         return amil_fail("features are [%lld, %lld]; the model's are [N ≥ 1, %d]",
                          (long long)h->shape[0], (long long)h->shape[1], m->hidden);
     int n = (int)h->shape[0];
-    amil_attend(m, &a->w, h->data, n);
+    amil_mil_attend(m, &a->w, h->data, n);
     int64_t a_shape[2] = {m->branches, n}, m_shape[2] = {m->branches, m->hidden};
-    memcpy(amil_put(r, "attention", AMIL_F32, 2, a_shape)->data, a->w.a,
+    memcpy(amil_record_put(r, "attention", AMIL_F32, 2, a_shape)->data, a->w.a,
            sizeof(float) * (size_t)m->branches * n);
-    memcpy(amil_put(r, "embedding", AMIL_F32, 2, m_shape)->data, a->w.m,
+    memcpy(amil_record_put(r, "embedding", AMIL_F32, 2, m_shape)->data, a->w.m,
            sizeof(float) * (size_t)m->branches * m->hidden);
     *consumed = "features";
     return n;
@@ -54,12 +54,12 @@ int main(int argc, char **argv)
     amil_init(argc, argv);
     struct amil_filter cl = amil_filter_args(argc, argv, 0, usage_text);
     amil_threads((int)cl.threads);
-    struct amil_model m;
-    if (amil_model_load(&m, cl.model) < 0)
+    struct amil_mil m;
+    if (amil_mil_load(&m, cl.model) < 0)
         amil_die("%s", amil_error());
     struct attend a = {.m = &m};
     amil_filter_run(&cl, attend_one, &a, "patches");
-    amil_work_free(&a.w);
-    amil_model_free(&m);
+    amil_mil_work_free(&a.w);
+    amil_mil_free(&m);
     return amil_close_stdout();
 }

@@ -297,7 +297,7 @@ static void set_label(const struct cmdline *cl, const char *path,
             return;
         }
     }
-    amil_meta_setf(r, "label", "%ld", label);
+    amil_record_set_metaf(r, "label", "%ld", label);
 }
 
 /* The parts of a BreakHis file name as metadata; nothing for another name. */
@@ -306,14 +306,14 @@ static void set_breakhis(struct amil_record *r, const struct amil_breakhis *bh,
 {
     if (!is_breakhis)
         return;
-    amil_meta_set(r, "tumor_class", bh->tumor_class == 'B' ? "benign" : "malignant");
-    amil_meta_set(r, "tumor_type", amil_breakhis_type_name(bh->tumor_type));
-    amil_meta_set(r, "patient", bh->patient);
-    amil_meta_setf(r, "magnification", "%d", bh->magnification);
-    amil_meta_set(r, "procedure", bh->procedure);
-    amil_meta_set(r, "year", bh->year);
-    amil_meta_set(r, "slide", bh->slide);
-    amil_meta_set(r, "sequence", bh->sequence);
+    amil_record_set_meta(r, "tumor_class", bh->tumor_class == 'B' ? "benign" : "malignant");
+    amil_record_set_meta(r, "tumor_type", amil_breakhis_type_name(bh->tumor_type));
+    amil_record_set_meta(r, "patient", bh->patient);
+    amil_record_set_metaf(r, "magnification", "%d", bh->magnification);
+    amil_record_set_meta(r, "procedure", bh->procedure);
+    amil_record_set_meta(r, "year", bh->year);
+    amil_record_set_meta(r, "slide", bh->slide);
+    amil_record_set_meta(r, "sequence", bh->sequence);
 }
 
 /* Where the patches are: the crop's corner and size, patches down and
@@ -331,22 +331,22 @@ static int describe(const struct cmdline *cl, const char *path, const struct ami
     struct amil_breakhis bh;
     int is_breakhis = amil_breakhis_parse(path, &bh) == 0;
     amil_record_init(r);
-    amil_meta_set(r, "kind", cl->whole ? "image" : "bag");
-    amil_meta_set(r, "source", path);
+    amil_record_set_meta(r, "kind", cl->whole ? "image" : "bag");
+    amil_record_set_meta(r, "source", path);
     char here[4096];
     if (path[0] != '/' && strcmp(path, "-") != 0 && getcwd(here, sizeof here))
-        amil_meta_set(r, "source_dir", here);   /* stitch and gradcam look there too */
+        amil_record_set_meta(r, "source_dir", here);   /* stitch and gradcam look there too */
     if (index > 0)   /* the second image of a stream on: stitch finds it by this */
-        amil_meta_setf(r, "image_index", "%ld", index);
+        amil_record_set_metaf(r, "image_index", "%ld", index);
     int bad_label = 0;
     set_label(cl, path, &bh, is_breakhis, r, &bad_label);
     if (bad_label) {
         amil_record_free(r);
         return -1;
     }
-    amil_meta_setf(r, "image_height", "%d", img->height);
-    amil_meta_setf(r, "image_width", "%d", img->width);
-    amil_meta_setf(r, "channels", "%d", cl->channels);
+    amil_record_set_metaf(r, "image_height", "%d", img->height);
+    amil_record_set_metaf(r, "image_width", "%d", img->width);
+    amil_record_set_metaf(r, "channels", "%d", cl->channels);
     set_breakhis(r, &bh, is_breakhis);
     return 0;
 }
@@ -356,7 +356,7 @@ static void put_image(const struct cmdline *cl, const struct amil_image *img,
                       struct amil_record *r)
 {
     int64_t shape[3] = {img->height, img->width, cl->channels};
-    unsigned char *out = amil_put(r, "image", AMIL_U8, 3, shape)->data;
+    unsigned char *out = amil_record_put(r, "image", AMIL_U8, 3, shape)->data;
     size_t pixels = (size_t)img->width * img->height;
     if (cl->channels == 3)
         memcpy(out, img->pixels, pixels * 3);
@@ -441,13 +441,13 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_im
         amil_image_free(&img);
         return 0;
     }
-    amil_meta_setf(r, "patch", "%ld", cl->patch);
-    amil_meta_setf(r, "stride", "%ld", cl->stride);
-    amil_meta_set(r, "crop", crop_names[cl->crop]);
-    amil_meta_setf(r, "crop_y", "%ld", g.y0);
-    amil_meta_setf(r, "crop_x", "%ld", g.x0);
-    amil_meta_setf(r, "crop_height", "%ld", g.height);
-    amil_meta_setf(r, "crop_width", "%ld", g.width);
+    amil_record_set_metaf(r, "patch", "%ld", cl->patch);
+    amil_record_set_metaf(r, "stride", "%ld", cl->stride);
+    amil_record_set_meta(r, "crop", crop_names[cl->crop]);
+    amil_record_set_metaf(r, "crop_y", "%ld", g.y0);
+    amil_record_set_metaf(r, "crop_x", "%ld", g.x0);
+    amil_record_set_metaf(r, "crop_height", "%ld", g.height);
+    amil_record_set_metaf(r, "crop_width", "%ld", g.width);
     long p = cl->patch, C = cl->channels, total = g.rows * g.cols;
     if ((double)total * p * p * C > (double)AMIL_MAX_DATA) {
         amil_image_free(&img);
@@ -459,8 +459,8 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_im
     unsigned char *tissue = cl->background > 0 ? tissue_mask(&img, cl->saturation, &threshold)
                                                : NULL;
     if (tissue) {
-        amil_meta_setf(r, "background", "%g", cl->background);
-        amil_meta_setf(r, "tissue_saturation", "%d", threshold);
+        amil_record_set_metaf(r, "background", "%g", cl->background);
+        amil_record_set_metaf(r, "tissue_saturation", "%d", threshold);
     }
     if (tissue && cl->mask && write_mask(cl->mask, tissue, img.width, img.height) < 0) {
         free(tissue);
@@ -471,8 +471,8 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_im
     /* patches [N, P, P, C], coords [N, 2], filled in place; N shrinks at the
      * end if patches were dropped. */
     int64_t patch_shape[4] = {total, p, p, C}, coord_shape[2] = {total, 2};
-    struct amil_tensor *patch_tensor = amil_put(r, "patches", AMIL_U8, 4, patch_shape);
-    struct amil_tensor *coord_tensor = amil_put(r, "coords", AMIL_I32, 2, coord_shape);
+    struct amil_tensor *patch_tensor = amil_record_put(r, "patches", AMIL_U8, 4, patch_shape);
+    struct amil_tensor *coord_tensor = amil_record_put(r, "coords", AMIL_I32, 2, coord_shape);
     long kept = cut_grid(cl, &img, tissue, &g, patch_tensor->data, coord_tensor->data);
     free(tissue);
     amil_image_free(&img);
@@ -480,7 +480,7 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_im
         amil_record_free(r);
         return amil_fail("no patch has %g tissue or more", cl->background);
     }
-    amil_meta_setf(r, "patches_dropped", "%ld", total - kept);
+    amil_record_set_metaf(r, "patches_dropped", "%ld", total - kept);
     patch_tensor->shape[0] = coord_tensor->shape[0] = kept;
     patch_tensor->nbytes = (size_t)kept * p * p * C;
     coord_tensor->nbytes = (size_t)kept * 2 * sizeof(int32_t);
@@ -511,7 +511,7 @@ static int bagify_file(const struct cmdline *cl, const char *path)
                                : -1;
             break;
         }
-        if (amil_write(stdout, &r) < 0)
+        if (amil_record_write(stdout, &r) < 0)
             amil_die("writing the record of %s:", path);
         amil_record_free(&r);
     }

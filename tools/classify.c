@@ -19,7 +19,7 @@
 
 #include "amil.h"
 #include "filter.h"
-#include "model.h"
+#include "mil.h"
 #include "nn.h"
 
 static const char usage_text[] =
@@ -49,24 +49,24 @@ static void put_header(int classes)
 static void put_row(int classes, const struct amil_record *r, const float *prob,
                     int predicted)
 {
-    put_cell(amil_meta_get(r, "source"));
+    put_cell(amil_record_meta(r, "source"));
     putchar('\t');
     long label;
-    if (amil_meta_long(r, "label", 0, LONG_MAX, &label) == 1)
+    if (amil_record_meta_long(r, "label", 0, LONG_MAX, &label) == 1)
         printf("%ld", label);
     for (int c = 0; c < classes; c++)
         printf("\t%.9g", prob[c]);
     printf("\t%d\t", predicted);
-    put_cell(amil_meta_get(r, "patient"));
+    put_cell(amil_record_meta(r, "patient"));
     putchar('\n');
 }
 
 /* The record's probabilities by an attention-MIL model, from its
  * embedding; returns the tensor read, or NULL with a message. */
-static const char *classify_bag(const struct amil_model *m, struct amil_work *w,
+static const char *classify_bag(const struct amil_mil *m, struct amil_mil_work *w,
                                 const struct amil_record *r, float *prob)
 {
-    const struct amil_tensor *em = amil_expect(r, "embedding", AMIL_F32, 2);
+    const struct amil_tensor *em = amil_record_expect(r, "embedding", AMIL_F32, 2);
     if (em && (em->shape[0] != m->branches || em->shape[1] != m->hidden)) {
         amil_fail("embedding is [%lld, %lld]; the model's is [%d, %d]",
                   (long long)em->shape[0], (long long)em->shape[1], m->branches, m->hidden);
@@ -74,7 +74,7 @@ static const char *classify_bag(const struct amil_model *m, struct amil_work *w,
     }
     if (!em)
         return NULL;
-    amil_classify(m, w, em->data);
+    amil_mil_classify(m, w, em->data);
     memcpy(prob, w->prob, sizeof *prob * m->classes);
     return "embedding";
 }
@@ -84,7 +84,7 @@ static const char *classify_bag(const struct amil_model *m, struct amil_work *w,
 static const char *classify_image(const struct amil_cnn *m, struct amil_cnn_work *w,
                                   const struct amil_record *r, float *prob)
 {
-    if (m->trained && amil_find(r, "features")) {
+    if (m->trained && amil_record_find(r, "features")) {
         const struct amil_tensor *f = amil_cnn_cached(m, r);
         if (!f)
             return NULL;
@@ -103,7 +103,7 @@ struct classify {
     const struct amil_filter *cl;
     struct amil_any_model any;
     int classes;
-    struct amil_work w;
+    struct amil_mil_work w;
     struct amil_cnn_work cw;
 };
 
@@ -118,7 +118,7 @@ static long classify_one(void *ctx, struct amil_record *r, long index, const cha
     if (!*consumed)
         return -1;
     int predicted = c->any.is_cnn ? amil_cnn_predict(&c->any.cnn, prob)
-                                  : amil_model_predict(&c->any.mil, prob);
+                                  : amil_mil_predict(&c->any.mil, prob);
     if (c->cl->table) {
         if (index == 0)   /* the header, once the first record is good */
             put_header(c->classes);
@@ -126,8 +126,9 @@ static long classify_one(void *ctx, struct amil_record *r, long index, const cha
         return 1;
     }
     int64_t shape[1] = {c->classes};
-    memcpy(amil_put(r, "prob", AMIL_F32, 1, shape)->data, prob, sizeof(float) * c->classes);
-    amil_meta_setf(r, "predicted", "%d", predicted);
+    memcpy(amil_record_put(r, "prob", AMIL_F32, 1, shape)->data, prob,
+           sizeof(float) * c->classes);
+    amil_record_set_metaf(r, "predicted", "%d", predicted);
     return 1;
 }
 
@@ -146,7 +147,7 @@ int main(int argc, char **argv)
     long records = amil_filter_run(&cl, classify_one, &c, "records");
     if (cl.table && records == 0)   /* no records: a table with no rows */
         put_header(c.classes);
-    amil_work_free(&c.w);
+    amil_mil_work_free(&c.w);
     amil_cnn_work_free(&c.cw);
     amil_any_free(&c.any);
     return amil_close_stdout();

@@ -18,7 +18,7 @@
 
 #include "amil.h"
 #include "filter.h"
-#include "model.h"
+#include "mil.h"
 #include "nn.h"
 
 static const char usage_text[] =
@@ -36,24 +36,24 @@ static int featurize_image(const struct amil_cnn *m, struct amil_cnn_work *w,
     const struct amil_tensor *image = amil_cnn_image(m, r);
     if (!image)
         return -1;
-    /* the pixels' buffer, not the tensor: amil_put may move the tensors */
+    /* the pixels' buffer, not the tensor: amil_record_put may move the tensors */
     const uint8_t *pixels = image->data;
     int n, H = (int)image->shape[0], W = (int)image->shape[1];
     int F = amil_cnn_feature_size(m);
     int32_t *coords = amil_cnn_tile_coords(m, H, W, &n);
     int64_t shape[2] = {n, F}, coord_shape[2] = {n, 2};
-    float *features = amil_put(r, "features", AMIL_F32, 2, shape)->data;
+    float *features = amil_record_put(r, "features", AMIL_F32, 2, shape)->data;
     amil_cnn_featurize(m, w, pixels, W, coords, n, features);
-    memcpy(amil_put(r, "coords", AMIL_I32, 2, coord_shape)->data, coords,
+    memcpy(amil_record_put(r, "coords", AMIL_I32, 2, coord_shape)->data, coords,
            sizeof *coords * 2 * n);
-    amil_meta_setf(r, "patch", "%d", m->size);
+    amil_record_set_metaf(r, "patch", "%d", m->size);
     free(coords);
     return 0;
 }
 
 struct featurize {
     struct amil_any_model any;
-    struct amil_work w;
+    struct amil_mil_work w;
     struct amil_cnn_work cw;
 };
 
@@ -68,14 +68,14 @@ static long featurize_one(void *ctx, struct amil_record *r, long index, const ch
         *consumed = "image";
         return 1;
     }
-    const struct amil_model *m = &f->any.mil;
-    const struct amil_tensor *patches = amil_bag_patches(m, r);
+    const struct amil_mil *m = &f->any.mil;
+    const struct amil_tensor *patches = amil_mil_bag_patches(m, r);
     if (!patches)
         return -1;
     int n = (int)patches->shape[0];
-    amil_featurize(m, &f->w, patches->data, n);
+    amil_mil_featurize(m, &f->w, patches->data, n);
     int64_t shape[2] = {n, m->hidden};
-    memcpy(amil_put(r, "features", AMIL_F32, 2, shape)->data, f->w.h,
+    memcpy(amil_record_put(r, "features", AMIL_F32, 2, shape)->data, f->w.h,
            sizeof(float) * (size_t)n * m->hidden);
     *consumed = "patches";
     return n;
@@ -93,7 +93,7 @@ int main(int argc, char **argv)
         amil_die("%s: net is trained whole, not on cached features; only a frozen "
                  "backbone (vgg19, resnet18) has features to cache", cl.model);
     amil_filter_run(&cl, featurize_one, &f, f.any.is_cnn ? "images" : "patches");
-    amil_work_free(&f.w);
+    amil_mil_work_free(&f.w);
     amil_cnn_work_free(&f.cw);
     amil_any_free(&f.any);
     return amil_close_stdout();

@@ -33,7 +33,7 @@
 #include "colormap.h"
 #include "filter.h"
 #include "image.h"
-#include "model.h"
+#include "mil.h"
 #include "nn.h"
 
 enum method { METHOD_GRADCAM, METHOD_GUIDED, METHOD_GUIDED_GRADCAM };
@@ -193,7 +193,7 @@ static int write_out(const struct cmdline *cl, const struct amil_record *r,
                      const struct amil_image *img)
 {
     FILE *f = output(cl);
-    int status = img ? amil_picture_write(f, img, cl->format) : amil_write(f, r);
+    int status = img ? amil_picture_write(f, img, cl->format) : amil_record_write(f, r);
     return status < 0 && cl->output ? amil_fail_in(cl->output) : status;
 }
 
@@ -205,19 +205,20 @@ static void finish_output(const struct cmdline *cl)
         amil_die("%s", amil_error());
 }
 
-static int explain(const struct cmdline *cl, const struct amil_model *m,
-                   struct amil_work *w, struct amil_record *r)
+static int explain(const struct cmdline *cl, const struct amil_mil *m,
+                   struct amil_mil_work *w, struct amil_record *r)
 {
-    const struct amil_tensor *patches = amil_bag_patches(m, r);
-    const struct amil_tensor *xy = amil_expect(r, "coords", AMIL_I32, 2);
+    const struct amil_tensor *patches = amil_mil_bag_patches(m, r);
+    const struct amil_tensor *xy = amil_record_expect(r, "coords", AMIL_I32, 2);
     if (!patches || !xy)
         return -1;
     int n = (int)patches->shape[0];
     if (xy->shape[0] != n || xy->shape[1] != 2)
         return amil_fail("coords do not match the %d patches", n);
     long height, width;
-    int has_height = amil_meta_long(r, "image_height", 1, INT32_MAX, &height);
-    int has_width = has_height < 0 ? 0 : amil_meta_long(r, "image_width", 1, INT32_MAX, &width);
+    int has_height = amil_record_meta_long(r, "image_height", 1, INT32_MAX, &height);
+    int has_width =
+        has_height < 0 ? 0 : amil_record_meta_long(r, "image_width", 1, INT32_MAX, &width);
     if (has_height < 0 || has_width < 0)
         return -1;
     if (!has_height || !has_width)
@@ -231,37 +232,37 @@ static int explain(const struct cmdline *cl, const struct amil_model *m,
     if (target >= m->classes)
         return amil_fail("--class %d: the model has %d classes", target, m->classes);
     if (target < 0) {   /* the predicted class */
-        amil_featurize(m, w, patches->data, n);
-        amil_attend(m, w, w->h, n);
-        amil_classify(m, w, w->m);
-        target = amil_model_predict(m, w->prob);
+        amil_mil_featurize(m, w, patches->data, n);
+        amil_mil_attend(m, w, w->h, n);
+        amil_mil_classify(m, w, w->m);
+        target = amil_mil_predict(m, w->prob);
     }
-    int side = amil_model_gradcam_side(m);
+    int side = amil_mil_gradcam_side(m);
     float *cams = amil_xmalloc(sizeof *cams * (size_t)n * side * side);
-    amil_model_gradcam(m, w, patches->data, n, target, cams);
+    amil_mil_gradcam(m, w, patches->data, n, target, cams);
     unsigned *covers = amil_xcalloc((size_t)height * width, sizeof *covers);
     float *map = lay_out(cams, side, xy->data, n, m->patch, (int)height, (int)width, covers);
     free(cams);
     int status = 0;
     if (cl->record) {
         int64_t shape[2] = {height, width};
-        memcpy(amil_put(r, "cam", AMIL_F32, 2, shape)->data, map,
+        memcpy(amil_record_put(r, "cam", AMIL_F32, 2, shape)->data, map,
                sizeof *map * (size_t)height * width);
-        amil_meta_setf(r, "cam_class", "%d", target);
-        amil_meta_set(r, "cam_layer", "feature_extractor_part1.3");
-        amil_remove(r, "patches");
+        amil_record_set_metaf(r, "cam_class", "%d", target);
+        amil_record_set_meta(r, "cam_layer", "feature_extractor_part1.3");
+        amil_record_remove(r, "patches");
         status = write_out(cl, r, NULL);
     } else {
         char found[4096];
-        const char *path = cl->image ? cl->image : amil_source_path(r, found, sizeof found);
-        if (cl->image && !amil_is_source(r, cl->image))
+        const char *path = cl->image ? cl->image : amil_record_source_path(r, found, sizeof found);
+        if (cl->image && !amil_record_is_source(r, cl->image))
             amil_warn("warning: %s is not the record's source (%s); drawing on it as asked",
-                      cl->image, amil_meta_get(r, "source"));
+                      cl->image, amil_record_meta(r, "source"));
         struct amil_image img;
         if (!path || strcmp(path, "-") == 0)
             status = amil_fail("no image to draw on: give IMAGE");
-        else if (amil_image_load(path, cl->image ? 0 : amil_image_index(r), 3, AMIL_MAX_PIXELS,
-                                 &img) < 0)
+        else if (amil_image_load(path, cl->image ? 0 : amil_record_image_index(r), 3,
+                                 AMIL_MAX_PIXELS, &img) < 0)
             status = amil_fail_in(path);
         else if (img.width != width || img.height != height) {
             status = amil_fail("%s is %d×%d, but the record was cut from a %ld×%ld image",
@@ -363,7 +364,8 @@ static void draw_guided(const struct cmdline *cl, const float *guided, struct am
 {
     size_t pixels = (size_t)img->width * img->height;
     if (cl->colormap == amil_colormap("gray")) {
-        float *sum = amil_xmalloc(sizeof *sum * pixels), *sorted = amil_xmalloc(sizeof *sorted * pixels);
+        float *sum = amil_xmalloc(sizeof *sum * pixels);
+        float *sorted = amil_xmalloc(sizeof *sorted * pixels);
         for (size_t p = 0; p < pixels; p++)
             sorted[p] = sum[p] = fabsf(guided[p]) + fabsf(guided[pixels + p]) +
                                  fabsf(guided[2 * pixels + p]);
@@ -422,20 +424,20 @@ static void explain_image(const struct cmdline *cl, const struct amil_cnn *m)
     if (cl->record) {
         struct amil_record r;
         amil_record_init(&r);
-        amil_meta_set(&r, "kind", "gradcam");
-        amil_meta_set(&r, "source", cl->image);
-        amil_meta_setf(&r, "image_height", "%d", img.height);
-        amil_meta_setf(&r, "image_width", "%d", img.width);
-        amil_meta_set(&r, "model", amil_cnn_arch_name(m->arch));
-        amil_meta_set(&r, "method", method_names[cl->method]);
-        amil_meta_setf(&r, "cam_class", "%d", target);
-        amil_meta_set(&r, "cam_layer", m->layers[layer].name);
+        amil_record_set_meta(&r, "kind", "gradcam");
+        amil_record_set_meta(&r, "source", cl->image);
+        amil_record_set_metaf(&r, "image_height", "%d", img.height);
+        amil_record_set_metaf(&r, "image_width", "%d", img.width);
+        amil_record_set_meta(&r, "model", amil_cnn_arch_name(m->arch));
+        amil_record_set_meta(&r, "method", method_names[cl->method]);
+        amil_record_set_metaf(&r, "cam_class", "%d", target);
+        amil_record_set_meta(&r, "cam_layer", m->layers[layer].name);
         int64_t shape[3] = {3, img.height, img.width};
         if (maps.cam)
-            memcpy(amil_put(&r, "cam", AMIL_F32, 2, shape + 1)->data, maps.cam,
+            memcpy(amil_record_put(&r, "cam", AMIL_F32, 2, shape + 1)->data, maps.cam,
                    sizeof *maps.cam * pixels);
         if (maps.guided)
-            memcpy(amil_put(&r, "guided", AMIL_F32, 3, shape)->data, maps.guided,
+            memcpy(amil_record_put(&r, "guided", AMIL_F32, 3, shape)->data, maps.guided,
                    sizeof *maps.guided * 3 * pixels);
         status = write_out(cl, &r, NULL);
         amil_record_free(&r);
@@ -461,7 +463,7 @@ static void explain_image(const struct cmdline *cl, const struct amil_cnn *m)
 
 /* ---- attention-MIL models ------------------------------------------------ */
 
-static void explain_bags(const struct cmdline *cl, struct amil_model *m)
+static void explain_bags(const struct cmdline *cl, struct amil_mil *m)
 {
     if (cl->method != METHOD_GRADCAM)
         amil_die("--method %s: Guided Backpropagation is for CNN models; %s is an "
@@ -474,17 +476,17 @@ static void explain_bags(const struct cmdline *cl, struct amil_model *m)
     struct amil_stream s;
     struct amil_record r;
     amil_stream_open(&s, stdin, "<stdin>");
-    int got = amil_read(&s, &r);
+    int got = amil_record_read(&s, &r);
     if (got < 0)
         amil_die("%s", amil_error());
     if (got == 0)
         amil_die("no records on standard input");
     struct amil_record next;
-    int more = amil_read(&s, &next);   /* one picture: one record */
+    int more = amil_record_read(&s, &next);   /* one picture: one record */
     if (more == 1 && !cl->record)
         amil_die("<stdin>: record 1: more than one record; gradcam draws one picture "
                  "(-f record takes a stream)");
-    struct amil_work w = {0};
+    struct amil_mil_work w = {0};
     long index = 0;
     for (;;) {
         if (explain(cl, m, &w, &r) < 0)
@@ -495,9 +497,9 @@ static void explain_bags(const struct cmdline *cl, struct amil_model *m)
         if (more == 0)
             break;
         r = next, index++;
-        more = amil_read(&s, &next);
+        more = amil_record_read(&s, &next);
     }
-    amil_work_free(&w);
+    amil_mil_work_free(&w);
 }
 
 int main(int argc, char **argv)

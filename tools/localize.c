@@ -225,7 +225,7 @@ static const struct bag *bag_of(const struct cmdline *cl, const struct index *ix
                                 const struct amil_stream *s, long index,
                                 const struct amil_record *r, const struct amil_tensor *a)
 {
-    const char *source = amil_meta_get(r, "source");
+    const char *source = amil_record_meta(r, "source");
     if (cl->branch >= a->shape[0])
         amil_die("%s: record %ld: --branch %ld: the attention has %lld branches", s->name,
                  index, cl->branch, (long long)a->shape[0]);
@@ -305,10 +305,10 @@ int main(int argc, char **argv)
     struct tally t = {0};
     struct amil_record r;
     int got;
-    while ((got = amil_read(&s, &r)) == 1) {
+    while ((got = amil_record_read(&s, &r)) == 1) {
         long index = s.index - 1;
         t.records++;
-        const struct amil_tensor *a = amil_expect(&r, "attention", AMIL_F32, 2);
+        const struct amil_tensor *a = amil_record_expect(&r, "attention", AMIL_F32, 2);
         if (!a)
             amil_die("%s: record %ld: %s", s.name, index, amil_error());
         const struct bag *b = bag_of(&cl, &ix, &s, index, &r, a);

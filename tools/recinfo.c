@@ -87,7 +87,7 @@ static void describe(const struct cmdline *cl, const char *name, long index,
                      const struct amil_record *r)
 {
     if (cl->values) {
-        const struct amil_tensor *t = amil_find(r, cl->values);
+        const struct amil_tensor *t = amil_record_find(r, cl->values);
         if (!t)
             amil_die("%s: record %ld: no tensor '%s'", name, index, cl->values);
         if (print_values(t) < 0)
@@ -146,7 +146,7 @@ int main(int argc, char **argv)
         struct amil_record r;
         int got;
         amil_stream_open(&s, f, name);
-        while ((got = amil_read(&s, &r)) == 1) {
+        while ((got = amil_record_read(&s, &r)) == 1) {
             describe(&cl, name, s.index - 1, &r);
             amil_record_free(&r);
         }

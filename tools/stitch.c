@@ -131,8 +131,8 @@ struct bag {
 
 static int read_bag(const struct cmdline *cl, const struct amil_record *r, struct bag *b)
 {
-    const struct amil_tensor *a = amil_expect(r, "attention", AMIL_F32, 2);
-    const struct amil_tensor *xy = amil_expect(r, "coords", AMIL_I32, 2);
+    const struct amil_tensor *a = amil_record_expect(r, "attention", AMIL_F32, 2);
+    const struct amil_tensor *xy = amil_record_expect(r, "coords", AMIL_I32, 2);
     if (!a || !xy)
         return -1;
     b->n = (long)a->shape[1];
@@ -146,13 +146,13 @@ static int read_bag(const struct cmdline *cl, const struct amil_record *r, struc
         return amil_fail("the bag has no patches");
     b->attention = (const float *)a->data + cl->branch * b->n;
     b->coords = xy->data;
-    b->patches = amil_find(r, "patches");
+    b->patches = amil_record_find(r, "patches");
     if (b->patches && (b->patches->dtype != AMIL_U8 || b->patches->ndim != 4 ||
                        b->patches->shape[0] != b->n || b->patches->shape[1] < 1 ||
                        b->patches->shape[1] != b->patches->shape[2] ||
                        (b->patches->shape[3] != 1 && b->patches->shape[3] != 3)))
         return amil_fail("tensor 'patches' is not U8 [%ld, P, P, 1 or 3]", b->n);
-    int has = amil_meta_long(r, "patch", 1, 65536, &b->patch);
+    int has = amil_record_meta_long(r, "patch", 1, 65536, &b->patch);
     if (has < 0)
         return -1;
     if (has == 0 && !b->patches)
@@ -183,7 +183,7 @@ static int read_bag(const struct cmdline *cl, const struct amil_record *r, struc
     long crop[4];
     int found = 0;
     for (int k = 0; k < 4; k++) {
-        int got = amil_meta_long(r, keys[k], k < 2 ? 0 : 1, INT32_MAX, &crop[k]);
+        int got = amil_record_meta_long(r, keys[k], k < 2 ? 0 : 1, INT32_MAX, &crop[k]);
         if (got < 0)
             return -1;
         found += got;
@@ -478,10 +478,10 @@ static int stitch_one(const struct cmdline *cl, const struct amil_record *r, lon
     struct bag b;
     if (read_bag(cl, r, &b) < 0)
         return -1;
-    const char *source = amil_meta_get(r, "source");
+    const char *source = amil_record_meta(r, "source");
     char found[4096];
-    const char *image_path = cl->image ? cl->image : amil_source_path(r, found, sizeof found);
-    if (cl->image && !amil_is_source(r, cl->image))
+    const char *image_path = cl->image ? cl->image : amil_record_source_path(r, found, sizeof found);
+    if (cl->image && !amil_record_is_source(r, cl->image))
         amil_warn("warning: %s is not the record's source (%s); drawing on it as asked",
                   cl->image, source);
     struct amil_image img = {0}, out = {0};
@@ -492,12 +492,12 @@ static int stitch_one(const struct cmdline *cl, const struct amil_record *r, lon
                              image_path ? "standard input" : "unknown");
         /* heat draws in colour; the paper's picture keeps the bag's channels */
         int channels = cl->style == STYLE_PAPER && b.patches ? (int)b.patches->shape[3] : 3;
-        if (amil_image_load(image_path, cl->image ? 0 : amil_image_index(r), channels,
+        if (amil_image_load(image_path, cl->image ? 0 : amil_record_image_index(r), channels,
                             AMIL_MAX_PIXELS, &img) < 0)
             return amil_fail_in(image_path);
         long height = img.height, width = img.width;
-        if (amil_meta_long(r, "image_height", 1, LONG_MAX, &height) < 0 ||
-            amil_meta_long(r, "image_width", 1, LONG_MAX, &width) < 0) {
+        if (amil_record_meta_long(r, "image_height", 1, LONG_MAX, &height) < 0 ||
+            amil_record_meta_long(r, "image_width", 1, LONG_MAX, &width) < 0) {
             amil_image_free(&img);
             return -1;
         }
@@ -535,7 +535,7 @@ int main(int argc, char **argv)
     struct amil_stream s;
     struct amil_record r, next;
     amil_stream_open(&s, stdin, "<stdin>");
-    int got = amil_read(&s, &r);
+    int got = amil_record_read(&s, &r);
     if (got < 0)
         amil_die("%s", amil_error());
     if (got == 0)
@@ -546,7 +546,7 @@ int main(int argc, char **argv)
      * error before any picture is written. */
     while (got == 1) {
         long index = s.index - 1;
-        int more = amil_read(&s, &next);
+        int more = amil_record_read(&s, &next);
         if (more == 1 && !cl.dir)
             amil_die("<stdin>: record %ld: more than one record; use -d DIR for one "
                      "picture each", index + 1);

@@ -38,7 +38,7 @@
 #include "checkpoint.h"
 #include "cnn.h"
 #include "metrics.h"
-#include "model.h"
+#include "mil.h"
 #include "nn.h"
 #include "optim.h"
 #include "samples.h"
@@ -51,7 +51,7 @@ struct cmdline {
     const char *output, *input, *test, *resume, *checkpoint, *weights;
     int cnn;                /* a CNN baseline, cnn_arch; else arch */
     enum amil_cnn_arch cnn_arch;
-    enum amil_arch arch;
+    enum amil_mil_arch arch;
     unsigned given;
     long batch;
     enum amil_optim_kind optimizer;
@@ -155,7 +155,7 @@ static struct cmdline parse_args(int argc, char **argv)
         switch (c) {
         case 'o': cl.output = optarg; break;
         case 'a':
-            if ((kind = amil_arch_parse(optarg)) >= 0)
+            if ((kind = amil_mil_arch_parse(optarg)) >= 0)
                 cl.arch = kind, cl.cnn = 0;
             else if ((kind = amil_cnn_arch_parse(optarg)) >= 0)
                 cl.cnn_arch = kind, cl.cnn = 1;
@@ -205,18 +205,18 @@ static struct cmdline parse_args(int argc, char **argv)
 
 struct mil_context {
     const struct cmdline *cl;
-    struct amil_model *m;   /* made from the first bag if it has no weights */
+    struct amil_mil *m;   /* made from the first bag if it has no weights */
 };
 
 /* A bag with a label; the first one makes the model when it has no weights. */
 static long check_bag(struct amil_record *r, long index, const char *name, void *context)
 {
     const struct cmdline *cl = ((struct mil_context *)context)->cl;
-    struct amil_model *m = ((struct mil_context *)context)->m;
-    const struct amil_tensor *p = amil_find(r, "patches");
+    struct amil_mil *m = ((struct mil_context *)context)->m;
+    const struct amil_tensor *p = amil_record_find(r, "patches");
     if (!m->params.weights && p && p->dtype == AMIL_U8 && p->ndim == 4 &&
-        amil_model_init(m, cl->arch, (int)p->shape[3], (int)p->shape[1], (int)cl->classes,
-                        (int)cl->hidden, (int)cl->attention, (int)cl->branches) < 0)
+        amil_mil_init(m, cl->arch, (int)p->shape[3], (int)p->shape[1], (int)cl->classes,
+                      (int)cl->hidden, (int)cl->attention, (int)cl->branches) < 0)
         amil_die("%s: record %ld: %s", name, index, amil_error());
     if (m->params.weights && index == 0 && !cl->resume) {
         if (cl->norm == AMIL_NORM_IMAGENET && m->channels != 3)
@@ -226,7 +226,7 @@ static long check_bag(struct amil_record *r, long index, const char *name, void 
     }
     long label;
     int has = 0;
-    if (!amil_bag_patches(m, r) || (has = amil_bag_label(m, r, &label)) < 0)
+    if (!amil_mil_bag_patches(m, r) || (has = amil_mil_bag_label(m, r, &label)) < 0)
         amil_die("%s: record %ld: %s", name, index, amil_error());
     if (!has)
         amil_die("%s: record %ld: no label (bagify -l or -L gives one)", name, index);
@@ -242,12 +242,12 @@ static void get_record(struct amil_samples *s, long i, struct amil_record *r)
 
 /* Bag i's patches and label, checked again: a file read each epoch may have
  * changed under us since load_bags() checked it. */
-static const struct amil_tensor *bag_of(const struct amil_model *m, struct amil_samples *s,
+static const struct amil_tensor *bag_of(const struct amil_mil *m, struct amil_samples *s,
                                         long i, struct amil_record *r, long *label)
 {
     get_record(s, i, r);
-    const struct amil_tensor *p = amil_bag_patches(m, r);
-    if (!p || amil_bag_label(m, r, label) != 1)
+    const struct amil_tensor *p = amil_mil_bag_patches(m, r);
+    if (!p || amil_mil_bag_label(m, r, label) != 1)
         amil_die("%s: record %ld changed since it was first read", s->stream.name, i);
     return p;
 }
@@ -261,7 +261,7 @@ static double now(void)
     return (double)tv.tv_sec + tv.tv_usec / 1e6;
 }
 
-/* What a model makes of record r (amil_model_judge, amil_cnn_judge). */
+/* What a model makes of record r (amil_mil_judge, amil_cnn_judge). */
 typedef int judge_fn(const struct amil_record *r, struct amil_verdict *v, void *context);
 
 /* Loss, error and AUC of a model on a set, without training. */
@@ -281,14 +281,14 @@ static struct amil_score score_set(struct amil_samples *set, judge_fn *judge, vo
 }
 
 struct mil_judge {
-    const struct amil_model *m;
-    struct amil_work *w;
+    const struct amil_mil *m;
+    struct amil_mil_work *w;
 };
 
 static int judge_bag(const struct amil_record *r, struct amil_verdict *v, void *context)
 {
     const struct mil_judge *c = context;
-    return amil_model_judge(c->m, c->w, r, v);
+    return amil_mil_judge(c->m, c->w, r, v);
 }
 
 static void progress(const struct cmdline *cl, long epoch, long i, long n, double loss)
@@ -368,8 +368,8 @@ static void save_checkpoint(struct run *run, struct amil_record *r,
  * too) and the seed, to the output. */
 static void save_model(const struct cmdline *cl, const struct run *run, struct amil_record *r)
 {
-    amil_meta_setf(r, "epochs", "%ld", run->done);
-    amil_meta_setf(r, "seed", "%ld", run->seed);
+    amil_record_set_metaf(r, "epochs", "%ld", run->done);
+    amil_record_set_metaf(r, "seed", "%ld", run->seed);
     if (amil_record_save(cl->output, r) < 0)
         amil_die("%s", amil_error());
     amil_record_free(r);
@@ -392,7 +392,7 @@ static long resume_run(const struct cmdline *cl, const struct amil_record *r, st
 }
 
 /* Restores model, optimizer and run from a checkpoint. */
-static void resume(const struct cmdline *cl, struct run *run, struct amil_model *m,
+static void resume(const struct cmdline *cl, struct run *run, struct amil_mil *m,
                    struct amil_optimizer *o)
 {
     struct amil_record r;
@@ -400,7 +400,7 @@ static void resume(const struct cmdline *cl, struct run *run, struct amil_model 
         amil_die("%s", amil_error());
     if (amil_cnn_is_model(&r))
         amil_die("%s: a checkpoint of a CNN, not of an attention-MIL model", cl->resume);
-    if (amil_model_from_record(m, &r) < 0)
+    if (amil_mil_from_record(m, &r) < 0)
         amil_die("%s: %s", cl->resume, amil_error());
     resume_run(cl, &r, run, o, 0, m->params.nweights, m->params.at, m->params.n);
     amil_record_free(&r);
@@ -413,8 +413,8 @@ static void log_header(void)
 }
 
 /* An epoch's line of the TSV log, and the paper's lines on stderr. */
-static void log_epoch(const struct cmdline *cl, long epoch, struct amil_score tr, struct amil_score te,
-                      double seconds)
+static void log_epoch(const struct cmdline *cl, long epoch, struct amil_score tr,
+                      struct amil_score te, double seconds)
 {
     if (!cl->quiet) {
         fprintf(stderr, "Epoch: %ld, Loss: %.4f, Train error: %.4f\n", epoch, tr.loss,
@@ -447,10 +447,10 @@ static void start_optimizer(const struct cmdline *cl, struct amil_optimizer *o, 
 struct mil_trainer {
     const struct cmdline *cl;
     struct run *run;
-    struct amil_model *m;
+    struct amil_mil *m;
     struct amil_optimizer *o;
     struct amil_samples *set;
-    struct amil_work w;
+    struct amil_mil_work w;
     long *order;            /* (bags) the epoch's order */
     float *grads;           /* (nweights) */
 };
@@ -458,7 +458,7 @@ struct mil_trainer {
 /* One epoch: each bag of t->order one step; the training loss and error. */
 static struct amil_score mil_epoch(struct mil_trainer *t, long epoch)
 {
-    const struct amil_model *m = t->m;
+    const struct amil_mil *m = t->m;
     long count = t->set->count;
     double loss = 0, errors = 0;
     for (long k = 0; k < count; k++) {
@@ -466,14 +466,14 @@ static struct amil_score mil_epoch(struct mil_trainer *t, long epoch)
         long label;
         const struct amil_tensor *p = bag_of(m, t->set, t->order[k], &r, &label);
         memset(t->grads, 0, sizeof *t->grads * m->params.nweights);
-        double l = amil_model_step(m, &t->w, p->data, (int)p->shape[0], (int)label, t->grads);
+        double l = amil_mil_step(m, &t->w, p->data, (int)p->shape[0], (int)label, t->grads);
         if (!isfinite(l))
             amil_die("epoch %ld, bag %ld (%s): the loss is %s; the last checkpoint is %s",
                      epoch, t->order[k],
-                     amil_meta_get(&r, "source") ? amil_meta_get(&r, "source") : "?",
+                     amil_record_meta(&r, "source") ? amil_record_meta(&r, "source") : "?",
                      isnan(l) ? "nan" : l > 0 ? "inf" : "-inf", t->run->last_good);
         loss += l;
-        errors += amil_model_predict(m, t->w.prob) != label;
+        errors += amil_mil_predict(m, t->w.prob) != label;
         amil_optim_step(t->o, m->params.weights, t->grads);
         amil_samples_put(t->set, &r);
         progress(t->cl, epoch, k, count, loss);
@@ -483,7 +483,7 @@ static struct amil_score mil_epoch(struct mil_trainer *t, long epoch)
 
 static void train_mil(const struct cmdline *cl, struct run *run)
 {
-    struct amil_model m = {0};
+    struct amil_mil m = {0};
     struct amil_optimizer o;
     if (cl->resume)
         resume(cl, run, &m, &o);
@@ -493,7 +493,7 @@ static void train_mil(const struct cmdline *cl, struct run *run)
     if (cl->test)
         load_set(&test, cl->test, check_bag, &context);
     if (!cl->resume) {
-        amil_model_randomize(&m, (unsigned long)run->seed);
+        amil_mil_randomize(&m, (unsigned long)run->seed);
         start_optimizer(cl, &o, 0, m.params.nweights);
     }
     struct mil_trainer t = {cl, run, &m, &o, &train, {0},
@@ -513,20 +513,20 @@ static void train_mil(const struct cmdline *cl, struct run *run)
         if (cl->test)
             te = score_set(&test, judge_bag, &(struct mil_judge){&m, &t.w});
         struct amil_record r;
-        amil_model_to_record(&m, &r);
+        amil_mil_to_record(&m, &r);
         save_checkpoint(run, &r, &o, m.params.at, m.params.n, epoch);
         log_epoch(cl, epoch, tr, te, now() - start);
     }
     struct amil_record r;
-    amil_model_to_record(&m, &r);
+    amil_mil_to_record(&m, &r);
     save_model(cl, run, &r);
     amil_samples_free(&train);
     amil_samples_free(&test);
     free(t.grads), free(t.order);
     gsl_rng_free(rng);
-    amil_work_free(&t.w);
+    amil_mil_work_free(&t.w);
     amil_optim_free(&o);
-    amil_model_free(&m);
+    amil_mil_free(&m);
 }
 
 /* ---- CNN baselines -------------------------------------------------------- */
@@ -569,7 +569,7 @@ static void load_weights(const struct cmdline *cl, struct amil_cnn *m)
         amil_die("%s", amil_error());
     if (amil_cnn_take_weights(m, &r) < 0)
         amil_die("%s: %s", cl->weights, amil_error());
-    if (amil_meta_get(&r, "normalization") && !(cl->given & GIVEN_NORMALIZE) &&
+    if (amil_record_meta(&r, "normalization") && !(cl->given & GIVEN_NORMALIZE) &&
         amil_norm_of_record(&r, &m->norm) < 0)
         amil_die("%s: %s", cl->weights, amil_error());
     amil_record_free(&r);

@@ -6,7 +6,7 @@
 #include "amil.h"
 #include "cnn.h"
 #include "fuzz.h"
-#include "model.h"
+#include "mil.h"
 #include "optim.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -16,14 +16,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FILE *f = fuzz_stream(data, size, &s);
     if (!f)
         return 0;
-    if (amil_read(&s, &r) == 1) {
-        struct amil_model m;
-        if (amil_model_from_record(&m, &r) == 0) {
+    if (amil_record_read(&s, &r) == 1) {
+        struct amil_mil m;
+        if (amil_mil_from_record(&m, &r) == 0) {
             struct amil_optimizer o;
             amil_optim_init(&o, AMIL_ADAM, m.params.nweights);
             amil_optim_from_record(&o, m.params.at, m.params.n, &r);
             amil_optim_free(&o);
-            amil_model_free(&m);
+            amil_mil_free(&m);
         }
         struct amil_cnn cnn;
         if (amil_cnn_from_record(&cnn, &r) == 0)

@@ -1,4 +1,4 @@
-/* stream.c: the record stream reader (amil_read), every record of a
+/* stream.c: the record stream reader (amil_record_read), every record of a
  * stream, as featurize, attend and the rest read their input. */
 #include "amil.h"
 #include "fuzz.h"
@@ -10,7 +10,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FILE *f = fuzz_stream(data, size, &s);
     if (!f)
         return 0;
-    while (amil_read(&s, &r) == 1) {
+    while (amil_record_read(&s, &r) == 1) {
         for (size_t i = 0; i < r.ntensors; i++)   /* touch every byte it claims */
             if (r.tensors[i].nbytes)
                 ((volatile uint8_t *)r.tensors[i].data)[r.tensors[i].nbytes - 1] ^= 0;

@@ -24,7 +24,7 @@ int main(int argc, char **argv)
     amil_cnn_randomize(&m, 1);
     struct amil_record r;
     amil_cnn_to_record(&m, &r);
-    if (amil_write(stdout, &r) < 0)
+    if (amil_record_write(stdout, &r) < 0)
         amil_die("%s", amil_error());
     amil_record_free(&r);
     amil_cnn_free(&m);

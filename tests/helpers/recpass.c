@@ -21,7 +21,7 @@
 
 static void add_attention(struct amil_record *r, const char *how, long branches)
 {
-    struct amil_tensor *patches = amil_expect(r, "patches", AMIL_U8, 4);
+    struct amil_tensor *patches = amil_record_expect(r, "patches", AMIL_U8, 4);
     if (!patches)
         amil_die("%s", amil_error());
     int64_t n = patches->shape[0];
@@ -39,7 +39,7 @@ static void add_attention(struct amil_record *r, const char *how, long branches)
         score[i] = (255 - sum / per_patch) / 8;
     }
     int64_t shape[2] = {branches, n};
-    float *a = amil_put(r, "attention", AMIL_F32, 2, shape)->data;
+    float *a = amil_record_put(r, "attention", AMIL_F32, 2, shape)->data;
     for (long k = 0; k < branches; k++) {
         double top = -INFINITY, total = 0;
         for (int64_t i = 0; i < n; i++)
@@ -80,31 +80,31 @@ int main(int argc, char **argv)
     struct amil_record r;
     int got;
     amil_stream_open(&s, f, optind < argc ? argv[optind] : "<stdin>");
-    while ((got = amil_read(&s, &r)) == 1) {
+    while ((got = amil_record_read(&s, &r)) == 1) {
         if (attention)
             add_attention(&r, attention, branches);
         if (remove)
-            amil_remove(&r, remove);
+            amil_record_remove(&r, remove);
         if (meta) {
             const char *eq = strchr(meta, '=');
             if (!eq)
                 amil_die("-m %s: not KEY=VALUE", meta);
             char key[256];
             snprintf(key, sizeof key, "%.*s", (int)(eq - meta), meta);
-            amil_meta_set(&r, key, eq + 1);
+            amil_record_set_meta(&r, key, eq + 1);
         }
         if (fill) {
             char name[256];
             const char *eq = strchr(fill, '=');
             snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - fill) : 0, fill);
-            struct amil_tensor *t = eq ? amil_find(&r, name) : NULL;
+            struct amil_tensor *t = eq ? amil_record_find(&r, name) : NULL;
             if (!t || t->dtype != AMIL_F32)
                 amil_die("-f %s: no F32 tensor of that name", fill);
             float value = strtof(eq + 1, NULL);
             for (size_t i = 0; i < t->nbytes / sizeof value; i++)
                 ((float *)t->data)[i] = value;
         }
-        if (amil_write(stdout, &r) < 0)
+        if (amil_record_write(stdout, &r) < 0)
             amil_die("write error:");
         amil_record_free(&r);
     }

@@ -65,7 +65,7 @@ static void formula_weights(struct amil_cnn *m)
 static long meta(const struct amil_record *r, const char *key)
 {
     long v;
-    if (amil_meta_long(r, key, 0, 1L << 20, &v) != 1)
+    if (amil_record_meta_long(r, key, 0, 1L << 20, &v) != 1)
         fail_msg("fixture record has no %s", key);
     return v;
 }
@@ -95,7 +95,7 @@ static void through_file(struct amil_cnn *m)
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     FILE *f = fdopen(fd, "wb");
-    assert_int_equal(amil_write(f, &r), 0);
+    assert_int_equal(amil_record_write(f, &r), 0);
     assert_int_equal(fclose(f), 0);
     amil_record_free(&r);
     memset(m->params.weights, 0, sizeof *m->params.weights * m->params.nweights);
@@ -117,7 +117,8 @@ static void one_case(const struct amil_record *r, const struct amil_image *img,
 {
     long classes = meta(r, "classes"), label = meta(r, "label");
     long H = meta(r, "height"), W = meta(r, "width");
-    const char *arch_name = amil_meta_get(r, "arch"), *layer_name = amil_meta_get(r, "cam_layer");
+    const char *arch_name = amil_record_meta(r, "arch");
+    const char *layer_name = amil_record_meta(r, "cam_layer");
     int arch = amil_cnn_arch_parse(arch_name);
     assert_true(arch >= 0);
     struct amil_cnn m;
@@ -152,7 +153,7 @@ static void one_case(const struct amil_record *r, const struct amil_image *img,
         expect_close("grad-cam", cam, r, name, 1e-3);
         for (int j = 0; j < at->h * at->w; j++)
             largest = fmax(largest, cam[j]);
-        if (c == 1 && amil_find(r, "cam.1")) {
+        if (c == 1 && amil_record_find(r, "cam.1")) {
             amil_upsample_bilinear(scaled, (int)H, (int)W, cam, at->h, at->w);
             expect_close("grad-cam", scaled, r, "cam.1", 1e-3);
         }
@@ -160,7 +161,7 @@ static void one_case(const struct amil_record *r, const struct amil_image *img,
     assert_true(largest > 0);
 
     /* Guided Backpropagation of class 1, in the L2 norm */
-    const struct amil_tensor *guided = amil_find(r, "guided.1");
+    const struct amil_tensor *guided = amil_record_find(r, "guided.1");
     if (guided) {
         for (int k = 0; k < classes; k++)
             dscores[k] = k == 1;
@@ -174,9 +175,9 @@ static void one_case(const struct amil_record *r, const struct amil_image *img,
         double e = sqrt(diff / norm);
         print_message("# guided     %-40s relative L2 error %.2e (PyTorch float32: %s), "
                       "largest element %.2e (%s)\n", "guided.1", e,
-                      amil_meta_get(r, "torch_float32_l2.guided.1"),
+                      amil_record_meta(r, "torch_float32_l2.guided.1"),
                       relative_error(w.grad[0], theirs, (size_t)3 * H * W),
-                      amil_meta_get(r, "torch_float32_error.guided.1"));
+                      amil_record_meta(r, "torch_float32_error.guided.1"));
         assert_true(norm > 0);
         assert_true(e < 2e-2);
     }
@@ -197,7 +198,7 @@ static void one_case(const struct amil_record *r, const struct amil_image *img,
     for (int i = 0; i < m.params.n; i++) {
         char name[96];
         snprintf(name, sizeof name, "grad.%s", m.params.at[i].name);
-        const struct amil_tensor *t = amil_find(r, name);
+        const struct amil_tensor *t = amil_record_find(r, name);
         if (i < m.trained) {   /* frozen: no gradient, and none in the fixture */
             assert_null(t);
             continue;
@@ -235,7 +236,7 @@ static void against_torchvision(void **state)
     amil_stream_open(&s, f, "cnn-fixture.safetensors");
     const struct amil_kernels *sets[3];
     int nsets = amil_kernels_available(sets);
-    while ((got = amil_read(&s, &r)) == 1) {
+    while ((got = amil_record_read(&s, &r)) == 1) {
         for (int k = 0; k < nsets; k++)   /* every instruction set this CPU runs */
             one_case(&r, &img, sets[k]);
         amil_record_free(&r);

@@ -41,7 +41,7 @@ static int parse(const char *header, size_t data_len)
     size_t len;
     unsigned char *doc = document(header, zeros, data_len, &len);
     struct amil_record r;
-    int status = amil_parse(doc, len, &r);
+    int status = amil_record_parse(doc, len, &r);
     if (status == 0)
         amil_record_free(&r);
     free(doc);
@@ -71,20 +71,20 @@ static void good_record_parses(void **state)
     size_t len;
     unsigned char *doc = document(header, data, sizeof data, &len);
     struct amil_record r;
-    assert_int_equal(amil_parse(doc, len, &r), 0);
+    assert_int_equal(amil_record_parse(doc, len, &r), 0);
     assert_int_equal(r.ntensors, 4);
-    assert_string_equal(amil_meta_get(&r, "kind"), "bag");
+    assert_string_equal(amil_record_meta(&r, "kind"), "bag");
     long label;
-    assert_int_equal(amil_meta_long(&r, "label", 0, 9, &label), 1);
+    assert_int_equal(amil_record_meta_long(&r, "label", 0, 9, &label), 1);
     assert_int_equal(label, 1);
-    struct amil_tensor *b = amil_expect(&r, "b", AMIL_U8, 1);
+    struct amil_tensor *b = amil_record_expect(&r, "b", AMIL_U8, 1);
     assert_non_null(b);
     assert_memory_equal(b->data, data + 24, 5);
-    struct amil_tensor *c = amil_find(&r, "c");
+    struct amil_tensor *c = amil_record_find(&r, "c");
     assert_int_equal(c->ndim, 0);
     assert_int_equal(c->nbytes, 8);
     assert_memory_equal(c->data, data + 29, 8);
-    assert_null(amil_expect(&r, "a", AMIL_U8, 2));
+    assert_null(amil_record_expect(&r, "a", AMIL_U8, 2));
     assert_non_null(strstr(amil_error(), "is F32 with 2 dimensions"));
     amil_record_free(&r);
     free(doc);
@@ -96,18 +96,18 @@ static void write_read_round_trip(void **state)
     (void)state;
     struct amil_record r;
     amil_record_init(&r);
-    amil_meta_set(&r, "source", "a \"quoted\"\\ name\n");
+    amil_record_set_meta(&r, "source", "a \"quoted\"\\ name\n");
     int64_t s1[1] = {3}, s2[2] = {2, 2};
-    unsigned char *u = amil_put(&r, "bytes", AMIL_U8, 1, s1)->data;
+    unsigned char *u = amil_record_put(&r, "bytes", AMIL_U8, 1, s1)->data;
     u[0] = 1, u[1] = 2, u[2] = 255;
-    float *f = amil_put(&r, "floats", AMIL_F32, 2, s2)->data;
+    float *f = amil_record_put(&r, "floats", AMIL_F32, 2, s2)->data;
     f[0] = 1.5f, f[3] = -2.25f;
 
     char *buf = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&buf, &len);
-    assert_int_equal(amil_write(mem, &r), 0);
-    assert_int_equal(amil_write(mem, &r), 0);   /* two records: a stream */
+    assert_int_equal(amil_record_write(mem, &r), 0);
+    assert_int_equal(amil_record_write(mem, &r), 0);   /* two records: a stream */
     fclose(mem);
     uint64_t header_len = 0;
     for (int i = 7; i >= 0; i--)
@@ -119,23 +119,23 @@ static void write_read_round_trip(void **state)
     amil_stream_open(&s, in, "mem");
     struct amil_record back;
     for (int k = 0; k < 2; k++) {
-        assert_int_equal(amil_read(&s, &back), 1);
-        assert_string_equal(amil_meta_get(&back, "source"), "a \"quoted\"\\ name\n");
-        struct amil_tensor *t = amil_expect(&back, "floats", AMIL_F32, 2);
+        assert_int_equal(amil_record_read(&s, &back), 1);
+        assert_string_equal(amil_record_meta(&back, "source"), "a \"quoted\"\\ name\n");
+        struct amil_tensor *t = amil_record_expect(&back, "floats", AMIL_F32, 2);
         assert_non_null(t);
         assert_memory_equal(t->data, f, 16);
-        assert_memory_equal(amil_find(&back, "bytes")->data, u, 3);
+        assert_memory_equal(amil_record_find(&back, "bytes")->data, u, 3);
         char *again = NULL;
         size_t again_len = 0;
         FILE *out = open_memstream(&again, &again_len);
-        amil_write(out, &back);
+        amil_record_write(out, &back);
         fclose(out);
         assert_int_equal(again_len * 2, len);
         assert_memory_equal(again, buf, again_len);
         free(again);
         amil_record_free(&back);
     }
-    assert_int_equal(amil_read(&s, &back), 0);   /* clean end */
+    assert_int_equal(amil_record_read(&s, &back), 0);   /* clean end */
     fclose(in);
     free(buf);
     amil_record_free(&r);
@@ -169,16 +169,16 @@ static void files_are_mapped(void **state)
     struct amil_record r;
     assert_int_equal(amil_record_load(path, &r), 0);
     assert_non_null(r.mapping);
-    struct amil_tensor *a = amil_find(&r, "a"), *b = amil_find(&r, "b");
+    struct amil_tensor *a = amil_record_find(&r, "a"), *b = amil_record_find(&r, "b");
     assert_true(a->borrowed);
     assert_false(b->borrowed);
-    assert_true(amil_find(&r, "u")->borrowed);
+    assert_true(amil_record_find(&r, "u")->borrowed);
     assert_memory_equal(a->data, &one, 4);
     assert_memory_equal(b->data, two, 8);
     struct amil_mapping *m = amil_mapping_ref(r.mapping);   /* outlives r */
-    amil_put(&r, "a", AMIL_F32, 1, (int64_t[]){3});
-    assert_false(amil_find(&r, "a")->borrowed);
-    assert_int_equal(amil_remove(&r, "u"), 1);
+    amil_record_put(&r, "a", AMIL_F32, 1, (int64_t[]){3});
+    assert_false(amil_record_find(&r, "a")->borrowed);
+    assert_int_equal(amil_record_remove(&r, "u"), 1);
     amil_record_free(&r);
     assert_memory_equal((unsigned char *)m->base + 8 + strlen(padded), &one, 4);
     amil_mapping_unref(m);
@@ -250,7 +250,7 @@ static void malformed_headers_are_refused(void **state)
                    "truncated data");
 }
 
-/* Reads a stream held in memory; returns what the last amil_read said. */
+/* Reads a stream held in memory; returns what the last amil_record_read said. */
 static int read_all(const unsigned char *bytes, size_t len, int *records)
 {
     FILE *f = fmemopen((void *)bytes, len, "rb");
@@ -259,7 +259,7 @@ static int read_all(const unsigned char *bytes, size_t len, int *records)
     int got;
     amil_stream_open(&s, f, "test");
     *records = 0;
-    while ((got = amil_read(&s, &r)) == 1) {
+    while ((got = amil_record_read(&s, &r)) == 1) {
         amil_record_free(&r);
         (*records)++;
     }
@@ -377,21 +377,21 @@ static void records_are_edited_in_place(void **state)
     struct amil_record r;
     amil_record_init(&r);
     int64_t shape[1] = {2};
-    amil_put(&r, "x", AMIL_I32, 1, shape);
-    amil_put(&r, "y", AMIL_U8, 1, shape);
-    amil_put(&r, "x", AMIL_F32, 1, shape);   /* replaces, keeps its place */
+    amil_record_put(&r, "x", AMIL_I32, 1, shape);
+    amil_record_put(&r, "y", AMIL_U8, 1, shape);
+    amil_record_put(&r, "x", AMIL_F32, 1, shape);   /* replaces, keeps its place */
     assert_int_equal(r.ntensors, 2);
     assert_string_equal(r.tensors[0].name, "x");
     assert_int_equal(r.tensors[0].dtype, AMIL_F32);
-    assert_int_equal(amil_remove(&r, "x"), 1);
-    assert_int_equal(amil_remove(&r, "x"), 0);
+    assert_int_equal(amil_record_remove(&r, "x"), 1);
+    assert_int_equal(amil_record_remove(&r, "x"), 0);
     assert_string_equal(r.tensors[0].name, "y");
-    amil_meta_set(&r, "k", "1");
-    amil_meta_setf(&r, "k", "%d", 2);
+    amil_record_set_meta(&r, "k", "1");
+    amil_record_set_metaf(&r, "k", "%d", 2);
     assert_int_equal(r.nmeta, 1);
     long v;
-    assert_int_equal(amil_meta_long(&r, "k", 0, 1, &v), -1);
-    assert_int_equal(amil_meta_long(&r, "absent", 0, 1, &v), 0);
+    assert_int_equal(amil_record_meta_long(&r, "k", 0, 1, &v), -1);
+    assert_int_equal(amil_record_meta_long(&r, "absent", 0, 1, &v), 0);
     amil_record_free(&r);
 }
 

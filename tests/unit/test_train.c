@@ -28,9 +28,9 @@ static void make_record(struct amil_record *r, int i)
 {
     amil_record_init(r);
     int64_t shape[1] = {i + 1};
-    struct amil_tensor *t = amil_put(r, "x", AMIL_U8, 1, shape);
+    struct amil_tensor *t = amil_record_put(r, "x", AMIL_U8, 1, shape);
     memset(t->data, i, (size_t)i + 1);
-    amil_meta_setf(r, "n", "%d", i);
+    amil_record_set_metaf(r, "n", "%d", i);
 }
 
 /* Samples of a record: n + 1 (so that records hold different counts). */
@@ -38,7 +38,7 @@ static long count_samples(struct amil_record *r, long index, const char *name, v
 {
     (void)name;
     long n;
-    if (amil_meta_long(r, "n", 0, 100, &n) != 1 || n != index)
+    if (amil_record_meta_long(r, "n", 0, 100, &n) != 1 || n != index)
         return amil_fail("record %ld is not the record written there", index);
     ++*(long *)context;
     return n + 1;
@@ -52,7 +52,7 @@ static void check_set(struct amil_samples *s, int count)
     for (int k = count - 1; k >= 0; k--) {
         struct amil_record r;
         assert_int_equal(amil_samples_get(s, k, &r), 0);
-        const struct amil_tensor *t = amil_find(&r, "x");
+        const struct amil_tensor *t = amil_record_find(&r, "x");
         assert_non_null(t);
         assert_int_equal(t->nbytes, k + 1);
         assert_int_equal(((const unsigned char *)t->data)[k], k);
@@ -73,7 +73,7 @@ static void samples_from_a_file_and_a_pipe(void **state)
     for (int i = 0; i < 5; i++) {
         struct amil_record r;
         make_record(&r, i);
-        assert_int_equal(amil_write(f, &r), 0);
+        assert_int_equal(amil_record_write(f, &r), 0);
         amil_record_free(&r);
     }
     fclose(f);
@@ -117,7 +117,7 @@ static void samples_from_a_file_and_a_pipe(void **state)
     for (int i = 0; i < 3; i++) {
         struct amil_record r;
         make_record(&r, written[i]);
-        assert_int_equal(amil_write(f, &r), 0);
+        assert_int_equal(amil_record_write(f, &r), 0);
         amil_record_free(&r);
     }
     fclose(f);
@@ -165,11 +165,11 @@ static void checkpoints_round_trip(void **state)
                             sizeof(float) * t.at[i].count);
     amil_optim_free(&o2);
     /* a model is not a checkpoint; nor is one without its optimizer */
-    amil_meta_set(&r, "kind", "model");
+    amil_record_set_meta(&r, "kind", "model");
     assert_int_equal(amil_checkpoint_from_record(&r, &back, &o2, 0, t.nweights, t.at, t.n), -1);
     assert_string_equal(amil_error(), "not a checkpoint of train");
-    amil_meta_set(&r, "kind", "checkpoint");
-    amil_meta_set(&r, "lr", "fast");
+    amil_record_set_meta(&r, "kind", "checkpoint");
+    amil_record_set_meta(&r, "lr", "fast");
     assert_int_equal(amil_checkpoint_from_record(&r, &back, &o2, 0, t.nweights, t.at, t.n), -1);
     assert_string_equal(amil_error(), "bad or missing lr");
     amil_record_free(&r);
@@ -220,7 +220,7 @@ static void records_are_saved_whole(void **state)
     assert_int_equal(amil_output_probe(path), 0);
     assert_int_equal(amil_record_save(path, &r), 0);
     assert_int_equal(amil_record_load(path, &back), 0);
-    assert_memory_equal(amil_find(&back, "x")->data, amil_find(&r, "x")->data, 4);
+    assert_memory_equal(amil_record_find(&back, "x")->data, amil_record_find(&r, "x")->data, 4);
     amil_record_free(&back);
     snprintf(path, sizeof path, "%s/no/such/dir/model.st", dir);
     assert_int_equal(amil_output_probe(path), -1);

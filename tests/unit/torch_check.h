@@ -49,13 +49,13 @@ static double relative_error(const float *ours, const float *theirs, size_t n)
 static void expect_close(const char *what, const float *ours, const struct amil_record *r,
                          const char *name, double tolerance)
 {
-    const struct amil_tensor *t = amil_find(r, name);
+    const struct amil_tensor *t = amil_record_find(r, name);
     if (!t)
         fail_msg("fixture has no tensor %s", name);
     double e = relative_error(ours, t->data, t->nbytes / sizeof(float));
     char key[160];
     snprintf(key, sizeof key, "torch_float32_error.%s", name);
-    const char *theirs = amil_meta_get(r, key);
+    const char *theirs = amil_record_meta(r, key);
     if (theirs)
         print_message("# %-10s %-40s relative error %.2e (PyTorch float32: %s)\n", what,
                       name, e, theirs);

@@ -1,4 +1,4 @@
-/* model_backward.c: the attention-MIL network of model.h backward over a
+/* mil_backward.c: the attention-MIL network of mil.h backward over a
  * bag, a training step's loss and gradients, and Grad-CAM at its second
  * convolution. */
 #include <math.h>
@@ -8,7 +8,7 @@
 #include <cblas.h>
 
 #include "kernels.h"
-#include "model_impl.h"
+#include "mil_impl.h"
 #include "nn.h"
 #include "parallel.h"
 
@@ -16,11 +16,11 @@
 
 /* Its weight gradient: grads += Σ over the group's patches of dC2 (50, S,
  * S, lanes) ⋆ P1, image by image (conv2_forward's layout). */
-static void conv2_dweight_shifted(const struct amil_model *m, struct amil_work *w,
+static void conv2_dweight_shifted(const struct amil_mil *m, struct amil_mil_work *w,
                                   float *dweight, const float *dc2, const float *p1, int n,
                                   int g, int thread)
 {
-    struct shifted_group sg = model_shift_group(m, w, p1, n, g, thread);
+    struct shifted_group sg = mil_shift_group(m, w, p1, n, g, thread);
     sg.k->transpose(sg.planes, sg.z.plane, sg.lanes, dc2, sg.lanes, sg.lanes * sg.lanes,
                     CONV2 * sg.positions / sg.lanes);
     sg.k->conv_shift_dweight(dweight, sg.planes, sg.positions, sg.z.plane, sg.shifted,
@@ -29,17 +29,17 @@ static void conv2_dweight_shifted(const struct amil_model *m, struct amil_work *
 }
 
 
-/* Grad-CAM of group g's patches (amil_model_gradcam): A = conv2's output
+/* Grad-CAM of group g's patches (amil_mil_gradcam): A = conv2's output
  * with its bias (conv2 is run again: the forward kept only the pooled
  * maps), dA = w->dc2 as backward left it; per patch and channel alpha = the
  * mean of dA over the map, cam (N, S, S) = ReLU(Σ alpha A). */
-static void gradcam_group(const struct amil_model *m, struct amil_work *w, float *cam, int n,
+static void gradcam_group(const struct amil_mil *m, struct amil_mil_work *w, float *cam, int n,
                           int g, float *c2, const float *dc2, int thread)
 {
     struct sides s = sides_of(m->patch);
     int lanes = w->kernels->lanes;
     size_t map = (size_t)s.conv2 * s.conv2;
-    model_conv2_forward(m, w, c2, w->p1 + (size_t)g * CONV1 * s.pool1 * s.pool1 * lanes, n, g,
+    mil_conv2_forward(m, w, c2, w->p1 + (size_t)g * CONV1 * s.pool1 * s.pool1 * lanes, n, g,
                   thread);
     const float *bias = W(m, CONV2_B);
     for (int l = 0; l < lanes && g * lanes + l < n; l++) {
@@ -65,8 +65,8 @@ static void fc_dweight_of_blocks(void *ctx, int first, int end, int thread)
 {
     (void)thread;
     const struct bag_pass *pass = ctx;
-    const struct amil_model *m = pass->m;
-    struct amil_work *w = pass->w;
+    const struct amil_mil *m = pass->m;
+    struct amil_mil_work *w = pass->w;
     int lanes = w->kernels->lanes, L = m->hidden, flat = m->flat, n = pass->n;
     /* pk (block, N, lanes): block j's features of every patch in lanes */
     for (int j = first; j < end; j++)
@@ -104,7 +104,7 @@ static void fc_dweight_of_blocks(void *ctx, int first, int end, int thread)
  * through the ReLU (rows); P2 is regrouped from w->p2 into pk (J, N,
  * lanes), feature j·lanes + l of patch i at [j][i][l] (zero past flat), the
  * product lands in dwk (J, L, lanes), then is added to the gradient. */
-static void fc_dweight(const struct amil_model *m, struct amil_work *w, int n, float *grads)
+static void fc_dweight(const struct amil_mil *m, struct amil_mil_work *w, int n, float *grads)
 {
     int lanes = w->kernels->lanes, blocks = (m->flat + lanes - 1) / lanes;
     struct bag_pass pass = {m, w, NULL, n, grads, NULL};
@@ -115,16 +115,16 @@ static void fc_dweight(const struct amil_model *m, struct amil_work *w, int n, f
 static void linear_back_of_groups(void *ctx, int first, int end, int thread)
 {
     const struct bag_pass *pass = ctx;
-    const struct amil_model *m = pass->m;
-    struct amil_work *w = pass->w;
+    const struct amil_mil *m = pass->m;
+    struct amil_mil_work *w = pass->w;
     size_t lanes = (size_t)w->kernels->lanes, flat = (size_t)m->flat;
-    if (model_linear_by_rows(m, w->kernels->lanes, pass->n, end - 1)) {
+    if (mil_linear_by_rows(m, w->kernels->lanes, pass->n, end - 1)) {
         /* the last group's patches as rows: dP2 (count, flat) = dH (count,
          * L) · W (L, flat), the outputs in lanes, W read once */
-        struct shifted_group sg = model_shift_group(m, w, NULL, pass->n, --end, thread);
+        struct shifted_group sg = mil_shift_group(m, w, NULL, pass->n, --end, thread);
         sg.k->product(sg.planes, w->dhl + end * m->hidden * lanes, lanes, W(m, FC_W),
                       m->hidden, m->flat, 0, sg.count);
-        model_planes_to_lanes(&sg, w->dp2 + end * flat * lanes, flat, flat);
+        mil_planes_to_lanes(&sg, w->dp2 + end * flat * lanes, flat, flat);
     }
     w->kernels->dense(w->dp2 + first * flat * lanes, w->dhl + first * m->hidden * lanes,
                       W(m, FC_W), 1, flat, NULL, 0, end - first, m->flat, m->hidden);
@@ -135,12 +135,12 @@ static void linear_back_of_groups(void *ctx, int first, int end, int thread)
 static void conv_back_of_groups(void *ctx, int first, int end, int thread)
 {
     const struct bag_pass *pass = ctx;
-    const struct amil_model *m = pass->m;
-    struct amil_work *w = pass->w;
+    const struct amil_mil *m = pass->m;
+    struct amil_mil_work *w = pass->w;
     const struct amil_kernels *k = w->kernels;
     struct sides s = sides_of(m->patch);
-    struct group_sizes z = model_group_sizes(m, k->lanes);
-    float *grads = thread == 0 ? pass->grads : w->dconv + (thread - 1) * model_conv_params(m);
+    struct group_sizes z = mil_group_sizes(m, k->lanes);
+    float *grads = thread == 0 ? pass->grads : w->dconv + (thread - 1) * mil_conv_params(m);
     float *dc2 = w->dc2 + thread * z.c2, *dp1 = w->dp1 + thread * z.p1;
     float *dc1 = w->dc1 + thread * z.c1;
 #define G(i) (grads + m->params.at[i].offset)
@@ -150,7 +150,7 @@ static void conv_back_of_groups(void *ctx, int first, int end, int thread)
                        w->arg2 + g * z.p2, CONV2, s.conv2, s.conv2);
         if (pass->cam)
             gradcam_group(m, w, pass->cam, pass->n, g, w->c2 + thread * z.c2, dc2, thread);
-        if (model_shift_pays(m, k->lanes, pass->n, g))
+        if (mil_shift_pays(m, k->lanes, pass->n, g))
             conv2_dweight_shifted(m, w, G(CONV2_W), dc2, p1, pass->n, g, thread);
         else
             k->conv5_dweight(G(CONV2_W), dc2, p1, 1, 0, 0, CONV1, s.pool1, s.pool1, CONV2);
@@ -164,7 +164,7 @@ static void conv_back_of_groups(void *ctx, int first, int end, int thread)
 
 /* Backward from w->dlogits (the gradient of whatever scalar is being
  * differentiated with respect to the logits) through the whole network of
- * the bag amil_model_step or amil_model_gradcam has just run forward:
+ * the bag amil_mil_step or amil_mil_gradcam has just run forward:
  * grads (nweights) += its parameters' gradients; with cam, also the
  * Grad-CAM maps (N, S, S) of the second convolution. */
 /* sums (C) += the columns of x (N, C), row after row. */
@@ -184,14 +184,14 @@ static void attention_back_of_rows(void *ctx, int first, int end, int thread)
 {
     (void)thread;
     const struct rows_pass *pass = ctx;
-    const struct amil_model *m = pass->m;
-    struct amil_work *w = pass->w;
+    const struct amil_mil *m = pass->m;
+    struct amil_mil_work *w = pass->w;
     int L = m->hidden, D = m->attention, K = m->branches, rows = end - first;
     size_t nd = (size_t)rows * D, at = (size_t)first * D;
     const float *dscores = w->dscores + (size_t)first * K, *h = pass->h + (size_t)first * L;
     float *dv = w->dv + at, *dvt = w->dvt + at, *dh = w->dh + (size_t)first * L;
     memset(dv, 0, sizeof *dv * nd);
-    if (m->arch == AMIL_ARCH_AMIL) {
+    if (m->arch == AMIL_MIL_PLAIN) {
         /* tanh's output: dVt (rows, D) = dscores (rows, K) · W (K, D) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, K, 1.0f, dscores, K,
                     W(m, ATT_FIRST + 2), D, 0.0f, dvt, D);
@@ -233,22 +233,22 @@ static void attention_dweight_of_units(void *ctx, int first, int end, int thread
 {
     (void)thread;
     const struct rows_pass *pass = ctx;
-    const struct amil_model *m = pass->m;
-    struct amil_work *w = pass->w;
+    const struct amil_mil *m = pass->m;
+    struct amil_mil_work *w = pass->w;
     int L = m->hidden, D = m->attention, n = pass->n;
     const float *grad_of[2] = {w->dv, w->du};
     int params[2] = {ATT_FIRST, ATT_FIRST + 2};
-    for (int k = 0; k < (m->arch == AMIL_ARCH_GATED ? 2 : 1); k++)
+    for (int k = 0; k < (m->arch == AMIL_MIL_GATED ? 2 : 1); k++)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, end - first, L, n, 1.0f,
                     grad_of[k] + first, D, pass->h, L, 1.0f,
                     pass->grads + m->params.at[params[k]].offset + (size_t)first * L, L);
 }
 
-static void backward(const struct amil_model *m, struct amil_work *w, int n, float *grads,
+static void backward(const struct amil_mil *m, struct amil_mil_work *w, int n, float *grads,
                      float *cam)
 {
     int L = m->hidden, D = m->attention, K = m->branches;
-    int head = m->params.n - 2, outputs = amil_model_outputs(m);
+    int head = m->params.n - 2, outputs = amil_mil_outputs(m);
 #define G(i) (grads + m->params.at[i].offset)
     /* classifier: dM (1, K·L) */
     memset(w->dm, 0, sizeof *w->dm * L * K);
@@ -275,14 +275,14 @@ static void backward(const struct amil_model *m, struct amil_work *w, int n, flo
         for (int j = 0; j < L; j++)
             w->dhl[(size_t)(i / lanes) * L * lanes + (size_t)j * lanes + i % lanes] = 0;
     amil_parallel(D, attention_dweight_of_units, &rows);
-    int last = m->arch == AMIL_ARCH_AMIL ? ATT_FIRST + 2 : ATT_FIRST + 4;
-    const float *before_last = m->arch == AMIL_ARCH_AMIL ? w->v : w->gate;
+    int last = m->arch == AMIL_MIL_PLAIN ? ATT_FIRST + 2 : ATT_FIRST + 4;
+    const float *before_last = m->arch == AMIL_MIL_PLAIN ? w->v : w->gate;
     /* the scoring layer's weight (K, D) += dscoresᵀ (K, N) · its input (N, D) */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, D, n, 1.0f, w->dscores, K,
                 before_last, D, 1.0f, G(last), D);
     column_sums(G(last + 1), w->dscores, n, K);
     column_sums(G(ATT_FIRST + 1), w->dv, n, D);
-    if (m->arch == AMIL_ARCH_GATED)
+    if (m->arch == AMIL_MIL_GATED)
         column_sums(G(ATT_FIRST + 3), w->du, n, D);
     /* the feature extractor: dH (masked by its ReLU) in lanes, then the
      * linear layer over all groups, then group by group back to conv1 */
@@ -292,7 +292,7 @@ static void backward(const struct amil_model *m, struct amil_work *w, int n, flo
     amil_parallel(groups, linear_back_of_groups, &pass);
     /* the convolutions group by group, each thread adding its parameters'
      * gradients into a buffer of its own, summed in thread order after */
-    size_t conv = model_conv_params(m);
+    size_t conv = mil_conv_params(m);
     memset(w->dconv, 0, sizeof *w->dconv * (size_t)(w->threads - 1) * conv);
     amil_parallel(groups, conv_back_of_groups, &pass);
     for (int t = 1; t < w->threads; t++)
@@ -301,17 +301,17 @@ static void backward(const struct amil_model *m, struct amil_work *w, int n, flo
 #undef G
 }
 
-double amil_model_step(const struct amil_model *m, struct amil_work *w,
-                       const uint8_t *patches, int n, int y, float *grads)
+double amil_mil_step(const struct amil_mil *m, struct amil_mil_work *w,
+                     const uint8_t *patches, int n, int y, float *grads)
 {
-    amil_featurize(m, w, patches, n);
-    amil_attend(m, w, w->h, n);
-    amil_classify(m, w, w->m);
-    int outputs = amil_model_outputs(m);
+    amil_mil_featurize(m, w, patches, n);
+    amil_mil_attend(m, w, w->h, n);
+    amil_mil_classify(m, w, w->m);
+    int outputs = amil_mil_outputs(m);
     if (!grads)   /* the loss alone */
         return m->classes == 2 ? amil_bernoulli_nll(w->prob[1], y, NULL)
                                : amil_cross_entropy(w->logits, outputs, y, NULL);
-    model_fit(m, w, n, STAGE_BACKWARD);
+    mil_fit(m, w, n, STAGE_BACKWARD);
     double loss;
     if (m->classes == 2) {
         float p = w->prob[1], dp;
@@ -324,30 +324,30 @@ double amil_model_step(const struct amil_model *m, struct amil_work *w,
     return loss;
 }
 
-int amil_model_judge(const struct amil_model *m, struct amil_work *w,
-                     const struct amil_record *r, struct amil_verdict *v)
+int amil_mil_judge(const struct amil_mil *m, struct amil_mil_work *w,
+                   const struct amil_record *r, struct amil_verdict *v)
 {
-    const struct amil_tensor *p = amil_bag_patches(m, r);
-    if (!p || amil_bag_label(m, r, &v->label) != 1)
+    const struct amil_tensor *p = amil_mil_bag_patches(m, r);
+    if (!p || amil_mil_bag_label(m, r, &v->label) != 1)
         return p ? amil_fail("no label") : -1;
-    v->loss = amil_model_step(m, w, p->data, (int)p->shape[0], (int)v->label, NULL);
-    v->predicted = amil_model_predict(m, w->prob);
+    v->loss = amil_mil_step(m, w, p->data, (int)p->shape[0], (int)v->label, NULL);
+    v->predicted = amil_mil_predict(m, w->prob);
     v->score = w->prob[1];
     return 0;
 }
 
-int amil_model_gradcam_side(const struct amil_model *m) { return sides_of(m->patch).conv2; }
+int amil_mil_gradcam_side(const struct amil_mil *m) { return sides_of(m->patch).conv2; }
 
-void amil_model_gradcam(const struct amil_model *m, struct amil_work *w,
-                        const uint8_t *patches, int n, int target, float *cam)
+void amil_mil_gradcam(const struct amil_mil *m, struct amil_mil_work *w,
+                      const uint8_t *patches, int n, int target, float *cam)
 {
-    amil_featurize(m, w, patches, n);
-    amil_attend(m, w, w->h, n);
-    amil_classify(m, w, w->m);
-    model_fit(m, w, n, STAGE_BACKWARD);
+    amil_mil_featurize(m, w, patches, n);
+    amil_mil_attend(m, w, w->h, n);
+    amil_mil_classify(m, w, w->m);
+    mil_fit(m, w, n, STAGE_BACKWARD);
     /* the score of the target class: the logit; with the sigmoid head, class
      * 1's is z and class 0's is -z */
-    int outputs = amil_model_outputs(m);
+    int outputs = amil_mil_outputs(m);
     for (int c = 0; c < outputs; c++)
         w->dlogits[c] = m->classes == 2 ? (target == 1 ? 1.0f : -1.0f) : (c == target);
     float *grads = amil_xcalloc(m->params.nweights, sizeof *grads);   /* not wanted */

@@ -1,4 +1,4 @@
-/* test_model.c: the whole network by finite differences, and against
+/* test_mil.c: the whole network by finite differences, and against
  * PyTorch 1.13 on a committed fixture
  * (tests/data/torch-fixture.safetensors, made by tests/torch/fixture.py):
  * PyTorch's module run in float64, the truth both float32 implementations
@@ -21,7 +21,7 @@
 
 #include "amil.h"
 #include "kernels.h"
-#include "model.h"
+#include "mil.h"
 #include "nn.h"
 #include "optim.h"
 #include "torch_check.h"
@@ -31,7 +31,7 @@ static const char *fixture_path(void) { return test_data("torch-fixture.safetens
 /* fixture.py's weights(): (2u - 1) / sqrt(fan_in) with u from the hash,
  * PyTorch's default distribution; the attention layers 8 times that, so the
  * attention is far from uniform. */
-static void formula_weights(struct amil_model *m)
+static void formula_weights(struct amil_mil *m)
 {
     for (int t = 0; t < m->params.n; t++) {
         const struct amil_param *p = &m->params.at[t];
@@ -45,30 +45,30 @@ static void formula_weights(struct amil_model *m)
 static void one_case(const struct amil_record *r, const struct amil_kernels *kernels)
 {
     long classes, hidden, attention, branches, label;
-    assert_int_equal(amil_meta_long(r, "classes", 2, 100, &classes), 1);
-    assert_int_equal(amil_meta_long(r, "hidden", 1, 10000, &hidden), 1);
-    assert_int_equal(amil_meta_long(r, "attention", 1, 10000, &attention), 1);
-    assert_int_equal(amil_meta_long(r, "branches", 1, 100, &branches), 1);
-    assert_int_equal(amil_meta_long(r, "label", 0, 100, &label), 1);
-    int arch = amil_arch_parse(amil_meta_get(r, "arch"));
+    assert_int_equal(amil_record_meta_long(r, "classes", 2, 100, &classes), 1);
+    assert_int_equal(amil_record_meta_long(r, "hidden", 1, 10000, &hidden), 1);
+    assert_int_equal(amil_record_meta_long(r, "attention", 1, 10000, &attention), 1);
+    assert_int_equal(amil_record_meta_long(r, "branches", 1, 100, &branches), 1);
+    assert_int_equal(amil_record_meta_long(r, "label", 0, 100, &label), 1);
+    int arch = amil_mil_arch_parse(amil_record_meta(r, "arch"));
     assert_true(arch >= 0);
-    struct amil_model m;
-    assert_int_equal(amil_model_init(&m, arch, 3, 28, (int)classes, (int)hidden,
-                                     (int)attention, (int)branches), 0);
+    struct amil_mil m;
+    assert_int_equal(amil_mil_init(&m, arch, 3, 28, (int)classes, (int)hidden,
+                                   (int)attention, (int)branches), 0);
     formula_weights(&m);
-    const char *norm = amil_meta_get(r, "normalization");
+    const char *norm = amil_record_meta(r, "normalization");
     m.norm = norm ? amil_norm_parse(norm) : AMIL_NORM_NONE;
     assert_true((int)m.norm >= 0);
     print_message("# case: %s, %ld classes, %ld branches, normalization %s, %s kernels\n",
-                  amil_meta_get(r, "arch"), classes, branches, amil_norm_name(m.norm),
+                  amil_record_meta(r, "arch"), classes, branches, amil_norm_name(m.norm),
                   kernels->name);
-    const struct amil_tensor *patches = amil_expect(r, "patches", AMIL_U8, 4);
+    const struct amil_tensor *patches = amil_record_expect(r, "patches", AMIL_U8, 4);
     assert_non_null(patches);
     int n = (int)patches->shape[0];
 
-    struct amil_work w = {.kernels = kernels};
+    struct amil_mil_work w = {.kernels = kernels};
     float *grads = calloc(m.params.nweights, sizeof *grads);
-    double loss = amil_model_step(&m, &w, patches->data, n, (int)label, grads);
+    double loss = amil_mil_step(&m, &w, patches->data, n, (int)label, grads);
     expect_close("forward", w.h, r, "features", 1e-4);
     expect_close("forward", w.a, r, "attention", 1e-4);
     expect_close("forward", w.prob, r, "prob", 1e-4);
@@ -92,14 +92,14 @@ static void one_case(const struct amil_record *r, const struct amil_kernels *ker
 
     /* Grad-CAM of each class's score at the second convolution; some map
      * must be more than zeros, or the comparison proves little */
-    int side = amil_model_gradcam_side(&m);
+    int side = amil_mil_gradcam_side(&m);
     size_t cam_n = (size_t)n * side * side;
     float *cam = malloc(sizeof *cam * cam_n);
     double largest = 0;
     for (int c = 0; c < (int)classes; c++) {
         char name[32];
         snprintf(name, sizeof name, "gradcam.%d", c);
-        amil_model_gradcam(&m, &w, patches->data, n, c, cam);
+        amil_mil_gradcam(&m, &w, patches->data, n, c, cam);
         expect_close("grad-cam", cam, r, name, 1e-4);
         for (size_t j = 0; j < cam_n; j++)
             largest = fmax(largest, cam[j]);
@@ -113,7 +113,7 @@ static void one_case(const struct amil_record *r, const struct amil_kernels *ker
     o.lr = 1e-4, o.decay = 1e-4;
     for (int step = 0; step < 3; step++) {
         memset(grads, 0, sizeof *grads * m.params.nweights);
-        amil_model_step(&m, &w, patches->data, n, (int)label, grads);
+        amil_mil_step(&m, &w, patches->data, n, (int)label, grads);
         amil_optim_step(&o, m.params.weights, grads);
     }
     for (int i = 0; i < m.params.n; i++) {
@@ -123,8 +123,8 @@ static void one_case(const struct amil_record *r, const struct amil_kernels *ker
     }
     amil_optim_free(&o);
     free(grads);
-    amil_work_free(&w);
-    amil_model_free(&m);
+    amil_mil_work_free(&w);
+    amil_mil_free(&m);
 }
 
 static void against_pytorch(void **state)
@@ -139,8 +139,8 @@ static void against_pytorch(void **state)
     const struct amil_kernels *sets[3];
     int nsets = amil_kernels_available(sets);
     amil_stream_open(&s, f, fixture_path());
-    while ((got = amil_read(&s, &r)) == 1) {
-        const char *kind = amil_meta_get(&r, "kind");
+    while ((got = amil_record_read(&s, &r)) == 1) {
+        const char *kind = amil_record_meta(&r, "kind");
         if (kind && (strcmp(kind, "pipeline") == 0 ||       /* for the bats tests */
                      strcmp(kind, "optimizers") == 0)) {   /* below */
             amil_record_free(&r);
@@ -169,8 +169,8 @@ static void optimizers_against_pytorch(void **state)
     struct amil_record r;
     amil_stream_open(&s, f, fixture_path());
     int found = 0;
-    while (!found && amil_read(&s, &r) == 1) {
-        const char *kind = amil_meta_get(&r, "kind");
+    while (!found && amil_record_read(&s, &r) == 1) {
+        const char *kind = amil_record_meta(&r, "kind");
         found = kind && strcmp(kind, "optimizers") == 0;
         if (!found)
             amil_record_free(&r);
@@ -207,13 +207,13 @@ static void optimizers_against_pytorch(void **state)
 static void model_record_round_trip(void **state)
 {
     (void)state;
-    struct amil_model m, back;
-    assert_int_equal(amil_model_init(&m, AMIL_ARCH_GATED, 1, 28, 4, 20, 7, 2), 0);
-    amil_model_randomize(&m, 5);
+    struct amil_mil m, back;
+    assert_int_equal(amil_mil_init(&m, AMIL_MIL_GATED, 1, 28, 4, 20, 7, 2), 0);
+    amil_mil_randomize(&m, 5);
     struct amil_record r;
-    amil_model_to_record(&m, &r);
-    assert_int_equal(amil_model_from_record(&back, &r), 0);
-    assert_int_equal(back.arch, AMIL_ARCH_GATED);
+    amil_mil_to_record(&m, &r);
+    assert_int_equal(amil_mil_from_record(&back, &r), 0);
+    assert_int_equal(back.arch, AMIL_MIL_GATED);
     assert_int_equal(back.classes, 4);
     assert_int_equal(back.channels, 1);
     assert_int_equal(back.params.nweights, m.params.nweights);
@@ -221,21 +221,21 @@ static void model_record_round_trip(void **state)
     /* a bare state_dict: the same model read off the shapes */
     while (r.nmeta)
         free(r.meta[--r.nmeta].key), free(r.meta[r.nmeta].value);
-    struct amil_model bare;
-    assert_int_equal(amil_model_from_record(&bare, &r), 0);
-    assert_int_equal(bare.arch, AMIL_ARCH_GATED);
+    struct amil_mil bare;
+    assert_int_equal(amil_mil_from_record(&bare, &r), 0);
+    assert_int_equal(bare.arch, AMIL_MIL_GATED);
     assert_int_equal(bare.classes, 4);
     assert_int_equal(bare.branches, 2);
     assert_int_equal(bare.attention, 7);
     assert_int_equal(bare.patch, 28);
-    amil_model_free(&bare);
+    amil_mil_free(&bare);
     /* a tensor of the wrong shape is refused */
     r.tensors[0].shape[0] = 21;
-    assert_int_equal(amil_model_from_record(&bare, &r), -1);
+    assert_int_equal(amil_mil_from_record(&bare, &r), -1);
     assert_non_null(strstr(amil_error(), "feature_extractor_part1.0.weight"));
     amil_record_free(&r);
-    amil_model_free(&m);
-    amil_model_free(&back);
+    amil_mil_free(&m);
+    amil_mil_free(&back);
 }
 
 /* The whole model's gradient by central differences of the loss, for both
@@ -254,10 +254,10 @@ static void whole_model_finite_differences(void **state)
 {
     (void)state;
     struct {
-        enum amil_arch arch;
+        enum amil_mil_arch arch;
         int classes, branches, label;
-    } cases[3] = {{AMIL_ARCH_AMIL, 2, 1, 1}, {AMIL_ARCH_GATED, 2, 1, 0},
-                  {AMIL_ARCH_AMIL, 4, 2, 3}};
+    } cases[3] = {{AMIL_MIL_PLAIN, 2, 1, 1}, {AMIL_MIL_GATED, 2, 1, 0},
+                  {AMIL_MIL_PLAIN, 4, 2, 3}};
     uint8_t patches[4 * 28 * 28 * 3];
     for (size_t i = 0; i < sizeof patches; i++)   /* smooth, varied images */
         patches[i] = (uint8_t)(128 + 100 * sin(0.05 * (double)i) * cos(0.0007 * (double)i));
@@ -267,15 +267,15 @@ static void whole_model_finite_differences(void **state)
     for (int c = 0; c < 3 * nsets; c++) {
         const struct amil_kernels *kernels = sets[c / 3];
         int label = cases[c % 3].label;
-        struct amil_model m;
-        assert_int_equal(amil_model_init(&m, cases[c % 3].arch, 3, 28, cases[c % 3].classes,
-                                         16, 6, cases[c % 3].branches), 0);
-        amil_model_randomize(&m, 7 + c % 3);
+        struct amil_mil m;
+        assert_int_equal(amil_mil_init(&m, cases[c % 3].arch, 3, 28, cases[c % 3].classes,
+                                       16, 6, cases[c % 3].branches), 0);
+        amil_mil_randomize(&m, 7 + c % 3);
         for (size_t i = m.params.at[m.params.n - 4].offset; i < m.params.nweights; i++)
             m.params.weights[i] *= 4;   /* livelier attention and head */
-        struct amil_work w = {.kernels = kernels};
+        struct amil_mil_work w = {.kernels = kernels};
         float *grads = calloc(m.params.nweights, sizeof *grads);
-        double loss = amil_model_step(&m, &w, patches, 4, label, grads);
+        double loss = amil_mil_step(&m, &w, patches, 4, label, grads);
         /* the rounding of the loss (about an ulp of float) through the
          * extrapolated difference, at the first step */
         double rounding = 2 * fabs(loss) * FLT_EPSILON / steps[0];
@@ -311,7 +311,7 @@ static void whole_model_finite_differences(void **state)
                         double step = half ? h / 2 : h, loss_at[2];
                         for (int side = 0; side < 2; side++) {
                             m.params.weights[i] = (float)(saved + (side ? -step : step));
-                            loss_at[side] = amil_model_step(&m, &w, patches, 4, label, NULL);
+                            loss_at[side] = amil_mil_step(&m, &w, patches, 4, label, NULL);
                         }
                         /* the step the floats really took */
                         d[half] = (loss_at[0] - loss_at[1]) /
@@ -335,8 +335,8 @@ static void whole_model_finite_differences(void **state)
         /* the convolutions, the linear layer and most of the head */
         assert_true(tensors - too_small >= 6);
         free(grads);
-        amil_work_free(&w);
-        amil_model_free(&m);
+        amil_mil_work_free(&w);
+        amil_mil_free(&m);
     }
 }
 
@@ -364,20 +364,20 @@ static void hostile_sizes_are_refused(void **state)
         {"classifier.0.weight", 2, {7, 2}},
     };
     for (size_t i = 0; i < sizeof tensors / sizeof tensors[0]; i++)
-        memset(amil_put(&r, tensors[i].name, AMIL_F32, tensors[i].ndim, tensors[i].shape)->data,
+        memset(amil_record_put(&r, tensors[i].name, AMIL_F32, tensors[i].ndim, tensors[i].shape)->data,
                0x41, (size_t)(tensors[i].shape[0] * tensors[i].shape[1] *
                               (tensors[i].ndim == 4 ? 25 : 1) * 4));
-    struct amil_model m;
-    assert_int_equal(amil_model_from_record(&m, &r), -1);
+    struct amil_mil m;
+    assert_int_equal(amil_mil_from_record(&m, &r), -1);
     assert_non_null(strstr(amil_error(), "hidden 44987186551, outside 1..1048576"));
     assert_null(m.params.weights);
     amil_record_free(&r);
 
     /* within each ceiling, but too many parameters in all, or K·L over int */
-    assert_int_equal(amil_model_init(&m, AMIL_ARCH_GATED, 3, 4096, 2, 1 << 20, 1 << 20, 1),
+    assert_int_equal(amil_mil_init(&m, AMIL_MIL_GATED, 3, 4096, 2, 1 << 20, 1 << 20, 1),
                      -1);
     assert_non_null(strstr(amil_error(), "need more than"));
-    assert_int_equal(amil_model_init(&m, AMIL_ARCH_AMIL, 3, 28, 2, 1 << 20, 1, 1 << 20), -1);
+    assert_int_equal(amil_mil_init(&m, AMIL_MIL_PLAIN, 3, 28, 2, 1 << 20, 1, 1 << 20), -1);
     assert_non_null(strstr(amil_error(), "is too large"));
     assert_null(m.params.weights);
 }
@@ -388,9 +388,9 @@ static void hostile_sizes_are_refused(void **state)
 static void threads_agree(void **state)
 {
     (void)state;
-    struct amil_model m;
-    assert_int_equal(amil_model_init(&m, AMIL_ARCH_GATED, 3, 28, 2, 40, 12, 1), 0);
-    amil_model_randomize(&m, 3);
+    struct amil_mil m;
+    assert_int_equal(amil_mil_init(&m, AMIL_MIL_GATED, 3, 28, 2, 40, 12, 1), 0);
+    amil_mil_randomize(&m, 3);
     int n = 45;   /* groups of 16, 8 or 4 lanes, the last one partial */
     uint8_t *patches = malloc((size_t)n * 28 * 28 * 3);
     for (size_t i = 0; i < (size_t)n * 28 * 28 * 3; i++)
@@ -398,12 +398,12 @@ static void threads_agree(void **state)
     float *grads[3], *features[3];
     for (int run = 0; run < 3; run++) {
         amil_threads(run == 0 ? 1 : 2);
-        struct amil_work w = {0};
+        struct amil_mil_work w = {0};
         grads[run] = calloc(m.params.nweights, sizeof *grads[run]);
-        amil_model_step(&m, &w, patches, n, 1, grads[run]);
+        amil_mil_step(&m, &w, patches, n, 1, grads[run]);
         features[run] = malloc(sizeof(float) * (size_t)n * m.hidden);
         memcpy(features[run], w.h, sizeof(float) * (size_t)n * m.hidden);
-        amil_work_free(&w);
+        amil_mil_work_free(&w);
     }
     amil_threads(1);
     assert_memory_equal(features[0], features[1], sizeof(float) * (size_t)n * m.hidden);
@@ -418,20 +418,20 @@ static void threads_agree(void **state)
     for (int run = 0; run < 3; run++)
         free(grads[run]), free(features[run]);
     free(patches);
-    amil_model_free(&m);
+    amil_mil_free(&m);
 }
 
 /* A group with empty lanes runs the second convolution image by image
- * (model.c's conv2_forward) and its linear layer patch by patch, a full one
+ * (mil_forward.c's conv2_forward) and its linear layer patch by patch, a full one
  * in lanes: a patch's features in a bag of 5 agree with the same patch's
  * in the first full group of a bag of 16, on every instruction set, and
  * so do the weight gradients of both ways. */
 static void partial_groups_agree(void **state)
 {
     (void)state;
-    struct amil_model m;
-    assert_int_equal(amil_model_init(&m, AMIL_ARCH_AMIL, 3, 28, 2, 40, 12, 1), 0);
-    amil_model_randomize(&m, 5);
+    struct amil_mil m;
+    assert_int_equal(amil_mil_init(&m, AMIL_MIL_PLAIN, 3, 28, 2, 40, 12, 1), 0);
+    amil_mil_randomize(&m, 5);
     int n = 16, few = 5;
     uint8_t *patches = malloc((size_t)n * 28 * 28 * 3);
     for (size_t i = 0; i < (size_t)n * 28 * 28 * 3; i++)
@@ -439,9 +439,9 @@ static void partial_groups_agree(void **state)
     const struct amil_kernels *sets[3];
     int nsets = amil_kernels_available(sets);
     for (int s = 0; s < nsets; s++) {
-        struct amil_work all = {.kernels = sets[s]}, part = {.kernels = sets[s]};
-        amil_featurize(&m, &all, patches, n);
-        amil_featurize(&m, &part, patches, few);
+        struct amil_mil_work all = {.kernels = sets[s]}, part = {.kernels = sets[s]};
+        amil_mil_featurize(&m, &all, patches, n);
+        amil_mil_featurize(&m, &part, patches, few);
         double top = 0, err = 0;
         for (size_t i = 0; i < (size_t)few * m.hidden; i++) {
             top = fmax(top, fabs(all.h[i]));
@@ -460,9 +460,10 @@ static void partial_groups_agree(void **state)
         uint8_t *twice = malloc(2 * bytes);
         memcpy(twice, patches, bytes);
         memcpy(twice + bytes, patches, bytes);
-        float *g20 = calloc(m.params.nweights, sizeof *g20), *g10 = calloc(m.params.nweights, sizeof *g10);
-        amil_model_step(&m, &all, twice, 2 * ten, 1, g20);
-        amil_model_step(&m, &part, patches, ten, 1, g10);
+        float *g20 = calloc(m.params.nweights, sizeof *g20);
+        float *g10 = calloc(m.params.nweights, sizeof *g10);
+        amil_mil_step(&m, &all, twice, 2 * ten, 1, g20);
+        amil_mil_step(&m, &part, patches, ten, 1, g10);
         top = 0, err = 0;
         for (size_t i = 0; i < m.params.nweights; i++) {
             top = fmax(top, fabs(g10[i]));
@@ -472,19 +473,19 @@ static void partial_groups_agree(void **state)
                       sets[s]->name, err / top);
         assert_true(top > 0 && err / top < 1e-5);
         free(twice), free(g20), free(g10);
-        amil_work_free(&all);
-        amil_work_free(&part);
+        amil_mil_work_free(&all);
+        amil_mil_work_free(&part);
     }
     free(patches);
-    amil_model_free(&m);
+    amil_mil_free(&m);
 }
 
 /* The paper's model has 491,828 parameters, as the issue counts them. */
 static void paper_model_size(void **state)
 {
     (void)state;
-    struct amil_model m;
-    assert_int_equal(amil_model_init(&m, AMIL_ARCH_AMIL, 3, 28, 2, 500, 128, 1), 0);
+    struct amil_mil m;
+    assert_int_equal(amil_mil_init(&m, AMIL_MIL_PLAIN, 3, 28, 2, 500, 128, 1), 0);
     size_t count = 0;
     for (int i = 0; i < m.params.n; i++) {
         count += m.params.at[i].count;
@@ -493,7 +494,7 @@ static void paper_model_size(void **state)
     assert_int_equal(count, 491828);
     assert_true(m.params.nweights < count + 16 * (size_t)m.params.n);
     assert_int_equal(m.flat, 800);
-    amil_model_free(&m);
+    amil_mil_free(&m);
 }
 
 int main(void)

@@ -1,24 +1,24 @@
-/* model.c: the attention-MIL network of model.h: its parameter table and
+/* mil.c: the attention-MIL network of mil.h: its parameter table and
  * its records (model files), and the checks of a bag it reads.
- * model_forward.c and model_backward.c run it over a bag. */
+ * mil_forward.c and mil_backward.c run it over a bag. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "model_impl.h"
+#include "mil_impl.h"
 
 static const char *const arch_names[] = {"amil", "gated"};
 
-const char *amil_arch_name(enum amil_arch arch) { return arch_names[arch]; }
+const char *amil_mil_arch_name(enum amil_mil_arch arch) { return arch_names[arch]; }
 
-int amil_arch_parse(const char *name)
+int amil_mil_arch_parse(const char *name)
 {
     return amil_name_index(arch_names, 2, name);
 }
 
-int amil_model_outputs(const struct amil_model *m) { return m->classes == 2 ? 1 : m->classes; }
+int amil_mil_outputs(const struct amil_mil *m) { return m->classes == 2 ? 1 : m->classes; }
 
 /* A layer's weight and bias, PyTorch's Linear or Conv2d. */
-static int add_layer(struct amil_model *m, const char *prefix, int ndim, int64_t out,
+static int add_layer(struct amil_mil *m, const char *prefix, int ndim, int64_t out,
                      int64_t in, int64_t k)
 {
     char name[64];
@@ -33,7 +33,7 @@ static int add_layer(struct amil_model *m, const char *prefix, int ndim, int64_t
 
 /* The parameter table of the network, without its buffer: 0, or -1 with a
  * message when the sizes are out of range or their products too large. */
-static int model_layout(struct amil_model *m, enum amil_arch arch, int channels, int patch,
+static int model_layout(struct amil_mil *m, enum amil_mil_arch arch, int channels, int patch,
                         int classes, int hidden, int attention, int branches)
 {
     memset(m, 0, sizeof *m);
@@ -46,11 +46,11 @@ static int model_layout(struct amil_model *m, enum amil_arch arch, int channels,
     if (classes < 2 || hidden < 1 || attention < 1 || branches < 1)
         return amil_fail("classes, hidden, attention and branches must be positive "
                          "(classes at least 2)");
-    if (classes > AMIL_MODEL_MAX_WIDTH || hidden > AMIL_MODEL_MAX_WIDTH ||
-        attention > AMIL_MODEL_MAX_WIDTH || branches > AMIL_MODEL_MAX_WIDTH)
+    if (classes > AMIL_MIL_MAX_WIDTH || hidden > AMIL_MIL_MAX_WIDTH ||
+        attention > AMIL_MIL_MAX_WIDTH || branches > AMIL_MIL_MAX_WIDTH)
         return amil_fail("classes %d, hidden %d, attention %d, branches %d: each must be "
                          "at most %d", classes, hidden, attention, branches,
-                         AMIL_MODEL_MAX_WIDTH);
+                         AMIL_MIL_MAX_WIDTH);
     /* the classifier reads K·L numbers, counted in int by the layers */
     if ((int64_t)hidden * branches > INT32_MAX)
         return amil_fail("hidden %d × branches %d is too large", hidden, branches);
@@ -65,14 +65,14 @@ static int model_layout(struct amil_model *m, enum amil_arch arch, int channels,
     int failed = add_layer(m, "feature_extractor_part1.0", 4, CONV1, channels, KERNEL) < 0 ||
                  add_layer(m, "feature_extractor_part1.3", 4, CONV2, CONV1, KERNEL) < 0 ||
                  add_layer(m, "feature_extractor_part2.0", 2, hidden, m->flat, 0) < 0;
-    if (arch == AMIL_ARCH_AMIL)
+    if (arch == AMIL_MIL_PLAIN)
         failed = failed || add_layer(m, "attention.0", 2, attention, hidden, 0) < 0 ||
                  add_layer(m, "attention.2", 2, branches, attention, 0) < 0;
     else
         failed = failed || add_layer(m, "attention_V.0", 2, attention, hidden, 0) < 0 ||
                  add_layer(m, "attention_U.0", 2, attention, hidden, 0) < 0 ||
                  add_layer(m, "attention_weights", 2, branches, attention, 0) < 0;
-    failed = failed || add_layer(m, "classifier.0", 2, amil_model_outputs(m),
+    failed = failed || add_layer(m, "classifier.0", 2, amil_mil_outputs(m),
                                  (int64_t)hidden * branches, 0) < 0;
     if (failed) {
         memset(m, 0, sizeof *m);
@@ -83,8 +83,8 @@ static int model_layout(struct amil_model *m, enum amil_arch arch, int channels,
     return 0;
 }
 
-int amil_model_init(struct amil_model *m, enum amil_arch arch, int channels, int patch,
-                    int classes, int hidden, int attention, int branches)
+int amil_mil_init(struct amil_mil *m, enum amil_mil_arch arch, int channels, int patch,
+                  int classes, int hidden, int attention, int branches)
 {
     if (!amil_kernels())   /* AMIL_ISA names a set this CPU cannot run */
         return -1;
@@ -94,31 +94,31 @@ int amil_model_init(struct amil_model *m, enum amil_arch arch, int channels, int
     return 0;
 }
 
-void amil_model_free(struct amil_model *m)
+void amil_mil_free(struct amil_mil *m)
 {
     amil_params_free(&m->params);
     memset(m, 0, sizeof *m);
 }
 
-void amil_model_randomize(struct amil_model *m, unsigned long seed)
+void amil_mil_randomize(struct amil_mil *m, unsigned long seed)
 {
     amil_params_randomize(&m->params, seed);
 }
 
 /* ---- records ------------------------------------------------------------ */
 
-void amil_model_to_record(const struct amil_model *m, struct amil_record *r)
+void amil_mil_to_record(const struct amil_mil *m, struct amil_record *r)
 {
     amil_record_init(r);
-    amil_meta_set(r, "kind", "model");
-    amil_meta_set(r, "arch", amil_arch_name(m->arch));
-    amil_meta_setf(r, "classes", "%d", m->classes);
-    amil_meta_setf(r, "channels", "%d", m->channels);
-    amil_meta_setf(r, "patch", "%d", m->patch);
-    amil_meta_setf(r, "hidden", "%d", m->hidden);
-    amil_meta_setf(r, "attention", "%d", m->attention);
-    amil_meta_setf(r, "branches", "%d", m->branches);
-    amil_meta_set(r, "normalization", amil_norm_name(m->norm));
+    amil_record_set_meta(r, "kind", "model");
+    amil_record_set_meta(r, "arch", amil_mil_arch_name(m->arch));
+    amil_record_set_metaf(r, "classes", "%d", m->classes);
+    amil_record_set_metaf(r, "channels", "%d", m->channels);
+    amil_record_set_metaf(r, "patch", "%d", m->patch);
+    amil_record_set_metaf(r, "hidden", "%d", m->hidden);
+    amil_record_set_metaf(r, "attention", "%d", m->attention);
+    amil_record_set_metaf(r, "branches", "%d", m->branches);
+    amil_record_set_meta(r, "normalization", amil_norm_name(m->norm));
     amil_params_to_record(&m->params, r);
 }
 
@@ -126,9 +126,9 @@ void amil_model_to_record(const struct amil_model *m, struct amil_record *r)
  * before it becomes a long, and later an int. */
 static int shape_size(const char *what, int64_t size, long *out)
 {
-    if (size < 1 || size > AMIL_MODEL_MAX_WIDTH)
+    if (size < 1 || size > AMIL_MIL_MAX_WIDTH)
         return amil_fail("the tensors give %s %lld, outside 1..%d", what, (long long)size,
-                         AMIL_MODEL_MAX_WIDTH);
+                         AMIL_MIL_MAX_WIDTH);
     *out = (long)size;
     return 0;
 }
@@ -138,31 +138,32 @@ static int meta_or(const struct amil_record *r, const char *key, int64_t fallbac
 {
     if (shape_size(key, fallback, out) < 0)
         return -1;
-    return amil_meta_long(r, key, 1, AMIL_MODEL_MAX_WIDTH, out) < 0 ? -1 : 0;
+    return amil_record_meta_long(r, key, 1, AMIL_MIL_MAX_WIDTH, out) < 0 ? -1 : 0;
 }
 
-int amil_model_from_record(struct amil_model *m, const struct amil_record *r)
+int amil_mil_from_record(struct amil_mil *m, const struct amil_record *r)
 {
     memset(m, 0, sizeof *m);
     if (!amil_kernels())
         return -1;
-    const char *arch_text = amil_meta_get(r, "arch");
-    int arch = arch_text ? amil_arch_parse(arch_text)
-             : amil_find(r, "attention_V.0.weight") ? AMIL_ARCH_GATED : AMIL_ARCH_AMIL;
+    const char *arch_text = amil_record_meta(r, "arch");
+    int arch = arch_text ? amil_mil_arch_parse(arch_text)
+             : amil_record_find(r, "attention_V.0.weight") ? AMIL_MIL_GATED : AMIL_MIL_PLAIN;
     if (arch < 0)
         return amil_fail("arch '%s' is not an attention-MIL model (amil or gated)",
                          arch_text);
-    const char *kind = amil_meta_get(r, "kind");
+    const char *kind = amil_record_meta(r, "kind");
     if (kind && strcmp(kind, "model") != 0 && strcmp(kind, "checkpoint") != 0)
         return amil_fail("a record of kind '%s', not a model", kind);
     /* A bare state_dict says nothing but its shapes: read them off. */
-    const struct amil_tensor *conv1 = amil_find(r, "feature_extractor_part1.0.weight");
-    const struct amil_tensor *fc = amil_find(r, "feature_extractor_part2.0.weight");
-    const struct amil_tensor *att = amil_find(r, arch == AMIL_ARCH_AMIL ? "attention.0.weight"
-                                                                        : "attention_V.0.weight");
-    const struct amil_tensor *branch = amil_find(r, arch == AMIL_ARCH_AMIL ? "attention.2.weight"
-                                                                           : "attention_weights.weight");
-    const struct amil_tensor *head = amil_find(r, "classifier.0.weight");
+    const struct amil_tensor *conv1 = amil_record_find(r, "feature_extractor_part1.0.weight");
+    const struct amil_tensor *fc = amil_record_find(r, "feature_extractor_part2.0.weight");
+    int plain = arch == AMIL_MIL_PLAIN;
+    const struct amil_tensor *att =
+        amil_record_find(r, plain ? "attention.0.weight" : "attention_V.0.weight");
+    const struct amil_tensor *branch =
+        amil_record_find(r, plain ? "attention.2.weight" : "attention_weights.weight");
+    const struct amil_tensor *head = amil_record_find(r, "classifier.0.weight");
     if (!conv1 || !fc || !att || !branch || !head || conv1->ndim != 4 || fc->ndim != 2 ||
         att->ndim != 2 || branch->ndim != 2 || head->ndim != 2)
         return amil_fail("not an attention-MIL model: its tensors are not the %s "
@@ -184,7 +185,7 @@ int amil_model_from_record(struct amil_model *m, const struct amil_record *r)
         meta_or(r, "branches", branch->shape[0], &branches) < 0)
         return -1;
     /* The metadata must say what the tensors' shapes say.  All are at most
-     * AMIL_MODEL_MAX_WIDTH here, so hidden × branches cannot overflow. */
+     * AMIL_MIL_MAX_WIDTH here, so hidden × branches cannot overflow. */
     if (channels != conv1->shape[1] || hidden != fc->shape[0] ||
         attention != att->shape[0] || branches != branch->shape[0] ||
         (classes == 2 ? 1 : classes) != outputs || head->shape[1] != hidden * branches)
@@ -208,17 +209,17 @@ int amil_model_from_record(struct amil_model *m, const struct amil_record *r)
     return 0;
 }
 
-int amil_model_load(struct amil_model *m, const char *path)
+int amil_mil_load(struct amil_mil *m, const char *path)
 {
     struct amil_record r;
     if (amil_record_load(path, &r) < 0)
         return -1;
-    int status = amil_model_from_record(m, &r);
+    int status = amil_mil_from_record(m, &r);
     amil_record_free(&r);
     return status < 0 ? amil_fail_in(path) : 0;
 }
 
-int amil_model_predict(const struct amil_model *m, const float *prob)
+int amil_mil_predict(const struct amil_mil *m, const float *prob)
 {
     if (m->classes == 2)
         return prob[1] >= 0.5f;
@@ -229,10 +230,10 @@ int amil_model_predict(const struct amil_model *m, const float *prob)
     return best;
 }
 
-const struct amil_tensor *amil_bag_patches(const struct amil_model *m,
-                                           const struct amil_record *r)
+const struct amil_tensor *amil_mil_bag_patches(const struct amil_mil *m,
+                                               const struct amil_record *r)
 {
-    const struct amil_tensor *t = amil_expect(r, "patches", AMIL_U8, 4);
+    const struct amil_tensor *t = amil_record_expect(r, "patches", AMIL_U8, 4);
     if (!t)
         return NULL;
     /* the convolutions count N × conv1² columns in int */
@@ -250,11 +251,11 @@ const struct amil_tensor *amil_bag_patches(const struct amil_model *m,
     return t;
 }
 
-int amil_bag_label(const struct amil_model *m, const struct amil_record *r, long *label)
+int amil_mil_bag_label(const struct amil_mil *m, const struct amil_record *r, long *label)
 {
-    int has = amil_meta_long(r, "label", 0, m->classes - 1, label);
+    int has = amil_record_meta_long(r, "label", 0, m->classes - 1, label);
     if (has < 0) {
-        const char *v = amil_meta_get(r, "label");
+        const char *v = amil_record_meta(r, "label");
         return amil_fail("label '%s' is not a class of the model (0 to %d)", v,
                          m->classes - 1);
     }

@@ -1,4 +1,4 @@
-/* model_forward.c: the attention-MIL network of model.h forward over a
+/* mil_forward.c: the attention-MIL network of mil.h forward over a
  * bag: its work buffers, the feature extractor in lanes (kernels.h), the
  * attention and the classifier (featurize, attend, classify). */
 #include <math.h>
@@ -8,13 +8,13 @@
 #include <cblas.h>
 
 #include "kernels.h"
-#include "model_impl.h"
+#include "mil_impl.h"
 #include "nn.h"
 #include "parallel.h"
 
 /* ---- activations -------------------------------------------------------- */
 
-static void free_stage(struct amil_work *w, int stage)
+static void free_stage(struct amil_mil_work *w, int stage)
 {
     void **features[] = {(void **)&w->x, (void **)&w->p1, (void **)&w->arg1,
                          (void **)&w->p2, (void **)&w->arg2, (void **)&w->hl,
@@ -43,7 +43,7 @@ static void free_stage(struct amil_work *w, int stage)
     w->capacity[stage] = 0;
 }
 
-void amil_work_free(struct amil_work *w)
+void amil_mil_work_free(struct amil_mil_work *w)
 {
     for (int stage = 0; stage < STAGES; stage++)
         free_stage(w, stage);
@@ -51,7 +51,7 @@ void amil_work_free(struct amil_work *w)
 }
 
 /* The convolutions' parameters: the first four, at the buffer's start. */
-size_t model_conv_params(const struct amil_model *m)
+size_t mil_conv_params(const struct amil_mil *m)
 {
     return m->params.at[CONV2_B].offset + m->params.at[CONV2_B].count;
 }
@@ -64,7 +64,7 @@ size_t model_conv_params(const struct amil_model *m)
  * column shift kj, row, column x), so that output position p = y·S + x
  * (S = the output's side) reads position p + ki·S of copy kj under tap
  * (ki, kj), with no position wasted. */
-static struct shift_sizes shift_sizes(const struct amil_model *m, int lanes)
+static struct shift_sizes shift_sizes(const struct amil_mil *m, int lanes)
 {
     struct sides s = sides_of(m->patch);
     size_t in = (size_t)CONV1 * s.pool1 * s.pool1, out = (size_t)CONV2 * s.conv2 * s.conv2;
@@ -79,7 +79,7 @@ static struct shift_sizes shift_sizes(const struct amil_model *m, int lanes)
 /* Whether group g of a bag of n runs the second convolution image by
  * image: when its lanes are not all patches, and the planes are whole
  * vectors (28×28 patches: 20·12·12 and 50·8·8 floats, 64 positions). */
-int model_shift_pays(const struct amil_model *m, int lanes, int n, int g)
+int mil_shift_pays(const struct amil_mil *m, int lanes, int n, int g)
 {
     struct sides s = sides_of(m->patch);
     size_t positions = (size_t)s.conv2 * s.conv2;
@@ -90,7 +90,7 @@ int model_shift_pays(const struct amil_model *m, int lanes, int n, int g)
 /* Group g's first count patches of P1 (20, S1, S1, lanes), aligned, to
  * their shifted copies at sg->shifted (count, 20, 5, S1, S); leaves P1's
  * planes in sg->planes. */
-struct shifted_group model_shift_group(const struct amil_model *m, struct amil_work *w,
+struct shifted_group mil_shift_group(const struct amil_mil *m, struct amil_mil_work *w,
                                         const float *p1, int n, int g, int thread)
 {
     struct sides s = sides_of(m->patch);
@@ -124,7 +124,7 @@ struct shifted_group model_shift_group(const struct amil_model *m, struct amil_w
 
 /* sg's planes (count, rows; stride floats apart) to lanes at to (rows,
  * lanes), the lanes past count zero; rows a multiple of lanes */
-void model_planes_to_lanes(const struct shifted_group *sg, float *to, size_t rows,
+void mil_planes_to_lanes(const struct shifted_group *sg, float *to, size_t rows,
                             size_t stride)
 {
     memset(sg->planes + sg->count * stride, 0,
@@ -137,14 +137,14 @@ void model_planes_to_lanes(const struct shifted_group *sg, float *to, size_t row
  * (kernels.h): when its output side is a multiple of 8, whole 4×4 tiles
  * four at a time (8 for 28×28 patches).  In lanes, it costs a full or a
  * partial group less than the direct sum of conv5 or conv_shift does. */
-static int winograd_fits(const struct amil_model *m)
+static int winograd_fits(const struct amil_mil *m)
 {
     return sides_of(m->patch).conv2 % 8 == 0;
 }
 
 /* U of the second convolution's weights, made again only when they are
  * not the ones it was made from (an optimizer's step, a test's nudge). */
-static void winograd_weights(const struct amil_model *m, struct amil_work *w)
+static void winograd_weights(const struct amil_mil *m, struct amil_mil_work *w)
 {
     const float *weight = W(m, CONV2_W);
     size_t pairs = (size_t)CONV2 * CONV1, taps = KERNEL * KERNEL;
@@ -161,7 +161,7 @@ static void winograd_weights(const struct amil_model *m, struct amil_work *w)
 /* C2 (50, S, S, lanes) of group g, its first count lanes patches (the rest
  * zero), without bias, from P1 (20, S1, S1, lanes): as Winograd's, in
  * lanes, or image by image, whichever fits and pays. */
-void model_conv2_forward(const struct amil_model *m, struct amil_work *w, float *c2,
+void mil_conv2_forward(const struct amil_mil *m, struct amil_mil_work *w, float *c2,
                           const float *p1, int n, int g, int thread)
 {
     struct sides s = sides_of(m->patch);
@@ -169,25 +169,25 @@ void model_conv2_forward(const struct amil_model *m, struct amil_work *w, float 
         size_t lanes = (size_t)w->kernels->lanes, tiles = (size_t)s.conv2 / 4;
         float *v = w->wino_v + thread * 64 * CONV1 * tiles * tiles * lanes;
         w->kernels->winograd5_input(v, p1, CONV1, s.pool1);
-        w->kernels->winograd5_output(c2, w->wino_m + thread * WINOGRAD_SCRATCH(lanes), w->wino_u, v,
-                                     CONV1, CONV2, s.conv2);
+        float *products = w->wino_m + thread * WINOGRAD_SCRATCH(lanes);
+        w->kernels->winograd5_output(c2, products, w->wino_u, v, CONV1, CONV2, s.conv2);
         return;
     }
-    if (!model_shift_pays(m, w->kernels->lanes, n, g)) {
+    if (!mil_shift_pays(m, w->kernels->lanes, n, g)) {
         w->kernels->conv5(c2, p1, W(m, CONV2_W), CONV1, s.pool1, s.pool1, CONV2);
         return;
     }
-    struct shifted_group sg = model_shift_group(m, w, p1, n, g, thread);
+    struct shifted_group sg = mil_shift_group(m, w, p1, n, g, thread);
     for (int i = 0; i < sg.count; i++)
         sg.k->conv_shift(sg.planes + i * sg.z.plane, sg.positions,
                          sg.shifted + (size_t)i * CONV1 * sg.z.channel, sg.z.channel,
                          W(m, CONV2_W), NULL, sg.off, KERNEL * KERNEL, CONV1, CONV2, 0, 0,
                          sg.positions);
-    model_planes_to_lanes(&sg, c2, CONV2 * sg.positions, sg.z.plane);
+    mil_planes_to_lanes(&sg, c2, CONV2 * sg.positions, sg.z.plane);
 }
 
 /* Makes room in one stage's buffers for a bag of n patches. */
-void model_fit(const struct amil_model *m, struct amil_work *w, int n, int stage)
+void mil_fit(const struct amil_mil *m, struct amil_mil_work *w, int n, int stage)
 {
     if (!w->kernels)
         w->kernels = amil_kernels();
@@ -249,7 +249,7 @@ void model_fit(const struct amil_model *m, struct amil_work *w, int n, int stage
         ALLOC(dc2, c2 * threads);
         ALLOC(dp1, p1 * threads);
         ALLOC(dc1, c1 * threads);
-        ALLOC(dconv, (size_t)(threads - 1) * model_conv_params(m) + 1);
+        ALLOC(dconv, (size_t)(threads - 1) * mil_conv_params(m) + 1);
         ALLOC(dh, N * L);
         ALLOC(dv, N * D);
         ALLOC(du, N * D);
@@ -283,7 +283,7 @@ static void patches_to_lanes(float *x, const uint8_t *patches, int n, int g, int
     }
 }
 
-struct group_sizes model_group_sizes(const struct amil_model *m, int lanes)
+struct group_sizes mil_group_sizes(const struct amil_mil *m, int lanes)
 {
     struct sides s = sides_of(m->patch);
     return (struct group_sizes){
@@ -299,11 +299,11 @@ struct group_sizes model_group_sizes(const struct amil_model *m, int lanes)
 static void features_of_groups(void *ctx, int first, int end, int thread)
 {
     const struct bag_pass *pass = ctx;
-    const struct amil_model *m = pass->m;
-    struct amil_work *w = pass->w;
+    const struct amil_mil *m = pass->m;
+    struct amil_mil_work *w = pass->w;
     const struct amil_kernels *k = w->kernels;
     struct sides s = sides_of(m->patch);
-    struct group_sizes z = model_group_sizes(m, k->lanes);
+    struct group_sizes z = mil_group_sizes(m, k->lanes);
     float *c1 = w->c1 + thread * z.c1, *c2 = w->c2 + thread * z.c2;
     float table[3][256];
     amil_norm_table(m->norm, table);
@@ -313,7 +313,7 @@ static void features_of_groups(void *ctx, int first, int end, int thread)
                          table);
         k->conv5(c1, x, W(m, CONV1_W), m->channels, m->patch, m->patch, CONV1);
         k->pool_bias_relu(p1, w->arg1 + g * z.p1, c1, W(m, CONV1_B), CONV1, s.conv1, s.conv1);
-        model_conv2_forward(m, w, c2, p1, pass->n, g, thread);
+        mil_conv2_forward(m, w, c2, p1, pass->n, g, thread);
         k->pool_bias_relu(p2, w->arg2 + g * z.p2, c2, W(m, CONV2_B), CONV2, s.conv2, s.conv2);
     }
 }
@@ -321,7 +321,7 @@ static void features_of_groups(void *ctx, int first, int end, int thread)
 /* Whether group g of a bag of n runs the linear layer patch by patch:
  * when its lanes are not all patches and the features are whole vectors
  * (800 for 28×28 patches). */
-int model_linear_by_rows(const struct amil_model *m, int lanes, int n, int g)
+int mil_linear_by_rows(const struct amil_mil *m, int lanes, int n, int g)
 {
     return n - g * lanes < lanes && m->flat % lanes == 0;
 }
@@ -329,10 +329,10 @@ int model_linear_by_rows(const struct amil_model *m, int lanes, int n, int g)
 /* The linear layer and its ReLU for group g's patches, as rows of H:
  * P2's planes, then each row of H the dot products of one with the
  * weight's rows (kernels.h's conv_shift_dweight with one tap). */
-static void linear_of_rows(const struct amil_model *m, struct amil_work *w, int n, int g,
+static void linear_of_rows(const struct amil_mil *m, struct amil_mil_work *w, int n, int g,
                            int thread)
 {
-    struct shifted_group sg = model_shift_group(m, w, NULL, n, g, thread);
+    struct shifted_group sg = mil_shift_group(m, w, NULL, n, g, thread);
     size_t flat = (size_t)m->flat, L = (size_t)m->hidden;
     float *h = w->h + (size_t)g * sg.lanes * L;
     const float *bias = W(m, FC_B);
@@ -354,10 +354,10 @@ static void linear_of_rows(const struct amil_model *m, struct amil_work *w, int 
 static void linear_of_groups(void *ctx, int first, int end, int thread)
 {
     const struct bag_pass *pass = ctx;
-    const struct amil_model *m = pass->m;
-    struct amil_work *w = pass->w;
+    const struct amil_mil *m = pass->m;
+    struct amil_mil_work *w = pass->w;
     size_t lanes = (size_t)w->kernels->lanes, L = (size_t)m->hidden;
-    if (model_linear_by_rows(m, w->kernels->lanes, pass->n, end - 1))
+    if (mil_linear_by_rows(m, w->kernels->lanes, pass->n, end - 1))
         linear_of_rows(m, w, pass->n, --end, thread);
     w->kernels->dense(w->hl + first * L * lanes, w->p2 + first * m->flat * lanes,
                       W(m, FC_W), (size_t)m->flat, 1, W(m, FC_B), 1, end - first, m->hidden,
@@ -370,10 +370,10 @@ static void linear_of_groups(void *ctx, int first, int end, int thread)
     }
 }
 
-void amil_featurize(const struct amil_model *m, struct amil_work *w,
-                    const uint8_t *patches, int n)
+void amil_mil_featurize(const struct amil_mil *m, struct amil_mil_work *w,
+                        const uint8_t *patches, int n)
 {
-    model_fit(m, w, n, STAGE_FEATURES);
+    mil_fit(m, w, n, STAGE_FEATURES);
     w->n = n;
     if (winograd_fits(m))
         winograd_weights(m, w);
@@ -390,15 +390,15 @@ static void attention_of_rows(void *ctx, int first, int end, int thread)
 {
     (void)thread;
     const struct rows_pass *pass = ctx;
-    const struct amil_model *m = pass->m;
-    struct amil_work *w = pass->w;
+    const struct amil_mil *m = pass->m;
+    struct amil_mil_work *w = pass->w;
     int L = m->hidden, D = m->attention, K = m->branches, rows = end - first;
     const float *h = pass->h + (size_t)first * L;
     float *v = w->v + (size_t)first * D, *scores = w->scores + (size_t)first * K;
     size_t nd = (size_t)rows * D;
     amil_linear_forward(v, h, W(m, ATT_FIRST), W(m, ATT_FIRST + 1), rows, L, D);
     amil_tanh_forward(v, nd);
-    if (m->arch == AMIL_ARCH_AMIL) {
+    if (m->arch == AMIL_MIL_PLAIN) {
         amil_linear_forward(scores, v, W(m, ATT_FIRST + 2), W(m, ATT_FIRST + 3), rows, D, K);
         return;
     }
@@ -410,9 +410,9 @@ static void attention_of_rows(void *ctx, int first, int end, int thread)
     amil_linear_forward(scores, gate, W(m, ATT_FIRST + 4), W(m, ATT_FIRST + 5), rows, D, K);
 }
 
-void amil_attend(const struct amil_model *m, struct amil_work *w, const float *h, int n)
+void amil_mil_attend(const struct amil_mil *m, struct amil_mil_work *w, const float *h, int n)
 {
-    model_fit(m, w, n, STAGE_ATTENTION);
+    mil_fit(m, w, n, STAGE_ATTENTION);
     w->n = n;
     int L = m->hidden, K = m->branches;
     struct rows_pass pass = {m, w, h, n, NULL};
@@ -426,10 +426,10 @@ void amil_attend(const struct amil_model *m, struct amil_work *w, const float *h
                 0.0f, w->m, L);
 }
 
-void amil_classify(const struct amil_model *m, struct amil_work *w, const float *em)
+void amil_mil_classify(const struct amil_mil *m, struct amil_mil_work *w, const float *em)
 {
-    int head = m->params.n - 2, outputs = amil_model_outputs(m);
-    model_fit(m, w, 1, STAGE_ATTENTION);   /* logits and prob; a no-op after attend */
+    int head = m->params.n - 2, outputs = amil_mil_outputs(m);
+    mil_fit(m, w, 1, STAGE_ATTENTION);   /* logits and prob; a no-op after attend */
     amil_linear_forward(w->logits, em, W(m, head), W(m, head + 1), 1,
                         m->hidden * m->branches, outputs);
     if (m->classes == 2) {

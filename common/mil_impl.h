@@ -1,15 +1,15 @@
-/* model_impl.h: what model.c, model_forward.c and model_backward.c share
+/* mil_impl.h: what mil.c, mil_forward.c and mil_backward.c share
  * and no one else sees: the network's fixed sizes, the parameter indices,
  * the work buffers' stages and the parallel passes over a bag.  (Private:
- * include model.h, not this, outside those files.) */
-#ifndef AMIL_MODEL_IMPL_H
-#define AMIL_MODEL_IMPL_H
+ * include mil.h, not this, outside those files.) */
+#ifndef AMIL_MIL_IMPL_H
+#define AMIL_MIL_IMPL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "kernels.h"
-#include "model.h"
+#include "mil.h"
 
 #define CONV1 20        /* the paper's channels: conv 5×5 C→20, 20→50 */
 #define CONV2 50
@@ -43,11 +43,11 @@ enum { CONV1_W, CONV1_B, CONV2_W, CONV2_B, FC_W, FC_B, ATT_FIRST };
 enum { STAGE_FEATURES, STAGE_ATTENTION, STAGE_BACKWARD, STAGES };
 
 /* Makes room in one stage's buffers for a bag of n patches. */
-void model_fit(const struct amil_model *m, struct amil_work *w, int n, int stage);
+void mil_fit(const struct amil_mil *m, struct amil_mil_work *w, int n, int stage);
 /* The convolutions' parameters: the first four, at the buffer's start. */
-size_t model_conv_params(const struct amil_model *m);
+size_t mil_conv_params(const struct amil_mil *m);
 
-/* The second convolution image by image (model_forward.c says how). */
+/* The second convolution image by image (mil_forward.c says how). */
 struct shift_sizes {
     size_t plane;     /* floats of a patch's plane: P1's or C2's, the larger */
     size_t planes;    /* a thread's planes: lanes of them */
@@ -65,21 +65,21 @@ struct shifted_group {
     float *planes, *shifted;
 };
 
-int model_shift_pays(const struct amil_model *m, int lanes, int n, int g);
-struct shifted_group model_shift_group(const struct amil_model *m, struct amil_work *w,
-                                       const float *p1, int n, int g, int thread);
-void model_planes_to_lanes(const struct shifted_group *sg, float *to, size_t rows,
-                           size_t stride);
-void model_conv2_forward(const struct amil_model *m, struct amil_work *w, float *c2,
-                         const float *p1, int n, int g, int thread);
+int mil_shift_pays(const struct amil_mil *m, int lanes, int n, int g);
+struct shifted_group mil_shift_group(const struct amil_mil *m, struct amil_mil_work *w,
+                                     const float *p1, int n, int g, int thread);
+void mil_planes_to_lanes(const struct shifted_group *sg, float *to, size_t rows,
+                         size_t stride);
+void mil_conv2_forward(const struct amil_mil *m, struct amil_mil_work *w, float *c2,
+                       const float *p1, int n, int g, int thread);
 
 /* floats of a thread's products scratch (kernels.h's winograd5_output) */
 #define WINOGRAD_SCRATCH(lanes) ((size_t)64 * 4 * 6 * (lanes))
 
 /* What the parallel loops of featurize and backward share. */
 struct bag_pass {
-    const struct amil_model *m;
-    struct amil_work *w;
+    const struct amil_mil *m;
+    struct amil_mil_work *w;
     const uint8_t *patches;
     int n;
     float *grads, *cam;
@@ -89,14 +89,14 @@ struct bag_pass {
 struct group_sizes {
     size_t x, c1, p1, c2, p2;
 };
-struct group_sizes model_group_sizes(const struct amil_model *m, int lanes);
-int model_linear_by_rows(const struct amil_model *m, int lanes, int n, int g);
+struct group_sizes mil_group_sizes(const struct amil_mil *m, int lanes);
+int mil_linear_by_rows(const struct amil_mil *m, int lanes, int n, int g);
 
 /* What the attention's loops over a bag's rows share: H (N, L) and, in
  * backward, the gradients. */
 struct rows_pass {
-    const struct amil_model *m;
-    struct amil_work *w;
+    const struct amil_mil *m;
+    struct amil_mil_work *w;
     const float *h;
     int n;
     float *grads;
