@@ -41,6 +41,8 @@ struct amil_progress {
     double start, last;
     long records, units;
 };
+/* Seconds on a monotonic clock: for durations. */
+double amil_seconds(void);
 void amil_progress_start(struct amil_progress *p);
 void amil_progress_add(struct amil_progress *p, long units, const char *unit);
 /* Units done within a record not yet finished (a big image's patches). */

@@ -60,6 +60,55 @@ unsigned long amil_epoch_seed(unsigned long seed, long epoch)
     return (unsigned long)(z ^ (z >> 31));
 }
 
+int amil_checkpoint_load_mil(const char *path, struct amil_mil *m, struct amil_optimizer *o,
+                             struct amil_checkpoint *c)
+{
+    struct amil_record r;
+    if (amil_record_load(path, &r) < 0)
+        return -1;
+    int status = amil_cnn_is_model(&r)
+                     ? amil_fail("a checkpoint of a CNN, not of an attention-MIL model")
+                     : amil_mil_from_record(m, &r);
+    if (status == 0 && amil_checkpoint_from_record(&r, c, o, 0, m->params.nweights,
+                                                   m->params.at, m->params.n) < 0) {
+        amil_mil_free(m);
+        status = -1;
+    }
+    amil_record_free(&r);
+    return status < 0 ? amil_fail_in(path) : 0;
+}
+
+int amil_checkpoint_load_cnn(const char *path, enum amil_cnn_arch arch, struct amil_cnn *m,
+                             struct amil_optimizer *o, struct amil_checkpoint *c)
+{
+    struct amil_record r;
+    if (amil_record_load(path, &r) < 0)
+        return -1;
+    if (!amil_cnn_is_model(&r)) {
+        amil_record_free(&r);
+        return amil_fail("%s: not a checkpoint of a CNN", path);
+    }
+    int status = amil_cnn_from_record(m, &r);
+    if (status == 0) {
+        size_t base = m->params.at[m->trained].offset;
+        if (m->arch != arch)
+            status = amil_fail("a checkpoint of %s, not %s", amil_cnn_arch_name(m->arch),
+                               amil_cnn_arch_name(arch));
+        else if (amil_checkpoint_from_record(&r, c, o, base, m->params.nweights - base,
+                                             m->params.at + m->trained,
+                                             m->params.n - m->trained) < 0)
+            status = -1;
+        else if (c->batch == 0) {
+            amil_optim_free(o);
+            status = amil_fail("no batch size");
+        }
+        if (status < 0)
+            amil_cnn_free(m);
+    }
+    amil_record_free(&r);
+    return status < 0 ? amil_fail_in(path) : 0;
+}
+
 void amil_resume_command(char *buf, size_t size, const char *program, int n,
                          char *const *args, const char *path)
 {

@@ -10,6 +10,8 @@
 #define AMIL_CHECKPOINT_H
 
 #include "amil.h"
+#include "cnn.h"
+#include "mil.h"
 #include "optim.h"
 #include "params.h"
 
@@ -29,6 +31,15 @@ void amil_checkpoint_to_record(struct amil_record *r, const struct amil_checkpoi
 int amil_checkpoint_from_record(const struct amil_record *r, struct amil_checkpoint *c,
                                 struct amil_optimizer *o, size_t base, size_t n,
                                 const struct amil_param *params, int nparams);
+
+/* Resume from the checkpoint at path: the model into m, the optimizer
+ * into o (its trained parameters' state), the run into c.  A CNN's must be
+ * of arch and name its batch.  Return 0, or -1 with a message that names
+ * path (not a checkpoint, one of the other kind of model, ...). */
+int amil_checkpoint_load_mil(const char *path, struct amil_mil *m, struct amil_optimizer *o,
+                             struct amil_checkpoint *c);
+int amil_checkpoint_load_cnn(const char *path, enum amil_cnn_arch arch, struct amil_cnn *m,
+                             struct amil_optimizer *o, struct amil_checkpoint *c);
 
 /* Into buf (size bytes): program and its args (n of them) again, any
  * --resume or -r with its value left out, then --resume path and a

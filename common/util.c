@@ -95,7 +95,7 @@ int amil_close_stdout(void)
     return 0;
 }
 
-static double seconds_now(void)
+double amil_seconds(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -105,7 +105,7 @@ static double seconds_now(void)
 void amil_progress_start(struct amil_progress *p)
 {
     *p = (struct amil_progress){.on = isatty(STDERR_FILENO)};
-    p->start = p->last = seconds_now();
+    p->start = p->last = amil_seconds();
 }
 
 void amil_progress_add(struct amil_progress *p, long units, const char *unit)
@@ -117,7 +117,7 @@ void amil_progress_add(struct amil_progress *p, long units, const char *unit)
 void amil_progress_within(struct amil_progress *p, long units, const char *unit)
 {
     p->units += units;
-    double t = seconds_now();
+    double t = amil_seconds();
     if (!p->on || t - p->last < 0.5)
         return;
     p->last = t;

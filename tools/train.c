@@ -28,7 +28,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <gsl/gsl_randist.h>
@@ -254,24 +253,25 @@ static const struct amil_tensor *bag_of(const struct amil_mil *m, struct amil_sa
 
 /* ---- one epoch ----------------------------------------------------------- */
 
-static double now(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (double)tv.tv_sec + tv.tv_usec / 1e6;
-}
-
-/* What a model makes of record r (amil_mil_judge, amil_cnn_judge). */
-typedef int judge_fn(const struct amil_record *r, struct amil_verdict *v, void *context);
+/* The model a test set is scored with: attention-MIL's, or a CNN's
+ * (cached: the set holds features). */
+struct judge {
+    const struct amil_mil *mil;
+    struct amil_mil_work *mil_work;
+    const struct amil_cnn *cnn;
+    struct amil_cnn_work *cnn_work;
+    int cached;
+};
 
 /* Loss, error and AUC of a model on a set, without training. */
-static struct amil_score score_set(struct amil_samples *set, judge_fn *judge, void *context)
+static struct amil_score score_set(struct amil_samples *set, const struct judge *j)
 {
     struct amil_verdict *v = amil_xmalloc(sizeof *v * set->count);
     for (long i = 0; i < set->count; i++) {
         struct amil_record r;
         get_record(set, i, &r);
-        if (judge(&r, &v[i], context) < 0)
+        if ((j->cnn ? amil_cnn_judge(j->cnn, j->cnn_work, &r, j->cached, &v[i])
+                    : amil_mil_judge(j->mil, j->mil_work, &r, &v[i])) < 0)
             amil_die("%s: record %ld changed since it was first read", set->stream.name, i);
         amil_samples_put(set, &r);
     }
@@ -280,24 +280,13 @@ static struct amil_score score_set(struct amil_samples *set, judge_fn *judge, vo
     return s;
 }
 
-struct mil_judge {
-    const struct amil_mil *m;
-    struct amil_mil_work *w;
-};
-
-static int judge_bag(const struct amil_record *r, struct amil_verdict *v, void *context)
-{
-    const struct mil_judge *c = context;
-    return amil_mil_judge(c->m, c->w, r, v);
-}
-
 static void progress(const struct cmdline *cl, long epoch, long i, long n, double loss)
 {
     const char *unit = cl->cnn ? "sample" : "bag";
     static double last;
     if (cl->quiet || !isatty(STDERR_FILENO))
         return;
-    double t = now();
+    double t = amil_seconds();
     if (i + 1 < n && t - last < 0.2)
         return;
     last = t;
@@ -375,35 +364,14 @@ static void save_model(const struct cmdline *cl, const struct run *run, struct a
     amil_record_free(r);
 }
 
-/* Reads a checkpoint's run and optimizer (over params, n floats from base
- * on) into run and o; returns the checkpoint's batch, 0 if it has none. */
-static long resume_run(const struct cmdline *cl, const struct amil_record *r, struct run *run,
-                       struct amil_optimizer *o, size_t base, size_t n,
-                       const struct amil_param *params, int nparams)
+/* The run of checkpoint c, resumed from. */
+static void resume_run(const struct cmdline *cl, const struct amil_checkpoint *c,
+                       struct run *run)
 {
-    struct amil_checkpoint c;
-    if (amil_checkpoint_from_record(r, &c, o, base, n, params, nparams) < 0)
-        amil_die("%s: %s", cl->resume, amil_error());
-    run->seed = c.seed;   /* the run goes on as it began */
-    run->batch = c.batch ? c.batch : run->batch;
-    run->done = c.epoch;
+    run->seed = c->seed;   /* the run goes on as it began */
+    run->batch = c->batch ? c->batch : run->batch;
+    run->done = c->epoch;
     run->last_good = cl->resume;
-    return c.batch;
-}
-
-/* Restores model, optimizer and run from a checkpoint. */
-static void resume(const struct cmdline *cl, struct run *run, struct amil_mil *m,
-                   struct amil_optimizer *o)
-{
-    struct amil_record r;
-    if (amil_record_load(cl->resume, &r) < 0)
-        amil_die("%s", amil_error());
-    if (amil_cnn_is_model(&r))
-        amil_die("%s: a checkpoint of a CNN, not of an attention-MIL model", cl->resume);
-    if (amil_mil_from_record(m, &r) < 0)
-        amil_die("%s: %s", cl->resume, amil_error());
-    resume_run(cl, &r, run, o, 0, m->params.nweights, m->params.at, m->params.n);
-    amil_record_free(&r);
 }
 
 static void log_header(void)
@@ -485,8 +453,11 @@ static void train_mil(const struct cmdline *cl, struct run *run)
 {
     struct amil_mil m = {0};
     struct amil_optimizer o;
+    struct amil_checkpoint c;
+    if (cl->resume && amil_checkpoint_load_mil(cl->resume, &m, &o, &c) < 0)
+        amil_die("%s", amil_error());
     if (cl->resume)
-        resume(cl, run, &m, &o);
+        resume_run(cl, &c, run);
     struct amil_samples train, test = {0};
     struct mil_context context = {cl, &m};
     load_set(&train, cl->input, check_bag, &context);
@@ -502,7 +473,7 @@ static void train_mil(const struct cmdline *cl, struct run *run)
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     log_header();
     for (long epoch = run->done + 1; epoch <= cl->epochs; epoch++) {
-        double start = now();
+        double start = amil_seconds();
         /* The epoch's order of bags comes from a generator seeded from
          * (seed, epoch), as a CNN's: a resumed run needs no replay. */
         gsl_rng_set(rng, amil_epoch_seed((unsigned long)run->seed, epoch));
@@ -511,11 +482,11 @@ static void train_mil(const struct cmdline *cl, struct run *run)
         gsl_ran_shuffle(rng, t.order, (size_t)train.count, sizeof *t.order);
         struct amil_score tr = mil_epoch(&t, epoch), te = {NAN, NAN, NAN, NAN};
         if (cl->test)
-            te = score_set(&test, judge_bag, &(struct mil_judge){&m, &t.w});
+            te = score_set(&test, &(struct judge){.mil = &m, .mil_work = &t.w});
         struct amil_record r;
         amil_mil_to_record(&m, &r);
         save_checkpoint(run, &r, &o, m.params.at, m.params.n, epoch);
-        log_epoch(cl, epoch, tr, te, now() - start);
+        log_epoch(cl, epoch, tr, te, amil_seconds() - start);
     }
     struct amil_record r;
     amil_mil_to_record(&m, &r);
@@ -548,18 +519,6 @@ static long check_image(struct amil_record *r, long index, const char *name, voi
     return samples;
 }
 
-struct cnn_judge {
-    const struct amil_cnn *m;
-    struct amil_cnn_work *w;
-    int cached;
-};
-
-static int judge_image(const struct amil_record *r, struct amil_verdict *v, void *context)
-{
-    const struct cnn_judge *c = context;
-    return amil_cnn_judge(c->m, c->w, r, c->cached, v);
-}
-
 /* The starting weights of --weights (amil_cnn_take_weights); the file's
  * normalization is the model's unless --normalize says otherwise. */
 static void load_weights(const struct cmdline *cl, struct amil_cnn *m)
@@ -575,31 +534,15 @@ static void load_weights(const struct cmdline *cl, struct amil_cnn *m)
     amil_record_free(&r);
 }
 
-static void resume_cnn(const struct cmdline *cl, struct run *run, struct amil_cnn *m,
-                       struct amil_optimizer *o)
-{
-    struct amil_record r;
-    if (amil_record_load(cl->resume, &r) < 0)
-        amil_die("%s", amil_error());
-    if (!amil_cnn_is_model(&r) || amil_cnn_from_record(m, &r) < 0)
-        amil_die("%s: %s", cl->resume, amil_cnn_is_model(&r) ? amil_error()
-                                                             : "not a checkpoint of a CNN");
-    if (m->arch != cl->cnn_arch)
-        amil_die("%s: a checkpoint of %s, not %s", cl->resume, amil_cnn_arch_name(m->arch),
-                 amil_cnn_arch_name(cl->cnn_arch));
-    size_t base = m->params.at[m->trained].offset;
-    if (resume_run(cl, &r, run, o, base, m->params.nweights - base,
-                   m->params.at + m->trained, m->params.n - m->trained) == 0)
-        amil_die("%s: no batch size", cl->resume);
-    amil_record_free(&r);
-}
-
 /* The network to train: from a checkpoint, or new (from --weights). */
 static void start_cnn(const struct cmdline *cl, struct run *run, struct amil_cnn *m,
                       struct amil_optimizer *o)
 {
     if (cl->resume) {
-        resume_cnn(cl, run, m, o);
+        struct amil_checkpoint c;
+        if (amil_checkpoint_load_cnn(cl->resume, cl->cnn_arch, m, o, &c) < 0)
+            amil_die("%s", amil_error());
+        resume_run(cl, &c, run);
         return;
     }
     if (amil_cnn_init(m, cl->cnn_arch, (int)cl->classes, 0, 0) < 0)
@@ -688,18 +631,18 @@ static void train_cnn(const struct cmdline *cl, struct run *run)
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     log_header();
     for (long epoch = run->done + 1; epoch <= cl->epochs; epoch++) {
-        double start = now();
+        double start = amil_seconds();
         /* Each epoch's order, crops and dropout come from a generator
          * seeded from (seed, epoch): a resumed run needs no replay. */
         gsl_rng_set(rng, amil_epoch_seed((unsigned long)run->seed, epoch));
         struct amil_score tr = cnn_epoch(&t, epoch, rng), te = {NAN, NAN, NAN, NAN};
         if (cl->test)
-            te = score_set(&test, judge_image,
-                           &(struct cnn_judge){&m, &t.backbone, test_context.cached});
+            te = score_set(&test, &(struct judge){.cnn = &m, .cnn_work = &t.backbone,
+                                                  .cached = test_context.cached});
         struct amil_record r;
         amil_cnn_to_record(&m, &r);
         save_checkpoint(run, &r, &o, m.params.at + m.trained, m.params.n - m.trained, epoch);
-        log_epoch(cl, epoch, tr, te, now() - start);
+        log_epoch(cl, epoch, tr, te, amil_seconds() - start);
     }
     struct amil_record r;
     amil_cnn_to_record(&m, &r);
