@@ -177,6 +177,10 @@ void amil_stream_open(struct amil_stream *s, FILE *f, const char *name);
  * 0, or -1 with a message; amil_stream_close() closes what it opened. */
 int amil_stream_open_path(struct amil_stream *s, const char *path);
 void amil_stream_close(struct amil_stream *s);
+/* Opens s on standard input and reads its first record into r: 0, or -1
+ * with a message (a bad record; none at all: "no records on standard
+ * input").  For the programs that need at least one. */
+int amil_stream_first(struct amil_stream *s, struct amil_record *r);
 /* Reads the next record into r (which it initializes).  Returns 1 for a
  * record, 0 at a clean end of stream, -1 on bad input with the message
  * "NAME: record I: what" (r is then empty). */

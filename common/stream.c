@@ -284,6 +284,13 @@ int amil_stream_open_path(struct amil_stream *s, const char *path)
     return 0;
 }
 
+int amil_stream_first(struct amil_stream *s, struct amil_record *r)
+{
+    amil_stream_open(s, stdin, "<stdin>");
+    int got = amil_record_read(s, r);
+    return got == 1 ? 0 : got == 0 ? amil_fail("no records on standard input") : -1;
+}
+
 void amil_stream_close(struct amil_stream *s)
 {
     if (s->file && s->file != stdin)

@@ -475,12 +475,8 @@ static void explain_bags(const struct cmdline *cl, struct amil_mil *m)
         amil_die("-f record draws nothing: no IMAGE with an attention-MIL model");
     struct amil_stream s;
     struct amil_record r;
-    amil_stream_open(&s, stdin, "<stdin>");
-    int got = amil_record_read(&s, &r);
-    if (got < 0)
+    if (amil_stream_first(&s, &r) < 0)
         amil_die("%s", amil_error());
-    if (got == 0)
-        amil_die("no records on standard input");
     struct amil_record next;
     int more = amil_record_read(&s, &next);   /* one picture: one record */
     if (more == 1 && !cl->record)

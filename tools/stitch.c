@@ -534,12 +534,9 @@ int main(int argc, char **argv)
         amil_die("%s:", cl.dir);
     struct amil_stream s;
     struct amil_record r, next;
-    amil_stream_open(&s, stdin, "<stdin>");
-    int got = amil_record_read(&s, &r);
-    if (got < 0)
+    if (amil_stream_first(&s, &r) < 0)
         amil_die("%s", amil_error());
-    if (got == 0)
-        amil_die("no records on standard input");
+    int got = 1;
     struct amil_progress progress;
     amil_progress_start(&progress);
     /* Look one record ahead, so that without -d a second record is an
