@@ -177,9 +177,8 @@ static void column_sums(float *sums, const float *x, int N, int C)
 
 /* Rows first .. end-1 back through the attention network from dscores: its
  * input gradient added to dH; then dH through the linear layer's ReLU (dH
- * keeps the masked gradient) into the lanes of dhl.  The rows' gradients of
- * tanh's and σ's outputs and inputs are zeroed here, as nn.h's layers add
- * to them. */
+ * keeps the masked gradient) into the lanes of dhl.  The rows' gradients
+ * are zeroed here, once, and every product and layer adds to them. */
 static void attention_back_of_rows(void *ctx, int first, int end, int thread)
 {
     (void)thread;
@@ -191,21 +190,24 @@ static void attention_back_of_rows(void *ctx, int first, int end, int thread)
     const float *dscores = w->dscores + (size_t)first * K, *h = pass->h + (size_t)first * L;
     float *dv = w->dv + at, *dvt = w->dvt + at, *dh = w->dh + (size_t)first * L;
     memset(dv, 0, sizeof *dv * nd);
+    memset(dvt, 0, sizeof *dvt * nd);
     if (m->arch == AMIL_MIL_PLAIN) {
-        /* tanh's output: dVt (rows, D) = dscores (rows, K) · W (K, D) */
+        /* tanh's output: dVt (rows, D) += dscores (rows, K) · W (K, D) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, K, 1.0f, dscores, K,
-                    W(m, ATT_FIRST + 2), D, 0.0f, dvt, D);
+                    W(m, ATT_FIRST + 2), D, 1.0f, dvt, D);
         amil_tanh_backward(dv, dvt, w->v + at, nd);
     } else {
         float *dgate = w->dgate + at, *du = w->du + at, *dut = w->dut + at;
+        memset(dgate, 0, sizeof *dgate * nd);
+        memset(du, 0, sizeof *du * nd);
+        memset(dut, 0, sizeof *dut * nd);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, K, 1.0f, dscores, K,
-                    W(m, ATT_FIRST + 4), D, 0.0f, dgate, D);
+                    W(m, ATT_FIRST + 4), D, 1.0f, dgate, D);
         /* the product tanh(V H) ⊙ σ(U H): each factor's gradient */
         for (size_t i = 0; i < nd; i++) {
-            dvt[i] = dgate[i] * w->u[at + i];
-            dut[i] = dgate[i] * w->v[at + i];
+            dvt[i] += dgate[i] * w->u[at + i];
+            dut[i] += dgate[i] * w->v[at + i];
         }
-        memset(du, 0, sizeof *du * nd);
         amil_tanh_backward(dv, dvt, w->v + at, nd);
         amil_sigmoid_backward(du, dut, w->u + at, nd);
         /* dH (rows, L) += dU (rows, D) · U's weight (D, L) */
@@ -254,12 +256,13 @@ static void backward(const struct amil_mil *m, struct amil_mil_work *w, int n, f
     memset(w->dm, 0, sizeof *w->dm * L * K);
     amil_linear_backward(w->dm, G(head), G(head + 1), w->dlogits, w->m, W(m, head), 1,
                          L * K, outputs);
-    /* M = A H: dA (K, N) = dM (K, L) · Hᵀ; dH (N, L) = Aᵀ · dM (the first
-     * of dH's two terms: written, not added) */
+    /* M = A H: dA (K, N) += dM (K, L) · Hᵀ; dH (N, L) += Aᵀ · dM */
+    memset(w->da, 0, sizeof *w->da * K * n);
+    memset(w->dh, 0, sizeof *w->dh * n * L);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, n, L, 1.0f, w->dm, L, w->h, L,
-                0.0f, w->da, n);
+                1.0f, w->da, n);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, L, K, 1.0f, w->a, n, w->dm, L,
-                0.0f, w->dh, L);
+                1.0f, w->dh, L);
     memset(w->dsoft, 0, sizeof *w->dsoft * K * n);
     amil_softmax_backward(w->dsoft, w->da, w->a, K, n);
     for (int k = 0; k < K; k++)
