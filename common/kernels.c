@@ -146,7 +146,7 @@ INLINE void dinput_row(float *din, const float *dout, const float *weight, int C
             }
         }
     for (int x = 0; x < W; x++)
-        V(din + ((size_t)c * H + yy) * W * LANES + (size_t)x * LANES) = acc[x];
+        V(din + ((size_t)c * H + yy) * W * LANES + (size_t)x * LANES) += acc[x];
 }
 
 void NAME(conv5_dinput)(float *din, const float *dout, const float *weight, int C,
@@ -159,7 +159,6 @@ void NAME(conv5_dinput)(float *din, const float *dout, const float *weight, int 
                 dinput_row(din, dout, weight, C, H, OC, c, yy, 8);
         return;
     }
-    memset(din, 0, sizeof *din * (size_t)C * H * W * LANES);
     for (int c = 0; c < C; c++)
         for (int oc = 0; oc < OC; oc++)
             for (int ki = 0; ki < 5; ki++)
@@ -211,9 +210,7 @@ void NAME(pool_bias_relu)(float *out, uint8_t *arg, const float *in, const float
 void NAME(unpool_relu)(float *din, float *dbias, const float *dout, const float *out,
                               const uint8_t *arg, int C, int H, int W)
 {
-    int OH = H / 2, OW = W / 2;
-    if (H % 2 || W % 2)   /* floor mode: the last row or column gets nothing */
-        memset(din, 0, sizeof *din * (size_t)C * H * W * LANES);
+    int OH = H / 2, OW = W / 2;   /* floor mode: an odd last row or column gets nothing */
     for (int c = 0; c < C; c++) {
         vf sum = (vf){0};
         for (int oy = 0; oy < OH; oy++)
@@ -228,7 +225,7 @@ void NAME(unpool_relu)(float *din, float *dbias, const float *dout, const float 
                 float *window[4] = {p, p + LANES, p + (size_t)W * LANES,
                                     p + (size_t)(W + 1) * LANES};
                 for (int q = 0; q < 4; q++)
-                    V(window[q]) = blend(k == q, g, (vf){0});
+                    V(window[q]) += blend(k == q, g, (vf){0});
             }
         dbias[c] += sum_lanes(sum);
     }
@@ -237,8 +234,8 @@ void NAME(unpool_relu)(float *din, float *dbias, const float *dout, const float 
 /* ---- dense -------------------------------------------------------------- */
 
 INLINE void dense_tile(float *out, const float *x, const float *a, size_t a_row,
-                       size_t a_col, const float *bias, int relu, int M, int K, int m0,
-                       int g0, const int gb, const int mb)
+                       size_t a_col, const float *bias, int relu, int accumulate, int M,
+                       int K, int m0, int g0, const int gb, const int mb)
 {
     vf acc[6][6];
     for (int i = 0; i < mb; i++)
@@ -259,29 +256,34 @@ INLINE void dense_tile(float *out, const float *x, const float *a, size_t a_row,
             vf v = acc[i][j] + (bias ? bias[m0 + i] : 0.0f);
             if (relu)   /* NaN passes, as PyTorch's */
                 v = blend((v > (vf){0}) | (v != v), v, (vf){0});
-            V(out + ((size_t)(g0 + j) * M + m0 + i) * LANES) = v;
+            float *o = out + ((size_t)(g0 + j) * M + m0 + i) * LANES;
+            V(o) = accumulate ? V(o) + v : v;
         }
 }
 
-#define DENSE_TILE(out, x, a, ar, ac, bias, relu, M, K, m0, g0, gb, mb) \
-    dense_tile(out, x, a, ar, ac, bias, relu, M, K, m0, g0, gb, mb)
-#define DENSE_EDGE(out, x, a, ar, ac, bias, relu, M, K, m0, g0, gb) \
-    FIXED(mb, DENSE_TILE, out, x, a, ar, ac, bias, relu, M, K, m0, g0, gb)
+#define DENSE_TILE(out, x, a, ar, ac, bias, relu, add, M, K, m0, g0, gb, mb) \
+    dense_tile(out, x, a, ar, ac, bias, relu, add, M, K, m0, g0, gb, mb)
+#define DENSE_EDGE(out, x, a, ar, ac, bias, relu, add, M, K, m0, g0, gb) \
+    FIXED(mb, DENSE_TILE, out, x, a, ar, ac, bias, relu, add, M, K, m0, g0, gb)
 
 void NAME(dense)(float *out, const float *x, const float *a, size_t a_row,
-                        size_t a_col, const float *bias, int relu, int groups, int M, int K)
+                        size_t a_col, const float *bias, int relu, int accumulate,
+                        int groups, int M, int K)
 {
     for (int g0 = 0; g0 < groups; g0 += TILE_G) {
         int gb = groups - g0 < TILE_G ? groups - g0 : TILE_G;
         for (int m0 = 0; m0 < M; m0 += TILE_M) {
             int mb = M - m0 < TILE_M ? M - m0 : TILE_M;
             if (gb == TILE_G && mb == TILE_M)
-                dense_tile(out, x, a, a_row, a_col, bias, relu, M, K, m0, g0, TILE_G, TILE_M);
+                dense_tile(out, x, a, a_row, a_col, bias, relu, accumulate, M, K, m0, g0,
+                           TILE_G, TILE_M);
             else if (gb == TILE_G)
-                DENSE_EDGE(out, x, a, a_row, a_col, bias, relu, M, K, m0, g0, TILE_G)
+                DENSE_EDGE(out, x, a, a_row, a_col, bias, relu, accumulate, M, K, m0, g0,
+                           TILE_G)
             else
                 for (int g = g0; g < groups; g++)
-                    DENSE_EDGE(out, x, a, a_row, a_col, bias, relu, M, K, m0, g, 1)
+                    DENSE_EDGE(out, x, a, a_row, a_col, bias, relu, accumulate, M, K, m0, g,
+                               1)
         }
     }
 }

@@ -11,9 +11,12 @@
  * lane computes exactly what one patch alone would.
  *
  * Every buffer a kernel reads or writes in lane layout is aligned to 64
- * bytes.  Kernels that produce parameter gradients add (+=) sums over the
- * groups, positions and lanes they are given; the others overwrite their
- * output.  One source file (kernels.c) is compiled once per instruction
+ * bytes.  Kernels of a backward pass add (+=) what they compute to the
+ * gradient they are given, as nn.h's layers do: parameter gradients sums
+ * over the groups, positions and lanes, input gradients each lane's own, so
+ * the caller zeroes a gradient once and every contribution adds to it; the
+ * forward kernels overwrite their output (dense and transpose, which serve
+ * both, add when asked).  One source file (kernels.c) is compiled once per instruction
  * set; amil_kernels() picks the best this CPU runs, or the one named by the
  * environment variable AMIL_ISA (avx512, avx2, portable).
  */
@@ -36,7 +39,7 @@ struct amil_kernels {
      * are at dout + g·dout_stride and in + g·in_stride (floats). */
     void (*conv5_dweight)(float *dweight, const float *dout, const float *in, int groups,
                           size_t dout_stride, size_t in_stride, int C, int H, int W, int OC);
-    /* din (C, H, W) = the adjoint of conv5 applied to dout (OC, H-4, W-4). */
+    /* din (C, H, W) += the adjoint of conv5 applied to dout (OC, H-4, W-4). */
     void (*conv5_dinput)(float *din, const float *dout, const float *weight, int C, int H,
                          int W, int OC);
     /* out (C, H/2, W/2) = ReLU(2×2 max-pool of in (C, H, W) + bias (C)),
@@ -45,15 +48,16 @@ struct amil_kernels {
     void (*pool_bias_relu)(float *out, uint8_t *arg, const float *in, const float *bias,
                            int C, int H, int W);
     /* Its backward: g = dout (C, H/2, W/2) where out > 0, else 0;
-     * dbias (C) += Σ g; din (C, H, W) = g at each window's winner, 0
-     * elsewhere. */
+     * dbias (C) += Σ g; din (C, H, W) += g at each window's winner (an odd
+     * last row or column, outside every window, gets nothing). */
     void (*unpool_relu)(float *din, float *dbias, const float *dout, const float *out,
                         const uint8_t *arg, int C, int H, int W);
     /* out[g] (M) = Σ_k A(m, k) x[g] (K) (+ bias (M)) (then ReLU if relu),
      * for groups g, vectors; x[g] = x + g·K·lanes, out[g] = out + g·M·lanes;
-     * A(m, k) = a[m·a_row + k·a_col], so a is a matrix or its transpose. */
+     * A(m, k) = a[m·a_row + k·a_col], so a is a matrix or its transpose
+     * (a linear layer's input gradient).  With accumulate, out += that. */
     void (*dense)(float *out, const float *x, const float *a, size_t a_row, size_t a_col,
-                  const float *bias, int relu, int groups, int M, int K);
+                  const float *bias, int relu, int accumulate, int groups, int M, int K);
     /* d (M, K) += Σ over groups and lanes of x[g] (M) ⊗ y[g] (K). */
     void (*dense_dweight)(float *d, const float *x, const float *y, int groups, int M, int K);
 
@@ -85,9 +89,9 @@ struct amil_kernels {
                                size_t P, int n);
     /* Transposes lanes × lanes tiles: dst[k·dst_tile + r·dst_row + c] =
      * src[k·src_tile + c·src_row + r] for tiles k < tiles (lanes layout to
-     * planes and back); no alignment asked. */
+     * planes and back); with accumulate, dst += that; no alignment asked. */
     void (*transpose)(float *dst, size_t dst_row, size_t dst_tile, const float *src,
-                      size_t src_row, size_t src_tile, size_t tiles);
+                      size_t src_row, size_t src_tile, size_t tiles, int accumulate);
     /* out (N, OC) rows n_first .. n_end-1 = Σ over c < C of x[c·x_stride + n]
      * · a (C, OC) row c: the outputs in lanes, x broadcast (Winograd's
      * products, cnn_pass.c; the linear layer's input gradient,

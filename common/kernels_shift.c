@@ -137,15 +137,17 @@ INLINE void transpose_tile(vf r[LANES])
 }
 
 void NAME(transpose)(float *dst, size_t dst_row, size_t dst_tile, const float *src,
-                            size_t src_row, size_t src_tile, size_t tiles)
+                            size_t src_row, size_t src_tile, size_t tiles, int accumulate)
 {
     for (size_t k = 0; k < tiles; k++) {
         vf r[LANES];
         for (int i = 0; i < LANES; i++)
             r[i] = load_any(src + k * src_tile + i * src_row);
         transpose_tile(r);
-        for (int i = 0; i < LANES; i++)
-            store_any(dst + k * dst_tile + i * dst_row, r[i]);
+        for (int i = 0; i < LANES; i++) {
+            float *d = dst + k * dst_tile + i * dst_row;
+            store_any(d, accumulate ? load_any(d) + r[i] : r[i]);
+        }
     }
 }
 

@@ -22,7 +22,7 @@ static void conv2_dweight_shifted(const struct amil_mil *m, struct amil_mil_work
 {
     struct shifted_group sg = mil_shift_group(m, w, p1, n, g, thread);
     sg.k->transpose(sg.planes, sg.z.plane, sg.lanes, dc2, sg.lanes, sg.lanes * sg.lanes,
-                    CONV2 * sg.positions / sg.lanes);
+                    CONV2 * sg.positions / sg.lanes, 0);
     sg.k->conv_shift_dweight(dweight, sg.planes, sg.positions, sg.z.plane, sg.shifted,
                              sg.z.channel, CONV1 * sg.z.channel, sg.off, KERNEL * KERNEL,
                              CONV1, CONV2, sg.positions, sg.count);
@@ -79,7 +79,7 @@ static void fc_dweight_of_blocks(void *ctx, int first, int end, int thread)
             }
         }
     w->kernels->dense(w->dwk + (size_t)first * L * lanes, w->pk + (size_t)first * n * lanes,
-                      w->dh, 1, (size_t)L, NULL, 0, end - first, L, n);
+                      w->dh, 1, (size_t)L, NULL, 0, 0, end - first, L, n);
     /* row by row of the gradient (L, flat), so that the stores run along
      * memory; only the last block of a row may be partial */
     for (int o = 0; o < L; o++) {
@@ -111,7 +111,7 @@ static void fc_dweight(const struct amil_mil *m, struct amil_mil_work *w, int n,
     amil_parallel(blocks, fc_dweight_of_blocks, &pass);
 }
 
-/* dP2 of groups first .. end-1: the linear layer's input gradient. */
+/* dP2 of groups first .. end-1 += the linear layer's input gradient. */
 static void linear_back_of_groups(void *ctx, int first, int end, int thread)
 {
     const struct bag_pass *pass = ctx;
@@ -119,19 +119,20 @@ static void linear_back_of_groups(void *ctx, int first, int end, int thread)
     struct amil_mil_work *w = pass->w;
     size_t lanes = (size_t)w->kernels->lanes, flat = (size_t)m->flat;
     if (mil_linear_by_rows(m, w->kernels->lanes, pass->n, end - 1)) {
-        /* the last group's patches as rows: dP2 (count, flat) = dH (count,
+        /* the last group's patches as rows: dP2 (count, flat) += dH (count,
          * L) · W (L, flat), the outputs in lanes, W read once */
         struct shifted_group sg = mil_shift_group(m, w, NULL, pass->n, --end, thread);
         sg.k->product(sg.planes, w->dhl + end * m->hidden * lanes, lanes, W(m, FC_W),
                       m->hidden, m->flat, 0, sg.count);
-        mil_planes_to_lanes(&sg, w->dp2 + end * flat * lanes, flat, flat);
+        mil_planes_to_lanes(&sg, w->dp2 + end * flat * lanes, flat, flat, 1);
     }
     w->kernels->dense(w->dp2 + first * flat * lanes, w->dhl + first * m->hidden * lanes,
-                      W(m, FC_W), 1, flat, NULL, 0, end - first, m->flat, m->hidden);
+                      W(m, FC_W), 1, flat, NULL, 0, 1, end - first, m->flat, m->hidden);
 }
 
 /* From dP2 back through both convolutions for groups first .. end-1:
- * thread 0 adds to the gradients, the others to their part of w->dconv. */
+ * thread 0 adds to the gradients, the others to their part of w->dconv;
+ * the thread's input gradients (dC2, dP1, dC1) start at zero per group. */
 static void conv_back_of_groups(void *ctx, int first, int end, int thread)
 {
     const struct bag_pass *pass = ctx;
@@ -146,6 +147,9 @@ static void conv_back_of_groups(void *ctx, int first, int end, int thread)
 #define G(i) (grads + m->params.at[i].offset)
     for (int g = first; g < end; g++) {
         const float *p1 = w->p1 + g * z.p1;
+        memset(dc2, 0, sizeof *dc2 * z.c2);
+        memset(dp1, 0, sizeof *dp1 * z.p1);
+        memset(dc1, 0, sizeof *dc1 * z.c1);
         k->unpool_relu(dc2, G(CONV2_B), w->dp2 + g * z.p2, w->p2 + g * z.p2,
                        w->arg2 + g * z.p2, CONV2, s.conv2, s.conv2);
         if (pass->cam)
@@ -292,6 +296,7 @@ static void backward(const struct amil_mil *m, struct amil_mil_work *w, int n, f
     column_sums(G(FC_B), w->dh, n, L);
     fc_dweight(m, w, n, grads);
     struct bag_pass pass = {m, w, NULL, n, grads, cam};
+    memset(w->dp2, 0, sizeof *w->dp2 * (size_t)groups * m->flat * lanes);
     amil_parallel(groups, linear_back_of_groups, &pass);
     /* the convolutions group by group, each thread adding its parameters'
      * gradients into a buffer of its own, summed in thread order after */

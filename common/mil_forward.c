@@ -108,7 +108,7 @@ struct shifted_group mil_shift_group(const struct amil_mil *m, struct amil_mil_w
         return sg;
     size_t in = (size_t)CONV1 * s.pool1 * s.pool1;
     sg.k->transpose(sg.planes, z.plane, sg.lanes, p1, sg.lanes, sg.lanes * sg.lanes,
-                    in / sg.lanes);
+                    in / sg.lanes, 0);
     for (int i = 0; i < sg.count; i++)
         for (int c = 0; c < CONV1; c++)
             for (int kj = 0; kj < KERNEL; kj++) {
@@ -123,14 +123,15 @@ struct shifted_group mil_shift_group(const struct amil_mil *m, struct amil_mil_w
 }
 
 /* sg's planes (count, rows; stride floats apart) to lanes at to (rows,
- * lanes), the lanes past count zero; rows a multiple of lanes */
+ * lanes), the lanes past count zero (with accumulate, added to to and
+ * the lanes past count unchanged); rows a multiple of lanes */
 void mil_planes_to_lanes(const struct shifted_group *sg, float *to, size_t rows,
-                            size_t stride)
+                         size_t stride, int accumulate)
 {
     memset(sg->planes + sg->count * stride, 0,
            sizeof *sg->planes * (sg->lanes - sg->count) * stride);
     sg->k->transpose(to, sg->lanes, sg->lanes * sg->lanes, sg->planes, stride, sg->lanes,
-                     rows / sg->lanes);
+                     rows / sg->lanes, accumulate);
 }
 
 /* Whether the second convolution runs as Winograd's F(4×4, 5×5)
@@ -183,7 +184,7 @@ void mil_conv2_forward(const struct amil_mil *m, struct amil_mil_work *w, float 
                          sg.shifted + (size_t)i * CONV1 * sg.z.channel, sg.z.channel,
                          W(m, CONV2_W), NULL, sg.off, KERNEL * KERNEL, CONV1, CONV2, 0, 0,
                          sg.positions);
-    mil_planes_to_lanes(&sg, c2, CONV2 * sg.positions, sg.z.plane);
+    mil_planes_to_lanes(&sg, c2, CONV2 * sg.positions, sg.z.plane, 0);
 }
 
 /* Makes room in one stage's buffers for a bag of n patches. */
@@ -338,7 +339,7 @@ static void linear_of_rows(const struct amil_mil *m, struct amil_mil_work *w, in
     const float *bias = W(m, FC_B);
     int tap = 0;
     sg.k->transpose(sg.planes, flat, sg.lanes, w->p2 + g * flat * sg.lanes, sg.lanes,
-                    sg.lanes * sg.lanes, flat / sg.lanes);
+                    sg.lanes * sg.lanes, flat / sg.lanes, 0);
     memset(h, 0, sizeof *h * sg.count * L);
     sg.k->conv_shift_dweight(h, sg.planes, flat, 0, W(m, FC_W), flat, 0, &tap, 1, m->hidden,
                              sg.count, flat, 1);
@@ -360,8 +361,8 @@ static void linear_of_groups(void *ctx, int first, int end, int thread)
     if (mil_linear_by_rows(m, w->kernels->lanes, pass->n, end - 1))
         linear_of_rows(m, w, pass->n, --end, thread);
     w->kernels->dense(w->hl + first * L * lanes, w->p2 + first * m->flat * lanes,
-                      W(m, FC_W), (size_t)m->flat, 1, W(m, FC_B), 1, end - first, m->hidden,
-                      m->flat);
+                      W(m, FC_W), (size_t)m->flat, 1, W(m, FC_B), 1, 0, end - first,
+                      m->hidden, m->flat);
     size_t last = (size_t)end * lanes < (size_t)pass->n ? (size_t)end * lanes : (size_t)pass->n;
     for (size_t i = (size_t)first * lanes; i < last; i++) {
         const float *hl = w->hl + i / lanes * L * lanes + i % lanes;

@@ -69,7 +69,7 @@ int mil_shift_pays(const struct amil_mil *m, int lanes, int n, int g);
 struct shifted_group mil_shift_group(const struct amil_mil *m, struct amil_mil_work *w,
                                      const float *p1, int n, int g, int thread);
 void mil_planes_to_lanes(const struct shifted_group *sg, float *to, size_t rows,
-                         size_t stride);
+                         size_t stride, int accumulate);
 void mil_conv2_forward(const struct amil_mil *m, struct amil_mil_work *w, float *c2,
                        const float *p1, int n, int g, int thread);
 

@@ -89,7 +89,7 @@ static void conv_check(const struct amil_kernels *k)
         float *dout = lane_buffer(groups * out_size * lanes);
         float *weight = lane_buffer((size_t)cc.OC * cc.C * 25);
         float *out = amil_xaligned(sizeof *out * out_size * lanes);
-        float *din = amil_xaligned(sizeof *din * in_size * lanes);
+        float *din = lane_buffer(in_size * lanes);   /* added to: starts at noise */
         float *dweight = calloc(cc.OC * cc.C * 25, sizeof *dweight);
         for (int p = patches; p < groups * lanes; p++)   /* a partial last group */
             for (size_t i = 0; i < out_size; i++)
@@ -101,11 +101,12 @@ static void conv_check(const struct amil_kernels *k)
         char what[64];
 
         /* forward and input gradient of group 0; weight gradient of both */
+        for (size_t i = 0; i < in_size * lanes; i++)
+            want[i] = din[i];
         k->conv5(out, in, weight, cc.C, cc.H, cc.W, cc.OC);
         k->conv5_dinput(din, dout, weight, cc.C, cc.H, cc.W, cc.OC);
         k->conv5_dweight(dweight, dout, in, groups, out_size * lanes, in_size * lanes, cc.C,
                          cc.H, cc.W, cc.OC);
-        memset(want, 0, sizeof *want * in_size * lanes);
         for (int p = 0; p < groups * lanes; p++)
             for (int o = 0; o < cc.OC; o++)
                 for (int y = 0; y < OH; y++)
@@ -210,17 +211,19 @@ static void pool_check(const struct amil_kernels *k)
         size_t in_size = (size_t)C * H * W, out_size = (size_t)C * OH * OW;
         float *in = lane_buffer(in_size * lanes), *dout = lane_buffer(out_size * lanes);
         float *bias = lane_buffer(C), *out = amil_xaligned(sizeof *out * out_size * lanes);
-        float *din = amil_xaligned(sizeof *din * in_size * lanes);
+        float *din = lane_buffer(in_size * lanes);   /* added to: starts at noise */
         uint8_t *arg = amil_xaligned(out_size * lanes);
         /* ties and NaN: PyTorch's first maximum in scan order, and NaN wins */
         for (size_t i = 0; i < in_size * lanes; i += 7)
             in[i] = in[i + lanes < in_size * lanes ? i + lanes : i];
         in[5 * lanes + 1] = NAN;
         float dbias[20] = {0};
-        k->pool_bias_relu(out, arg, in, bias, C, H, W);
-        k->unpool_relu(din, dbias, dout, out, arg, C, H, W);
         double *want_out = calloc(out_size * lanes, sizeof *want_out);
         double *want_din = calloc(in_size * lanes, sizeof *want_din);
+        for (size_t i = 0; i < in_size * lanes; i++)
+            want_din[i] = din[i];
+        k->pool_bias_relu(out, arg, in, bias, C, H, W);
+        k->unpool_relu(din, dbias, dout, out, arg, C, H, W);
         double want_db[20] = {0};
         int args_agree = 1;
         for (int p = 0; p < lanes; p++)
@@ -242,7 +245,7 @@ static void pool_check(const struct amil_kernels *k)
                         double g = out[o * lanes + p] > 0 ? dout[o * lanes + p] : 0;
                         want_db[c] += g;
                         size_t i = ((size_t)c * H + 2 * y + win / 2) * W + 2 * x + win % 2;
-                        want_din[i * lanes + p] = g;
+                        want_din[i * lanes + p] = (float)(want_din[i * lanes + p] + g);
                     }
         assert_true(args_agree);
         /* NaN compares unequal: check it apart, then as zero */
@@ -283,13 +286,15 @@ static void dense_check(const struct amil_kernels *k)
         float *y = lane_buffer((size_t)groups * M * lanes);
         float *a = lane_buffer((size_t)M * K), *bias = lane_buffer(M);
         float *out = amil_xaligned(sizeof *out * groups * M * lanes);
-        float *back = amil_xaligned(sizeof *back * groups * K * lanes);
+        float *back = lane_buffer((size_t)groups * K * lanes);   /* added to */
         float *d = calloc((size_t)M * K, sizeof *d);
         double *want = calloc((size_t)groups * M * lanes, sizeof *want);
         double *want_back = calloc((size_t)groups * K * lanes, sizeof *want_back);
         double *want_d = calloc((size_t)M * K, sizeof *want_d);
-        k->dense(out, x, a, K, 1, bias, 1, groups, M, K);
-        k->dense(back, y, a, 1, K, NULL, 0, groups, K, M);   /* by the transpose */
+        for (size_t i = 0; i < (size_t)groups * K * lanes; i++)
+            want_back[i] = back[i];
+        k->dense(out, x, a, K, 1, bias, 1, 0, groups, M, K);
+        k->dense(back, y, a, 1, K, NULL, 0, 1, groups, K, M);   /* by the transpose, added */
         k->dense_dweight(d, y, x, groups, M, K);
         for (int p = 0; p < groups * lanes; p++)
             for (int m = 0; m < M; m++) {
@@ -306,7 +311,7 @@ static void dense_check(const struct amil_kernels *k)
         char what[64];
         snprintf(what, sizeof what, "dense %dx%d, %d groups, ReLU", M, K, groups);
         assert_true(report(k->name, what, want, out, (size_t)groups * M * lanes) < 1e-5);
-        snprintf(what, sizeof what, "dense, transposed %dx%d", K, M);
+        snprintf(what, sizeof what, "dense, transposed and added, %dx%d", K, M);
         assert_true(report(k->name, what, want_back, back, (size_t)groups * K * lanes) < 1e-5);
         snprintf(what, sizeof what, "dense_dweight %dx%d", M, K);
         assert_true(report(k->name, what, want_d, d, (size_t)M * K) < 1e-5);
@@ -434,14 +439,19 @@ static void transpose_check(const struct amil_kernels *k)
 {
     size_t L = (size_t)k->lanes, tiles = 5, row = tiles * L + 3;
     float *lanes = lane_buffer(tiles * L * L), *planes = lane_buffer(L * row);
-    float *back = lane_buffer(tiles * L * L);
-    k->transpose(planes, row, L, lanes, L, L * L, tiles);
+    float *back = lane_buffer(tiles * L * L), *sum = lane_buffer(tiles * L * L);
+    float *start = malloc(sizeof *start * tiles * L * L);
+    memcpy(start, sum, sizeof *start * tiles * L * L);
+    k->transpose(planes, row, L, lanes, L, L * L, tiles, 0);
     for (size_t e = 0; e < tiles * L; e++)
         for (size_t l = 0; l < L; l++)
             assert_true(planes[l * row + e] == lanes[e * L + l]);
-    k->transpose(back, L, L * L, planes, row, L, tiles);
+    k->transpose(back, L, L * L, planes, row, L, tiles, 0);
     assert_memory_equal(back, lanes, sizeof *back * tiles * L * L);
-    free(lanes), free(planes), free(back);
+    k->transpose(sum, L, L * L, planes, row, L, tiles, 1);   /* added to what was there */
+    for (size_t i = 0; i < tiles * L * L; i++)
+        assert_true(sum[i] == start[i] + lanes[i]);
+    free(lanes), free(planes), free(back), free(sum), free(start);
 }
 
 static void transposes(void **state)
