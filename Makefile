@@ -20,9 +20,9 @@ SAN     ?=
 CFLAGS  ?= -O3 -g
 AMIL_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -fno-math-errno \
            -Wall -Wextra -Werror -Icommon -I/usr/include/stb -I/usr/include/netpbm \
-           -I/usr/include/x86_64-linux-gnu/openblas-pthread
+           -I/usr/include/x86_64-linux-gnu/openblas-pthread -I/usr/include/openslide
 # OpenBLAS before GSL, so cblas_* resolve to OpenBLAS, not libgslcblas.
-LDLIBS  += -lopenblas -lstb -ldeflate -lnetpbm -lgsl -lcjson -lm -lpthread
+LDLIBS  += -lopenblas -lstb -ldeflate -lnetpbm -lgsl -lcjson -lopenslide -lm -lpthread
 ifneq ($(SAN),)
 BUILD   := build-san
 AMIL_CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -32,7 +32,9 @@ endif
 # Debian packages: library headers, test tools, and what the tests compare against.
 DEPS = build-essential pkg-config libnetpbm-dev netpbm libstb-dev libgsl-dev \
        libopenblas-dev libcjson-dev libdeflate-dev libcmocka-dev bats mandoc python3-numpy \
-       gnuplot-nox jq python3-torch python3-torchvision python3-pil
+       gnuplot-nox jq python3-torch python3-torchvision python3-pil libopenslide-dev \
+       openslide-tools \
+       libvips-tools
 
 PROGS   = bagify stitch reorg-breakhis recinfo featurize attend classify train evaluate \
           mnist-bags localize gradcam

@@ -486,3 +486,16 @@ int amil_picture_write(FILE *f, const struct amil_image *img, enum amil_picture 
     return format == AMIL_PICTURE_PAM ? amil_image_write_pam(f, img)
                                       : amil_image_write_png(f, img);
 }
+
+int amil_picture_save(const char *path, const struct amil_image *img, enum amil_picture format)
+{
+    struct amil_output o;
+    if (amil_output_open(&o, path) < 0)
+        return -1;
+    if (amil_picture_write(o.file, img, format) < 0) {
+        amil_fail_in(path);
+        amil_output_abort(&o);
+        return -1;
+    }
+    return amil_output_commit(&o);
+}

@@ -62,5 +62,8 @@ enum amil_picture { AMIL_PICTURE_PNG, AMIL_PICTURE_PAM };
 enum amil_picture amil_picture_of_name(const char *path);
 /* img to f in that format: 0, or -1 with a message. */
 int amil_picture_write(FILE *f, const struct amil_image *img, enum amil_picture format);
+/* img to the file path, whole or not at all (amil_output_open): 0, or -1
+ * with a message. */
+int amil_picture_save(const char *path, const struct amil_image *img, enum amil_picture format);
 
 #endif

@@ -206,8 +206,15 @@ meta() { recinfo | awk -v k="$1" '$1 == k && $2 == "=" { print $3 }'; }
     read -r y x < <(recinfo -t coords "$T/bag" | head -n 1)
     white=$(pamcut -left "$x" -top "$y" -width 28 -height 28 "$T/mask.pgm" | pamsumm -sum -brief)
     [ "${white%.*}" -ge $((255 * 28 * 28 / 2)) ]
-    # both only with -b; the mask of one image
-    for bad in "--mask $T/m.png" "--tissue-saturation 10" "-b 0.5 --mask $T/m.png $BREAKHIS"; do
+    # both only with the filter on: -b on an image (slides have it on by
+    # default, so without -b it is the image that is wrong, exit 1); the
+    # mask of one image
+    for bad in "--mask $T/m.png" "--tissue-saturation 10"; do
+        run bagify $bad "$BREAKHIS"
+        [ "$status" -eq 1 ] || { echo "$bad: $status"; return 1; }
+        [[ "$output" == *"are of the background filter: give -b"* ]]
+    done
+    for bad in "-b 0 --mask $T/m.png" "-b 0.5 --mask $T/m.png $BREAKHIS"; do
         run bagify $bad "$BREAKHIS"
         [ "$status" -eq 2 ] || { echo "$bad: $status"; return 1; }
     done

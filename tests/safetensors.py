@@ -9,6 +9,12 @@ and NumPy references for what bagify and stitch compute.
                                          paper) of the record on stdin
     safetensors.py heat IMAGE PNM ALPHA  stitch --cmap gray --norm minmax
     safetensors.py untouched IMAGE PNM   pixels of no patch are the image's
+    safetensors.py slide IMAGE SCALE BOX stdin is bagify's bag of a slide whose
+                                         pixels at coords / SCALE are IMAGE's,
+                                         read at BOX times coarser (the mean
+                                         of BOX x BOX pixels, ties to even)
+    safetensors.py tissue IMAGE          the kept patches of the bag on stdin
+                                         against saturation at full resolution
 """
 import json
 import struct
@@ -164,6 +170,45 @@ def main():
         assert same[~covered].all(), "an uncovered pixel changed"
         print("%d uncovered pixels kept, %d of %d covered pixels changed"
               % ((~covered).sum(), (~same[covered]).sum(), covered.sum()))
+    elif cmd == "slide":
+        image = read_pnm(sys.argv[2]).astype(float)
+        scale, box = int(sys.argv[3]), int(sys.argv[4])
+        n = records = 0
+        for meta, t in read(stdin):
+            p = int(meta["patch"])
+            assert meta.get("part", "0") == str(records), meta.get("part")
+            for patch, (y, x) in zip(t["patches"], t["coords"]):
+                y, x = y // scale, x // scale
+                area = image[y:y + p * box, x:x + p * box]
+                want = area.reshape(p, box, p, box, 3).mean(axis=(1, 3))
+                assert np.array_equal(patch, np.round(want)), (y, x)
+            n += len(t["patches"])
+            records += 1
+        print("%d patches ok in %d records" % (n, records))
+    elif cmd == "tissue":
+        # HSV saturation on 0..255, rounded, as bagify's rule has it
+        rgb = read_pnm(sys.argv[2]).astype(int)
+        hi, lo = rgb.max(axis=2), rgb.min(axis=2)
+        sat = np.where(hi == 0, 0, (255 * (hi - lo) + hi // 2) // np.maximum(hi, 1))
+        tissue = sat > 26
+        (meta, t), = list(read(stdin))
+        p, stride = int(meta["patch"]), int(meta["stride"])
+        y0, x0 = int(meta["crop_y"]), int(meta["crop_x"])
+        rows, cols = int(meta["crop_height"]) // stride, int(meta["crop_width"]) // stride
+        kept = {(int(y), int(x)) for y, x in t["coords"]}
+        fraction = {(y0 + r * stride, x0 + c * stride):
+                    tissue[y0 + r * stride:y0 + r * stride + p,
+                           x0 + c * stride:x0 + c * stride + p].mean()
+                    for r in range(rows) for c in range(cols)}
+        assert kept <= set(fraction)
+        mean = np.mean([fraction[k] for k in kept])
+        full = [k for k, f in fraction.items() if f >= 0.75]
+        missed = sum(k not in kept for k in full)
+        glass = sum(f == 0 for k, f in fraction.items() if k in kept)
+        print("%d kept, %.2f tissue on average; %d of %d patches of 3/4 tissue "
+              "or more missed; %d kept of pure glass" % (len(kept), mean, missed,
+                                                          len(full), glass))
+        assert mean >= 0.75 and missed <= len(full) // 50 and glass == 0
     else:
         sys.exit("unknown command " + cmd)
 

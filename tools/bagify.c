@@ -7,6 +7,7 @@
  * image) and the metadata of amil-stream(5).
  */
 #include <getopt.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,12 +15,11 @@
 #include "amil.h"
 #include "breakhis.h"
 #include "image.h"
-
-/* Saturation (0..255) that glass and white fat stay under: 0.1 of full. */
-#define MAX_GLASS_SATURATION 26
+#include "slide.h"
+#include "tissue.h"
 
 enum crop { CROP_CENTER, CROP_NONE, CROP_PAD };
-static const char *crop_names[] = {"center", "none", "pad"};
+static const char *const crop_names[] = {"center", "none", "pad", NULL};
 enum label_from { LABEL_NONE, LABEL_FIXED, LABEL_DIR, LABEL_BREAKHIS };
 
 struct cmdline {
@@ -30,8 +30,13 @@ struct cmdline {
     enum label_from label_from;
     long label;
     double background;          /* least tissue fraction a patch keeps; 0 off */
+    int background_given;       /* -b was given (slides default to SLIDE_BACKGROUND) */
     long saturation;            /* tissue above it; -1: Otsu's, capped */
     const char *mask;           /* a picture of the tissue mask, or NULL */
+    enum amil_slide_unit unit;  /* slides: the resolution asked for, in */
+    double resolution;          /* a level, µm per pixel or a magnification */
+    long part_size;             /* slides: patches per record; 0: 64 MiB of them */
+    double speck, hole;         /* slides: areas in patches, of tissue dropped, of holes filled */
     long max_pixels;
     int whole;                  /* the image itself, for the CNN baselines */
     int keep_going;
@@ -63,6 +68,13 @@ static const char usage_text[] =
     "  -w, --whole          the whole image as `image`, no patches (for the\n"
     "                       CNN baselines)\n"
     "      --max-pixels N   refuse larger images [268435456]\n"
+    "whole-slide images (read through OpenSlide):\n"
+    "      --level N        read level N [0]\n"
+    "      --mpp X          at X micrometres per pixel\n"
+    "      --magnification M  at M× (from the objective power)\n"
+    "      --part-size N    patches per record [as many as fill 64 MiB]\n"
+    "      --speck AREA     drop tissue pieces under AREA patches [1]\n"
+    "      --hole AREA      fill holes under AREA patches [4]\n"
     "  -k, --keep-going     after a bad image, go on with the next\n"
     "      --force          write records even to a terminal\n"
     "  -h, --help           this help\n";
@@ -82,11 +94,15 @@ static struct cmdline parse_args(int argc, char **argv)
         {"whole", no_argument, 0, 'w'},
         {"keep-going", no_argument, 0, 'k'},   {"help", no_argument, 0, 'h'},
         {"force", no_argument, 0, 'F'},
+        {"level", required_argument, 0, 'V'},  {"mpp", required_argument, 0, 'U'},
+        {"magnification", required_argument, 0, 'X'},
+        {"part-size", required_argument, 0, 'Q'},
+        {"speck", required_argument, 0, 'S'},  {"hole", required_argument, 0, 'H'},
         {0, 0, 0, 0},
     };
     struct cmdline cl = {.patch = 28, .stride = 0, .crop = CROP_CENTER,
                          .pad_value = 255, .channels = 3, .max_pixels = AMIL_MAX_PIXELS,
-                         .saturation = -1};
+                         .saturation = -1, .speck = 1, .hole = 4};
     int c, cutting = 0;   /* an option about patches was given */
     while ((c = getopt_long(argc, argv, "p:s:c:gl:L:b:wkh", options, NULL)) != -1) {
         cutting |= strchr("pscPbTK", c) != NULL;
@@ -96,11 +112,7 @@ static struct cmdline parse_args(int argc, char **argv)
         case 'w': cl.whole = 1; break;
         case 'F': cl.force = 1; break;
         case 'c':
-            for (cl.crop = 0; cl.crop < 3; cl.crop++)
-                if (strcmp(optarg, crop_names[cl.crop]) == 0)
-                    break;
-            if (cl.crop == 3)
-                amil_misuse("--crop: '%s' is not center, none or pad", optarg);
+            cl.crop = amil_option_choice("--crop", optarg, crop_names);
             break;
         case 'P': cl.pad_value = amil_option_long("--pad-value", optarg, 0, 255); break;
         case 'g': cl.channels = 1; break;
@@ -113,20 +125,29 @@ static struct cmdline parse_args(int argc, char **argv)
         case 'L':
             if (cl.label_from != LABEL_NONE)
                 amil_misuse("give one of -l and -L, once");
-            if (strcmp(optarg, "dir") == 0)
-                cl.label_from = LABEL_DIR;
-            else if (strcmp(optarg, "breakhis") == 0)
-                cl.label_from = LABEL_BREAKHIS;
-            else
-                amil_misuse("--label-from: '%s' is not dir or breakhis", optarg);
+            static const char *const sources[] = {"dir", "breakhis", NULL};
+            cl.label_from = LABEL_DIR + amil_option_choice("--label-from", optarg, sources);
             break;
         case 'b':
             cl.background = amil_option_double("--background", optarg, 0, 1);
+            cl.background_given = 1;
             break;
         case 'M': cl.max_pixels = amil_option_long("--max-pixels", optarg, 1, 1L << 40); break;
         case 'T': cl.saturation = amil_option_long("--tissue-saturation", optarg, 0, 254); break;
         case 'K': cl.mask = optarg; break;
         case 'k': cl.keep_going = 1; break;
+        case 'V': case 'U': case 'X':
+            if (cl.unit != AMIL_SLIDE_LEVEL0)
+                amil_misuse("give one of --level, --mpp and --magnification, once");
+            cl.unit = c == 'V' ? AMIL_SLIDE_BY_LEVEL : c == 'U' ? AMIL_SLIDE_BY_MPP
+                                                                 : AMIL_SLIDE_BY_MAGNIFICATION;
+            cl.resolution = c == 'V' ? amil_option_long("--level", optarg, 0, 31)
+                                     : amil_option_double(c == 'U' ? "--mpp" : "--magnification",
+                                                          optarg, 1e-3, 1e3);
+            break;
+        case 'Q': cl.part_size = amil_option_long("--part-size", optarg, 1, INT32_MAX); break;
+        case 'S': cl.speck = amil_option_double("--speck", optarg, 0, 1e9); break;
+        case 'H': cl.hole = amil_option_double("--hole", optarg, 0, 1e9); break;
         case 'h': amil_usage(0);
         default: amil_usage(2);
         }
@@ -137,8 +158,9 @@ static struct cmdline parse_args(int argc, char **argv)
         cl.stride = cl.patch;
     cl.files = argv + optind;
     cl.nfiles = argc - optind;
-    if ((cl.saturation >= 0 || cl.mask) && cl.background == 0)
-        amil_misuse("--tissue-saturation and --mask are of the background filter: give -b");
+    if ((cl.saturation >= 0 || cl.mask) && cl.background_given && cl.background == 0)
+        amil_misuse("--tissue-saturation and --mask are of the background filter: -b 0 "
+                    "turns it off");
     if (cl.mask && cl.nfiles > 1)
         amil_misuse("--mask draws one image's mask: give one file");
     return cl;
@@ -170,96 +192,13 @@ static int place(const struct cmdline *cl, long size, long *offset, long *count,
     return 0;
 }
 
-/* Saturation of HSV on 0..255: 255 (max - min) / max, rounded. */
-static int saturation(const unsigned char *rgb)
-{
-    int hi = rgb[0], lo = rgb[0];
-    for (int c = 1; c < 3; c++) {
-        if (rgb[c] > hi) hi = rgb[c];
-        if (rgb[c] < lo) lo = rgb[c];
-    }
-    return hi == 0 ? 0 : (255 * (hi - lo) + hi / 2) / hi;
-}
-
-/* Otsu's threshold over a 256-bin histogram: the level t that maximizes the
- * between-class variance of {<= t} and {> t}. */
-static int otsu(const size_t histogram[256])
-{
-    double total = 0, sum = 0;
-    for (int i = 0; i < 256; i++) {
-        total += (double)histogram[i];
-        sum += (double)i * histogram[i];
-    }
-    double weight_low = 0, sum_low = 0, best = -1;
-    int threshold = 0;
-    for (int t = 0; t < 256; t++) {
-        weight_low += (double)histogram[t];
-        sum_low += (double)t * histogram[t];
-        double weight_high = total - weight_low;
-        if (weight_low == 0 || weight_high == 0)
-            continue;
-        double mean_low = sum_low / weight_low;
-        double mean_high = (sum - sum_low) / weight_high;
-        double between = weight_low * weight_high * (mean_low - mean_high) *
-                         (mean_low - mean_high);
-        if (between > best) {
-            best = between;
-            threshold = t;
-        }
-    }
-    return threshold;
-}
-
-/* Marks each pixel of an RGB image as tissue (1) or background (0): Otsu's
- * threshold on saturation (stained tissue is coloured, glass is white or
- * gray), capped at MAX_GLASS_SATURATION.  Otsu alone suits a slide that is
- * mostly glass; on a BreakHis field that is mostly tissue it splits pale
- * pink stroma from purple nuclei instead (threshold 44 on the committed
- * image, dropping dense tissue), and the cap keeps it on glass.  An image
- * with no colour at all is judged on darkness instead. */
-static unsigned char *tissue_mask(const struct amil_image *rgb, long fixed, int *used)
-{
-    size_t count = (size_t)rgb->width * rgb->height;
-    unsigned char *score = amil_xmalloc(count);
-    size_t histogram[256] = {0};
-    int colourless = 1;
-    for (size_t i = 0; i < count; i++) {
-        score[i] = (unsigned char)saturation(rgb->pixels + 3 * i);
-        colourless &= score[i] == 0;
-    }
-    for (size_t i = 0; i < count; i++) {
-        if (colourless) {
-            const unsigned char *px = rgb->pixels + 3 * i;
-            score[i] = (unsigned char)(255 - amil_luma(px));
-        }
-        histogram[score[i]]++;
-    }
-    int threshold = otsu(histogram);
-    if (threshold > MAX_GLASS_SATURATION)
-        threshold = MAX_GLASS_SATURATION;
-    if (fixed >= 0)   /* the user's, for pale or dark stains */
-        threshold = (int)fixed;
-    *used = threshold;
-    for (size_t i = 0; i < count; i++)
-        score[i] = score[i] > threshold;
-    return score;
-}
-
 /* The mask as a gray PNG: tissue white, background black. */
 static int write_mask(const char *path, const unsigned char *tissue, int width, int height)
 {
     struct amil_image picture = {width, height, 1, amil_xmalloc((size_t)width * height)};
     for (size_t i = 0; i < (size_t)width * height; i++)
         picture.pixels[i] = tissue[i] ? 255 : 0;
-    struct amil_output o;
-    int status = amil_output_open(&o, path);
-    if (status == 0 && amil_image_write_png(o.file, &picture) < 0) {
-        amil_fail_in(path);
-        amil_output_abort(&o);
-        status = -1;
-    } else if (status == 0) {
-        status = amil_output_commit(&o);
-    }
+    int status = amil_picture_save(path, &picture, AMIL_PICTURE_PNG);
     free(picture.pixels);
     return status;
 }
@@ -325,7 +264,7 @@ struct grid {
 /* The record's metadata before any pixel: where the image came from, its
  * label, its sizes and its BreakHis name's parts.  Returns 0, or -1 with a
  * message (a label that is not one). */
-static int describe(const struct cmdline *cl, const char *path, const struct amil_image *img,
+static int describe(const struct cmdline *cl, const char *path, long width, long height,
                     long index, struct amil_record *r)
 {
     struct amil_breakhis bh;
@@ -344,8 +283,8 @@ static int describe(const struct cmdline *cl, const char *path, const struct ami
         amil_record_free(r);
         return -1;
     }
-    amil_record_set_metaf(r, "image_height", "%d", img->height);
-    amil_record_set_metaf(r, "image_width", "%d", img->width);
+    amil_record_set_metaf(r, "image_height", "%ld", height);
+    amil_record_set_metaf(r, "image_width", "%ld", width);
     amil_record_set_metaf(r, "channels", "%d", cl->channels);
     set_breakhis(r, &bh, is_breakhis);
     return 0;
@@ -432,7 +371,12 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_im
         amil_image_free(&img);
         return -1;
     }
-    if (describe(cl, path, &img, index, r) < 0) {
+    if ((cl->saturation >= 0 || cl->mask) && cl->background == 0) {
+        amil_image_free(&img);
+        return amil_fail("--tissue-saturation and --mask are of the background filter: "
+                         "give -b");
+    }
+    if (describe(cl, path, img.width, img.height, index, r) < 0) {
         amil_image_free(&img);
         return -1;
     }
@@ -456,8 +400,8 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_im
                          "%llu bytes", total, p, p, AMIL_MAX_DATA);
     }
     int threshold = 0;
-    unsigned char *tissue = cl->background > 0 ? tissue_mask(&img, cl->saturation, &threshold)
-                                               : NULL;
+    unsigned char *tissue =
+        cl->background > 0 ? amil_tissue_mask_of(&img, cl->saturation, &threshold) : NULL;
     if (tissue) {
         amil_record_set_metaf(r, "background", "%g", cl->background);
         amil_record_set_metaf(r, "tissue_saturation", "%d", threshold);
@@ -487,11 +431,222 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_im
     return 0;
 }
 
+/* Writes r to standard output and frees it; a failed write ends the run. */
+static void emit(const char *path, struct amil_record *r)
+{
+    if (amil_record_write(stdout, r) < 0)
+        amil_die("writing the record of %s:", path);
+    amil_record_free(r);
+}
+
+/* ---- whole-slide images ------------------------------------------------ */
+
+/* Least tissue fraction a slide's patch keeps when -b is not given: read
+ * at full resolution, glass would cost more than all the tissue. */
+#define SLIDE_BACKGROUND 0.5
+/* The tissue mask's pixels at most (a 4096² picture): its scores and
+ * cleaning then take under 100 MB whatever the slide. */
+#define MASK_PIXELS (16L << 20)
+/* A part's patches when --part-size is not given: as many as fill 64 MiB. */
+#define PART_BYTES (64L << 20)
+
+/* A slide being cut: its resolution, the grid at it, which patches go. */
+struct slide_cut {
+    struct amil_slide slide;
+    double d;                /* the patches' downsample (slide.h) */
+    int level;               /* the level they are read from */
+    long width, height;      /* the slide at d */
+    struct grid g;           /* in pixels at d */
+    uint8_t *keep;           /* [rows · cols]: cut this patch */
+    long kept, threshold;
+};
+
+/* Which patches hold enough tissue, judged on the slide's tissue mask at a
+ * coarse resolution (slide.h); --mask draws it. */
+static int slide_mask(const struct cmdline *cl, struct slide_cut *sc, double background)
+{
+    const struct amil_slide *s = &sc->slide;
+    long rows = sc->g.rows, cols = sc->g.cols, p = cl->patch, stride = cl->stride;
+    sc->keep = amil_xmalloc((size_t)rows * cols);
+    if (background == 0) {
+        memset(sc->keep, 1, (size_t)rows * cols);
+        sc->kept = rows * cols;
+        return 0;
+    }
+    /* each patch about 8 mask pixels a side, the mask at most MASK_PIXELS */
+    double m = fmax(sc->d, fmax(p * sc->d / 8, sqrt((double)s->width[0] * s->height[0] /
+                                                    MASK_PIXELS)));
+    double patch_area = (p * sc->d / m) * (p * sc->d / m);   /* in mask pixels */
+    int mw, mh, used;
+    uint8_t *mask = amil_slide_mask(s, m, cl->saturation, (long)ceil(cl->speck * patch_area),
+                                    (long)ceil(cl->hole * patch_area), &mw, &mh, &used);
+    if (!mask)
+        return -1;
+    sc->threshold = used;
+    sc->kept = 0;
+    for (long row = 0; row < rows; row++)
+        for (long col = 0; col < cols; col++) {
+            /* the mask pixels the patch overlaps */
+            double top = (sc->g.y0 + row * stride) * sc->d;
+            double left = (sc->g.x0 + col * stride) * sc->d;
+            long y0 = (long)(top / m), y1 = (long)ceil((top + p * sc->d) / m);
+            long x0 = (long)(left / m), x1 = (long)ceil((left + p * sc->d) / m);
+            y1 = y1 < mh ? y1 : mh, x1 = x1 < mw ? x1 : mw;
+            long tissue = 0, all = (y1 - y0) * (x1 - x0);
+            for (long y = y0; y < y1; y++)
+                for (long x = x0; x < x1; x++)
+                    tissue += mask[(size_t)y * mw + x];
+            uint8_t keep = all > 0 && tissue >= background * all;
+            sc->keep[row * cols + col] = keep;
+            sc->kept += keep;
+        }
+    int status = cl->mask ? write_mask(cl->mask, mask, mw, mh) : 0;
+    free(mask);
+    return status;
+}
+
+/* Part `part` of `parts` of a slide's bag: its metadata and room for
+ * count patches. */
+static int slide_record(const struct cmdline *cl, const char *path, const struct slide_cut *sc,
+                        double background, long part, long parts, long count,
+                        struct amil_record *r)
+{
+    const struct amil_slide *s = &sc->slide;
+    if (describe(cl, path, (long)s->width[0], (long)s->height[0], 0, r) < 0)
+        return -1;
+    amil_slide_describe(s, sc->level, sc->d, r);
+    amil_record_set_metaf(r, "patch", "%ld", cl->patch);
+    amil_record_set_metaf(r, "stride", "%ld", cl->stride);
+    amil_record_set_meta(r, "crop", crop_names[cl->crop]);
+    const char *keys[4] = {"crop_y", "crop_x", "crop_height", "crop_width"};
+    long crop[4] = {sc->g.y0, sc->g.x0, sc->g.height, sc->g.width};
+    for (int k = 0; k < 4; k++)   /* level-0 pixels, as coords */
+        amil_record_set_metaf(r, keys[k], "%lld", llround(crop[k] * sc->d));
+    if (background > 0) {
+        amil_record_set_metaf(r, "background", "%g", background);
+        amil_record_set_metaf(r, "tissue_saturation", "%ld", sc->threshold);
+    }
+    amil_record_set_metaf(r, "patches_dropped", "%ld", sc->g.rows * sc->g.cols - sc->kept);
+    if (parts > 1) {
+        amil_record_set_metaf(r, "part", "%ld", part);
+        amil_record_set_metaf(r, "parts", "%ld", parts);
+    }
+    int64_t patch_shape[4] = {count, cl->patch, cl->patch, cl->channels};
+    int64_t coord_shape[2] = {count, 2};
+    amil_record_put(r, "patches", AMIL_U8, 4, patch_shape);
+    amil_record_put(r, "coords", AMIL_I32, 2, coord_shape);
+    return 0;
+}
+
+/* The kept patches of the slide, grid row by grid row (one strip read for
+ * each row that has any), into records of at most part_size patches,
+ * each written when full. */
+static int slide_patches(const struct cmdline *cl, const char *path, const struct slide_cut *sc,
+                         double background)
+{
+    long p = cl->patch, stride = cl->stride, cols = sc->g.cols;
+    long fill = PART_BYTES / (p * p * cl->channels);   /* 0 for patches over 64 MiB */
+    long part_size = cl->part_size ? cl->part_size : fill > 0 ? fill : 1;
+    long parts = (sc->kept + part_size - 1) / part_size, part = 0, filled = 0;
+    struct amil_image band = {0, 0, 3, amil_xmalloc((size_t)sc->g.width * p * 3)};
+    struct amil_record r;
+    int status = 0, open = 0;
+    for (long row = 0; row < sc->g.rows && status == 0; row++) {
+        long c0 = 0, c1 = cols - 1;
+        while (c0 < cols && !sc->keep[row * cols + c0])
+            c0++;
+        while (c1 >= c0 && !sc->keep[row * cols + c1])
+            c1--;
+        if (c0 > c1)
+            continue;
+        long top = sc->g.y0 + row * stride, left = sc->g.x0 + c0 * stride;
+        band.width = (int)((c1 - c0) * stride + p), band.height = (int)p;
+        if (left + band.width > sc->width)   /* --crop pad: the rest is padding */
+            band.width = (int)(sc->width - left);
+        if (top + band.height > sc->height)
+            band.height = (int)(sc->height - top);
+        status = amil_slide_read(&sc->slide, sc->d, left, top, band.width, band.height,
+                                 band.pixels);
+        for (long col = c0; col <= c1 && status == 0; col++) {
+            if (!sc->keep[row * cols + col])
+                continue;
+            if (!open) {
+                long count = sc->kept - part * part_size;
+                count = count < part_size ? count : part_size;
+                if ((status = slide_record(cl, path, sc, background, part, parts, count, &r)) < 0)
+                    break;
+                open = 1, filled = 0;
+            }
+            unsigned char *patches = amil_record_find(&r, "patches")->data;
+            int32_t *coords = amil_record_find(&r, "coords")->data;
+            cut_patch(cl, &band, NULL, 0, (col - c0) * stride,
+                      patches + (size_t)filled * p * p * cl->channels);
+            coords[2 * filled] = (int32_t)llround(top * sc->d);
+            coords[2 * filled + 1] = (int32_t)llround((sc->g.x0 + col * stride) * sc->d);
+            if (++filled == amil_record_find(&r, "coords")->shape[0]) {
+                emit(path, &r);
+                open = 0, part++;
+            }
+        }
+    }
+    if (open)
+        amil_record_free(&r);
+    free(band.pixels);
+    return status;
+}
+
+/* A whole-slide image: the resolution asked for, the grid at it, the
+ * tissue mask, then the patches.  Returns 0, or -1 with a message. */
+static int bagify_slide(const struct cmdline *cl, const char *path, struct slide_cut *sc)
+{
+    if (amil_slide_resolution(&sc->slide, cl->unit, cl->resolution, &sc->d, &sc->level) < 0)
+        return -1;
+    sc->width = (long)(sc->slide.width[0] / sc->d);
+    sc->height = (long)(sc->slide.height[0] / sc->d);
+    if (cl->whole) {
+        if (amil_image_check_size(sc->width, sc->height, cl->max_pixels) < 0)
+            return -1;
+        struct amil_image img = {(int)sc->width, (int)sc->height, 3,
+                                 amil_xmalloc((size_t)sc->width * sc->height * 3)};
+        struct amil_record r;
+        if (amil_slide_read(&sc->slide, sc->d, 0, 0, img.width, img.height, img.pixels) < 0) {
+            amil_image_free(&img);
+            return -1;
+        }
+        if (bagify_one(cl, path, img, 0, &r) < 0)   /* it frees img */
+            return -1;
+        amil_slide_describe(&sc->slide, sc->level, sc->d, &r);
+        emit(path, &r);
+        return 0;
+    }
+    if (place(cl, sc->height, &sc->g.y0, &sc->g.rows, &sc->g.height) < 0 ||
+        place(cl, sc->width, &sc->g.x0, &sc->g.cols, &sc->g.width) < 0)
+        return amil_fail("slide of %ld×%ld at downsample %g is smaller than one %ld×%ld patch",
+                         sc->width, sc->height, sc->d, cl->patch, cl->patch);
+    double background = cl->background_given ? cl->background : SLIDE_BACKGROUND;
+    if (slide_mask(cl, sc, background) < 0)
+        return -1;
+    if (sc->kept == 0)
+        return amil_fail("no patch has %g tissue or more", background);
+    return slide_patches(cl, path, sc, background);
+}
+
 /* Every image of a file (netpbm streams and concatenated PNGs hold
  * several), a record each, written as it is made.  Returns 0, or -1 with a
  * message naming the image when it is not the first. */
 static int bagify_file(const struct cmdline *cl, const char *path)
 {
+    struct slide_cut sc = {0};
+    int slide = amil_slide_open(&sc.slide, path);
+    if (slide != 0) {
+        int status = slide < 0 ? -1 : bagify_slide(cl, path, &sc);
+        free(sc.keep);
+        amil_slide_close(&sc.slide);
+        return status;
+    }
+    if (cl->unit != AMIL_SLIDE_LEVEL0)
+        return amil_fail("not a whole-slide image: --level, --mpp and --magnification are "
+                         "for slides");
     size_t len, at = 0;
     unsigned char *data = amil_slurp(path, &len);
     if (!data)
@@ -511,9 +666,7 @@ static int bagify_file(const struct cmdline *cl, const char *path)
                                : -1;
             break;
         }
-        if (amil_record_write(stdout, &r) < 0)
-            amil_die("writing the record of %s:", path);
-        amil_record_free(&r);
+        emit(path, &r);
     }
     free(data);
     return status;

@@ -430,15 +430,7 @@ static int write_picture(const struct cmdline *cl, const struct amil_image *out,
         return amil_picture_write(stdout, out, cl->format);
     if (image_path && amil_same_file(path, image_path))
         return amil_fail("%s is the image drawn on: it would be overwritten", path);
-    struct amil_output o;
-    if (amil_output_open(&o, path) < 0)
-        return -1;
-    if (amil_picture_write(o.file, out, cl->format) < 0) {
-        amil_fail_in(path);
-        amil_output_abort(&o);
-        return -1;
-    }
-    return amil_output_commit(&o);
+    return amil_picture_save(path, out, cl->format);
 }
 
 /* DIR/<source's base name, extension replaced>; a name already used in

@@ -1,0 +1,288 @@
+/* slide.c: whole-slide images through OpenSlide (slide.h). */
+#include <math.h>
+#include <openslide.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amil.h"
+#include "slide.h"
+#include "tissue.h"
+
+/* A level's downsample that lies within this fraction of the one asked
+ * for is taken as it: 0.50 µm/pixel on a 0.499 µm/pixel scan is level 0. */
+#define SNAP 0.01
+/* Source pixels read at once: 64 MiB of OpenSlide's ARGB. */
+#define STRIP_PIXELS (16L << 20)
+
+/* A positive finite number from a property, or 0 when the slide lacks it
+ * or it is not one. */
+static double property(openslide_t *osr, const char *name)
+{
+    const char *text = openslide_get_property_value(osr, name);
+    if (!text)
+        return 0;
+    char *end;
+    double v = strtod(text, &end);
+    return end != text && *end == '\0' && isfinite(v) && v > 0 && v < 1e6 ? v : 0;
+}
+
+int amil_slide_open(struct amil_slide *s, const char *path)
+{
+    memset(s, 0, sizeof *s);
+    if (strcmp(path, "-") == 0)
+        return 0;
+    s->vendor = openslide_detect_vendor(path);
+    if (!s->vendor)
+        return 0;
+    openslide_t *osr = openslide_open(path);
+    if (!osr)
+        return amil_fail("a %s slide that OpenSlide cannot open", s->vendor);
+    const char *why = openslide_get_error(osr);
+    if (why) {
+        amil_fail("%s slide: %s", s->vendor, why);
+        openslide_close(osr);
+        return -1;
+    }
+    s->osr = osr;
+    int32_t levels = openslide_get_level_count(osr);
+    if (levels < 1 || levels > AMIL_SLIDE_LEVELS) {
+        amil_slide_close(s);
+        return amil_fail("slide of %d levels (1 to %d are read)", levels, AMIL_SLIDE_LEVELS);
+    }
+    s->levels = levels;
+    for (int l = 0; l < levels; l++) {
+        openslide_get_level_dimensions(osr, l, &s->width[l], &s->height[l]);
+        s->downsample[l] = openslide_get_level_downsample(osr, l);
+        /* level-0 coordinates are I32 in records: 2^31 - 1 a side at most */
+        if (s->width[l] < 1 || s->height[l] < 1 || s->width[l] > INT32_MAX ||
+            s->height[l] > INT32_MAX || !isfinite(s->downsample[l]) ||
+            s->downsample[l] < (l ? s->downsample[l - 1] : 1) ||
+            (l == 0 && s->downsample[l] != 1)) {
+            amil_slide_close(s);
+            return amil_fail("slide level %d: %lld×%lld pixels at downsample %g is out of "
+                             "range", l, (long long)s->width[l], (long long)s->height[l],
+                             s->downsample[l]);
+        }
+    }
+    s->mpp = property(osr, OPENSLIDE_PROPERTY_NAME_MPP_X);
+    s->objective = property(osr, OPENSLIDE_PROPERTY_NAME_OBJECTIVE_POWER);
+    return 1;
+}
+
+void amil_slide_close(struct amil_slide *s)
+{
+    if (s->osr)
+        openslide_close(s->osr);
+    s->osr = NULL;
+}
+
+int amil_slide_resolution(const struct amil_slide *s, enum amil_slide_unit unit,
+                          double value, double *downsample, int *level)
+{
+    double d = 1;
+    switch (unit) {
+    case AMIL_SLIDE_LEVEL0:
+        break;
+    case AMIL_SLIDE_BY_LEVEL:
+        if (value < 0 || value >= s->levels)
+            return amil_fail("level %g: the slide has %d (0 to %d)", value, s->levels,
+                             s->levels - 1);
+        d = s->downsample[(int)value];
+        break;
+    case AMIL_SLIDE_BY_MPP:
+        if (s->mpp == 0)
+            return amil_fail("the slide has no %s property: give --level or "
+                             "--magnification", OPENSLIDE_PROPERTY_NAME_MPP_X);
+        d = value / s->mpp;
+        break;
+    case AMIL_SLIDE_BY_MAGNIFICATION:
+        if (s->objective == 0)
+            return amil_fail("the slide has no %s property: give --level or --mpp",
+                             OPENSLIDE_PROPERTY_NAME_OBJECTIVE_POWER);
+        d = s->objective / value;
+        break;
+    }
+    for (int l = 0; l < s->levels; l++)
+        if (fabs(s->downsample[l] - d) <= SNAP * d)
+            d = s->downsample[l];
+    if (d < 1)
+        return amil_fail("%g %s is finer than the slide's level 0 (%g)", value,
+                         unit == AMIL_SLIDE_BY_MPP ? "µm/pixel" : "×",
+                         unit == AMIL_SLIDE_BY_MPP ? s->mpp : s->objective);
+    *level = 0;
+    for (int l = 1; l < s->levels; l++)
+        if (s->downsample[l] <= d)
+            *level = l;
+    *downsample = d;
+    return 0;
+}
+
+/* The source pixels under output pixels 0 .. n-1 of one axis: pixel j
+ * covers [origin + j·f, origin + (j+1)·f) of the source, which starts at
+ * source index first[j] (relative to floor(origin)) with count[j] weights
+ * from weight + at[j], each the overlap with one source pixel. */
+struct axis {
+    int *first, *count, *at;
+    float *weight;
+    long span;   /* source pixels from floor(origin) to the last one used */
+};
+
+static void axis_make(struct axis *a, double origin, double f, int n)
+{
+    long base = (long)floor(origin), cap = (long)ceil(f) + 1;
+    a->first = amil_xmalloc(sizeof *a->first * (size_t)n);
+    a->count = amil_xmalloc(sizeof *a->count * (size_t)n);
+    a->at = amil_xmalloc(sizeof *a->at * (size_t)n);
+    a->weight = amil_xmalloc(sizeof *a->weight * (size_t)n * (size_t)cap);
+    a->span = 0;
+    long used = 0;
+    for (int j = 0; j < n; j++) {
+        double lo = origin + j * f - base, hi = origin + (j + 1) * f - base;
+        long k0 = (long)floor(lo), k1 = (long)ceil(hi);
+        a->first[j] = (int)k0;
+        a->at[j] = (int)used;
+        a->count[j] = 0;
+        for (long k = k0; k < k1 && a->count[j] < cap; k++) {
+            double overlap = fmin(hi, (double)k + 1) - fmax(lo, (double)k);
+            a->weight[used + a->count[j]++] = (float)(overlap > 0 ? overlap : 0);
+        }
+        used += a->count[j];
+        if (k1 > a->span)
+            a->span = k1;
+    }
+}
+
+static void axis_free(struct axis *a)
+{
+    free(a->first), free(a->count), free(a->at), free(a->weight);
+}
+
+/* OpenSlide's premultiplied ARGB over white, as 8-bit RGB. */
+static void over_white(uint8_t *rgb, uint32_t argb)
+{
+    unsigned a = argb >> 24;
+    rgb[0] = (uint8_t)(((argb >> 16) & 255) + 255 - a);
+    rgb[1] = (uint8_t)(((argb >> 8) & 255) + 255 - a);
+    rgb[2] = (uint8_t)((argb & 255) + 255 - a);
+}
+
+/* Source rows [row0, row0 + rows) and columns [col0, col0 + cols) of level
+ * l into argb. */
+static int read_level(const struct amil_slide *s, int l, long col0, long row0, long cols,
+                      long rows, uint32_t *argb)
+{
+    double ds = s->downsample[l];
+    openslide_read_region(s->osr, argb, llround(col0 * ds), llround(row0 * ds), l, cols,
+                          rows);
+    const char *why = openslide_get_error(s->osr);
+    return why ? amil_fail("reading the slide: %s", why) : 0;
+}
+
+/* The level's own pixels, strip by strip. */
+static int read_direct(const struct amil_slide *s, int l, long col0, long row0, int w, int h,
+                       uint8_t *rgb)
+{
+    long band = STRIP_PIXELS / w;
+    band = band < 1 ? 1 : band > h ? h : band;
+    uint32_t *argb = amil_xmalloc(sizeof *argb * (size_t)band * (size_t)w);
+    int status = 0;
+    for (long j0 = 0; j0 < h && status == 0; j0 += band) {
+        long rows = j0 + band < h ? band : h - j0;
+        status = read_level(s, l, col0, row0 + j0, w, rows, argb);
+        for (size_t i = 0; status == 0 && i < (size_t)rows * w; i++)
+            over_white(rgb + ((size_t)j0 * w + i) * 3, argb[i]);
+    }
+    free(argb);
+    return status;
+}
+
+int amil_slide_read(const struct amil_slide *s, double d, int64_t x, int64_t y, int w, int h,
+                    uint8_t *rgb)
+{
+    int l = 0;
+    for (int i = 1; i < s->levels; i++)
+        if (s->downsample[i] <= d * (1 + 1e-9))
+            l = i;
+    double f = d / s->downsample[l];
+    if (fabs(f - 1) < 1e-9)   /* the level itself, whatever d's last bits */
+        f = 1;
+    double ox = (double)x * f, oy = (double)y * f;   /* where x, y fall in level l */
+    if (f == 1 && ox == floor(ox) && oy == floor(oy))
+        return read_direct(s, l, (long)ox, (long)oy, w, h, rgb);
+    struct axis ax, ay;
+    axis_make(&ax, ox, f, w);
+    axis_make(&ay, oy, f, h);
+    long cols = ax.span, col0 = (long)floor(ox), row0 = (long)floor(oy);
+    /* output rows per strip: their source rows times cols under the cap */
+    long band = (long)(STRIP_PIXELS / cols / (f + 2));
+    band = band < 1 ? 1 : band > h ? h : band;
+    size_t most = (size_t)((band + 2) * f + 2) * (size_t)cols;
+    uint32_t *argb = amil_xmalloc(sizeof *argb * most);
+    float *sum = amil_xmalloc(sizeof *sum * (size_t)w * 3);
+    int status = 0;
+    for (long j0 = 0; j0 < h && status == 0; j0 += band) {
+        long j1 = j0 + band < h ? j0 + band : h;
+        long top = ay.first[j0], bottom = ay.first[j1 - 1] + ay.count[j1 - 1];
+        status = read_level(s, l, col0, row0 + top, cols, bottom - top, argb);
+        for (long j = j0; j < j1 && status == 0; j++) {
+            memset(sum, 0, sizeof *sum * (size_t)w * 3);
+            for (int r = 0; r < ay.count[j]; r++) {
+                const uint32_t *row = argb + (size_t)(ay.first[j] + r - top) * cols;
+                float wy = ay.weight[ay.at[j] + r];
+                for (int i = 0; i < w; i++)
+                    for (int c = 0; c < ax.count[i]; c++) {
+                        uint8_t px[3];
+                        over_white(px, row[ax.first[i] + c]);
+                        float wxy = wy * ax.weight[ax.at[i] + c];
+                        for (int k = 0; k < 3; k++)
+                            sum[3 * i + k] += wxy * px[k];
+                    }
+            }
+            uint8_t *out = rgb + (size_t)j * w * 3;
+            float area = (float)(f * f);
+            for (long i = 0; i < (long)w * 3; i++) {
+                long v = lrintf(sum[i] / area);
+                out[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+        }
+    }
+    free(argb), free(sum);
+    axis_free(&ax), axis_free(&ay);
+    return status;
+}
+
+uint8_t *amil_slide_mask(const struct amil_slide *s, double m, long fixed, long min_speck,
+                         long max_hole, int *width, int *height, int *threshold)
+{
+    int mw = (int)ceil(s->width[0] / m), mh = (int)ceil(s->height[0] / m), strip = 256;
+    struct amil_tissue_scores t;
+    amil_tissue_scores_init(&t, (size_t)mw * mh);
+    uint8_t *rgb = amil_xmalloc((size_t)mw * 3 * strip);
+    for (int y = 0; y < mh; y += strip) {
+        int h = mh - y < strip ? mh - y : strip;
+        if (amil_slide_read(s, m, 0, y, mw, h, rgb) < 0) {
+            free(rgb);
+            amil_tissue_scores_free(&t);
+            return NULL;
+        }
+        amil_tissue_score(&t, (size_t)y * mw, rgb, (size_t)mw * h);
+    }
+    free(rgb);
+    uint8_t *mask = amil_tissue_mask(&t, fixed, threshold);
+    amil_tissue_scores_free(&t);
+    amil_tissue_clean(mask, mw, mh, min_speck, max_hole);
+    *width = mw, *height = mh;
+    return mask;
+}
+
+void amil_slide_describe(const struct amil_slide *s, int level, double d,
+                         struct amil_record *r)
+{
+    amil_record_set_meta(r, "slide_vendor", s->vendor);
+    amil_record_set_metaf(r, "level", "%d", level);
+    amil_record_set_metaf(r, "downsample", "%.9g", d);
+    if (s->mpp > 0)
+        amil_record_set_metaf(r, "mpp", "%.9g", s->mpp * d);
+    if (s->objective > 0)
+        amil_record_set_metaf(r, "magnification", "%.9g", s->objective / d);
+}

@@ -1,0 +1,139 @@
+#!/usr/bin/env bats
+# bagify on whole-slide images through OpenSlide: OpenSlide's Aperio test
+# slide, and pyramidal TIFFs that libvips builds from it in the test.  The
+# pixels are checked against OpenSlide's own openslide-write-png and
+# libvips' levels, averaged in NumPy (tests/safetensors.py).
+
+load lib
+
+SVS=$DATA/CMU-1-Small-Region.svs
+
+setup() {
+    T=$BATS_TEST_TMPDIR
+    PY=$(numpy_python)
+}
+
+meta() { recinfo | awk -v k="$1" '$1 == k && $2 == "=" { print $3 }'; }
+
+# full.ppm: the slide's level 0 as OpenSlide paints it
+level0() {
+    [ -s "$T/full.ppm" ] && return 0
+    openslide-write-png "$SVS" 0 0 0 2220 2967 "$T/full.png"
+    pngtopam "$T/full.png" > "$T/full.ppm"   # the alpha, all opaque, dropped
+}
+
+@test "slide: an Aperio slide is read through OpenSlide, level 0 pixel for pixel" {
+    level0
+    bagify -b 0 "$SVS" > "$T/bag"
+    [ "$(meta kind < "$T/bag")" = bag ]
+    [ "$(meta slide_vendor < "$T/bag")" = aperio ]
+    [ "$(meta level < "$T/bag")" = 0 ]
+    [ "$(meta downsample < "$T/bag")" = 1 ]
+    [ "$(meta mpp < "$T/bag")" = 0.499 ]
+    [ "$(meta magnification < "$T/bag")" = 20 ]
+    [ "$(meta image_width < "$T/bag")" = 2220 ]
+    [ "$(meta image_height < "$T/bag")" = 2967 ]
+    run bash -c "'$PY' '$BATS_TEST_DIRNAME/safetensors.py' slide '$T/full.ppm' 1 1 < '$T/bag'"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$output" = "8295 patches ok in 1 records" ]
+}
+
+@test "slide: --magnification 10 on a 20x scan is the 2x2 box mean, as --mpp 0.998 is" {
+    level0
+    bagify -b 0 --magnification 10 "$SVS" > "$T/bag"
+    [ "$(meta downsample < "$T/bag")" = 2 ]
+    [ "$(meta mpp < "$T/bag")" = 0.998 ]
+    [ "$(meta magnification < "$T/bag")" = 10 ]
+    [ "$(meta crop_height < "$T/bag")" = 2912 ]   # level-0 pixels: 52 rows of 56
+    run bash -c "'$PY' '$BATS_TEST_DIRNAME/safetensors.py' slide '$T/full.ppm' 1 2 < '$T/bag'"
+    echo "$output"
+    [ "$output" = "2028 patches ok in 1 records" ]
+    bagify -b 0 --mpp 0.998 "$SVS" | cmp - "$T/bag"
+}
+
+@test "slide: a pyramidal TIFF's level is read as it is, coords in level-0 pixels" {
+    level0
+    vips crop "$T/full.ppm" "$T/crop.v" 0 0 2208 2960   # whole downsamples: 2, 4, 8
+    vips tiffsave "$T/crop.v" "$T/pyramid.tif" --tile --pyramid --tile-width 256 \
+        --tile-height 256 --compression deflate
+    vips copy "$T/pyramid.tif[page=2]" "$T/level2.png"
+    pngtopam "$T/level2.png" > "$T/level2.ppm"
+    bagify -b 0 --level 2 "$T/pyramid.tif" > "$T/bag"
+    [ "$(meta slide_vendor < "$T/bag")" = generic-tiff ]
+    [ "$(meta level < "$T/bag")" = 2 ]
+    [ "$(meta downsample < "$T/bag")" = 4 ]
+    run bash -c "'$PY' '$BATS_TEST_DIRNAME/safetensors.py' slide '$T/level2.ppm' 4 1 < '$T/bag'"
+    echo "$output"
+    [ "$output" = "494 patches ok in 1 records" ]
+    # --level 1 is level 1, not level 0 averaged
+    bagify -b 0 --level 1 "$T/pyramid.tif" > "$T/l1"
+    [ "$(meta downsample < "$T/l1")" = 2 ]
+    vips copy "$T/pyramid.tif[page=1]" "$T/level1.png"
+    pngtopam "$T/level1.png" > "$T/level1.ppm"
+    run bash -c "'$PY' '$BATS_TEST_DIRNAME/safetensors.py' slide '$T/level1.ppm' 2 1 < '$T/l1'"
+    [ "$output" = "2028 patches ok in 1 records" ]
+    # no mpp, no objective power in a plain TIFF: refused, naming the property
+    run bagify --mpp 0.5 "$T/pyramid.tif"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"the slide has no openslide.mpp-x property"* ]]
+    run bagify --magnification 20 "$T/pyramid.tif"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"the slide has no openslide.objective-power property"* ]]
+    run bagify --level 5 "$T/pyramid.tif"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"level 5: the slide has 5 (0 to 4)"* ]]
+}
+
+@test "slide: glass is dropped by default, from a coarse mask; --mask draws it" {
+    level0
+    bagify --mask "$T/mask.png" "$SVS" > "$T/bag"
+    [ "$(meta background < "$T/bag")" = 0.5 ]
+    [ "$(meta patches_dropped < "$T/bag")" = 5287 ]
+    run recinfo "$T/bag"
+    [[ "$output" == *"tensor patches U8 [3008, 28, 28, 3]"* ]]
+    [ "$(file -b "$T/mask.png" | cut -d, -f1-2)" = "PNG image data, 635 x 848" ]
+    # the kept patches against saturation at full resolution, pixel by pixel
+    run bash -c "'$PY' '$BATS_TEST_DIRNAME/safetensors.py' tissue '$T/full.ppm' < '$T/bag'"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    # and the check fails on a bag that keeps glass
+    run bash -c "bagify -b 0 '$SVS' | '$PY' '$BATS_TEST_DIRNAME/safetensors.py' tissue '$T/full.ppm'"
+    [ "$status" -ne 0 ]
+    # specks and holes: without cleaning, other patches
+    run bash -c "bagify --speck 0 --hole 0 '$SVS' | recinfo"
+    [[ "$output" == *"tensor patches U8 [2955, 28, 28, 3]"* ]]
+}
+
+@test "slide: --part-size splits a slide into parts that add up to the whole" {
+    level0
+    bagify -b 0 --part-size 3000 "$SVS" > "$T/parts"
+    [ "$(meta part < "$T/parts" | tr '\n' ' ')" = "0 1 2 " ]
+    [ "$(meta parts < "$T/parts" | sort -u)" = 3 ]
+    [ "$(meta source < "$T/parts" | sort -u)" = "$SVS" ]
+    run bash -c "recinfo '$T/parts' | grep 'tensor patches'"
+    [ "${lines[0]}" = "  tensor patches U8 [3000, 28, 28, 3]" ]
+    [ "${lines[2]}" = "  tensor patches U8 [2295, 28, 28, 3]" ]
+    run bash -c "'$PY' '$BATS_TEST_DIRNAME/safetensors.py' slide '$T/full.ppm' 1 1 < '$T/parts'"
+    [ "$output" = "8295 patches ok in 3 records" ]
+    # one part: no part keys
+    [ -z "$(bagify -b 0 --part-size 8295 "$SVS" | meta part)" ]
+}
+
+@test "slide: bad slides and misplaced options fail with a message and no output" {
+    run bagify --level 1 "$IHC"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"not a whole-slide image: --level, --mpp and --magnification are for slides"* ]]
+    run bagify --magnification 40 "$SVS"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"40 × is finer than the slide's level 0 (20)"* ]]
+    run bagify --level 1 --mpp 1 "$SVS"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"give one of --level, --mpp and --magnification, once"* ]]
+    # a JPEG tile broken in the middle of the file
+    cp "$SVS" "$T/broken.svs"
+    printf 'garbage in a tile' | dd of="$T/broken.svs" bs=1 seek=1000000 conv=notrunc 2>/dev/null
+    bagify -b 0 "$T/broken.svs" > "$T/out" 2> "$T/err" && false
+    grep -q "broken.svs: reading the slide: " "$T/err"
+    assert_empty "$T/out"
+}
