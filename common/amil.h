@@ -185,6 +185,13 @@ int amil_stream_first(struct amil_stream *s, struct amil_record *r);
  * record, 0 at a clean end of stream, -1 on bad input with the message
  * "NAME: record I: what" (r is then empty). */
 int amil_record_read(struct amil_stream *s, struct amil_record *r);
+/* The next bag: a record, or when the record is part 0 of `parts` (bagify
+ * cuts a slide into parts), it and the parts after it, each of the same
+ * source and the next part, joined into one record (amil_record_append)
+ * with part 0's metadata less part and parts.  1, 0 at the end, -1 with a
+ * message naming the record (a part missing, out of order, of another
+ * source or of other tensors). */
+int amil_bag_read(struct amil_stream *s, struct amil_record *r);
 /* Parses one record from memory (a whole safetensors document); used by
  * amil_record_read() and by model loading.  Returns 0 or -1. */
 int amil_record_parse(const unsigned char *doc, size_t len, struct amil_record *r);
@@ -214,12 +221,18 @@ struct amil_tensor *amil_record_put(struct amil_record *r, const char *name,
                                     enum amil_dtype dtype, int ndim, const int64_t *shape);
 /* Removes the named tensor, if any; returns whether it was there. */
 int amil_record_remove(struct amil_record *r, const char *name);
+/* Appends part's tensors to r's of the same names along the first
+ * dimension (a slide's parts into one bag): 0, or -1 with a message, r
+ * unchanged, when part has other tensors, dtypes or trailing dimensions,
+ * or the sum would pass AMIL_MAX_DATA. */
+int amil_record_append(struct amil_record *r, const struct amil_record *part);
 /* Checks that the named tensor exists with this dtype and rank; returns it,
  * or NULL with a message. */
 struct amil_tensor *amil_record_expect(const struct amil_record *r, const char *name,
                                        enum amil_dtype dtype, int ndim);
 
 const char *amil_record_meta(const struct amil_record *r, const char *key);
+/* Sets key to value, or with value NULL removes it. */
 void amil_record_set_meta(struct amil_record *r, const char *key, const char *value);
 void amil_record_set_metaf(struct amil_record *r, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -58,7 +58,7 @@ struct amil_filter amil_filter_args(int argc, char **argv, int with_table, const
     return f;
 }
 
-long amil_filter_run(const struct amil_filter *f, amil_filter_each *each, void *ctx,
+long amil_filter_run(const struct amil_filter *f, int bags, amil_filter_each *each, void *ctx,
                      const char *unit)
 {
     struct amil_stream s;
@@ -68,7 +68,7 @@ long amil_filter_run(const struct amil_filter *f, amil_filter_each *each, void *
     struct amil_progress progress;
     amil_progress_start(&progress);
     int got;
-    while ((got = amil_record_read(&s, &r)) == 1) {
+    while ((got = bags ? amil_bag_read(&s, &r) : amil_record_read(&s, &r)) == 1) {
         const char *consumed = NULL;
         long units = each(ctx, &r, s.index - 1, &consumed);
         if (units < 0)

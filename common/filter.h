@@ -25,10 +25,12 @@ typedef long amil_filter_each(void *ctx, struct amil_record *r, long index,
                               const char **consumed);
 
 /* A filter's loop: every record of f's input through each(), then, unless
- * -t, tagged with the model and written to standard output.  A bad record
- * is fatal ("INPUT: record N: why"), after the whole records before it; a
- * progress line on a terminal counts unit.  Returns the records read. */
-long amil_filter_run(const struct amil_filter *f, amil_filter_each *each, void *ctx,
+ * -t, tagged with the model and written to standard output; with bags, a
+ * slide's consecutive parts are read as one record (amil_bag_read).  A bad
+ * record is fatal ("INPUT: record N: why"), after the whole records before
+ * it; a progress line on a terminal counts unit.  Returns the records
+ * read. */
+long amil_filter_run(const struct amil_filter *f, int bags, amil_filter_each *each, void *ctx,
                      const char *unit);
 
 /* The model a filter applies: an attention-MIL model or a CNN baseline,

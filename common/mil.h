@@ -128,6 +128,14 @@ int amil_mil_judge(const struct amil_mil *m, struct amil_mil_work *w,
 void amil_mil_featurize(const struct amil_mil *m, struct amil_mil_work *w,
                         const uint8_t *patches, int n);
 void amil_mil_attend(const struct amil_mil *m, struct amil_mil_work *w, const float *h, int n);
+/* featurize's stage over a bag of any size in bounded memory: features (N,
+ * L) of patches (N, P, P, C) u8, AMIL_MIL_CHUNK patches at a time, so that
+ * w's buffers are set by the chunk, not the bag.  The chunk is a multiple
+ * of every instruction set's lanes, so the patches fall in the same groups
+ * as in one pass, and the features have the same bits. */
+#define AMIL_MIL_CHUNK 256
+void amil_mil_features(const struct amil_mil *m, struct amil_mil_work *w,
+                       const uint8_t *patches, int n, float *features);
 void amil_mil_classify(const struct amil_mil *m, struct amil_mil_work *w, const float *em);
 
 /* All three, then the loss of label y and its gradient: grads (nweights)

@@ -385,6 +385,17 @@ void amil_mil_featurize(const struct amil_mil *m, struct amil_mil_work *w,
     amil_parallel(groups, linear_of_groups, &pass);
 }
 
+void amil_mil_features(const struct amil_mil *m, struct amil_mil_work *w,
+                       const uint8_t *patches, int n, float *features)
+{
+    size_t patch = (size_t)m->patch * m->patch * m->channels, L = (size_t)m->hidden;
+    for (int first = 0; first < n; first += AMIL_MIL_CHUNK) {
+        int count = n - first < AMIL_MIL_CHUNK ? n - first : AMIL_MIL_CHUNK;
+        amil_mil_featurize(m, w, patches + first * patch, count);
+        memcpy(features + first * L, w->h, sizeof *features * count * L);
+    }
+}
+
 /* The attention network's scores of rows first .. end-1 (one BLAS call per
  * layer over those rows; each thread a range of patches). */
 static void attention_of_rows(void *ctx, int first, int end, int thread)

@@ -168,9 +168,17 @@ void amil_record_set_meta(struct amil_record *r, const char *key, const char *va
     for (size_t i = 0; i < r->nmeta; i++)
         if (strcmp(r->meta[i].key, key) == 0) {
             free(r->meta[i].value);
-            r->meta[i].value = amil_xstrdup(value);
+            if (value) {
+                r->meta[i].value = amil_xstrdup(value);
+                return;
+            }
+            free(r->meta[i].key);   /* removed; the others keep their order */
+            memmove(r->meta + i, r->meta + i + 1, (r->nmeta - i - 1) * sizeof *r->meta);
+            r->nmeta--;
             return;
         }
+    if (!value)
+        return;
     if (r->nmeta == r->meta_cap) {
         r->meta_cap = r->meta_cap ? 2 * r->meta_cap : 16;
         r->meta = amil_xrealloc(r->meta, r->meta_cap * sizeof *r->meta);
@@ -231,4 +239,39 @@ int amil_record_is_source(const struct amil_record *r, const char *image)
         return amil_same_file(source, image);
     const char *a = strrchr(source, '/'), *b = strrchr(image, '/');
     return strcmp(a ? a + 1 : source, b ? b + 1 : image) == 0;
+}
+
+int amil_record_append(struct amil_record *r, const struct amil_record *part)
+{
+    if (part->ntensors != r->ntensors)
+        return amil_fail("it has %zu tensors, the bag's first part %zu", part->ntensors,
+                         r->ntensors);
+    for (size_t i = 0; i < r->ntensors; i++) {   /* all checked before any is changed */
+        const struct amil_tensor *t = &r->tensors[i];
+        const struct amil_tensor *p = amil_record_find(part, t->name);
+        int same = p && p->dtype == t->dtype && p->ndim == t->ndim && t->ndim >= 1;
+        for (int d = 1; same && d < t->ndim; d++)
+            same = p->shape[d] == t->shape[d];
+        if (!same)
+            return amil_fail("its %s is not of the first part's dtype and shape", t->name);
+        if (p->nbytes > AMIL_MAX_DATA - t->nbytes)
+            return amil_fail("the bag's %s would be over %llu bytes", t->name, AMIL_MAX_DATA);
+    }
+    for (size_t i = 0; i < r->ntensors; i++) {
+        struct amil_tensor *t = &r->tensors[i];
+        const struct amil_tensor *p = amil_record_find(part, t->name);
+        unsigned char *data;
+        if (t->borrowed) {   /* out of the mapping, into memory of its own */
+            data = amil_xmalloc(t->nbytes + p->nbytes + 1);
+            memcpy(data, t->data, t->nbytes);
+        } else {
+            data = amil_xrealloc(t->data, t->nbytes + p->nbytes + 1);
+        }
+        memcpy(data + t->nbytes, p->data, p->nbytes);
+        t->data = data;
+        t->borrowed = 0;
+        t->nbytes += p->nbytes;
+        t->shape[0] += p->shape[0];
+    }
+    return 0;
 }

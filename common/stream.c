@@ -584,3 +584,60 @@ int amil_record_load(const char *path, struct amil_record *r)
         return amil_fail("%s: empty file, not a model", path);
     return got < 0 ? -1 : 0;
 }
+
+/* Reads part `part` of the bag r has begun and appends it to r. */
+static int read_part(struct amil_stream *s, struct amil_record *r, long part, long parts)
+{
+    struct amil_record next;
+    int got = amil_record_read(s, &next);
+    if (got <= 0) {
+        if (got == 0)
+            amil_fail("%s: the stream ends before part %ld of %ld of %s", s->name, part,
+                      parts, amil_record_meta(r, "source"));
+        amil_record_free(r);
+        return -1;
+    }
+    const char *source = amil_record_meta(r, "source"), *its = amil_record_meta(&next, "source");
+    long number = -1, total = -1;
+    int status = 0;
+    if (!its || strcmp(its, source) != 0 ||
+        amil_record_meta_long(&next, "part", 0, parts - 1, &number) != 1 ||
+        amil_record_meta_long(&next, "parts", 2, parts, &total) != 1 || number != part ||
+        total != parts)
+        status = amil_fail("part %ld of %ld of %s expected", part, parts, source);
+    else
+        status = amil_record_append(r, &next);
+    if (status < 0) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", amil_error());
+        amil_record_free(&next);
+        amil_record_free(r);
+        return amil_fail("%s: record %ld: %s", s->name, s->index - 1, why);
+    }
+    amil_record_free(&next);
+    return 1;
+}
+
+int amil_bag_read(struct amil_stream *s, struct amil_record *r)
+{
+    int got = amil_record_read(s, r);
+    if (got <= 0 || !amil_record_meta(r, "part"))
+        return got;
+    long part, parts;
+    if (amil_record_meta_long(r, "parts", 2, 1000000, &parts) != 1 ||
+        amil_record_meta_long(r, "part", 0, parts - 1, &part) != 1 || part != 0 ||
+        !amil_record_meta(r, "source")) {
+        const char *number = amil_record_meta(r, "part"), *total = amil_record_meta(r, "parts");
+        amil_fail("%s: record %ld: part '%s' of '%s' does not begin a bag (part 0 of 2 to "
+                  "1000000 parts, with a source)", s->name, s->index - 1, number,
+                  total ? total : "");
+        amil_record_free(r);
+        return -1;
+    }
+    for (long k = 1; k < parts; k++)
+        if (read_part(s, r, k, parts) < 0)
+            return -1;
+    amil_record_set_meta(r, "part", NULL);
+    amil_record_set_meta(r, "parts", NULL);
+    return 1;
+}

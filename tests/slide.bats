@@ -137,3 +137,52 @@ level0() {
     grep -q "broken.svs: reading the slide: " "$T/err"
     assert_empty "$T/out"
 }
+
+@test "slide: attend reads a slide's parts as one bag, the bytes of one record" {
+    bagify -l 1 "$BREAKHIS" | train -e 0 -q -o "$T/m.st" > /dev/null
+    bagify "$SVS" | featurize -m "$T/m.st" | attend -m "$T/m.st" > "$T/whole"
+    # parts of 1024 (a multiple of 16): featurize gives the same bits
+    bagify --part-size 1024 "$SVS" | featurize -m "$T/m.st" > "$T/parts"
+    [ "$(recinfo "$T/parts" | grep -c '^  part = ')" = 3 ]
+    attend -m "$T/m.st" "$T/parts" | cmp - "$T/whole"
+    # a part missing, parts out of order, a part alone, parts of two slides
+    recsplit() { "$PY" -c '
+import sys; sys.path.insert(0, sys.argv[1]); import safetensors as st
+recs = list(st.read(open(sys.argv[2], "rb")))
+for i in map(int, sys.argv[3].split(",")): st.write(sys.stdout.buffer, *recs[i])' \
+        "$BATS_TEST_DIRNAME" "$T/parts" "$1"; }
+    recsplit 0,1 > "$T/short"
+    run attend -m "$T/m.st" "$T/short"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"the stream ends before part 2 of 3 of $SVS"* ]]
+    recsplit 0,2,1 > "$T/swapped"
+    run attend -m "$T/m.st" "$T/swapped"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"record 1: part 1 of 3 of $SVS expected"* ]]
+    recsplit 1 > "$T/alone"
+    attend -m "$T/m.st" "$T/alone" > "$T/out" 2> "$T/err" && false
+    grep -q "record 0: part '1' of '3' does not begin a bag" "$T/err"
+    assert_empty "$T/out"
+}
+
+@test "slide: 50,000 patches go through bagify | featurize | attend | classify under 500 MB each" {
+    command -v /usr/bin/time > /dev/null || { echo "GNU time is missing: make deps" >&2; return 1; }
+    level0
+    bagify -l 1 "$BREAKHIS" | train -e 0 -q -o "$T/m.st" > /dev/null
+    # a slide-like pyramidal TIFF of 6660 x 5934 pixels, the skin slide 3 x 2
+    vips replicate "$T/full.ppm" "$T/big.v" 3 2
+    vips tiffsave "$T/big.v" "$T/big.tif" --tile --pyramid --compression jpeg
+    peak() { /usr/bin/time -f "%M" -o "$T/rss.$1" "$@"; }
+    peak bagify -b 0 "$T/big.tif" > "$T/bags"
+    peak featurize -m "$T/m.st" "$T/bags" > "$T/features"
+    peak attend -m "$T/m.st" "$T/features" > "$T/attention"
+    peak classify -m "$T/m.st" "$T/attention" > "$T/out"
+    run recinfo "$T/attention"
+    [[ "$output" == *"tensor attention F32 [1, 50007]"* ]]
+    [ "$(recinfo "$T/bags" | grep -c '^  part = ')" = 2 ]
+    for stage in bagify featurize attend classify; do
+        kb=$(cat "$T/rss.$stage")
+        echo "# $stage: peak RSS $((kb / 1024)) MB" >&3
+        [ "$kb" -lt $((500 * 1024)) ] || { echo "$stage: $kb KB"; return 1; }
+    done
+}

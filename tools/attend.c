@@ -58,7 +58,7 @@ int main(int argc, char **argv)
     if (amil_mil_load(&m, cl.model) < 0)
         amil_die("%s", amil_error());
     struct attend a = {.m = &m};
-    amil_filter_run(&cl, attend_one, &a, "patches");
+    amil_filter_run(&cl, 1, attend_one, &a, "patches");
     amil_mil_work_free(&a.w);
     amil_mil_free(&m);
     return amil_close_stdout();

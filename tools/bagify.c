@@ -545,7 +545,9 @@ static int slide_patches(const struct cmdline *cl, const char *path, const struc
                          double background)
 {
     long p = cl->patch, stride = cl->stride, cols = sc->g.cols;
-    long fill = PART_BYTES / (p * p * cl->channels);   /* 0 for patches over 64 MiB */
+    /* a multiple of 64, so that featurize's lane groups fall as in one
+     * record (amil_mil_features); 1 for patches of more than 1 MiB */
+    long fill = PART_BYTES / (p * p * cl->channels) / 64 * 64;
     long part_size = cl->part_size ? cl->part_size : fill > 0 ? fill : 1;
     long parts = (sc->kept + part_size - 1) / part_size, part = 0, filled = 0;
     struct amil_image band = {0, 0, 3, amil_xmalloc((size_t)sc->g.width * p * 3)};

@@ -73,10 +73,10 @@ static long featurize_one(void *ctx, struct amil_record *r, long index, const ch
     if (!patches)
         return -1;
     int n = (int)patches->shape[0];
-    amil_mil_featurize(m, &f->w, patches->data, n);
+    const uint8_t *pixels = patches->data;   /* amil_record_put may move the tensors */
     int64_t shape[2] = {n, m->hidden};
-    memcpy(amil_record_put(r, "features", AMIL_F32, 2, shape)->data, f->w.h,
-           sizeof(float) * (size_t)n * m->hidden);
+    amil_mil_features(m, &f->w, pixels, n,
+                      amil_record_put(r, "features", AMIL_F32, 2, shape)->data);
     *consumed = "patches";
     return n;
 }
@@ -92,7 +92,7 @@ int main(int argc, char **argv)
     if (f.any.is_cnn && !f.any.cnn.trained)
         amil_die("%s: net is trained whole, not on cached features; only a frozen "
                  "backbone (vgg19, resnet18) has features to cache", cl.model);
-    amil_filter_run(&cl, featurize_one, &f, f.any.is_cnn ? "images" : "patches");
+    amil_filter_run(&cl, 0, featurize_one, &f, f.any.is_cnn ? "images" : "patches");
     amil_mil_work_free(&f.w);
     amil_cnn_work_free(&f.cw);
     amil_any_free(&f.any);

@@ -1,5 +1,6 @@
-/* stream.c: the record stream reader (amil_record_read), every record of a
- * stream, as featurize, attend and the rest read their input. */
+/* stream.c: the record stream reader, every bag of a stream as attend reads
+ * its input (amil_bag_read: records, and slides' parts joined), which is
+ * amil_record_read, as featurize and the rest read theirs, and more. */
 #include "amil.h"
 #include "fuzz.h"
 
@@ -10,7 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FILE *f = fuzz_stream(data, size, &s);
     if (!f)
         return 0;
-    while (amil_record_read(&s, &r) == 1) {
+    while (amil_bag_read(&s, &r) == 1) {
         for (size_t i = 0; i < r.ntensors; i++)   /* touch every byte it claims */
             if (r.tensors[i].nbytes)
                 ((volatile uint8_t *)r.tensors[i].data)[r.tensors[i].nbytes - 1] ^= 0;

@@ -480,6 +480,39 @@ static void partial_groups_agree(void **state)
     amil_mil_free(&m);
 }
 
+/* featurize in chunks (amil_mil_features) gives the bits of one pass over
+ * the bag on every instruction set and with two threads, and its work
+ * buffers stay at a chunk's size whatever the bag. */
+static void chunks_agree(void **state)
+{
+    (void)state;
+    struct amil_mil m;
+    assert_int_equal(amil_mil_init(&m, AMIL_MIL_PLAIN, 3, 28, 2, 40, 12, 1), 0);
+    amil_mil_randomize(&m, 11);
+    int n = 2 * AMIL_MIL_CHUNK + 45;   /* two chunks and a part, its last group partial */
+    uint8_t *patches = malloc((size_t)n * 28 * 28 * 3);
+    for (size_t i = 0; i < (size_t)n * 28 * 28 * 3; i++)
+        patches[i] = (uint8_t)(i * 2654435761u >> 23);
+    float *features = malloc(sizeof *features * (size_t)n * m.hidden);
+    const struct amil_kernels *sets[3];
+    int nsets = amil_kernels_available(sets);
+    for (int s = 0; s < nsets; s++)
+        for (int threads = 1; threads <= 2; threads++) {
+            amil_threads(threads);
+            struct amil_mil_work one = {.kernels = sets[s]}, chunked = {.kernels = sets[s]};
+            amil_mil_featurize(&m, &one, patches, n);
+            memset(features, 0xff, sizeof *features * (size_t)n * m.hidden);
+            amil_mil_features(&m, &chunked, patches, n, features);
+            assert_memory_equal(features, one.h, sizeof *features * (size_t)n * m.hidden);
+            assert_int_equal(chunked.capacity[0], AMIL_MIL_CHUNK);
+            amil_mil_work_free(&one);
+            amil_mil_work_free(&chunked);
+        }
+    amil_threads(1);
+    free(patches), free(features);
+    amil_mil_free(&m);
+}
+
 /* The paper's model has 491,828 parameters, as the issue counts them. */
 static void paper_model_size(void **state)
 {
@@ -505,6 +538,7 @@ int main(void)
         cmocka_unit_test(model_record_round_trip),
         cmocka_unit_test(whole_model_finite_differences),
         cmocka_unit_test(paper_model_size),
+        cmocka_unit_test(chunks_agree),
         cmocka_unit_test(hostile_sizes_are_refused),
         cmocka_unit_test(threads_agree),
         cmocka_unit_test(partial_groups_agree),
