@@ -166,20 +166,48 @@ static void over_white(uint8_t *rgb, uint32_t argb)
     rgb[2] = (uint8_t)((argb & 255) + 255 - a);
 }
 
-/* Source rows [row0, row0 + rows) and columns [col0, col0 + cols) of level
- * l into argb. */
-static int read_level(const struct amil_slide *s, int l, long col0, long row0, long cols,
-                      long rows, uint32_t *argb)
+/* Where resample reads: rows [row0, row0 + rows) and columns [col0, col0
+ * + cols) of a picture into argb (OpenSlide's premultiplied ARGB; 0 past
+ * the picture's edge). */
+struct source {
+    int (*read)(const struct source *src, long col0, long row0, long cols, long rows,
+                uint32_t *argb);
+    const struct amil_slide *slide;
+    int level;
+    const struct amil_image *image;
+};
+
+static int read_level(const struct source *src, long col0, long row0, long cols, long rows,
+                      uint32_t *argb)
 {
-    double ds = s->downsample[l];
-    openslide_read_region(s->osr, argb, llround(col0 * ds), llround(row0 * ds), l, cols,
-                          rows);
+    const struct amil_slide *s = src->slide;
+    double ds = s->downsample[src->level];
+    openslide_read_region(s->osr, argb, llround(col0 * ds), llround(row0 * ds), src->level,
+                          cols, rows);
     const char *why = openslide_get_error(s->osr);
     return why ? amil_fail("reading the slide: %s", why) : 0;
 }
 
-/* The level's own pixels, strip by strip. */
-static int read_direct(const struct amil_slide *s, int l, long col0, long row0, int w, int h,
+static int read_image(const struct source *src, long col0, long row0, long cols, long rows,
+                      uint32_t *argb)
+{
+    const struct amil_image *img = src->image;
+    for (long y = 0; y < rows; y++)
+        for (long x = 0; x < cols; x++) {
+            long iy = row0 + y, ix = col0 + x;
+            uint32_t v = 0;
+            if (iy >= 0 && ix >= 0 && iy < img->height && ix < img->width) {
+                const uint8_t *px = img->pixels + ((size_t)iy * img->width + ix) * img->channels;
+                int g = img->channels == 3;
+                v = 0xff000000u | (uint32_t)px[0] << 16 | (uint32_t)px[g] << 8 | px[2 * g];
+            }
+            argb[y * cols + x] = v;
+        }
+    return 0;
+}
+
+/* The source's own pixels, strip by strip. */
+static int read_direct(const struct source *src, long col0, long row0, int w, int h,
                        uint8_t *rgb)
 {
     long band = STRIP_PIXELS / w;
@@ -188,7 +216,7 @@ static int read_direct(const struct amil_slide *s, int l, long col0, long row0, 
     int status = 0;
     for (long j0 = 0; j0 < h && status == 0; j0 += band) {
         long rows = j0 + band < h ? band : h - j0;
-        status = read_level(s, l, col0, row0 + j0, w, rows, argb);
+        status = src->read(src, col0, row0 + j0, w, rows, argb);
         for (size_t i = 0; status == 0 && i < (size_t)rows * w; i++)
             over_white(rgb + ((size_t)j0 * w + i) * 3, argb[i]);
     }
@@ -196,19 +224,16 @@ static int read_direct(const struct amil_slide *s, int l, long col0, long row0, 
     return status;
 }
 
-int amil_slide_read(const struct amil_slide *s, double d, int64_t x, int64_t y, int w, int h,
+/* rgb (h, w, 3) = the source f times coarser from its pixel (x, y) at that
+ * scale on: each pixel the mean of the area it covers (slide.h). */
+static int resample(const struct source *src, double f, int64_t x, int64_t y, int w, int h,
                     uint8_t *rgb)
 {
-    int l = 0;
-    for (int i = 1; i < s->levels; i++)
-        if (s->downsample[i] <= d * (1 + 1e-9))
-            l = i;
-    double f = d / s->downsample[l];
-    if (fabs(f - 1) < 1e-9)   /* the level itself, whatever d's last bits */
+    if (fabs(f - 1) < 1e-9)   /* the source itself, whatever f's last bits */
         f = 1;
-    double ox = (double)x * f, oy = (double)y * f;   /* where x, y fall in level l */
+    double ox = (double)x * f, oy = (double)y * f;   /* where x, y fall in the source */
     if (f == 1 && ox == floor(ox) && oy == floor(oy))
-        return read_direct(s, l, (long)ox, (long)oy, w, h, rgb);
+        return read_direct(src, (long)ox, (long)oy, w, h, rgb);
     struct axis ax, ay;
     axis_make(&ax, ox, f, w);
     axis_make(&ay, oy, f, h);
@@ -223,7 +248,7 @@ int amil_slide_read(const struct amil_slide *s, double d, int64_t x, int64_t y, 
     for (long j0 = 0; j0 < h && status == 0; j0 += band) {
         long j1 = j0 + band < h ? j0 + band : h;
         long top = ay.first[j0], bottom = ay.first[j1 - 1] + ay.count[j1 - 1];
-        status = read_level(s, l, col0, row0 + top, cols, bottom - top, argb);
+        status = src->read(src, col0, row0 + top, cols, bottom - top, argb);
         for (long j = j0; j < j1 && status == 0; j++) {
             memset(sum, 0, sizeof *sum * (size_t)w * 3);
             for (int r = 0; r < ay.count[j]; r++) {
@@ -249,6 +274,24 @@ int amil_slide_read(const struct amil_slide *s, double d, int64_t x, int64_t y, 
     free(argb), free(sum);
     axis_free(&ax), axis_free(&ay);
     return status;
+}
+
+int amil_slide_read(const struct amil_slide *s, double d, int64_t x, int64_t y, int w, int h,
+                    uint8_t *rgb)
+{
+    int l = 0;
+    for (int i = 1; i < s->levels; i++)
+        if (s->downsample[i] <= d * (1 + 1e-9))
+            l = i;
+    struct source src = {read_level, s, l, NULL};
+    return resample(&src, d / s->downsample[l], x, y, w, h, rgb);
+}
+
+int amil_image_resample(const struct amil_image *img, double d, int64_t x, int64_t y, int w,
+                        int h, uint8_t *rgb)
+{
+    struct source src = {read_image, NULL, 0, img};
+    return resample(&src, d, x, y, w, h, rgb);
 }
 
 uint8_t *amil_slide_mask(const struct amil_slide *s, double m, long fixed, long min_speck,

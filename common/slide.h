@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "amil.h"
+#include "image.h"
 
 #define AMIL_SLIDE_LEVELS 32
 
@@ -52,6 +53,12 @@ int amil_slide_resolution(const struct amil_slide *s, enum amil_slide_unit unit,
  * edge are white.  0, or -1 with a message. */
 int amil_slide_read(const struct amil_slide *s, double d, int64_t x, int64_t y, int w, int h,
                     uint8_t *rgb);
+
+/* The same of an image (1 or 3 channels) held in memory, as if it were a
+ * slide of one level: rgb (h, w, 3) at downsample d (at least 1) from its
+ * pixel (x, y) at d on. */
+int amil_image_resample(const struct amil_image *img, double d, int64_t x, int64_t y, int w,
+                        int h, uint8_t *rgb);
 
 /* The metadata of patches read from level at downsample d:
  * slide_vendor, level, downsample, and when the slide says, mpp and

@@ -13,6 +13,9 @@ and NumPy references for what bagify and stitch compute.
                                          pixels at coords / SCALE are IMAGE's,
                                          read at BOX times coarser (the mean
                                          of BOX x BOX pixels, ties to even)
+    safetensors.py drawn IMAGE PNM D     stitch --downsample D (whole D) of the
+                                         bag on stdin: pixels of no patch are
+                                         IMAGE's D x D box means
     safetensors.py tissue IMAGE          the kept patches of the bag on stdin
                                          against saturation at full resolution
 """
@@ -185,6 +188,22 @@ def main():
             n += len(t["patches"])
             records += 1
         print("%d patches ok in %d records" % (n, records))
+    elif cmd == "drawn":
+        image, got, d = read_pnm(sys.argv[2]).astype(float), read_pnm(sys.argv[3]), int(sys.argv[4])
+        (meta, t), = list(read(stdin))
+        side = int(meta["patch"]) * float(meta.get("downsample", "1"))
+        h, w = -(-image.shape[0] // d), -(-image.shape[1] // d)
+        assert got.shape == (h, w, 3), got.shape
+        padded = np.full((h * d, w * d, 3), 255.0)
+        padded[:image.shape[0], :image.shape[1]] = image
+        want = np.round(padded.reshape(h, d, w, d, 3).mean(axis=(1, 3)))
+        covered = np.zeros((h, w), bool)
+        for y, x in t["coords"]:
+            covered[y // d:-(-int(y + side) // d), x // d:-(-int(x + side) // d)] = True
+        same = np.all(want == got, axis=2)
+        print("%d of %d pixels of no patch are the image's means; %d covered"
+              % (same[~covered].sum(), (~covered).sum(), covered.sum()))
+        assert same[~covered].all() and covered.any() and not same[covered].all()
     elif cmd == "tissue":
         # HSV saturation on 0..255, rounded, as bagify's rule has it
         rgb = read_pnm(sys.argv[2]).astype(int)

@@ -165,7 +165,7 @@ for i in map(int, sys.argv[3].split(",")): st.write(sys.stdout.buffer, *recs[i])
     assert_empty "$T/out"
 }
 
-@test "slide: 50,000 patches go through bagify | featurize | attend | classify under 500 MB each" {
+@test "slide: 50,000 patches go through bagify | featurize | attend | classify | stitch under 500 MB each" {
     command -v /usr/bin/time > /dev/null || { echo "GNU time is missing: make deps" >&2; return 1; }
     level0
     bagify -l 1 "$BREAKHIS" | train -e 0 -q -o "$T/m.st" > /dev/null
@@ -177,12 +177,70 @@ for i in map(int, sys.argv[3].split(",")): st.write(sys.stdout.buffer, *recs[i])
     peak featurize -m "$T/m.st" "$T/bags" > "$T/features"
     peak attend -m "$T/m.st" "$T/features" > "$T/attention"
     peak classify -m "$T/m.st" "$T/attention" > "$T/out"
+    peak stitch -o "$T/heat.png" < "$T/out" 2> /dev/null
     run recinfo "$T/attention"
     [[ "$output" == *"tensor attention F32 [1, 50007]"* ]]
     [ "$(recinfo "$T/bags" | grep -c '^  part = ')" = 2 ]
-    for stage in bagify featurize attend classify; do
+    [ "$(file -b "$T/heat.png" | cut -d, -f1-2)" = "PNG image data, 4096 x 3650" ]
+    for stage in bagify featurize attend classify stitch; do
         kb=$(cat "$T/rss.$stage")
         echo "# $stage: peak RSS $((kb / 1024)) MB" >&3
         [ "$kb" -lt $((500 * 1024)) ] || { echo "$stage: $kb KB"; return 1; }
     done
+}
+
+@test "slide: stitch draws over the slide itself at a downsample, in level-0 coordinates" {
+    level0
+    bagify -l 1 "$BREAKHIS" | train -e 0 -q -o "$T/m.st" > /dev/null
+    bagify "$SVS" | featurize -m "$T/m.st" | attend -m "$T/m.st" > "$T/att"
+    stitch --no-legend --downsample 4 -o "$T/heat.pam" < "$T/att" 2> /dev/null
+    [[ "$(pamfile "$T/heat.pam")" == *"555 by 742"* ]]
+    # every pixel of no patch is the slide's 4x4 mean, read by OpenSlide
+    run bash -c "'$PY' '$BATS_TEST_DIRNAME/safetensors.py' drawn '$T/full.ppm' '$T/heat.pam' 4 < '$T/att'"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    # --width says the same; a slide of under 4096 a side is drawn whole
+    stitch --no-legend --width 555 -o "$T/w.pam" < "$T/att" 2> /dev/null
+    cmp "$T/w.pam" "$T/heat.pam"
+    stitch -o "$T/whole.png" < "$T/att" 2> /dev/null
+    [ "$(file -b "$T/whole.png" | cut -d, -f1-2)" = "PNG image data, 2220 x 2967" ]
+    run stitch --downsample 2 --width 100 -o "$T/x.png" < "$T/att"
+    [ "$status" -eq 2 ]
+}
+
+@test "slide: stitch -f geojson gives QuPath a square per patch with its attention" {
+    bagify -l 1 "$BREAKHIS" | train -e 0 -q -o "$T/m.st" > /dev/null
+    bagify --magnification 10 "$SVS" | featurize -m "$T/m.st" | attend -m "$T/m.st" |
+        classify -m "$T/m.st" > "$T/rec"
+    stitch -o "$T/all.geojson" < "$T/rec"
+    n=$(recinfo -t coords "$T/rec" | wc -l)
+    # the schema, checked on every feature: a closed square of 56 level-0
+    # pixels (28 at downsample 2) at its coords, a detection, the attention
+    # and the prediction as numbers
+    jq -e --argjson n "$n" '
+        .type == "FeatureCollection" and (.features | length) == $n and
+        all(.features[];
+            .type == "Feature" and .geometry.type == "Polygon" and
+            (.geometry.coordinates[0] as $r | ($r | length) == 5 and $r[0] == $r[4] and
+             $r[1][0] - $r[0][0] == 56 and $r[2][1] - $r[1][1] == 56 and $r[3][0] == $r[0][0]) and
+            .properties.objectType == "detection" and
+            (.properties.measurements | (.attention | type) == "number" and
+             (."prob 0" + ."prob 1" - 1 | fabs) < 1e-6 and (.predicted | type) == "number"))
+    ' "$T/all.geojson"
+    # the squares stand where coords says (x, y), in order; the attention sums to 1
+    jq -r '.features[].geometry.coordinates[0][0] | "\(.[1]) \(.[0])"' "$T/all.geojson" > "$T/corners"
+    recinfo -t coords "$T/rec" | tr '\t' ' ' | diff - "$T/corners"
+    jq -e '[.features[].properties.measurements.attention] | add | . > 0.999 and . < 1.001' \
+        "$T/all.geojson"
+    # --top 7: the seven of most attention; --above: those of a normalized value over it
+    stitch -f geojson --top 7 < "$T/rec" > "$T/top.geojson"
+    want=$(recinfo -t attention "$T/rec" | tr '\t' '\n' | sort -g | tail -n 7 | head -n 1)
+    jq -e --argjson low "$want" '(.features | length) == 7 and
+        all(.features[]; .properties.measurements.attention >= $low)' "$T/top.geojson"
+    above=$(stitch -f geojson --above 0.5 < "$T/rec" | jq '.features | length')
+    [ "$above" -gt 0 ] && [ "$above" -lt "$n" ]
+    run stitch -f geojson --cmap gray < "$T/rec"
+    [ "$status" -eq 2 ]
+    run stitch --above 0.5 -o "$T/x.png" < "$T/rec"
+    [ "$status" -eq 2 ]
 }

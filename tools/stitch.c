@@ -1,7 +1,9 @@
 /* stitch: lay attention weights back onto the image, as a picture.
  *
  * Reads records with `attention` F32 [K, N] and `coords` I32 [N, 2] and
- * writes one PNG or PAM per record.  Two styles:
+ * writes one PNG or PAM per record (or a GeoJSON of the patches, for
+ * QuPath).  A whole-slide image is drawn at a downsample, over the slide's
+ * own pixels read at it.  Two styles:
  *
  *   heat   the attention of each patch, normalized, averaged pixel by pixel
  *          over overlapping patches, through a colour map, blended over the
@@ -21,7 +23,13 @@
 
 #include "amil.h"
 #include "colormap.h"
+#include "geojson.h"
 #include "image.h"
+#include "slide.h"
+
+/* A slide is drawn at most this wide or high unless --downsample or
+ * --width says otherwise. */
+#define SLIDE_SIDE 4096
 
 enum style { STYLE_HEAT, STYLE_PAPER };
 enum norm { NORM_MINMAX, NORM_MAX, NORM_RANK };
@@ -36,22 +44,31 @@ struct cmdline {
     const char *output, *dir, *image;
     int force;              /* a picture to a terminal */
     int no_legend;          /* heat: no colour bar with its values */
+    int geojson;            /* -f geojson: the patches for QuPath, no picture */
+    double downsample;      /* image pixels per picture pixel; 0: 1, or SLIDE_SIDE */
+    long width;             /* the picture's width, instead; 0: not given */
+    double above;           /* geojson: only patches whose value is at least this */
 };
 
 static const char usage_text[] =
-    "usage: stitch [--style heat|paper] [-o FILE | -d DIR] [-f png|pam]\n"
+    "usage: stitch [--style heat|paper] [-o FILE | -d DIR] [-f png|pam|geojson]\n"
     "              [--cmap jet|viridis|gray] [--alpha A] [--norm minmax|max|rank]\n"
-    "              [--top K] [--branch B] [IMAGE]\n"
+    "              [--top K] [--above V] [--branch B] [--downsample D | --width W]\n"
+    "              [IMAGE]\n"
     "  -S, --style S      heat: colour map over the image; paper: the paper's\n"
     "                     patches × attention picture [heat]\n"
     "  -o, --output FILE  write the picture here [stdout]\n"
     "  -d, --dir DIR      one picture per record, named after its source\n"
-    "  -f, --format F     png or pam [from the -o name, else png]\n"
+    "  -f, --format F     png, pam, or geojson: the patches for QuPath\n"
+    "                     [from the -o name, else png]\n"
     "  -c, --cmap MAP     jet, viridis or gray [jet]\n"
     "  -a, --alpha A      weight of the colour over the image, 0..1 [0.5]\n"
     "  -n, --norm N       minmax, max or rank (percentile) [minmax]\n"
     "  -t, --top K        outline the K patches of most attention [0]\n"
     "  -b, --branch B     which attention branch, from 0 [0]\n"
+    "      --above V      geojson: only patches of normalized attention >= V\n"
+    "  -D, --downsample D draw at 1/D of the image's size [1; slides: to 4096]\n"
+    "  -W, --width W      draw W pixels wide\n"
     "      --no-legend    no colour bar with its values (heat)\n"
     "      --force        write the picture even to a terminal\n"
     "  -h, --help         this help\n"
@@ -67,15 +84,17 @@ static struct cmdline parse_args(int argc, char **argv)
         {"norm", required_argument, 0, 'n'},  {"top", required_argument, 0, 't'},
         {"branch", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
         {"force", no_argument, 0, 'F'},        {"no-legend", no_argument, 0, 'L'},
+        {"downsample", required_argument, 0, 'D'}, {"width", required_argument, 0, 'W'},
+        {"above", required_argument, 0, 'A'},
         {0, 0, 0, 0},
     };
     static const char *const styles[] = {"heat", "paper", NULL};
     static const char *const norms[] = {"minmax", "max", "rank", NULL};
-    static const char *const formats[] = {"png", "pam", NULL};
-    struct cmdline cl = {.alpha = 0.5, .colormap = amil_colormap("jet")};
+    static const char *const formats[] = {"png", "pam", "geojson", NULL};
+    struct cmdline cl = {.alpha = 0.5, .colormap = amil_colormap("jet"), .above = -1};
     const char *heat_option = NULL;   /* an option only the heat style uses */
     int c, format_given = 0;
-    while ((c = getopt_long(argc, argv, "S:o:d:f:c:a:n:t:b:h", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "S:o:d:f:c:a:n:t:b:D:W:h", options, NULL)) != -1) {
         if (c && strchr("cantL", c))
             heat_option = c == 'c' ? "--cmap" : c == 'a' ? "--alpha"
                         : c == 'n' ? "--norm" : c == 'L' ? "--no-legend" : "--top";
@@ -87,8 +106,13 @@ static struct cmdline parse_args(int argc, char **argv)
         case 'd': cl.dir = optarg; break;
         case 'f':
             format_given = 1;
-            cl.format = amil_option_choice("--format", optarg, formats);
+            int format = amil_option_choice("--format", optarg, formats);
+            cl.geojson = format == 2;
+            cl.format = format == 1 ? AMIL_PICTURE_PAM : AMIL_PICTURE_PNG;
             break;
+        case 'D': cl.downsample = amil_option_double("--downsample", optarg, 1, 1e6); break;
+        case 'W': cl.width = amil_option_long("--width", optarg, 1, 1L << 20); break;
+        case 'A': cl.above = amil_option_double("--above", optarg, 0, 1); break;
         case 'c': cl.colormap = amil_option_colormap("--cmap", optarg); break;
         case 'a':
             cl.alpha = amil_option_double("--alpha", optarg, 0, 1);
@@ -115,14 +139,29 @@ static struct cmdline parse_args(int argc, char **argv)
         amil_misuse("give -o or -d, not both");
     if (cl.output && amil_same_as_stdin(cl.output))
         amil_die("%s is also the input (standard input): it would be overwritten", cl.output);
-    if (!format_given)
+    if (!format_given) {
+        const char *dot = cl.output ? strrchr(cl.output, '.') : NULL;
+        cl.geojson = dot && (strcmp(dot, ".geojson") == 0 || strcmp(dot, ".json") == 0);
         cl.format = amil_picture_of_name(cl.output);
+    }
+    if (cl.downsample && cl.width)
+        amil_misuse("give --downsample or --width, not both");
+    if (cl.style == STYLE_PAPER && (cl.downsample || cl.width || cl.geojson))
+        amil_misuse("the paper's picture is drawn at the image's size, as a picture");
+    if (cl.above >= 0 && !cl.geojson)
+        amil_misuse("--above chooses the patches of -f geojson");
+    if (cl.geojson && (cl.downsample || cl.width || (heat_option && strcmp(heat_option, "--top") &&
+                                                     strcmp(heat_option, "--norm"))))
+        amil_misuse("-f geojson draws no picture: no %s", heat_option ? heat_option
+                                                                       : "--downsample or --width");
     return cl;
 }
 
 /* What stitch needs of a record, checked. */
 struct bag {
     long n, patch;
+    double scale;                    /* image pixels per patch pixel (a slide's downsample) */
+    double side;                     /* a patch's side in image pixels: patch × scale */
     const float *attention;          /* [n], the chosen branch */
     const int32_t *coords;           /* [n][2], y then x */
     const struct amil_tensor *patches;   /* U8 [n, P, P, C], or NULL */
@@ -161,6 +200,12 @@ static int read_bag(const struct cmdline *cl, const struct amil_record *r, struc
         b->patch = (long)b->patches->shape[1];
     if (b->patches && b->patches->shape[1] != b->patch)
         return amil_fail("metadata patch %ld disagrees with tensor 'patches'", b->patch);
+    const char *scale = amil_record_meta(r, "downsample");
+    char *end = NULL;
+    b->scale = scale ? strtod(scale, &end) : 1;
+    if (scale && (end == scale || *end || !(b->scale >= 1 && b->scale <= 1e6)))
+        return amil_fail("metadata downsample '%s' is not a number from 1 to 1e6", scale);
+    b->side = (double)b->patch * b->scale;
     for (long i = 0; i < b->n; i++)   /* a softmax: finite, not negative */
         if (!isfinite(b->attention[i]) || b->attention[i] < 0)
             return amil_fail("attention of patch %ld is %g, not a weight", i,
@@ -172,9 +217,10 @@ static int read_bag(const struct cmdline *cl, const struct amil_record *r, struc
         long y = b->coords[2 * i], x = b->coords[2 * i + 1];
         if (y < 0 || x < 0)
             return amil_fail("coords of patch %ld are negative", i);
+        long side = (long)ceil(b->side);
         top = y < top ? y : top, left = x < left ? x : left;
-        bottom = y + b->patch > bottom ? y + b->patch : bottom;
-        right = x + b->patch > right ? x + b->patch : right;
+        bottom = y + side > bottom ? y + side : bottom;
+        right = x + side > right ? x + side : right;
     }
     b->crop_y = top, b->crop_x = left;
     b->crop_height = bottom - top, b->crop_width = right - left;
@@ -194,7 +240,9 @@ static int read_bag(const struct cmdline *cl, const struct amil_record *r, struc
     for (int k = 0; found && k < 4; k++)
         *values[k] = crop[k];
     /* The paper's canvas is the crop: no larger than an image may be. */
-    return amil_image_check_size(b->crop_width, b->crop_height, AMIL_MAX_PIXELS);
+    return cl->style == STYLE_PAPER
+               ? amil_image_check_size(b->crop_width, b->crop_height, AMIL_MAX_PIXELS)
+               : 0;
 }
 
 /* The paper's picture: patch / 255 × (a / max a), in float32 as PyTorch and
@@ -366,8 +414,10 @@ static void legend(const struct cmdline *cl, struct amil_image *out, double lo, 
               scale);
 }
 
+/* The heat map over img, the image at downsample D: patch i covers the
+ * picture's pixels [y/D, (y + side)/D) (x likewise), rounded out. */
 static int heat_picture(const struct cmdline *cl, const struct bag *b,
-                        const struct amil_image *img, struct amil_image *out,
+                        const struct amil_image *img, double D, struct amil_image *out,
                         struct amil_progress *progress)
 {
     size_t count = (size_t)img->width * img->height;
@@ -377,9 +427,11 @@ static int heat_picture(const struct cmdline *cl, const struct bag *b,
     for (long i = 0; i < b->n; i++) {
         if (i % 4096 == 4095)   /* a slide's bag takes a while */
             amil_progress_within(progress, 4096, "patches");
-        long y0 = b->coords[2 * i], x0 = b->coords[2 * i + 1];
-        for (long y = y0; y < y0 + b->patch && y < img->height; y++)
-            for (long x = x0; x < x0 + b->patch && x < img->width; x++) {
+        long y0 = (long)(b->coords[2 * i] / D), x0 = (long)(b->coords[2 * i + 1] / D);
+        long y1 = (long)ceil((b->coords[2 * i] + b->side) / D);
+        long x1 = (long)ceil((b->coords[2 * i + 1] + b->side) / D);
+        for (long y = y0; y < y1 && y < img->height; y++)
+            for (long x = x0; x < x1 && x < img->width; x++) {
                 sum[(size_t)y * img->width + x] += v[i];
                 covers[(size_t)y * img->width + x]++;
             }
@@ -402,7 +454,8 @@ static int heat_picture(const struct cmdline *cl, const struct bag *b,
         for (long i = 0; i < b->n; i++)
             if (!taken[i] && (best < 0 || b->attention[i] > b->attention[best]))
                 best = i;
-        outline(out, b->coords[2 * best], b->coords[2 * best + 1], b->patch);
+        outline(out, (long)(b->coords[2 * best] / D), (long)(b->coords[2 * best + 1] / D),
+                (long)ceil(b->side / D));
         taken[best] = 1;
     }
     free(taken);
@@ -444,7 +497,7 @@ static char *output_name(const struct cmdline *cl, const char *source, long inde
     base = base ? base + 1 : source;
     const char *dot = strrchr(base, '.');
     int stem = dot && dot != base ? (int)(dot - base) : (int)strlen(base);
-    const char *ext = cl->format == AMIL_PICTURE_PAM ? "pam" : "png";
+    const char *ext = cl->geojson ? "geojson" : cl->format == AMIL_PICTURE_PAM ? "pam" : "png";
     size_t size = strlen(cl->dir) + strlen(base) + 64;
     char *path = amil_xmalloc(size);
     snprintf(path, size, "%s/%.*s.%s", cl->dir, stem, base, ext);
@@ -464,6 +517,111 @@ static char *output_name(const struct cmdline *cl, const char *source, long inde
     return path;
 }
 
+/* The picture's downsample for an image of width × height: --downsample,
+ * --width's, or 1 for an image and at most SLIDE_SIDE a side for a slide. */
+static double picture_downsample(const struct cmdline *cl, long width, long height, int slide)
+{
+    if (cl->downsample)
+        return cl->downsample;
+    double side = (double)(width > height ? width : height);
+    if (cl->width)
+        return fmax(1, (double)width / cl->width);
+    return slide && side > SLIDE_SIDE ? side / SLIDE_SIDE : 1;
+}
+
+/* The record's image, checked against its size, at the picture's
+ * downsample *D into img: a slide read at *D (slide.h), an image decoded
+ * and averaged down.  0, or -1 with a message. */
+static int background(const struct cmdline *cl, const struct amil_record *r,
+                      const struct bag *b, const char *path, struct amil_image *img,
+                      double *D)
+{
+    struct amil_slide slide;
+    int is_slide = amil_slide_open(&slide, path);
+    if (is_slide < 0)
+        return amil_fail_in(path);
+    struct amil_image full = {0};
+    /* heat draws in colour; the paper's picture keeps the bag's channels */
+    int channels = cl->style == STYLE_PAPER && b->patches ? (int)b->patches->shape[3] : 3;
+    if (!is_slide && amil_image_load(path, cl->image ? 0 : amil_record_image_index(r), channels,
+                                     AMIL_MAX_PIXELS, &full) < 0)
+        return amil_fail_in(path);
+    long width = is_slide ? (long)slide.width[0] : full.width;
+    long height = is_slide ? (long)slide.height[0] : full.height, want_h = height, want_w = width;
+    int status = 0;
+    if (amil_record_meta_long(r, "image_height", 1, LONG_MAX, &want_h) < 0 ||
+        amil_record_meta_long(r, "image_width", 1, LONG_MAX, &want_w) < 0)
+        status = -1;
+    else if (want_h != height || want_w != width)
+        status = amil_fail("%s is %ld×%ld, but the record was cut from a %ld×%ld image", path,
+                           width, height, want_w, want_h);
+    *D = picture_downsample(cl, width, height, is_slide);
+    long w = (long)ceil(width / *D), h = (long)ceil(height / *D);
+    if (status == 0 && (status = amil_image_check_size(w, h, AMIL_MAX_PIXELS)) == 0) {
+        if (*D == 1 && !is_slide) {
+            *img = full, full.pixels = NULL;
+        } else {
+            *img = (struct amil_image){(int)w, (int)h, 3, amil_xmalloc((size_t)w * h * 3)};
+            status = is_slide ? amil_slide_read(&slide, *D, 0, 0, img->width, img->height,
+                                                img->pixels)
+                              : amil_image_resample(&full, *D, 0, 0, img->width,
+                                                    img->height, img->pixels);
+        }
+    }
+    amil_image_free(&full);
+    if (is_slide)
+        amil_slide_close(&slide);
+    if (status < 0)
+        amil_image_free(img);
+    return status;
+}
+
+/* -f geojson: the patches with their attention and the bag's prediction,
+ * those of --top and --above only when given. */
+static int write_geojson(const struct cmdline *cl, const struct amil_record *r,
+                         const struct bag *b, long index)
+{
+    const struct amil_tensor *a = amil_record_find(r, "attention");
+    const struct amil_tensor *prob = amil_record_find(r, "prob");
+    struct amil_geojson g = {b->n, b->coords, b->side, (int)a->shape[0], a->data, 0, NULL, -1,
+                             amil_record_meta(r, "source")};
+    if (prob && prob->dtype == AMIL_F32 && prob->ndim == 1 && prob->shape[0] <= 1000) {
+        g.classes = (int)prob->shape[0], g.prob = prob->data;
+        for (int c = 0; c < g.classes; c++)
+            if (!isfinite(g.prob[c]))
+                return amil_fail("prob %d is %g, not a probability", c, (double)g.prob[c]);
+        if (amil_record_meta_long(r, "predicted", 0, g.classes - 1, &g.predicted) < 0)
+            return -1;
+    }
+    unsigned char *keep = amil_xmalloc((size_t)b->n);
+    double *v = normalize(cl->norm, b->attention, b->n);
+    for (long i = 0; i < b->n; i++)
+        keep[i] = v[i] >= cl->above;
+    if (cl->top > 0) {   /* the top K of those, ties to the earlier patch */
+        unsigned char *taken = amil_xcalloc((size_t)b->n, 1);
+        for (long k = 0; k < cl->top; k++) {
+            long best = -1;
+            for (long i = 0; i < b->n; i++)
+                if (keep[i] && !taken[i] && (best < 0 || b->attention[i] > b->attention[best]))
+                    best = i;
+            if (best >= 0)
+                taken[best] = 1;
+        }
+        memcpy(keep, taken, (size_t)b->n);
+        free(taken);
+    }
+    char *path = cl->dir ? output_name(cl, g.source ? g.source : "record", index) : NULL;
+    const char *to = path ? path : cl->output;
+    struct amil_output o = {.file = stdout};
+    int status = to ? amil_output_open(&o, to) : 0;
+    if (status == 0 && amil_geojson_write(o.file, &g, keep) < 0)
+        status = to ? (amil_output_abort(&o), amil_fail_in(to)) : -1;
+    else if (status == 0 && to)
+        status = amil_output_commit(&o);
+    free(path), free(keep), free(v);
+    return status;
+}
+
 static int stitch_one(const struct cmdline *cl, const struct amil_record *r, long index,
                       struct amil_progress *progress)
 {
@@ -476,34 +634,22 @@ static int stitch_one(const struct cmdline *cl, const struct amil_record *r, lon
     if (cl->image && !amil_record_is_source(r, cl->image))
         amil_warn("warning: %s is not the record's source (%s); drawing on it as asked",
                   cl->image, source);
+    if (cl->geojson)
+        return write_geojson(cl, r, &b, index);
     struct amil_image img = {0}, out = {0};
     int need_image = cl->style == STYLE_HEAT || !b.patches;
+    double D = 1;
     if (need_image) {
         if (!image_path || strcmp(image_path, "-") == 0)
             return amil_fail("no image to draw on: give IMAGE (the record's source is %s)",
                              image_path ? "standard input" : "unknown");
-        /* heat draws in colour; the paper's picture keeps the bag's channels */
-        int channels = cl->style == STYLE_PAPER && b.patches ? (int)b.patches->shape[3] : 3;
-        if (amil_image_load(image_path, cl->image ? 0 : amil_record_image_index(r), channels,
-                            AMIL_MAX_PIXELS, &img) < 0)
-            return amil_fail_in(image_path);
-        long height = img.height, width = img.width;
-        if (amil_record_meta_long(r, "image_height", 1, LONG_MAX, &height) < 0 ||
-            amil_record_meta_long(r, "image_width", 1, LONG_MAX, &width) < 0) {
-            amil_image_free(&img);
+        if (background(cl, r, &b, image_path, &img, &D) < 0)
             return -1;
-        }
-        if (height != img.height || width != img.width) {
-            amil_fail("%s is %d×%d, but the record was cut from a %ld×%ld image",
-                      image_path, img.width, img.height, width, height);
-            amil_image_free(&img);
-            return -1;
-        }
     }
     if (cl->style == STYLE_PAPER)
         paper_picture(&b, &img, &out);
     else
-        heat_picture(cl, &b, &img, &out, progress);
+        heat_picture(cl, &b, &img, D, &out, progress);
     amil_image_free(&img);
     char *path = NULL;
     if (cl->dir)
