@@ -34,7 +34,7 @@ int amil_samples_load(struct amil_samples *s, const char *path, amil_samples_che
     for (;;) {
         off_t at = from_file ? ftello(s->stream.file) : 0;
         struct amil_record r;
-        int got = amil_record_read(&s->stream, &r);
+        int got = amil_bag_read(&s->stream, &r);   /* a slide's parts: one bag */
         if (got <= 0) {
             if (got == 0 && s->count > 0)
                 return 0;
@@ -81,7 +81,7 @@ int amil_samples_get(struct amil_samples *s, long i, struct amil_record *r)
     if (fseeko(s->stream.file, s->offsets[i], SEEK_SET) != 0)
         return amil_fail("%s: cannot seek: %s", s->stream.name, strerror(errno));
     s->stream.index = i;
-    int got = amil_record_read(&s->stream, r);
+    int got = amil_bag_read(&s->stream, r);
     if (got == 0)
         return amil_fail("%s: record %ld changed since it was first read (the file is "
                          "shorter)", s->stream.name, i);

@@ -244,3 +244,18 @@ for i in map(int, sys.argv[3].split(",")): st.write(sys.stdout.buffer, *recs[i])
     run stitch --above 0.5 -o "$T/x.png" < "$T/rec"
     [ "$status" -eq 2 ]
 }
+
+@test "slide: train learns from a slide's parts as from one bag, byte for byte" {
+    bagify -l 1 --part-size 1024 "$SVS" > "$T/parts"
+    bagify -l 1 "$SVS" > "$T/whole"
+    train -e 1 --seed 3 -q -o "$T/a.st" "$T/parts" > /dev/null
+    train -e 1 --seed 3 -q -o "$T/b.st" "$T/whole" > /dev/null
+    cmp "$T/a.st" "$T/b.st"
+    train -e 1 --seed 3 -q -o "$T/c.st" < "$T/parts" > /dev/null   # held from stdin
+    cmp "$T/a.st" "$T/c.st"
+    # a part lost: the set is refused before any step
+    head -c $(( $(stat -c %s "$T/parts") / 2 )) "$T/parts" > "$T/cut"
+    run train -e 1 -q -o "$T/d.st" "$T/cut"
+    [ "$status" -eq 1 ]
+    [ ! -e "$T/d.st" ]
+}
