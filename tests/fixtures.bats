@@ -26,3 +26,8 @@ setup() {
     "$PY" "$BATS_TEST_DIRNAME/torch/cnn_fixture.py" "$T" > /dev/null
     "$PY" "$BATS_TEST_DIRNAME/torch/compare.py" "$T/cnn-fixture.safetensors" "$DATA/cnn-fixture.safetensors"
 }
+
+@test "fixtures: tests/torch/clam_fixture.py makes the CLAM head's fixture as committed" {
+    "$PY" "$BATS_TEST_DIRNAME/torch/clam_fixture.py" "$T" > /dev/null
+    "$PY" "$BATS_TEST_DIRNAME/torch/compare.py" "$T/clam-fixture.safetensors" "$DATA/clam-fixture.safetensors"
+}

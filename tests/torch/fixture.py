@@ -76,26 +76,32 @@ class Attention(nn.Module):
         return logits, A, H
 
 
-def weights(module):
+def hash_uniform(t, n):
+    """splitmix64(t * 2^32 + j) for j < n, as u in [0, 1) from its top 53
+    bits: torch_check.h's hash_uniform() computes the same."""
+    z = np.uint64(t) * np.uint64(1 << 32) + np.arange(n, dtype=np.uint64)
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+def weights(module, loud="attention"):
     """PyTorch's default distribution, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), from
     an integer hash both sides compute exactly: parameter t (state_dict
-    order), element j: u = splitmix64(t * 2^32 + j) / 2^64 (top 53 bits), the
-    value (2u - 1) / sqrt(fan_in) in double, then float32.  The attention
-    layers get 8 times that, so that the attention is far from uniform, as in
-    a trained model; at PyTorch's initial scale it is uniform to 1e-4 and its
-    gradients are all rounding.  test_torch.c computes the same."""
+    order), element j: u = hash_uniform(t, ...)[j], the value (2u - 1) /
+    sqrt(fan_in) in double, then float32.  The attention layers (names
+    beginning with loud) get 8 times that, so that the attention is far from
+    uniform, as in a trained model; at PyTorch's initial scale it is uniform
+    to 1e-4 and its gradients are all rounding.  torch_check.h's
+    hash_weights() computes the same."""
     with torch.no_grad():
         for t, (name, p) in enumerate(module.state_dict().items()):
             weight = module.state_dict()[name.rsplit(".", 1)[0] + ".weight"]
             fan_in = int(np.prod(weight.shape[1:]))
-            z = np.uint64(t) * np.uint64(1 << 32) + np.arange(p.numel(), dtype=np.uint64)
-            z = z + np.uint64(0x9E3779B97F4A7C15)
-            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            z = z ^ (z >> np.uint64(31))
-            u = (z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
-            gain = 8.0 if name.startswith("attention") else 1.0
-            values = gain * (2 * u - 1) / math.sqrt(fan_in)
+            gain = 8.0 if name.startswith(loud) else 1.0
+            values = gain * (2 * hash_uniform(t, p.numel()) - 1) / math.sqrt(fan_in)
             p.copy_(torch.from_numpy(values.astype(np.float32)).view(p.shape))
 
 

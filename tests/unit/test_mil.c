@@ -28,20 +28,6 @@
 
 static const char *fixture_path(void) { return test_data("torch-fixture.safetensors"); }
 
-/* fixture.py's weights(): (2u - 1) / sqrt(fan_in) with u from the hash,
- * PyTorch's default distribution; the attention layers 8 times that, so the
- * attention is far from uniform. */
-static void formula_weights(struct amil_mil *m)
-{
-    for (int t = 0; t < m->params.n; t++) {
-        const struct amil_param *p = &m->params.at[t];
-        double gain = strncmp(p->name, "attention", 9) == 0 ? 8.0 : 1.0;
-        for (size_t j = 0; j < p->count; j++)
-            m->params.weights[p->offset + j] =
-                (float)(gain * (2 * hash_uniform(t, j) - 1) / sqrt((double)p->fan_in));
-    }
-}
-
 static void one_case(const struct amil_record *r, const struct amil_kernels *kernels)
 {
     long classes, hidden, attention, branches, label;
@@ -55,7 +41,7 @@ static void one_case(const struct amil_record *r, const struct amil_kernels *ker
     struct amil_mil m;
     assert_int_equal(amil_mil_init(&m, arch, 3, 28, (int)classes, (int)hidden,
                                    (int)attention, (int)branches), 0);
-    formula_weights(&m);
+    hash_weights(&m.params, "attention");
     const char *norm = amil_record_meta(r, "normalization");
     m.norm = norm ? amil_norm_parse(norm) : AMIL_NORM_NONE;
     assert_true((int)m.norm >= 0);

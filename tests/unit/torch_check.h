@@ -8,8 +8,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "amil.h"
+#include "params.h"
 
 /* tests/data/NAME, or $AMIL_TESTDATA/NAME. */
 static const char *test_data(const char *name)
@@ -30,6 +32,21 @@ static double hash_uniform(uint64_t t, uint64_t j)
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     z ^= z >> 31;
     return (double)(z >> 11) * 0x1p-53;
+}
+
+/* fixture.py's and clam_fixture.py's weights(): each parameter t of the
+ * table, element j, (2u - 1) / sqrt(fan_in) with u = hash_uniform(t, j),
+ * PyTorch's default distribution; parameters whose names begin with
+ * loud_prefix 8 times that, so that the attention is far from uniform. */
+static inline void hash_weights(struct amil_params *params, const char *loud_prefix)
+{
+    for (int t = 0; t < params->n; t++) {
+        const struct amil_param *p = &params->at[t];
+        double gain = strncmp(p->name, loud_prefix, strlen(loud_prefix)) == 0 ? 8.0 : 1.0;
+        for (size_t j = 0; j < p->count; j++)
+            params->weights[p->offset + j] =
+                (float)(gain * (2 * hash_uniform(t, j) - 1) / sqrt((double)p->fan_in));
+    }
 }
 
 /* max |ours - theirs| / max |theirs|, over n values */
