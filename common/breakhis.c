@@ -100,3 +100,15 @@ int amil_breakhis_parse(const char *path, struct amil_breakhis *b)
     snprintf(b->patient, sizeof b->patient, "%s-%s", b->year, b->slide);
     return 0;
 }
+
+void amil_breakhis_describe(const struct amil_breakhis *bh, struct amil_record *r)
+{
+    amil_record_set_meta(r, "tumor_class", bh->tumor_class == 'B' ? "benign" : "malignant");
+    amil_record_set_meta(r, "tumor_type", amil_breakhis_type_name(bh->tumor_type));
+    amil_record_set_meta(r, "patient", bh->patient);
+    amil_record_set_metaf(r, "magnification", "%d", bh->magnification);
+    amil_record_set_meta(r, "procedure", bh->procedure);
+    amil_record_set_meta(r, "year", bh->year);
+    amil_record_set_meta(r, "slide", bh->slide);
+    amil_record_set_meta(r, "sequence", bh->sequence);
+}

@@ -27,5 +27,10 @@ int amil_breakhis_parse(const char *path, struct amil_breakhis *b);
 const char *amil_breakhis_type_name(const char *code);
 /* The class a type belongs to: 'B', 'M', or 0 for an unknown code. */
 char amil_breakhis_type_class(const char *code);
+/* The name's parts as a record's metadata (amil-stream(5)): tumor_class
+ * (benign, malignant), tumor_type (the folder name), patient,
+ * magnification, procedure, year, slide, sequence. */
+struct amil_record;
+void amil_breakhis_describe(const struct amil_breakhis *bh, struct amil_record *r);
 
 #endif

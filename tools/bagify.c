@@ -203,56 +203,31 @@ static int write_mask(const char *path, const unsigned char *tissue, int width, 
     return status;
 }
 
-static void set_label(const struct cmdline *cl, const char *path,
-                      const struct amil_breakhis *bh, int is_breakhis,
-                      struct amil_record *r, int *bad)
+/* The record's label, as -l or -L says: 0, or -1 with a message (for a
+ * name that is not BreakHis's, amil_breakhis_parse's). */
+static int set_label(const struct cmdline *cl, const char *path,
+                     const struct amil_breakhis *bh, int is_breakhis, struct amil_record *r)
 {
     long label = cl->label;
-    if (cl->label_from == LABEL_NONE)
-        return;
     if (cl->label_from == LABEL_BREAKHIS) {
-        if (!is_breakhis) {
-            *bad = 1;
-            return;
-        }
+        if (!is_breakhis)
+            return -1;
         label = bh->tumor_class == 'M';
     } else if (cl->label_from == LABEL_DIR) {
         /* The folder holding the file: a/b/1/x.png -> "1". */
-        const char *end = strrchr(path, '/');
-        const char *start = end;
+        const char *end = strrchr(path, '/'), *start = end;
         while (start && start > path && start[-1] != '/')
             start--;
         char dir[32];
-        if (!end || end == start || (size_t)(end - start) >= sizeof dir) {
-            amil_fail("no folder name to take a label from");
-            *bad = 1;
-            return;
-        }
-        memcpy(dir, start, (size_t)(end - start));
-        dir[end - start] = '\0';
-        if (amil_parse_long(dir, 0, 1000000, &label) < 0) {
-            amil_fail("folder '%s' is not a class number", dir);
-            *bad = 1;
-            return;
-        }
+        if (!end || end == start || (size_t)(end - start) >= sizeof dir)
+            return amil_fail("no folder name to take a label from");
+        snprintf(dir, sizeof dir, "%.*s", (int)(end - start), start);
+        if (amil_parse_long(dir, 0, 1000000, &label) < 0)
+            return amil_fail("folder '%s' is not a class number", dir);
     }
-    amil_record_set_metaf(r, "label", "%ld", label);
-}
-
-/* The parts of a BreakHis file name as metadata; nothing for another name. */
-static void set_breakhis(struct amil_record *r, const struct amil_breakhis *bh,
-                         int is_breakhis)
-{
-    if (!is_breakhis)
-        return;
-    amil_record_set_meta(r, "tumor_class", bh->tumor_class == 'B' ? "benign" : "malignant");
-    amil_record_set_meta(r, "tumor_type", amil_breakhis_type_name(bh->tumor_type));
-    amil_record_set_meta(r, "patient", bh->patient);
-    amil_record_set_metaf(r, "magnification", "%d", bh->magnification);
-    amil_record_set_meta(r, "procedure", bh->procedure);
-    amil_record_set_meta(r, "year", bh->year);
-    amil_record_set_meta(r, "slide", bh->slide);
-    amil_record_set_meta(r, "sequence", bh->sequence);
+    if (cl->label_from != LABEL_NONE)
+        amil_record_set_metaf(r, "label", "%ld", label);
+    return 0;
 }
 
 /* Where the patches are: the crop's corner and size, patches down and
@@ -277,16 +252,15 @@ static int describe(const struct cmdline *cl, const char *path, long width, long
         amil_record_set_meta(r, "source_dir", here);   /* stitch and gradcam look there too */
     if (index > 0)   /* the second image of a stream on: stitch finds it by this */
         amil_record_set_metaf(r, "image_index", "%ld", index);
-    int bad_label = 0;
-    set_label(cl, path, &bh, is_breakhis, r, &bad_label);
-    if (bad_label) {
+    if (set_label(cl, path, &bh, is_breakhis, r) < 0) {
         amil_record_free(r);
         return -1;
     }
     amil_record_set_metaf(r, "image_height", "%ld", height);
     amil_record_set_metaf(r, "image_width", "%ld", width);
     amil_record_set_metaf(r, "channels", "%d", cl->channels);
-    set_breakhis(r, &bh, is_breakhis);
+    if (is_breakhis)
+        amil_breakhis_describe(&bh, r);
     return 0;
 }
 
@@ -449,6 +423,8 @@ static void emit(const char *path, struct amil_record *r)
 #define MASK_PIXELS (16L << 20)
 /* A part's patches when --part-size is not given: as many as fill 64 MiB. */
 #define PART_BYTES (64L << 20)
+/* A band of the slide read at once: 64 MiB of RGB at most. */
+#define BAND_BYTES (64L << 20)
 
 /* A slide being cut: its resolution, the grid at it, which patches go. */
 struct slide_cut {
@@ -538,9 +514,43 @@ static int slide_record(const struct cmdline *cl, const char *path, const struct
     return 0;
 }
 
-/* The kept patches of the slide, grid row by grid row (one strip read for
- * each row that has any), into records of at most part_size patches,
- * each written when full. */
+/* The records a slide's patches go into, one part at a time. */
+struct parts {
+    struct amil_record r;
+    long size, total, part, filled;
+    int open;
+};
+
+/* The patch at (y, x) of band, grid position (row, col), into the part
+ * being filled, which is written when full.  0, or -1 with a message. */
+static int put_patch(const struct cmdline *cl, const char *path, const struct slide_cut *sc,
+                     double background, struct parts *o, const struct amil_image *band,
+                     long y, long x, long row, long col)
+{
+    long p = cl->patch;
+    if (!o->open) {
+        long count = sc->kept - o->part * o->size;
+        count = count < o->size ? count : o->size;
+        if (slide_record(cl, path, sc, background, o->part, o->total, count, &o->r) < 0)
+            return -1;
+        o->open = 1, o->filled = 0;
+    }
+    unsigned char *patches = amil_record_find(&o->r, "patches")->data;
+    int32_t *coords = amil_record_find(&o->r, "coords")->data;
+    cut_patch(cl, band, NULL, y, x, patches + (size_t)o->filled * p * p * cl->channels);
+    coords[2 * o->filled] = (int32_t)llround((sc->g.y0 + row * cl->stride) * sc->d);
+    coords[2 * o->filled + 1] = (int32_t)llround((sc->g.x0 + col * cl->stride) * sc->d);
+    if (++o->filled == amil_record_find(&o->r, "coords")->shape[0]) {
+        emit(path, &o->r);
+        o->open = 0, o->part++;
+    }
+    return 0;
+}
+
+/* The kept patches of the slide, in bands of grid rows some 512 pixels
+ * high (at most BAND_BYTES; a band spans the columns that have kept
+ * patches), so that each of the slide's tiles is decoded about once, into
+ * records of at most part_size patches, each written when full. */
 static int slide_patches(const struct cmdline *cl, const char *path, const struct slide_cut *sc,
                          double background)
 {
@@ -548,51 +558,39 @@ static int slide_patches(const struct cmdline *cl, const char *path, const struc
     /* a multiple of 64, so that featurize's lane groups fall as in one
      * record (amil_mil_features); 1 for patches of more than 1 MiB */
     long fill = PART_BYTES / (p * p * cl->channels) / 64 * 64;
-    long part_size = cl->part_size ? cl->part_size : fill > 0 ? fill : 1;
-    long parts = (sc->kept + part_size - 1) / part_size, part = 0, filled = 0;
-    struct amil_image band = {0, 0, 3, amil_xmalloc((size_t)sc->g.width * p * 3)};
-    struct amil_record r;
-    int status = 0, open = 0;
-    for (long row = 0; row < sc->g.rows && status == 0; row++) {
-        long c0 = 0, c1 = cols - 1;
-        while (c0 < cols && !sc->keep[row * cols + c0])
-            c0++;
-        while (c1 >= c0 && !sc->keep[row * cols + c1])
-            c1--;
+    struct parts o = {.size = cl->part_size ? cl->part_size : fill > 0 ? fill : 1};
+    o.total = (sc->kept + o.size - 1) / o.size;
+    long fits = (BAND_BYTES / (sc->g.width * 3) - p) / stride + 1;
+    long per_band = 512 / stride < fits ? 512 / stride : fits;
+    per_band = per_band < 1 ? 1 : per_band;
+    struct amil_image band = {0, 0, 3, amil_xmalloc((size_t)sc->g.width * 3 *
+                                                    (size_t)((per_band - 1) * stride + p))};
+    int status = 0;
+    for (long row0 = 0; row0 < sc->g.rows && status == 0; row0 += per_band) {
+        long row1 = row0 + per_band < sc->g.rows ? row0 + per_band : sc->g.rows;
+        long c0 = cols, c1 = -1;   /* the band's columns: its rows' kept patches */
+        for (long i = row0 * cols; i < row1 * cols; i++)
+            if (sc->keep[i])
+                c0 = i % cols < c0 ? i % cols : c0, c1 = i % cols > c1 ? i % cols : c1;
         if (c0 > c1)
             continue;
-        long top = sc->g.y0 + row * stride, left = sc->g.x0 + c0 * stride;
-        band.width = (int)((c1 - c0) * stride + p), band.height = (int)p;
+        long top = sc->g.y0 + row0 * stride, left = sc->g.x0 + c0 * stride;
+        band.width = (int)((c1 - c0) * stride + p);
+        band.height = (int)((row1 - 1 - row0) * stride + p);
         if (left + band.width > sc->width)   /* --crop pad: the rest is padding */
             band.width = (int)(sc->width - left);
         if (top + band.height > sc->height)
             band.height = (int)(sc->height - top);
         status = amil_slide_read(&sc->slide, sc->d, left, top, band.width, band.height,
                                  band.pixels);
-        for (long col = c0; col <= c1 && status == 0; col++) {
-            if (!sc->keep[row * cols + col])
-                continue;
-            if (!open) {
-                long count = sc->kept - part * part_size;
-                count = count < part_size ? count : part_size;
-                if ((status = slide_record(cl, path, sc, background, part, parts, count, &r)) < 0)
-                    break;
-                open = 1, filled = 0;
-            }
-            unsigned char *patches = amil_record_find(&r, "patches")->data;
-            int32_t *coords = amil_record_find(&r, "coords")->data;
-            cut_patch(cl, &band, NULL, 0, (col - c0) * stride,
-                      patches + (size_t)filled * p * p * cl->channels);
-            coords[2 * filled] = (int32_t)llround(top * sc->d);
-            coords[2 * filled + 1] = (int32_t)llround((sc->g.x0 + col * stride) * sc->d);
-            if (++filled == amil_record_find(&r, "coords")->shape[0]) {
-                emit(path, &r);
-                open = 0, part++;
-            }
-        }
+        for (long row = row0; row < row1 && status == 0; row++)
+            for (long col = c0; col <= c1 && status == 0; col++)
+                if (sc->keep[row * cols + col])
+                    status = put_patch(cl, path, sc, background, &o, &band,
+                                       (row - row0) * stride, (col - c0) * stride, row, col);
     }
-    if (open)
-        amil_record_free(&r);
+    if (o.open)
+        amil_record_free(&o.r);
     free(band.pixels);
     return status;
 }

@@ -44,6 +44,7 @@ import torchvision
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import safetensors  # noqa: E402  (tests/safetensors.py)
+from fixture import hash_uniform  # noqa: E402  (fixture.py's, which torch_check.h mirrors)
 
 
 class Net(nn.Module):
@@ -84,17 +85,6 @@ def resnet18(classes):
     model = torchvision.models.resnet18()
     model.fc = nn.Linear(512, classes)
     return model
-
-
-def hash_uniform(t, n):
-    """splitmix64(t * 2^32 + j) for j < n, as u in [0, 1) from its top 53
-    bits: test_cnn.c computes the same."""
-    z = np.uint64(t) * np.uint64(1 << 32) + np.arange(n, dtype=np.uint64)
-    z = z + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
 
 
 def weights(module):
