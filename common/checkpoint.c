@@ -1,7 +1,9 @@
 /* checkpoint.c: train's checkpoints (checkpoint.h). */
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "checkpoint.h"
 
@@ -78,6 +80,23 @@ int amil_checkpoint_load_mil(const char *path, struct amil_mil *m, struct amil_o
     return status < 0 ? amil_fail_in(path) : 0;
 }
 
+int amil_checkpoint_load_clam(const char *path, struct amil_clam *m, struct amil_optimizer *o,
+                              struct amil_checkpoint *c)
+{
+    struct amil_record r;
+    if (amil_record_load(path, &r) < 0)
+        return -1;
+    int status = !amil_clam_is_model(&r) ? amil_fail("not a checkpoint of a CLAM head")
+                                         : amil_clam_from_record(m, &r);
+    if (status == 0 && amil_checkpoint_from_record(&r, c, o, 0, m->params.nweights,
+                                                   m->params.at, m->params.n) < 0) {
+        amil_clam_free(m);
+        status = -1;
+    }
+    amil_record_free(&r);
+    return status < 0 ? amil_fail_in(path) : 0;
+}
+
 int amil_checkpoint_load_cnn(const char *path, enum amil_cnn_arch arch, struct amil_cnn *m,
                              struct amil_optimizer *o, struct amil_checkpoint *c)
 {
@@ -123,4 +142,58 @@ void amil_resume_command(char *buf, size_t size, const char *program, int n,
     }
     if (at < (int)size)
         snprintf(buf + at, size - at, " --resume %s\n", path);
+}
+
+/* What an interrupt prints: where the last checkpoint is and how to go on
+ * (made ready outside the handler, which only writes it). */
+static char interrupted[8192];
+static const char *program;
+static int saved_argc;
+static char **saved_argv;
+
+static void on_interrupt(int sig)
+{
+    amil_output_cleanup();   /* a checkpoint being written stays as it was */
+    ssize_t ignored = write(STDERR_FILENO, interrupted, strlen(interrupted));
+    (void)ignored;
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void amil_checkpoint_catch_interrupts(const char *name, int argc, char **argv)
+{
+    program = name, saved_argc = argc, saved_argv = argv;
+    snprintf(interrupted, sizeof interrupted,
+             "%s: interrupted before the first checkpoint: nothing to resume from\n", name);
+    struct sigaction action = {0};
+    action.sa_handler = on_interrupt;
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+}
+
+int amil_checkpoint_save(const char *path, struct amil_record *r, const struct amil_checkpoint *c,
+                         const struct amil_optimizer *o, const struct amil_param *params,
+                         int nparams)
+{
+    amil_checkpoint_to_record(r, c, o, params, nparams);
+    /* An interrupt waits until the file and the message agree: between the
+     * rename and the new message it had named the epoch before (measured:
+     * CI's resume test found the checkpoint an epoch ahead of what it said). */
+    sigset_t interrupts, before;
+    sigemptyset(&interrupts);
+    sigaddset(&interrupts, SIGINT);
+    sigaddset(&interrupts, SIGTERM);
+    sigprocmask(SIG_BLOCK, &interrupts, &before);
+    int status = amil_record_save(path, r);
+    amil_record_free(r);
+    if (status == 0 && program) {
+        int n = snprintf(interrupted, sizeof interrupted,
+                         "%s: interrupted; epoch %ld is saved in %s; to go on:\n  ", program,
+                         c->epoch, path);
+        if (n < (int)sizeof interrupted)
+            amil_resume_command(interrupted + n, sizeof interrupted - n, program,
+                                saved_argc - 1, saved_argv + 1, path);
+    }
+    sigprocmask(SIG_SETMASK, &before, NULL);
+    return status;
 }

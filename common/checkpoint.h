@@ -10,6 +10,7 @@
 #define AMIL_CHECKPOINT_H
 
 #include "amil.h"
+#include "clam.h"
 #include "cnn.h"
 #include "mil.h"
 #include "optim.h"
@@ -38,6 +39,8 @@ int amil_checkpoint_from_record(const struct amil_record *r, struct amil_checkpo
  * path (not a checkpoint, one of the other kind of model, ...). */
 int amil_checkpoint_load_mil(const char *path, struct amil_mil *m, struct amil_optimizer *o,
                              struct amil_checkpoint *c);
+int amil_checkpoint_load_clam(const char *path, struct amil_clam *m, struct amil_optimizer *o,
+                              struct amil_checkpoint *c);
 int amil_checkpoint_load_cnn(const char *path, enum amil_cnn_arch arch, struct amil_cnn *m,
                              struct amil_optimizer *o, struct amil_checkpoint *c);
 
@@ -51,5 +54,18 @@ void amil_resume_command(char *buf, size_t size, const char *program, int n,
 /* The seed of epoch's generator (GSL's mt19937 keeps its low 32 bits):
  * splitmix64 of (seed, epoch), so that no two pairs share one in practice. */
 unsigned long amil_epoch_seed(unsigned long seed, long epoch);
+
+/* Checkpoints on the way and interrupts: on SIGINT and SIGTERM the
+ * program (name, run as argv) says where the last checkpoint is and the
+ * command that goes on from it (argv with --resume), or that there is none
+ * yet, then dies of the signal; a checkpoint being written stays as it was. */
+void amil_checkpoint_catch_interrupts(const char *name, int argc, char **argv);
+/* r (the model's record, freed here) with c and o's state of params as a
+ * checkpoint, written whole or not at all to path, and the interrupt
+ * message brought up to date with no interrupt in between.  0, or -1 with
+ * a message. */
+int amil_checkpoint_save(const char *path, struct amil_record *r, const struct amil_checkpoint *c,
+                         const struct amil_optimizer *o, const struct amil_param *params,
+                         int nparams);
 
 #endif

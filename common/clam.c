@@ -175,8 +175,8 @@ static void fit(const struct amil_clam *m, struct amil_clam_work *w, int n)
     w->capacity = n;
 }
 
-void amil_clam_forward(const struct amil_clam *m, struct amil_clam_work *w, const float *x,
-                       int n, gsl_rng *rng)
+void amil_clam_attend(const struct amil_clam *m, struct amil_clam_work *w, const float *x,
+                      int n, gsl_rng *rng)
 {
     fit(m, w, n);
     int F = m->features, L = m->hidden, D = m->attention, last = CLASSIFIER(m) - 2;
@@ -206,8 +206,12 @@ void amil_clam_forward(const struct amil_clam *m, struct amil_clam_work *w, cons
     amil_softmax_forward(w->a, 1, n);
     /* M (1, L) = a (1, N) · H (N, L) */
     cblas_sgemv(CblasRowMajor, CblasTrans, n, L, 1.0f, w->h, L, w->a, 1, 0.0f, w->m, 1);
+}
+
+void amil_clam_classify(const struct amil_clam *m, struct amil_clam_work *w, const float *em)
+{
     int k = CLASSIFIER(m);
-    amil_linear_forward(w->logits, w->m, W(m, k), W(m, k + 1), 1, L, m->outputs);
+    amil_linear_forward(w->logits, em, W(m, k), W(m, k + 1), 1, m->hidden, m->outputs);
     if (m->outputs == 1) {
         float p = 1 / (1 + expf(-w->logits[0]));
         w->prob[0] = 1 - p, w->prob[1] = p;
@@ -265,7 +269,8 @@ static void backward(const struct amil_clam *m, struct amil_clam_work *w, const 
 double amil_clam_step(const struct amil_clam *m, struct amil_clam_work *w, const float *x,
                       int n, int y, float *grads, gsl_rng *rng)
 {
-    amil_clam_forward(m, w, x, n, rng);
+    amil_clam_attend(m, w, x, n, rng);
+    amil_clam_classify(m, w, w->m);
     double loss;
     if (m->outputs == 1) {
         float p = w->prob[1], dp;
@@ -288,4 +293,47 @@ int amil_clam_predict(const struct amil_clam *m, const float *prob)
         if (prob[c] > prob[best])
             best = c;
     return best;
+}
+
+const struct amil_tensor *amil_clam_bag_features(const struct amil_clam *m,
+                                                 const struct amil_record *r)
+{
+    const struct amil_tensor *x = amil_record_expect(r, "features", AMIL_F32, 2);
+    if (x && (x->shape[0] < 1 || x->shape[0] > INT32_MAX / 1024 || x->shape[1] != m->features))
+        return amil_fail("features are [%lld, %lld]; the CLAM head's are [N ≥ 1, %d]",
+                         (long long)x->shape[0], (long long)x->shape[1], m->features),
+               NULL;
+    return x;
+}
+
+int amil_clam_bag_label(const struct amil_clam *m, const struct amil_record *r, long *label)
+{
+    int has = amil_record_meta_long(r, "label", 0, m->classes - 1, label);
+    if (has < 0)
+        return amil_fail("label '%s' is not a class of %d", amil_record_meta(r, "label"),
+                         m->classes);
+    return has;
+}
+
+int amil_clam_judge(const struct amil_clam *m, struct amil_clam_work *w,
+                    const struct amil_record *r, struct amil_verdict *v)
+{
+    const struct amil_tensor *x = amil_clam_bag_features(m, r);
+    if (!x || amil_clam_bag_label(m, r, &v->label) != 1)
+        return x ? amil_fail("no label") : -1;
+    v->loss = amil_clam_step(m, w, x->data, (int)x->shape[0], (int)v->label, NULL, NULL);
+    v->predicted = amil_clam_predict(m, w->prob);
+    v->score = w->prob[1];
+    return 0;
+}
+
+int amil_clam_for_bag(struct amil_clam *m, const struct amil_record *r, int gated, int hidden,
+                      int attention, int classes)
+{
+    const struct amil_tensor *x = amil_record_find(r, "features");
+    if (!x || x->dtype != AMIL_F32 || x->ndim != 2 || x->shape[1] < 1 || x->shape[1] > (1 << 20))
+        return amil_fail("no features F32 [N, F ≤ 2^20]: a CLAM head trains on a backbone's "
+                         "cached features (featurize)");
+    return amil_clam_init(m, gated, (int)x->shape[1], hidden, attention, classes,
+                          classes == 2 ? 1 : classes, NULL);
 }

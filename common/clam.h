@@ -26,6 +26,7 @@
 #include <gsl/gsl_rng.h>
 
 #include "amil.h"
+#include "metrics.h"
 #include "params.h"
 
 struct amil_clam {
@@ -67,11 +68,13 @@ struct amil_clam_work {
 };
 void amil_clam_work_free(struct amil_clam_work *w);
 
-/* The bag's attention (w->a), embedding (w->m) and probabilities
- * (w->prob, classes) from its features x (n, F); with rng, H's dropout
- * drawn from it (training), else none (inference). */
-void amil_clam_forward(const struct amil_clam *m, struct amil_clam_work *w, const float *x,
-                       int n, gsl_rng *rng);
+/* The two stages, as attend and classify run them: the bag's attention
+ * (w->a, n) and embedding (w->m, L) from its features x (n, F), with rng
+ * H's dropout drawn from it (training), else none (inference); then the
+ * probabilities (w->prob, classes) of an embedding em (L). */
+void amil_clam_attend(const struct amil_clam *m, struct amil_clam_work *w, const float *x,
+                      int n, gsl_rng *rng);
+void amil_clam_classify(const struct amil_clam *m, struct amil_clam_work *w, const float *em);
 /* The same, then the loss of label y: grads (nweights) += its gradient.
  * Returns the loss. */
 double amil_clam_step(const struct amil_clam *m, struct amil_clam_work *w, const float *x,
@@ -79,5 +82,21 @@ double amil_clam_step(const struct amil_clam *m, struct amil_clam_work *w, const
 /* The class predicted from w->prob: for one output p >= 0.5, else the most
  * probable (the first of equals). */
 int amil_clam_predict(const struct amil_clam *m, const float *prob);
+
+/* A new head (weights zeroed) for bags like r, whose `features` give F;
+ * two classes take one output and the paper's loss.  0, or -1 with a
+ * message. */
+int amil_clam_for_bag(struct amil_clam *m, const struct amil_record *r, int gated, int hidden,
+                      int attention, int classes);
+/* A bag this head reads: `features` F32 (N ≥ 1, F); the tensor, or NULL
+ * with a message. */
+const struct amil_tensor *amil_clam_bag_features(const struct amil_clam *m,
+                                                 const struct amil_record *r);
+/* The record's label: 1 and *label in [0, classes), 0 if none, -1 with a
+ * message. */
+int amil_clam_bag_label(const struct amil_clam *m, const struct amil_record *r, long *label);
+/* What the head makes of labelled bag r (metrics.h), without dropout. */
+int amil_clam_judge(const struct amil_clam *m, struct amil_clam_work *w,
+                    const struct amil_record *r, struct amil_verdict *v);
 
 #endif

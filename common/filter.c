@@ -98,8 +98,10 @@ int amil_any_load(struct amil_any_model *m, const char *path)
     if (amil_record_load(path, &r) < 0)
         return -1;
     m->is_cnn = amil_cnn_is_model(&r);
-    int status = m->is_cnn ? amil_cnn_from_record(&m->cnn, &r)
-                           : amil_mil_from_record(&m->mil, &r);
+    m->is_clam = !m->is_cnn && amil_clam_is_model(&r);
+    int status = m->is_cnn    ? amil_cnn_from_record(&m->cnn, &r)
+                 : m->is_clam ? amil_clam_from_record(&m->clam, &r)
+                              : amil_mil_from_record(&m->mil, &r);
     amil_record_free(&r);
     return status < 0 ? amil_fail_in(path) : 0;
 }
@@ -108,6 +110,8 @@ void amil_any_free(struct amil_any_model *m)
 {
     if (m->is_cnn)
         amil_cnn_free(&m->cnn);
+    else if (m->is_clam)
+        amil_clam_free(&m->clam);
     else
         amil_mil_free(&m->mil);
 }

@@ -33,15 +33,18 @@ typedef long amil_filter_each(void *ctx, struct amil_record *r, long index,
 long amil_filter_run(const struct amil_filter *f, int bags, amil_filter_each *each, void *ctx,
                      const char *unit);
 
-/* The model a filter applies: an attention-MIL model or a CNN baseline,
- * told apart by its record (amil_cnn_is_model). */
+/* The model a filter applies: an attention-MIL model, a CNN baseline or
+ * a CLAM head, told apart by its record (amil_cnn_is_model,
+ * amil_clam_is_model). */
+#include "clam.h"
 #include "cnn.h"
 #include "mil.h"
 
 struct amil_any_model {
-    int is_cnn;
+    int is_cnn, is_clam;
     struct amil_mil mil;
     struct amil_cnn cnn;
+    struct amil_clam clam;
 };
 /* Loads path: 0, or -1 with a message naming it. */
 int amil_any_load(struct amil_any_model *m, const char *path);

@@ -16,6 +16,8 @@ and NumPy references for what bagify and stitch compute.
     safetensors.py drawn IMAGE PNM D     stitch --downsample D (whole D) of the
                                          bag on stdin: pixels of no patch are
                                          IMAGE's D x D box means
+    safetensors.py clam MODEL            attend -k | classify of a CLAM head
+                                         MODEL on stdin, against NumPy
     safetensors.py tissue IMAGE          the kept patches of the bag on stdin
                                          against saturation at full resolution
 """
@@ -204,6 +206,32 @@ def main():
         print("%d of %d pixels of no patch are the image's means; %d covered"
               % (same[~covered].sum(), (~covered).sum(), covered.sum()))
         assert same[~covered].all() and covered.any() and not same[covered].all()
+    elif cmd == "clam":
+        # CLAM_SB's forward in NumPy, float64, from the model file's weights
+        (_, w), = list(read(open(sys.argv[2], "rb")))
+        w = {k: v.astype(np.float64) for k, v in w.items()}
+        lin = lambda x, name: x @ w[name + ".weight"].T + w[name + ".bias"]   # noqa: E731
+        worst, n = 0.0, 0
+        for meta, t in read(stdin):
+            h = np.maximum(lin(t["features"].astype(np.float64), "attention_net.0"), 0)
+            if "attention_net.3.attention_a.0.weight" in w:
+                g = np.tanh(lin(h, "attention_net.3.attention_a.0")) / \
+                    (1 + np.exp(-lin(h, "attention_net.3.attention_b.0")))
+                s_ = lin(g, "attention_net.3.attention_c")
+            else:
+                s_ = lin(np.tanh(lin(h, "attention_net.3.module.0")), "attention_net.3.module.2")
+            a = np.exp(s_[:, 0] - s_.max())
+            a /= a.sum()
+            m = a @ h
+            z = lin(m, "classifiers")
+            p = np.array([1 / (1 + np.exp(z[0])), 1 / (1 + np.exp(-z[0]))]) if len(z) == 1 \
+                else np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+            for got, want in ((t["attention"][0], a), (t["embedding"][0], m), (t["prob"], p)):
+                worst = max(worst, np.abs(got - want).max() / np.abs(want).max())
+            assert int(meta["predicted"]) == (int(p[1] >= 0.5) if len(z) == 1 else int(p.argmax()))
+            n += 1
+        print("%d bags: attention, embedding and prob within %.1e of NumPy" % (n, worst))
+        assert n > 0 and worst < 1e-5
     elif cmd == "tissue":
         # HSV saturation on 0..255, rounded, as bagify's rule has it
         rgb = read_pnm(sys.argv[2]).astype(int)

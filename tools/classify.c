@@ -79,6 +79,23 @@ static const char *classify_bag(const struct amil_mil *m, struct amil_mil_work *
     return "embedding";
 }
 
+/* By a CLAM head, from its embedding. */
+static const char *classify_clam(const struct amil_clam *m, struct amil_clam_work *w,
+                                 const struct amil_record *r, float *prob)
+{
+    const struct amil_tensor *em = amil_record_expect(r, "embedding", AMIL_F32, 2);
+    if (em && (em->shape[0] != 1 || em->shape[1] != m->hidden)) {
+        amil_fail("embedding is [%lld, %lld]; the model's is [1, %d]",
+                  (long long)em->shape[0], (long long)em->shape[1], m->hidden);
+        return NULL;
+    }
+    if (!em)
+        return NULL;
+    amil_clam_classify(m, w, em->data);
+    memcpy(prob, w->prob, sizeof *prob * m->classes);
+    return "embedding";
+}
+
 /* By a CNN: from the tiles' cached features if a frozen backbone's record
  * has them, else from the image. */
 static const char *classify_image(const struct amil_cnn *m, struct amil_cnn_work *w,
@@ -105,6 +122,7 @@ struct classify {
     int classes;
     struct amil_mil_work w;
     struct amil_cnn_work cw;
+    struct amil_clam_work lw;
 };
 
 /* A record's probabilities and predicted class: in the record, or with -t
@@ -113,12 +131,14 @@ static long classify_one(void *ctx, struct amil_record *r, long index, const cha
 {
     struct classify *c = ctx;
     float prob[AMIL_CNN_MAX_CLASSES];   /* classes: at most 1000 (train -c) */
-    *consumed = c->any.is_cnn ? classify_image(&c->any.cnn, &c->cw, r, prob)
-                              : classify_bag(&c->any.mil, &c->w, r, prob);
+    *consumed = c->any.is_cnn    ? classify_image(&c->any.cnn, &c->cw, r, prob)
+                : c->any.is_clam ? classify_clam(&c->any.clam, &c->lw, r, prob)
+                                 : classify_bag(&c->any.mil, &c->w, r, prob);
     if (!*consumed)
         return -1;
-    int predicted = c->any.is_cnn ? amil_cnn_predict(&c->any.cnn, prob)
-                                  : amil_mil_predict(&c->any.mil, prob);
+    int predicted = c->any.is_cnn    ? amil_cnn_predict(&c->any.cnn, prob)
+                    : c->any.is_clam ? amil_clam_predict(&c->any.clam, prob)
+                                     : amil_mil_predict(&c->any.mil, prob);
     if (c->cl->table) {
         if (index == 0)   /* the header, once the first record is good */
             put_header(c->classes);
@@ -140,7 +160,9 @@ int main(int argc, char **argv)
     struct classify c = {.cl = &cl};
     if (amil_any_load(&c.any, cl.model) < 0)
         amil_die("%s", amil_error());
-    c.classes = c.any.is_cnn ? c.any.cnn.classes : c.any.mil.classes;
+    c.classes = c.any.is_cnn    ? c.any.cnn.classes
+                : c.any.is_clam ? c.any.clam.classes
+                                : c.any.mil.classes;
     if (c.classes > AMIL_CNN_MAX_CLASSES)
         amil_die("%s: %d classes; classify takes at most %d", cl.model, c.classes,
                  AMIL_CNN_MAX_CLASSES);
@@ -148,6 +170,7 @@ int main(int argc, char **argv)
     if (cl.table && records == 0)   /* no records: a table with no rows */
         put_header(c.classes);
     amil_mil_work_free(&c.w);
+    amil_clam_work_free(&c.lw);
     amil_cnn_work_free(&c.cw);
     amil_any_free(&c.any);
     return amil_close_stdout();

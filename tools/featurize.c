@@ -89,6 +89,9 @@ int main(int argc, char **argv)
     struct featurize f = {0};
     if (amil_any_load(&f.any, cl.model) < 0)
         amil_die("%s", amil_error());
+    if (f.any.is_clam)
+        amil_die("%s: a CLAM head reads cached features: featurize with its backbone "
+                 "(vgg19, resnet18), then attend with the head", cl.model);
     if (f.any.is_cnn && !f.any.cnn.trained)
         amil_die("%s: net is trained whole, not on cached features; only a frozen "
                  "backbone (vgg19, resnet18) has features to cache", cl.model);

@@ -25,7 +25,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -49,6 +48,7 @@ enum { GIVEN_EPOCHS = 1, GIVEN_LR = 2, GIVEN_DECAY = 4, GIVEN_OPTIMIZER = 8,
 struct cmdline {
     const char *output, *input, *test, *resume, *checkpoint, *weights;
     int cnn;                /* a CNN baseline, cnn_arch; else arch */
+    int clam;               /* a CLAM head: 1 gated, 2 plain (clam.h) */
     enum amil_cnn_arch cnn_arch;
     enum amil_mil_arch arch;
     unsigned given;
@@ -69,12 +69,14 @@ struct run {
 };
 
 static const char usage_text[] =
-    "usage: train -o MODEL [--arch amil|gated|net|vgg19|resnet18] [--epochs N]\n"
+    "usage: train -o MODEL [--arch amil|gated|clam|clam-plain|net|vgg19|resnet18]\n"
+    "             [--epochs N]\n"
     "             [--lr X] [--decay X] [--seed S] [--test FILE]\n"
     "             [--resume CHECKPOINT] [options] [FILE]\n"
     "  -o, --output MODEL      where the model goes\n"
-    "  -a, --arch ARCH         amil (the paper's) or gated; or a CNN baseline:\n"
-    "                          net, vgg19, resnet18 [amil]\n"
+    "  -a, --arch ARCH         amil (the paper's) or gated; clam or clam-plain,\n"
+    "                          CLAM's head on cached features; or a CNN\n"
+    "                          baseline: net, vgg19, resnet18 [amil]\n"
     "  -e, --epochs N          passes over the training set [20; CNNs 10]\n"
     "      --lr X              learning rate [1e-4; CNNs 3e-4]\n"
     "      --decay X           weight decay [1e-4; CNNs 0]\n"
@@ -86,8 +88,8 @@ static const char usage_text[] =
     "                          names); the last layer is new unless it fits\n"
     "  -s, --seed S            initial weights and the order of bags [1]\n"
     "  -c, --classes N         classes; labels run 0..N-1 [2]\n"
-    "      --hidden L          attention-MIL: features per patch [500]\n"
-    "      --attention-dim D   width of the attention network [128]\n"
+    "      --hidden L          attention-MIL: features per patch [500; clam 512]\n"
+    "      --attention-dim D   width of the attention network [128; clam 256]\n"
     "      --branches K        attention branches [1]\n"
     "      --normalize N       none (x/255, the paper's), mnist or imagenet [none]\n"
     "  -t, --test FILE         bags to score after each epoch\n"
@@ -112,6 +114,14 @@ static void settle_args(struct cmdline *cl)
     }
     if (cl->cnn && (cl->given & GIVEN_MIL))
         amil_misuse("--hidden, --attention-dim and --branches are attention-MIL's");
+    if (cl->clam && cl->branches != 1)
+        amil_misuse("a CLAM head has one attention branch");
+    if (cl->clam && !(cl->given & GIVEN_MIL))   /* CLAM's sizes and optimizer */
+        cl->hidden = 512, cl->attention = 256;
+    if (cl->clam) {
+        cl->lr = cl->given & GIVEN_LR ? cl->lr : 2e-4;
+        cl->decay = cl->given & GIVEN_DECAY ? cl->decay : 1e-5;
+    }
     if (cl->cnn) {
         cl->epochs = cl->given & GIVEN_EPOCHS ? cl->epochs : 10;
         cl->lr = cl->given & GIVEN_LR ? cl->lr : 3e-4;
@@ -154,12 +164,16 @@ static struct cmdline parse_args(int argc, char **argv)
         switch (c) {
         case 'o': cl.output = optarg; break;
         case 'a':
-            if ((kind = amil_mil_arch_parse(optarg)) >= 0)
+            cl.clam = strcmp(optarg, "clam") == 0 ? 1 : strcmp(optarg, "clam-plain") == 0 ? 2 : 0;
+            if (cl.clam)
+                cl.cnn = 0;
+            else if ((kind = amil_mil_arch_parse(optarg)) >= 0)
                 cl.arch = kind, cl.cnn = 0;
             else if ((kind = amil_cnn_arch_parse(optarg)) >= 0)
                 cl.cnn_arch = kind, cl.cnn = 1;
             else
-                amil_misuse("--arch: '%s' is not amil, gated, net, vgg19 or resnet18", optarg);
+                amil_misuse("--arch: '%s' is not amil, gated, clam, clam-plain, net, vgg19 or "
+                            "resnet18", optarg);
             break;
         case 'e': cl.epochs = amil_option_long("--epochs", optarg, 0, 1000000); break;
         case LR: cl.lr = amil_option_double("--lr", optarg, 0, 1e3); break;
@@ -205,19 +219,26 @@ static struct cmdline parse_args(int argc, char **argv)
 struct mil_context {
     const struct cmdline *cl;
     struct amil_mil *m;   /* made from the first bag if it has no weights */
+    struct amil_clam *clam;   /* or, with --arch clam, this */
 };
 
-/* A bag with a label; the first one makes the model when it has no weights. */
+/* A bag with a label; the first one makes the model (or the CLAM head)
+ * when it has no weights. */
 static long check_bag(struct amil_record *r, long index, const char *name, void *context)
 {
     const struct cmdline *cl = ((struct mil_context *)context)->cl;
     struct amil_mil *m = ((struct mil_context *)context)->m;
+    struct amil_clam *clam = cl->clam ? ((struct mil_context *)context)->clam : NULL;
     const struct amil_tensor *p = amil_record_find(r, "patches");
-    if (!m->params.weights && p && p->dtype == AMIL_U8 && p->ndim == 4 &&
+    if (clam && !clam->params.weights &&
+        amil_clam_for_bag(clam, r, cl->clam == 1, (int)cl->hidden, (int)cl->attention,
+                          (int)cl->classes) < 0)
+        amil_die("%s: record %ld: %s", name, index, amil_error());
+    if (!clam && !m->params.weights && p && p->dtype == AMIL_U8 && p->ndim == 4 &&
         amil_mil_init(m, cl->arch, (int)p->shape[3], (int)p->shape[1], (int)cl->classes,
                       (int)cl->hidden, (int)cl->attention, (int)cl->branches) < 0)
         amil_die("%s: record %ld: %s", name, index, amil_error());
-    if (m->params.weights && index == 0 && !cl->resume) {
+    if (!clam && m->params.weights && index == 0 && !cl->resume) {
         if (cl->norm == AMIL_NORM_IMAGENET && m->channels != 3)
             amil_die("--normalize imagenet needs RGB bags, not %d channel%s", m->channels,
                      m->channels == 1 ? "" : "s");
@@ -225,7 +246,8 @@ static long check_bag(struct amil_record *r, long index, const char *name, void 
     }
     long label;
     int has = 0;
-    if (!amil_mil_bag_patches(m, r) || (has = amil_mil_bag_label(m, r, &label)) < 0)
+    if (!(clam ? amil_clam_bag_features(clam, r) : amil_mil_bag_patches(m, r)) ||
+        (has = clam ? amil_clam_bag_label(clam, r, &label) : amil_mil_bag_label(m, r, &label)) < 0)
         amil_die("%s: record %ld: %s", name, index, amil_error());
     if (!has)
         amil_die("%s: record %ld: no label (bagify -l or -L gives one)", name, index);
@@ -241,12 +263,14 @@ static void get_record(struct amil_samples *s, long i, struct amil_record *r)
 
 /* Bag i's patches and label, checked again: a file read each epoch may have
  * changed under us since load_bags() checked it. */
-static const struct amil_tensor *bag_of(const struct amil_mil *m, struct amil_samples *s,
-                                        long i, struct amil_record *r, long *label)
+static const struct amil_tensor *bag_of(const struct amil_mil *m, const struct amil_clam *clam,
+                                        struct amil_samples *s, long i, struct amil_record *r,
+                                        long *label)
 {
     get_record(s, i, r);
-    const struct amil_tensor *p = amil_mil_bag_patches(m, r);
-    if (!p || amil_mil_bag_label(m, r, label) != 1)
+    const struct amil_tensor *p = clam ? amil_clam_bag_features(clam, r)
+                                       : amil_mil_bag_patches(m, r);
+    if (!p || (clam ? amil_clam_bag_label(clam, r, label) : amil_mil_bag_label(m, r, label)) != 1)
         amil_die("%s: record %ld changed since it was first read", s->stream.name, i);
     return p;
 }
@@ -258,6 +282,8 @@ static const struct amil_tensor *bag_of(const struct amil_mil *m, struct amil_sa
 struct judge {
     const struct amil_mil *mil;
     struct amil_mil_work *mil_work;
+    const struct amil_clam *clam;
+    struct amil_clam_work *clam_work;
     const struct amil_cnn *cnn;
     struct amil_cnn_work *cnn_work;
     int cached;
@@ -270,8 +296,9 @@ static struct amil_score score_set(struct amil_samples *set, const struct judge 
     for (long i = 0; i < set->count; i++) {
         struct amil_record r;
         get_record(set, i, &r);
-        if ((j->cnn ? amil_cnn_judge(j->cnn, j->cnn_work, &r, j->cached, &v[i])
-                    : amil_mil_judge(j->mil, j->mil_work, &r, &v[i])) < 0)
+        if ((j->cnn    ? amil_cnn_judge(j->cnn, j->cnn_work, &r, j->cached, &v[i])
+             : j->clam ? amil_clam_judge(j->clam, j->clam_work, &r, &v[i])
+                       : amil_mil_judge(j->mil, j->mil_work, &r, &v[i])) < 0)
             amil_die("%s: record %ld changed since it was first read", set->stream.name, i);
         amil_samples_put(set, &r);
     }
@@ -296,60 +323,16 @@ static void progress(const struct cmdline *cl, long epoch, long i, long n, doubl
         fputs("\r\033[K", stderr);
 }
 
-/* What an interrupt prints: where the last checkpoint is and how to go on
- * (made ready outside the handler, which only writes it). */
-static char interrupted[8192] = "train: interrupted before the first checkpoint: nothing to "
-                                "resume from\n";
-
-static void on_interrupt(int sig)
-{
-    amil_output_cleanup();   /* a checkpoint being written stays as it was */
-    ssize_t ignored = write(STDERR_FILENO, interrupted, strlen(interrupted));
-    (void)ignored;
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-/* Prints the interrupt message on SIGINT and SIGTERM; argv is the command
- * to repeat with --resume. */
-static void catch_interrupts(void)
-{
-    struct sigaction action = {0};
-    action.sa_handler = on_interrupt;
-    sigaction(SIGINT, &action, NULL);
-    sigaction(SIGTERM, &action, NULL);
-}
-
-static int saved_argc;
-static char **saved_argv;
-
 /* The model's record r (freed here) as the checkpoint of epoch, with the
  * optimizer's state of params (the trained ones). */
 static void save_checkpoint(struct run *run, struct amil_record *r,
                             const struct amil_optimizer *o, const struct amil_param *params,
                             int nparams, long epoch)
 {
-    const char *path = run->checkpoint;
     struct amil_checkpoint c = {epoch, run->seed, run->batch};
-    amil_checkpoint_to_record(r, &c, o, params, nparams);
-    /* An interrupt waits until the file and the message agree: between the
-     * rename and the new message it had named the epoch before (measured:
-     * CI's resume test found the checkpoint an epoch ahead of what it said). */
-    sigset_t interrupts, before;
-    sigemptyset(&interrupts);
-    sigaddset(&interrupts, SIGINT);
-    sigaddset(&interrupts, SIGTERM);
-    sigprocmask(SIG_BLOCK, &interrupts, &before);
-    if (amil_record_save(path, r) < 0)
+    if (amil_checkpoint_save(run->checkpoint, r, &c, o, params, nparams) < 0)
         amil_die("%s", amil_error());
-    amil_record_free(r);
-    int n = snprintf(interrupted, sizeof interrupted,
-                     "train: interrupted; epoch %ld is saved in %s; to go on:\n  ", epoch, path);
-    if (n < (int)sizeof interrupted)
-        amil_resume_command(interrupted + n, sizeof interrupted - n, "train", saved_argc - 1,
-                            saved_argv + 1, path);
-    sigprocmask(SIG_SETMASK, &before, NULL);
-    run->last_good = path;
+    run->last_good = run->checkpoint;
     run->done = epoch;
 }
 
@@ -421,28 +404,36 @@ struct mil_trainer {
     struct amil_mil_work w;
     long *order;            /* (bags) the epoch's order */
     float *grads;           /* (nweights) */
+    struct amil_clam *clam; /* --arch clam: this instead of m */
+    struct amil_clam_work cw;
+    gsl_rng *rng;           /* the epoch's: its order, then the dropout */
 };
 
 /* One epoch: each bag of t->order one step; the training loss and error. */
 static struct amil_score mil_epoch(struct mil_trainer *t, long epoch)
 {
     const struct amil_mil *m = t->m;
+    struct amil_params *params = t->clam ? &t->clam->params : &t->m->params;
     long count = t->set->count;
     double loss = 0, errors = 0;
     for (long k = 0; k < count; k++) {
         struct amil_record r;
         long label;
-        const struct amil_tensor *p = bag_of(m, t->set, t->order[k], &r, &label);
-        memset(t->grads, 0, sizeof *t->grads * m->params.nweights);
-        double l = amil_mil_step(m, &t->w, p->data, (int)p->shape[0], (int)label, t->grads);
+        const struct amil_tensor *p = bag_of(m, t->clam, t->set, t->order[k], &r, &label);
+        memset(t->grads, 0, sizeof *t->grads * params->nweights);
+        double l = t->clam ? amil_clam_step(t->clam, &t->cw, p->data, (int)p->shape[0],
+                                            (int)label, t->grads, t->rng)
+                           : amil_mil_step(m, &t->w, p->data, (int)p->shape[0], (int)label,
+                                           t->grads);
         if (!isfinite(l))
             amil_die("epoch %ld, bag %ld (%s): the loss is %s; the last checkpoint is %s",
                      epoch, t->order[k],
                      amil_record_meta(&r, "source") ? amil_record_meta(&r, "source") : "?",
                      isnan(l) ? "nan" : l > 0 ? "inf" : "-inf", t->run->last_good);
         loss += l;
-        errors += amil_mil_predict(m, t->w.prob) != label;
-        amil_optim_step(t->o, m->params.weights, t->grads);
+        errors += (t->clam ? amil_clam_predict(t->clam, t->cw.prob)
+                           : amil_mil_predict(m, t->w.prob)) != label;
+        amil_optim_step(t->o, params->weights, t->grads);
         amil_samples_put(t->set, &r);
         progress(t->cl, epoch, k, count, loss);
     }
@@ -452,52 +443,59 @@ static struct amil_score mil_epoch(struct mil_trainer *t, long epoch)
 static void train_mil(const struct cmdline *cl, struct run *run)
 {
     struct amil_mil m = {0};
+    struct amil_clam clam = {0};
     struct amil_optimizer o;
     struct amil_checkpoint c;
-    if (cl->resume && amil_checkpoint_load_mil(cl->resume, &m, &o, &c) < 0)
+    if (cl->resume && (cl->clam ? amil_checkpoint_load_clam(cl->resume, &clam, &o, &c)
+                                : amil_checkpoint_load_mil(cl->resume, &m, &o, &c)) < 0)
         amil_die("%s", amil_error());
     if (cl->resume)
         resume_run(cl, &c, run);
     struct amil_samples train, test = {0};
-    struct mil_context context = {cl, &m};
+    struct mil_context context = {cl, &m, &clam};
     load_set(&train, cl->input, check_bag, &context);
     if (cl->test)
         load_set(&test, cl->test, check_bag, &context);
+    struct amil_params *params = cl->clam ? &clam.params : &m.params;
     if (!cl->resume) {
-        amil_mil_randomize(&m, (unsigned long)run->seed);
-        start_optimizer(cl, &o, 0, m.params.nweights);
+        amil_params_randomize(params, (unsigned long)run->seed);
+        start_optimizer(cl, &o, 0, params->nweights);
     }
     struct mil_trainer t = {cl, run, &m, &o, &train, {0},
                             amil_xmalloc(sizeof(long) * train.count),
-                            amil_xmalloc(sizeof(float) * m.params.nweights)};
-    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+                            amil_xmalloc(sizeof(float) * params->nweights),
+                            cl->clam ? &clam : NULL, {0}, gsl_rng_alloc(gsl_rng_mt19937)};
     log_header();
     for (long epoch = run->done + 1; epoch <= cl->epochs; epoch++) {
         double start = amil_seconds();
-        /* The epoch's order of bags comes from a generator seeded from
-         * (seed, epoch), as a CNN's: a resumed run needs no replay. */
-        gsl_rng_set(rng, amil_epoch_seed((unsigned long)run->seed, epoch));
+        /* The epoch's order of bags (then a CLAM head's dropout) comes from a
+         * generator seeded from (seed, epoch), as a CNN's: a resumed run
+         * needs no replay. */
+        gsl_rng_set(t.rng, amil_epoch_seed((unsigned long)run->seed, epoch));
         for (long i = 0; i < train.count; i++)
             t.order[i] = i;
-        gsl_ran_shuffle(rng, t.order, (size_t)train.count, sizeof *t.order);
+        gsl_ran_shuffle(t.rng, t.order, (size_t)train.count, sizeof *t.order);
         struct amil_score tr = mil_epoch(&t, epoch), te = {NAN, NAN, NAN, NAN};
         if (cl->test)
-            te = score_set(&test, &(struct judge){.mil = &m, .mil_work = &t.w});
+            te = score_set(&test, &(struct judge){.mil = &m, .mil_work = &t.w, .clam = t.clam,
+                                                  .clam_work = &t.cw});
         struct amil_record r;
-        amil_mil_to_record(&m, &r);
-        save_checkpoint(run, &r, &o, m.params.at, m.params.n, epoch);
+        cl->clam ? amil_clam_to_record(&clam, &r) : amil_mil_to_record(&m, &r);
+        save_checkpoint(run, &r, &o, params->at, params->n, epoch);
         log_epoch(cl, epoch, tr, te, amil_seconds() - start);
     }
     struct amil_record r;
-    amil_mil_to_record(&m, &r);
+    cl->clam ? amil_clam_to_record(&clam, &r) : amil_mil_to_record(&m, &r);
     save_model(cl, run, &r);
     amil_samples_free(&train);
     amil_samples_free(&test);
     free(t.grads), free(t.order);
-    gsl_rng_free(rng);
+    gsl_rng_free(t.rng);
     amil_mil_work_free(&t.w);
+    amil_clam_work_free(&t.cw);
     amil_optim_free(&o);
     amil_mil_free(&m);
+    amil_clam_free(&clam);
 }
 
 /* ---- CNN baselines -------------------------------------------------------- */
@@ -662,8 +660,7 @@ int main(int argc, char **argv)
 {
     amil_init(argc, argv);
     const struct cmdline cl = parse_args(argc, argv);
-    saved_argc = argc, saved_argv = argv;
-    catch_interrupts();
+    amil_checkpoint_catch_interrupts("train", argc, argv);
     amil_threads((int)cl.threads);
     char *checkpoint;
     if (cl.checkpoint) {
