@@ -84,6 +84,26 @@ struct amil_tensor *amil_record_find(const struct amil_record *r, const char *na
     return NULL;
 }
 
+/* Zeroed memory for a tensor of n bytes.  A large one (a slide's patches,
+ * a bag's features) goes on 2 MiB pages where the kernel has them: filling
+ * it then takes a page fault every 2 MiB instead of every 4 KiB (measured:
+ * the faults were a fifth of bagify's time on a slide). */
+static void *tensor_memory(size_t n)
+{
+    const size_t huge = (size_t)2 << 20;
+    if (n < 2 * huge)
+        return amil_xcalloc(n ? n : 1, 1);
+    size_t rounded = (n + huge - 1) / huge * huge;
+    void *p = rounded >= n ? aligned_alloc(huge, rounded) : NULL;
+    if (!p)
+        amil_die("out of memory (%zu bytes)", n);
+#ifdef MADV_HUGEPAGE
+    madvise(p, rounded, MADV_HUGEPAGE);   /* advice: failing it changes nothing */
+#endif
+    memset(p, 0, n);
+    return p;
+}
+
 struct amil_tensor *amil_record_put(struct amil_record *r, const char *name,
                                     enum amil_dtype dtype, int ndim, const int64_t *shape)
 {
@@ -106,7 +126,7 @@ struct amil_tensor *amil_record_put(struct amil_record *r, const char *name,
     if (ndim > 0)   /* a scalar has no shape to copy, and may give none */
         memcpy(t->shape, shape, sizeof shape[0] * ndim);
     t->nbytes = count * dtypes[dtype].size;
-    t->data = amil_xcalloc(count ? count : 1, dtypes[dtype].size);
+    t->data = tensor_memory(count * dtypes[dtype].size);
     t->borrowed = 0;
     return t;
 }
