@@ -1,9 +1,10 @@
 /* model.c: model loading from a record: the A-MIL model (with its
- * optimizer state, as train --resume reads a checkpoint) and the CNN
- * baselines. */
+ * optimizer state, as train --resume reads a checkpoint), the CNN
+ * baselines and CLAM's head. */
 #include <string.h>
 
 #include "amil.h"
+#include "clam.h"
 #include "cnn.h"
 #include "fuzz.h"
 #include "mil.h"
@@ -28,6 +29,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct amil_cnn cnn;
         if (amil_cnn_from_record(&cnn, &r) == 0)
             amil_cnn_free(&cnn);
+        struct amil_clam clam;
+        if (amil_clam_from_record(&clam, &r) == 0)
+            amil_clam_free(&clam);
         amil_record_free(&r);
     }
     fclose(f);
