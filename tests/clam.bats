@@ -100,3 +100,26 @@ st.write(sys.stdout.buffer, {}, t)' "$BATS_TEST_DIRNAME" "$DATA/clam-fixture.saf
     run train --arch clam --branches 2 -o "$T/x.st" "$T/features"
     [ "$status" -eq 2 ]
 }
+
+@test "clam: a slide's 224-pixel patches through a frozen ResNet18, a CLAM head, GeoJSON for QuPath" {
+    { bagify -w -l 0 "$BREAKHIS"; bagify -w -l 1 "$IHC"; } > "$T/images"
+    train --arch resnet18 -e 0 -q -o "$T/backbone.st" "$T/images" > /dev/null
+    # a patch's features are those of the same pixels as a whole image's tile
+    pngtopam "$BREAKHIS" | pamcut -left 100 -top 50 -width 224 -height 224 > "$T/square.pam"
+    bagify -w "$T/square.pam" | featurize -m "$T/backbone.st" | recinfo -t features > "$T/tile"
+    bagify -p 224 -c none "$T/square.pam" | featurize -m "$T/backbone.st" |
+        recinfo -t features | cmp - "$T/tile"
+    # the skin slide, labelled 1, and the BreakHis image as a second bag
+    { bagify -l 1 -p 224 "$DATA/CMU-1-Small-Region.svs"; bagify -l 0 -p 224 "$BREAKHIS"; } |
+        featurize -m "$T/backbone.st" > "$T/features"
+    recinfo "$T/features" | grep -q "tensor features F32 \[49, 512\]"
+    train --arch clam -e 2 -q -o "$T/head.st" "$T/features" > /dev/null
+    attend -m "$T/head.st" "$T/features" | classify -m "$T/head.st" > "$T/rec"
+    stitch -d "$T/json" -f geojson < "$T/rec"
+    jq -e '(.features | length) == 49 and
+        (.features[0].geometry.coordinates[0][1][0] - .features[0].geometry.coordinates[0][0][0]) == 224' \
+        "$T/json/CMU-1-Small-Region.geojson"
+    run featurize -m "$T/backbone.st" < <(bagify -p 100 "$BREAKHIS")
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"resnet18 takes RGB patches of 224×224 (bagify -p 224)"* ]]
+}

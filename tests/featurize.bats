@@ -108,9 +108,11 @@ setup() {
     assert_empty "$T/out"
     pngtopam "$BREAKHIS" | pamcut -width 300 -height 200 | bagify -w - > "$T/small"
     bagify "$BREAKHIS" > "$T/bag"
+    bagify "$BREAKHIS" | featurize -m "$M" > "$T/features"
     bagify -w -g "$BREAKHIS" > "$T/gray"
     for case in "small:record 0: an image of 300×200, smaller than resnet18's 224×224 input" \
-                "bag:record 0: no tensor 'image' (bagify -w writes whole images)" \
+                "bag:record 0: patches are [400, 28, 28, 3]; resnet18 takes RGB patches of 224×224 (bagify -p 224)" \
+                "features:record 0: no tensor 'image' (bagify -w writes whole images)" \
                 "gray:record 0: an image of 1 channels; resnet18 takes RGB"; do
         run bash -c "featurize -m '$T/r.st' '$T/${case%%:*}' > '$T/out'"
         [ "$status" -eq 1 ] || { echo "$case: $status"; return 1; }

@@ -9,7 +9,9 @@
  * (`image` U8 [H, W, 3], from bagify -w) and writes each with `features`
  * F32 [N, F] and `coords` I32 [N, 2]: the input of the last layer for each
  * of the image's N tiles (cnn.h), computed once, so that train fits the
- * last layer on them without running the backbone every epoch.
+ * last layer on them without running the backbone every epoch.  A bag of
+ * patches of the backbone's input side (bagify -p 224 of a slide, for a
+ * CLAM head) gives each patch's features the same way, one tile each.
  *
  * The patches or the image, consumed, are left out unless -k keeps them.
  */
@@ -51,6 +53,32 @@ static int featurize_image(const struct amil_cnn *m, struct amil_cnn_work *w,
     return 0;
 }
 
+/* A bag's patches (N, S, S, 3), S the backbone's input side, each a tile:
+ * features (N, F), in the order of patches; coords stay as they are. */
+static int featurize_patches(const struct amil_cnn *m, struct amil_cnn_work *w,
+                             struct amil_record *r)
+{
+    const struct amil_tensor *p = amil_record_expect(r, "patches", AMIL_U8, 4);
+    if (!p)
+        return -1;
+    if (p->shape[0] < 1 || p->shape[0] > INT32_MAX / 4096 || p->shape[1] != m->size ||
+        p->shape[2] != m->size || p->shape[3] != 3)
+        return amil_fail("patches are [%lld, %lld, %lld, %lld]; %s takes RGB patches of "
+                         "%d×%d (bagify -p %d)", (long long)p->shape[0], (long long)p->shape[1],
+                         (long long)p->shape[2], (long long)p->shape[3],
+                         amil_cnn_arch_name(m->arch), m->size, m->size, m->size);
+    const uint8_t *pixels = p->data;   /* amil_record_put may move the tensors */
+    int n = (int)p->shape[0], F = amil_cnn_feature_size(m);
+    size_t patch = (size_t)m->size * m->size * 3;
+    int64_t shape[2] = {n, F};
+    float *features = amil_record_put(r, "features", AMIL_F32, 2, shape)->data;
+    static const int32_t corner[2] = {0, 0};
+    for (int i = 0; i < n; i++)
+        amil_cnn_featurize(m, w, pixels + i * patch, m->size, corner, 1,
+                           features + (size_t)i * F);
+    return n;
+}
+
 struct featurize {
     struct amil_any_model any;
     struct amil_mil_work w;
@@ -62,6 +90,10 @@ static long featurize_one(void *ctx, struct amil_record *r, long index, const ch
 {
     (void)index;
     struct featurize *f = ctx;
+    if (f->any.is_cnn && !amil_record_find(r, "image") && amil_record_find(r, "patches")) {
+        *consumed = "patches";
+        return featurize_patches(&f->any.cnn, &f->cw, r);
+    }
     if (f->any.is_cnn) {
         if (featurize_image(&f->any.cnn, &f->cw, r) < 0)
             return -1;
