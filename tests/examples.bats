@@ -37,6 +37,7 @@ setup_file() {
     mkdir -p "$s" && cd "$s"
     cp "$BREAKHIS" SOB_B_A-14-22549G-40-001.png
     cp "$BREAKHIS" x.png
+    cp "$DATA/CMU-1-Small-Region.svs" slide.svs   # OpenSlide's Aperio test slide
     BREAKHIS_MAGS="40 100 200 400" breakhis_tree "$s"
     # Folds.csv: patients 14-9133 and 14-2523 are fold 1's test
     { echo 'fold,mag,grp,filename'

@@ -238,7 +238,8 @@ for i in map(int, sys.argv[3].split(",")): st.write(sys.stdout.buffer, *recs[i])
     jq -e --argjson low "$want" '(.features | length) == 7 and
         all(.features[]; .properties.measurements.attention >= $low)' "$T/top.geojson"
     above=$(stitch -f geojson --above 0.5 < "$T/rec" | jq '.features | length')
-    [ "$above" -gt 0 ] && [ "$above" -lt "$n" ]
+    [ "$above" -gt 0 ]
+    [ "$above" -lt "$n" ]
     run stitch -f geojson --cmap gray < "$T/rec"
     [ "$status" -eq 2 ]
     run stitch --above 0.5 -o "$T/x.png" < "$T/rec"
