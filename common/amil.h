@@ -92,6 +92,9 @@ int amil_name_index(const char *const *names, int n, const char *name);
 /* Strict number parsing for options: the whole string must be a number in
  * [min, max].  Return 0 and store it, or -1 with a message. */
 int amil_parse_long(const char *s, long min, long max, long *out);
+/* The class named by the folder that holds path (a/b/1/x.png: 1, 0 to
+ * 1000000), as bagify -L dir takes it: 0, or -1 with a message. */
+int amil_folder_label(const char *path, long *label);
 int amil_parse_double(const char *s, double min, double max, double *out);
 
 /* A program's command line, as sbase's EARGF reads it: amil_usage_is

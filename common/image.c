@@ -499,3 +499,13 @@ int amil_picture_save(const char *path, const struct amil_image *img, enum amil_
     }
     return amil_output_commit(&o);
 }
+
+int amil_mask_save(const char *path, const unsigned char *mask, int width, int height)
+{
+    struct amil_image picture = {width, height, 1, amil_xmalloc((size_t)width * height)};
+    for (size_t i = 0; i < (size_t)width * height; i++)
+        picture.pixels[i] = mask[i] ? 255 : 0;
+    int status = amil_picture_save(path, &picture, AMIL_PICTURE_PNG);
+    free(picture.pixels);
+    return status;
+}

@@ -65,5 +65,8 @@ int amil_picture_write(FILE *f, const struct amil_image *img, enum amil_picture 
 /* img to the file path, whole or not at all (amil_output_open): 0, or -1
  * with a message. */
 int amil_picture_save(const char *path, const struct amil_image *img, enum amil_picture format);
+/* A mask (width × height, 0 or not) as a gray PNG at path, what is not 0
+ * white, the rest black; whole or not at all.  0, or -1 with a message. */
+int amil_mask_save(const char *path, const unsigned char *mask, int width, int height);
 
 #endif

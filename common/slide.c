@@ -206,9 +206,9 @@ static int read_image(const struct source *src, long col0, long row0, long cols,
     return 0;
 }
 
-/* The source's own pixels, strip by strip. */
+/* The source's own pixels, strip by strip, into rows stride bytes apart. */
 static int read_direct(const struct source *src, long col0, long row0, int w, int h,
-                       uint8_t *rgb)
+                       uint8_t *rgb, size_t stride)
 {
     long band = STRIP_PIXELS / w;
     band = band < 1 ? 1 : band > h ? h : band;
@@ -217,23 +217,24 @@ static int read_direct(const struct source *src, long col0, long row0, int w, in
     for (long j0 = 0; j0 < h && status == 0; j0 += band) {
         long rows = j0 + band < h ? band : h - j0;
         status = src->read(src, col0, row0 + j0, w, rows, argb);
-        for (size_t i = 0; status == 0 && i < (size_t)rows * w; i++)
-            over_white(rgb + ((size_t)j0 * w + i) * 3, argb[i]);
+        for (long r = 0; status == 0 && r < rows; r++)
+            for (long i = 0; i < w; i++)
+                over_white(rgb + (size_t)(j0 + r) * stride + (size_t)i * 3,
+                           argb[(size_t)r * w + i]);
     }
     free(argb);
     return status;
 }
 
-/* rgb (h, w, 3) = the source f times coarser from its pixel (x, y) at that
- * scale on: each pixel the mean of the area it covers (slide.h). */
-static int resample(const struct source *src, double f, int64_t x, int64_t y, int w, int h,
-                    uint8_t *rgb)
+/* rgb (h, w, 3), rows stride bytes apart, = the source f times coarser
+ * from its pixel (x, y) at that scale on: each pixel the mean of the area
+ * it covers (slide.h). */
+static int resample_block(const struct source *src, double f, int64_t x, int64_t y, int w,
+                          int h, uint8_t *rgb, size_t stride)
 {
-    if (fabs(f - 1) < 1e-9)   /* the source itself, whatever f's last bits */
-        f = 1;
     double ox = (double)x * f, oy = (double)y * f;   /* where x, y fall in the source */
     if (f == 1 && ox == floor(ox) && oy == floor(oy))
-        return read_direct(src, (long)ox, (long)oy, w, h, rgb);
+        return read_direct(src, (long)ox, (long)oy, w, h, rgb, stride);
     struct axis ax, ay;
     axis_make(&ax, ox, f, w);
     axis_make(&ay, oy, f, h);
@@ -263,7 +264,7 @@ static int resample(const struct source *src, double f, int64_t x, int64_t y, in
                             sum[3 * i + k] += wxy * px[k];
                     }
             }
-            uint8_t *out = rgb + (size_t)j * w * 3;
+            uint8_t *out = rgb + (size_t)j * stride;
             float area = (float)(f * f);
             for (long i = 0; i < (long)w * 3; i++) {
                 long v = lrintf(sum[i] / area);
@@ -273,6 +274,25 @@ static int resample(const struct source *src, double f, int64_t x, int64_t y, in
     }
     free(argb), free(sum);
     axis_free(&ax), axis_free(&ay);
+    return status;
+}
+
+/* resample_block over blocks of columns, so that a strip of the source
+ * stays near STRIP_PIXELS however wide the region (a slide may claim 10^7
+ * pixels a side). */
+static int resample(const struct source *src, double f, int64_t x, int64_t y, int w, int h,
+                    uint8_t *rgb)
+{
+    if (fabs(f - 1) < 1e-9)   /* the source itself, whatever f's last bits */
+        f = 1;
+    /* one output row needs f + 2 source rows of block·f + 2 columns; the
+     * strips of resample_block read three output rows' worth at least */
+    double most = ((double)STRIP_PIXELS / (3 * f + 2) - 2) / f;
+    int block = most < 1 ? 1 : most > w ? w : (int)most;
+    int status = 0;
+    for (int b = 0; b < w && status == 0; b += block)
+        status = resample_block(src, f, x + b, y, w - b < block ? w - b : block, h,
+                                rgb + (size_t)b * 3, (size_t)w * 3);
     return status;
 }
 

@@ -258,3 +258,18 @@ int amil_parse_double(const char *s, double min, double max, double *out)
     *out = v;
     return 0;
 }
+
+int amil_folder_label(const char *path, long *label)
+{
+    /* The folder holding the file: a/b/1/x.png -> "1". */
+    const char *end = strrchr(path, '/'), *start = end;
+    while (start && start > path && start[-1] != '/')
+        start--;
+    char dir[32];
+    if (!end || end == start || (size_t)(end - start) >= sizeof dir)
+        return amil_fail("no folder name to take a label from");
+    snprintf(dir, sizeof dir, "%.*s", (int)(end - start), start);
+    if (amil_parse_long(dir, 0, 1000000, label) < 0)
+        return amil_fail("folder '%s' is not a class number", dir);
+    return 0;
+}

@@ -260,3 +260,22 @@ for i in map(int, sys.argv[3].split(",")): st.write(sys.stdout.buffer, *recs[i])
     [ "$status" -eq 1 ]
     [ ! -e "$T/d.st" ]
 }
+
+@test "slide: a slide far wider than a band is read in blocks, in bounded memory, every pixel right" {
+    # 2,400,000 x 64 pixels from 300 KB: a grid row of patches is 200 MB
+    # of RGB, three bands' worth, and the tissue mask's strip two blocks
+    "$PY" "$BATS_TEST_DIRNAME/hostile/slides.py" "$T/wide.tif" 2400000 64
+    /usr/bin/time -f "%M" -o "$T/rss" bagify --part-size 20000 "$T/wide.tif" > "$T/bags"
+    echo "# peak RSS $(($(cat "$T/rss") / 1024)) MB" >&3
+    [ "$(cat "$T/rss")" -lt $((300 * 1024)) ]
+    run "$PY" -c '
+import sys; sys.path.insert(0, sys.argv[1]); import numpy as np, safetensors as st
+n, at = 0, []
+for meta, t in st.read(open(sys.argv[2], "rb")):
+    assert (t["patches"] == np.array([200, 120, 160], np.uint8)).all()
+    at += [tuple(c) for c in t["coords"]]; n += len(t["patches"])
+assert at == sorted(at) and len(set(at)) == n == 2 * 85714, n   # row-major, each once
+print(n, "patches, every pixel the tile'"'"'s colour")' "$BATS_TEST_DIRNAME" "$T/bags"
+    echo "$output"
+    [ "$status" -eq 0 ]
+}

@@ -192,17 +192,6 @@ static int place(const struct cmdline *cl, long size, long *offset, long *count,
     return 0;
 }
 
-/* The mask as a gray PNG: tissue white, background black. */
-static int write_mask(const char *path, const unsigned char *tissue, int width, int height)
-{
-    struct amil_image picture = {width, height, 1, amil_xmalloc((size_t)width * height)};
-    for (size_t i = 0; i < (size_t)width * height; i++)
-        picture.pixels[i] = tissue[i] ? 255 : 0;
-    int status = amil_picture_save(path, &picture, AMIL_PICTURE_PNG);
-    free(picture.pixels);
-    return status;
-}
-
 /* The record's label, as -l or -L says: 0, or -1 with a message (for a
  * name that is not BreakHis's, amil_breakhis_parse's). */
 static int set_label(const struct cmdline *cl, const char *path,
@@ -213,17 +202,8 @@ static int set_label(const struct cmdline *cl, const char *path,
         if (!is_breakhis)
             return -1;
         label = bh->tumor_class == 'M';
-    } else if (cl->label_from == LABEL_DIR) {
-        /* The folder holding the file: a/b/1/x.png -> "1". */
-        const char *end = strrchr(path, '/'), *start = end;
-        while (start && start > path && start[-1] != '/')
-            start--;
-        char dir[32];
-        if (!end || end == start || (size_t)(end - start) >= sizeof dir)
-            return amil_fail("no folder name to take a label from");
-        snprintf(dir, sizeof dir, "%.*s", (int)(end - start), start);
-        if (amil_parse_long(dir, 0, 1000000, &label) < 0)
-            return amil_fail("folder '%s' is not a class number", dir);
+    } else if (cl->label_from == LABEL_DIR && amil_folder_label(path, &label) < 0) {
+        return -1;
     }
     if (cl->label_from != LABEL_NONE)
         amil_record_set_metaf(r, "label", "%ld", label);
@@ -262,6 +242,20 @@ static int describe(const struct cmdline *cl, const char *path, long width, long
     if (is_breakhis)
         amil_breakhis_describe(&bh, r);
     return 0;
+}
+
+/* The grid's metadata: patch, stride, crop, and the crop's corner and size
+ * in the image's pixels (a slide's level 0), of which a grid pixel is scale. */
+static void describe_grid(const struct cmdline *cl, const struct grid *g, double scale,
+                          struct amil_record *r)
+{
+    amil_record_set_metaf(r, "patch", "%ld", cl->patch);
+    amil_record_set_metaf(r, "stride", "%ld", cl->stride);
+    amil_record_set_meta(r, "crop", crop_names[cl->crop]);
+    const char *keys[4] = {"crop_y", "crop_x", "crop_height", "crop_width"};
+    long crop[4] = {g->y0, g->x0, g->height, g->width};
+    for (int k = 0; k < 4; k++)
+        amil_record_set_metaf(r, keys[k], "%lld", llround(crop[k] * scale));
 }
 
 /* bagify -w: the whole image as one tensor. */
@@ -359,13 +353,7 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_im
         amil_image_free(&img);
         return 0;
     }
-    amil_record_set_metaf(r, "patch", "%ld", cl->patch);
-    amil_record_set_metaf(r, "stride", "%ld", cl->stride);
-    amil_record_set_meta(r, "crop", crop_names[cl->crop]);
-    amil_record_set_metaf(r, "crop_y", "%ld", g.y0);
-    amil_record_set_metaf(r, "crop_x", "%ld", g.x0);
-    amil_record_set_metaf(r, "crop_height", "%ld", g.height);
-    amil_record_set_metaf(r, "crop_width", "%ld", g.width);
+    describe_grid(cl, &g, 1, r);
     long p = cl->patch, C = cl->channels, total = g.rows * g.cols;
     if ((double)total * p * p * C > (double)AMIL_MAX_DATA) {
         amil_image_free(&img);
@@ -380,7 +368,7 @@ static int bagify_one(const struct cmdline *cl, const char *path, struct amil_im
         amil_record_set_metaf(r, "background", "%g", cl->background);
         amil_record_set_metaf(r, "tissue_saturation", "%d", threshold);
     }
-    if (tissue && cl->mask && write_mask(cl->mask, tissue, img.width, img.height) < 0) {
+    if (tissue && cl->mask && amil_mask_save(cl->mask, tissue, img.width, img.height) < 0) {
         free(tissue);
         amil_image_free(&img);
         amil_record_free(r);
@@ -476,7 +464,7 @@ static int slide_mask(const struct cmdline *cl, struct slide_cut *sc, double bac
             sc->keep[row * cols + col] = keep;
             sc->kept += keep;
         }
-    int status = cl->mask ? write_mask(cl->mask, mask, mw, mh) : 0;
+    int status = cl->mask ? amil_mask_save(cl->mask, mask, mw, mh) : 0;
     free(mask);
     return status;
 }
@@ -491,13 +479,7 @@ static int slide_record(const struct cmdline *cl, const char *path, const struct
     if (describe(cl, path, (long)s->width[0], (long)s->height[0], 0, r) < 0)
         return -1;
     amil_slide_describe(s, sc->level, sc->d, r);
-    amil_record_set_metaf(r, "patch", "%ld", cl->patch);
-    amil_record_set_metaf(r, "stride", "%ld", cl->stride);
-    amil_record_set_meta(r, "crop", crop_names[cl->crop]);
-    const char *keys[4] = {"crop_y", "crop_x", "crop_height", "crop_width"};
-    long crop[4] = {sc->g.y0, sc->g.x0, sc->g.height, sc->g.width};
-    for (int k = 0; k < 4; k++)   /* level-0 pixels, as coords */
-        amil_record_set_metaf(r, keys[k], "%lld", llround(crop[k] * sc->d));
+    describe_grid(cl, &sc->g, sc->d, r);
     if (background > 0) {
         amil_record_set_metaf(r, "background", "%g", background);
         amil_record_set_metaf(r, "tissue_saturation", "%ld", sc->threshold);
@@ -547,10 +529,29 @@ static int put_patch(const struct cmdline *cl, const char *path, const struct sl
     return 0;
 }
 
+/* Grid columns a band of this many pixel rows can hold (at least one). */
+static long band_columns(const struct cmdline *cl, long height)
+{
+    long fits = (BAND_BYTES / 3 / height - cl->patch) / cl->stride + 1;
+    return fits < 1 ? 1 : fits;
+}
+
+/* The first and last columns with kept patches in grid rows row0 ..
+ * row1-1 (*c0 > *c1: none). */
+static void kept_columns(const struct slide_cut *sc, long row0, long row1, long *c0, long *c1)
+{
+    long cols = sc->g.cols;
+    *c0 = cols, *c1 = -1;
+    for (long i = row0 * cols; i < row1 * cols; i++)
+        if (sc->keep[i])
+            *c0 = i % cols < *c0 ? i % cols : *c0, *c1 = i % cols > *c1 ? i % cols : *c1;
+}
+
 /* The kept patches of the slide, in bands of grid rows some 512 pixels
- * high (at most BAND_BYTES; a band spans the columns that have kept
- * patches), so that each of the slide's tiles is decoded about once, into
- * records of at most part_size patches, each written when full. */
+ * high, each band read at once (so that each of the slide's tiles is
+ * decoded about once) over the columns that have kept patches; a band
+ * wider than BAND_BYTES holds one grid row, read in blocks of columns.
+ * Into records of at most part_size patches, each written when full. */
 static int slide_patches(const struct cmdline *cl, const char *path, const struct slide_cut *sc,
                          double background)
 {
@@ -560,34 +561,35 @@ static int slide_patches(const struct cmdline *cl, const char *path, const struc
     long fill = PART_BYTES / (p * p * cl->channels) / 64 * 64;
     struct parts o = {.size = cl->part_size ? cl->part_size : fill > 0 ? fill : 1};
     o.total = (sc->kept + o.size - 1) / o.size;
-    long fits = (BAND_BYTES / (sc->g.width * 3) - p) / stride + 1;
-    long per_band = 512 / stride < fits ? 512 / stride : fits;
-    per_band = per_band < 1 ? 1 : per_band;
-    struct amil_image band = {0, 0, 3, amil_xmalloc((size_t)sc->g.width * 3 *
-                                                    (size_t)((per_band - 1) * stride + p))};
+    long per_band = 512 / stride < 1 ? 1 : 512 / stride;
+    size_t room = (size_t)BAND_BYTES > (size_t)p * p * 3 ? (size_t)BAND_BYTES : (size_t)p * p * 3;
+    struct amil_image band = {0, 0, 3, amil_xmalloc(room)};
     int status = 0;
-    for (long row0 = 0; row0 < sc->g.rows && status == 0; row0 += per_band) {
-        long row1 = row0 + per_band < sc->g.rows ? row0 + per_band : sc->g.rows;
-        long c0 = cols, c1 = -1;   /* the band's columns: its rows' kept patches */
-        for (long i = row0 * cols; i < row1 * cols; i++)
-            if (sc->keep[i])
-                c0 = i % cols < c0 ? i % cols : c0, c1 = i % cols > c1 ? i % cols : c1;
-        if (c0 > c1)
-            continue;
-        long top = sc->g.y0 + row0 * stride, left = sc->g.x0 + c0 * stride;
-        band.width = (int)((c1 - c0) * stride + p);
-        band.height = (int)((row1 - 1 - row0) * stride + p);
-        if (left + band.width > sc->width)   /* --crop pad: the rest is padding */
-            band.width = (int)(sc->width - left);
-        if (top + band.height > sc->height)
-            band.height = (int)(sc->height - top);
-        status = amil_slide_read(&sc->slide, sc->d, left, top, band.width, band.height,
-                                 band.pixels);
-        for (long row = row0; row < row1 && status == 0; row++)
-            for (long col = c0; col <= c1 && status == 0; col++)
-                if (sc->keep[row * cols + col])
-                    status = put_patch(cl, path, sc, background, &o, &band,
-                                       (row - row0) * stride, (col - c0) * stride, row, col);
+    for (long row0 = 0; row0 < sc->g.rows && status == 0;) {
+        long row1 = row0 + per_band < sc->g.rows ? row0 + per_band : sc->g.rows, c0, c1;
+        kept_columns(sc, row0, row1, &c0, &c1);
+        long height = (row1 - 1 - row0) * stride + p, block = band_columns(cl, height);
+        if (row1 - row0 > 1 && c1 - c0 >= block) {   /* too wide: one row, in blocks */
+            row1 = row0 + 1, height = p, block = band_columns(cl, height);
+            kept_columns(sc, row0, row1, &c0, &c1);
+        }
+        for (long b0 = c0; b0 <= c1 && status == 0; b0 += block) {
+            long b1 = b0 + block - 1 < c1 ? b0 + block - 1 : c1;
+            long top = sc->g.y0 + row0 * stride, left = sc->g.x0 + b0 * stride;
+            band.width = (int)((b1 - b0) * stride + p), band.height = (int)height;
+            if (left + band.width > sc->width)   /* --crop pad: the rest is padding */
+                band.width = (int)(sc->width - left);
+            if (top + band.height > sc->height)
+                band.height = (int)(sc->height - top);
+            status = amil_slide_read(&sc->slide, sc->d, left, top, band.width, band.height,
+                                     band.pixels);
+            for (long row = row0; row < row1 && status == 0; row++)
+                for (long col = b0; col <= b1 && status == 0; col++)
+                    if (sc->keep[row * cols + col])
+                        status = put_patch(cl, path, sc, background, &o, &band,
+                                           (row - row0) * stride, (col - b0) * stride, row, col);
+        }
+        row0 = row1;
     }
     if (o.open)
         amil_record_free(&o.r);
