@@ -286,13 +286,7 @@ double amil_clam_step(const struct amil_clam *m, struct amil_clam_work *w, const
 
 int amil_clam_predict(const struct amil_clam *m, const float *prob)
 {
-    if (m->outputs == 1)
-        return prob[1] >= 0.5f;
-    int best = 0;
-    for (int c = 1; c < m->classes; c++)
-        if (prob[c] > prob[best])
-            best = c;
-    return best;
+    return m->outputs == 1 ? prob[1] >= 0.5f : amil_most_probable(prob, m->classes);
 }
 
 const struct amil_tensor *amil_clam_bag_features(const struct amil_clam *m,
@@ -308,11 +302,7 @@ const struct amil_tensor *amil_clam_bag_features(const struct amil_clam *m,
 
 int amil_clam_bag_label(const struct amil_clam *m, const struct amil_record *r, long *label)
 {
-    int has = amil_record_meta_long(r, "label", 0, m->classes - 1, label);
-    if (has < 0)
-        return amil_fail("label '%s' is not a class of %d", amil_record_meta(r, "label"),
-                         m->classes);
-    return has;
+    return amil_label_of(r, m->classes, label);
 }
 
 int amil_clam_judge(const struct amil_clam *m, struct amil_clam_work *w,

@@ -138,10 +138,7 @@ int amil_cnn_judge(const struct amil_cnn *m, struct amil_cnn_work *w,
 
 int amil_cnn_predict(const struct amil_cnn *m, const float *prob)
 {
-    int best = 0;
-    for (int c = 1; c < m->classes; c++)
-        best = prob[c] > prob[best] ? c : best;
-    return best;
+    return amil_most_probable(prob, m->classes);
 }
 
 /* ---- training samples ----------------------------------------------------- */

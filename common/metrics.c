@@ -64,3 +64,20 @@ struct amil_score amil_score_of(const struct amil_verdict *v, size_t n)
     free(positive);
     return s;
 }
+
+int amil_most_probable(const float *prob, int classes)
+{
+    int best = 0;
+    for (int c = 1; c < classes; c++)
+        best = prob[c] > prob[best] ? c : best;
+    return best;
+}
+
+int amil_label_of(const struct amil_record *r, int classes, long *label)
+{
+    int has = amil_record_meta_long(r, "label", 0, classes - 1, label);
+    if (has < 0)
+        return amil_fail("label '%s' is not a class of the model (0 to %d)",
+                         amil_record_meta(r, "label"), classes - 1);
+    return has;
+}

@@ -24,4 +24,11 @@ struct amil_score {
 };
 struct amil_score amil_score_of(const struct amil_verdict *v, size_t n);
 
+/* The most probable of classes (prob), the first of equals. */
+int amil_most_probable(const float *prob, int classes);
+/* A record's label: 1 and *label in [0, classes), 0 if it has none, -1
+ * with a message if it is not such a class. */
+struct amil_record;
+int amil_label_of(const struct amil_record *r, int classes, long *label);
+
 #endif

@@ -221,13 +221,7 @@ int amil_mil_load(struct amil_mil *m, const char *path)
 
 int amil_mil_predict(const struct amil_mil *m, const float *prob)
 {
-    if (m->classes == 2)
-        return prob[1] >= 0.5f;
-    int best = 0;
-    for (int c = 1; c < m->classes; c++)
-        if (prob[c] > prob[best])
-            best = c;
-    return best;
+    return m->classes == 2 ? prob[1] >= 0.5f : amil_most_probable(prob, m->classes);
 }
 
 const struct amil_tensor *amil_mil_bag_patches(const struct amil_mil *m,
@@ -253,12 +247,6 @@ const struct amil_tensor *amil_mil_bag_patches(const struct amil_mil *m,
 
 int amil_mil_bag_label(const struct amil_mil *m, const struct amil_record *r, long *label)
 {
-    int has = amil_record_meta_long(r, "label", 0, m->classes - 1, label);
-    if (has < 0) {
-        const char *v = amil_record_meta(r, "label");
-        return amil_fail("label '%s' is not a class of the model (0 to %d)", v,
-                         m->classes - 1);
-    }
-    return has;
+    return amil_label_of(r, m->classes, label);
 }
 

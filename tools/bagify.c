@@ -499,7 +499,9 @@ static int slide_record(const struct cmdline *cl, const char *path, const struct
 /* The records a slide's patches go into, one part at a time. */
 struct parts {
     struct amil_record r;
-    long size, total, part, filled;
+    long size, total, part, filled, count;   /* count: the open part's patches */
+    unsigned char *patches;                  /* its tensors' data */
+    int32_t *coords;
     int open;
 };
 
@@ -515,14 +517,14 @@ static int put_patch(const struct cmdline *cl, const char *path, const struct sl
         count = count < o->size ? count : o->size;
         if (slide_record(cl, path, sc, background, o->part, o->total, count, &o->r) < 0)
             return -1;
-        o->open = 1, o->filled = 0;
+        o->patches = amil_record_find(&o->r, "patches")->data;
+        o->coords = amil_record_find(&o->r, "coords")->data;
+        o->open = 1, o->filled = 0, o->count = count;
     }
-    unsigned char *patches = amil_record_find(&o->r, "patches")->data;
-    int32_t *coords = amil_record_find(&o->r, "coords")->data;
-    cut_patch(cl, band, NULL, y, x, patches + (size_t)o->filled * p * p * cl->channels);
-    coords[2 * o->filled] = (int32_t)llround((sc->g.y0 + row * cl->stride) * sc->d);
-    coords[2 * o->filled + 1] = (int32_t)llround((sc->g.x0 + col * cl->stride) * sc->d);
-    if (++o->filled == amil_record_find(&o->r, "coords")->shape[0]) {
+    cut_patch(cl, band, NULL, y, x, o->patches + (size_t)o->filled * p * p * cl->channels);
+    o->coords[2 * o->filled] = (int32_t)llround((sc->g.y0 + row * cl->stride) * sc->d);
+    o->coords[2 * o->filled + 1] = (int32_t)llround((sc->g.x0 + col * cl->stride) * sc->d);
+    if (++o->filled == o->count) {
         emit(path, &o->r);
         o->open = 0, o->part++;
     }

@@ -63,15 +63,22 @@ static void put_row(int classes, const struct amil_record *r, const float *prob,
 
 /* The record's probabilities by an attention-MIL model, from its
  * embedding; returns the tensor read, or NULL with a message. */
+static const struct amil_tensor *embedding_of(const struct amil_record *r, int branches,
+                                              int hidden)
+{
+    const struct amil_tensor *em = amil_record_expect(r, "embedding", AMIL_F32, 2);
+    if (em && (em->shape[0] != branches || em->shape[1] != hidden)) {
+        amil_fail("embedding is [%lld, %lld]; the model's is [%d, %d]",
+                  (long long)em->shape[0], (long long)em->shape[1], branches, hidden);
+        return NULL;
+    }
+    return em;
+}
+
 static const char *classify_bag(const struct amil_mil *m, struct amil_mil_work *w,
                                 const struct amil_record *r, float *prob)
 {
-    const struct amil_tensor *em = amil_record_expect(r, "embedding", AMIL_F32, 2);
-    if (em && (em->shape[0] != m->branches || em->shape[1] != m->hidden)) {
-        amil_fail("embedding is [%lld, %lld]; the model's is [%d, %d]",
-                  (long long)em->shape[0], (long long)em->shape[1], m->branches, m->hidden);
-        return NULL;
-    }
+    const struct amil_tensor *em = embedding_of(r, m->branches, m->hidden);
     if (!em)
         return NULL;
     amil_mil_classify(m, w, em->data);
@@ -83,12 +90,7 @@ static const char *classify_bag(const struct amil_mil *m, struct amil_mil_work *
 static const char *classify_clam(const struct amil_clam *m, struct amil_clam_work *w,
                                  const struct amil_record *r, float *prob)
 {
-    const struct amil_tensor *em = amil_record_expect(r, "embedding", AMIL_F32, 2);
-    if (em && (em->shape[0] != 1 || em->shape[1] != m->hidden)) {
-        amil_fail("embedding is [%lld, %lld]; the model's is [1, %d]",
-                  (long long)em->shape[0], (long long)em->shape[1], m->hidden);
-        return NULL;
-    }
+    const struct amil_tensor *em = embedding_of(r, 1, m->hidden);
     if (!em)
         return NULL;
     amil_clam_classify(m, w, em->data);
