@@ -69,7 +69,7 @@ int amil_mil_load(struct amil_mil *m, const char *path);
 struct amil_mil_work {
     const struct amil_kernels *kernels;   /* amil_kernels(), at first use */
     int threads;            /* amil_thread_count() the buffers were made for */
-    int capacity[3];        /* patches the buffers of each stage hold */
+    int capacity[4];        /* patches the buffers of each stage hold */
     int n;                  /* patches of the current bag */
     float *x;               /* (G, C, P, P, lanes) the normalized input */
     float *p1;              /* (G, 20, S1, S1, lanes) pool 1, + bias, ReLU */

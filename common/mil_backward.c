@@ -152,8 +152,6 @@ static void conv_back_of_groups(void *ctx, int first, int end, int thread)
         memset(dc1, 0, sizeof *dc1 * z.c1);
         k->unpool_relu(dc2, G(CONV2_B), w->dp2 + g * z.p2, w->p2 + g * z.p2,
                        w->arg2 + g * z.p2, CONV2, s.conv2, s.conv2);
-        if (pass->cam)
-            gradcam_group(m, w, pass->cam, pass->n, g, w->c2 + thread * z.c2, dc2, thread);
         if (mil_shift_pays(m, k->lanes, pass->n, g))
             conv2_dweight_shifted(m, w, G(CONV2_W), dc2, p1, pass->n, g, thread);
         else
@@ -166,11 +164,6 @@ static void conv_back_of_groups(void *ctx, int first, int end, int thread)
 #undef G
 }
 
-/* Backward from w->dlogits (the gradient of whatever scalar is being
- * differentiated with respect to the logits) through the whole network of
- * the bag amil_mil_step or amil_mil_gradcam has just run forward:
- * grads (nweights) += its parameters' gradients; with cam, also the
- * Grad-CAM maps (N, S, S) of the second convolution. */
 /* sums (C) += the columns of x (N, C), row after row. */
 static void column_sums(float *sums, const float *x, int N, int C)
 {
@@ -179,10 +172,11 @@ static void column_sums(float *sums, const float *x, int N, int C)
             sums[c] += x[(size_t)i * C + c];
 }
 
-/* Rows first .. end-1 back through the attention network from dscores: its
- * input gradient added to dH; then dH through the linear layer's ReLU (dH
- * keeps the masked gradient) into the lanes of dhl.  The rows' gradients
- * are zeroed here, once, and every product and layer adds to them. */
+/* Rows first .. end-1 of the pass back through the attention network from
+ * dscores: its input gradient added to dH; then dH through the linear
+ * layer's ReLU (dH keeps the masked gradient) into the lanes of dhl.  The
+ * rows' gradients are zeroed here, once, and every product and layer adds
+ * to them.  Row r is the bag's row base + r (rows_pass). */
 static void attention_back_of_rows(void *ctx, int first, int end, int thread)
 {
     (void)thread;
@@ -190,8 +184,9 @@ static void attention_back_of_rows(void *ctx, int first, int end, int thread)
     const struct amil_mil *m = pass->m;
     struct amil_mil_work *w = pass->w;
     int L = m->hidden, D = m->attention, K = m->branches, rows = end - first;
-    size_t nd = (size_t)rows * D, at = (size_t)first * D;
-    const float *dscores = w->dscores + (size_t)first * K, *h = pass->h + (size_t)first * L;
+    size_t nd = (size_t)rows * D, at = (size_t)first * D, bag = (size_t)pass->base + first;
+    const float *dscores = w->dscores + bag * K, *h = pass->h + (size_t)first * L;
+    const float *v = w->v + bag * D, *u = w->u + bag * D;
     float *dv = w->dv + at, *dvt = w->dvt + at, *dh = w->dh + (size_t)first * L;
     memset(dv, 0, sizeof *dv * nd);
     memset(dvt, 0, sizeof *dvt * nd);
@@ -199,7 +194,7 @@ static void attention_back_of_rows(void *ctx, int first, int end, int thread)
         /* tanh's output: dVt (rows, D) += dscores (rows, K) · W (K, D) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, K, 1.0f, dscores, K,
                     W(m, ATT_FIRST + 2), D, 1.0f, dvt, D);
-        amil_tanh_backward(dv, dvt, w->v + at, nd);
+        amil_tanh_backward(dv, dvt, v, nd);
     } else {
         float *dgate = w->dgate + at, *du = w->du + at, *dut = w->dut + at;
         memset(dgate, 0, sizeof *dgate * nd);
@@ -209,11 +204,11 @@ static void attention_back_of_rows(void *ctx, int first, int end, int thread)
                     W(m, ATT_FIRST + 4), D, 1.0f, dgate, D);
         /* the product tanh(V H) ⊙ σ(U H): each factor's gradient */
         for (size_t i = 0; i < nd; i++) {
-            dvt[i] += dgate[i] * w->u[at + i];
-            dut[i] += dgate[i] * w->v[at + i];
+            dvt[i] += dgate[i] * u[i];
+            dut[i] += dgate[i] * v[i];
         }
-        amil_tanh_backward(dv, dvt, w->v + at, nd);
-        amil_sigmoid_backward(du, dut, w->u + at, nd);
+        amil_tanh_backward(dv, dvt, v, nd);
+        amil_sigmoid_backward(du, dut, u, nd);
         /* dH (rows, L) += dU (rows, D) · U's weight (D, L) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, L, D, 1.0f, du, D,
                     W(m, ATT_FIRST + 2), L, 1.0f, dh, L);
@@ -250,37 +245,61 @@ static void attention_dweight_of_units(void *ctx, int first, int end, int thread
                     pass->grads + m->params.at[params[k]].offset + (size_t)first * L, L);
 }
 
-static void backward(const struct amil_mil *m, struct amil_mil_work *w, int n, float *grads,
-                     float *cam)
+/* From w->dlogits (the gradient of whatever scalar is being differentiated
+ * with respect to the logits) to the scores of the bag attend has just run
+ * on h (N, L): dM (K, L), then dA (K, N) = dM · Hᵀ, through the softmax to
+ * w->dscores (N, K).  grads (nweights, or NULL) += the classifier's
+ * gradients. */
+static void scores_backward(const struct amil_mil *m, struct amil_mil_work *w, const float *h,
+                            int n, float *grads)
 {
-    int L = m->hidden, D = m->attention, K = m->branches;
-    int head = m->params.n - 2, outputs = amil_mil_outputs(m);
-#define G(i) (grads + m->params.at[i].offset)
-    /* classifier: dM (1, K·L) */
+    int L = m->hidden, K = m->branches, head = m->params.n - 2;
+    mil_fit(m, w, n, STAGE_SCORES_BACKWARD);
     memset(w->dm, 0, sizeof *w->dm * L * K);
-    amil_linear_backward(w->dm, G(head), G(head + 1), w->dlogits, w->m, W(m, head), 1,
-                         L * K, outputs);
-    /* M = A H: dA (K, N) += dM (K, L) · Hᵀ; dH (N, L) += Aᵀ · dM */
+    amil_linear_backward(w->dm, grads ? grads + m->params.at[head].offset : NULL,
+                         grads ? grads + m->params.at[head + 1].offset : NULL, w->dlogits,
+                         w->m, W(m, head), 1, L * K, amil_mil_outputs(m));
     memset(w->da, 0, sizeof *w->da * K * n);
-    memset(w->dh, 0, sizeof *w->dh * n * L);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, n, L, 1.0f, w->dm, L, w->h, L,
-                1.0f, w->da, n);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, L, K, 1.0f, w->a, n, w->dm, L,
-                1.0f, w->dh, L);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, n, L, 1.0f, w->dm, L, h, L, 1.0f,
+                w->da, n);
     memset(w->dsoft, 0, sizeof *w->dsoft * K * n);
     amil_softmax_backward(w->dsoft, w->da, w->a, K, n);
     for (int k = 0; k < K; k++)
         for (int i = 0; i < n; i++)
             w->dscores[(size_t)i * K + k] = w->dsoft[(size_t)k * n + i];
-    /* the attention network, rows split among threads, then its weights'
-     * gradients, units split among threads */
-    struct rows_pass rows = {m, w, w->h, n, grads};
-    amil_parallel(n, attention_back_of_rows, &rows);
-    const struct amil_kernels *kern = w->kernels;
-    int lanes = kern->lanes, groups = (n + lanes - 1) / lanes;
-    for (int i = n; i < groups * lanes; i++)   /* the last group's empty lanes */
+}
+
+/* dH of rows base .. base+count-1 of a bag of n (the chunk's h (count, L)):
+ * M = A H gives Aᵀ dM, the attention network the rest; masked by the
+ * linear layer's ReLU into w->dh (count, L) and the lanes of w->dhl (the
+ * last group's empty lanes zero). */
+static void rows_backward(const struct amil_mil *m, struct amil_mil_work *w, const float *h,
+                          int base, int count, int n, float *grads)
+{
+    int L = m->hidden, K = m->branches, lanes = w->kernels->lanes;
+    memset(w->dh, 0, sizeof *w->dh * count * L);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, count, L, K, 1.0f, w->a + base, n,
+                w->dm, L, 1.0f, w->dh, L);
+    struct rows_pass rows = {m, w, h, count, grads, base};
+    amil_parallel(count, attention_back_of_rows, &rows);
+    int groups = (count + lanes - 1) / lanes;
+    for (int i = count; i < groups * lanes; i++)
         for (int j = 0; j < L; j++)
             w->dhl[(size_t)(i / lanes) * L * lanes + (size_t)j * lanes + i % lanes] = 0;
+}
+
+/* Backward from w->dlogits through the whole network of the bag
+ * amil_mil_step has just run forward: grads (nweights) += its parameters'
+ * gradients. */
+static void backward(const struct amil_mil *m, struct amil_mil_work *w, int n, float *grads)
+{
+    int L = m->hidden, D = m->attention, K = m->branches;
+#define G(i) (grads + m->params.at[i].offset)
+    scores_backward(m, w, w->h, n, grads);
+    rows_backward(m, w, w->h, 0, n, n, grads);
+    /* the attention network's weights' gradients, units split among
+     * threads */
+    struct rows_pass rows = {m, w, w->h, n, grads, 0};
     amil_parallel(D, attention_dweight_of_units, &rows);
     int last = m->arch == AMIL_MIL_PLAIN ? ATT_FIRST + 2 : ATT_FIRST + 4;
     const float *before_last = m->arch == AMIL_MIL_PLAIN ? w->v : w->gate;
@@ -295,7 +314,8 @@ static void backward(const struct amil_mil *m, struct amil_mil_work *w, int n, f
      * linear layer over all groups, then group by group back to conv1 */
     column_sums(G(FC_B), w->dh, n, L);
     fc_dweight(m, w, n, grads);
-    struct bag_pass pass = {m, w, NULL, n, grads, cam};
+    int lanes = w->kernels->lanes, groups = (n + lanes - 1) / lanes;
+    struct bag_pass pass = {m, w, NULL, n, grads, NULL};
     memset(w->dp2, 0, sizeof *w->dp2 * (size_t)groups * m->flat * lanes);
     amil_parallel(groups, linear_back_of_groups, &pass);
     /* the convolutions group by group, each thread adding its parameters'
@@ -309,6 +329,14 @@ static void backward(const struct amil_mil *m, struct amil_mil_work *w, int n, f
 #undef G
 }
 
+/* Sets w->dlogits to the gradient of class target's score, its logit: with
+ * the sigmoid head, class 1's is z and class 0's is -z. */
+static void score_of(const struct amil_mil *m, struct amil_mil_work *w, int target)
+{
+    for (int c = 0; c < amil_mil_outputs(m); c++)
+        w->dlogits[c] = m->classes == 2 ? (target == 1 ? 1.0f : -1.0f) : (c == target);
+}
+
 double amil_mil_step(const struct amil_mil *m, struct amil_mil_work *w,
                      const uint8_t *patches, int n, int y, float *grads)
 {
@@ -319,6 +347,7 @@ double amil_mil_step(const struct amil_mil *m, struct amil_mil_work *w,
     if (!grads)   /* the loss alone */
         return m->classes == 2 ? amil_bernoulli_nll(w->prob[1], y, NULL)
                                : amil_cross_entropy(w->logits, outputs, y, NULL);
+    mil_fit(m, w, n, STAGE_SCORES_BACKWARD);
     mil_fit(m, w, n, STAGE_BACKWARD);
     double loss;
     if (m->classes == 2) {
@@ -328,7 +357,7 @@ double amil_mil_step(const struct amil_mil *m, struct amil_mil_work *w,
     } else {
         loss = amil_cross_entropy(w->logits, outputs, y, w->dlogits);
     }
-    backward(m, w, n, grads, NULL);
+    backward(m, w, n, grads);
     return loss;
 }
 
@@ -346,19 +375,53 @@ int amil_mil_judge(const struct amil_mil *m, struct amil_mil_work *w,
 
 int amil_mil_gradcam_side(const struct amil_mil *m) { return sides_of(m->patch).conv2; }
 
+/* Groups first .. end-1 of a chunk from dP2 back to dC2 through the second
+ * pooling and ReLU, then their Grad-CAM maps; no weight gradients. */
+static void cam_of_groups(void *ctx, int first, int end, int thread)
+{
+    const struct bag_pass *pass = ctx;
+    const struct amil_mil *m = pass->m;
+    struct amil_mil_work *w = pass->w;
+    const struct amil_kernels *k = w->kernels;
+    struct sides s = sides_of(m->patch);
+    struct group_sizes z = mil_group_sizes(m, k->lanes);
+    float *dc2 = w->dc2 + thread * z.c2, dbias[CONV2] = {0};   /* dbias: not wanted */
+    for (int g = first; g < end; g++) {
+        memset(dc2, 0, sizeof *dc2 * z.c2);
+        k->unpool_relu(dc2, dbias, w->dp2 + g * z.p2, w->p2 + g * z.p2, w->arg2 + g * z.p2,
+                       CONV2, s.conv2, s.conv2);
+        gradcam_group(m, w, pass->cam, pass->n, g, w->c2 + thread * z.c2, dc2, thread);
+    }
+}
+
+/* Two passes over the bag, AMIL_MIL_CHUNK patches at a time: the features
+ * (N, L), then attend and classify over all of them and the scores'
+ * gradients; then each chunk's forward again (the same bits: the same
+ * chunks), its rows' gradients, and back through the linear layer to the
+ * second convolution.  The bag's buffers are its features and what attend
+ * keeps; the rest is a chunk's. */
 void amil_mil_gradcam(const struct amil_mil *m, struct amil_mil_work *w,
                       const uint8_t *patches, int n, int target, float *cam)
 {
-    amil_mil_featurize(m, w, patches, n);
-    amil_mil_attend(m, w, w->h, n);
+    size_t L = (size_t)m->hidden, patch = (size_t)m->patch * m->patch * m->channels;
+    size_t map = (size_t)amil_mil_gradcam_side(m) * amil_mil_gradcam_side(m);
+    float *h = amil_xmalloc(sizeof *h * n * L);   /* (N, L) */
+    amil_mil_features(m, w, patches, n, h);
+    amil_mil_attend(m, w, h, n);
     amil_mil_classify(m, w, w->m);
-    mil_fit(m, w, n, STAGE_BACKWARD);
-    /* the score of the target class: the logit; with the sigmoid head, class
-     * 1's is z and class 0's is -z */
-    int outputs = amil_mil_outputs(m);
-    for (int c = 0; c < outputs; c++)
-        w->dlogits[c] = m->classes == 2 ? (target == 1 ? 1.0f : -1.0f) : (c == target);
-    float *grads = amil_xcalloc(m->params.nweights, sizeof *grads);   /* not wanted */
-    backward(m, w, n, grads, cam);
-    free(grads);
+    mil_fit(m, w, n, STAGE_SCORES_BACKWARD);
+    score_of(m, w, target);
+    scores_backward(m, w, h, n, NULL);
+    for (int first = 0; first < n; first += AMIL_MIL_CHUNK) {
+        int count = n - first < AMIL_MIL_CHUNK ? n - first : AMIL_MIL_CHUNK;
+        amil_mil_featurize(m, w, patches + first * patch, count);
+        mil_fit(m, w, count, STAGE_BACKWARD);
+        rows_backward(m, w, h + first * L, first, count, n, NULL);
+        int lanes = w->kernels->lanes, groups = (count + lanes - 1) / lanes;
+        struct bag_pass pass = {m, w, NULL, count, NULL, cam + first * map};
+        memset(w->dp2, 0, sizeof *w->dp2 * (size_t)groups * m->flat * lanes);
+        amil_parallel(groups, linear_back_of_groups, &pass);
+        amil_parallel(groups, cam_of_groups, &pass);
+    }
+    free(h);
 }

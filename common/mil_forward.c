@@ -25,16 +25,17 @@ static void free_stage(struct amil_mil_work *w, int stage)
     void **attention[] = {(void **)&w->v, (void **)&w->u, (void **)&w->gate,
                           (void **)&w->scores, (void **)&w->a, (void **)&w->m,
                           (void **)&w->logits, (void **)&w->prob};
+    void **scores[] = {(void **)&w->dscores, (void **)&w->da, (void **)&w->dsoft,
+                       (void **)&w->dm, (void **)&w->dlogits};
     void **backward[] = {(void **)&w->dhl, (void **)&w->dp2, (void **)&w->pk,
                          (void **)&w->dwk, (void **)&w->dc2,
                          (void **)&w->dp1, (void **)&w->dc1, (void **)&w->dconv, (void **)&w->dh,
                          (void **)&w->dv, (void **)&w->du, (void **)&w->dvt, (void **)&w->dut,
-                         (void **)&w->dgate, (void **)&w->dscores, (void **)&w->da,
-                         (void **)&w->dsoft,
-                         (void **)&w->dm, (void **)&w->dlogits};
-    void ***lists[STAGES] = {features, attention, backward};
+                         (void **)&w->dgate};
+    void ***lists[STAGES] = {features, attention, scores, backward};
     size_t sizes[STAGES] = {sizeof features / sizeof *features,
                             sizeof attention / sizeof *attention,
+                            sizeof scores / sizeof *scores,
                             sizeof backward / sizeof *backward};
     for (size_t i = 0; i < sizes[stage]; i++) {
         free(*lists[stage][i]);
@@ -241,6 +242,12 @@ void mil_fit(const struct amil_mil *m, struct amil_mil_work *w, int n, int stage
         ALLOC(m, K * L);
         ALLOC(logits, m->classes);
         ALLOC(prob, m->classes);
+    } else if (stage == STAGE_SCORES_BACKWARD) {
+        ALLOC(dscores, N * K);
+        ALLOC(da, K * N);
+        ALLOC(dsoft, K * N);
+        ALLOC(dm, K * L);
+        ALLOC(dlogits, m->classes);
     } else {
         size_t blocks = ((size_t)m->flat + V - 1) / V;
         ALLOC(dhl, G * L * V);
@@ -257,11 +264,6 @@ void mil_fit(const struct amil_mil *m, struct amil_mil_work *w, int n, int stage
         ALLOC(dvt, N * D);
         ALLOC(dut, N * D);
         ALLOC(dgate, N * D);
-        ALLOC(dscores, N * K);
-        ALLOC(da, K * N);
-        ALLOC(dsoft, K * N);
-        ALLOC(dm, K * L);
-        ALLOC(dlogits, m->classes);
     }
 #undef ALLOC
     w->capacity[stage] = (int)N;
@@ -427,7 +429,7 @@ void amil_mil_attend(const struct amil_mil *m, struct amil_mil_work *w, const fl
     mil_fit(m, w, n, STAGE_ATTENTION);
     w->n = n;
     int L = m->hidden, K = m->branches;
-    struct rows_pass pass = {m, w, h, n, NULL};
+    struct rows_pass pass = {m, w, h, n, NULL, 0};
     amil_parallel(n, attention_of_rows, &pass);
     for (int k = 0; k < K; k++)   /* (N, K) -> (K, N), then softmax over N */
         for (int i = 0; i < n; i++)

@@ -35,12 +35,14 @@ static inline struct sides sides_of(int patch)
 enum { CONV1_W, CONV1_B, CONV2_W, CONV2_B, FC_W, FC_B, ATT_FIRST };
 
 /* The buffers of each stage: featurize's, attend's and classify's, and the
- * gradients only a training step needs; each stage grows on its own, so
- * that attend does not hold the convolutions' memory, nor featurize the
- * gradients'.  The feature extractor's activations are in the lane layout
+ * gradients only backward needs: those of the scores and the classifier,
+ * (K, N) at most, and those of each patch's rows and lanes; each stage
+ * grows on its own, so that attend does not hold the convolutions' memory,
+ * nor featurize the gradients', and Grad-CAM can hold a chunk's rows while
+ * the scores' gradients span the bag.  The feature extractor's activations are in the lane layout
  * of kernels.h, a group of `lanes` patches at a time; what backward needs
  * is kept for the whole bag, one group's convolution outputs are scratch. */
-enum { STAGE_FEATURES, STAGE_ATTENTION, STAGE_BACKWARD, STAGES };
+enum { STAGE_FEATURES, STAGE_ATTENTION, STAGE_SCORES_BACKWARD, STAGE_BACKWARD, STAGES };
 
 /* Makes room in one stage's buffers for a bag of n patches. */
 void mil_fit(const struct amil_mil *m, struct amil_mil_work *w, int n, int stage);
@@ -100,6 +102,10 @@ struct rows_pass {
     const float *h;
     int n;
     float *grads;
+    /* backward over a chunk: row r of the pass is the bag's row base + r in
+     * the bag's buffers (a, v, u, dscores); the rows' own gradients (dh,
+     * dv ...) and h are the chunk's */
+    int base;
 };
 
 #endif
