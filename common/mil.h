@@ -150,10 +150,14 @@ double amil_mil_step(const struct amil_mil *m, struct amil_mil_work *w,
  * amil_mil_gradcam_side(), 8 for 28×28 patches): per patch, alpha_k =
  * the mean over the map of d score / d A_k, and cam (N, S, S) = ReLU(sum of
  * alpha_k A_k).  The score is the class's logit (two classes: z for class
- * 1, -z for class 0).  Upsampling and laying the maps on the image are the
- * caller's. */
-void amil_mil_gradcam(const struct amil_mil *m, struct amil_mil_work *w,
-                      const uint8_t *patches, int n, int target, float *cam);
+ * 1, -z for class 0); target -1 is the class the model predicts.  Returns
+ * the class explained.  Upsampling and laying the maps on the image are the
+ * caller's.  In bounded memory: the bag's features (N, L) and attend's
+ * buffers, the rest a chunk's (AMIL_MIL_CHUNK patches); the maps differ
+ * from one pass over the bag by float rounding (OpenBLAS's products over
+ * other row blocks), not more. */
+int amil_mil_gradcam(const struct amil_mil *m, struct amil_mil_work *w,
+                     const uint8_t *patches, int n, int target, float *cam);
 int amil_mil_gradcam_side(const struct amil_mil *m);
 
 #endif

@@ -400,8 +400,8 @@ static void cam_of_groups(void *ctx, int first, int end, int thread)
  * chunks), its rows' gradients, and back through the linear layer to the
  * second convolution.  The bag's buffers are its features and what attend
  * keeps; the rest is a chunk's. */
-void amil_mil_gradcam(const struct amil_mil *m, struct amil_mil_work *w,
-                      const uint8_t *patches, int n, int target, float *cam)
+int amil_mil_gradcam(const struct amil_mil *m, struct amil_mil_work *w,
+                     const uint8_t *patches, int n, int target, float *cam)
 {
     size_t L = (size_t)m->hidden, patch = (size_t)m->patch * m->patch * m->channels;
     size_t map = (size_t)amil_mil_gradcam_side(m) * amil_mil_gradcam_side(m);
@@ -409,6 +409,8 @@ void amil_mil_gradcam(const struct amil_mil *m, struct amil_mil_work *w,
     amil_mil_features(m, w, patches, n, h);
     amil_mil_attend(m, w, h, n);
     amil_mil_classify(m, w, w->m);
+    if (target < 0)
+        target = amil_mil_predict(m, w->prob);
     mil_fit(m, w, n, STAGE_SCORES_BACKWARD);
     score_of(m, w, target);
     scores_backward(m, w, h, n, NULL);
@@ -424,4 +426,5 @@ void amil_mil_gradcam(const struct amil_mil *m, struct amil_mil_work *w,
         amil_parallel(groups, cam_of_groups, &pass);
     }
     free(h);
+    return target;
 }

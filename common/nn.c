@@ -484,12 +484,19 @@ void amil_rows_to_chw(float *planes, const float *rows, int N, int C, int HW)
 
 /* ---- resampling ---------------------------------------------------------- */
 
-/* The source of output pixel d along a side: max(0, (d + 0.5) · in / out -
- * 0.5), between pixels i0 and i1 at weight l for i1. */
-static void source(int d, int in, int out, int *i0, int *i1, double *l)
+/* Source position s along a side of in pixels, taken to max(0, s) and at
+ * most in - 1: between pixels i0 and i1 at weight l for i1. */
+static void between(double s, int in, int *i0, int *i1, double *l)
 {
-    double s = fmax(0, (d + 0.5) * ((double)in / out) - 0.5);
-    *i0 = (int)s, *i1 = *i0 + (*i0 < in - 1), *l = s - *i0;
+    s = fmax(0, s);
+    *i0 = s < in - 1 ? (int)s : in - 1, *i1 = *i0 + (*i0 < in - 1), *l = s - *i0;
+}
+
+static float bilinear(const float *map, int W, int y0, int y1, double ly, int x0, int x1,
+                      double lx)
+{
+    return (float)((1 - ly) * ((1 - lx) * map[y0 * W + x0] + lx * map[y0 * W + x1]) +
+                   ly * ((1 - lx) * map[y1 * W + x0] + lx * map[y1 * W + x1]));
 }
 
 void amil_upsample_bilinear(float *out, int OH, int OW, const float *map, int H, int W)
@@ -497,14 +504,21 @@ void amil_upsample_bilinear(float *out, int OH, int OW, const float *map, int H,
     for (int y = 0; y < OH; y++) {
         int y0, y1, x0, x1;
         double ly, lx;
-        source(y, H, OH, &y0, &y1, &ly);
+        between((y + 0.5) * ((double)H / OH) - 0.5, H, &y0, &y1, &ly);
         for (int x = 0; x < OW; x++) {
-            source(x, W, OW, &x0, &x1, &lx);
-            out[(size_t)y * OW + x] =
-                (float)((1 - ly) * ((1 - lx) * map[y0 * W + x0] + lx * map[y0 * W + x1]) +
-                        ly * ((1 - lx) * map[y1 * W + x0] + lx * map[y1 * W + x1]));
+            between((x + 0.5) * ((double)W / OW) - 0.5, W, &x0, &x1, &lx);
+            out[(size_t)y * OW + x] = bilinear(map, W, y0, y1, ly, x0, x1, lx);
         }
     }
+}
+
+float amil_bilinear_at(const float *map, int H, int W, double sy, double sx)
+{
+    int y0, y1, x0, x1;
+    double ly, lx;
+    between(sy, H, &y0, &y1, &ly);
+    between(sx, W, &x0, &x1, &lx);
+    return bilinear(map, W, y0, y1, ly, x0, x1, lx);
 }
 
 /* ---- losses ------------------------------------------------------------ */

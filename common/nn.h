@@ -139,6 +139,11 @@ void amil_rows_to_chw(float *planes, const float *rows, int N, int C, int HW);
 /* out (OH, OW) = map (H, W) scaled bilinearly, as torch's
  * F.interpolate(mode="bilinear", align_corners=False). */
 void amil_upsample_bilinear(float *out, int OH, int OW, const float *map, int H, int W);
+/* map (H, W) read bilinearly at (sy, sx), in its pixels (pixel (0, 0)'s
+ * centre at (0, 0)), clamped to the map: output pixel (y, x) of
+ * amil_upsample_bilinear reads it at ((y + 0.5) H / OH - 0.5, ...), so
+ * sampling a map at any scale agrees with it. */
+float amil_bilinear_at(const float *map, int H, int W, double sy, double sx);
 
 /* ---- losses ------------------------------------------------------------ */
 

@@ -1,4 +1,5 @@
 /* slide.c: whole-slide images through OpenSlide (slide.h). */
+#include <limits.h>
 #include <math.h>
 #include <openslide.h>
 #include <stdlib.h>
@@ -348,4 +349,74 @@ void amil_slide_describe(const struct amil_slide *s, int level, double d,
         amil_record_set_metaf(r, "mpp", "%.9g", s->mpp * d);
     if (s->objective > 0)
         amil_record_set_metaf(r, "magnification", "%.9g", s->objective / d);
+}
+
+int amil_record_downsample(const struct amil_record *r, double *d)
+{
+    const char *text = amil_record_meta(r, "downsample");
+    char *end = NULL;
+    *d = text ? strtod(text, &end) : 1;
+    if (text && (end == text || *end || !(*d >= 1 && *d <= 1e6)))
+        return amil_fail("metadata downsample '%s' is not a number from 1 to 1e6", text);
+    return 0;
+}
+
+void amil_option_view(struct amil_view *v, int option, const char *arg)
+{
+    if (option == 'D')
+        v->downsample = amil_option_double("--downsample", arg, 1, 1e6);
+    else
+        v->width = amil_option_long("--width", arg, 1, 1L << 20);
+    if (v->downsample && v->width)
+        amil_misuse("give --downsample or --width, not both");
+}
+
+double amil_view_downsample(const struct amil_view *v, long width, long height, int slide)
+{
+    if (v->downsample)
+        return v->downsample;
+    if (v->width)
+        return fmax(1, (double)width / v->width);
+    double side = (double)(width > height ? width : height);
+    return slide && side > AMIL_VIEW_SIDE ? side / AMIL_VIEW_SIDE : 1;
+}
+
+int amil_view_read(const struct amil_view *v, const char *path, long index, int channels,
+                   const struct amil_record *r, struct amil_image *img, double *d)
+{
+    struct amil_slide slide;
+    int is_slide = amil_slide_open(&slide, path);
+    if (is_slide < 0)
+        return amil_fail_in(path);
+    struct amil_image full = {0};
+    if (!is_slide && amil_image_load(path, index, channels, AMIL_MAX_PIXELS, &full) < 0)
+        return amil_fail_in(path);
+    long width = is_slide ? (long)slide.width[0] : full.width;
+    long height = is_slide ? (long)slide.height[0] : full.height, want_h = height, want_w = width;
+    int status = 0;
+    if (amil_record_meta_long(r, "image_height", 1, LONG_MAX, &want_h) < 0 ||
+        amil_record_meta_long(r, "image_width", 1, LONG_MAX, &want_w) < 0)
+        status = -1;
+    else if (want_h != height || want_w != width)
+        status = amil_fail("%s is %ld×%ld, but the record was cut from a %ld×%ld image", path,
+                           width, height, want_w, want_h);
+    *d = amil_view_downsample(v, width, height, is_slide);
+    long w = (long)ceil(width / *d), h = (long)ceil(height / *d);
+    if (status == 0 && (status = amil_image_check_size(w, h, AMIL_MAX_PIXELS)) == 0) {
+        if (*d == 1 && !is_slide) {
+            *img = full, full.pixels = NULL;
+        } else {
+            *img = (struct amil_image){(int)w, (int)h, 3, amil_xmalloc((size_t)w * h * 3)};
+            status = is_slide ? amil_slide_read(&slide, *d, 0, 0, img->width, img->height,
+                                                img->pixels)
+                              : amil_image_resample(&full, *d, 0, 0, img->width, img->height,
+                                                    img->pixels);
+        }
+    }
+    amil_image_free(&full);
+    if (is_slide)
+        amil_slide_close(&slide);
+    if (status < 0)
+        amil_image_free(img);
+    return status;
 }

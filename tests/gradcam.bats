@@ -34,7 +34,8 @@ setup() {
     [ "$status" -eq 2 ]
     [[ "$output" == "gradcam: no model: give -m MODEL"* && "$output" == *"usage: gradcam "* ]]
     for bad in "--format gif" "-f jpeg" "--class x" "--class -1" "--class 1001" \
-               "--alpha 2" "--alpha -0.1" "--cmap rainbow" "a.png b.png" "--bogus"; do
+               "--alpha 2" "--alpha -0.1" "--cmap rainbow" "a.png b.png" "--bogus" \
+               "--downsample 0.5" "--width 0" "-D 2 -W 100"; do
         run gradcam -m "$M" $bad < /dev/null
         [ "$status" -eq 2 ] || { echo "gradcam $bad: $status"; return 1; }
         [[ "$output" == *"usage: gradcam "* ]] || { echo "gradcam $bad: $output"; return 1; }
@@ -310,6 +311,7 @@ cnn_models() {
                 "--layer input|--layer: 'input' is not a layer of feature maps" \
                 "--class 2|--class 2: the model has 2 classes" \
                 "$T/small.png|$T/small.png: 100×200, smaller than net's 128×128 input" \
+                "--downsample 2|--downsample and --width scale an attention-MIL model's map over a slide; a CNN's maps are at the image's size" \
                 "|a CNN model explains an image: give IMAGE"; do
         args=${case%%|*}
         [[ "$args" == *.png ]] || args="$args $BREAKHIS"

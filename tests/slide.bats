@@ -165,7 +165,7 @@ for i in map(int, sys.argv[3].split(",")): st.write(sys.stdout.buffer, *recs[i])
     assert_empty "$T/out"
 }
 
-@test "slide: 50,000 patches go through bagify | featurize | attend | classify | stitch under 500 MB each" {
+@test "slide: 50,000 patches go through bagify | featurize | attend | classify | stitch, and gradcam, under 500 MB each" {
     command -v /usr/bin/time > /dev/null || { echo "GNU time is missing: make deps" >&2; return 1; }
     level0
     bagify -l 1 "$BREAKHIS" | train -e 0 -q -o "$T/m.st" > /dev/null
@@ -178,11 +178,13 @@ for i in map(int, sys.argv[3].split(",")): st.write(sys.stdout.buffer, *recs[i])
     peak attend -m "$T/m.st" "$T/features" > "$T/attention"
     peak classify -m "$T/m.st" "$T/attention" > "$T/out"
     peak stitch -o "$T/heat.png" < "$T/out" 2> /dev/null
+    peak gradcam -m "$T/m.st" -o "$T/cam.png" < "$T/bags"
     run recinfo "$T/attention"
     [[ "$output" == *"tensor attention F32 [1, 50007]"* ]]
     [ "$(recinfo "$T/bags" | grep -c '^  part = ')" = 2 ]
     [ "$(file -b "$T/heat.png" | cut -d, -f1-2)" = "PNG image data, 4096 x 3650" ]
-    for stage in bagify featurize attend classify stitch; do
+    [ "$(file -b "$T/cam.png" | cut -d, -f1-2)" = "PNG image data, 4096 x 3650" ]
+    for stage in bagify featurize attend classify stitch gradcam; do
         kb=$(cat "$T/rss.$stage")
         echo "# $stage: peak RSS $((kb / 1024)) MB" >&3
         [ "$kb" -lt $((500 * 1024)) ] || { echo "$stage: $kb KB"; return 1; }
@@ -206,6 +208,70 @@ for i in map(int, sys.argv[3].split(",")): st.write(sys.stdout.buffer, *recs[i])
     [ "$(file -b "$T/whole.png" | cut -d, -f1-2)" = "PNG image data, 2220 x 2967" ]
     run stitch --downsample 2 --width 100 -o "$T/x.png" < "$T/att"
     [ "$status" -eq 2 ]
+}
+
+@test "slide: gradcam reads a slide's parts as one bag and draws its map over the slide at a downsample" {
+    level0
+    bagify "$SVS" > "$T/whole"
+    bagify --part-size 1000 "$SVS" > "$T/parts"
+    gradcam -m "$M" -c 0 -f record < "$T/whole" > "$T/whole.rec"
+    gradcam -m "$M" -c 0 -f record < "$T/parts" > "$T/parts.rec"
+    cmp "$T/whole.rec" "$T/parts.rec"
+    # the map at downsample 3 holds each pixel's value at its centre: the
+    # full map's at the middle of every 3 x 3 block, the edge's padding 0
+    gradcam -m "$M" -c 0 -f record -D 3 < "$T/whole" > "$T/d3.rec"
+    [ "$(meta cam_downsample < "$T/d3.rec")" = 3 ]
+    cat > "$T/sampled.py" <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import safetensors
+(_, full), = list(safetensors.read(open(sys.argv[2], "rb")))
+(_, coarse), = list(safetensors.read(open(sys.argv[3], "rb")))
+want = np.zeros((-(-full["cam"].shape[0] // 3), -(-full["cam"].shape[1] // 3)), np.float32)
+middle = full["cam"][1::3, 1::3]
+want[:middle.shape[0], :middle.shape[1]] = middle
+assert coarse["cam"].shape == want.shape, coarse["cam"].shape
+assert np.count_nonzero(want) > 10000, np.count_nonzero(want)
+assert np.array_equal(coarse["cam"], want), np.abs(coarse["cam"] - want).max()
+print("%d values equal, %d of them not 0" % (want.size, np.count_nonzero(want)))
+EOF
+    run "$PY" "$T/sampled.py" "$BATS_TEST_DIRNAME" "$T/whole.rec" "$T/d3.rec"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    # the picture: every pixel of no patch is the slide's 4x4 mean
+    gradcam -m "$M" -c 0 --downsample 4 -o "$T/cam.pam" < "$T/whole"
+    [[ "$(pamfile "$T/cam.pam")" == *"555 by 742"* ]]
+    run bash -c "'$PY' '$BATS_TEST_DIRNAME/safetensors.py' drawn '$T/full.ppm' '$T/cam.pam' 4 < '$T/whole'"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    gradcam -m "$M" -c 0 --width 555 -o "$T/w.pam" < "$T/whole"
+    cmp "$T/w.pam" "$T/cam.pam"
+    run gradcam -m "$M" --downsample 2 --width 100 -o "$T/x.png" < "$T/whole"
+    [ "$status" -eq 2 ]
+}
+
+@test "slide: gradcam at 10x lays each patch over the 56 level-0 pixels it was read from" {
+    # a patch read at downsample 2, drawn at 2, is its own 28 x 28 pixels:
+    # the map of the same bag at level 1's coordinates, drawn at 1
+    bagify --magnification 10 "$SVS" > "$T/bag"
+    gradcam -m "$M" -c 0 -f record -D 2 < "$T/bag" > "$T/d2.rec"
+    cat > "$T/halve.py" <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+import safetensors
+(meta, t), = list(safetensors.read(sys.stdin.buffer))
+assert meta.pop("downsample") == "2" and (t["coords"] % 2 == 0).all()
+for key in "image_height", "image_width":
+    meta[key] = str(-(-int(meta[key]) // 2))
+safetensors.write(sys.stdout.buffer, meta, {"patches": t["patches"], "coords": t["coords"] // 2})
+EOF
+    "$PY" "$T/halve.py" "$BATS_TEST_DIRNAME" < "$T/bag" |
+        gradcam -m "$M" -c 0 -f record -D 1 > "$T/level1.rec"
+    recinfo -t cam "$T/d2.rec" > "$T/a"
+    recinfo -t cam "$T/level1.rec" > "$T/b"
+    [ "$(wc -l < "$T/a")" -gt 1000 ]
+    cmp "$T/a" "$T/b"
 }
 
 @test "slide: stitch -f geojson gives QuPath a square per patch with its attention" {

@@ -35,6 +35,7 @@
 #include "image.h"
 #include "mil.h"
 #include "nn.h"
+#include "slide.h"
 
 enum method { METHOD_GRADCAM, METHOD_GUIDED, METHOD_GUIDED_GRADCAM };
 static const char *const method_names[] = {"gradcam", "guided", "guided-gradcam"};
@@ -49,12 +50,14 @@ struct cmdline {
     const unsigned char (*colormap)[3];
     double alpha;
     int force;              /* binary to a terminal */
+    struct amil_view view;  /* --downsample or --width: the map's resolution */
 };
 
 static const char usage_text[] =
     "usage: gradcam -m MODEL [--method gradcam|guided|guided-gradcam] [--class N]\n"
     "               [--layer NAME] [-f png|pam|record] [-o FILE]\n"
-    "               [--cmap jet|viridis|gray] [--alpha A] [IMAGE]\n"
+    "               [--cmap jet|viridis|gray] [--alpha A]\n"
+    "               [--downsample D | --width W] [IMAGE]\n"
     "  -m, --model MODEL   a CNN (net, vgg19, resnet18) or an attention-MIL model\n"
     "  -M, --method M      gradcam, guided (Guided Backpropagation) or\n"
     "                      guided-gradcam (their product); CNNs only but gradcam\n"
@@ -67,6 +70,9 @@ static const char usage_text[] =
     "  -o, --output FILE   where it goes [stdout]\n"
     "      --cmap MAP      jet, viridis or gray [jet]\n"
     "  -a, --alpha A       weight of the colour over the image, 0..1 [0.5]\n"
+    "  -D, --downsample D  attention-MIL: the map at 1/D of the image's size\n"
+    "                      [1; slides: to 4096 a side]\n"
+    "  -W, --width W       attention-MIL: the map W pixels wide\n"
     "      --force         write even to a terminal\n"
     "  -h, --help          this help\n"
     "A CNN explains IMAGE.  For an attention-MIL model, bag records (bagify's)\n"
@@ -82,12 +88,13 @@ static struct cmdline parse_args(int argc, char **argv)
         {"method", required_argument, 0, 'M'}, {"layer", required_argument, 0, 'l'},
         {"format", required_argument, 0, 'f'}, {"output", required_argument, 0, 'o'},
         {"cmap", required_argument, 0, CMAP},  {"alpha", required_argument, 0, 'a'},
+        {"downsample", required_argument, 0, 'D'}, {"width", required_argument, 0, 'W'},
         {"help", no_argument, 0, 'h'},         {"force", no_argument, 0, 'F'},
         {0, 0, 0, 0}};
     static const char *const formats[] = {"png", "pam", "record", NULL};
     struct cmdline cl = {.target = -1, .alpha = 0.5, .colormap = amil_colormap("jet")};
     int c, format_given = 0;   /* 1 + the index of -f's name */
-    while ((c = getopt_long(argc, argv, "m:M:c:l:f:o:a:h", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:M:c:l:f:o:a:D:W:h", options, NULL)) != -1) {
         switch (c) {
         case 'm': cl.model = optarg; break;
         case 'M': {
@@ -112,6 +119,8 @@ static struct cmdline parse_args(int argc, char **argv)
         case 'a':
             cl.alpha = amil_option_double("--alpha", optarg, 0, 1);
             break;
+        case 'D':
+        case 'W': amil_option_view(&cl.view, c, optarg); break;
         case 'h': amil_usage(0);
         default: amil_usage(2);
         }
@@ -129,29 +138,35 @@ static struct cmdline parse_args(int argc, char **argv)
     return cl;
 }
 
-/* The image's map: each patch's cam scaled up and laid at its coords,
- * averaged where patches overlap; covers (H·W) counts the patches over each
- * pixel. */
-static float *lay_out(const float *cams, int side, const int32_t *coords, int n, int patch,
-                      int height, int width, unsigned *covers)
+/* The map at downsample D (image pixels per map pixel) of the cams (N, S,
+ * S) of patches of side `side` image pixels at coords: each map pixel whose
+ * centre lies in a patch takes that patch's cam at its centre (bilinear, as
+ * F.interpolate(align_corners=False) scales the cam to the patch; at D 1
+ * and a side of P, exactly that), averaged over the patches that hold it;
+ * covers (height, width) counts them. */
+static float *lay_out(const float *cams, int S, const int32_t *coords, int n, double side,
+                      double D, int height, int width, unsigned *covers)
 {
     float *map = amil_xcalloc((size_t)height * width, sizeof *map);
-    float *scaled = amil_xmalloc(sizeof *scaled * (size_t)patch * patch);
+    double per_pixel = S / side;   /* cam pixels per image pixel */
     for (int i = 0; i < n; i++) {
-        amil_upsample_bilinear(scaled, patch, patch, cams + (size_t)i * side * side, side, side);
-        for (int y = 0; y < patch; y++)
-            for (int x = 0; x < patch; x++) {
-                long py = coords[2 * i] + y, px = coords[2 * i + 1] + x;
-                if (py < 0 || px < 0 || py >= height || px >= width)
-                    continue;
-                map[py * width + px] += scaled[y * patch + x];
-                covers[py * width + px]++;
+        const float *cam = cams + (size_t)i * S * S;
+        double top = coords[2 * i], left = coords[2 * i + 1];
+        /* the map pixels p with top <= (p + 0.5) D < top + side */
+        long y0 = (long)ceil(top / D - 0.5), y1 = (long)ceil((top + side) / D - 0.5);
+        long x0 = (long)ceil(left / D - 0.5), x1 = (long)ceil((left + side) / D - 0.5);
+        for (long y = y0 < 0 ? 0 : y0; y < y1 && y < height; y++) {
+            double sy = ((y + 0.5) * D - top) * per_pixel - 0.5;
+            for (long x = x0 < 0 ? 0 : x0; x < x1 && x < width; x++) {
+                double sx = ((x + 0.5) * D - left) * per_pixel - 0.5;
+                map[y * width + x] += amil_bilinear_at(cam, S, S, sy, sx);
+                covers[y * width + x]++;
             }
+        }
     }
     for (size_t j = 0; j < (size_t)height * width; j++)
         if (covers[j])
             map[j] /= (float)covers[j];
-    free(scaled);
     return map;
 }
 
@@ -205,6 +220,32 @@ static void finish_output(const struct cmdline *cl)
         amil_die("%s", amil_error());
 }
 
+/* The picture of the map over the record's image at the view's downsample
+ * D, written out. */
+static int draw(const struct cmdline *cl, const struct amil_record *r, const float *cams,
+                int side, int n, const int32_t *coords, double patch_side)
+{
+    char found[4096];
+    const char *path = cl->image ? cl->image : amil_record_source_path(r, found, sizeof found);
+    if (cl->image && !amil_record_is_source(r, cl->image))
+        amil_warn("warning: %s is not the record's source (%s); drawing on it as asked",
+                  cl->image, amil_record_meta(r, "source"));
+    if (!path || strcmp(path, "-") == 0)
+        return amil_fail("no image to draw on: give IMAGE");
+    struct amil_image img;
+    double D;
+    if (amil_view_read(&cl->view, path, cl->image ? 0 : amil_record_image_index(r), 3, r, &img,
+                       &D) < 0)
+        return -1;
+    unsigned *covers = amil_xcalloc((size_t)img.height * img.width, sizeof *covers);
+    float *map = lay_out(cams, side, coords, n, patch_side, D, img.height, img.width, covers);
+    blend(cl, map, covers, &img);
+    int status = write_out(cl, NULL, &img);
+    amil_image_free(&img);
+    free(map), free(covers);
+    return status;
+}
+
 static int explain(const struct cmdline *cl, const struct amil_mil *m,
                    struct amil_mil_work *w, struct amil_record *r)
 {
@@ -223,59 +264,48 @@ static int explain(const struct cmdline *cl, const struct amil_mil *m,
         return -1;
     if (!has_height || !has_width)
         return amil_fail("no image_height and image_width: not a bag of bagify's");
+    const int32_t *coords = xy->data;
     for (int i = 0; i < n; i++)
-        if (((const int32_t *)xy->data)[2 * i] < 0 || ((const int32_t *)xy->data)[2 * i + 1] < 0)
+        if (coords[2 * i] < 0 || coords[2 * i + 1] < 0)
             return amil_fail("coords of patch %d are negative", i);
-    if (amil_image_check_size(width, height, AMIL_MAX_PIXELS) < 0)
+    double scale;   /* image pixels per patch pixel: a slide's level */
+    if (amil_record_downsample(r, &scale) < 0)
+        return -1;
+    /* the map's downsample: a slide's (its patches record its vendor) at
+     * most AMIL_VIEW_SIDE a side unless the view says */
+    double D = amil_view_downsample(&cl->view, width, height,
+                                    amil_record_meta(r, "slide_vendor") != NULL);
+    long map_height = (long)ceil(height / D), map_width = (long)ceil(width / D);
+    if (cl->record && amil_image_check_size(map_width, map_height, AMIL_MAX_PIXELS) < 0)
         return -1;
     int target = (int)cl->target;
     if (target >= m->classes)
         return amil_fail("--class %d: the model has %d classes", target, m->classes);
-    if (target < 0) {   /* the predicted class */
-        amil_mil_featurize(m, w, patches->data, n);
-        amil_mil_attend(m, w, w->h, n);
-        amil_mil_classify(m, w, w->m);
-        target = amil_mil_predict(m, w->prob);
-    }
     int side = amil_mil_gradcam_side(m);
     float *cams = amil_xmalloc(sizeof *cams * (size_t)n * side * side);
-    amil_mil_gradcam(m, w, patches->data, n, target, cams);
-    unsigned *covers = amil_xcalloc((size_t)height * width, sizeof *covers);
-    float *map = lay_out(cams, side, xy->data, n, m->patch, (int)height, (int)width, covers);
-    free(cams);
-    int status = 0;
+    target = amil_mil_gradcam(m, w, patches->data, n, target, cams);
+    /* a slide's bag is large: its patches and the network's buffers go
+     * before the picture is made */
+    amil_mil_work_free(w);
+    amil_record_remove(r, "patches");
+    int status;
     if (cl->record) {
-        int64_t shape[2] = {height, width};
+        unsigned *covers = amil_xcalloc((size_t)map_height * map_width, sizeof *covers);
+        float *map = lay_out(cams, side, coords, n, m->patch * scale, D, (int)map_height,
+                             (int)map_width, covers);
+        int64_t shape[2] = {map_height, map_width};
         memcpy(amil_record_put(r, "cam", AMIL_F32, 2, shape)->data, map,
-               sizeof *map * (size_t)height * width);
+               sizeof *map * (size_t)map_height * map_width);
+        free(map), free(covers);
         amil_record_set_metaf(r, "cam_class", "%d", target);
         amil_record_set_meta(r, "cam_layer", "feature_extractor_part1.3");
-        amil_record_remove(r, "patches");
+        if (D != 1)
+            amil_record_set_metaf(r, "cam_downsample", "%.17g", D);
         status = write_out(cl, r, NULL);
     } else {
-        char found[4096];
-        const char *path = cl->image ? cl->image : amil_record_source_path(r, found, sizeof found);
-        if (cl->image && !amil_record_is_source(r, cl->image))
-            amil_warn("warning: %s is not the record's source (%s); drawing on it as asked",
-                      cl->image, amil_record_meta(r, "source"));
-        struct amil_image img;
-        if (!path || strcmp(path, "-") == 0)
-            status = amil_fail("no image to draw on: give IMAGE");
-        else if (amil_image_load(path, cl->image ? 0 : amil_record_image_index(r), 3,
-                                 AMIL_MAX_PIXELS, &img) < 0)
-            status = amil_fail_in(path);
-        else if (img.width != width || img.height != height) {
-            status = amil_fail("%s is %d×%d, but the record was cut from a %ld×%ld image",
-                               path, img.width, img.height, width, height);
-            amil_image_free(&img);
-        } else {
-            blend(cl, map, covers, &img);
-            status = write_out(cl, NULL, &img);
-            amil_image_free(&img);
-        }
+        status = draw(cl, r, cams, side, n, coords, m->patch * scale);
     }
-    free(map);
-    free(covers);
+    free(cams);
     return status;
 }
 
@@ -395,6 +425,9 @@ static void explain_image(const struct cmdline *cl, const struct amil_cnn *m)
 {
     if (!cl->image)
         amil_die("a CNN model explains an image: give IMAGE");
+    if (cl->view.downsample || cl->view.width)
+        amil_die("--downsample and --width scale an attention-MIL model's map over a "
+                 "slide; a CNN's maps are at the image's size");
     struct amil_image img;
     if (amil_image_load(cl->image, 0, 3, AMIL_MAX_PIXELS, &img) < 0)
         amil_die("%s: %s", cl->image, amil_error());
@@ -473,28 +506,35 @@ static void explain_bags(const struct cmdline *cl, struct amil_mil *m)
                  "feature_extractor_part1.3, not '%s'", cl->layer);
     if (cl->image && cl->record)
         amil_die("-f record draws nothing: no IMAGE with an attention-MIL model");
+    /* a bag at a time (a slide's parts joined); for a picture, one bag,
+     * checked before it is drawn */
     struct amil_stream s;
     struct amil_record r;
-    if (amil_stream_first(&s, &r) < 0)
-        amil_die("%s", amil_error());
-    struct amil_record next;
-    int more = amil_record_read(&s, &next);   /* one picture: one record */
-    if (more == 1 && !cl->record)
-        amil_die("<stdin>: record 1: more than one record; gradcam draws one picture "
-                 "(-f record takes a stream)");
+    amil_stream_open(&s, stdin, "<stdin>");
+    long index = s.index;
+    int got = amil_bag_read(&s, &r);
+    if (got == 0)
+        amil_die("no records on standard input");
     struct amil_mil_work w = {0};
-    long index = 0;
-    for (;;) {
-        if (explain(cl, m, &w, &r) < 0)
+    while (got == 1) {
+        if (!cl->record) {
+            struct amil_record next;
+            long at = s.index;
+            got = amil_bag_read(&s, &next);
+            if (got == 1)
+                amil_die("<stdin>: record %ld: more than one record; gradcam draws one "
+                         "picture (-f record takes a stream)", at);
+        }
+        if (got >= 0 && explain(cl, m, &w, &r) < 0)
             amil_die("<stdin>: record %ld: %s", index, amil_error());
         amil_record_free(&r);
-        if (more < 0)
-            amil_die("%s", amil_error());
-        if (more == 0)
+        if (!cl->record)
             break;
-        r = next, index++;
-        more = amil_record_read(&s, &next);
+        index = s.index;
+        got = amil_bag_read(&s, &r);
     }
+    if (got < 0)
+        amil_die("%s", amil_error());
     amil_mil_work_free(&w);
 }
 

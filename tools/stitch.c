@@ -27,10 +27,6 @@
 #include "image.h"
 #include "slide.h"
 
-/* A slide is drawn at most this wide or high unless --downsample or
- * --width says otherwise. */
-#define SLIDE_SIDE 4096
-
 enum style { STYLE_HEAT, STYLE_PAPER };
 enum norm { NORM_MINMAX, NORM_MAX, NORM_RANK };
 
@@ -45,8 +41,7 @@ struct cmdline {
     int force;              /* a picture to a terminal */
     int no_legend;          /* heat: no colour bar with its values */
     int geojson;            /* -f geojson: the patches for QuPath, no picture */
-    double downsample;      /* image pixels per picture pixel; 0: 1, or SLIDE_SIDE */
-    long width;             /* the picture's width, instead; 0: not given */
+    struct amil_view view;  /* --downsample or --width */
     double above;           /* geojson: only patches whose value is at least this */
 };
 
@@ -110,8 +105,8 @@ static struct cmdline parse_args(int argc, char **argv)
             cl.geojson = format == 2;
             cl.format = format == 1 ? AMIL_PICTURE_PAM : AMIL_PICTURE_PNG;
             break;
-        case 'D': cl.downsample = amil_option_double("--downsample", optarg, 1, 1e6); break;
-        case 'W': cl.width = amil_option_long("--width", optarg, 1, 1L << 20); break;
+        case 'D':
+        case 'W': amil_option_view(&cl.view, c, optarg); break;
         case 'A': cl.above = amil_option_double("--above", optarg, 0, 1); break;
         case 'c': cl.colormap = amil_option_colormap("--cmap", optarg); break;
         case 'a':
@@ -144,14 +139,13 @@ static struct cmdline parse_args(int argc, char **argv)
         cl.geojson = dot && (strcmp(dot, ".geojson") == 0 || strcmp(dot, ".json") == 0);
         cl.format = amil_picture_of_name(cl.output);
     }
-    if (cl.downsample && cl.width)
-        amil_misuse("give --downsample or --width, not both");
-    if (cl.style == STYLE_PAPER && (cl.downsample || cl.width || cl.geojson))
+    if (cl.style == STYLE_PAPER && (cl.view.downsample || cl.view.width || cl.geojson))
         amil_misuse("the paper's picture is drawn at the image's size, as a picture");
     if (cl.above >= 0 && !cl.geojson)
         amil_misuse("--above chooses the patches of -f geojson");
-    if (cl.geojson && (cl.downsample || cl.width || (heat_option && strcmp(heat_option, "--top") &&
-                                                     strcmp(heat_option, "--norm"))))
+    int drawn = cl.view.downsample || cl.view.width ||
+                (heat_option && strcmp(heat_option, "--top") && strcmp(heat_option, "--norm"));
+    if (cl.geojson && drawn)
         amil_misuse("-f geojson draws no picture: no %s", heat_option ? heat_option
                                                                        : "--downsample or --width");
     return cl;
@@ -200,11 +194,8 @@ static int read_bag(const struct cmdline *cl, const struct amil_record *r, struc
         b->patch = (long)b->patches->shape[1];
     if (b->patches && b->patches->shape[1] != b->patch)
         return amil_fail("metadata patch %ld disagrees with tensor 'patches'", b->patch);
-    const char *scale = amil_record_meta(r, "downsample");
-    char *end = NULL;
-    b->scale = scale ? strtod(scale, &end) : 1;
-    if (scale && (end == scale || *end || !(b->scale >= 1 && b->scale <= 1e6)))
-        return amil_fail("metadata downsample '%s' is not a number from 1 to 1e6", scale);
+    if (amil_record_downsample(r, &b->scale) < 0)
+        return -1;
     b->side = (double)b->patch * b->scale;
     for (long i = 0; i < b->n; i++)   /* a softmax: finite, not negative */
         if (!isfinite(b->attention[i]) || b->attention[i] < 0)
@@ -517,65 +508,6 @@ static char *output_name(const struct cmdline *cl, const char *source, long inde
     return path;
 }
 
-/* The picture's downsample for an image of width × height: --downsample,
- * --width's, or 1 for an image and at most SLIDE_SIDE a side for a slide. */
-static double picture_downsample(const struct cmdline *cl, long width, long height, int slide)
-{
-    if (cl->downsample)
-        return cl->downsample;
-    double side = (double)(width > height ? width : height);
-    if (cl->width)
-        return fmax(1, (double)width / cl->width);
-    return slide && side > SLIDE_SIDE ? side / SLIDE_SIDE : 1;
-}
-
-/* The record's image, checked against its size, at the picture's
- * downsample *D into img: a slide read at *D (slide.h), an image decoded
- * and averaged down.  0, or -1 with a message. */
-static int background(const struct cmdline *cl, const struct amil_record *r,
-                      const struct bag *b, const char *path, struct amil_image *img,
-                      double *D)
-{
-    struct amil_slide slide;
-    int is_slide = amil_slide_open(&slide, path);
-    if (is_slide < 0)
-        return amil_fail_in(path);
-    struct amil_image full = {0};
-    /* heat draws in colour; the paper's picture keeps the bag's channels */
-    int channels = cl->style == STYLE_PAPER && b->patches ? (int)b->patches->shape[3] : 3;
-    if (!is_slide && amil_image_load(path, cl->image ? 0 : amil_record_image_index(r), channels,
-                                     AMIL_MAX_PIXELS, &full) < 0)
-        return amil_fail_in(path);
-    long width = is_slide ? (long)slide.width[0] : full.width;
-    long height = is_slide ? (long)slide.height[0] : full.height, want_h = height, want_w = width;
-    int status = 0;
-    if (amil_record_meta_long(r, "image_height", 1, LONG_MAX, &want_h) < 0 ||
-        amil_record_meta_long(r, "image_width", 1, LONG_MAX, &want_w) < 0)
-        status = -1;
-    else if (want_h != height || want_w != width)
-        status = amil_fail("%s is %ld×%ld, but the record was cut from a %ld×%ld image", path,
-                           width, height, want_w, want_h);
-    *D = picture_downsample(cl, width, height, is_slide);
-    long w = (long)ceil(width / *D), h = (long)ceil(height / *D);
-    if (status == 0 && (status = amil_image_check_size(w, h, AMIL_MAX_PIXELS)) == 0) {
-        if (*D == 1 && !is_slide) {
-            *img = full, full.pixels = NULL;
-        } else {
-            *img = (struct amil_image){(int)w, (int)h, 3, amil_xmalloc((size_t)w * h * 3)};
-            status = is_slide ? amil_slide_read(&slide, *D, 0, 0, img->width, img->height,
-                                                img->pixels)
-                              : amil_image_resample(&full, *D, 0, 0, img->width,
-                                                    img->height, img->pixels);
-        }
-    }
-    amil_image_free(&full);
-    if (is_slide)
-        amil_slide_close(&slide);
-    if (status < 0)
-        amil_image_free(img);
-    return status;
-}
-
 /* -f geojson: the patches with their attention and the bag's prediction,
  * those of --top and --above only when given. */
 static int write_geojson(const struct cmdline *cl, const struct amil_record *r,
@@ -643,7 +575,10 @@ static int stitch_one(const struct cmdline *cl, const struct amil_record *r, lon
         if (!image_path || strcmp(image_path, "-") == 0)
             return amil_fail("no image to draw on: give IMAGE (the record's source is %s)",
                              image_path ? "standard input" : "unknown");
-        if (background(cl, r, &b, image_path, &img, &D) < 0)
+        /* heat draws in colour; the paper's picture keeps the bag's channels */
+        int channels = cl->style == STYLE_PAPER && b.patches ? (int)b.patches->shape[3] : 3;
+        if (amil_view_read(&cl->view, image_path, cl->image ? 0 : amil_record_image_index(r),
+                           channels, r, &img, &D) < 0)
             return -1;
     }
     if (cl->style == STYLE_PAPER)
