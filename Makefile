@@ -37,7 +37,7 @@ DEPS = build-essential pkg-config libnetpbm-dev netpbm libstb-dev libgsl-dev \
        libvips-tools slurm-wlm munge
 
 PROGS   = bagify stitch reorg-breakhis recinfo featurize attend classify train evaluate \
-          mnist-bags localize gradcam
+          mnist-bags localize gradcam stainnorm
 # The lane kernels (lanes.h) are compiled once per instruction set, into
 # DIR/NAME_ISA.o (names unique in the archive); the rest once.
 ISAS    = avx512 avx2 portable

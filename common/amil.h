@@ -66,6 +66,10 @@ struct amil_output {
 int amil_output_open(struct amil_output *o, const char *path);
 int amil_output_commit(struct amil_output *o);
 void amil_output_abort(struct amil_output *o);
+/* DIR/<source's base name, its extension replaced by ext> (the caller
+ * frees it); a name already given in this run gets -index (and then -2,
+ * -3, ...), so that no output of a run overwrites another. */
+char *amil_output_name(const char *dir, const char *source, long index, const char *ext);
 /* Removes the temporaries of outputs not yet committed; safe in a signal
  * handler (exit runs it by itself). */
 void amil_output_cleanup(void);
@@ -168,6 +172,8 @@ struct amil_stream {
     FILE *file;
     const char *name;       /* for messages: a path or "<stdin>" */
     long index;             /* index of the next record, from 0 */
+    unsigned char peeked[8];   /* bytes amil_stream_is_image read ahead */
+    size_t npeeked;
 };
 
 size_t amil_dtype_size(enum amil_dtype t);
@@ -184,6 +190,14 @@ void amil_stream_close(struct amil_stream *s);
  * with a message (a bad record; none at all: "no records on standard
  * input").  For the programs that need at least one. */
 int amil_stream_first(struct amil_stream *s, struct amil_record *r);
+/* Whether the stream, not yet read, begins with an image (PNG, JPEG,
+ * TIFF, GIF, BMP, netpbm) rather than a record: 1 or 0 (a record, or
+ * nothing), -1 with a message on a read error.  The bytes it looks at are
+ * still read by what follows (amil_record_read, amil_stream_slurp). */
+int amil_stream_is_image(struct amil_stream *s);
+/* The rest of the stream in memory (its length in *len), or NULL with a
+ * message (which does not name the stream). */
+unsigned char *amil_stream_slurp(struct amil_stream *s, size_t *len);
 /* Reads the next record into r (which it initializes).  Returns 1 for a
  * record, 0 at a clean end of stream, -1 on bad input with the message
  * "NAME: record I: what" (r is then empty). */

@@ -36,34 +36,11 @@ unsigned char *amil_slurp(const char *path, size_t *len)
         amil_fail("%s", strerror(errno));
         return NULL;
     }
-    size_t cap = 1 << 20, n = 0;
-    unsigned char *buf = malloc(cap);
-    while (buf) {
-        if (n == cap) {
-            unsigned char *bigger = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
-            if (!bigger) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = bigger;
-            cap *= 2;
-        }
-        size_t k = fread(buf + n, 1, cap - n, f);
-        n += k;
-        if (k == 0)
-            break;
-    }
-    int saved = errno;
-    const char *why = !buf ? "out of memory" : ferror(f) ? strerror(saved) : NULL;
+    struct amil_stream s;
+    amil_stream_open(&s, f, path);
+    unsigned char *buf = amil_stream_slurp(&s, len);
     if (!is_stdin)
         fclose(f);
-    if (why) {
-        amil_fail("%s", why);
-        free(buf);
-        return NULL;
-    }
-    *len = n;
     return buf;
 }
 

@@ -138,3 +138,30 @@ int amil_record_save(const char *path, const struct amil_record *r)
     }
     return 0;
 }
+
+char *amil_output_name(const char *dir, const char *source, long index, const char *ext)
+{
+    static char **used;
+    static size_t nused;
+    const char *base = strrchr(source, '/');
+    base = base ? base + 1 : source;
+    const char *dot = strrchr(base, '.');
+    int stem = dot && dot != base ? (int)(dot - base) : (int)strlen(base);
+    size_t size = strlen(dir) + strlen(base) + strlen(ext) + 64;
+    char *path = amil_xmalloc(size);
+    snprintf(path, size, "%s/%.*s.%s", dir, stem, base, ext);
+    for (long k = 1;; k++) {
+        size_t i = 0;
+        while (i < nused && strcmp(used[i], path) != 0)
+            i++;
+        if (i == nused)
+            break;
+        if (k == 1)
+            snprintf(path, size, "%s/%.*s-%ld.%s", dir, stem, base, index, ext);
+        else
+            snprintf(path, size, "%s/%.*s-%ld-%ld.%s", dir, stem, base, index, k, ext);
+    }
+    used = amil_xrealloc(used, (nused + 1) * sizeof *used);
+    used[nused++] = amil_xstrdup(path);
+    return path;
+}

@@ -269,6 +269,7 @@ void amil_stream_open(struct amil_stream *s, FILE *f, const char *name)
     s->file = f;
     s->name = name;
     s->index = 0;
+    s->npeeked = 0;
 }
 
 int amil_stream_open_path(struct amil_stream *s, const char *path)
@@ -393,11 +394,63 @@ static const char *image_kind(const unsigned char b[8])
     return NULL;
 }
 
+/* n bytes of the stream: those looked at first, then the file's. */
+static size_t read_bytes(struct amil_stream *s, unsigned char *to, size_t n)
+{
+    size_t got = s->npeeked < n ? s->npeeked : n;
+    memcpy(to, s->peeked, got);
+    memmove(s->peeked, s->peeked + got, s->npeeked - got);
+    s->npeeked -= got;
+    return got + (got < n ? fread(to + got, 1, n - got, s->file) : 0);
+}
+
+int amil_stream_is_image(struct amil_stream *s)
+{
+    while (s->npeeked < 8) {
+        size_t got = fread(s->peeked + s->npeeked, 1, 8 - s->npeeked, s->file);
+        if (got == 0 && ferror(s->file))
+            return amil_fail("%s: %s", s->name, strerror(errno));
+        if (got == 0)
+            break;
+        s->npeeked += got;
+    }
+    return s->npeeked == 8 && image_kind(s->peeked) && le64(s->peeked) > AMIL_MAX_HEADER;
+}
+
+unsigned char *amil_stream_slurp(struct amil_stream *s, size_t *len)
+{
+    size_t cap = 1 << 20, n = 0;
+    unsigned char *buf = malloc(cap);
+    while (buf) {
+        if (n == cap) {
+            unsigned char *bigger = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        size_t k = read_bytes(s, buf + n, cap - n);
+        n += k;
+        if (k == 0)
+            break;
+    }
+    if (!buf || ferror(s->file)) {
+        amil_fail("%s", !buf ? "out of memory" : strerror(errno));
+        free(buf);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
 int amil_record_read(struct amil_stream *s, struct amil_record *r)
 {
     amil_record_init(r);
     unsigned char lenbuf[8];
-    size_t got = fread(lenbuf, 1, 8, s->file);
+    size_t got = read_bytes(s, lenbuf, 8);
     if (got == 0 && !ferror(s->file))
         return 0;
     long index = s->index++;

@@ -19,7 +19,7 @@
 #
 # Each page runs in its own copy of a sandbox that holds every name the
 # examples use, made from the committed data: x.png and the BreakHis image
-# under its own name; a small BreakHis tree in the official layout
+# under its own name; ref.png, torchstain's target; a small BreakHis tree in the official layout
 # (~/BreaKHis_v1, HOME being the sandbox) and as a Kaggle fold
 # (~/BreaKHis/fold1, data/fold1), reorganised into data/; Folds.csv; bags,
 # and models (model.st, a 2-epoch A-MIL model; net.st; vgg19.st and
@@ -38,6 +38,7 @@ setup_file() {
     cp "$BREAKHIS" SOB_B_A-14-22549G-40-001.png
     cp "$BREAKHIS" x.png
     cp "$DATA/CMU-1-Small-Region.svs" slide.svs   # OpenSlide's Aperio test slide
+    cp "$DATA/torchstain-target.png" ref.png      # an H&E reference for stainnorm
     BREAKHIS_MAGS="40 100 200 400" breakhis_tree "$s"
     # Folds.csv: patients 14-9133 and 14-2523 are fold 1's test
     { echo 'fold,mag,grp,filename'
@@ -160,6 +161,7 @@ run_examples() {
 @test "EXAMPLES of mnist-bags(1) run as written" { run_examples mnist-bags.1; }
 @test "EXAMPLES of recinfo(1) run as written" { run_examples recinfo.1; }
 @test "EXAMPLES of reorg-breakhis(1) run as written" { run_examples reorg-breakhis.1; }
+@test "EXAMPLES of stainnorm(1) run as written" { run_examples stainnorm.1; }
 @test "EXAMPLES of stitch(1) run as written" { run_examples stitch.1; }
 @test "EXAMPLES of train(1) run as written" { run_examples train.1; }
 @test "EXAMPLES of amil-stream(5) run as written" { run_examples amil-stream.5; }

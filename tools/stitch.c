@@ -477,37 +477,6 @@ static int write_picture(const struct cmdline *cl, const struct amil_image *out,
     return amil_picture_save(path, out, cl->format);
 }
 
-/* DIR/<source's base name, extension replaced>; a name already used in
- * this run gets the record's index (and then -2, -3, ...), so no picture
- * overwrites another. */
-static char *output_name(const struct cmdline *cl, const char *source, long index)
-{
-    static char **used;
-    static size_t nused;
-    const char *base = strrchr(source, '/');
-    base = base ? base + 1 : source;
-    const char *dot = strrchr(base, '.');
-    int stem = dot && dot != base ? (int)(dot - base) : (int)strlen(base);
-    const char *ext = cl->geojson ? "geojson" : cl->format == AMIL_PICTURE_PAM ? "pam" : "png";
-    size_t size = strlen(cl->dir) + strlen(base) + 64;
-    char *path = amil_xmalloc(size);
-    snprintf(path, size, "%s/%.*s.%s", cl->dir, stem, base, ext);
-    for (long k = 1;; k++) {
-        size_t i = 0;
-        while (i < nused && strcmp(used[i], path) != 0)
-            i++;
-        if (i == nused)
-            break;
-        if (k == 1)
-            snprintf(path, size, "%s/%.*s-%ld.%s", cl->dir, stem, base, index, ext);
-        else
-            snprintf(path, size, "%s/%.*s-%ld-%ld.%s", cl->dir, stem, base, index, k, ext);
-    }
-    used = amil_xrealloc(used, (nused + 1) * sizeof *used);
-    used[nused++] = amil_xstrdup(path);
-    return path;
-}
-
 /* -f geojson: the patches with their attention and the bag's prediction,
  * those of --top and --above only when given. */
 static int write_geojson(const struct cmdline *cl, const struct amil_record *r,
@@ -542,7 +511,9 @@ static int write_geojson(const struct cmdline *cl, const struct amil_record *r,
         memcpy(keep, taken, (size_t)b->n);
         free(taken);
     }
-    char *path = cl->dir ? output_name(cl, g.source ? g.source : "record", index) : NULL;
+    char *path = cl->dir ? amil_output_name(cl->dir, g.source ? g.source : "record", index,
+                                            "geojson")
+                         : NULL;
     const char *to = path ? path : cl->output;
     struct amil_output o = {.file = stdout};
     int status = to ? amil_output_open(&o, to) : 0;
@@ -588,7 +559,8 @@ static int stitch_one(const struct cmdline *cl, const struct amil_record *r, lon
     amil_image_free(&img);
     char *path = NULL;
     if (cl->dir)
-        path = output_name(cl, source ? source : "record", index);
+        path = amil_output_name(cl->dir, source ? source : "record", index,
+                                cl->format == AMIL_PICTURE_PAM ? "pam" : "png");
     int status = write_picture(cl, &out, path ? path : cl->output,
                                need_image ? image_path : NULL);
     free(path);
