@@ -12,7 +12,6 @@
 
 #include <pam.h>
 #include <stb_image.h>
-#include <stb_image_write.h>
 
 #include "amil.h"
 #include "image.h"
@@ -389,28 +388,20 @@ int amil_image_load(const char *path, long index, int channels, long max_pixels,
     return status < 0 ? -1 : 0;
 }
 
-/* stb_image_write's sink: fwrite() leaves ferror() set when it fails, and
- * the first failure's errno is kept for the message. */
-static int write_errno;
-static void write_to_file(void *context, void *data, int size)
-{
-    if (fwrite(data, 1, (size_t)size, context) != (size_t)size && !write_errno)
-        write_errno = errno ? errno : EIO;
-}
-
 int amil_image_write_png(FILE *f, const struct amil_image *img)
 {
-    /* stb_image_write counts the bytes of the image in int */
+    /* a PNG's IDAT is one chunk, of at most 2^31 - 1 bytes */
     if ((double)img->width * img->channels * img->height >= INT32_MAX / 2)
         return amil_fail("%d×%d is too large for a PNG here; write PAM", img->width,
                          img->height);
-    int stride = img->width * img->channels;
-    write_errno = 0;
-    if (!stbi_write_png_to_func(write_to_file, f, img->width, img->height,
-                                img->channels, img->pixels, stride))
-        return amil_fail("cannot encode PNG");
-    return ferror(f) ? amil_fail("write error: %s", strerror(write_errno ? write_errno : EIO))
-                     : 0;
+    unsigned char *png;
+    size_t len;
+    if (amil_png_encode(img->pixels, img->width, img->height, img->channels, &png, &len) < 0)
+        return -1;
+    size_t written = fwrite(png, 1, len, f);
+    free(png);
+    return written != len || ferror(f) ? amil_fail("write error: %s", strerror(errno ? errno : EIO))
+                                       : 0;
 }
 
 int amil_image_write_pam(FILE *f, const struct amil_image *img)

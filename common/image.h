@@ -1,6 +1,7 @@
 /* image.h: images in and out.  PNG, JPEG, BMP, TGA and GIF come in through
  * stb_image, PBM/PGM/PPM/PAM through libnetpbm (so `tifftopnm x.tif | bagify
- * -` works); PNG goes out through stb_image_write, PAM through libnetpbm.
+ * -` works); PNG goes out through png.c (libdeflate), PAM through
+ * libnetpbm.
  * Pixels are 8-bit, row-major, channels interleaved (HWC). */
 #ifndef AMIL_IMAGE_H
 #define AMIL_IMAGE_H

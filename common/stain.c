@@ -248,15 +248,58 @@ static double lab_f_inverse(double f)
     return f > d ? f * f * f : 3 * d * d * (f - 4.0 / 29);
 }
 
-static double linear_of(uint8_t v)
+/* A byte's sRGB value, linearized: the table of the 256 */
+static const double *linear_table(void)
 {
-    double c = v / 255.0;
-    return c <= 0.04045 ? c / 12.92 : pow((c + 0.055) / 1.055, 2.4);
+    static double table[256];
+    static int ready;
+    for (int v = 0; !ready && v < 256; v++) {
+        double c = v / 255.0;
+        table[v] = c <= 0.04045 ? c / 12.92 : pow((c + 0.055) / 1.055, 2.4);
+        ready = v == 255;
+    }
+    return table;
+}
+
+/* The byte of a linear value c: sRGB's encoding, clipped to 0..1 and
+ * rounded.  The encoding increases, so the byte is the last k whose lower
+ * edge, (k - 0.5)/255 decoded, c reaches; a table of BINS bins of c holds
+ * the byte at each bin's start, and a bin spans less than one byte's
+ * width (the encoding's slope is at most 12.92), so a step or two up
+ * from it finds the byte: no pow a pixel. */
+#define BINS 4096
+static uint8_t byte_of_linear(double c)
+{
+    static double edge[257];          /* edge[k]: the least c that rounds to k */
+    static uint8_t start[BINS + 1];   /* the byte of c = bin / BINS */
+    static int ready;
+    if (!ready) {
+        edge[0] = -INFINITY, edge[256] = INFINITY;
+        for (int k = 1; k < 256; k++) {
+            double e = (k - 0.5) / 255;
+            edge[k] = e <= 0.04045 ? e / 12.92 : pow((e + 0.055) / 1.055, 2.4);
+        }
+        for (int b = 0, v = 0; b <= BINS; b++) {
+            while ((double)b / BINS >= edge[v + 1])
+                v++;
+            start[b] = (uint8_t)v;
+        }
+        ready = 1;
+    }
+    if (!(c > 0))
+        return 0;
+    if (c >= 1)
+        return 255;
+    int v = start[(int)(c * BINS)];
+    while (c >= edge[v + 1])
+        v++;
+    return (uint8_t)v;
 }
 
 void amil_rgb_to_lab(const uint8_t rgb[3], double lab[3])
 {
-    double lin[3] = {linear_of(rgb[0]), linear_of(rgb[1]), linear_of(rgb[2])}, f[3];
+    const double *table = linear_table();
+    double lin[3] = {table[rgb[0]], table[rgb[1]], table[rgb[2]]}, f[3];
     for (int r = 0; r < 3; r++)
         f[r] = lab_f((xyz_of_rgb[r][0] * lin[0] + xyz_of_rgb[r][1] * lin[1] +
                       xyz_of_rgb[r][2] * lin[2]) / white[r]);
@@ -288,12 +331,8 @@ void amil_lab_to_rgb(const double lab[3], uint8_t rgb[3])
     double fy = (lab[0] + 16) / 116, f[3] = {fy + lab[1] / 500, fy, fy - lab[2] / 200}, xyz[3];
     for (int c = 0; c < 3; c++)
         xyz[c] = white[c] * lab_f_inverse(f[c]);
-    for (int r = 0; r < 3; r++) {
-        double c = inv[r][0] * xyz[0] + inv[r][1] * xyz[1] + inv[r][2] * xyz[2];
-        c = c <= 0.0031308 ? 12.92 * c : 1.055 * pow(c, 1 / 2.4) - 0.055;
-        c = c < 0 ? 0 : c > 1 ? 1 : c;
-        rgb[r] = (uint8_t)(255 * c + 0.5);
-    }
+    for (int r = 0; r < 3; r++)
+        rgb[r] = byte_of_linear(inv[r][0] * xyz[0] + inv[r][1] * xyz[1] + inv[r][2] * xyz[2]);
 }
 
 static int fit_reinhard(const uint8_t *rgb, size_t n, const uint8_t *mask, size_t fitted,

@@ -22,7 +22,6 @@
 #include <sys/stat.h>
 
 #include <libdeflate.h>
-#include <stb_image_write.h>
 
 #include "amil.h"
 #include "image.h"
@@ -262,8 +261,9 @@ int main(int argc, char **argv)
                 memcpy(strip + (size_t)y * width + 28 * i, images + (size_t)index[i] * 784 + 28 * y,
                        28);
         snprintf(path, size, "%s/%d/bag-%05ld.png", cl.dir, positive, b);
-        if (!stbi_write_png(path, width, 28, 1, strip, width))
-            amil_die("cannot write %s", path);
+        struct amil_image picture = {width, 28, 1, strip};
+        if (amil_picture_save(path, &picture, AMIL_PICTURE_PNG) < 0)
+            amil_die("%s", amil_error());
         fprintf(table, "%s\t%d\t%ld\t", path, positive, length);
         for (long i = 0; i < length; i++)
             fprintf(table, "%s%d", i ? "," : "", labels[index[i]]);
