@@ -34,7 +34,7 @@ DEPS = build-essential pkg-config libnetpbm-dev netpbm libstb-dev libgsl-dev \
        libopenblas-dev libcjson-dev libdeflate-dev libcmocka-dev bats mandoc python3-numpy \
        gnuplot-nox jq python3-torch python3-torchvision python3-pil libopenslide-dev \
        openslide-tools time \
-       libvips-tools slurm-wlm munge
+       libvips-tools slurm-wlm munge python3-skimage
 
 PROGS   = bagify stitch reorg-breakhis recinfo featurize attend classify train evaluate \
           mnist-bags localize gradcam stainnorm

@@ -380,3 +380,15 @@ int amil_cnn_take_weights(struct amil_cnn *m, struct amil_record *r)
             amil_cnn_take_param(m, i, r);
     return 0;
 }
+
+int amil_cnn_load_weights(struct amil_cnn *m, const char *path, int keep_norm)
+{
+    struct amil_record r;
+    if (amil_record_load(path, &r) < 0)
+        return -1;   /* the message names path */
+    int status = amil_cnn_take_weights(m, &r);
+    if (status == 0 && amil_record_meta(&r, "normalization") && !keep_norm)
+        status = amil_norm_of_record(&r, &m->norm);
+    amil_record_free(&r);
+    return status < 0 ? amil_fail_in(path) : 0;
+}

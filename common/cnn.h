@@ -115,6 +115,10 @@ void amil_cnn_take_param(struct amil_cnn *m, int i, const struct amil_record *r)
  * classes: it keeps its fresh initialization).  Returns 0, or -1 with a
  * message naming a tensor missing or of the wrong shape. */
 int amil_cnn_take_weights(struct amil_cnn *m, struct amil_record *r);
+/* The same from the file path, whose normalization, if it names one,
+ * becomes the model's unless keep_norm.  0, or -1 with a message naming
+ * path. */
+int amil_cnn_load_weights(struct amil_cnn *m, const char *path, int keep_norm);
 /* The paper's resnet_pre.py made its new last layer a Sequential, so its
  * state_dicts name it fc.0.weight and fc.0.bias: renames those in r to
  * torchvision's fc.weight and fc.bias (amil_cnn_from_record does). */

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "metrics.h"
 #include "samples.h"
 
 /* Grows the arrays to hold a record more. */
@@ -108,3 +109,24 @@ long amil_samples_record_of(const struct amil_samples *s, long k)
 }
 
 long amil_samples_total(const struct amil_samples *s) { return s->first[s->count]; }
+
+int amil_samples_score(struct amil_samples *s, amil_samples_judge *judge, void *context,
+                       struct amil_score *score)
+{
+    struct amil_verdict *v = amil_xmalloc(sizeof *v * (size_t)s->count);
+    int status = 0;
+    for (long i = 0; status == 0 && i < s->count; i++) {
+        struct amil_record r;
+        if (amil_samples_get(s, i, &r) < 0)
+            status = -1;
+        else if (judge(context, &r, &v[i]) < 0)
+            status = amil_fail("%s: record %ld changed since it was first read", s->stream.name,
+                               i);
+        if (status == 0)
+            amil_samples_put(s, &r);
+    }
+    if (status == 0)
+        *score = amil_score_of(v, (size_t)s->count);
+    free(v);
+    return status;
+}

@@ -44,4 +44,13 @@ long amil_samples_record_of(const struct amil_samples *s, long k);
 /* Samples in the whole set. */
 long amil_samples_total(const struct amil_samples *s);
 
+/* Loss, error and AUC of a set: every record through judge, which
+ * returns 0, or -1 when the record is not what it was when the set was
+ * loaded.  0, or -1 with a message naming the record. */
+struct amil_verdict;
+struct amil_score;
+typedef int amil_samples_judge(void *context, struct amil_record *r, struct amil_verdict *v);
+int amil_samples_score(struct amil_samples *s, amil_samples_judge *judge, void *context,
+                       struct amil_score *score);
+
 #endif

@@ -308,10 +308,8 @@ void amil_rgb_to_lab(const uint8_t rgb[3], double lab[3])
     lab[2] = 200 * (f[1] - f[2]);
 }
 
-/* The inverse of xyz_of_rgb, by cofactors. */
-static void rgb_of_xyz(double inv[3][3])
+void amil_inverse3(const double (*m)[3], double (*inv)[3])
 {
-    const double (*m)[3] = xyz_of_rgb;
     double det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
                  m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
                  m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
@@ -327,7 +325,7 @@ void amil_lab_to_rgb(const double lab[3], uint8_t rgb[3])
     static double inv[3][3];
     static int ready;
     if (!ready)
-        rgb_of_xyz(inv), ready = 1;
+        amil_inverse3(xyz_of_rgb, inv), ready = 1;
     double fy = (lab[0] + 16) / 116, f[3] = {fy + lab[1] / 500, fy, fy - lab[2] / 200}, xyz[3];
     for (int c = 0; c < 3; c++)
         xyz[c] = white[c] * lab_f_inverse(f[c]);

@@ -74,4 +74,7 @@ int amil_stains_from_record(const struct amil_record *r, struct amil_stains *s,
 void amil_rgb_to_lab(const uint8_t rgb[3], double lab[3]);
 void amil_lab_to_rgb(const double lab[3], uint8_t rgb[3]);
 
+/* inv = m⁻¹, a 3×3 matrix inverted by cofactors. */
+void amil_inverse3(const double (*m)[3], double (*inv)[3]);
+
 #endif

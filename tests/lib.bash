@@ -63,3 +63,18 @@ synthetic_images() {
     { for f in 0 1 2; do bagify -w -l 0 "$d/$f.pam"; done
       for f in 0 1 2; do bagify -w -l 1 "$d/n$f.pam"; done; } > "$d/images"
 }
+
+# crop_bags DIR X:Y...: 112x112 crops of the BreakHis image at each X:Y
+# (label 0) and of the IHC image at (2X/3, Y) (label 1), as 16-patch bags
+# on stdout; DIR holds the images as PAM (b.pam, h.pam).
+crop_bags() {
+    local d=$1 xy x y
+    shift
+    [ -s "$d/b.pam" ] || pngtopam "$BREAKHIS" > "$d/b.pam"
+    [ -s "$d/h.pam" ] || pngtopam "$IHC" > "$d/h.pam"
+    for xy in "$@"; do
+        x=${xy%:*} y=${xy#*:}
+        pamcut -left "$x" -top "$y" -width 112 -height 112 "$d/b.pam" | bagify -l 0 -
+        pamcut -left $((x * 2 / 3)) -top "$y" -width 112 -height 112 "$d/h.pam" | bagify -l 1 -
+    done
+}

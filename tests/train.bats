@@ -7,14 +7,8 @@ load lib
 
 setup_file() {
     local d=$BATS_FILE_TMPDIR
-    pngtopam "$BREAKHIS" > "$d/b.pam"
-    pngtopam "$IHC" > "$d/h.pam"
     # six 112x112 crops of each: 16-patch bags
-    for xy in 0:0 120:0 240:100 360:200 480:300 580:340; do
-        x=${xy%:*} y=${xy#*:}
-        pamcut -left "$x" -top "$y" -width 112 -height 112 "$d/b.pam" | bagify -l 0 -
-        pamcut -left $((x * 2 / 3)) -top "$y" -width 112 -height 112 "$d/h.pam" | bagify -l 1 -
-    done > "$d/train.bags"
+    crop_bags "$d" 0:0 120:0 240:100 360:200 480:300 580:340 > "$d/train.bags"
 }
 
 setup() {

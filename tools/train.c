@@ -33,6 +33,7 @@
 #include <gsl/gsl_rng.h>
 
 #include "amil.h"
+#include "augment.h"
 #include "checkpoint.h"
 #include "cnn.h"
 #include "metrics.h"
@@ -58,6 +59,7 @@ struct cmdline {
     long epochs, seed, classes, hidden, attention, branches, threads;
     double lr, decay, momentum;
     int quiet;
+    struct amil_augment augment;   /* attention-MIL bags, new each epoch */
 };
 
 /* What changes as the program runs; the command line does not. */
@@ -92,6 +94,9 @@ static const char usage_text[] =
     "      --attention-dim D   width of the attention network [128; clam 256]\n"
     "      --branches K        attention branches [1]\n"
     "      --normalize N       none (x/255, the paper's), mnist or imagenet [none]\n"
+    "      --augment A         attention-MIL: he (stain jitter), flip (mirror and\n"
+    "                          quarter turns), he,flip or none [none]\n"
+    "      --he-sigma S, --he-bias B  the jitter's scale and shift ranges [0.05]\n"
     "  -t, --test FILE         bags to score after each epoch\n"
     "  -r, --resume CKPT       continue from a checkpoint\n"
     "      --checkpoint PATH   where checkpoints go [MODEL.ckpt]\n"
@@ -114,6 +119,8 @@ static void settle_args(struct cmdline *cl)
     }
     if (cl->cnn && (cl->given & GIVEN_MIL))
         amil_misuse("--hidden, --attention-dim and --branches are attention-MIL's");
+    if ((cl->cnn || cl->clam) && amil_augmenting(&cl->augment))
+        amil_misuse("--augment changes a bag's patches: attention-MIL models only");
     if (cl->clam && cl->branches != 1)
         amil_misuse("a CLAM head has one attention branch");
     if (cl->clam && !(cl->given & GIVEN_MIL))   /* CLAM's sizes and optimizer */
@@ -136,7 +143,7 @@ static struct cmdline parse_args(int argc, char **argv)
 {
     amil_usage_is(usage_text);
     enum { LR = 256, DECAY, OPTIMIZER, MOMENTUM, HIDDEN, ATTENTION, BRANCHES, CHECKPOINT,
-           NORMALIZE };
+           NORMALIZE, AUGMENT, HE_SIGMA, HE_BIAS };
     static const struct option options[] = {
         {"output", required_argument, 0, 'o'}, {"arch", required_argument, 0, 'a'},
         {"epochs", required_argument, 0, 'e'}, {"lr", required_argument, 0, LR},
@@ -148,13 +155,15 @@ static struct cmdline parse_args(int argc, char **argv)
         {"branches", required_argument, 0, BRANCHES}, {"test", required_argument, 0, 't'},
         {"resume", required_argument, 0, 'r'},
         {"checkpoint", required_argument, 0, CHECKPOINT},
-        {"normalize", required_argument, 0, NORMALIZE},
+        {"normalize", required_argument, 0, NORMALIZE}, {"augment", required_argument, 0, AUGMENT},
+        {"he-sigma", required_argument, 0, HE_SIGMA}, {"he-bias", required_argument, 0, HE_BIAS},
         {"batch", required_argument, 0, 'b'}, {"weights", required_argument, 0, 'w'},
         {"threads", required_argument, 0, 'j'}, {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     struct cmdline cl = {.epochs = 20, .seed = 1, .classes = 2, .hidden = 500,
                          .attention = 128, .branches = 1, .threads = 1, .lr = 1e-4,
-                         .decay = 1e-4, .batch = 1};
+                         .decay = 1e-4, .batch = 1,
+                         .augment = {0, 0, AMIL_AUGMENT_SIGMA, AMIL_AUGMENT_BIAS}};
     int c, kind;
     while ((c = getopt_long(argc, argv, "o:a:e:s:c:t:r:b:w:j:qh", options, NULL)) != -1) {
         cl.given |= c == 'e' ? GIVEN_EPOCHS : c == LR ? GIVEN_LR : c == DECAY ? GIVEN_DECAY
@@ -199,6 +208,10 @@ static struct cmdline parse_args(int argc, char **argv)
                 amil_misuse("--normalize: '%s' is not none, mnist or imagenet", optarg);
             cl.norm = kind;
             break;
+        case AUGMENT: case HE_SIGMA: case HE_BIAS:
+            amil_option_augment(&cl.augment, c == AUGMENT ? "--augment" : c == HE_SIGMA
+                                ? "--he-sigma" : "--he-bias", optarg);
+            break;
         case 'j': cl.threads = amil_option_long("--threads", optarg, 1, 1024); break;
         case 'q': cl.quiet = 1; break;
         case 'h': amil_usage(0);
@@ -238,6 +251,8 @@ static long check_bag(struct amil_record *r, long index, const char *name, void 
         amil_mil_init(m, cl->arch, (int)p->shape[3], (int)p->shape[1], (int)cl->classes,
                       (int)cl->hidden, (int)cl->attention, (int)cl->branches) < 0)
         amil_die("%s: record %ld: %s", name, index, amil_error());
+    if (!clam && cl->augment.he && m->channels != 3)
+        amil_die("%s: record %ld: --augment he needs RGB bags, not 1 channel", name, index);
     if (!clam && m->params.weights && index == 0 && !cl->resume) {
         if (cl->norm == AMIL_NORM_IMAGENET && m->channels != 3)
             amil_die("--normalize imagenet needs RGB bags, not %d channel%s", m->channels,
@@ -254,20 +269,14 @@ static long check_bag(struct amil_record *r, long index, const char *name, void 
     return 1;
 }
 
-/* Record i of a set, or death; amil_samples_put gives it back. */
-static void get_record(struct amil_samples *s, long i, struct amil_record *r)
-{
-    if (amil_samples_get(s, i, r) < 0)
-        amil_die("%s", amil_error());
-}
-
 /* Bag i's patches and label, checked again: a file read each epoch may have
  * changed under us since load_bags() checked it. */
 static const struct amil_tensor *bag_of(const struct amil_mil *m, const struct amil_clam *clam,
                                         struct amil_samples *s, long i, struct amil_record *r,
                                         long *label)
 {
-    get_record(s, i, r);
+    if (amil_samples_get(s, i, r) < 0)
+        amil_die("%s", amil_error());
     const struct amil_tensor *p = clam ? amil_clam_bag_features(clam, r)
                                        : amil_mil_bag_patches(m, r);
     if (!p || (clam ? amil_clam_bag_label(clam, r, label) : amil_mil_bag_label(m, r, label)) != 1)
@@ -289,21 +298,21 @@ struct judge {
     int cached;
 };
 
-/* Loss, error and AUC of a model on a set, without training. */
-static struct amil_score score_set(struct amil_samples *set, const struct judge *j)
+/* What the judge makes of record r (amil_samples_score). */
+static int judge_record(void *context, struct amil_record *r, struct amil_verdict *v)
 {
-    struct amil_verdict *v = amil_xmalloc(sizeof *v * set->count);
-    for (long i = 0; i < set->count; i++) {
-        struct amil_record r;
-        get_record(set, i, &r);
-        if ((j->cnn    ? amil_cnn_judge(j->cnn, j->cnn_work, &r, j->cached, &v[i])
-             : j->clam ? amil_clam_judge(j->clam, j->clam_work, &r, &v[i])
-                       : amil_mil_judge(j->mil, j->mil_work, &r, &v[i])) < 0)
-            amil_die("%s: record %ld changed since it was first read", set->stream.name, i);
-        amil_samples_put(set, &r);
-    }
-    struct amil_score s = amil_score_of(v, (size_t)set->count);
-    free(v);
+    const struct judge *j = context;
+    return j->cnn    ? amil_cnn_judge(j->cnn, j->cnn_work, r, j->cached, v)
+           : j->clam ? amil_clam_judge(j->clam, j->clam_work, r, v)
+                     : amil_mil_judge(j->mil, j->mil_work, r, v);
+}
+
+/* Loss, error and AUC of a model on a set, without training. */
+static struct amil_score score_set(struct amil_samples *set, struct judge *j)
+{
+    struct amil_score s;
+    if (amil_samples_score(set, judge_record, j, &s) < 0)
+        amil_die("%s", amil_error());
     return s;
 }
 
@@ -340,6 +349,7 @@ static void save_checkpoint(struct run *run, struct amil_record *r,
  * too) and the seed, to the output. */
 static void save_model(const struct cmdline *cl, const struct run *run, struct amil_record *r)
 {
+    amil_augment_describe(&cl->augment, r);
     amil_record_set_metaf(r, "epochs", "%ld", run->done);
     amil_record_set_metaf(r, "seed", "%ld", run->seed);
     if (amil_record_save(cl->output, r) < 0)
@@ -406,7 +416,8 @@ struct mil_trainer {
     float *grads;           /* (nweights) */
     struct amil_clam *clam; /* --arch clam: this instead of m */
     struct amil_clam_work cw;
-    gsl_rng *rng;           /* the epoch's: its order, then the dropout */
+    gsl_rng *rng;           /* the epoch's: its order, then the dropout or augmentation */
+    uint8_t *augmented;     /* a bag's patches, augmented */
 };
 
 /* One epoch: each bag of t->order one step; the training loss and error. */
@@ -423,8 +434,9 @@ static struct amil_score mil_epoch(struct mil_trainer *t, long epoch)
         memset(t->grads, 0, sizeof *t->grads * params->nweights);
         double l = t->clam ? amil_clam_step(t->clam, &t->cw, p->data, (int)p->shape[0],
                                             (int)label, t->grads, t->rng)
-                           : amil_mil_step(m, &t->w, p->data, (int)p->shape[0], (int)label,
-                                           t->grads);
+                           : amil_mil_step(m, &t->w, amil_augment_patches(&t->cl->augment,
+                                           t->rng, p, &t->augmented), (int)p->shape[0],
+                                           (int)label, t->grads);
         if (!isfinite(l))
             amil_die("epoch %ld, bag %ld (%s): the loss is %s; the last checkpoint is %s",
                      epoch, t->order[k],
@@ -464,7 +476,7 @@ static void train_mil(const struct cmdline *cl, struct run *run)
     struct mil_trainer t = {cl, run, &m, &o, &train, {0},
                             amil_xmalloc(sizeof(long) * train.count),
                             amil_xmalloc(sizeof(float) * params->nweights),
-                            cl->clam ? &clam : NULL, {0}, gsl_rng_alloc(gsl_rng_mt19937)};
+                            cl->clam ? &clam : NULL, {0}, gsl_rng_alloc(gsl_rng_mt19937), NULL};
     log_header();
     for (long epoch = run->done + 1; epoch <= cl->epochs; epoch++) {
         double start = amil_seconds();
@@ -489,7 +501,7 @@ static void train_mil(const struct cmdline *cl, struct run *run)
     save_model(cl, run, &r);
     amil_samples_free(&train);
     amil_samples_free(&test);
-    free(t.grads), free(t.order);
+    free(t.grads), free(t.order), free(t.augmented);
     gsl_rng_free(t.rng);
     amil_mil_work_free(&t.w);
     amil_clam_work_free(&t.cw);
@@ -517,22 +529,6 @@ static long check_image(struct amil_record *r, long index, const char *name, voi
     return samples;
 }
 
-/* The starting weights of --weights (amil_cnn_take_weights); the file's
- * normalization is the model's unless --normalize says otherwise. */
-static void load_weights(const struct cmdline *cl, struct amil_cnn *m)
-{
-    struct amil_record r;
-    if (amil_record_load(cl->weights, &r) < 0)
-        amil_die("%s", amil_error());
-    if (amil_cnn_take_weights(m, &r) < 0)
-        amil_die("%s: %s", cl->weights, amil_error());
-    if (amil_record_meta(&r, "normalization") && !(cl->given & GIVEN_NORMALIZE) &&
-        amil_norm_of_record(&r, &m->norm) < 0)
-        amil_die("%s: %s", cl->weights, amil_error());
-    amil_record_free(&r);
-}
-
-/* The network to train: from a checkpoint, or new (from --weights). */
 static void start_cnn(const struct cmdline *cl, struct run *run, struct amil_cnn *m,
                       struct amil_optimizer *o)
 {
@@ -547,8 +543,8 @@ static void start_cnn(const struct cmdline *cl, struct run *run, struct amil_cnn
         amil_die("%s", amil_error());
     amil_cnn_randomize(m, (unsigned long)run->seed);
     m->norm = cl->norm;
-    if (cl->weights)
-        load_weights(cl, m);
+    if (cl->weights && amil_cnn_load_weights(m, cl->weights, cl->given & GIVEN_NORMALIZE) < 0)
+        amil_die("%s", amil_error());
     size_t base = m->params.at[m->trained].offset;
     start_optimizer(cl, o, base, m->params.nweights - base);
 }
