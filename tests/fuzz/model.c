@@ -1,6 +1,7 @@
 /* model.c: model loading from a record: the A-MIL model (with its
  * optimizer state, as train --resume reads a checkpoint), the CNN
- * baselines and CLAM's head. */
+ * baselines and CLAM's head; and stainnorm's stains (-s), applied to a
+ * few pixels, so that a value the reader lets through cannot misbehave. */
 #include <string.h>
 
 #include "amil.h"
@@ -9,6 +10,7 @@
 #include "fuzz.h"
 #include "mil.h"
 #include "optim.h"
+#include "stain.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -32,6 +34,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct amil_clam clam;
         if (amil_clam_from_record(&clam, &r) == 0)
             amil_clam_free(&clam);
+        struct amil_stains stains;
+        struct amil_stain_params p = AMIL_STAIN_PARAMS;
+        if (amil_stains_from_record(&r, &stains, &p) == 0) {
+            uint8_t rgb[4 * 3] = {0, 0, 0, 255, 255, 255, 200, 100, 150, 30, 200, 90};
+            amil_stain_normalize(&p, &stains, &stains, rgb, 4);
+        }
         amil_record_free(&r);
     }
     fclose(f);
