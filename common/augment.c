@@ -15,21 +15,33 @@ static const double rgb_from_hed[3][3] = {{0.65, 0.70, 0.29},
 
 void amil_he_jitter(uint8_t *rgb, size_t n, const double scale[3], const double shift[3])
 {
-    /* a byte's optical density, -ln(max(v / 255, 1e-6)) */
-    double od[256], hed_from_rgb[3][3];
-    for (int v = 0; v < 256; v++)
-        od[v] = -log(fmax(v / 255.0, 1e-6));
+    /* The jitter is affine in optical density: OD' (channel k) = Σ_c OD_c
+     * A[c][k] + b[k], with A = hed_from_rgb · diag(scale) · rgb_from_hed
+     * and b = shift · rgb_from_hed.  So the light out, exp(-OD'), is
+     * exp(-b[k]) times a product of three tables of the bytes, no exp a
+     * pixel.  OD of a byte: -ln(max(v / 255, 1e-6)). */
+    double hed_from_rgb[3][3], a[3][3], light[3], table[3][3][256];
     amil_inverse3(rgb_from_hed, hed_from_rgb);
-    for (size_t i = 0; i < n; i++) {
-        uint8_t *px = rgb + 3 * i;
-        double stain[3];
+    for (int k = 0; k < 3; k++) {
+        double b = 0;
         for (int s = 0; s < 3; s++)
-            stain[s] = (od[px[0]] * hed_from_rgb[0][s] + od[px[1]] * hed_from_rgb[1][s] +
-                        od[px[2]] * hed_from_rgb[2][s]) * scale[s] + shift[s];
-        for (int ch = 0; ch < 3; ch++) {
-            double v = exp(-(stain[0] * rgb_from_hed[0][ch] + stain[1] * rgb_from_hed[1][ch] +
-                             stain[2] * rgb_from_hed[2][ch]));
-            px[ch] = (uint8_t)(255 * (v > 1 ? 1 : v) + 0.5);
+            b += shift[s] * rgb_from_hed[s][k];
+        light[k] = exp(-b);
+        for (int c = 0; c < 3; c++) {
+            a[c][k] = 0;
+            for (int s = 0; s < 3; s++)
+                a[c][k] += hed_from_rgb[c][s] * scale[s] * rgb_from_hed[s][k];
+        }
+    }
+    for (int c = 0; c < 3; c++)
+        for (int k = 0; k < 3; k++)
+            for (int v = 0; v < 256; v++)
+                table[c][k][v] = exp(log(fmax(v / 255.0, 1e-6)) * a[c][k]);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *px = rgb + 3 * i, in[3] = {px[0], px[1], px[2]};
+        for (int k = 0; k < 3; k++) {
+            double v = light[k] * table[0][k][in[0]] * table[1][k][in[1]] * table[2][k][in[2]];
+            px[k] = (uint8_t)(255 * (v > 1 ? 1 : v) + 0.5);
         }
     }
 }
