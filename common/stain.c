@@ -80,21 +80,24 @@ static void solver(const double (*he)[3], double (*solve)[3])
     }
 }
 
-/* The plane of the two largest eigenvectors of the ODs' covariance
+/* The plane of the two largest eigenvectors of the covariance of the
+ * ODs (table) of the m pixels kept
  * (first: the largest, turned to the ODs' mean; second), or -1 with a
  * message when the ODs hardly leave a line. */
-static int od_plane(const double *od, size_t m, double first[3], double second[3])
+static int od_plane(const double *table, const uint8_t *kept, size_t m, double first[3],
+                    double second[3])
 {
     double mean[3] = {0, 0, 0}, cov[9] = {0};
     for (size_t i = 0; i < m; i++)
         for (int c = 0; c < 3; c++)
-            mean[c] += od[3 * i + c];
+            mean[c] += table[kept[3 * i + c]];
     for (int c = 0; c < 3; c++)
         mean[c] /= (double)m;
     for (size_t i = 0; i < m; i++)
         for (int r = 0; r < 3; r++)
             for (int c = r; c < 3; c++)
-                cov[3 * r + c] += (od[3 * i + r] - mean[r]) * (od[3 * i + c] - mean[c]);
+                cov[3 * r + c] += (table[kept[3 * i + r]] - mean[r]) *
+                                  (table[kept[3 * i + c]] - mean[c]);
     for (int r = 0; r < 3; r++)
         for (int c = r; c < 3; c++)
             cov[3 * c + r] = cov[3 * r + c] /= (double)(m - 1);
@@ -132,23 +135,21 @@ static int fit_macenko(const struct amil_stain_params *p, const uint8_t *rgb, si
 {
     double table[256];
     od_table(p->io, table);
-    /* the ODs of the fitted pixels of at least beta in every channel */
-    double *od = malloc(sizeof *od * 3 * fitted);
-    double *values = malloc(sizeof *values * 2 * fitted);
-    if (!od || !values) {
-        free(od), free(values);
+    /* the fitted pixels of OD at least beta in every channel, as bytes (3
+     * a pixel, their ODs looked up), and one double a fitted pixel for
+     * the percentiles: 11 bytes a pixel at most */
+    uint8_t *kept = malloc(3 * fitted);
+    double *values = malloc(sizeof *values * fitted);
+    if (!kept || !values) {
+        free(kept), free(values);
         return amil_fail("out of memory (%zu pixels)", fitted);
     }
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
-        if (mask && !mask[i])
-            continue;
         const uint8_t *px = rgb + 3 * i;
-        if (table[px[0]] >= p->beta && table[px[1]] >= p->beta && table[px[2]] >= p->beta) {
-            for (int c = 0; c < 3; c++)
-                od[3 * m + c] = table[px[c]];
-            m++;
-        }
+        if ((!mask || mask[i]) && table[px[0]] >= p->beta && table[px[1]] >= p->beta &&
+            table[px[2]] >= p->beta)
+            memcpy(kept + 3 * m++, px, 3);
     }
     int status = 0;
     double first[3] = {0}, second[3] = {0};
@@ -157,12 +158,13 @@ static int fit_macenko(const struct amil_stain_params *p, const uint8_t *rgb, si
                            "every channel; a fit needs %d", m, fitted, p->beta,
                            AMIL_STAIN_MIN_PIXELS);
     else
-        status = od_plane(od, m, first, second);
+        status = od_plane(table, kept, m, first, second);
     if (status == 0) {
         /* each pixel's angle in the plane from the first direction; the
          * stains at the alpha-th and (100 - alpha)-th percentiles */
         for (size_t i = 0; i < m; i++) {
-            const double *o = od + 3 * i;
+            const uint8_t *px = kept + 3 * i;
+            double o[3] = {table[px[0]], table[px[1]], table[px[2]]};
             values[i] = atan2(o[0] * second[0] + o[1] * second[1] + o[2] * second[2],
                               o[0] * first[0] + o[1] * first[1] + o[2] * first[2]);
         }
@@ -183,28 +185,25 @@ static int fit_macenko(const struct amil_stain_params *p, const uint8_t *rgb, si
             status = amil_fail("not an H&E image: its two stains are one colour (the angles "
                                "from %.4g to %.4g)", low, high);
     }
-    if (status == 0) {
-        /* the concentrations of every fitted pixel, and their 99th
-         * percentiles */
-        double solve[2][3];
+    /* each stain's concentration in every fitted pixel, and its 99th
+     * percentile */
+    double solve[2][3];
+    if (status == 0)
         solver(s->he, solve);
+    for (int j = 0; status == 0 && j < 2; j++) {
         size_t k = 0;
         for (size_t i = 0; i < n; i++) {
-            if (mask && !mask[i])
-                continue;
             const uint8_t *px = rgb + 3 * i;
-            for (int j = 0; j < 2; j++)
-                values[j * fitted + k] = solve[j][0] * table[px[0]] +
-                                         solve[j][1] * table[px[1]] + solve[j][2] * table[px[2]];
-            k++;
+            if (!mask || mask[i])
+                values[k++] = solve[j][0] * table[px[0]] + solve[j][1] * table[px[1]] +
+                              solve[j][2] * table[px[2]];
         }
-        for (int j = 0; j < 2; j++)
-            s->max_c[j] = percentile(values + j * fitted, fitted, 99);
-        if (!(s->max_c[0] > 0) || !(s->max_c[1] > 0))
+        s->max_c[j] = percentile(values, fitted, 99);
+        if (!(s->max_c[j] > 0))
             status = amil_fail("not an H&E image: a stain's 99th percentile concentration is "
-                               "%.3g", s->max_c[0] > 0 ? s->max_c[1] : s->max_c[0]);
+                               "%.3g", s->max_c[j]);
     }
-    free(od), free(values);
+    free(kept), free(values);
     return status;
 }
 

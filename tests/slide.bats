@@ -165,7 +165,7 @@ for i in map(int, sys.argv[3].split(",")): st.write(sys.stdout.buffer, *recs[i])
     assert_empty "$T/out"
 }
 
-@test "slide: 50,000 patches go through bagify | featurize | attend | classify | stitch, and gradcam, under 500 MB each" {
+@test "slide: 50,000 patches go through bagify | featurize | attend | classify | stitch, gradcam and stainnorm, under 500 MB each" {
     command -v /usr/bin/time > /dev/null || { echo "GNU time is missing: make deps" >&2; return 1; }
     level0
     bagify -l 1 "$BREAKHIS" | train -e 0 -q -o "$T/m.st" > /dev/null
@@ -179,12 +179,13 @@ for i in map(int, sys.argv[3].split(",")): st.write(sys.stdout.buffer, *recs[i])
     peak classify -m "$T/m.st" "$T/attention" > "$T/out"
     peak stitch -o "$T/heat.png" < "$T/out" 2> /dev/null
     peak gradcam -m "$T/m.st" -o "$T/cam.png" < "$T/bags"
+    peak stainnorm -r "$DATA/torchstain-target.png" "$T/bags" > /dev/null
     run recinfo "$T/attention"
     [[ "$output" == *"tensor attention F32 [1, 50007]"* ]]
     [ "$(recinfo "$T/bags" | grep -c '^  part = ')" = 2 ]
     [ "$(file -b "$T/heat.png" | cut -d, -f1-2)" = "PNG image data, 4096 x 3650" ]
     [ "$(file -b "$T/cam.png" | cut -d, -f1-2)" = "PNG image data, 4096 x 3650" ]
-    for stage in bagify featurize attend classify stitch gradcam; do
+    for stage in bagify featurize attend classify stitch gradcam stainnorm; do
         kb=$(cat "$T/rss.$stage")
         echo "# $stage: peak RSS $((kb / 1024)) MB" >&3
         [ "$kb" -lt $((500 * 1024)) ] || { echo "$stage: $kb KB"; return 1; }
