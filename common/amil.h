@@ -172,7 +172,7 @@ struct amil_stream {
     FILE *file;
     const char *name;       /* for messages: a path or "<stdin>" */
     long index;             /* index of the next record, from 0 */
-    unsigned char peeked[8];   /* bytes amil_stream_is_image read ahead */
+    unsigned char peeked[9];   /* bytes amil_stream_is_image read ahead */
     size_t npeeked;
 };
 
@@ -190,10 +190,12 @@ void amil_stream_close(struct amil_stream *s);
  * with a message (a bad record; none at all: "no records on standard
  * input").  For the programs that need at least one. */
 int amil_stream_first(struct amil_stream *s, struct amil_record *r);
-/* Whether the stream, not yet read, begins with an image (PNG, JPEG,
- * TIFF, GIF, BMP, netpbm) rather than a record: 1 or 0 (a record, or
- * nothing), -1 with a message on a read error.  The bytes it looks at are
- * still read by what follows (amil_record_read, amil_stream_slurp). */
+/* Whether the stream, not yet read, holds an image rather than records: 0
+ * when it begins as a record does (a header length within the limit, then
+ * '{') or is shorter than that (nothing, or a record cut short), else 1
+ * (an image, whose decoder says if it is none: TGA has no signature to
+ * know it by); -1 with a message on a read error.  The bytes it looks at
+ * are still read by what follows (amil_record_read, amil_stream_slurp). */
 int amil_stream_is_image(struct amil_stream *s);
 /* The rest of the stream in memory (its length in *len), or NULL with a
  * message (which does not name the stream). */

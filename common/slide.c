@@ -384,6 +384,7 @@ double amil_view_downsample(const struct amil_view *v, long width, long height, 
 int amil_view_read(const struct amil_view *v, const char *path, long index, int channels,
                    const struct amil_record *r, struct amil_image *img, double *d)
 {
+    *img = (struct amil_image){0};
     struct amil_slide slide;
     int is_slide = amil_slide_open(&slide, path);
     if (is_slide < 0)

@@ -181,9 +181,9 @@ static int fit_macenko(const struct amil_stain_params *p, const uint8_t *rgb, si
         double cosine = 0;
         for (int c = 0; c < 3; c++)
             cosine += v[0][c] * v[1][c];
-        if (cosine > 1 - 1e-6)
-            status = amil_fail("not an H&E image: its two stains are one colour (the angles "
-                               "from %.4g to %.4g)", low, high);
+        if (fabs(cosine) > 1 - 1e-6)
+            status = amil_fail("not an H&E image: its two stains are one colour, or opposite "
+                               "ones (the angles from %.4g to %.4g)", low, high);
     }
     /* each stain's concentration in every fitted pixel, and its 99th
      * percentile */
@@ -475,14 +475,14 @@ int amil_stains_from_record(const struct amil_record *r, struct amil_stains *s,
     s->method = strcmp(method, "macenko") == 0 ? AMIL_STAIN_MACENKO : AMIL_STAIN_REINHARD;
     if (s->method == AMIL_STAIN_REINHARD)
         return values_of(r, "lab_mean", 1, 3, -500, 500, s->mean) < 0 ||
-                       values_of(r, "lab_sd", 1, 3, 1e-6, 500, s->sd) < 0
+                       values_of(r, "lab_sd", 1, 3, 1e-30, 500, s->sd) < 0
                    ? -1
                    : 0;
     double he[6];
-    if (param_of(r, "io", 1, 1e6, &p->io) < 0 || param_of(r, "alpha", 0, 50, &p->alpha) < 0 ||
-        param_of(r, "beta", 0, 10, &p->beta) < 0 ||
+    if (param_of(r, "io", 1, 255, &p->io) < 0 || param_of(r, "alpha", 0, 50, &p->alpha) < 0 ||
+        param_of(r, "beta", 0, 5, &p->beta) < 0 ||
         values_of(r, "stains", 2, 6, -1, 1, he) < 0 ||
-        values_of(r, "max_concentrations", 1, 2, 1e-6, 1e6, s->max_c) < 0)
+        values_of(r, "max_concentrations", 1, 2, 1e-30, 1e6, s->max_c) < 0)
         return -1;
     for (int j = 0; j < 2; j++) {
         double norm = 0;
@@ -494,7 +494,7 @@ int amil_stains_from_record(const struct amil_record *r, struct amil_stains *s,
     double cosine = 0;
     for (int c = 0; c < 3; c++)
         cosine += s->he[0][c] * s->he[1][c];
-    if (cosine > 1 - 1e-6)
-        return amil_fail("the two stains are one colour");
+    if (fabs(cosine) > 1 - 1e-6)
+        return amil_fail("the two stains are one colour, or opposite ones");
     return 0;
 }

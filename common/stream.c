@@ -406,15 +406,15 @@ static size_t read_bytes(struct amil_stream *s, unsigned char *to, size_t n)
 
 int amil_stream_is_image(struct amil_stream *s)
 {
-    while (s->npeeked < 8) {
-        size_t got = fread(s->peeked + s->npeeked, 1, 8 - s->npeeked, s->file);
+    while (s->npeeked < 9) {
+        size_t got = fread(s->peeked + s->npeeked, 1, 9 - s->npeeked, s->file);
         if (got == 0 && ferror(s->file))
             return amil_fail("%s: %s", s->name, strerror(errno));
         if (got == 0)
             break;
         s->npeeked += got;
     }
-    return s->npeeked == 8 && image_kind(s->peeked) && le64(s->peeked) > AMIL_MAX_HEADER;
+    return s->npeeked == 9 && !(le64(s->peeked) <= AMIL_MAX_HEADER && s->peeked[8] == '{');
 }
 
 unsigned char *amil_stream_slurp(struct amil_stream *s, size_t *len)
@@ -451,6 +451,10 @@ int amil_record_read(struct amil_stream *s, struct amil_record *r)
     amil_record_init(r);
     unsigned char lenbuf[8];
     size_t got = read_bytes(s, lenbuf, 8);
+    /* the header's first byte, when amil_stream_is_image looked at it,
+     * goes back to the file, which reads the rest (C keeps one byte) */
+    if (s->npeeked == 1 && ungetc(s->peeked[0], s->file) != EOF)
+        s->npeeked = 0;
     if (got == 0 && !ferror(s->file))
         return 0;
     long index = s->index++;

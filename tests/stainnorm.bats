@@ -128,6 +128,41 @@ ppm() { pngtopnm "$1" > "$2"; }
     cmp <(pamtopnm "$T/out/SOB_B_A-14-22549G-40-001.pam") <(pngtopnm "$T/a.png")
 }
 
+@test "stainnorm: a file of several images, a TGA, a pipe; no output over an input" {
+    pngtopam "$BREAKHIS" > "$T/a.pam"
+    pngtopam "$IHC" > "$T/b.pam"
+    cat "$T/a.pam" "$T/b.pam" > "$T/two.pam"
+    stainnorm -r "$TARGET" -d "$T/out" -f pam "$T/two.pam"
+    stainnorm -r "$TARGET" -f pam "$T/b.pam" > "$T/b.out"
+    cmp "$T/out/two-1.pam" "$T/b.out"
+    [ -s "$T/out/two.pam" ]
+    run bash -c "stainnorm -r '$TARGET' -f pam '$T/two.pam' > '$T/x'"
+    [ "$status" -eq 1 ]
+    [ "$output" = "stainnorm: $T/two.pam: a second image: give -d DIR for several" ]
+    # a TGA has no signature: what is not a record is taken as an image
+    ppmtotga -rgb "$T/a.pam" > "$T/a.tga" 2> /dev/null || pamtotga "$T/a.pam" > "$T/a.tga"
+    stainnorm -r "$TARGET" -f pam "$T/a.tga" | cmp - <(stainnorm -r "$TARGET" -f pam "$T/a.pam")
+    # a pipe is read once, alone
+    bagify -l 1 "$BREAKHIS" > "$T/bag"
+    stainnorm -r "$TARGET" <(cat "$T/bag") | cmp - <(stainnorm -r "$TARGET" "$T/bag")
+    run stainnorm -r "$TARGET" "$T/bag" <(cat "$T/bag")
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"a pipe or device is read alone, not with other inputs" ]]
+    # --save-stains and -d never write over an input, not even a later one
+    cp "$T/bag" "$T/keep"
+    run stainnorm -r "$TARGET" --save-stains "$T/keep" -o "$T/o" "$T/keep"
+    [ "$status" -eq 1 ]
+    [ "$output" = "stainnorm: $T/keep is also an input: it would be overwritten" ]
+    cmp "$T/bag" "$T/keep"
+    mkdir -p "$T/d"
+    cp "$SOURCE" "$T/d/s.png"
+    cp "$IHC" "$T/s.png"
+    run stainnorm -r "$TARGET" -d "$T/d" "$T/s.png" "$T/d/s.png"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"$T/d/s.png is an input: it would be overwritten" ]]
+    cmp "$SOURCE" "$T/d/s.png"
+}
+
 @test "stainnorm: bad input exits 1 with a message and writes nothing" {
     ppmmake white 64 64 > "$T/white.ppm"
     pgmramp -lr 64 64 | ppmtoppm > "$T/gray.ppm"
@@ -148,7 +183,7 @@ ppm() { pngtopnm "$1" > "$2"; }
                 "-r $TARGET -d $T/dir $T/bag|$T/bag: -d DIR is for images; records go to -o FILE or standard output" \
                 "-r $TARGET $BREAKHIS $IHC|$IHC: a second image: give -d DIR for several" \
                 "-r $TARGET $T/bag $BREAKHIS|$BREAKHIS: an image among records: give them apart" \
-                "-r $TARGET $T/bag -|- (standard input) is read alone, not with other inputs" \
+                "-r $TARGET $T/bag -|-: standard input is read alone, not with other inputs" \
                 "-r $TARGET $T/none.png|$T/none.png: No such file or directory" \
                 "-r $T/none.png $BREAKHIS|$T/none.png: No such file or directory"; do
         run bash -c "stainnorm ${case%%|*} > '$T/out'"

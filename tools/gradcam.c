@@ -232,7 +232,7 @@ static int draw(const struct cmdline *cl, const struct amil_record *r, const flo
                   cl->image, amil_record_meta(r, "source"));
     if (!path || strcmp(path, "-") == 0)
         return amil_fail("no image to draw on: give IMAGE");
-    struct amil_image img;
+    struct amil_image img = {0};
     double D;
     if (amil_view_read(&cl->view, path, cl->image ? 0 : amil_record_image_index(r), 3, r, &img,
                        &D) < 0)
@@ -273,11 +273,13 @@ static int explain(const struct cmdline *cl, const struct amil_mil *m,
         return -1;
     /* the map's downsample: a slide's (its patches record its vendor) at
      * most AMIL_VIEW_SIDE a side unless the view says */
-    double D = amil_view_downsample(&cl->view, width, height,
-                                    amil_record_meta(r, "slide_vendor") != NULL);
+    int slide = amil_record_meta(r, "slide_vendor") != NULL;
+    double D = amil_view_downsample(&cl->view, width, height, slide);
     long map_height = (long)ceil(height / D), map_width = (long)ceil(width / D);
-    if (cl->record && amil_image_check_size(map_width, map_height, AMIL_MAX_PIXELS) < 0)
+    if (!slide && amil_image_check_size(width, height, AMIL_MAX_PIXELS) < 0)
         return -1;
+    if (cl->record && amil_image_check_size(map_width, map_height, AMIL_MAX_PIXELS) < 0)
+        return amil_fail("the map at downsample %g: %s", D, amil_error());
     int target = (int)cl->target;
     if (target >= m->classes)
         return amil_fail("--class %d: the model has %d classes", target, m->classes);

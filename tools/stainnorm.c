@@ -113,6 +113,17 @@ static struct cmdline parse_args(int argc, char **argv)
     return cl;
 }
 
+/* Whether writing path would destroy an input: one of the inputs, the
+ * reference or the file on standard input. */
+static int is_an_input(const struct cmdline *cl, const char *path)
+{
+    for (char **in = cl->inputs; *in; in++)
+        if (strcmp(*in, "-") != 0 && amil_same_file(path, *in))
+            return 1;
+    return (cl->reference && amil_same_file(path, cl->reference)) ||
+           (cl->stains && amil_same_file(path, cl->stains)) || amil_same_as_stdin(path);
+}
+
 /* The stains of n RGB pixels, fitted on their tissue with --tissue. */
 static int fit(const struct cmdline *cl, enum amil_stain_method method,
                const struct amil_stain_params *p, const uint8_t *rgb, size_t n,
@@ -213,30 +224,40 @@ static int normalize_record(const struct cmdline *cl, const struct reference *re
     return amil_record_write(out, r);
 }
 
-/* An image's bytes (data, len: one image) normalized and written to
- * -o, DIR/<name>.png or standard output. */
-static int normalize_image(const struct cmdline *cl, const struct reference *ref,
-                           const char *name, const unsigned char *data, size_t len)
+/* Each image in data (len bytes: one, or a netpbm or PNG stream of
+ * several) normalized and written to -o, DIR/<name>.png (a second image
+ * of a file DIR/<name>-<index>.png) or standard output; *images counts
+ * those written, so that a second one without -d is refused. */
+static int normalize_images(const struct cmdline *cl, const struct reference *ref,
+                            const char *name, const unsigned char *data, size_t len,
+                            long *images)
 {
     struct amil_image img;
-    size_t used;
-    if (amil_image_decode(data, len, 3, AMIL_MAX_PIXELS, &img, &used) < 0)
-        return -1;
-    int status = normalize(cl, ref, img.pixels, (size_t)img.width * img.height);
-    if (status == 0) {
-        char *path = cl->dir ? amil_output_name(cl->dir, name, 0,
-                                                cl->format == AMIL_PICTURE_PAM ? "pam" : "png")
-                             : NULL;
+    size_t at = 0;
+    int got;
+    for (long index = 0; (got = amil_image_next(data, len, &at, 3, AMIL_MAX_PIXELS, &img)) == 1;
+         index++) {
+        if (++*images > 1 && !cl->dir) {
+            amil_image_free(&img);
+            return amil_fail("a second image: give -d DIR for several");
+        }
+        int status = normalize(cl, ref, img.pixels, (size_t)img.width * img.height);
+        char *path = cl->dir && status == 0
+                         ? amil_output_name(cl->dir, name, index,
+                                            cl->format == AMIL_PICTURE_PAM ? "pam" : "png")
+                         : NULL;
         const char *to = path ? path : cl->output;
-        if (to && amil_same_file(to, name))
-            status = amil_fail("%s is the input: it would be overwritten", to);
-        else
+        if (status == 0 && to && is_an_input(cl, to))
+            status = amil_fail("%s is an input: it would be overwritten", to);
+        else if (status == 0)
             status = to ? amil_picture_save(to, &img, cl->format)
                         : amil_picture_write(stdout, &img, cl->format);
         free(path);
+        amil_image_free(&img);
+        if (status < 0)
+            return -1;
     }
-    amil_image_free(&img);
-    return status;
+    return got < 0 ? -1 : 0;
 }
 
 /* Where records go: -o's file, opened at the first one, or standard
@@ -272,9 +293,13 @@ static void check_inputs(const struct cmdline *cl)
     int images = 0;
     const char *first_image = NULL, *first_records = NULL, *second_image = NULL;
     for (char **in = cl->inputs; *in; in++) {
-        if (strcmp(*in, "-") == 0) {   /* standard input cannot be looked at twice */
+        /* standard input, a pipe or a FIFO cannot be looked at twice: it is
+         * judged when read, alone */
+        struct stat st;
+        if (strcmp(*in, "-") == 0 || (stat(*in, &st) == 0 && !S_ISREG(st.st_mode))) {
             if (cl->inputs[1])
-                amil_die("- (standard input) is read alone, not with other inputs");
+                amil_die("%s: %s is read alone, not with other inputs", *in,
+                         strcmp(*in, "-") == 0 ? "standard input" : "a pipe or device");
             return;
         }
         int image = is_image(*in);
@@ -298,7 +323,8 @@ static void check_inputs(const struct cmdline *cl)
 }
 
 /* One input, an image or records, to the output. */
-static void run_input(const struct cmdline *cl, const struct reference *ref, const char *path)
+static void run_input(const struct cmdline *cl, const struct reference *ref, const char *path,
+                      long *images)
 {
     int is_stdin = !path || strcmp(path, "-") == 0;
     const char *name = is_stdin ? "<stdin>" : path;
@@ -313,7 +339,7 @@ static void run_input(const struct cmdline *cl, const struct reference *ref, con
     if (image) {
         size_t len;
         unsigned char *data = amil_stream_slurp(&s, &len);
-        if (!data || normalize_image(cl, ref, is_stdin ? "stdin" : path, data, len) < 0)
+        if (!data || normalize_images(cl, ref, is_stdin ? "stdin" : path, data, len, images) < 0)
             amil_die("%s: %s", name, amil_error());
         free(data);
     } else {
@@ -344,15 +370,17 @@ int main(int argc, char **argv)
         amil_refuse_terminal(cl.force, "give -o FILE or -d DIR, or redirect it");
     if (cl.dir && mkdir(cl.dir, 0777) < 0 && errno != EEXIST)
         amil_die("%s:", cl.dir);
-    for (char **in = cl.inputs; *in && cl.output; in++)
-        if (amil_same_file(cl.output, *in))
-            amil_die("%s is also an input: it would be overwritten", cl.output);
+    const char *outputs[2] = {cl.output, cl.save_stains};
+    for (int i = 0; i < 2; i++)
+        if (outputs[i] && is_an_input(&cl, outputs[i]))
+            amil_die("%s is also an input: it would be overwritten", outputs[i]);
     check_inputs(&cl);
     struct reference ref = load_reference(&cl);
+    long images = 0;
     if (!*cl.inputs && !stains_only)
-        run_input(&cl, &ref, NULL);
+        run_input(&cl, &ref, NULL, &images);
     for (char **in = cl.inputs; *in; in++)
-        run_input(&cl, &ref, *in);
+        run_input(&cl, &ref, *in, &images);
     if (records_out.file && amil_output_commit(&records_out) < 0)
         amil_die("%s", amil_error());
     return amil_close_stdout();

@@ -251,8 +251,9 @@ static long check_bag(struct amil_record *r, long index, const char *name, void 
         amil_mil_init(m, cl->arch, (int)p->shape[3], (int)p->shape[1], (int)cl->classes,
                       (int)cl->hidden, (int)cl->attention, (int)cl->branches) < 0)
         amil_die("%s: record %ld: %s", name, index, amil_error());
-    if (!clam && cl->augment.he && m->channels != 3)
-        amil_die("%s: record %ld: --augment he needs RGB bags, not 1 channel", name, index);
+    if (!clam && cl->augment.he && m->params.weights && m->channels != 3)
+        amil_die("%s: record %ld: --augment he needs RGB bags, not %d channel", name, index,
+                 m->channels);
     if (!clam && m->params.weights && index == 0 && !cl->resume) {
         if (cl->norm == AMIL_NORM_IMAGENET && m->channels != 3)
             amil_die("--normalize imagenet needs RGB bags, not %d channel%s", m->channels,
