@@ -66,6 +66,12 @@ struct amil_output {
 int amil_output_open(struct amil_output *o, const char *path);
 int amil_output_commit(struct amil_output *o);
 void amil_output_abort(struct amil_output *o);
+/* An output opened at its first write: o's file on path, opened now if
+ * it is not yet, or standard output when path is NULL; NULL with a
+ * message when it cannot be opened.  amil_output_finish commits it if it
+ * was opened (a run that wrote nothing leaves no file). */
+FILE *amil_output_lazy(struct amil_output *o, const char *path);
+int amil_output_finish(struct amil_output *o);
 /* DIR/<source's base name, its extension replaced by ext> (the caller
  * frees it); a name already given in this run gets -index (and then -2,
  * -3, ...), so that no output of a run overwrites another. */

@@ -165,3 +165,17 @@ char *amil_output_name(const char *dir, const char *source, long index, const ch
     used[nused++] = amil_xstrdup(path);
     return path;
 }
+
+FILE *amil_output_lazy(struct amil_output *o, const char *path)
+{
+    if (!path)
+        return stdout;
+    if (!o->file && amil_output_open(o, path) < 0)
+        return NULL;
+    return o->file;
+}
+
+int amil_output_finish(struct amil_output *o)
+{
+    return o->file ? amil_output_commit(o) : 0;
+}

@@ -190,17 +190,16 @@ static void blend(const struct cmdline *cl, const float *map, const unsigned *co
 }
 
 /* The output, opened at the first write and renamed into place at the
- * end (finish_output), so that a run that fails leaves nothing behind and
+ * end (amil_output_finish), so that a run that fails leaves nothing behind and
  * -o never holds part of a picture. */
 static struct amil_output out_file;
 
 static FILE *output(const struct cmdline *cl)
 {
-    if (!cl->output)
-        return stdout;
-    if (!out_file.file && amil_output_open(&out_file, cl->output) < 0)
+    FILE *f = amil_output_lazy(&out_file, cl->output);
+    if (!f)
         amil_die("%s", amil_error());
-    return out_file.file;
+    return f;
 }
 
 /* A record (img NULL) or a picture to the output; a failure names -o. */
@@ -210,14 +209,6 @@ static int write_out(const struct cmdline *cl, const struct amil_record *r,
     FILE *f = output(cl);
     int status = img ? amil_picture_write(f, img, cl->format) : amil_record_write(f, r);
     return status < 0 && cl->output ? amil_fail_in(cl->output) : status;
-}
-
-static void finish_output(const struct cmdline *cl)
-{
-    if (cl->output && !out_file.file)   /* nothing written: as before, no file */
-        return;
-    if (cl->output && amil_output_commit(&out_file) < 0)
-        amil_die("%s", amil_error());
 }
 
 /* The picture of the map over the record's image at the view's downsample
@@ -554,6 +545,7 @@ int main(int argc, char **argv)
     else
         explain_bags(&cl, &model.mil);
     amil_any_free(&model);
-    finish_output(&cl);
+    if (amil_output_finish(&out_file) < 0)
+        amil_die("%s", amil_error());
     return amil_close_stdout();
 }

@@ -266,11 +266,10 @@ static struct amil_output records_out;
 
 static FILE *records_file(const struct cmdline *cl)
 {
-    if (!cl->output)
-        return stdout;
-    if (!records_out.file && amil_output_open(&records_out, cl->output) < 0)
+    FILE *f = amil_output_lazy(&records_out, cl->output);
+    if (!f)
         amil_die("%s", amil_error());
-    return records_out.file;
+    return f;
 }
 
 /* Whether an input is an image (1) or records (0); -1 with a message. */
@@ -381,7 +380,7 @@ int main(int argc, char **argv)
         run_input(&cl, &ref, NULL, &images);
     for (char **in = cl.inputs; *in; in++)
         run_input(&cl, &ref, *in, &images);
-    if (records_out.file && amil_output_commit(&records_out) < 0)
+    if (amil_output_finish(&records_out) < 0)
         amil_die("%s", amil_error());
     return amil_close_stdout();
 }
