@@ -79,14 +79,23 @@ char *amil_output_name(const char *dir, const char *source, long index, const ch
 /* Removes the temporaries of outputs not yet committed; safe in a signal
  * handler (exit runs it by itself). */
 void amil_output_cleanup(void);
-/* Whether two paths name one file (device and inode); whether a path is
- * the regular file on standard input.  So that no program writes over its
- * own input. */
+/* Whether two paths name one file: its device and inode, or for files
+ * not yet made, one folder and one name (two outputs of one run). */
 int amil_same_file(const char *a, const char *b);
-int amil_same_as_stdin(const char *path);
-/* Whether path can be written, by making and removing a file beside it:
- * so that a long run fails at its start, not at its end.  0, or -1 with a
- * message. */
+/* The inputs: no output replaces a file this process has read or said it
+ * will read.  Every stream opened for reading (amil_stream_open, a model's
+ * amil_record_load, a slide) notes its file by device and inode; a program
+ * notes the files on its command line before any output is opened ("-" is
+ * standard input), so that its outputs are checked before the work.
+ * amil_output_open, amil_output_commit and amil_output_probe refuse an
+ * input, naming it.  Only regular files are noted.  amil_input_forget is
+ * for an input read whole that may be replaced (a resumed checkpoint). */
+void amil_input_note(const char *path);
+void amil_input_note_fd(int fd, const char *name);
+void amil_input_forget(const char *path);
+/* Whether path can be written and is not an input, by making and removing
+ * a file beside it: so that a long run fails at its start, not at its
+ * end.  0, or -1 with a message. */
 int amil_output_probe(const char *path);
 
 void *amil_xmalloc(size_t n);   /* dies on failure, never returns NULL */
@@ -204,7 +213,10 @@ int amil_stream_first(struct amil_stream *s, struct amil_record *r);
  * are still read by what follows (amil_record_read, amil_stream_slurp). */
 int amil_stream_is_image(struct amil_stream *s);
 /* The rest of the stream in memory (its length in *len), or NULL with a
- * message (which does not name the stream). */
+ * message (which does not name the stream).  At most AMIL_MAX_SLURP bytes:
+ * a PAM of 2^28 pixels of four 16-bit samples is 2 GiB, and a device
+ * such as /dev/zero never ends. */
+#define AMIL_MAX_SLURP ((size_t)2 << 30 | (size_t)1 << 20)
 unsigned char *amil_stream_slurp(struct amil_stream *s, size_t *len);
 /* Reads the next record into r (which it initializes).  Returns 1 for a
  * record, 0 at a clean end of stream, -1 on bad input with the message
@@ -255,6 +267,13 @@ int amil_record_append(struct amil_record *r, const struct amil_record *part);
  * or NULL with a message. */
 struct amil_tensor *amil_record_expect(const struct amil_record *r, const char *name,
                                        enum amil_dtype dtype, int ndim);
+/* Whether every value of F32 tensor t is finite: 0, or -1 with a message
+ * naming the first that is not by its indices ("features[17, 3] is nan"),
+ * and the patch when axis (of the patches: 0 for features, 1 for
+ * attention) is not -1.  A value that is not finite is an error, never a
+ * class or a weight. */
+int amil_tensor_finite(const char *name, const float *v, int ndim, const int64_t *shape,
+                       int axis);
 
 const char *amil_record_meta(const struct amil_record *r, const char *key);
 /* Sets key to value, or with value NULL removes it. */

@@ -297,6 +297,8 @@ const struct amil_tensor *amil_clam_bag_features(const struct amil_clam *m,
         return amil_fail("features are [%lld, %lld]; the CLAM head's are [N ≥ 1, %d]",
                          (long long)x->shape[0], (long long)x->shape[1], m->features),
                NULL;
+    if (x && amil_tensor_finite("features", x->data, 2, x->shape, 0) < 0)
+        return NULL;
     return x;
 }
 

@@ -373,6 +373,9 @@ int amil_cnn_take_weights(struct amil_cnn *m, struct amil_record *r)
         if (!same && i < head)
             return amil_fail("tensor '%s' is missing or not F32 of the shape %s needs",
                              p->name, arch_names[m->arch]);
+        const struct amil_tensor *t = amil_record_find(r, p->name);
+        if (same && amil_tensor_finite(p->name, t->data, t->ndim, t->shape, -1) < 0)
+            return -1;
         fits &= i < head || same;
     }
     for (int i = 0; i < m->params.n; i++)

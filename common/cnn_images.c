@@ -60,7 +60,7 @@ const struct amil_tensor *amil_cnn_cached(const struct amil_cnn *m, const struct
                   amil_cnn_feature_size(m));
         return NULL;
     }
-    return t;
+    return amil_tensor_finite("features", t->data, 2, t->shape, 0) < 0 ? NULL : t;
 }
 
 int32_t *amil_cnn_tile_coords(const struct amil_cnn *m, int H, int W, int *n)

@@ -26,7 +26,10 @@ double amil_auc(const double *score, const int *positive, size_t n)
         positives += items[i].positive;
     }
     size_t negatives = n - positives;
-    if (positives == 0 || negatives == 0) {
+    int all_numbers = 1;   /* a NaN is not ordered: no rank for it */
+    for (size_t i = 0; i < n; i++)
+        all_numbers &= !isnan(score[i]);
+    if (positives == 0 || negatives == 0 || !all_numbers) {
         free(items);
         return NAN;
     }
@@ -34,7 +37,7 @@ double amil_auc(const double *score, const int *positive, size_t n)
     /* Sum of the positives' ranks (from 1), ties given their mean rank. */
     double rank_sum = 0;
     for (size_t i = 0; i < n;) {
-        size_t j = i, tied_positives = 0;
+        size_t j = i + 1, tied_positives = items[i].positive;
         while (j < n && items[j].score == items[i].score)
             tied_positives += items[j++].positive;
         rank_sum += tied_positives * ((double)(i + 1) + (double)j) / 2;

@@ -6,7 +6,8 @@
 
 /* Area under the ROC curve of scores for the items marked positive (1)
  * against the rest (0): the Mann-Whitney U statistic over (positives ×
- * negatives), ties counted one half.  NaN when either class is empty. */
+ * negatives), ties counted one half.  NaN when either class is empty or
+ * a score is NaN. */
 double amil_auc(const double *score, const int *positive, size_t n);
 
 /* What a model makes of one sample: its label, the class it predicts, the

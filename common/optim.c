@@ -168,6 +168,8 @@ int amil_optim_from_record(struct amil_optimizer *o, const struct amil_param *pa
             if (!t || t->dtype != AMIL_F32 || t->nbytes != params[i].count * sizeof(float))
                 return amil_fail("the checkpoint has no F32 tensor %s of the right size",
                                  name);
+            if (amil_tensor_finite(name, t->data, t->ndim, t->shape, -1) < 0)
+                return -1;
             memcpy(state[s] + (params[i].offset - o->base), t->data, t->nbytes);
         }
     }

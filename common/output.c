@@ -7,18 +7,124 @@
 
 #include "amil.h"
 
+/* The folder of path, resolved, and its last name: a file that does not
+ * exist yet, named two ways ("c.st", "./d/../c.st"). */
+static char *resolved(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    char *dir = slash ? amil_xstrdup(path) : NULL;
+    if (dir)
+        dir[slash == path ? 1 : slash - path] = '\0';
+    char *real = realpath(dir ? dir : ".", NULL);
+    free(dir);
+    if (!real)
+        return NULL;
+    size_t size = strlen(real) + strlen(base) + 2;
+    char *full = amil_xmalloc(size);
+    snprintf(full, size, "%s/%s", real, base);
+    free(real);
+    return full;
+}
+
 int amil_same_file(const char *a, const char *b)
 {
     struct stat sa, sb;
-    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
-           sa.st_ino == sb.st_ino;
+    int ea = stat(a, &sa) == 0, eb = stat(b, &sb) == 0;
+    if (ea || eb)
+        return ea && eb && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    char *ra = resolved(a), *rb = resolved(b);
+    int same = ra && rb && strcmp(ra, rb) == 0;
+    free(ra), free(rb);
+    return same;
 }
 
-int amil_same_as_stdin(const char *path)
+/* ---- inputs: every regular file this process reads or will read -------- */
+
+/* A set by device and inode, open addressing: a stream of a million
+ * records, each naming its source, is a million lookups. */
+struct input {
+    dev_t dev;
+    ino_t ino;
+    char *name;    /* as the program named it, for messages; NULL: free */
+    int forgotten;
+};
+static struct input *inputs;
+static size_t ninputs, capacity;   /* capacity a power of two, or 0 */
+
+static struct input *slot(dev_t dev, ino_t ino)
 {
-    struct stat sp, si;
-    return stat(path, &sp) == 0 && fstat(0, &si) == 0 && S_ISREG(si.st_mode) &&
-           sp.st_dev == si.st_dev && sp.st_ino == si.st_ino;
+    size_t h = ((size_t)ino * 0x9E3779B97F4A7C15u) ^ (size_t)dev;
+    for (size_t i = h & (capacity - 1);; i = (i + 1) & (capacity - 1))
+        if (!inputs[i].name || (inputs[i].dev == dev && inputs[i].ino == ino))
+            return &inputs[i];
+}
+
+static struct input *find(const struct stat *st)
+{
+    struct input *in = capacity ? slot(st->st_dev, st->st_ino) : NULL;
+    return in && in->name && !in->forgotten ? in : NULL;
+}
+
+static void note(const struct stat *st, const char *name)
+{
+    if (!S_ISREG(st->st_mode))
+        return;   /* a pipe, a terminal, a device: nothing to destroy */
+    if (2 * (ninputs + 1) > capacity) {
+        struct input *old = inputs;
+        size_t n = capacity;
+        capacity = capacity ? 2 * capacity : 64;
+        inputs = amil_xcalloc(capacity, sizeof *inputs);
+        for (size_t i = 0; i < n; i++)
+            if (old[i].name)
+                *slot(old[i].dev, old[i].ino) = old[i];
+        free(old);
+    }
+    struct input *in = slot(st->st_dev, st->st_ino);
+    if (in->name) {
+        in->forgotten = 0;
+        return;
+    }
+    *in = (struct input){st->st_dev, st->st_ino, amil_xstrdup(name), 0};
+    ninputs++;
+}
+
+void amil_input_note_fd(int fd, const char *name)
+{
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0)
+        note(&st, fd == 0 ? "standard input" : name);
+}
+
+void amil_input_note(const char *path)
+{
+    struct stat st;
+    if (!path)
+        return;
+    if (strcmp(path, "-") == 0)
+        amil_input_note_fd(0, "standard input");
+    else if (stat(path, &st) == 0)
+        note(&st, path);
+}
+
+void amil_input_forget(const char *path)
+{
+    struct stat st;
+    struct input *in = path && stat(path, &st) == 0 ? find(&st) : NULL;
+    if (in)
+        in->forgotten = 1;
+}
+
+/* -1 with a message when path is one of the inputs, else 0. */
+static int not_an_input(const char *path)
+{
+    struct stat st;
+    const struct input *in = stat(path, &st) == 0 ? find(&st) : NULL;
+    if (!in)
+        return 0;
+    if (strcmp(in->name, path) == 0)
+        return amil_fail("%s is also an input: it would be overwritten", path);
+    return amil_fail("%s is also an input (%s): it would be overwritten", path, in->name);
 }
 
 /* The temporaries not yet renamed or removed: a program that dies
@@ -49,6 +155,8 @@ static void track(const char *temporary, int add)
 int amil_output_open(struct amil_output *o, const char *path)
 {
     memset(o, 0, sizeof *o);
+    if (not_an_input(path) < 0)
+        return -1;
     o->path = amil_xstrdup(path);
     struct stat st;
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
@@ -77,6 +185,13 @@ int amil_output_commit(struct amil_output *o)
     if (fclose(o->file) != 0 && !failed)
         failed = 1, saved = errno;
     o->file = NULL;
+    /* an input read since the output was opened (a record's source) */
+    if (!failed && not_an_input(o->path) < 0) {
+        char why[4200];
+        snprintf(why, sizeof why, "%s", amil_error());
+        amil_output_abort(o);
+        return amil_fail("%s", why);
+    }
     if (!failed && o->temporary && rename(o->temporary, o->path) != 0)
         failed = 1, saved = errno;
     if (failed) {
@@ -107,6 +222,8 @@ void amil_output_abort(struct amil_output *o)
 
 int amil_output_probe(const char *path)
 {
+    if (not_an_input(path) < 0)
+        return -1;
     size_t size = strlen(path) + 32;
     char *probe = amil_xmalloc(size);
     snprintf(probe, size, "%s.tmp.%ld", path, (long)getpid());

@@ -149,10 +149,15 @@ int amil_param_fits(const struct amil_param *p, const struct amil_tensor *t)
 
 int amil_params_check(const struct amil_params *t, const struct amil_record *r)
 {
-    for (int i = 0; i < t->n; i++)
-        if (!amil_param_fits(&t->at[i], amil_record_find(r, t->at[i].name)))
+    for (int i = 0; i < t->n; i++) {
+        const struct amil_param *p = &t->at[i];
+        const struct amil_tensor *w = amil_record_find(r, p->name);
+        if (!amil_param_fits(p, w))
             return amil_fail("tensor '%s' is missing or not F32 of the shape the model "
-                             "needs", t->at[i].name);
+                             "needs", p->name);
+        if (amil_tensor_finite(p->name, w->data, w->ndim, w->shape, -1) < 0)
+            return -1;   /* a weight that is not a number makes every output one */
+    }
     return 0;
 }
 

@@ -79,7 +79,8 @@ void amil_params_to_record(const struct amil_params *t, struct amil_record *r);
 /* Loading checks every tensor against the table before the caller
  * allocates the buffer, so that what a file's header claims is never
  * trusted beyond the data it holds.  check: 0, or -1 with a message if a
- * parameter's tensor is missing or not F32 of its shape; copy: copies
+ * parameter's tensor is missing, not F32 of its shape, or holds a value
+ * that is not finite (named by its indices); copy: copies
  * them into their data (checked ones only). */
 int amil_params_check(const struct amil_params *t, const struct amil_record *r);
 void amil_params_copy(struct amil_params *t, const struct amil_record *r);

@@ -3,6 +3,7 @@
  * shared by the tensors of a file read in place.  stream.c reads and
  * writes records. */
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -259,6 +260,34 @@ int amil_record_is_source(const struct amil_record *r, const char *image)
         return amil_same_file(source, image);
     const char *a = strrchr(source, '/'), *b = strrchr(image, '/');
     return strcmp(a ? a + 1 : source, b ? b + 1 : image) == 0;
+}
+
+int amil_tensor_finite(const char *name, const float *v, int ndim, const int64_t *shape,
+                       int axis)
+{
+    size_t count = 1;
+    for (int d = 0; d < ndim; d++)
+        count *= (size_t)shape[d];
+    size_t bad = 0;
+    while (bad < count && isfinite(v[bad]))
+        bad++;
+    if (bad == count)
+        return 0;
+    int64_t at[AMIL_MAX_DIMS];   /* bad's indices, outermost first */
+    size_t rest = bad;
+    for (int d = ndim - 1; d >= 0; d--) {
+        at[d] = (int64_t)(rest % (size_t)shape[d]);
+        rest /= (size_t)shape[d];
+    }
+    char where[256] = "";
+    size_t len = 0;
+    for (int d = 0; d < ndim && len < sizeof where; d++)
+        len += (size_t)snprintf(where + len, sizeof where - len, "%s%lld", d ? ", " : "",
+                                (long long)at[d]);
+    if (axis >= 0 && axis < ndim)
+        return amil_fail("%s[%s] is %g: patch %lld is not a number", name, where,
+                         (double)v[bad], (long long)at[axis]);
+    return amil_fail("%s[%s] is %g, not a finite number", name, where, (double)v[bad]);
 }
 
 int amil_record_append(struct amil_record *r, const struct amil_record *part)

@@ -1,9 +1,11 @@
 /* slide.c: whole-slide images through OpenSlide (slide.h). */
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <openslide.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "amil.h"
 #include "slide.h"
@@ -32,6 +34,7 @@ int amil_slide_open(struct amil_slide *s, const char *path)
     memset(s, 0, sizeof *s);
     if (strcmp(path, "-") == 0)
         return 0;
+    amil_input_note(path);
     s->vendor = openslide_detect_vendor(path);
     if (!s->vendor)
         return 0;
@@ -385,6 +388,14 @@ int amil_view_read(const struct amil_view *v, const char *path, long index, int 
                    const struct amil_record *r, struct amil_image *img, double *d)
 {
     *img = (struct amil_image){0};
+    /* the image a record names may be anything: a device never ends, a
+     * FIFO may never open; a picture is drawn over a file read by name */
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return amil_fail("%s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return amil_fail("%s is not a regular file: an image to draw on is read from a file",
+                         path);
     struct amil_slide slide;
     int is_slide = amil_slide_open(&slide, path);
     if (is_slide < 0)

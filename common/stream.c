@@ -266,6 +266,8 @@ out:
 
 void amil_stream_open(struct amil_stream *s, FILE *f, const char *name)
 {
+    if (f)
+        amil_input_note_fd(fileno(f), name);   /* -1 for a stream in memory */
     s->file = f;
     s->name = name;
     s->index = 0;
@@ -422,6 +424,12 @@ unsigned char *amil_stream_slurp(struct amil_stream *s, size_t *len)
     size_t cap = 1 << 20, n = 0;
     unsigned char *buf = malloc(cap);
     while (buf) {
+        if (n == cap && cap >= AMIL_MAX_SLURP) {
+            free(buf);
+            amil_fail("over %zu MiB, more than an image of the largest size takes",
+                      (size_t)AMIL_MAX_SLURP >> 20);
+            return NULL;
+        }
         if (n == cap) {
             unsigned char *bigger = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
             if (!bigger) {
@@ -498,6 +506,10 @@ int amil_record_read(struct amil_stream *s, struct amil_record *r)
     free(entries);
     if (status < 0)
         return read_fail(s, index, r);
+    /* the image the record was cut from is an input too: no output of a
+     * program that reads it may replace it, whether it reads it or not */
+    char source[4096];
+    amil_input_note(amil_record_source_path(r, source, sizeof source));
     return 1;
 }
 
@@ -622,6 +634,7 @@ int amil_record_load(const char *path, struct amil_record *r)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return amil_fail("%s: %s", path, strerror(errno));
+    amil_input_note_fd(fd, path);
     struct stat st;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
         int status = load_mapped(fd, (size_t)st.st_size, path, r);

@@ -53,11 +53,11 @@ no_temporaries() {
     cp "$T/labelled" "$T/same.bags"
     run train -q -e 1 -o "$T/same.bags" "$T/same.bags"
     [ "$status" -eq 1 ]
-    [[ "$output" == "train: $T/same.bags is also an input ($T/same.bags): it would be overwritten" ]]
+    [[ "$output" == "train: $T/same.bags is also an input: it would be overwritten" ]]
     cmp "$T/same.bags" "$T/labelled"
     run bash -c 'train -q -e 1 -o "$1" < "$1"' _ "$T/same.bags"
     [ "$status" -eq 1 ]
-    [[ "$output" == *"is also the input (standard input)"* ]]
+    [[ "$output" == *"is also an input (standard input)"* ]]
     run train -q -e 1 -o "$T/m" --test "$T/same.bags" --checkpoint "$T/same.bags" "$T/labelled"
     [ "$status" -eq 1 ]
     cmp "$T/same.bags" "$T/labelled"
@@ -66,19 +66,75 @@ no_temporaries() {
     bagify "$T/x.png" | recpass -a darkness > "$T/x.att"
     run bash -c 'stitch -o "$1" < "$2"' _ "$T/x.png" "$T/x.att"
     [ "$status" -eq 1 ]
-    [[ "$output" == *"$T/x.png is the image drawn on: it would be overwritten"* ]]
+    [[ "$output" == *"$T/x.png is also an input: it would be overwritten"* ]]
     run bash -c 'stitch -d "$1" < "$2"' _ "$T" "$T/x.att"
     [ "$status" -eq 1 ]
     cmp "$T/x.png" "$BREAKHIS"
     run bash -c 'stitch -o "$1" < "$1"' _ "$T/x.att"
     [ "$status" -eq 1 ]
-    [[ "$output" == *"is also the input (standard input)"* ]]
+    [[ "$output" == *"is also an input (standard input)"* ]]
     # gradcam over its image or model
     run gradcam -m "$M" -o "$T/x.png" "$T/x.png" < "$T/labelled"
     [ "$status" -eq 1 ]
     [[ "$output" == "gradcam: $T/x.png is also an input: it would be overwritten" ]]
     cmp "$T/x.png" "$BREAKHIS"
     no_temporaries
+}
+
+@test "outputs: not over a record's source, a model, or another output" {
+    cp "$BREAKHIS" "$T/x.png"
+    (cd "$T" && bagify -l 0 x.png) > "$T/x.bags"
+    # the source a record names, however the output names it
+    for o in "$T/x.png" "$T/./x.png" x.png; do
+        run bash -c 'cd "$1" && gradcam -m "$2" -o "$3" < x.bags' _ "$T" "$M" "$o"
+        [ "$status" -eq 1 ]
+        [[ "$output" == "gradcam: "*"x.png is also an input"*": it would be overwritten" ]] || { echo "$output"; return 1; }
+        cmp "$T/x.png" "$BREAKHIS"
+    done
+    run bash -c 'cd "$1" && gradcam -m "$2" -f record -o x.png < x.bags' _ "$T" "$M"
+    [ "$status" -eq 1 ]
+    cmp "$T/x.png" "$BREAKHIS"
+    # a record's source found through source_dir, from another folder
+    mkdir "$T/elsewhere"
+    recpass -m source_dir="$T" "$T/x.bags" > "$T/dir.bags"
+    run bash -c 'cd "$1/elsewhere" && gradcam -m "$2" -o ../x.png < ../dir.bags' _ "$T" "$M"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"is also an input ($T/x.png): it would be overwritten" ]] || { echo "$output"; return 1; }
+    cmp "$T/x.png" "$BREAKHIS"
+    # the model
+    cp "$M" "$T/m.st"
+    run gradcam -m "$T/m.st" -o "$T/m.st" "$T/x.png" < "$T/x.bags"
+    [ "$status" -eq 1 ]
+    cmp "$T/m.st" "$M"
+    # a slide, and stitch -d into the slide's folder under its own name
+    cp "$DATA/CMU-1-Small-Region.svs" "$T/s.svs"
+    bagify -p 224 -s 448 "$T/s.svs" | recpass -a darkness > "$T/s.att"
+    run bash -c 'stitch -o "$1" < "$2"' _ "$T/s.svs" "$T/s.att"
+    [ "$status" -eq 1 ]
+    cmp "$T/s.svs" "$DATA/CMU-1-Small-Region.svs"
+    # the model and its checkpoint, one file under two names
+    run train -q -e 1 -o "$T/c.st" --checkpoint "$T/./c.st" "$T/x.bags"
+    [ "$status" -eq 2 ] || [ "$status" -eq 1 ]
+    [[ "$output" == "train: the model and the checkpoint are one file"* ]] || { echo "$output"; return 1; }
+    [ ! -e "$T/c.st" ]
+    no_temporaries
+}
+
+@test "outputs: a record's source that is not a regular file is refused at once" {
+    bagify "$BREAKHIS" | recpass -a darkness > "$T/a.bags"
+    recpass -m source=/dev/zero "$T/a.bags" > "$T/zero.bags"
+    run bash -c 'timeout 10 stitch -o "$1" < "$2"' _ "$T/z.png" "$T/zero.bags"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "stitch: "*"/dev/zero is not a regular file"* ]] || { echo "$output"; return 1; }
+    run timeout 10 gradcam -m "$M" -o "$T/z.png" < "$T/zero.bags"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "gradcam: "*"/dev/zero is not a regular file"* ]] || { echo "$output"; return 1; }
+    mkfifo "$T/fifo"
+    recpass -m source="$T/fifo" "$T/a.bags" > "$T/fifo.bags"
+    run bash -c 'timeout 10 stitch -o "$1" < "$2"' _ "$T/z.png" "$T/fifo.bags"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"$T/fifo is not a regular file"* ]] || { echo "$output"; return 1; }
+    [ ! -e "$T/z.png" ]
 }
 
 @test "outputs: records and pictures are not written to a terminal unless forced" {

@@ -159,7 +159,7 @@ ppm() { pngtopnm "$1" > "$2"; }
     cp "$IHC" "$T/s.png"
     run stainnorm -r "$TARGET" -d "$T/d" "$T/s.png" "$T/d/s.png"
     [ "$status" -eq 1 ]
-    [[ "$output" == *"$T/d/s.png is an input: it would be overwritten" ]]
+    [[ "$output" == *"$T/d/s.png is also an input: it would be overwritten" ]]
     cmp "$SOURCE" "$T/d/s.png"
 }
 

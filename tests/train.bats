@@ -128,16 +128,28 @@ setup() {
         [[ "$output" == "train: $T/${case%%:*}: ${case#*:}"* ]] || { echo "$case: $output"; return 1; }
         [ ! -e "$T/m" ]
     done
-    # a NaN in the weights: the run stops, the checkpoint it began from stays
+    # a NaN in the weights: refused when the checkpoint loads
     train -q -o "$T/m" -e 1 "$bags" > /dev/null
     cp "$T/m.ckpt" "$T/good.ckpt"
     rm "$T/m"
     recpass -f classifier.0.weight=nan < "$T/m.ckpt" > "$T/nan.ckpt"
     run bash -c "train -q -o '$T/m' -e 2 --resume '$T/nan.ckpt' '$bags' > /dev/null"
     [ "$status" -eq 1 ]
-    [[ "$output" == *"the loss is nan; the last checkpoint is $T/nan.ckpt" ]]
+    [ "$output" = "train: $T/nan.ckpt: classifier.0.weight[0, 0] is nan, not a finite number" ]
     cmp "$T/m.ckpt" "$T/good.ckpt"
     [ ! -e "$T/m" ]
+    # a loss that overflows to NaN (finite features of 3e38 through CLAM's
+    # head): the run stops, the checkpoint it began from stays
+    featurize -m "$M" "$bags" > "$T/features"
+    train --arch clam -q -o "$T/c" -e 1 "$T/features" > /dev/null
+    cp "$T/c.ckpt" "$T/good.ckpt"
+    rm "$T/c"
+    recpass -f features=3e38 "$T/features" > "$T/huge"
+    run bash -c "train --arch clam -q -o '$T/c' -e 2 --resume '$T/c.ckpt' '$T/huge' > /dev/null"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"the loss is nan; the last checkpoint is $T/c.ckpt" ]]
+    cmp "$T/c.ckpt" "$T/good.ckpt"
+    [ ! -e "$T/c" ]
     # and a checkpoint that is not one
     run train -q -o "$T/m" --resume "$BREAKHIS" "$bags"
     [ "$status" -eq 1 ]

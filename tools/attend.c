@@ -45,6 +45,8 @@ static long attend_one(void *ctx, struct amil_record *r, long index, const char 
         return amil_fail("features are [%lld, %lld]; the model's are [N ≥ 1, %d]",
                          (long long)h->shape[0], (long long)h->shape[1], width);
     int n = (int)h->shape[0];
+    if (amil_tensor_finite("features", h->data, 2, h->shape, 0) < 0)
+        return -1;
     if (clam)
         amil_clam_attend(c, &a->cw, h->data, n, NULL);
     else
@@ -54,6 +56,12 @@ static long attend_one(void *ctx, struct amil_record *r, long index, const char 
            sizeof(float) * (size_t)branches * n);
     memcpy(amil_record_put(r, "embedding", AMIL_F32, 2, m_shape)->data, clam ? a->cw.m : a->w.m,
            sizeof(float) * (size_t)branches * L);
+    /* finite weights and features can still overflow to inf, and then NaN */
+    if (amil_tensor_finite("attention", amil_record_find(r, "attention")->data, 2, a_shape, 1) <
+            0 ||
+        amil_tensor_finite("embedding", amil_record_find(r, "embedding")->data, 2, m_shape,
+                           -1) < 0)
+        return -1;
     *consumed = "features";
     return n;
 }

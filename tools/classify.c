@@ -72,6 +72,8 @@ static const struct amil_tensor *embedding_of(const struct amil_record *r, int b
                   (long long)em->shape[0], (long long)em->shape[1], branches, hidden);
         return NULL;
     }
+    if (em && amil_tensor_finite("embedding", em->data, 2, em->shape, -1) < 0)
+        return NULL;
     return em;
 }
 
@@ -137,6 +139,9 @@ static long classify_one(void *ctx, struct amil_record *r, long index, const cha
                 : c->any.is_clam ? classify_clam(&c->any.clam, &c->lw, r, prob)
                                  : classify_bag(&c->any.mil, &c->w, r, prob);
     if (!*consumed)
+        return -1;
+    int64_t classes = c->classes;   /* an overflow on the way is not a class */
+    if (amil_tensor_finite("prob", prob, 1, &classes, -1) < 0)
         return -1;
     int predicted = c->any.is_cnn    ? amil_cnn_predict(&c->any.cnn, prob)
                     : c->any.is_clam ? amil_clam_predict(&c->any.clam, prob)

@@ -130,9 +130,11 @@ static struct cmdline parse_args(int argc, char **argv)
     if (argc - optind > 1)
         amil_usage(2);
     cl.image = optind < argc ? argv[optind] : NULL;
-    if (cl.output && ((cl.image && amil_same_file(cl.output, cl.image)) ||
-                      amil_same_file(cl.output, cl.model) || amil_same_as_stdin(cl.output)))
-        amil_die("%s is also an input: it would be overwritten", cl.output);
+    amil_input_note("-");
+    amil_input_note(cl.image);
+    amil_input_note(cl.model);
+    if (cl.output && amil_output_probe(cl.output) < 0)
+        amil_die("%s", amil_error());
     if (!format_given)
         cl.format = amil_picture_of_name(cl.output);
     return cl;

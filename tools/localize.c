@@ -311,6 +311,8 @@ int main(int argc, char **argv)
         const struct amil_tensor *a = amil_record_expect(&r, "attention", AMIL_F32, 2);
         if (!a)
             amil_die("%s: record %ld: %s", s.name, index, amil_error());
+        if (amil_tensor_finite("attention", a->data, 2, a->shape, 1) < 0)
+            amil_die("%s: record %ld: %s", s.name, index, amil_error());
         const struct bag *b = bag_of(&cl, &ix, &s, index, &r, a);
         long n = (long)a->shape[1];
         add_bag(&cl, b, (const float *)a->data + cl.branch * n, n, &t);

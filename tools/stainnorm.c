@@ -113,17 +113,6 @@ static struct cmdline parse_args(int argc, char **argv)
     return cl;
 }
 
-/* Whether writing path would destroy an input: one of the inputs, the
- * reference or the file on standard input. */
-static int is_an_input(const struct cmdline *cl, const char *path)
-{
-    for (char **in = cl->inputs; *in; in++)
-        if (strcmp(*in, "-") != 0 && amil_same_file(path, *in))
-            return 1;
-    return (cl->reference && amil_same_file(path, cl->reference)) ||
-           (cl->stains && amil_same_file(path, cl->stains)) || amil_same_as_stdin(path);
-}
-
 /* The stains of n RGB pixels, fitted on their tissue with --tissue. */
 static int fit(const struct cmdline *cl, enum amil_stain_method method,
                const struct amil_stain_params *p, const uint8_t *rgb, size_t n,
@@ -247,9 +236,7 @@ static int normalize_images(const struct cmdline *cl, const struct reference *re
                                             cl->format == AMIL_PICTURE_PAM ? "pam" : "png")
                          : NULL;
         const char *to = path ? path : cl->output;
-        if (status == 0 && to && is_an_input(cl, to))
-            status = amil_fail("%s is an input: it would be overwritten", to);
-        else if (status == 0)
+        if (status == 0)
             status = to ? amil_picture_save(to, &img, cl->format)
                         : amil_picture_write(stdout, &img, cl->format);
         free(path);
@@ -369,10 +356,16 @@ int main(int argc, char **argv)
         amil_refuse_terminal(cl.force, "give -o FILE or -d DIR, or redirect it");
     if (cl.dir && mkdir(cl.dir, 0777) < 0 && errno != EEXIST)
         amil_die("%s:", cl.dir);
+    for (char **in = cl.inputs; *in; in++)
+        amil_input_note(*in);
+    if (!*cl.inputs && !stains_only)
+        amil_input_note("-");
+    amil_input_note(cl.reference);
+    amil_input_note(cl.stains);
     const char *outputs[2] = {cl.output, cl.save_stains};
     for (int i = 0; i < 2; i++)
-        if (outputs[i] && is_an_input(&cl, outputs[i]))
-            amil_die("%s is also an input: it would be overwritten", outputs[i]);
+        if (outputs[i] && amil_output_probe(outputs[i]) < 0)
+            amil_die("%s", amil_error());
     check_inputs(&cl);
     struct reference ref = load_reference(&cl);
     long images = 0;

@@ -132,8 +132,10 @@ static struct cmdline parse_args(int argc, char **argv)
         amil_misuse("%s applies to --style heat, not paper", heat_option);
     if (cl.output && cl.dir)
         amil_misuse("give -o or -d, not both");
-    if (cl.output && amil_same_as_stdin(cl.output))
-        amil_die("%s is also the input (standard input): it would be overwritten", cl.output);
+    amil_input_note("-");
+    amil_input_note(cl.image);
+    if (cl.output && amil_output_probe(cl.output) < 0)
+        amil_die("%s", amil_error());
     if (!format_given) {
         const char *dot = cl.output ? strrchr(cl.output, '.') : NULL;
         cl.geojson = dot && (strcmp(dot, ".geojson") == 0 || strcmp(dot, ".json") == 0);
@@ -465,15 +467,12 @@ static int heat_picture(const struct cmdline *cl, const struct bag *b,
     return 0;
 }
 
-/* The picture to path (stdout if NULL), whole or not at all; never over
- * the image it was drawn on. */
+/* The picture to path (stdout if NULL), whole or not at all. */
 static int write_picture(const struct cmdline *cl, const struct amil_image *out,
-                         const char *path, const char *image_path)
+                         const char *path)
 {
     if (!path)
         return amil_picture_write(stdout, out, cl->format);
-    if (image_path && amil_same_file(path, image_path))
-        return amil_fail("%s is the image drawn on: it would be overwritten", path);
     return amil_picture_save(path, out, cl->format);
 }
 
@@ -561,8 +560,7 @@ static int stitch_one(const struct cmdline *cl, const struct amil_record *r, lon
     if (cl->dir)
         path = amil_output_name(cl->dir, source ? source : "record", index,
                                 cl->format == AMIL_PICTURE_PAM ? "pam" : "png");
-    int status = write_picture(cl, &out, path ? path : cl->output,
-                               need_image ? image_path : NULL);
+    int status = write_picture(cl, &out, path ? path : cl->output);
     free(path);
     amil_image_free(&out);
     amil_progress_add(progress, cl->style == STYLE_PAPER ? b.n : b.n % 4096, "patches");

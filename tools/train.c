@@ -366,6 +366,8 @@ static void resume_run(const struct cmdline *cl, const struct amil_checkpoint *c
     run->batch = c->batch ? c->batch : run->batch;
     run->done = c->epoch;
     run->last_good = cl->resume;
+    if (amil_same_file(cl->resume, run->checkpoint))
+        amil_input_forget(cl->resume);   /* read whole: the next checkpoint replaces it */
 }
 
 static void log_header(void)
@@ -667,18 +669,16 @@ int main(int argc, char **argv)
         sprintf(checkpoint, "%s.ckpt", cl.output);
     }
     /* the model and its checkpoint never replace an input (the checkpoint
-     * may be the one resumed from: it is read whole before it is written) */
-    const char *inputs[] = {cl.input, cl.test, cl.weights, cl.resume};
-    const char *outputs[] = {cl.output, checkpoint};
-    for (int i = 0; i < 2; i++) {
-        for (int j = 0; j < 4 - i; j++)
-            if (inputs[j] && strcmp(inputs[j], "-") != 0 && amil_same_file(outputs[i], inputs[j]))
-                amil_die("%s is also an input (%s): it would be overwritten", outputs[i],
-                         inputs[j]);
-        if (!cl.input && amil_same_as_stdin(outputs[i]))
-            amil_die("%s is also the input (standard input): it would be overwritten",
-                     outputs[i]);
-    }
+     * may be the one resumed from: it is read whole before it is written,
+     * and resume_run lets it go) nor each other */
+    amil_input_note(cl.input ? cl.input : "-");
+    amil_input_note(cl.test);
+    amil_input_note(cl.weights);
+    if (!cl.resume || !amil_same_file(cl.resume, checkpoint))
+        amil_input_note(cl.resume);
+    if (amil_same_file(cl.output, checkpoint))
+        amil_die("the model and the checkpoint are one file (%s): the model would replace it",
+                 cl.output);
     if (amil_output_probe(cl.output) < 0 || amil_output_probe(checkpoint) < 0)
         amil_die("%s", amil_error());
     struct run run = {checkpoint, cl.seed, cl.batch, 0, "none"};

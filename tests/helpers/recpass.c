@@ -5,7 +5,8 @@
  *   recpass [-a darkness|index|flat] [-K BRANCHES] [-r TENSOR] [FILE]
  *
  * -r removes a tensor; -f NAME=VALUE fills an F32 tensor with VALUE (nan
- * and inf too), to make a broken model or checkpoint; -m KEY=VALUE sets a
+ * and inf too), to make a broken model or checkpoint, and -f NAME@I=VALUE
+ * sets its value at flat index I alone; -m KEY=VALUE sets a
  * metadata value.
  * -a adds an `attention` F32 [K, N] over a bag's patches before attend
  * exists: softmax over patches of their mean darkness (255 - mean pixel) / 8
@@ -95,13 +96,21 @@ int main(int argc, char **argv)
         }
         if (fill) {
             char name[256];
-            const char *eq = strchr(fill, '=');
-            snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - fill) : 0, fill);
+            const char *eq = strchr(fill, '='), *at = strchr(fill, '@');
+            const char *end = at && at < eq ? at : eq;
+            snprintf(name, sizeof name, "%.*s", end ? (int)(end - fill) : 0, fill);
             struct amil_tensor *t = eq ? amil_record_find(&r, name) : NULL;
             if (!t || t->dtype != AMIL_F32)
                 amil_die("-f %s: no F32 tensor of that name", fill);
             float value = strtof(eq + 1, NULL);
-            for (size_t i = 0; i < t->nbytes / sizeof value; i++)
+            size_t count = t->nbytes / sizeof value, first = 0;
+            if (end == at) {   /* NAME@I=VALUE: the one value at flat index I */
+                first = strtoul(at + 1, NULL, 10);
+                if (first >= count)
+                    amil_die("-f %s: %s has %zu values", fill, name, count);
+                count = first + 1;
+            }
+            for (size_t i = first; i < count; i++)
                 ((float *)t->data)[i] = value;
         }
         if (amil_record_write(stdout, &r) < 0)

@@ -6,6 +6,7 @@
  * The store must give the same records by index whether it read a file
  * (indexed, read again) or a pipe (held); a checkpoint must come back as
  * it was written and be refused when it is not one. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 
 #include "amil.h"
 #include "checkpoint.h"
+#include "metrics.h"
 #include "optim.h"
 #include "params.h"
 #include "samples.h"
@@ -232,6 +234,22 @@ static void records_are_saved_whole(void **state)
     rmdir(dir);
 }
 
+/* The AUC by ranks: ties count one half, and a NaN score (not ordered:
+ * its tie group once never advanced) gives NaN at once. */
+static void auc_ties_and_nan(void **state)
+{
+    (void)state;
+    const double tied[] = {0.5, 0.5, 0.5, 0.5}, ordered[] = {0.1, 0.3, 0.35, 0.8};
+    const int positive[] = {0, 1, 0, 1};
+    assert_true(amil_auc(tied, positive, 4) == 0.5);
+    assert_true(amil_auc(ordered, positive, 4) == 0.75);
+    const double with_nan[] = {0.1, NAN, 0.35, 0.8}, first_nan[] = {NAN, 0.4, 0.35, 0.8};
+    assert_true(isnan(amil_auc(with_nan, positive, 4)));
+    assert_true(isnan(amil_auc(first_nan, positive, 4)));
+    const int one_class[] = {1, 1, 1, 1};
+    assert_true(isnan(amil_auc(ordered, one_class, 4)));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -240,6 +258,7 @@ int main(void)
         cmocka_unit_test(epoch_seeds_differ),
         cmocka_unit_test(resume_commands),
         cmocka_unit_test(records_are_saved_whole),
+        cmocka_unit_test(auc_ties_and_nan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
