@@ -86,6 +86,10 @@ long amil_filter_run(const struct amil_filter *f, int bags, amil_filter_each *ea
     amil_progress_end(&progress);
     if (got < 0)
         amil_die("%s", amil_error());
+    /* one rule for every program that reads records: an empty stream is an
+     * error, for in a pipeline it is most often a stage that failed */
+    if (s.index == 0)
+        amil_die("%s: no records", s.name);
     long records = s.index;
     amil_stream_close(&s);
     return records;

@@ -28,8 +28,8 @@ typedef long amil_filter_each(void *ctx, struct amil_record *r, long index,
  * -t, tagged with the model and written to standard output; with bags, a
  * slide's consecutive parts are read as one record (amil_bag_read).  A bad
  * record is fatal ("INPUT: record N: why"), after the whole records before
- * it; a progress line on a terminal counts unit.  Returns the records
- * read. */
+ * it, and so is an empty stream ("INPUT: no records"); a progress line on a
+ * terminal counts unit.  Returns the records read. */
 long amil_filter_run(const struct amil_filter *f, int bags, amil_filter_each *each, void *ctx,
                      const char *unit);
 

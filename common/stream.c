@@ -291,7 +291,7 @@ int amil_stream_first(struct amil_stream *s, struct amil_record *r)
 {
     amil_stream_open(s, stdin, "<stdin>");
     int got = amil_record_read(s, r);
-    return got == 1 ? 0 : got == 0 ? amil_fail("no records on standard input") : -1;
+    return got == 1 ? 0 : got == 0 ? amil_fail("<stdin>: no records") : -1;
 }
 
 void amil_stream_close(struct amil_stream *s)

@@ -16,7 +16,7 @@ setup() {
     bagify "$BREAKHIS" > "$T/bag"
     tried=0
     for isa in avx512 avx2 portable; do
-        if ! AMIL_ISA=$isa featurize -m "$M" < /dev/null 2> "$T/err"; then
+        if ! AMIL_ISA=$isa featurize -m "$M" "$T/bag" 2> "$T/err" > /dev/null; then
             grep -q "AMIL_ISA=$isa: this CPU cannot run it" "$T/err"
             echo "# $isa: not on this CPU" >&3
             continue

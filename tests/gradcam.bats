@@ -226,7 +226,7 @@ EOF
     [[ "$output" == "gradcam: warning: $T/x.png is not the record's source"* ]]
     run bash -c "gradcam -m '$M' < /dev/null > '$T/out'"
     [ "$status" -eq 1 ]
-    [ "$output" = "gradcam: no records on standard input" ]
+    [ "$output" = "gradcam: <stdin>: no records" ]
     assert_empty "$T/out"
     run bash -c "gradcam -m '$T/none.st' < '$F/bag' > '$T/out'"
     [ "$status" -eq 1 ]

@@ -158,7 +158,7 @@ table() {
     for case in "-i $T/only-b.tsv $att|localize: $att: record 0: s/a.pgm is not in $T/only-b.tsv" \
                 "-i $T/long-a.tsv $att|localize: $att: record 0: 2 patches, but s/a.pgm has 3 instances (cut strips with bagify -c none)" \
                 "-t 7 -i $bags $att|localize: no positive bags among 4 records: nothing to localize" \
-                "-i $bags $T/empty.rec|localize: no positive bags among 0 records: nothing to localize" \
+                "-i $bags $T/empty.rec|localize: $T/empty.rec: no records" \
                 "-i $bags $F/plain.rec|localize: $F/plain.rec: record 0: no tensor 'attention' (run attend first)" \
                 "-b 2 -i $bags $att|localize: $att: record 0: --branch 2: the attention has 2 branches" \
                 "-i $T/header.tsv $att|localize: $T/header.tsv: line 1: not the header of a bags table" \

@@ -38,10 +38,22 @@ refused() {
     [[ "${lines[1]}" == '{"stream":"<stdin>","index":1,'* ]]
 }
 
-@test "stream: an empty stream is no records, not an error" {
-    run recinfo < /dev/null
-    [ "$status" -eq 0 ]
-    [ -z "$output" ]
+@test "stream: an empty stream is an error in every program that reads records" {
+    : > "$BATS_TEST_TMPDIR/empty"
+    e=$BATS_TEST_TMPDIR/empty
+    for cmd in "recinfo" "recinfo $e" "featurize -m $M" "attend -m $M $e" "classify -m $M" \
+               "classify -t -m $M $e" "stainnorm -r $BREAKHIS -o $BATS_TEST_TMPDIR/z.png $e" \
+               "stitch" "gradcam -m $M -o $BATS_TEST_TMPDIR/g.png" "train -q -o $BATS_TEST_TMPDIR/m"; do
+        run bash -c "$cmd < '$e' > '$BATS_TEST_TMPDIR/out'"
+        [ "$status" -eq 1 ] || { echo "$cmd: status $status: $output"; return 1; }
+        [[ "$output" == *"no records" ]] || { echo "$cmd: $output"; return 1; }
+        assert_empty "$BATS_TEST_TMPDIR/out"
+    done
+    [ ! -e "$BATS_TEST_TMPDIR/z.png" ]
+    [ ! -e "$BATS_TEST_TMPDIR/m" ]
+    # the stains alone from a reference: no records wanted
+    stainnorm -r "$BREAKHIS" --save-stains "$BATS_TEST_TMPDIR/s.st" < "$e"
+    recinfo "$BATS_TEST_TMPDIR/s.st" | grep -q "kind = stains"
 }
 
 @test "stream: truncated length" {

@@ -173,9 +173,7 @@ int main(int argc, char **argv)
     if (c.classes > AMIL_CNN_MAX_CLASSES)
         amil_die("%s: %d classes; classify takes at most %d", cl.model, c.classes,
                  AMIL_CNN_MAX_CLASSES);
-    long records = amil_filter_run(&cl, 0, classify_one, &c, "records");
-    if (cl.table && records == 0)   /* no records: a table with no rows */
-        put_header(c.classes);
+    amil_filter_run(&cl, 0, classify_one, &c, "records");
     amil_mil_work_free(&c.w);
     amil_clam_work_free(&c.lw);
     amil_cnn_work_free(&c.cw);

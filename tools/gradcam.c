@@ -509,7 +509,7 @@ static void explain_bags(const struct cmdline *cl, struct amil_mil *m)
     long index = s.index;
     int got = amil_bag_read(&s, &r);
     if (got == 0)
-        amil_die("no records on standard input");
+        amil_die("<stdin>: no records");
     struct amil_mil_work w = {0};
     while (got == 1) {
         if (!cl->record) {

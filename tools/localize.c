@@ -320,6 +320,8 @@ int main(int argc, char **argv)
     }
     if (got < 0)
         amil_die("%s", amil_error());
+    if (t.records == 0)
+        amil_die("%s: no records", s.name);
     amil_stream_close(&s);
     if (t.positive_bags == 0)
         amil_die("no positive bags among %ld records: nothing to localize", t.records);

@@ -152,6 +152,8 @@ int main(int argc, char **argv)
         }
         if (got < 0)
             amil_die("%s", amil_error());
+        if (s.index == 0)
+            amil_die("%s: no records", name);
         if (!is_stdin)
             fclose(f);
     }

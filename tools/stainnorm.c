@@ -341,6 +341,9 @@ static void run_input(const struct cmdline *cl, const struct reference *ref, con
         }
         if (got < 0)
             amil_die("%s", amil_error());
+        /* empty is an error, unless the stains alone were the output */
+        if (s.index == 0 && (cl->output || cl->dir || !cl->save_stains))
+            amil_die("%s: no records", name);
     }
     if (!is_stdin)
         fclose(f);
