@@ -140,6 +140,10 @@ enum amil_dtype {
 };
 
 #define AMIL_MAX_DIMS 8
+/* The largest dimension a header can state exactly (JSON numbers are
+ * doubles): 2^53.  A sum of dimensions (a slide's parts joined) is held to
+ * it too. */
+#define AMIL_MAX_DIM ((int64_t)1 << 53)
 /* The safetensors reference refuses headers over 100 MB; so do we. */
 #define AMIL_MAX_HEADER 100000000ULL
 /* No record's data buffer may claim more than this (16 GiB); a claim within
@@ -261,7 +265,7 @@ int amil_record_remove(struct amil_record *r, const char *name);
 /* Appends part's tensors to r's of the same names along the first
  * dimension (a slide's parts into one bag): 0, or -1 with a message, r
  * unchanged, when part has other tensors, dtypes or trailing dimensions,
- * or the sum would pass AMIL_MAX_DATA. */
+ * or the sum would pass AMIL_MAX_DATA bytes or AMIL_MAX_DIM rows. */
 int amil_record_append(struct amil_record *r, const struct amil_record *part);
 /* Checks that the named tensor exists with this dtype and rank; returns it,
  * or NULL with a message. */

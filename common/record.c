@@ -305,6 +305,9 @@ int amil_record_append(struct amil_record *r, const struct amil_record *part)
             return amil_fail("its %s is not of the first part's dtype and shape", t->name);
         if (p->nbytes > AMIL_MAX_DATA - t->nbytes)
             return amil_fail("the bag's %s would be over %llu bytes", t->name, AMIL_MAX_DATA);
+        /* a tensor of no bytes ([2^53 - 1, 0]) can still sum past int64 */
+        if (p->shape[0] > AMIL_MAX_DIM - t->shape[0])
+            return amil_fail("the bag's %s would have over 2^53 rows", t->name);
     }
     for (size_t i = 0; i < r->ntensors; i++) {
         struct amil_tensor *t = &r->tensors[i];

@@ -33,7 +33,7 @@
  * claiming a 100 MB header had reserved 64 MiB). */
 #define READ_FIRST (64u << 10)
 /* JSON numbers are doubles; integers above 2^53 are not exact. */
-#define MAX_JSON_INT 9007199254740992.0
+#define MAX_JSON_INT ((double)AMIL_MAX_DIM)
 
 /* ---- the header --------------------------------------------------------- */
 

@@ -428,6 +428,94 @@ static void colormaps_match_matplotlib(void **state)
     assert_ptr_equal(amil_colormap_lookup(viridis, 0.5), viridis[128]);
 }
 
+/* Parts whose tensors hold no bytes still sum their first dimensions:
+ * [2^53 - 1, 0] twice is past what a header can say (and 1025 times,
+ * past int64). */
+static void joined_shapes_are_checked(void **state)
+{
+    (void)state;
+    struct amil_record r, part;
+    amil_record_init(&r);
+    amil_record_init(&part);
+    int64_t shape[2] = {AMIL_MAX_DIM - 1, 0};
+    amil_record_put(&r, "patches", AMIL_U8, 2, shape);
+    amil_record_put(&part, "patches", AMIL_U8, 2, shape);
+    assert_int_equal(amil_record_append(&r, &part), -1);
+    assert_non_null(strstr(amil_error(), "over 2^53 rows"));
+    assert_true(r.tensors[0].shape[0] == AMIL_MAX_DIM - 1);   /* unchanged */
+    int64_t one[2] = {1, 0};
+    amil_record_put(&part, "patches", AMIL_U8, 2, one);
+    assert_int_equal(amil_record_append(&r, &part), 0);       /* exactly 2^53 */
+    assert_true(r.tensors[0].shape[0] == AMIL_MAX_DIM);
+    assert_int_equal(amil_record_append(&r, &part), -1);
+    amil_record_free(&r);
+    amil_record_free(&part);
+}
+
+/* Every dtype's size, from the safetensors specification (not from our
+ * table): a tensor of 3 values spans exactly 3 sizes, and one byte less is
+ * refused. */
+static void dtype_sizes_are_the_specification(void **state)
+{
+    (void)state;
+    static const struct { const char *name; size_t size; } spec[] = {
+        {"BOOL", 1}, {"U8", 1}, {"I8", 1}, {"U16", 2}, {"I16", 2}, {"F16", 2}, {"BF16", 2},
+        {"U32", 4}, {"I32", 4}, {"F32", 4}, {"U64", 8}, {"I64", 8}, {"F64", 8}};
+    assert_int_equal(sizeof spec / sizeof spec[0], AMIL_NDTYPES);
+    for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
+        char header[160];
+        size_t n = 3 * spec[i].size;
+        snprintf(header, sizeof header,
+                 "{\"t\":{\"dtype\":\"%s\",\"shape\":[3],\"data_offsets\":[0,%zu]}}",
+                 spec[i].name, n);
+        if (parse(header, n) != 0)
+            fail_msg("%s: %zu bytes refused: %s", spec[i].name, n, amil_error());
+        snprintf(header, sizeof header,
+                 "{\"t\":{\"dtype\":\"%s\",\"shape\":[3],\"data_offsets\":[0,%zu]}}",
+                 spec[i].name, n - 1);
+        if (parse(header, n - 1) != -1)
+            fail_msg("%s: %zu bytes accepted", spec[i].name, n - 1);
+    }
+}
+
+/* A header of exactly AMIL_MAX_HEADER bytes ("{}" and spaces) is read, on
+ * a stream and from a mapped file, and one byte more is refused on both. */
+static void header_limit_is_exact(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/amil-test-header-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    for (size_t extra = 0; extra < 2; extra++) {
+        size_t n = AMIL_MAX_HEADER + extra, len;
+        char *header = malloc(n + 1);
+        memset(header, ' ', n);
+        memcpy(header, "{}", 2);
+        header[n] = '\0';
+        unsigned char *doc = document(header, NULL, 0, &len);
+        free(header);
+        int records;
+        int got = read_all(doc, len, &records);
+        assert_int_equal(got, extra ? -1 : 0);
+        assert_int_equal(records, extra ? 0 : 1);
+        if (extra)
+            assert_non_null(strstr(amil_error(), "over the limit"));
+        FILE *f = fopen(path, "wb");
+        assert_true(fwrite(doc, 1, len, f) == len);
+        fclose(f);
+        free(doc);
+        struct amil_record r;
+        int status = amil_record_load(path, &r);
+        assert_int_equal(status, extra ? -1 : 0);
+        if (status == 0)
+            amil_record_free(&r);
+        else
+            assert_non_null(strstr(amil_error(), "over the limit"));
+    }
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -441,6 +529,9 @@ int main(void)
         cmocka_unit_test(records_are_edited_in_place),
         cmocka_unit_test(breakhis_names),
         cmocka_unit_test(colormaps_match_matplotlib),
+        cmocka_unit_test(joined_shapes_are_checked),
+        cmocka_unit_test(dtype_sizes_are_the_specification),
+        cmocka_unit_test(header_limit_is_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
