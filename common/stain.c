@@ -456,8 +456,10 @@ static int param_of(const struct amil_record *r, const char *key, double low, do
     const char *text = amil_record_meta(r, key);
     if (!text)
         return amil_fail("no metadata %s", key);
+    char where[96];
+    snprintf(where, sizeof where, "metadata %s", key);
     if (amil_parse_double(text, low, high, to) < 0)
-        return amil_fail("metadata %s: %s", key, amil_error());
+        return amil_fail_in(where);
     return 0;
 }
 

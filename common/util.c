@@ -19,10 +19,13 @@ const char *amil_error(void) { return error_message; }
 
 int amil_fail(const char *fmt, ...)
 {
+    /* formatted apart first: an argument may be the message itself */
+    char message[sizeof error_message];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(error_message, sizeof error_message, fmt, ap);
+    vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
+    memcpy(error_message, message, sizeof message);
     return -1;
 }
 

@@ -170,6 +170,8 @@ ppm() { pngtopnm "$1" > "$2"; }
     bagify -l 1 "$BREAKHIS" > "$T/bag"
     bagify -l 1 "$BREAKHIS" | featurize -m "$M" > "$T/features"
     bagify -g "$BREAKHIS" > "$T/graybag"
+    stainnorm -r "$TARGET" --save-stains "$T/s.st" < /dev/null
+    recpass -m io=0 "$T/s.st" > "$T/io.st"
     pngtopnm "$BREAKHIS" | ppmtopgm | bagify - > "$T/grays"   # grey, in three channels
     for case in "-r $T/white.ppm $BREAKHIS|$T/white.ppm: the reference: 0 of the 4096 pixels have an optical density of 0.15 or more in every channel; a fit needs 100" \
                 "-r $TARGET $T/white.ppm|$T/white.ppm: 0 of the 4096 pixels have an optical density of 0.15 or more in every channel; a fit needs 100" \
@@ -177,6 +179,7 @@ ppm() { pngtopnm "$1" > "$2"; }
                 "-m reinhard -r $T/flat.ppm $BREAKHIS|$T/flat.ppm: the reference: one colour: its L*a*b* channel L* does not vary" \
                 "-t -r $T/white.ppm $BREAKHIS|$T/white.ppm: the reference: 0 pixels to fit on; a fit needs 100" \
                 "-s $T/bag $BREAKHIS|$T/bag: a record of kind 'bag', not stains (stainnorm --save-stains)" \
+                "-s $T/io.st $BREAKHIS|$T/io.st: metadata io: 0 is out of range [1, 255]" \
                 "-r $TARGET $T/features|$T/features: record 0: no patches or image to normalize" \
                 "-r $TARGET $T/graybag|$T/graybag: record 0: patches of 1 channel: stains are normalized in colour (RGB)" \
                 "-r $TARGET $T/grays|$T/grays: record 0: not an H&E image: its optical densities lie on a line" \

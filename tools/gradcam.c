@@ -271,8 +271,10 @@ static int explain(const struct cmdline *cl, const struct amil_mil *m,
     long map_height = (long)ceil(height / D), map_width = (long)ceil(width / D);
     if (!slide && amil_image_check_size(width, height, AMIL_MAX_PIXELS) < 0)
         return -1;
+    char where[64];
+    snprintf(where, sizeof where, "the map at downsample %g", D);
     if (cl->record && amil_image_check_size(map_width, map_height, AMIL_MAX_PIXELS) < 0)
-        return amil_fail("the map at downsample %g: %s", D, amil_error());
+        return amil_fail_in(where);
     int target = (int)cl->target;
     if (target >= m->classes)
         return amil_fail("--class %d: the model has %d classes", target, m->classes);
