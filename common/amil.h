@@ -97,6 +97,8 @@ void amil_input_forget(const char *path);
  * a file beside it: so that a long run fails at its start, not at its
  * end.  0, or -1 with a message. */
 int amil_output_probe(const char *path);
+/* The same for a file made in folder dir. */
+int amil_output_probe_dir(const char *dir);
 
 void *amil_xmalloc(size_t n);   /* dies on failure, never returns NULL */
 void *amil_xcalloc(size_t n, size_t size);

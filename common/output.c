@@ -256,6 +256,21 @@ int amil_record_save(const char *path, const struct amil_record *r)
     return 0;
 }
 
+int amil_output_probe_dir(const char *dir)
+{
+    size_t size = strlen(dir) + 32;
+    char *probe = amil_xmalloc(size);
+    snprintf(probe, size, "%s/.amil.tmp.%ld", dir, (long)getpid());
+    FILE *f = fopen(probe, "wb");
+    int saved = errno;
+    if (f) {
+        fclose(f);
+        unlink(probe);
+    }
+    free(probe);
+    return f ? 0 : amil_fail("cannot write in %s: %s", dir, strerror(saved));
+}
+
 char *amil_output_name(const char *dir, const char *source, long index, const char *ext)
 {
     static char **used;

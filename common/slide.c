@@ -179,6 +179,7 @@ struct source {
     const struct amil_slide *slide;
     int level;
     const struct amil_image *image;
+    long width, height;   /* the source's own pixels; past them, white */
 };
 
 static int read_level(const struct source *src, long col0, long row0, long cols, long rows,
@@ -230,53 +231,111 @@ static int read_direct(const struct source *src, long col0, long row0, int w, in
     return status;
 }
 
+/* Clips axis a (origin base = floor(origin)) to the source's extent
+ * pixels: each output pixel keeps the weights of the source pixels that
+ * exist, and past[j] is the sum of those it lost (0 when it lost none;
+ * what lies past the edge is white, and is never read).  Returns the
+ * source pixels used from base on. */
+static long axis_clip(struct axis *a, long base, long extent, int n, float *past)
+{
+    long limit = extent - base, span = 0;
+    for (int j = 0; j < n; j++) {
+        long keep = limit - a->first[j];
+        keep = keep < 0 ? 0 : keep < a->count[j] ? keep : a->count[j];
+        past[j] = 0;
+        for (int k = (int)keep; k < a->count[j]; k++)
+            past[j] += a->weight[a->at[j] + k];
+        a->count[j] = (int)keep;
+        if (keep && a->first[j] + keep > span)
+            span = a->first[j] + keep;
+    }
+    return span;
+}
+
+/* Adds to sum (w, 3) what source rows [from, to) of output row j weigh,
+ * from argb, which holds cols columns of the source rows from top on. */
+static void accumulate(float *sum, const uint32_t *argb, long top, long cols,
+                       const struct axis *ax, const struct axis *ay, long j, int from, int to,
+                       int w)
+{
+    for (int r = from; r < to; r++) {
+        const uint32_t *row = argb + (size_t)(ay->first[j] + r - top) * cols;
+        float wy = ay->weight[ay->at[j] + r];
+        for (int i = 0; i < w; i++)
+            for (int c = 0; c < ax->count[i]; c++) {
+                uint8_t px[3];
+                over_white(px, row[ax->first[i] + c]);
+                float wxy = wy * ax->weight[ax->at[i] + c];
+                for (int k = 0; k < 3; k++)
+                    sum[3 * i + k] += wxy * px[k];
+            }
+    }
+}
+
 /* rgb (h, w, 3), rows stride bytes apart, = the source f times coarser
  * from its pixel (x, y) at that scale on: each pixel the mean of the area
- * it covers (slide.h). */
+ * it covers (slide.h), white past the source's edge.  Only the source that
+ * exists is read, at most about STRIP_PIXELS at a time, whatever f: a
+ * picture of one pixel at f = 10^6 reads the source once, in strips. */
 static int resample_block(const struct source *src, double f, int64_t x, int64_t y, int w,
                           int h, uint8_t *rgb, size_t stride)
 {
     double ox = (double)x * f, oy = (double)y * f;   /* where x, y fall in the source */
-    if (f == 1 && ox == floor(ox) && oy == floor(oy))
+    if (f == 1 && ox == floor(ox) && oy == floor(oy) && ox + w <= src->width &&
+        oy + h <= src->height)
         return read_direct(src, (long)ox, (long)oy, w, h, rgb, stride);
     struct axis ax, ay;
     axis_make(&ax, ox, f, w);
     axis_make(&ay, oy, f, h);
-    long cols = ax.span, col0 = (long)floor(ox), row0 = (long)floor(oy);
+    long col0 = (long)floor(ox), row0 = (long)floor(oy);
+    float *wx = amil_xmalloc(sizeof *wx * (size_t)w), *wy = amil_xmalloc(sizeof *wy * (size_t)h);
+    long cols = axis_clip(&ax, col0, src->width, w, wx);
+    axis_clip(&ay, row0, src->height, h, wy);
     /* output rows per strip: their source rows times cols under the cap */
-    long band = (long)(STRIP_PIXELS / cols / (f + 2));
+    long band = cols ? (long)(STRIP_PIXELS / cols / (f + 2)) : h;
     band = band < 1 ? 1 : band > h ? h : band;
-    size_t most = (size_t)((band + 2) * f + 2) * (size_t)cols;
-    uint32_t *argb = amil_xmalloc(sizeof *argb * most);
+    /* a strip's rows: band output rows' worth, or, when one output row's
+     * are more than the cap, as many as fit (one at least) */
+    long cap_rows = cols ? (STRIP_PIXELS + cols - 1) / cols : 1;
+    long strip_rows = (long)((band + 2) * f + 2);
+    strip_rows = strip_rows < cap_rows ? strip_rows : cap_rows;
+    uint32_t *argb = amil_xmalloc(sizeof *argb * (size_t)strip_rows * (size_t)(cols ? cols : 1));
     float *sum = amil_xmalloc(sizeof *sum * (size_t)w * 3);
+    float area = (float)(f * f);
     int status = 0;
     for (long j0 = 0; j0 < h && status == 0; j0 += band) {
         long j1 = j0 + band < h ? j0 + band : h;
-        long top = ay.first[j0], bottom = ay.first[j1 - 1] + ay.count[j1 - 1];
-        status = src->read(src, col0, row0 + top, cols, bottom - top, argb);
+        long top = ay.first[j0], bottom = top;
+        for (long j = j0; j < j1; j++)
+            if (ay.count[j] && ay.first[j] + ay.count[j] > bottom)
+                bottom = ay.first[j] + ay.count[j];
+        int whole = bottom - top <= strip_rows;   /* the strip holds every row it needs */
+        if (whole && cols && bottom > top)
+            status = src->read(src, col0, row0 + top, cols, bottom - top, argb);
         for (long j = j0; j < j1 && status == 0; j++) {
             memset(sum, 0, sizeof *sum * (size_t)w * 3);
-            for (int r = 0; r < ay.count[j]; r++) {
-                const uint32_t *row = argb + (size_t)(ay.first[j] + r - top) * cols;
-                float wy = ay.weight[ay.at[j] + r];
-                for (int i = 0; i < w; i++)
-                    for (int c = 0; c < ax.count[i]; c++) {
-                        uint8_t px[3];
-                        over_white(px, row[ax.first[i] + c]);
-                        float wxy = wy * ax.weight[ax.at[i] + c];
-                        for (int k = 0; k < 3; k++)
-                            sum[3 * i + k] += wxy * px[k];
-                    }
+            for (int r = 0; r < ay.count[j] && cols; r += (int)strip_rows) {
+                int to = ay.count[j] - r < strip_rows ? ay.count[j] : r + (int)strip_rows;
+                long first = ay.first[j] + r;
+                if (!whole)
+                    status = src->read(src, col0, row0 + first, cols, to - r, argb);
+                if (status == 0)
+                    accumulate(sum, argb, whole ? top : first - r, cols, &ax, &ay, j,
+                               whole ? 0 : r, whole ? ay.count[j] : to, w);
+                if (whole)
+                    break;
             }
             uint8_t *out = rgb + (size_t)j * stride;
-            float area = (float)(f * f);
             for (long i = 0; i < (long)w * 3; i++) {
-                long v = lrintf(sum[i] / area);
+                /* the part of the pixel's area past the source's edge, white */
+                float py = wy[j], px = wx[i / 3], fl = (float)f;
+                float white = py || px ? 255 * (py * fl + px * fl - py * px) : 0;
+                long v = lrintf((sum[i] + white) / area);
                 out[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
             }
         }
     }
-    free(argb), free(sum);
+    free(argb), free(sum), free(wx), free(wy);
     axis_free(&ax), axis_free(&ay);
     return status;
 }
@@ -307,21 +366,26 @@ int amil_slide_read(const struct amil_slide *s, double d, int64_t x, int64_t y, 
     for (int i = 1; i < s->levels; i++)
         if (s->downsample[i] <= d * (1 + 1e-9))
             l = i;
-    struct source src = {read_level, s, l, NULL};
+    struct source src = {read_level, s, l, NULL, (long)s->width[l], (long)s->height[l]};
     return resample(&src, d / s->downsample[l], x, y, w, h, rgb);
 }
 
 int amil_image_resample(const struct amil_image *img, double d, int64_t x, int64_t y, int w,
                         int h, uint8_t *rgb)
 {
-    struct source src = {read_image, NULL, 0, img};
+    struct source src = {read_image, NULL, 0, img, img->width, img->height};
     return resample(&src, d, x, y, w, h, rgb);
 }
 
 uint8_t *amil_slide_mask(const struct amil_slide *s, double m, long fixed, long min_speck,
                          long max_hole, int *width, int *height, int *threshold)
 {
-    int mw = (int)ceil(s->width[0] / m), mh = (int)ceil(s->height[0] / m), strip = 256;
+    int mw = (int)ceil(s->width[0] / m), mh = (int)ceil(s->height[0] / m);
+    /* mask rows read at once: up to 256, as many as the mask has, and no
+     * more than about a million pixels (a mask of 2^31 x 2 pixels) */
+    long fit = (1L << 20) / mw;
+    int strip = fit < 1 ? 1 : fit < 256 ? (int)fit : 256;
+    strip = strip < mh ? strip : mh;
     struct amil_tissue_scores t;
     amil_tissue_scores_init(&t, (size_t)mw * mh);
     uint8_t *rgb = amil_xmalloc((size_t)mw * 3 * strip);

@@ -189,3 +189,21 @@ no_temporaries() {
     stitch --no-legend -d "$T/out2" < "$T/many" 2> "$T/err"
     assert_empty "$T/err"
 }
+
+@test "outputs: an output that cannot be written is found before any work" {
+    # the message names no record: it came before the first was read
+    for cmd in "stitch -o /no/such/x.png" "gradcam -m $M -o /no/such/x.png" \
+               "stainnorm -r $BREAKHIS -o /no/such/x.png" "train -q -o /no/such/m.st"; do
+        run bash -c "$cmd < '$T/labelled' > '$T/out'"
+        [ "$status" -eq 1 ] || { echo "$cmd: status $status: $output"; return 1; }
+        [[ "$output" == *": cannot write /no/such/"*": No such file or directory" ]] || { echo "$cmd: $output"; return 1; }
+        [[ "$output" != *"record"* ]] || { echo "$cmd: $output"; return 1; }
+    done
+    # -d: a folder that cannot be made
+    printf 'a file' > "$T/file"
+    for cmd in "stitch -d $T/file/sub" "stainnorm -r $BREAKHIS -d $T/file/sub"; do
+        run bash -c "$cmd < '$T/attended' > '$T/out'"
+        [ "$status" -eq 1 ] || { echo "$cmd: status $status: $output"; return 1; }
+        [[ "$output" == *"$T/file/sub: Not a directory" ]] || { echo "$cmd: $output"; return 1; }
+    done
+}

@@ -332,7 +332,10 @@ EOF
     # 2,400,000 x 64 pixels from 300 KB: a grid row of patches is 200 MB
     # of RGB, three bands' worth, and the tissue mask's strip two blocks
     "$PY" "$BATS_TEST_DIRNAME/hostile/slides.py" "$T/wide.tif" 2400000 64
-    /usr/bin/time -f "%M" -o "$T/rss" bagify --part-size 20000 "$T/wide.tif" > "$T/bags"
+    # and under 400 MB of address space: the mask's strip once asked 256
+    # mask rows of the width (527 MB) when the mask has 19
+    /usr/bin/time -f "%M" -o "$T/rss" bash -c 'ulimit -v 400000; bagify --part-size 20000 "$1"' \
+        _ "$T/wide.tif" > "$T/bags"
     echo "# peak RSS $(($(cat "$T/rss") / 1024)) MB" >&3
     [ "$(cat "$T/rss")" -lt $((300 * 1024)) ]
     run "$PY" -c '

@@ -232,3 +232,32 @@ print(int(np.any(a != b, axis=2).sum()))"
     [ "$status" -eq 0 ]
     [ -z "$output" ]
 }
+
+@test "stitch, gradcam: a downsample far past the image takes the picture's memory, not D²'s" {
+    bagify -l 1 "$BREAKHIS" > "$T/bag"
+    recpass -a darkness "$T/bag" > "$T/att"
+    # 700 x 460 at D = 10^4 or 10^6 is one pixel, nearly all of it past the
+    # image's edge (white); the resampler once read D² source pixels
+    for D in 10000 1000000; do
+        /usr/bin/time -f "%M" -o "$T/rss" stitch --no-legend -D "$D" -f pam -o "$T/s.pam" < "$T/att"
+        [ "$(cat "$T/rss")" -lt $((100 * 1024)) ] || { echo "stitch -D $D: $(cat "$T/rss") KB"; return 1; }
+        [[ "$(pamfile "$T/s.pam")" == *"1 by 1"* ]]
+        /usr/bin/time -f "%M" -o "$T/rss" gradcam -m "$M" -D "$D" -f pam -o "$T/g.pam" < "$T/bag"
+        [ "$(cat "$T/rss")" -lt $((100 * 1024)) ] || { echo "gradcam -D $D: $(cat "$T/rss") KB"; return 1; }
+        [[ "$(pamfile "$T/g.pam")" == *"1 by 1"* ]]
+    done
+    # at D = 1000, one pixel: the image's mean over 1000 x 1000, white past
+    # its edge (NumPy), under the heat map's colour at alpha 0
+    stitch --no-legend -a 0 -D 1000 -f pam -o "$T/m.pam" < "$T/att"
+    PY=$(numpy_python)
+    want=$(pngtopnm "$BREAKHIS" | "$PY" -c '
+import re, sys, numpy as np
+data = sys.stdin.buffer.read()   # P6: magic, width, height, maxval, one space
+head = re.match(rb"P6\s+(\d+)\s+(\d+)\s+255\s", data)
+w, h = int(head[1]), int(head[2])
+px = np.frombuffer(data[head.end():], np.uint8).reshape(h, w, 3).astype(np.float64)
+full = np.full((1000, 1000, 3), 255.0); full[:h, :w] = px
+print(" ".join(str(int(np.rint(v))) for v in full.mean(axis=(0, 1))))')
+    got=$(tail -c 3 "$T/m.pam" | od -An -tu1 | xargs)
+    [ "$got" = "$want" ] || { echo "got $got, want $want"; return 1; }
+}

@@ -359,6 +359,8 @@ int main(int argc, char **argv)
         amil_refuse_terminal(cl.force, "give -o FILE or -d DIR, or redirect it");
     if (cl.dir && mkdir(cl.dir, 0777) < 0 && errno != EEXIST)
         amil_die("%s:", cl.dir);
+    if (cl.dir && amil_output_probe_dir(cl.dir) < 0)   /* before the work */
+        amil_die("%s", amil_error());
     for (char **in = cl.inputs; *in; in++)
         amil_input_note(*in);
     if (!*cl.inputs && !stains_only)

@@ -575,6 +575,8 @@ int main(int argc, char **argv)
         amil_refuse_terminal(cl.force, "give -o FILE or -d DIR, or redirect it");
     if (cl.dir && mkdir(cl.dir, 0777) < 0 && errno != EEXIST)
         amil_die("%s:", cl.dir);
+    if (cl.dir && amil_output_probe_dir(cl.dir) < 0)   /* before the work */
+        amil_die("%s", amil_error());
     struct amil_stream s;
     struct amil_record r, next;
     if (amil_stream_first(&s, &r) < 0)
