@@ -220,21 +220,33 @@ void amil_output_abort(struct amil_output *o)
     memset(o, 0, sizeof *o);
 }
 
+/* Makes and removes a file named by at_format (of name and the pid)
+ * beside or in name; fails with message (of name and errno's words). */
+static int probe(const char *name, const char *at_format, const char *message)
+{
+    size_t size = strlen(name) + 32;
+    char *at = amil_xmalloc(size);
+    snprintf(at, size, at_format, name, (long)getpid());
+    FILE *f = fopen(at, "wb");
+    int saved = errno;
+    if (f) {
+        fclose(f);
+        unlink(at);
+    }
+    free(at);
+    return f ? 0 : amil_fail(message, name, strerror(saved));
+}
+
 int amil_output_probe(const char *path)
 {
     if (not_an_input(path) < 0)
         return -1;
-    size_t size = strlen(path) + 32;
-    char *probe = amil_xmalloc(size);
-    snprintf(probe, size, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(probe, "wb");
-    int saved = errno;
-    if (f) {
-        fclose(f);
-        unlink(probe);
-    }
-    free(probe);
-    return f ? 0 : amil_fail("cannot write %s: %s", path, strerror(saved));
+    return probe(path, "%s.tmp.%ld", "cannot write %s: %s");
+}
+
+int amil_output_probe_dir(const char *dir)
+{
+    return probe(dir, "%s/.amil.tmp.%ld", "cannot write in %s: %s");
 }
 
 int amil_record_save(const char *path, const struct amil_record *r)
@@ -254,21 +266,6 @@ int amil_record_save(const char *path, const struct amil_record *r)
         return amil_fail("writing %s", why);
     }
     return 0;
-}
-
-int amil_output_probe_dir(const char *dir)
-{
-    size_t size = strlen(dir) + 32;
-    char *probe = amil_xmalloc(size);
-    snprintf(probe, size, "%s/.amil.tmp.%ld", dir, (long)getpid());
-    FILE *f = fopen(probe, "wb");
-    int saved = errno;
-    if (f) {
-        fclose(f);
-        unlink(probe);
-    }
-    free(probe);
-    return f ? 0 : amil_fail("cannot write in %s: %s", dir, strerror(saved));
 }
 
 char *amil_output_name(const char *dir, const char *source, long index, const char *ext)
