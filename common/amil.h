@@ -126,6 +126,10 @@ int amil_parse_double(const char *s, double min, double max, double *out);
  * misuse: a number in [min, max], or the index of one of names (NULL
  * ended). */
 void amil_usage_is(const char *text);
+/* getopt_long, that first refuses a long option given one dash ("-model"),
+ * which getopt would read as short options with a value. */
+struct option;
+int amil_getopt(int argc, char **argv, const char *shorts, const struct option *longs);
 _Noreturn void amil_usage(int status);
 _Noreturn void amil_misuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 long amil_option_long(const char *option, const char *arg, long min, long max);

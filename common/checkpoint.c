@@ -62,13 +62,27 @@ unsigned long amil_epoch_seed(unsigned long seed, long epoch)
     return (unsigned long)(z ^ (z >> 31));
 }
 
+/* r is a checkpoint of train's (kind checkpoint), or -1 with a message
+ * saying what it is instead. */
+static int is_checkpoint(const struct amil_record *r)
+{
+    const char *kind = amil_record_meta(r, "kind");
+    if (kind && strcmp(kind, "checkpoint") == 0)
+        return 0;
+    if (kind && strcmp(kind, "model") == 0)
+        return amil_fail("a model, not a checkpoint: train resumes from the checkpoint it "
+                         "wrote beside the model (MODEL.ckpt, or --checkpoint)");
+    return amil_fail("not a checkpoint of train (its kind is %s)", kind ? kind : "not given");
+}
+
 int amil_checkpoint_load_mil(const char *path, struct amil_mil *m, struct amil_optimizer *o,
                              struct amil_checkpoint *c)
 {
     struct amil_record r;
     if (amil_record_load(path, &r) < 0)
         return -1;
-    int status = amil_cnn_is_model(&r)
+    int status = is_checkpoint(&r) < 0 ? -1
+                 : amil_cnn_is_model(&r)
                      ? amil_fail("a checkpoint of a CNN, not of an attention-MIL model")
                      : amil_mil_from_record(m, &r);
     if (status == 0 && amil_checkpoint_from_record(&r, c, o, 0, m->params.nweights,
@@ -86,8 +100,9 @@ int amil_checkpoint_load_clam(const char *path, struct amil_clam *m, struct amil
     struct amil_record r;
     if (amil_record_load(path, &r) < 0)
         return -1;
-    int status = !amil_clam_is_model(&r) ? amil_fail("not a checkpoint of a CLAM head")
-                                         : amil_clam_from_record(m, &r);
+    int status = is_checkpoint(&r) < 0        ? -1
+                 : !amil_clam_is_model(&r) ? amil_fail("not a checkpoint of a CLAM head")
+                                           : amil_clam_from_record(m, &r);
     if (status == 0 && amil_checkpoint_from_record(&r, c, o, 0, m->params.nweights,
                                                    m->params.at, m->params.n) < 0) {
         amil_clam_free(m);
@@ -103,9 +118,10 @@ int amil_checkpoint_load_cnn(const char *path, enum amil_cnn_arch arch, struct a
     struct amil_record r;
     if (amil_record_load(path, &r) < 0)
         return -1;
-    if (!amil_cnn_is_model(&r)) {
+    if (is_checkpoint(&r) < 0 ||
+        (!amil_cnn_is_model(&r) && amil_fail("not a checkpoint of a CNN") < 0)) {
         amil_record_free(&r);
-        return amil_fail("%s: not a checkpoint of a CNN", path);
+        return amil_fail_in(path);
     }
     int status = amil_cnn_from_record(m, &r);
     if (status == 0) {

@@ -13,14 +13,16 @@ static int parse(int argc, char **argv, int with_table, struct amil_filter *f)
     static const struct option options[] = {
         {"model", required_argument, 0, 'm'}, {"keep", no_argument, 0, 'k'},
         {"threads", required_argument, 0, 'j'}, {"table", no_argument, 0, 't'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+        {"force", no_argument, 0, 'F'},        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     *f = (struct amil_filter){.threads = 1};
     int c;
     opterr = 0;   /* our message, not getopt's */
-    while ((c = getopt_long(argc, argv, with_table ? "m:kj:th" : "m:kj:h", options, NULL)) != -1) {
+    while ((c = amil_getopt(argc, argv, with_table ? "m:kj:th" : "m:kj:h", options)) != -1) {
         switch (c) {
         case 'm': f->model = optarg; break;
         case 'k': f->keep = 1; break;
+        case 'F': f->force = 1; break;
         case 't':
             if (!with_table)
                 return amil_fail("unknown option --table");
@@ -41,7 +43,7 @@ static int parse(int argc, char **argv, int with_table, struct amil_filter *f)
     if (f->table && f->keep)
         return amil_fail("-k keeps tensors in records; -t writes none");
     if (argc - optind > 1)
-        return amil_fail("one FILE at most");
+        return amil_fail("%s: one FILE at most", argv[optind + 1]);
     f->input = optind < argc ? argv[optind] : NULL;
     return 0;
 }
@@ -55,6 +57,8 @@ struct amil_filter amil_filter_args(int argc, char **argv, int with_table, const
         amil_usage(0);
     if (status < 0)
         amil_misuse("%s", amil_error());
+    if (!f.table)
+        amil_refuse_terminal(f.force, "redirect it to a file or a program");
     return f;
 }
 

@@ -9,11 +9,13 @@ struct amil_filter {
     int keep;               /* -k: keep the consumed tensor */
     int table;              /* -t: a table instead of records (classify) */
     long threads;           /* -j N [1] */
+    int force;              /* --force: records even to a terminal */
 };
 
-/* Parses -m MODEL [-k] [-j N] [-t, when with_table] [-h] [FILE], for
- * main(): -h prints usage on standard output and exits 0; wrong options
- * print why and the usage on standard error and exit 2. */
+/* Parses -m MODEL [-k] [-j N] [-t, when with_table] [--force] [-h] [FILE],
+ * for main(): -h prints usage on standard output and exits 0; wrong
+ * options print why and the usage on standard error and exit 2.  Records
+ * to a terminal are refused, as gzip does, unless -t or --force. */
 struct amil_filter amil_filter_args(int argc, char **argv, int with_table, const char *usage);
 
 struct amil_record;

@@ -520,6 +520,9 @@ static int parse_document(const unsigned char *doc, size_t len, int borrow,
     if (len < 8)
         return amil_fail("truncated length (%zu of 8 bytes)", len);
     uint64_t header_len = le64(doc);
+    const char *image = image_kind(doc);
+    if (image && header_len > AMIL_MAX_HEADER)
+        return amil_fail("this is %s image, not a record", image);
     if (header_len > AMIL_MAX_HEADER)
         return amil_fail("header of %llu bytes is over the limit of %llu",
                          (unsigned long long)header_len, AMIL_MAX_HEADER);

@@ -1,5 +1,6 @@
 /* util.c: error messages, the program's name, allocation that cannot fail
  * silently, and strict number parsing for options. */
+#include <getopt.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -217,7 +218,30 @@ void amil_misuse(const char *fmt, ...)
     va_start(ap, fmt);
     vwarn(fmt, ap);
     va_end(ap);
-    amil_usage(2);
+    /* the reason, then the synopsis: the options' list would bury it */
+    const char *options = strstr(usage_text, "\n  -");
+    fprintf(stderr, "%.*s", options ? (int)(options - usage_text + 1) : (int)strlen(usage_text),
+            usage_text);
+    if (options)
+        fprintf(stderr, "(%s --help lists the options)\n", amil_progname);
+    exit(2);
+}
+
+int amil_getopt(int argc, char **argv, const char *shorts, const struct option *longs)
+{
+    /* "-model m.st" is -m "odel" to getopt: a long option's name after
+     * one dash is said before it is read so */
+    if (optind == 1)
+        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+            const char *a = argv[i];
+            if (a[0] != '-' || a[1] == '-' || !a[1] || !a[2])
+                continue;
+            size_t n = strcspn(a + 1, "=");
+            for (const struct option *o = longs; o->name; o++)
+                if (strlen(o->name) == n && strncmp(o->name, a + 1, n) == 0)
+                    amil_misuse("%s: a long option takes two dashes (-%s)", a, a);
+        }
+    return getopt_long(argc, argv, shorts, longs, NULL);
 }
 
 long amil_option_long(const char *option, const char *arg, long min, long max)

@@ -16,11 +16,12 @@
 #include "nn.h"
 
 static const char usage_text[] =
-    "usage: attend -m MODEL [-k] [-j THREADS] [FILE]\n"
+    "usage: attend -m MODEL [-k] [-j THREADS] [--force] [FILE]\n"
     "  -m, --model MODEL    the model (from train, or a PyTorch state_dict):\n"
     "                       attention-MIL, or a CLAM head\n"
     "  -k, --keep           keep the features in the records\n"
     "  -j, --threads N      threads for the matrix products [1]\n"
+    "      --force          write records even to a terminal\n"
     "  -h, --help           this help\n";
 
 struct attend {

@@ -104,7 +104,7 @@ static struct cmdline parse_args(int argc, char **argv)
                          .pad_value = 255, .channels = 3, .max_pixels = AMIL_MAX_PIXELS,
                          .saturation = -1, .speck = 1, .hole = 4};
     int c, cutting = 0;   /* an option about patches was given */
-    while ((c = getopt_long(argc, argv, "p:s:c:gl:L:b:wkh", options, NULL)) != -1) {
+    while ((c = amil_getopt(argc, argv, "p:s:c:gl:L:b:wkh", options)) != -1) {
         cutting |= strchr("pscPbTK", c) != NULL;
         switch (c) {
         case 'p': cl.patch = amil_option_long("--patch", optarg, 1, 65536); break;

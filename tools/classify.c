@@ -23,12 +23,13 @@
 #include "nn.h"
 
 static const char usage_text[] =
-    "usage: classify -m MODEL [-t | -k] [-j THREADS] [FILE]\n"
+    "usage: classify -m MODEL [-t | -k] [-j THREADS] [--force] [FILE]\n"
     "  -m, --model MODEL    the model (from train, or a PyTorch state_dict):\n"
     "                       attention-MIL, or a CNN (net, vgg19, resnet18)\n"
     "  -t, --table          write a TSV line per record instead of records\n"
     "  -k, --keep           keep the embedding (image, features) in the records\n"
     "  -j, --threads N      threads for the matrix products [1]\n"
+    "      --force          write records even to a terminal\n"
     "  -h, --help           this help\n";
 
 /* A metadata value fit for a TSV cell: tabs and newlines become spaces. */

@@ -41,7 +41,7 @@ static struct cmdline parse_args(int argc, char **argv)
                                             {0, 0, 0, 0}};
     struct cmdline cl = {0};
     int c;
-    while ((c = getopt_long(argc, argv, "jb:h", options, NULL)) != -1) {
+    while ((c = amil_getopt(argc, argv, "jb:h", options)) != -1) {
         switch (c) {
         case 'j': cl.json = 1; break;
         case 'b':
@@ -55,7 +55,7 @@ static struct cmdline parse_args(int argc, char **argv)
         }
     }
     if (argc - optind > 1)
-        amil_usage(2);
+        amil_misuse("%s: one FILE at most", argv[optind + 1]);
     cl.input = optind < argc ? argv[optind] : "-";
     return cl;
 }

@@ -24,11 +24,12 @@
 #include "nn.h"
 
 static const char usage_text[] =
-    "usage: featurize -m MODEL [-k] [-j THREADS] [FILE]\n"
+    "usage: featurize -m MODEL [-k] [-j THREADS] [--force] [FILE]\n"
     "  -m, --model MODEL    the model (from train, or a PyTorch state_dict):\n"
     "                       attention-MIL, or a vgg19 or resnet18 backbone\n"
     "  -k, --keep           keep the patches (or the image) in the records\n"
     "  -j, --threads N      threads for the matrix products [1]\n"
+    "      --force          write records even to a terminal\n"
     "  -h, --help           this help\n";
 
 /* The tiles of a record's image through a CNN backbone. */

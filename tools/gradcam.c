@@ -94,7 +94,7 @@ static struct cmdline parse_args(int argc, char **argv)
     static const char *const formats[] = {"png", "pam", "record", NULL};
     struct cmdline cl = {.target = -1, .alpha = 0.5, .colormap = amil_colormap("jet")};
     int c, format_given = 0;   /* 1 + the index of -f's name */
-    while ((c = getopt_long(argc, argv, "m:M:c:l:f:o:a:D:W:h", options, NULL)) != -1) {
+    while ((c = amil_getopt(argc, argv, "m:M:c:l:f:o:a:D:W:h", options)) != -1) {
         switch (c) {
         case 'm': cl.model = optarg; break;
         case 'M': {
@@ -128,7 +128,7 @@ static struct cmdline parse_args(int argc, char **argv)
     if (!cl.model)
         amil_misuse("no model: give -m MODEL");
     if (argc - optind > 1)
-        amil_usage(2);
+        amil_misuse("%s: one IMAGE at most; records come on standard input", argv[optind + 1]);
     cl.image = optind < argc ? argv[optind] : NULL;
     amil_input_note("-");
     amil_input_note(cl.image);
@@ -544,6 +544,9 @@ int main(int argc, char **argv)
     struct amil_any_model model;
     if (amil_any_load(&model, cl.model) < 0)
         amil_die("%s", amil_error());
+    if (model.is_clam)
+        amil_die("%s: a CLAM head has no Grad-CAM here: it pools a frozen backbone's "
+                 "features, not patches; give an attention-MIL model or a CNN", cl.model);
     if (model.is_cnn)
         explain_image(&cl, &model.cnn);
     else

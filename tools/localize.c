@@ -46,7 +46,7 @@ static struct cmdline parse_args(int argc, char **argv)
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     struct cmdline cl = {.target = 9};
     int c;
-    while ((c = getopt_long(argc, argv, "i:t:b:jh", options, NULL)) != -1) {
+    while ((c = amil_getopt(argc, argv, "i:t:b:jh", options)) != -1) {
         switch (c) {
         case 'i': cl.table = optarg; break;
         case 't':
@@ -63,7 +63,7 @@ static struct cmdline parse_args(int argc, char **argv)
     if (!cl.table)
         amil_misuse("no instance labels: give -i BAGS.tsv");
     if (argc - optind > 1)
-        amil_usage(2);
+        amil_misuse("%s: one FILE at most", argv[optind + 1]);
     cl.input = optind < argc ? argv[optind] : NULL;
     return cl;
 }

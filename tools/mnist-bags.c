@@ -54,7 +54,7 @@ static struct cmdline parse_args(int argc, char **argv)
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     struct cmdline cl = {.bags = 200, .target = 9, .seed = 1, .mean = 10, .sd = 2};
     int c, bad = 0;
-    while ((c = getopt_long(argc, argv, "o:n:m:s:t:r:h", options, NULL)) != -1) {
+    while ((c = amil_getopt(argc, argv, "o:n:m:s:t:r:h", options)) != -1) {
         switch (c) {
         case 'o': cl.dir = optarg; break;
         case 'n': bad |= amil_parse_long(optarg, 1, 10000000, &cl.bags); break;

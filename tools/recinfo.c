@@ -30,7 +30,7 @@ static struct cmdline parse_args(int argc, char **argv)
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     struct cmdline cl = {0};
     int c;
-    while ((c = getopt_long(argc, argv, "jt:h", options, NULL)) != -1) {
+    while ((c = amil_getopt(argc, argv, "jt:h", options)) != -1) {
         switch (c) {
         case 'j': cl.json = 1; break;
         case 't': cl.values = optarg; break;

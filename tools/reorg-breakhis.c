@@ -143,7 +143,7 @@ static struct cmdline parse_args(int argc, char **argv)
     struct cmdline cl = {.link = LINK_HARD, .ratio = 0.7, .seed = 1};
     long seed;
     int opt;
-    while ((opt = getopt_long(argc, argv, "hn", options, NULL)) != -1) {
+    while ((opt = amil_getopt(argc, argv, "hn", options)) != -1) {
         switch (opt) {
         case 'h': usage(stdout); exit(amil_close_stdout());
         case 'n': cl.dry_run = 1; break;

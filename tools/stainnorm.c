@@ -17,6 +17,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -75,7 +76,7 @@ static struct cmdline parse_args(int argc, char **argv)
     static const char *const formats[] = {"png", "pam", NULL};
     struct cmdline cl = {.method = -1, .params = AMIL_STAIN_PARAMS};
     int c;
-    while ((c = getopt_long(argc, argv, "m:r:s:to:d:f:h", options, NULL)) != -1) {
+    while ((c = amil_getopt(argc, argv, "m:r:s:to:d:f:h", options)) != -1) {
         switch (c) {
         case 'm': cl.method = amil_option_choice("--method", optarg, methods); break;
         case 'r': cl.reference = optarg; break;
@@ -113,6 +114,18 @@ static struct cmdline parse_args(int argc, char **argv)
     return cl;
 }
 
+/* Whether path names a picture by its extension. */
+static int is_picture_name(const char *path)
+{
+    static const char *const pictures[] = {".png", ".pam", ".ppm", ".pnm", ".pgm", ".jpg",
+                                           ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".tga"};
+    const char *dot = strrchr(path, '.');
+    for (size_t i = 0; dot && i < sizeof pictures / sizeof pictures[0]; i++)
+        if (strcasecmp(dot, pictures[i]) == 0)
+            return 1;
+    return 0;
+}
+
 /* The stains of n RGB pixels, fitted on their tissue with --tissue. */
 static int fit(const struct cmdline *cl, enum amil_stain_method method,
                const struct amil_stain_params *p, const uint8_t *rgb, size_t n,
@@ -138,11 +151,27 @@ struct reference {
     struct amil_stain_params params;
 };
 
+/* Whether an input is an image (1) or records (0); -1 with a message. */
+static int is_image(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return amil_fail("%s: %s", path, strerror(errno));
+    struct amil_stream s;
+    amil_stream_open(&s, f, path);
+    int image = amil_stream_is_image(&s);
+    fclose(f);
+    return image;
+}
+
 static struct reference load_reference(const struct cmdline *cl)
 {
     struct reference ref = {.params = cl->params};
     if (cl->stains) {
         struct amil_record r;
+        if (is_image(cl->stains) == 1)
+            amil_die("%s: an image, not stains: a reference image goes with -r, the stains "
+                     "--save-stains wrote with -s", cl->stains);
         if (amil_record_load(cl->stains, &r) < 0)
             amil_die("%s", amil_error());
         if (amil_stains_from_record(&r, &ref.stains, &ref.params) < 0)
@@ -231,8 +260,10 @@ static int normalize_images(const struct cmdline *cl, const struct reference *re
             return amil_fail("a second image: give -d DIR for several");
         }
         int status = normalize(cl, ref, img.pixels, (size_t)img.width * img.height);
+        /* a name given before gets -N: the image's index in its file after
+         * the first, else its number in the run (y.png b.png y.png: y-2) */
         char *path = cl->dir && status == 0
-                         ? amil_output_name(cl->dir, name, index,
+                         ? amil_output_name(cl->dir, name, index ? index : *images - 1,
                                             cl->format == AMIL_PICTURE_PAM ? "pam" : "png")
                          : NULL;
         const char *to = path ? path : cl->output;
@@ -259,18 +290,6 @@ static FILE *records_file(const struct cmdline *cl)
     return f;
 }
 
-/* Whether an input is an image (1) or records (0); -1 with a message. */
-static int is_image(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return amil_fail("%s: %s", path, strerror(errno));
-    struct amil_stream s;
-    amil_stream_open(&s, f, path);
-    int image = amil_stream_is_image(&s);
-    fclose(f);
-    return image;
-}
 
 /* The inputs' kinds agree with the output before anything is written:
  * images or records, not both; several images need -d, records no -d. */
@@ -332,6 +351,9 @@ static void run_input(const struct cmdline *cl, const struct reference *ref, con
         if (cl->dir)
             amil_die("%s: -d DIR is for images; records go to -o FILE or standard output",
                      name);
+        if (cl->output && is_picture_name(cl->output))
+            amil_die("%s: records, which would go into %s, a picture's name: give -o a "
+                     "name for records (such as .bags)", name, cl->output);
         struct amil_record r;
         int got;
         while ((got = amil_record_read(&s, &r)) == 1) {

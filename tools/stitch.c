@@ -89,7 +89,7 @@ static struct cmdline parse_args(int argc, char **argv)
     struct cmdline cl = {.alpha = 0.5, .colormap = amil_colormap("jet"), .above = -1};
     const char *heat_option = NULL;   /* an option only the heat style uses */
     int c, format_given = 0;
-    while ((c = getopt_long(argc, argv, "S:o:d:f:c:a:n:t:b:D:W:h", options, NULL)) != -1) {
+    while ((c = amil_getopt(argc, argv, "S:o:d:f:c:a:n:t:b:D:W:h", options)) != -1) {
         if (c && strchr("cantL", c))
             heat_option = c == 'c' ? "--cmap" : c == 'a' ? "--alpha"
                         : c == 'n' ? "--norm" : c == 'L' ? "--no-legend" : "--top";
@@ -124,10 +124,8 @@ static struct cmdline parse_args(int argc, char **argv)
     }
     if (optind < argc)
         cl.image = argv[optind++];
-    if (optind < argc) {
-        amil_warn("one IMAGE at most; records come on standard input");
-        amil_usage(2);
-    }
+    if (optind < argc)
+        amil_misuse("%s: one IMAGE at most; records come on standard input", argv[optind]);
     if (cl.style == STYLE_PAPER && heat_option)
         amil_misuse("%s applies to --style heat, not paper", heat_option);
     if (cl.output && cl.dir)

@@ -113,9 +113,8 @@ static void settle_args(struct cmdline *cl)
     if (cl->test && strcmp(cl->test, "-") == 0)
         amil_misuse("--test needs a file: stdin holds the training bags");
     if (!cl->cnn && (cl->batch != 1 || cl->weights)) {
-        amil_warn("%s: an attention-MIL model trains on one bag a step, from its own "
-                  "initialization", cl->weights ? "--weights" : "--batch");
-        amil_usage(2);
+        amil_misuse("%s: an attention-MIL model trains on one bag a step, from its own "
+                    "initialization", cl->weights ? "--weights" : "--batch");
     }
     if (cl->cnn && (cl->given & GIVEN_MIL))
         amil_misuse("--hidden, --attention-dim and --branches are attention-MIL's");
@@ -165,7 +164,7 @@ static struct cmdline parse_args(int argc, char **argv)
                          .decay = 1e-4, .batch = 1,
                          .augment = {0, 0, AMIL_AUGMENT_SIGMA, AMIL_AUGMENT_BIAS}};
     int c, kind;
-    while ((c = getopt_long(argc, argv, "o:a:e:s:c:t:r:b:w:j:qh", options, NULL)) != -1) {
+    while ((c = amil_getopt(argc, argv, "o:a:e:s:c:t:r:b:w:j:qh", options)) != -1) {
         cl.given |= c == 'e' ? GIVEN_EPOCHS : c == LR ? GIVEN_LR : c == DECAY ? GIVEN_DECAY
                   : c == OPTIMIZER ? GIVEN_OPTIMIZER : c == MOMENTUM ? GIVEN_MOMENTUM
                   : c == 'b' ? GIVEN_BATCH : c == NORMALIZE ? GIVEN_NORMALIZE
@@ -221,7 +220,8 @@ static struct cmdline parse_args(int argc, char **argv)
     if (!cl.output)
         amil_misuse("no output: give -o MODEL");
     if (argc - optind > 1)
-        amil_usage(2);
+        amil_misuse("%s: one FILE of training bags at most (test bags go with --test)",
+                    argv[optind + 1]);
     cl.input = optind < argc ? argv[optind] : NULL;
     settle_args(&cl);
     return cl;
@@ -243,6 +243,10 @@ static long check_bag(struct amil_record *r, long index, const char *name, void 
     struct amil_mil *m = ((struct mil_context *)context)->m;
     struct amil_clam *clam = cl->clam ? ((struct mil_context *)context)->clam : NULL;
     const struct amil_tensor *p = amil_record_find(r, "patches");
+    if (!clam && !p && amil_record_find(r, "features"))
+        amil_die("%s: record %ld: features, not patches: CLAM's head trains on a frozen "
+                 "backbone's features (--arch clam); the attention-MIL model on patches",
+                 name, index);
     if (clam && !clam->params.weights &&
         amil_clam_for_bag(clam, r, cl->clam == 1, (int)cl->hidden, (int)cl->attention,
                           (int)cl->classes) < 0)
@@ -548,6 +552,9 @@ static void start_cnn(const struct cmdline *cl, struct run *run, struct amil_cnn
     m->norm = cl->norm;
     if (cl->weights && amil_cnn_load_weights(m, cl->weights, cl->given & GIVEN_NORMALIZE) < 0)
         amil_die("%s", amil_error());
+    if (!cl->weights && m->trained > 0)   /* a frozen backbone of random weights */
+        amil_warn("warning: no -w: %s's frozen backbone is random, which is for tests; "
+                  "give torchvision's weights with -w FILE", amil_cnn_arch_name(m->arch));
     size_t base = m->params.at[m->trained].offset;
     start_optimizer(cl, o, base, m->params.nweights - base);
 }
