@@ -285,6 +285,18 @@ struct amil_tensor *amil_record_expect(const struct amil_record *r, const char *
 int amil_tensor_finite(const char *name, const float *v, int ndim, const int64_t *shape,
                        int axis);
 
+/* Which weights made a stage of a record (amil-stream(5)): features_by
+ * (featurize) and embedding_by (attend) hold a fingerprint of them
+ * (amil_params_fingerprint) as 16 hex digits.  amil_record_fingerprint:
+ * 1 found (into *fingerprint), 0 absent, -1 malformed (with a message).
+ * amil_check_stage: 1 when key says want, 0 when the record does not say
+ * (features from elsewhere), -1 with a message naming both weights (and
+ * the model files, where the record names one) when they differ. */
+void amil_record_set_fingerprint(struct amil_record *r, const char *key, uint64_t fingerprint);
+int amil_record_fingerprint(const struct amil_record *r, const char *key, uint64_t *fingerprint);
+int amil_check_stage(const struct amil_record *r, const char *key, uint64_t want,
+                     const char *model);
+
 const char *amil_record_meta(const struct amil_record *r, const char *key);
 /* Sets key to value, or with value NULL removes it. */
 void amil_record_set_meta(struct amil_record *r, const char *key, const char *value);

@@ -37,7 +37,7 @@ int amil_clam_init(struct amil_clam *m, int gated, int features, int hidden, int
                          "and %d outputs is out of range (hidden at most %d, classes 2 to "
                          "%d)", features, hidden, attention, classes, outputs, MAX_HIDDEN,
                          MAX_CLASSES);
-    *m = (struct amil_clam){gated, features, hidden, attention, classes, outputs, 0.25f, {0}};
+    *m = (struct amil_clam){gated, features, hidden, attention, classes, outputs, 0.25f, {0}, 0, 0};
     struct amil_params *t = &m->params;
     int failed = add_linear(t, "attention_net.0", hidden, features) < 0;
     if (gated)
@@ -87,7 +87,16 @@ void amil_clam_to_record(const struct amil_clam *m, struct amil_record *r)
     amil_record_set_metaf(r, "hidden", "%d", m->hidden);
     amil_record_set_metaf(r, "attention", "%d", m->attention);
     amil_record_set_metaf(r, "dropout", "%g", (double)m->dropout);
+    if (m->knows_features)
+        amil_record_set_fingerprint(r, "features_by", m->features_by);
     amil_params_to_record(&m->params, r);
+}
+
+uint64_t amil_clam_embedding_fingerprint(const struct amil_clam *m)
+{
+    int classifier = m->params.n - 2;   /* classifiers' weight and bias come last */
+    return amil_params_fingerprint(&m->params, 0, classifier,
+                                   m->knows_features ? m->features_by : 0);
 }
 
 /* A 2-D tensor's shape, or -1 with a message. */
@@ -138,6 +147,12 @@ int amil_clam_from_record(struct amil_clam *m, const struct amil_record *r)
         }
         probe.dropout = (float)p;
     }
+    int knows = amil_record_fingerprint(r, "features_by", &probe.features_by);
+    if (knows < 0) {
+        amil_clam_free(&probe);
+        return -1;
+    }
+    probe.knows_features = knows;
     *m = probe;
     return 0;
 }

@@ -38,6 +38,8 @@ struct amil_clam {
     int outputs;            /* 1 (two classes, the paper's loss) or classes */
     float dropout;          /* of H while training, 0.25 */
     struct amil_params params;
+    uint64_t features_by;   /* the backbone's features it was trained on, */
+    int knows_features;     /* when they said (a state_dict of CLAM's: not) */
 };
 
 /* The parameter table (weights zeroed); last_name: the plain attention's
@@ -82,6 +84,9 @@ double amil_clam_step(const struct amil_clam *m, struct amil_clam_work *w, const
 /* The class predicted from w->prob: for one output p >= 0.5, else the most
  * probable (the first of equals). */
 int amil_clam_predict(const struct amil_clam *m, const float *prob);
+/* The fingerprint (params.h) of the weights that make a bag's attention
+ * and embedding, chained after its features' when the head knows them. */
+uint64_t amil_clam_embedding_fingerprint(const struct amil_clam *m);
 
 /* A new head (weights zeroed) for bags like r, whose `features` give F;
  * two classes take one output and the paper's loss.  0, or -1 with a

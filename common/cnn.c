@@ -363,6 +363,11 @@ void amil_cnn_take_param(struct amil_cnn *m, int i, const struct amil_record *r)
     memcpy(p->data, t->data, p->count * sizeof(float));
 }
 
+uint64_t amil_cnn_features_fingerprint(const struct amil_cnn *m)
+{
+    return amil_params_fingerprint(&m->params, 0, m->trained, 0);
+}
+
 int amil_cnn_take_weights(struct amil_cnn *m, struct amil_record *r)
 {
     amil_cnn_rename_paper(r);

@@ -199,6 +199,9 @@ const struct amil_tensor *amil_cnn_image(const struct amil_cnn *m, const struct 
 const struct amil_tensor *amil_cnn_cached(const struct amil_cnn *m, const struct amil_record *r);
 /* Features per tile (what the last layer reads). */
 int amil_cnn_feature_size(const struct amil_cnn *m);
+/* The fingerprint (params.h) of the frozen backbone's weights, which make
+ * the features featurize caches (0 parameters for net). */
+uint64_t amil_cnn_features_fingerprint(const struct amil_cnn *m);
 /* The tiles of an H × W image: *n of them, their top left corners in
  * coords (n, 2) (y, x), allocated; row by row. */
 int32_t *amil_cnn_tile_coords(const struct amil_cnn *m, int H, int W, int *n);

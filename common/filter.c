@@ -111,6 +111,17 @@ int amil_any_load(struct amil_any_model *m, const char *path)
                  : m->is_clam ? amil_clam_from_record(&m->clam, &r)
                               : amil_mil_from_record(&m->mil, &r);
     amil_record_free(&r);
+    if (status == 0 && m->is_cnn) {
+        m->features_by = amil_cnn_features_fingerprint(&m->cnn);
+        m->knows_features = m->cnn.trained > 0;
+    } else if (status == 0 && m->is_clam) {
+        m->features_by = m->clam.features_by;
+        m->knows_features = m->clam.knows_features;
+        m->embedding_by = amil_clam_embedding_fingerprint(&m->clam);
+    } else if (status == 0) {
+        amil_mil_fingerprints(&m->mil, &m->features_by, &m->embedding_by);
+        m->knows_features = 1;
+    }
     return status < 0 ? amil_fail_in(path) : 0;
 }
 

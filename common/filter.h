@@ -47,6 +47,11 @@ struct amil_any_model {
     struct amil_mil mil;
     struct amil_cnn cnn;
     struct amil_clam clam;
+    /* the fingerprints of the weights that make a record's features and
+     * embedding (amil_check_stage): knows_features is 0 for a CLAM head
+     * that does not say which backbone's features it reads, and for net */
+    uint64_t features_by, embedding_by;
+    int knows_features;
 };
 /* Loads path: 0, or -1 with a message naming it. */
 int amil_any_load(struct amil_any_model *m, const char *path);

@@ -219,6 +219,13 @@ int amil_mil_load(struct amil_mil *m, const char *path)
     return status < 0 ? amil_fail_in(path) : 0;
 }
 
+void amil_mil_fingerprints(const struct amil_mil *m, uint64_t *features, uint64_t *embedding)
+{
+    int classifier = m->params.n - 2;   /* classifier.0's weight and bias come last */
+    *features = amil_params_fingerprint(&m->params, 0, ATT_FIRST, 0);
+    *embedding = amil_params_fingerprint(&m->params, ATT_FIRST, classifier, *features);
+}
+
 int amil_mil_predict(const struct amil_mil *m, const float *prob)
 {
     return m->classes == 2 ? prob[1] >= 0.5f : amil_most_probable(prob, m->classes);

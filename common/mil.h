@@ -105,6 +105,10 @@ void amil_mil_work_free(struct amil_mil_work *w);
  * paper's Y_hat = (p >= 0.5); for more, the most probable, the first of
  * equals. */
 int amil_mil_predict(const struct amil_mil *m, const float *prob);
+/* Fingerprints (params.h) of the weights that make a bag's features (the
+ * feature extractor) and, chained after them, its attention and embedding
+ * (the attention network). */
+void amil_mil_fingerprints(const struct amil_mil *m, uint64_t *features, uint64_t *embedding);
 
 /* Checks that a record is a bag this model can read: `patches` U8
  * (N ≥ 1, P, P, C) with the model's P and C.  Returns the tensor, or NULL

@@ -161,6 +161,40 @@ int amil_params_check(const struct amil_params *t, const struct amil_record *r)
     return 0;
 }
 
+/* Mixes one 64-bit word into h (a multiply and xor-shift per word, with
+ * splitmix64's finalizer at the end): fast over a backbone's millions of
+ * weights, and any changed bit changes the result. */
+static uint64_t mix(uint64_t h, uint64_t word)
+{
+    h ^= word;
+    h *= 0x9E3779B97F4A7C15ULL;
+    return h ^ (h >> 29);
+}
+
+uint64_t amil_params_fingerprint(const struct amil_params *t, int from, int to, uint64_t after)
+{
+    uint64_t h = mix(0x243F6A8885A308D3ULL, after);
+    for (int i = from; i < to; i++) {
+        const struct amil_param *p = &t->at[i];
+        for (const char *c = p->name; *c; c++)
+            h = mix(h, (unsigned char)*c);
+        for (int d = 0; d < p->ndim; d++)
+            h = mix(h, (uint64_t)p->shape[d]);
+        const unsigned char *bytes = (const unsigned char *)p->data;
+        size_t n = p->count * sizeof(float), k = 0;
+        for (; k + 8 <= n; k += 8) {
+            uint64_t word;
+            memcpy(&word, bytes + k, 8);
+            h = mix(h, word);
+        }
+        for (; k < n; k++)
+            h = mix(h, bytes[k]);
+    }
+    h ^= h >> 30, h *= 0xBF58476D1CE4E5B9ULL;
+    h ^= h >> 27, h *= 0x94D049BB133111EBULL;
+    return h ^ (h >> 31);
+}
+
 void amil_params_copy(struct amil_params *t, const struct amil_record *r)
 {
     for (int i = 0; i < t->n; i++)

@@ -83,6 +83,10 @@ void amil_params_to_record(const struct amil_params *t, struct amil_record *r);
  * that is not finite (named by its indices); copy: copies
  * them into their data (checked ones only). */
 int amil_params_check(const struct amil_params *t, const struct amil_record *r);
+/* A fingerprint of parameters [from, to) of t (their names, shapes and
+ * values), chained after another (0 to start): what a record says made its
+ * features or its embedding (amil-stream(5): features_by, embedding_by). */
+uint64_t amil_params_fingerprint(const struct amil_params *t, int from, int to, uint64_t after);
 void amil_params_copy(struct amil_params *t, const struct amil_record *r);
 /* Whether tensor t (NULL: none) is F32 of p's shape. */
 int amil_param_fits(const struct amil_param *p, const struct amil_tensor *t);

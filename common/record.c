@@ -2,6 +2,7 @@
  * added, replaced and removed by name; the dtypes of the format; mappings
  * shared by the tensors of a file read in place.  stream.c reads and
  * writes records. */
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -288,6 +289,41 @@ int amil_tensor_finite(const char *name, const float *v, int ndim, const int64_t
         return amil_fail("%s[%s] is %g: patch %lld is not a number", name, where,
                          (double)v[bad], (long long)at[axis]);
     return amil_fail("%s[%s] is %g, not a finite number", name, where, (double)v[bad]);
+}
+
+void amil_record_set_fingerprint(struct amil_record *r, const char *key, uint64_t fingerprint)
+{
+    amil_record_set_metaf(r, key, "%016llx", (unsigned long long)fingerprint);
+}
+
+int amil_record_fingerprint(const struct amil_record *r, const char *key, uint64_t *fingerprint)
+{
+    const char *text = amil_record_meta(r, key);
+    if (!text)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 16);
+    if (strlen(text) != 16 || *end || errno)
+        return amil_fail("metadata %s '%s' is not a fingerprint (16 hex digits)", key, text);
+    *fingerprint = v;
+    return 1;
+}
+
+int amil_check_stage(const struct amil_record *r, const char *key, uint64_t want,
+                     const char *model)
+{
+    uint64_t made;
+    int got = amil_record_fingerprint(r, key, &made);
+    if (got <= 0 || made == want)
+        return got;
+    const char *stage = strcmp(key, "features_by") == 0 ? "features" : "embedding";
+    const char *by = amil_record_meta(r, strcmp(key, "features_by") == 0 ? "features_model"
+                                                                          : "attention_model");
+    return amil_fail("its %s %s made by weights %016llx%s%s%s, not by %s's (%016llx)", stage,
+                     stage[0] == 'f' ? "were" : "was", (unsigned long long)made,
+                     by ? " (" : "", by ? by : "", by ? ")" : "", model,
+                     (unsigned long long)want);
 }
 
 int amil_record_append(struct amil_record *r, const struct amil_record *part)

@@ -25,6 +25,7 @@ static const char usage_text[] =
     "  -h, --help           this help\n";
 
 struct attend {
+    const char *model;
     struct amil_any_model any;
     struct amil_mil_work w;
     struct amil_clam_work cw;
@@ -48,6 +49,9 @@ static long attend_one(void *ctx, struct amil_record *r, long index, const char 
     int n = (int)h->shape[0];
     if (amil_tensor_finite("features", h->data, 2, h->shape, 0) < 0)
         return -1;
+    if (a->any.knows_features &&
+        amil_check_stage(r, "features_by", a->any.features_by, a->model) < 0)
+        return -1;
     if (clam)
         amil_clam_attend(c, &a->cw, h->data, n, NULL);
     else
@@ -63,6 +67,8 @@ static long attend_one(void *ctx, struct amil_record *r, long index, const char 
         amil_tensor_finite("embedding", amil_record_find(r, "embedding")->data, 2, m_shape,
                            -1) < 0)
         return -1;
+    amil_record_set_fingerprint(r, "embedding_by", a->any.embedding_by);
+    amil_record_set_meta(r, "attention_model", a->model);
     *consumed = "features";
     return n;
 }
@@ -72,7 +78,7 @@ int main(int argc, char **argv)
     amil_init(argc, argv);
     struct amil_filter cl = amil_filter_args(argc, argv, 0, usage_text);
     amil_threads((int)cl.threads);
-    struct attend a = {0};
+    struct attend a = {.model = cl.model};
     if (amil_any_load(&a.any, cl.model) < 0)
         amil_die("%s", amil_error());
     if (a.any.is_cnn)

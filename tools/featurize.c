@@ -81,16 +81,15 @@ static int featurize_patches(const struct amil_cnn *m, struct amil_cnn_work *w,
 }
 
 struct featurize {
+    const char *model;
     struct amil_any_model any;
     struct amil_mil_work w;
     struct amil_cnn_work cw;
 };
 
 /* A bag's features, or an image's tiles' through a CNN backbone. */
-static long featurize_one(void *ctx, struct amil_record *r, long index, const char **consumed)
+static long features_of(struct featurize *f, struct amil_record *r, const char **consumed)
 {
-    (void)index;
-    struct featurize *f = ctx;
     if (f->any.is_cnn && !amil_record_find(r, "image") && amil_record_find(r, "patches")) {
         *consumed = "patches";
         return featurize_patches(&f->any.cnn, &f->cw, r);
@@ -114,12 +113,25 @@ static long featurize_one(void *ctx, struct amil_record *r, long index, const ch
     return n;
 }
 
+/* features_of, and which weights made them: the stages after check it. */
+static long featurize_one(void *ctx, struct amil_record *r, long index, const char **consumed)
+{
+    (void)index;
+    struct featurize *f = ctx;
+    long units = features_of(f, r, consumed);
+    if (units >= 0) {
+        amil_record_set_fingerprint(r, "features_by", f->any.features_by);
+        amil_record_set_meta(r, "features_model", f->model);
+    }
+    return units;
+}
+
 int main(int argc, char **argv)
 {
     amil_init(argc, argv);
     struct amil_filter cl = amil_filter_args(argc, argv, 0, usage_text);
     amil_threads((int)cl.threads);
-    struct featurize f = {0};
+    struct featurize f = {.model = cl.model};
     if (amil_any_load(&f.any, cl.model) < 0)
         amil_die("%s", amil_error());
     if (f.any.is_clam)

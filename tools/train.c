@@ -271,6 +271,22 @@ static long check_bag(struct amil_record *r, long index, const char *name, void 
         amil_die("%s: record %ld: %s", name, index, amil_error());
     if (!has)
         amil_die("%s: record %ld: no label (bagify -l or -L gives one)", name, index);
+    /* a CLAM head learns one backbone's features: the first bag that says
+     * which (or the resumed head) sets them, and the head keeps them */
+    uint64_t by;
+    int says = clam ? amil_record_fingerprint(r, "features_by", &by) : 0;
+    if (says < 0)
+        amil_die("%s: record %ld: %s", name, index, amil_error());
+    if (says && clam->knows_features && by != clam->features_by)
+        amil_die("%s: record %ld: its features were made by weights %016llx%s%s%s, the "
+                 "head's by %016llx: a CLAM head learns one backbone's features", name, index,
+                 (unsigned long long)by, amil_record_meta(r, "features_model") ? " (" : "",
+                 amil_record_meta(r, "features_model") ? amil_record_meta(r, "features_model")
+                                                        : "",
+                 amil_record_meta(r, "features_model") ? ")" : "",
+                 (unsigned long long)clam->features_by);
+    if (says && !clam->knows_features)
+        clam->features_by = by, clam->knows_features = 1;
     return 1;
 }
 
@@ -523,6 +539,8 @@ struct cnn_context {
     const struct amil_cnn *m;
     int cached;             /* the set's records hold features, not images;
                                -1 until the first record says */
+    uint64_t features_by;   /* the frozen backbone's fingerprint */
+    const char *backbone;   /* its file, for messages */
 };
 
 /* An image (or its cached features) with a label: one sample for net (a
@@ -531,7 +549,8 @@ static long check_image(struct amil_record *r, long index, const char *name, voi
 {
     struct cnn_context *c = context;
     long samples = amil_cnn_samples(c->m, r, &c->cached);
-    if (samples < 0)
+    if (samples < 0 ||
+        (c->cached == 1 && amil_check_stage(r, "features_by", c->features_by, c->backbone) < 0))
         amil_die("%s: record %ld: %s", name, index, amil_error());
     return samples;
 }
@@ -619,7 +638,10 @@ static void train_cnn(const struct cmdline *cl, struct run *run)
     struct amil_optimizer o;
     start_cnn(cl, run, &m, &o);
     struct amil_samples train, test = {0};
-    struct cnn_context train_context = {&m, -1}, test_context = {&m, -1};
+    uint64_t backbone = amil_cnn_features_fingerprint(&m);
+    const char *from = cl->weights ? cl->weights : cl->resume ? cl->resume : "a random backbone";
+    struct cnn_context train_context = {&m, -1, backbone, from},
+                       test_context = {&m, -1, backbone, from};
     load_set(&train, cl->input, check_image, &train_context);
     if (cl->test)
         load_set(&test, cl->test, check_image, &test_context);
