@@ -20,13 +20,16 @@ failed=0
 for t in "$@"; do
     mkdir -p "build-fuzz/corpus/$t" build-fuzz/crashes
     case $t in evaluate | localize) leaks=0 rounds=50000 ;; *) leaks=1 rounds=0 ;; esac
+    # records: room for a slide's many parts joined (1025 parts of 238
+    # bytes once overflowed a shape) and for the model seeds (340 KB)
+    case $t in stream | model) max_len=1048576 ;; *) max_len=65536 ;; esac
     end=$((SECONDS + seconds)) runs=0 last=
     while [ $SECONDS -lt $end ]; do
         log=$(ASAN_OPTIONS=detect_leaks=$leaks \
             LSAN_OPTIONS=suppressions=tests/fuzz/lsan.supp:print_suppressions=0 \
             "build-fuzz/fuzz_$t" \
             -max_total_time=$((end - SECONDS)) -runs=$((rounds > 0 ? rounds : -1)) \
-            -max_len=65536 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+            -max_len=$max_len -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
             -artifact_prefix="build-fuzz/crashes/$t-" \
             "build-fuzz/corpus/$t" "tests/fuzz/corpus/$t" 2>&1)
         status=$?
