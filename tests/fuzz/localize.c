@@ -5,11 +5,11 @@
  * An input is TABLE, or TABLE NUL SCORES: each byte of SCORES is a label
  * (its low bit) and a score (the rest): (v - 61) / 8 for v = byte >> 1
  * below 123, so that ties are common; 123 the double in the next 8 bytes;
- * 124 -0; 125 -inf; 126 inf; 127 NaN.  The table's bags, in order, take
- * their attention from the scores (float) as localize's records would
- * give it, while the scores last; and the AUC of all the scores against
- * their labels must be the Mann-Whitney count of pairs (NaN when a score
- * is NaN or a class is empty). */
+ * 124 -0; 125 -inf; 126 inf; 127 NaN.  The table's rows, in order, are
+ * records of their file, with attention from the scores (float), while
+ * the scores last; and the AUC of all the scores against their labels
+ * must be the Mann-Whitney count of pairs (NaN when a score is NaN or a
+ * class is empty). */
 #define main localize_main
 #include "../../tools/localize.c"
 #undef main
@@ -87,7 +87,9 @@ static void score_bags(const struct bag *bags, long count, const struct index *i
     struct cmdline cl = {.target = 9};
     struct tally t = {0};
     size_t at = 0;
-    for (long i = 0; i < count && s->n - at >= (size_t)bags[i].length; i++) {
+    for (long i = 0; i < count; i++) {
+        /* a record of this row's file is scored as the first row of that
+         * file (bag_of: its attention must be that row's length) */
         int ambiguous;
         const struct bag *b = find(ix, bags[i].file, &ambiguous);
         if (!b || ambiguous || strcmp(b->file, bags[i].file) != 0) {
@@ -95,7 +97,9 @@ static void score_bags(const struct bag *bags, long count, const struct index *i
             abort();
         }
         (void)find(ix, bags[i].base, &ambiguous);
-        long n = bags[i].length;
+        long n = b->length;
+        if (s->n - at < (size_t)n)
+            break;
         float *att = amil_xmalloc(sizeof *att * (size_t)n);
         int finite = 1;
         for (long k = 0; k < n; k++) {
