@@ -23,7 +23,7 @@ for t in "$@"; do
     # records: room for a slide's many parts joined (1025 parts of 238
     # bytes once overflowed a shape) and for the model seeds (340 KB)
     case $t in stream | model) max_len=1048576 ;; *) max_len=65536 ;; esac
-    end=$((SECONDS + seconds)) runs=0 last=
+    end=$((SECONDS + seconds)) runs=0 last='' status=0
     while [ $SECONDS -lt $end ]; do
         log=$(ASAN_OPTIONS=detect_leaks=$leaks \
             LSAN_OPTIONS=suppressions=tests/fuzz/lsan.supp:print_suppressions=0 \
@@ -43,6 +43,7 @@ for t in "$@"; do
             break
         fi
     done
-    echo "$t: $runs inputs in $seconds s, no crash; ${last#*cov:}" | sed 's/  */ /g'
+    [ $status -eq 0 ] &&
+        echo "$t: $runs inputs in $seconds s, no crash; ${last#*cov:}" | sed 's/  */ /g'
 done
 exit $failed
