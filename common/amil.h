@@ -76,6 +76,14 @@ int amil_output_finish(struct amil_output *o);
  * frees it); a name already given in this run gets -index (and then -2,
  * -3, ...), so that no output of a run overwrites another. */
 char *amil_output_name(const char *dir, const char *source, long index, const char *ext);
+/* From amil_output_defer on, amil_output_commit writes an output whole but
+ * leaves its rename to amil_output_commit_deferred, which checks each
+ * against the inputs known by then and renames it: a program whose later
+ * records may name an earlier output's file as their source (stitch -d)
+ * replaces nothing until its input is read.  0, or -1 with the first
+ * failure's message (the other outputs are still renamed). */
+void amil_output_defer(void);
+int amil_output_commit_deferred(void);
 /* Removes the temporaries of outputs not yet committed; safe in a signal
  * handler (exit runs it by itself). */
 void amil_output_cleanup(void);
@@ -199,6 +207,8 @@ struct amil_stream {
     long index;             /* index of the next record, from 0 */
     unsigned char peeked[9];   /* bytes amil_stream_is_image read ahead */
     size_t npeeked;
+    int is_stdout;          /* the file standard output writes: never read
+                               (`cmd < f >> f` would read its own output) */
 };
 
 size_t amil_dtype_size(enum amil_dtype t);

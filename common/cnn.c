@@ -365,7 +365,8 @@ void amil_cnn_take_param(struct amil_cnn *m, int i, const struct amil_record *r)
 
 uint64_t amil_cnn_features_fingerprint(const struct amil_cnn *m)
 {
-    return amil_params_fingerprint(&m->params, 0, m->trained, 0);
+    /* the pixels' normalization makes the features too */
+    return amil_params_fingerprint(&m->params, 0, m->trained, (uint64_t)m->norm);
 }
 
 int amil_cnn_take_weights(struct amil_cnn *m, struct amil_record *r)

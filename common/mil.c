@@ -222,7 +222,8 @@ int amil_mil_load(struct amil_mil *m, const char *path)
 void amil_mil_fingerprints(const struct amil_mil *m, uint64_t *features, uint64_t *embedding)
 {
     int classifier = m->params.n - 2;   /* classifier.0's weight and bias come last */
-    *features = amil_params_fingerprint(&m->params, 0, ATT_FIRST, 0);
+    /* the pixels' normalization makes the features too */
+    *features = amil_params_fingerprint(&m->params, 0, ATT_FIRST, (uint64_t)m->norm);
     *embedding = amil_params_fingerprint(&m->params, ATT_FIRST, classifier, *features);
 }
 

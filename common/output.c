@@ -128,28 +128,64 @@ static int not_an_input(const char *path)
 }
 
 /* The temporaries not yet renamed or removed: a program that dies
- * (amil_die) between open and commit leaves none behind. */
-#define PENDING 16
-static char *pending[PENDING];
+ * (amil_die) between open and commit leaves none behind.  Grown, never
+ * shrunk: a deferred run (stitch -d) holds one a record. */
+static char **pending;
+static size_t npending;
 
 void amil_output_cleanup(void)
 {
-    for (int i = 0; i < PENDING; i++)
+    for (size_t i = 0; i < npending; i++)
         if (pending[i])
             unlink(pending[i]);
 }
-
 
 static void track(const char *temporary, int add)
 {
     static int registered;
     if (!registered)
         registered = atexit(amil_output_cleanup) == 0;
-    for (int i = 0; i < PENDING; i++)
+    for (size_t i = 0; i < npending; i++)
         if (add ? !pending[i] : pending[i] == temporary) {
             pending[i] = add ? (char *)temporary : NULL;
             return;
         }
+    if (add) {
+        pending = amil_xrealloc(pending, (npending + 1) * sizeof *pending);
+        pending[npending++] = (char *)temporary;
+    }
+}
+
+/* Outputs written whole whose rename waits for amil_output_commit_deferred. */
+static int deferring;
+static struct amil_output *deferred;
+static size_t ndeferred;
+
+void amil_output_defer(void) { deferring = 1; }
+
+int amil_output_commit_deferred(void)
+{
+    int status = 0;
+    char why[4200] = "";
+    deferring = 0;
+    for (size_t i = 0; i < ndeferred; i++) {
+        struct amil_output *o = &deferred[i];
+        int ok = not_an_input(o->path) == 0;
+        if (ok && rename(o->temporary, o->path) != 0)
+            ok = 0, amil_fail("%s: %s", o->path, strerror(errno));
+        if (!ok) {
+            if (status == 0)
+                snprintf(why, sizeof why, "%s", amil_error());
+            status = -1;
+            unlink(o->temporary);
+        }
+        track(o->temporary, 0);
+        free(o->temporary);
+        free(o->path);
+    }
+    free(deferred);
+    deferred = NULL, ndeferred = 0;
+    return status < 0 ? amil_fail("%s", why) : 0;
 }
 
 int amil_output_open(struct amil_output *o, const char *path)
@@ -157,8 +193,12 @@ int amil_output_open(struct amil_output *o, const char *path)
     memset(o, 0, sizeof *o);
     if (not_an_input(path) < 0)
         return -1;
-    o->path = amil_xstrdup(path);
+    /* a link's file is replaced, not the link: the rename would put a
+     * file where "-o /dev/stdout" (to /proc/self/fd/1) or a user's link was */
     struct stat st;
+    char *real = lstat(path, &st) == 0 && S_ISLNK(st.st_mode) ? realpath(path, NULL) : NULL;
+    o->path = real ? real : amil_xstrdup(path);
+    path = o->path;
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
         /* a device, a FIFO, /dev/stdout: written in place, never replaced */
         o->file = fopen(path, "wb");
@@ -191,6 +231,12 @@ int amil_output_commit(struct amil_output *o)
         snprintf(why, sizeof why, "%s", amil_error());
         amil_output_abort(o);
         return amil_fail("%s", why);
+    }
+    if (!failed && o->temporary && deferring) {   /* renamed when the input is read */
+        deferred = amil_xrealloc(deferred, (ndeferred + 1) * sizeof *deferred);
+        deferred[ndeferred++] = *o;
+        memset(o, 0, sizeof *o);
+        return 0;
     }
     if (!failed && o->temporary && rename(o->temporary, o->path) != 0)
         failed = 1, saved = errno;
@@ -241,7 +287,16 @@ int amil_output_probe(const char *path)
 {
     if (not_an_input(path) < 0)
         return -1;
-    return probe(path, "%s.tmp.%ld", "cannot write %s: %s");
+    /* a device or a FIFO is written in place: nothing is made beside it
+     * (in /dev, where a user may not, and where root should not) */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return access(path, W_OK) == 0 ? 0 : amil_fail("cannot write %s: %s", path,
+                                                        strerror(errno));
+    char *real = realpath(path, NULL);   /* a link's file, beside which the temporary goes */
+    int status = probe(real ? real : path, "%s.tmp.%ld", "cannot write %s: %s");
+    free(real);
+    return status;
 }
 
 int amil_output_probe_dir(const char *dir)

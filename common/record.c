@@ -2,7 +2,6 @@
  * added, replaced and removed by name; the dtypes of the format; mappings
  * shared by the tensors of a file read in place.  stream.c reads and
  * writes records. */
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -301,12 +300,10 @@ int amil_record_fingerprint(const struct amil_record *r, const char *key, uint64
     const char *text = amil_record_meta(r, key);
     if (!text)
         return 0;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 16);
-    if (strlen(text) != 16 || *end || errno)
+    /* exactly as written: strtoull alone takes a sign, spaces and 0x */
+    if (strlen(text) != 16 || strspn(text, "0123456789abcdef") != 16)
         return amil_fail("metadata %s '%s' is not a fingerprint (16 hex digits)", key, text);
-    *fingerprint = v;
+    *fingerprint = strtoull(text, NULL, 16);
     return 1;
 }
 

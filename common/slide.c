@@ -254,7 +254,7 @@ static long axis_clip(struct axis *a, long base, long extent, int n, float *past
 
 /* Adds to sum (w, 3) what source rows [from, to) of output row j weigh,
  * from argb, which holds cols columns of the source rows from top on. */
-static void accumulate(float *sum, const uint32_t *argb, long top, long cols,
+static void accumulate(double *sum, const uint32_t *argb, long top, long cols,
                        const struct axis *ax, const struct axis *ay, long j, int from, int to,
                        int w)
 {
@@ -265,7 +265,7 @@ static void accumulate(float *sum, const uint32_t *argb, long top, long cols,
             for (int c = 0; c < ax->count[i]; c++) {
                 uint8_t px[3];
                 over_white(px, row[ax->first[i] + c]);
-                float wxy = wy * ax->weight[ax->at[i] + c];
+                double wxy = (double)wy * ax->weight[ax->at[i] + c];
                 for (int k = 0; k < 3; k++)
                     sum[3 * i + k] += wxy * px[k];
             }
@@ -300,8 +300,10 @@ static int resample_block(const struct source *src, double f, int64_t x, int64_t
     long strip_rows = (long)((band + 2) * f + 2);
     strip_rows = strip_rows < cap_rows ? strip_rows : cap_rows;
     uint32_t *argb = amil_xmalloc(sizeof *argb * (size_t)strip_rows * (size_t)(cols ? cols : 1));
-    float *sum = amil_xmalloc(sizeof *sum * (size_t)w * 3);
-    float area = (float)(f * f);
+    /* in double: a pixel of a 5000² area sums 2.5e7 values, past float's
+     * 2^24 (-D 4000 of a uniform image gave 234 for 192) */
+    double *sum = amil_xmalloc(sizeof *sum * (size_t)w * 3);
+    double area = f * f;
     int status = 0;
     for (long j0 = 0; j0 < h && status == 0; j0 += band) {
         long j1 = j0 + band < h ? j0 + band : h;
@@ -319,8 +321,8 @@ static int resample_block(const struct source *src, double f, int64_t x, int64_t
                 long first = ay.first[j] + r;
                 if (!whole)
                     status = src->read(src, col0, row0 + first, cols, to - r, argb);
-                if (status == 0)
-                    accumulate(sum, argb, whole ? top : first - r, cols, &ax, &ay, j,
+                if (status == 0)   /* argb's first row: the strip's, or this chunk's */
+                    accumulate(sum, argb, whole ? top : first, cols, &ax, &ay, j,
                                whole ? 0 : r, whole ? ay.count[j] : to, w);
                 if (whole)
                     break;
@@ -328,9 +330,9 @@ static int resample_block(const struct source *src, double f, int64_t x, int64_t
             uint8_t *out = rgb + (size_t)j * stride;
             for (long i = 0; i < (long)w * 3; i++) {
                 /* the part of the pixel's area past the source's edge, white */
-                float py = wy[j], px = wx[i / 3], fl = (float)f;
-                float white = py || px ? 255 * (py * fl + px * fl - py * px) : 0;
-                long v = lrintf((sum[i] + white) / area);
+                double py = wy[j], px = wx[i / 3];
+                double white = py || px ? 255 * (py * f + px * f - py * px) : 0;
+                long v = lrint((sum[i] + white) / area);
                 out[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
             }
         }
@@ -460,6 +462,8 @@ int amil_view_read(const struct amil_view *v, const char *path, long index, int 
     if (!S_ISREG(st.st_mode))
         return amil_fail("%s is not a regular file: an image to draw on is read from a file",
                          path);
+    if (st.st_size == 0)   /* no image, or a kernel's file (/proc/kmsg) that never ends */
+        return amil_fail("%s is empty", path);
     struct amil_slide slide;
     int is_slide = amil_slide_open(&slide, path);
     if (is_slide < 0)

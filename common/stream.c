@@ -268,6 +268,9 @@ void amil_stream_open(struct amil_stream *s, FILE *f, const char *name)
 {
     if (f)
         amil_input_note_fd(fileno(f), name);   /* -1 for a stream in memory */
+    struct stat in, out;
+    s->is_stdout = f && fileno(f) >= 0 && fstat(fileno(f), &in) == 0 && S_ISREG(in.st_mode) &&
+                   fstat(1, &out) == 0 && in.st_dev == out.st_dev && in.st_ino == out.st_ino;
     s->file = f;
     s->name = name;
     s->index = 0;
@@ -421,24 +424,29 @@ int amil_stream_is_image(struct amil_stream *s)
 
 unsigned char *amil_stream_slurp(struct amil_stream *s, size_t *len)
 {
+    if (s->is_stdout) {
+        amil_fail("it is also standard output: it would read what is written");
+        return NULL;
+    }
     size_t cap = 1 << 20, n = 0;
     unsigned char *buf = malloc(cap);
     while (buf) {
-        if (n == cap && cap >= AMIL_MAX_SLURP) {
+        if (n > AMIL_MAX_SLURP) {
             free(buf);
             amil_fail("over %zu MiB, more than an image of the largest size takes",
                       (size_t)AMIL_MAX_SLURP >> 20);
             return NULL;
         }
-        if (n == cap) {
-            unsigned char *bigger = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
+        if (n == cap) {   /* doubled, but never past the limit (plus one byte to see it) */
+            size_t next = cap * 2 < AMIL_MAX_SLURP + 1 ? cap * 2 : AMIL_MAX_SLURP + 1;
+            unsigned char *bigger = realloc(buf, next);
             if (!bigger) {
                 free(buf);
                 buf = NULL;
                 break;
             }
             buf = bigger;
-            cap *= 2;
+            cap = next;
         }
         size_t k = read_bytes(s, buf + n, cap - n);
         n += k;
@@ -457,6 +465,8 @@ unsigned char *amil_stream_slurp(struct amil_stream *s, size_t *len)
 int amil_record_read(struct amil_stream *s, struct amil_record *r)
 {
     amil_record_init(r);
+    if (s->is_stdout)
+        return amil_fail("%s is also standard output: it would read what it writes", s->name);
     unsigned char lenbuf[8];
     size_t got = read_bytes(s, lenbuf, 8);
     /* the header's first byte, when amil_stream_is_image looked at it,
@@ -510,6 +520,12 @@ int amil_record_read(struct amil_stream *s, struct amil_record *r)
      * program that reads it may replace it, whether it reads it or not */
     char source[4096];
     amil_input_note(amil_record_source_path(r, source, sizeof source));
+    /* and the file under source_dir, where the record was cut, even when a
+     * file of that name here is the one found */
+    const char *given = amil_record_meta(r, "source"), *dir = amil_record_meta(r, "source_dir");
+    if (given && dir && given[0] != '/' &&
+        snprintf(source, sizeof source, "%s/%s", dir, given) < (int)sizeof source)
+        amil_input_note(source);
     return 1;
 }
 

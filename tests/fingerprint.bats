@@ -90,3 +90,17 @@ setup() {
     [ "$status" -eq 1 ]
     [[ "$output" == *"not by $T/r1.st's ("*")" ]] || { echo "$output"; return 1; }
 }
+
+@test "fingerprint: the normalization makes the features too; a malformed one is refused" {
+    recpass -m normalization=imagenet "$M" > "$T/imagenet.st"
+    featurize -m "$T/imagenet.st" "$T/bag" > "$T/f2"
+    [ "$(recinfo "$T/f2" | grep features_by)" != "$(recinfo "$T/features" | grep features_by)" ]
+    run attend -m "$M" "$T/f2"
+    [ "$status" -eq 1 ]
+    for bad in -000000000000001 " 89273148aa16d95" 0x89273148aa16d9 +f89273148aa16d9 F89273148AA16D95; do
+        recpass -m features_by="$bad" "$T/features" > "$T/bad"
+        run attend -m "$M" "$T/bad"
+        [ "$status" -eq 1 ]
+        [[ "$output" == *"metadata features_by '$bad' is not a fingerprint (16 hex digits)" ]] || { echo "$output"; return 1; }
+    done
+}

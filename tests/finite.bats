@@ -90,3 +90,14 @@ refused() {
     run classify -m "$T/net-nan.st" < "$T/bag"
     refused "classify: $T/net-nan.st: fc1.weight[0, 0] is nan, not a finite number"
 }
+
+@test "finite: features or maps that overflow are an error where they are made" {
+    recpass -f feature_extractor_part2.0.weight=1e38 "$M" > "$T/huge.st"
+    run bash -c 'featurize -m "$1" "$2" > "$3/out"' _ "$T/huge.st" "$T/bag" "$T"
+    [ "$status" -eq 1 ]
+    [ "$output" = "featurize: $T/bag: record 0: features[0, 0] is inf: patch 0 is not a number" ]
+    assert_empty "$T/out"
+    run gradcam -m "$T/huge.st" -o "$T/g.png" < "$T/bag"
+    [ "$status" -eq 1 ]
+    [ ! -e "$T/g.png" ]
+}

@@ -89,3 +89,20 @@ says() {
     stainnorm -r "$BREAKHIS" -d "$T/out" "$T/a/y.png" "$T/b.png" "$T/b/y.png"
     [ "$(cd "$T/out" && ls | xargs)" = "b.png y-2.png y.png" ]
 }
+
+@test "messages: an option's value is not an option; abbreviations after one dash are said" {
+    (cd "$T" && stainnorm -o -io.bags -r "$BREAKHIS" "$T/bag")
+    [ -s "$T/-io.bags" ]
+    run gradcam -mod "$M"
+    says 2 "gradcam: -mod: a long option takes two dashes (--model)"
+    run stitch -down 4
+    says 2 "stitch: -down: a long option takes two dashes (--downsample)"
+    run stitch -L
+    [ "$status" -eq 2 ]
+    [ "${lines[-1]}" = "(stitch --help lists the options)" ]
+    # GeoJSON is text: written to a terminal
+    recpass -a darkness "$T/bag" > "$T/att"
+    run script -qec "stitch -f geojson < $T/att" /dev/null
+    [ "$status" -eq 0 ]
+    [[ "$output" == *'"type":"FeatureCollection"'* ]] || [[ "$output" == *'"FeatureCollection"'* ]]
+}

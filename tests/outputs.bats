@@ -207,3 +207,77 @@ no_temporaries() {
         [[ "$output" == *"$T/file/sub: Not a directory" ]] || { echo "$cmd: $output"; return 1; }
     done
 }
+
+@test "outputs: stitch -d replaces nothing a later record reads, nor through source_dir" {
+    mkdir -p "$T/x" "$T/out"
+    cp "$BREAKHIS" "$T/x/a.png"
+    pngtopam "$BREAKHIS" | pamflip -lr | pnmtopng > "$T/out/a.png"
+    cp "$T/out/a.png" "$T/kept.png"
+    cp "$BREAKHIS" "$T/x/b.png"
+    # record 0's picture would be out/a.png, record 2's source, read after
+    # record 0 is drawn: the pictures are renamed when the input is read
+    run bash -c 'cd "$1" && { bagify x/a.png; bagify x/b.png; bagify out/a.png; } |
+        recpass -a darkness | stitch -d out' _ "$T"
+    [ "$status" -eq 1 ]
+    [ "$output" = "stitch: out/a.png is also an input: it would be overwritten" ]
+    cmp "$T/out/a.png" "$T/kept.png"
+    [ -s "$T/out/b.png" ]     # the others are written
+    [ -s "$T/out/a-2.png" ]
+    no_temporaries
+    # the file under source_dir is noted even when a file of that name here
+    # is the one read
+    mkdir "$T/sdir" "$T/other"
+    cp "$BREAKHIS" "$T/sdir/y.png"
+    cp "$BREAKHIS" "$T/other/y.png"
+    (cd "$T/sdir" && bagify -l 0 y.png) > "$T/sdir/y.bags"
+    run bash -c 'cd "$1/other" && gradcam -m "$2" -o ../sdir/y.png < ../sdir/y.bags' _ "$T" "$M"
+    [ "$status" -eq 1 ]
+    cmp "$T/sdir/y.png" "$BREAKHIS"
+}
+
+@test "outputs: standard output is never an input, mnist-bags's table never one" {
+    cp "$BREAKHIS" "$T/x.png"
+    run bash -c 'bagify "$1" 1<> "$1"' _ "$T/x.png"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"it is also standard output: it would read what is written" ]] || { echo "$output"; return 1; }
+    cmp "$T/x.png" "$BREAKHIS"
+    cp "$T/labelled" "$T/l.bags"
+    run timeout 20 bash -c 'stainnorm -r "$1" < "$2" >> "$2"' _ "$BREAKHIS" "$T/l.bags"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "stainnorm: <stdin> is also standard output: it would read what it writes" ]] || { echo "$output"; return 1; }
+    cmp "$T/l.bags" "$T/labelled"
+    # mnist-bags wrote its table in place, over its images
+    mkdir "$T/mb"
+    cp "$DATA/mnist/t10k-images-idx3-ubyte.gz" "$T/mb/bags.tsv"
+    run mnist-bags -n 3 -o "$T/mb" "$T/mb/bags.tsv" "$DATA/mnist/t10k-labels-idx1-ubyte.gz"
+    [ "$status" -eq 1 ]
+    cmp "$T/mb/bags.tsv" "$DATA/mnist/t10k-images-idx3-ubyte.gz"
+}
+
+@test "outputs: a device is written in place by any user; a link's file is replaced, not the link" {
+    chmod 755 "$T"
+    chmod 644 "$T/attended"
+    run setpriv --reuid=65534 --regid=65534 --clear-groups stitch -o /dev/null < "$T/attended"
+    [ "$status" -eq 0 ] || { echo "$output"; return 1; }
+    [ -z "$(find /dev -maxdepth 1 -name 'null.tmp.*')" ]
+    printf 'old' > "$T/target.png"
+    ln -s "$T/target.png" "$T/link.png"
+    stitch -o "$T/link.png" < "$T/attended"
+    [ -L "$T/link.png" ]
+    [[ "$(pngtopam "$T/target.png" | pamfile)" == *"700 by 460"* ]]
+    # -o and --save-stains one file; --save-stains where -d writes
+    run stainnorm -r "$BREAKHIS" --save-stains "$T/z.st" -o "$T/./z.st" "$T/labelled"
+    [ "$status" -eq 1 ]
+    [ ! -e "$T/z.st" ]
+    mkdir "$T/sd"
+    cp "$BREAKHIS" "$T/y.png"
+    run stainnorm -r "$BREAKHIS" --save-stains "$T/sd/y.png" -d "$T/sd" "$T/y.png"
+    [ "$status" -eq 1 ]
+    recinfo "$T/sd/y.png" | grep -q "kind = stains"
+    # a source that is an empty file (as /proc/kmsg looks) is refused
+    : > "$T/empty.png"
+    recpass -m source="$T/empty.png" "$T/attended" > "$T/e.att"
+    run bash -c 'timeout 10 stitch -o "$1" < "$2"' _ "$T/e.png" "$T/e.att"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"$T/empty.png is empty" ]] || { echo "$output"; return 1; }
+}

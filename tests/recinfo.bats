@@ -42,14 +42,14 @@ refused() {
     : > "$BATS_TEST_TMPDIR/empty"
     e=$BATS_TEST_TMPDIR/empty
     for cmd in "recinfo" "recinfo $e" "featurize -m $M" "attend -m $M $e" "classify -m $M" \
-               "classify -t -m $M $e" "stainnorm -r $BREAKHIS -o $BATS_TEST_TMPDIR/z.png $e" \
+               "classify -t -m $M $e" "stainnorm -r $BREAKHIS -o $BATS_TEST_TMPDIR/z.bags $e" \
                "stitch" "gradcam -m $M -o $BATS_TEST_TMPDIR/g.png" "train -q -o $BATS_TEST_TMPDIR/m"; do
         run bash -c "$cmd < '$e' > '$BATS_TEST_TMPDIR/out'"
         [ "$status" -eq 1 ] || { echo "$cmd: status $status: $output"; return 1; }
         [[ "$output" == *"no records" ]] || { echo "$cmd: $output"; return 1; }
         assert_empty "$BATS_TEST_TMPDIR/out"
     done
-    [ ! -e "$BATS_TEST_TMPDIR/z.png" ]
+    [ ! -e "$BATS_TEST_TMPDIR/z.bags" ]
     [ ! -e "$BATS_TEST_TMPDIR/m" ]
     # the stains alone from a reference: no records wanted
     stainnorm -r "$BREAKHIS" --save-stains "$BATS_TEST_TMPDIR/s.st" < "$e"

@@ -260,4 +260,17 @@ full = np.full((1000, 1000, 3), 255.0); full[:h, :w] = px
 print(" ".join(str(int(np.rint(v))) for v in full.mean(axis=(0, 1))))')
     got=$(tail -c 3 "$T/m.pam" | od -An -tu1 | xargs)
     [ "$got" = "$want" ] || { echo "got $got, want $want"; return 1; }
+    # a pixel over more than a strip (16 M source pixels) is read in
+    # chunks of rows, summed in double: a uniform 5000² image (128, 64,
+    # 192) at D = 10^4 is a quarter of it and three of white; at D = 4000
+    # the last of 2x2 pixels holds 1/16 of it (float sums once gave 234
+    # for 192, and the chunks once read past their buffer)
+    ppmmake rgb:80/40/c0 5000 5000 > "$T/u.ppm"
+    bagify -b 0 -p 28 -s 4900 "$T/u.ppm" | recpass -a darkness > "$T/u.att"
+    stitch --no-legend -a 0 -D 10000 -f pam -o "$T/u.pam" < "$T/u.att"
+    [ "$(tail -c 3 "$T/u.pam" | od -An -tu1 | xargs)" = "223 207 239" ]
+    stitch --no-legend -a 0 -D 4000 -f pam -o "$T/u.pam" < "$T/u.att"
+    [ "$(tail -c 3 "$T/u.pam" | od -An -tu1 | xargs)" = "247 243 251" ]
+    stitch --no-legend -a 0 -W 1 -f pam -o "$T/u.pam" < "$T/u.att"
+    [ "$(tail -c 3 "$T/u.pam" | od -An -tu1 | xargs)" = "128 64 192" ]
 }

@@ -119,6 +119,9 @@ static long featurize_one(void *ctx, struct amil_record *r, long index, const ch
     (void)index;
     struct featurize *f = ctx;
     long units = features_of(f, r, consumed);
+    const struct amil_tensor *made = units >= 0 ? amil_record_find(r, "features") : NULL;
+    if (made && amil_tensor_finite("features", made->data, 2, made->shape, 0) < 0)
+        return -1;   /* finite weights can overflow: such features are no features */
     if (units >= 0) {
         amil_record_set_fingerprint(r, "features_by", f->any.features_by);
         amil_record_set_meta(r, "features_model", f->model);

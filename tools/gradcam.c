@@ -281,6 +281,12 @@ static int explain(const struct cmdline *cl, const struct amil_mil *m,
     int side = amil_mil_gradcam_side(m);
     float *cams = amil_xmalloc(sizeof *cams * (size_t)n * side * side);
     target = amil_mil_gradcam(m, w, patches->data, n, target, cams);
+    int64_t cams_shape[3] = {n, side, side}, classes = m->classes;
+    if (amil_tensor_finite("prob", w->prob, 1, &classes, -1) < 0 ||
+        amil_tensor_finite("the maps", cams, 3, cams_shape, 0) < 0) {
+        free(cams);
+        return -1;   /* weights past float's range: no map, and no class */
+    }
     /* a slide's bag is large: its patches and the network's buffers go
      * before the picture is made */
     amil_mil_work_free(w);
@@ -444,6 +450,9 @@ static void explain_image(const struct cmdline *cl, const struct amil_cnn *m)
         struct amil_cnn_work w = {0};
         float prob[AMIL_CNN_MAX_CLASSES];
         amil_cnn_classify(m, &w, img.pixels, img.height, img.width, NULL, 0, prob);
+        int64_t classes = m->classes;
+        if (amil_tensor_finite("prob", prob, 1, &classes, -1) < 0)
+            amil_die("%s: %s", cl->image, amil_error());
         target = amil_cnn_predict(m, prob);
         amil_cnn_work_free(&w);
     }

@@ -72,6 +72,8 @@ static struct cmdline parse_args(int argc, char **argv)
         amil_misuse(!cl.dir ? "no output: give -o DIR" : "give the IMAGES and LABELS files");
     cl.images = argv[optind];
     cl.labels = argv[optind + 1];
+    amil_input_note(cl.images);
+    amil_input_note(cl.labels);
     return cl;
 }
 
@@ -234,9 +236,10 @@ int main(int argc, char **argv)
         make_dir(path);
     }
     snprintf(path, size, "%s/bags.tsv", cl.dir);
-    FILE *table = fopen(path, "w");
-    if (!table)
-        amil_die("%s:", path);
+    struct amil_output table_out;   /* whole or not at all, never over an input */
+    if (amil_output_open(&table_out, path) < 0)
+        amil_die("%s", amil_error());
+    FILE *table = table_out.file;
     fprintf(table, "file\tlabel\tlength\tdigits\tindices\n");
 
     struct mt r;
@@ -274,8 +277,8 @@ int main(int argc, char **argv)
         free(strip);
         free(index);
     }
-    if (fclose(table) != 0)
-        amil_die("writing %s/bags.tsv:", cl.dir);
+    if (amil_output_commit(&table_out) < 0)
+        amil_die("%s", amil_error());
     fprintf(stderr, "mnist-bags: %ld bags (%ld positive) in %s\n", cl.bags, positives, cl.dir);
     free(path);
     free(images_file);

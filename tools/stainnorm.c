@@ -201,6 +201,7 @@ static struct reference load_reference(const struct cmdline *cl)
         amil_die("%s: the reference: %s", cl->reference, amil_error());
     if (cl->save_stains && amil_record_save(cl->save_stains, &r) < 0)
         amil_die("%s", amil_error());
+    amil_input_note(cl->save_stains);   /* no later output of the run replaces it */
     amil_record_free(&r);
     return ref;
 }
@@ -389,6 +390,9 @@ int main(int argc, char **argv)
         amil_input_note("-");
     amil_input_note(cl.reference);
     amil_input_note(cl.stains);
+    if (cl.output && cl.save_stains && amil_same_file(cl.output, cl.save_stains))
+        amil_die("-o and --save-stains are one file (%s): the output would replace the "
+                 "stains", cl.output);
     const char *outputs[2] = {cl.output, cl.save_stains};
     for (int i = 0; i < 2; i++)
         if (outputs[i] && amil_output_probe(outputs[i]) < 0)

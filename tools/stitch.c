@@ -569,12 +569,14 @@ int main(int argc, char **argv)
 {
     amil_init(argc, argv);
     struct cmdline cl = parse_args(argc, argv);
-    if (!cl.output && !cl.dir)
+    if (!cl.output && !cl.dir && !cl.geojson)   /* GeoJSON is text */
         amil_refuse_terminal(cl.force, "give -o FILE or -d DIR, or redirect it");
     if (cl.dir && mkdir(cl.dir, 0777) < 0 && errno != EEXIST)
         amil_die("%s:", cl.dir);
     if (cl.dir && amil_output_probe_dir(cl.dir) < 0)   /* before the work */
         amil_die("%s", amil_error());
+    if (cl.dir)   /* a later record's source may be an earlier picture's name */
+        amil_output_defer();
     struct amil_stream s;
     struct amil_record r, next;
     if (amil_stream_first(&s, &r) < 0)
@@ -599,5 +601,7 @@ int main(int argc, char **argv)
         got = more;
     }
     amil_progress_end(&progress);
+    if (amil_output_commit_deferred() < 0)
+        amil_die("%s", amil_error());
     return amil_close_stdout();
 }
