@@ -224,17 +224,51 @@ static void model_record_round_trip(void **state)
     amil_mil_free(&back);
 }
 
-/* The whole model's gradient by central differences of the loss, for both
- * architectures and heads, on every instruction set, at the three entries
- * of largest gradient of each parameter tensor, each held to 3 % of its
- * value plus the loss's rounding (an absolute floor of 1e-3 had let most
- * checks pass whatever their value).  The loss is computed in float: a
- * step of 2e-3 (at 1e-5 the rounding swamps the difference), the
- * difference Richardson-extrapolated from h and h/2 (error O(h^4)); a miss
- * is retried at 5e-4 and 8e-3, as a step can straddle a ReLU kink or a
- * max-pool switch.  A tensor whose gradients are all below ten times the
- * rounding (the attention layers' here, on four patches) cannot be
- * checked this way and is counted apart; the PyTorch fixtures check every
+/* The steps of numeric_gradient, the first one's first. */
+static const double fd_steps[3] = {2e-3, 5e-4, 8e-3};
+
+/* Central differences of the loss (computed in float) in weight i: a step
+ * of 2e-3 (at 1e-5 the rounding swamps the difference), the difference
+ * Richardson-extrapolated from h and h/2 (error O(h^4)); a miss of want by
+ * more than 3 % plus the loss's rounding is retried at 5e-4 and 8e-3, as a
+ * step can straddle a ReLU kink or a max-pool switch.  Returns the
+ * derivative, *bound the tolerance of its step. */
+static double numeric_gradient(struct amil_mil *m, struct amil_mil_work *w,
+                               const uint8_t *patches, int n, int label, size_t i, double want,
+                               double loss, double *bound)
+{
+    float saved = m->params.weights[i];
+    double numeric = 0;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        double h = fd_steps[attempt], d[2];
+        for (int half = 0; half < 2; half++) {
+            double step = half ? h / 2 : h, loss_at[2];
+            for (int side = 0; side < 2; side++) {
+                m->params.weights[i] = (float)(saved + (side ? -step : step));
+                loss_at[side] = amil_mil_step(m, w, patches, n, label, NULL);
+            }
+            /* the step the floats really took */
+            d[half] = (loss_at[0] - loss_at[1]) /
+                      ((double)(float)(saved + step) - (float)(saved - step));
+        }
+        m->params.weights[i] = saved;
+        numeric = (4 * d[1] - d[0]) / 3;
+        *bound = 3e-2 * fabs(want) + 2 * fabs(loss) * FLT_EPSILON / h;
+        if (fabs(numeric - want) <= *bound)
+            break;
+    }
+    return numeric;
+}
+
+/* The whole model's gradient by central differences of the loss
+ * (numeric_gradient), for both architectures and heads, on every
+ * instruction set, at the three entries of largest gradient of each
+ * parameter tensor, each held to 3 % of its value plus the loss's rounding
+ * (an absolute floor of 1e-3 had let most checks pass whatever their
+ * value).  A tensor whose gradients are all below ten times the rounding
+ * (the attention layers' here, on four patches) cannot be checked this way
+ * and is counted apart: gated_attention_finite_differences checks them on
+ * a model scaled so that they matter, and the PyTorch fixtures check every
  * entry of every tensor precisely. */
 static void whole_model_finite_differences(void **state)
 {
@@ -249,7 +283,6 @@ static void whole_model_finite_differences(void **state)
         patches[i] = (uint8_t)(128 + 100 * sin(0.05 * (double)i) * cos(0.0007 * (double)i));
     const struct amil_kernels *sets[3];
     int nsets = amil_kernels_available(sets);
-    const double steps[3] = {2e-3, 5e-4, 8e-3};
     for (int c = 0; c < 3 * nsets; c++) {
         const struct amil_kernels *kernels = sets[c / 3];
         int label = cases[c % 3].label;
@@ -264,7 +297,7 @@ static void whole_model_finite_differences(void **state)
         double loss = amil_mil_step(&m, &w, patches, 4, label, grads);
         /* the rounding of the loss (about an ulp of float) through the
          * extrapolated difference, at the first step */
-        double rounding = 2 * fabs(loss) * FLT_EPSILON / steps[0];
+        double rounding = 2 * fabs(loss) * FLT_EPSILON / fd_steps[0];
         int checked = 0, tensors = 0, too_small = 0;
         for (int t = 0; t < m.params.n; t++) {
             const struct amil_param *p = &m.params.at[t];
@@ -289,26 +322,9 @@ static void whole_model_finite_differences(void **state)
             }
             for (int r = 0; r < ntop; r++) {
                 size_t i = p->offset + top[r];
-                float saved = m.params.weights[i];
-                double want = grads[i], numeric = 0, bound = 0;
-                for (int attempt = 0; attempt < 3; attempt++) {
-                    double h = steps[attempt], d[2];
-                    for (int half = 0; half < 2; half++) {
-                        double step = half ? h / 2 : h, loss_at[2];
-                        for (int side = 0; side < 2; side++) {
-                            m.params.weights[i] = (float)(saved + (side ? -step : step));
-                            loss_at[side] = amil_mil_step(&m, &w, patches, 4, label, NULL);
-                        }
-                        /* the step the floats really took */
-                        d[half] = (loss_at[0] - loss_at[1]) /
-                                  ((double)(float)(saved + step) - (float)(saved - step));
-                    }
-                    m.params.weights[i] = saved;
-                    numeric = (4 * d[1] - d[0]) / 3;
-                    bound = 3e-2 * fabs(want) + 2 * fabs(loss) * FLT_EPSILON / h;
-                    if (fabs(numeric - want) <= bound)
-                        break;
-                }
+                double want = grads[i], bound;
+                double numeric = numeric_gradient(&m, &w, patches, 4, label, i, want, loss,
+                                                  &bound);
                 if (!(fabs(numeric - want) <= bound))
                     fail_msg("case %d, %s kernels, %s[%zu]: analytic %.6g, numeric %.6g", c % 3,
                              kernels->name, p->name, top[r], want, numeric);
@@ -324,6 +340,92 @@ static void whole_model_finite_differences(void **state)
         amil_mil_work_free(&w);
         amil_mil_free(&m);
     }
+}
+
+/* The gated attention network by central differences, every entry of
+ * attention_V, attention_U (the gate, sigmoid(U H), multiplied into
+ * tanh(V H)) and the scoring layer's weight.  In
+ * whole_model_finite_differences they are under the loss's rounding: the
+ * features of its four smooth patches differ little, so where the
+ * attention falls hardly moves the loss, and a wrong gate gradient passed
+ * (the PyTorch fixture alone caught one).  Here the four patches are
+ * unlike one another (stripes of their own frequency and direction), the
+ * linear layer's weights are 10 times PyTorch's initialization (features
+ * that differ), the attention's first layers twice, the scoring layer and
+ * the head 8 times: attention from 0.18 to 0.31, and 61 of attention_U's
+ * 96 weight gradients and 5 of its 6 bias gradients over ten times the
+ * rounding.  Every entry whose analytic or numeric gradient is over ten
+ * times the rounding is held to 3 %; the counts say the check bites. */
+static void gated_attention_finite_differences(void **state)
+{
+    (void)state;
+    struct amil_mil m;
+    assert_int_equal(amil_mil_init(&m, AMIL_MIL_GATED, 3, 28, 2, 16, 6, 1), 0);
+    amil_mil_randomize(&m, 7);
+    uint8_t patches[4 * 28 * 28 * 3];
+    for (size_t i = 0; i < sizeof patches; i++) {   /* HWC, patch k's own stripes */
+        size_t k = i / (28 * 28 * 3), y = i / 84 % 28, x = i / 3 % 28, c = i % 3;
+        patches[i] = (uint8_t)(128 + 120 * sin((double)(k + 1) * 0.3 * (double)x +
+                                               (double)(3 - k) * 0.2 * (double)y +
+                                               (double)(c * k)));
+    }
+    const struct {
+        const char *name;
+        double gain;
+        int at_least;   /* entries over ten times the rounding, or 0: not checked */
+    } scaled[] = {
+        {"feature_extractor_part2.0.weight", 10, 0},
+        {"attention_V.0.weight", 2, 32}, {"attention_V.0.bias", 2, 2},
+        {"attention_U.0.weight", 2, 32}, {"attention_U.0.bias", 2, 2},
+        {"attention_weights.weight", 8, 3}, {"attention_weights.bias", 8, 0},
+        {"classifier.0.weight", 8, 0}, {"classifier.0.bias", 8, 0},
+    };
+    int nscaled = (int)(sizeof scaled / sizeof scaled[0]);
+    for (int s = 0; s < nscaled; s++) {
+        int t = 0;
+        while (t < m.params.n && strcmp(m.params.at[t].name, scaled[s].name) != 0)
+            t++;
+        assert_true(t < m.params.n);
+        for (size_t j = 0; j < m.params.at[t].count; j++)
+            m.params.at[t].data[j] *= (float)scaled[s].gain;
+    }
+    struct amil_mil_work w = {0};
+    float *grads = calloc(m.params.nweights, sizeof *grads);
+    int label = 1;
+    double loss = amil_mil_step(&m, &w, patches, 4, label, grads);
+    double rounding = 2 * fabs(loss) * FLT_EPSILON / fd_steps[0];
+    double least = 1, most = 0;
+    for (int i = 0; i < 4; i++)
+        least = fmin(least, w.a[i]), most = fmax(most, w.a[i]);
+    print_message("# gated     attention %.2f to %.2f, loss %.4f, rounding %.1e\n", least, most,
+                  loss, rounding);
+    for (int s = 0; s < nscaled; s++) {
+        if (!scaled[s].at_least)
+            continue;
+        int t = 0;
+        while (strcmp(m.params.at[t].name, scaled[s].name) != 0)
+            t++;
+        const struct amil_param *p = &m.params.at[t];
+        int checked = 0;
+        for (size_t j = 0; j < p->count; j++) {
+            size_t i = p->offset + j;
+            double want = grads[i], bound;
+            double numeric = numeric_gradient(&m, &w, patches, 4, label, i, want, loss, &bound);
+            if (fmax(fabs(want), fabs(numeric)) < 10 * rounding)
+                continue;
+            if (!(fabs(numeric - want) <= bound))
+                fail_msg("%s[%zu]: analytic %.6g, numeric %.6g", p->name, j, want, numeric);
+            checked++;
+        }
+        print_message("# gated     %-26s %3d of %3zu entries within 3 %%\n", p->name, checked,
+                      p->count);
+        if (checked < scaled[s].at_least)
+            fail_msg("%s: %d entries over ten times the rounding, not %d", p->name, checked,
+                     scaled[s].at_least);
+    }
+    free(grads);
+    amil_mil_work_free(&w);
+    amil_mil_free(&m);
 }
 
 /* A model file's sizes are any int64.  tests/hostile/models.py's
@@ -523,6 +625,7 @@ int main(void)
         cmocka_unit_test(optimizers_against_pytorch),
         cmocka_unit_test(model_record_round_trip),
         cmocka_unit_test(whole_model_finite_differences),
+        cmocka_unit_test(gated_attention_finite_differences),
         cmocka_unit_test(paper_model_size),
         cmocka_unit_test(chunks_agree),
         cmocka_unit_test(hostile_sizes_are_refused),
