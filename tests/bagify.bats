@@ -189,6 +189,25 @@ meta() { recinfo | awk -v k="$1" '$1 == k && $2 == "=" { print $3 }'; }
     assert_empty "$T/out"
 }
 
+# A patch is kept when its tissue pixels reach fraction x P^2, exactly
+# (bagify(1), Background): three 4x4 patches of white glass with 8, 7 and
+# 9 red pixels (saturation 255, tissue under any threshold) at -b 0.5
+# (8 pixels) and -b 0.5625 (9 pixels), fractions a double holds exactly.
+@test "bagify: a patch with exactly the -b fraction of tissue is kept" {
+    # 12x4 PPM: row 0 all red; row 1 red but at x 7; row 2 red at x 8
+    awk 'BEGIN { print "P3 12 4 255"
+                 for (y = 0; y < 4; y++)
+                     for (x = 0; x < 12; x++) {
+                         red = y == 0 || y == 1 && x != 7 || y == 2 && x == 8
+                         print red ? "255 0 0" : "255 255 255"
+                     } }' > "$T/three.ppm"
+    bagify -p 4 -b 0.5 "$T/three.ppm" > "$T/bag"
+    # the patch of 8 at x 0 and that of 9 at x 8 kept, that of 7 dropped
+    [ "$(recinfo -t coords "$T/bag" | xargs)" = "0 0 0 8" ]
+    [ "$(meta patches_dropped < "$T/bag")" = 1 ]
+    [ "$(bagify -p 4 -b 0.5625 "$T/three.ppm" | recinfo -t coords | xargs)" = "0 8" ]
+}
+
 # The threshold is settable (pale stains), recorded, and can be looked at.
 @test "bagify: the tissue threshold and a picture of the mask" {
     [ "$(bagify -b 0.5 "$BREAKHIS" | meta tissue_saturation)" -le 26 ]
