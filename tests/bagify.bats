@@ -208,6 +208,19 @@ meta() { recinfo | awk -v k="$1" '$1 == k && $2 == "=" { print $3 }'; }
     [ "$(bagify -p 4 -b 0.5625 "$T/three.ppm" | recinfo -t coords | xargs)" = "0 8" ]
 }
 
+# The saturation of bagify(1), round(255 (max - min) / max) with halves up,
+# compared with --tissue-saturation T: tissue above T.  1x1 patches of
+# (255,128,128), saturation 127 exactly; (2,1,1), 127.5, rounded to 128;
+# and (255,0,0), 255, kept at every T so that the bag is never empty.
+@test "bagify: --tissue-saturation at the rounded saturation of crafted pixels" {
+    printf 'P3 3 1 255\n255 128 128  2 1 1  255 0 0\n' > "$T/three.ppm"
+    for want in "126:0 0 0 1 0 2" "127:0 1 0 2" "128:0 2"; do   # T:coords kept, y x
+        got=$(bagify -p 1 -b 1 --tissue-saturation "${want%%:*}" "$T/three.ppm" |
+              recinfo -t coords | xargs)
+        [ "$got" = "${want#*:}" ] || { echo "T ${want%%:*}: kept $got, want ${want#*:}"; return 1; }
+    done
+}
+
 # The threshold is settable (pale stains), recorded, and can be looked at.
 @test "bagify: the tissue threshold and a picture of the mask" {
     [ "$(bagify -b 0.5 "$BREAKHIS" | meta tissue_saturation)" -le 26 ]

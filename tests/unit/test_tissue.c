@@ -1,7 +1,8 @@
 /* test_tissue.c: the tissue rule (tissue.h) on small pictures drawn here:
  * Otsu's threshold and its cap, the darkness rule of colourless pictures,
- * and the cleaning of a mask (specks dropped, holes filled, the border's
- * background never a hole). */
+ * the rounding of saturation at every threshold, and the cleaning of a
+ * mask (specks dropped, holes filled, the border's background never a
+ * hole). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -105,11 +106,53 @@ static void thresholds(void **state)
     free(mask);
 }
 
+/* The saturation rule of bagify(1) at every fixed threshold t, on one
+ * pixel for each pair 0 <= min <= max <= 255 (R max, B min, G between):
+ * tissue when round(255 (max - min) / max), halves up, is above t, that
+ * is when 255 (max - min) / max >= t + 1/2, in integers
+ * 510 (max - min) >= (2 t + 1) max; black is saturation 0.  The pixels
+ * near t + 1/2 are those that truncating, rounding halves down or
+ * comparing with >= would move; the exact halves (max 2, min 1: 127.5)
+ * are counted, to show the ties are there. */
+static void saturation_rounds_at_every_threshold(void **state)
+{
+    (void)state;
+    enum { PAIRS = 256 * 257 / 2 };
+    uint8_t *rgb = malloc(3 * PAIRS);
+    int n = 0;
+    for (int hi = 0; hi < 256; hi++)
+        for (int lo = 0; lo <= hi; lo++, n++)
+            rgb[3 * n] = (uint8_t)hi, rgb[3 * n + 1] = (uint8_t)((hi + lo) / 2),
+            rgb[3 * n + 2] = (uint8_t)lo;
+    struct amil_image img = {PAIRS, 1, 3, rgb};
+    long ties = 0;
+    for (int t = 0; t <= 254; t++) {
+        int used;
+        uint8_t *mask = amil_tissue_mask_of(&img, t, &used);
+        assert_int_equal(used, t);
+        n = 0;
+        for (int hi = 0; hi < 256; hi++)
+            for (int lo = 0; lo <= hi; lo++, n++) {
+                int want = hi > 0 && 510 * (hi - lo) >= (2 * t + 1) * hi;
+                ties += hi > 0 && 510 * (hi - lo) == (2 * t + 1) * hi;
+                if (mask[n] != want)
+                    fail_msg("threshold %d, max %d, min %d (saturation %.3f): mask %d, not %d",
+                             t, hi, lo, hi ? 255.0 * (hi - lo) / hi : 0, mask[n], want);
+            }
+        free(mask);
+    }
+    print_message("# 32896 pixels at 255 thresholds agree; %ld exact halves among them\n",
+                  ties);
+    assert_true(ties > 0);
+    free(rgb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(cleaning),
         cmocka_unit_test(thresholds),
+        cmocka_unit_test(saturation_rounds_at_every_threshold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
