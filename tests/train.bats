@@ -99,6 +99,31 @@ values() {
         { echo "seeds 7 and 8 gave epoch 2 the same weights"; return 1; }
 }
 
+# Adam's first step moves each weight by lr g / (|g| + eps), lr to 1e-5 of
+# it unless |g| is near eps (1e-8) or 0, so the weights of one bag's one
+# step (decay 0) say which lr the optimizer used: 2.5e-4, neither
+# train's default (1e-4) nor Adam's (1e-3).  And --lr 0 leaves every weight
+# as it began, over two steps with the default L2 decay.
+@test "train: attention-MIL's Adam steps by --lr" {
+    pngtopam "$BREAKHIS" | pamcut -width 112 -height 112 | bagify -l 1 - > "$T/one.bag"
+    small="--hidden 16 --attention-dim 8 --seed 3"
+    train -q -o "$T/start" -e 0 $small "$T/one.bag" > /dev/null
+    train -q -o "$T/step" -e 1 --lr 2.5e-4 --decay 0 $small "$T/one.bag" > /dev/null
+    train -q -o "$T/still" -e 2 --lr 0 $small "$T/one.bag" > /dev/null
+    values "$T/start" > "$T/start.values"
+    values "$T/step" > "$T/step.values"
+    values "$T/still" > "$T/still.values"
+    # the largest move is lr; of the weights that moved (some units are
+    # dead: their gradients are 0), 90 % or more moved by lr, within 1 %
+    paste "$T/start.values" "$T/step.values" |
+        awk -v lr=2.5e-4 '{ d = $2 - $1; d = d < 0 ? -d : d; if (d > top) top = d
+                            moved += d > 0; at_lr += d > 0.99 * lr && d < 1.01 * lr }
+                          END { printf "largest move %.6g lr; %d of %d moved by lr\n",
+                                       top / lr, at_lr, moved
+                                exit !(top > 0.99 * lr && top < 1.01 * lr && at_lr >= 0.9 * moved) }'
+    cmp "$T/start.values" "$T/still.values"
+}
+
 @test "train: other architectures, heads and optimizers run and differ" {
     train -q -o "$T/gated" -e 1 --arch gated "$bags" > /dev/null
     [[ "$(recinfo "$T/gated")" == *"tensor attention_U.0.weight F32 [128, 500]"* ]]
