@@ -1,7 +1,9 @@
 /* test_stream.c: the record reader and writer, on records built by hand.
  *
  * Each malformed header of amil-stream(5) must be refused with its own
- * message; a good record must come back byte for byte. */
+ * message; a good record must come back byte for byte.  Also the colour
+ * maps, against matplotlib's colours in a committed record. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +19,7 @@
 #include "amil.h"
 #include "breakhis.h"
 #include "colormap.h"
+#include "test_data.h"
 
 /* A document: 8-byte length, the header as given (unpadded), data. */
 static unsigned char *document(const char *header, const void *data, size_t data_len,
@@ -413,6 +416,13 @@ static void breakhis_names(void **state)
     assert_int_equal(amil_breakhis_parse("photo.png", &b), -1);
 }
 
+/* Every map against matplotlib at 1540 values (tests/data/colormaps.safetensors,
+ * made by tests/colormaps.py with matplotlib 3.6.3): every multiple of
+ * 1/1024, each of a byte's levels i/255, the last value of each entry (the
+ * double under i/256) and four outside [0, 1].  Each channel must be
+ * matplotlib's colour times 255 rounded half up, as colormap.c's tables
+ * were made, exactly: a table entry one off, or an entry taken by
+ * rounding 256 v or from 255 v, fails. */
 static void colormaps_match_matplotlib(void **state)
 {
     (void)state;
@@ -426,6 +436,32 @@ static void colormaps_match_matplotlib(void **state)
     assert_memory_equal(amil_colormap_lookup(viridis, 2), ((unsigned char[]){253, 231, 37}), 3);
     /* floor(256 v): 0.5 is entry 128. */
     assert_ptr_equal(amil_colormap_lookup(viridis, 0.5), viridis[128]);
+
+    struct amil_record r;
+    if (amil_record_load(test_data("colormaps.safetensors"), &r) < 0)
+        fail_msg("%s", amil_error());
+    const struct amil_tensor *probes = amil_record_expect(&r, "probes", AMIL_F64, 1);
+    assert_non_null(probes);
+    const double *v = probes->data;
+    int64_t k = probes->shape[0];
+    assert_true(k >= 1540);
+    const char *names[] = {"jet", "viridis", "gray"};
+    for (int m = 0; m < 3; m++) {
+        const unsigned char(*map)[3] = amil_colormap(names[m]);
+        const struct amil_tensor *want = amil_record_expect(&r, names[m], AMIL_F64, 2);
+        assert_non_null(want);
+        assert_true(want->shape[0] == k && want->shape[1] == 3);
+        const double *rgb = want->data;
+        for (int64_t i = 0; i < k; i++) {
+            const unsigned char *got = amil_colormap_lookup(map, v[i]);
+            for (int c = 0; c < 3; c++)
+                if (got[c] != (int)floor(255 * rgb[3 * i + c] + 0.5))
+                    fail_msg("%s at %.17g: channel %d is %d, matplotlib's %.4f x 255 = %.4f",
+                             names[m], v[i], c, got[c], rgb[3 * i + c], 255 * rgb[3 * i + c]);
+        }
+    }
+    print_message("# jet, viridis and gray agree with matplotlib at %lld values\n", (long long)k);
+    amil_record_free(&r);
 }
 
 /* Parts whose tensors hold no bytes still sum their first dimensions:

@@ -12,15 +12,7 @@
 
 #include "amil.h"
 #include "params.h"
-
-/* tests/data/NAME, or $AMIL_TESTDATA/NAME. */
-static const char *test_data(const char *name)
-{
-    const char *dir = getenv("AMIL_TESTDATA");
-    static char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir ? dir : "tests/data", name);
-    return path;
-}
+#include "test_data.h"
 
 /* The fixtures' weights: parameter t, element j: u = splitmix64(t 2^32 +
  * j) in [0, 1), from its top 53 bits (fixture.py's and cnn_fixture.py's
