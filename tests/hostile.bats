@@ -35,10 +35,15 @@ run_limited() {
 
 @test "hostile models: train --resume refuses a checkpoint whose sizes overflow" {
     bagify -l 1 "$BREAKHIS" > "$T/labelled"
+    recpass -m kind=checkpoint "$T/overflow.safetensors" > "$T/overflow.ckpt"
+    run_limited train -q -o "$T/model" -e 1 --resume "$T/overflow.ckpt" "$T/labelled"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"overflow.ckpt: the tensors give hidden 44987186551, outside 1..1048576"* ]]
+    [ ! -e "$T/model" ]
+    # and the file as it is: a model, not a checkpoint, said before its sizes
     run_limited train -q -o "$T/model" -e 1 --resume "$T/overflow.safetensors" "$T/labelled"
     [ "$status" -eq 1 ]
-    [[ "$output" == *"overflow.safetensors: the tensors give hidden 44987186551, outside 1..1048576"* ]]
-    [ ! -e "$T/model" ]
+    [[ "$output" == *"overflow.safetensors: "*"not a checkpoint"* ]] || { echo "$output"; return 1; }
 }
 
 @test "hostile models: sizes with no data behind them allocate nothing" {

@@ -59,7 +59,8 @@ table() {
     done
     run localize -i "$F/bags.tsv" "$F/att.rec" "$F/att.rec"
     [ "$status" -eq 2 ]
-    [[ "$output" == "usage: localize "* ]]
+    [ "${lines[0]}" = "localize: $F/att.rec: one FILE at most" ]
+    [[ "${lines[1]}" == "usage: localize "* ]]
 }
 
 @test "localize: the scores of a hand-made case, worked out" {

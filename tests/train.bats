@@ -280,7 +280,7 @@ values() {
                 "net:nolabel:$T/nolabel: record 0: no label (bagify -l or -L gives one)" \
                 "net:label2:$T/label2: record 0: label '2' is not a class of the model (0 to 1)" \
                 "net:features:$T/features: record 0: net trains on images (bagify -w), not cached features" \
-                "resnet18:mixed:$T/mixed: record 6: cached features, but the records before it hold images"; do
+                "resnet18 -w $T/r.st:mixed:$T/mixed: record 6: cached features, but the records before it hold images"; do
         IFS=: read -r arch file message <<< "$case"
         run bash -c "train --arch $arch -o '$T/m.st' -q '$T/$file' > '$T/out'"
         [ "$status" -eq 1 ] || { echo "$case: status $status"; return 1; }

@@ -136,16 +136,16 @@ static long classify_one(void *ctx, struct amil_record *r, long index, const cha
 {
     struct classify *c = ctx;
     float prob[AMIL_CNN_MAX_CLASSES];   /* classes: at most 1000 (train -c) */
-    /* what it reads was made by this model's weights, where the record says */
-    int cached = c->any.is_cnn && c->any.knows_features && amil_record_find(r, "features");
-    if ((cached && amil_check_stage(r, "features_by", c->any.features_by, c->cl->model) < 0) ||
-        (!c->any.is_cnn &&
-         amil_check_stage(r, "embedding_by", c->any.embedding_by, c->cl->model) < 0))
-        return -1;
     *consumed = c->any.is_cnn    ? classify_image(&c->any.cnn, &c->cw, r, prob)
                 : c->any.is_clam ? classify_clam(&c->any.clam, &c->lw, r, prob)
                                  : classify_bag(&c->any.mil, &c->w, r, prob);
     if (!*consumed)
+        return -1;
+    /* what it read was made by this model's weights, where the record says */
+    int cached = c->any.is_cnn && c->any.knows_features && strcmp(*consumed, "features") == 0;
+    if ((cached && amil_check_stage(r, "features_by", c->any.features_by, c->cl->model) < 0) ||
+        (!c->any.is_cnn &&
+         amil_check_stage(r, "embedding_by", c->any.embedding_by, c->cl->model) < 0))
         return -1;
     int64_t classes = c->classes;   /* an overflow on the way is not a class */
     if (amil_tensor_finite("prob", prob, 1, &classes, -1) < 0)
