@@ -20,6 +20,9 @@ and NumPy references for what bagify and stitch compute.
                                          MODEL on stdin, against NumPy
     safetensors.py tissue IMAGE          the kept patches of the bag on stdin
                                          against saturation at full resolution
+    safetensors.py legend WITH WITHOUT   the legend that WITH has and WITHOUT
+                                         (the same picture, --no-legend) has
+                                         not: its box and its two labels read
 """
 import json
 import struct
@@ -256,6 +259,42 @@ def main():
               "or more missed; %d kept of pure glass" % (len(kept), mean, missed,
                                                           len(full), glass))
         assert mean >= 0.75 and missed <= len(full) // 50 and glass == 0
+    elif cmd == "legend":
+        # the box is the pixels that differ, and must be white all round
+        # (draw with -a 1: no jet colour is white); 16 font pixels high
+        picture, plain = read_pnm(sys.argv[2]), read_pnm(sys.argv[3])
+        ys, xs = np.nonzero(np.any(picture != plain, axis=2))
+        top, left = ys.min(), xs.min()
+        box = picture[top:ys.max() + 1, left:xs.max() + 1]
+        height, width = box.shape[:2]
+        border = np.concatenate([box[0], box[-1], box[:, 0], box[:, -1]])
+        assert (border == 255).all() and height % 16 == 0, (height, width)
+        s = height // 16
+        # the 3x5 font of common/legend.c, read back from the label row
+        # (9 s to 14 s), one glyph every 4 s: the left label from 2 s, the
+        # right one back from width - 2 s, each up to the first blank cell
+        font = dict(zip("0123456789.-e+", (
+            0o75557, 0o26227, 0o71747, 0o71717, 0o55711, 0o74717, 0o74757, 0o71111,
+            0o75757, 0o75717, 0o00002, 0o00700, 0o07747, 0o02720)))
+        glyph_of = {bits: c for c, bits in font.items()}
+        def glyph(x):
+            bits = 0
+            for row in range(5):
+                for col in range(3):
+                    px = box[9 * s + row * s + s // 2, x + col * s + s // 2]
+                    bits = bits << 1 | int((px == 0).all())
+            return bits
+        lo, hi = "", ""
+        x = 2 * s
+        while x + 3 * s <= width - 2 * s and glyph(x):
+            lo += glyph_of[glyph(x)]
+            x += 4 * s
+        x = width - 5 * s
+        while x >= 2 * s and glyph(x):
+            hi = glyph_of[glyph(x)] + hi
+            x -= 4 * s
+        print("box %d %d %d %d" % (left, top, width, height))
+        print("labels %s %s" % (lo, hi))
     else:
         sys.exit("unknown command " + cmd)
 

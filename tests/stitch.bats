@@ -204,33 +204,66 @@ print(int(np.any(a != b, axis=2).sum()))"
 }
 
 # The heat style draws a legend, the colour bar and the attention at its
-# ends, at the bottom right (not with --no-legend, nor in the paper's
-# style), and warns when min-max stretches a nearly uniform attention.
+# ends (not with --no-legend, nor in the paper's style), sized with the
+# picture and put where it hides least (common/legend.h), and warns when
+# min-max stretches a nearly uniform attention.
+# safetensors.py legend finds the box (the pixels --no-legend leaves
+# alone) and reads its labels back from the font.
 @test "stitch: a legend gives the colours' values; nearly uniform attention is said" {
+    need_numpy
     attended > "$T/bag"
-    stitch -f pam < "$T/bag" | pamtopnm > "$T/with.ppm"
-    stitch --no-legend -f pam < "$T/bag" | pamtopnm > "$T/without.ppm"
-    # the same but for the legend's box at the bottom right: 168 x 32 from
-    # (528, 424), 4 pixels from the edges
-    cmp <(pamcut -bottom 423 "$T/with.ppm") <(pamcut -bottom 423 "$T/without.ppm")
-    cmp <(pamcut -right 527 "$T/with.ppm") <(pamcut -right 527 "$T/without.ppm")
-    ! cmp -s "$T/with.ppm" "$T/without.ppm" || false
-    # the box is white around a bar of the colour map: jet's ends at its ends
-    pixel() { pamcut -left "$1" -top "$2" -width 1 -height 1 "$T/with.ppm" | pnmnoraw | tail -n 1 | xargs; }
-    [ "$(pixel 532 428)" = "0 0 128" ]
+    legend() {   # legend BAG [options]: the box and the labels
+        local bag=$1
+        shift
+        stitch -a 1 "$@" -f pam < "$bag" > "$T/with.pam" 2> /dev/null
+        stitch -a 1 --no-legend "$@" -f pam < "$bag" > "$T/without.pam" 2> /dev/null
+        "$py" "$st" legend "$T/with.pam" "$T/without.pam"
+    }
+    # 700 x 460: font pixels of 2, the bar a quarter of the width, at the
+    # bottom right, 4 pixels in; the bar is jet from end to end
+    run legend "$T/bag"
+    [ "${lines[0]}" = "box 513 424 183 32" ] || { echo "$output"; return 1; }
+    pixel() { pamcut -left "$1" -top "$2" -width 1 -height 1 "$T/with.pam" | pamtopnm | pnmnoraw | tail -n 1 | xargs; }
+    [ "$(pixel 517 428)" = "0 0 128" ]
     [ "$(pixel 691 437)" = "128 0 0" ]
-    [ "$(pixel 529 425)" = "255 255 255" ]
-    # the labels are black pixels under the bar
-    [ "$(pamcut -left 532 -top 442 -width 160 -height 10 "$T/with.ppm" | ppmtopgm | pamsumm -min -brief)" -eq 0 ]
+    [ "$(pixel 514 425)" = "255 255 255" ]
+    # a narrow range gets the digits that tell its ends apart ("%.2g" drew
+    # 0.02 at both)
+    recpass -f attention=0.0204056 < "$T/bag" | recpass -f attention@5=0.0204153 > "$T/narrow"
+    run legend "$T/narrow"
+    [ "${lines[1]}" = "labels 0.02041 0.02042" ] || { echo "$output"; return 1; }
+    # the top K's outlines stay visible: with the most attention at the
+    # bottom right (-a index), the legend goes to the bottom left
+    bagify "$BREAKHIS" | recpass -a index > "$T/index"
+    run legend "$T/index" --top 3
+    [ "${lines[0]}" = "box 4 424 183 32" ] || { echo "$output"; return 1; }
+    # no legend in a picture too small to hold one
+    stitch -a 1 -W 40 -f pam < "$T/bag" | cmp - <(stitch -a 1 -W 40 --no-legend -f pam < "$T/bag")
     # nearly uniform attention: a warning with the range; a wide one, none
     bagify "$BREAKHIS" | recpass -a flat > "$T/flat"
     run bash -c "stitch -o '$T/flat.png' < '$T/flat'"
     [ "$status" -eq 0 ]
-    [[ "$output" == "stitch: warning: the record's image: attention from 0.00235 to 0.00266, nearly uniform: min-max stretches it over the whole colour map (the legend gives the values)" ]] ||
+    [ "$output" = "stitch: warning: the record's image: attention from 0.00235 to 0.00266, nearly uniform: min-max stretches it over the whole colour map (the legend gives the values)" ] ||
         { echo "$output"; return 1; }
     run bash -c "stitch -o '$T/wide.png' < '$T/bag'"
     [ "$status" -eq 0 ]
     [ -z "$output" ]
+}
+
+# The legend's size follows the picture's: on the slide at level 0
+# (2220 x 2967) the fixed 168 x 32 box was a speck, at downsample 16
+# (139 x 186) it took a fifth of the picture.  Both times the corner is
+# the top right, glass.
+@test "stitch: the legend grows and shrinks with the picture" {
+    need_numpy
+    bagify "$DATA/CMU-1-Small-Region.svs" | recpass -a darkness > "$T/slide"
+    for case in "1:box 1599 22 599 176" "16:box 83 2 54 16"; do
+        stitch -a 1 -D "${case%%:*}" -f pam < "$T/slide" > "$T/with.pam"
+        stitch -a 1 -D "${case%%:*}" --no-legend -f pam < "$T/slide" > "$T/without.pam"
+        run "$py" "$st" legend "$T/with.pam" "$T/without.pam"
+        [ "${lines[0]}" = "${case#*:}" ] || { echo "-D ${case%%:*}: $output"; return 1; }
+        [ "${lines[1]}" = "labels 9.2e-13 0.075" ] || { echo "$output"; return 1; }
+    done
 }
 
 @test "stitch, gradcam: a downsample far past the image takes the picture's memory, not D²'s" {

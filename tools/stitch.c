@@ -25,6 +25,7 @@
 #include "colormap.h"
 #include "geojson.h"
 #include "image.h"
+#include "legend.h"
 #include "slide.h"
 
 enum style { STYLE_HEAT, STYLE_PAPER };
@@ -350,61 +351,6 @@ static void outline(struct amil_image *out, long top, long left, long size)
     }
 }
 
-/* A 3x5 font for the legend's numbers: a glyph's five rows of three
- * pixels, top row first, left pixel the high bit. */
-static const char glyph_chars[] = "0123456789.-e+";
-static const unsigned short glyphs[] = {
-    075557, 026227, 071747, 071717, 055711, 074717, 074757, 071111, 075757, 075717,
-    000002, 000700, 007747, 002720,
-};
-
-/* text in black, each pixel scale × scale, its top left at (x, y) */
-static void draw_text(struct amil_image *out, long x, long y, const char *text, int scale)
-{
-    for (; *text; text++, x += 4 * scale) {
-        const char *at = strchr(glyph_chars, *text);
-        if (!at || !*text)
-            continue;
-        unsigned bits = glyphs[at - glyph_chars];
-        for (int row = 0; row < 5; row++)
-            for (int col = 0; col < 3; col++)
-                if (bits >> (3 * (4 - row) + (2 - col)) & 1)
-                    for (int dy = 0; dy < scale; dy++)
-                        for (int dx = 0; dx < scale; dx++) {
-                            long py = y + row * scale + dy, px = x + col * scale + dx;
-                            if (py >= 0 && px >= 0 && py < out->height && px < out->width)
-                                memset(out->pixels + ((size_t)py * out->width + px) * 3, 0, 3);
-                        }
-    }
-}
-
-/* The legend, at the bottom right: the colour map from 0 to 1 as a bar,
- * under it the attention each end stands for (lo, hi); none on an image
- * too small to hold it. */
-static void legend(const struct cmdline *cl, struct amil_image *out, double lo, double hi)
-{
-    const int scale = 2, margin = 4, bar_height = 10, text_height = 5 * scale;
-    long bar = out->width - 8 * margin < 160 ? out->width - 8 * margin : 160;
-    long box_w = bar + 2 * margin, box_h = bar_height + text_height + 3 * margin;
-    if (bar < 60 || out->height < box_h + 2 * margin)
-        return;
-    long x0 = out->width - box_w - margin, y0 = out->height - box_h - margin;
-    for (long y = y0; y < y0 + box_h; y++)
-        memset(out->pixels + ((size_t)y * out->width + x0) * 3, 255, (size_t)box_w * 3);
-    for (long j = 0; j < bar; j++) {
-        const unsigned char *colour = amil_colormap_lookup(cl->colormap, (double)j / (bar - 1));
-        for (long y = y0 + margin; y < y0 + margin + bar_height; y++)
-            memcpy(out->pixels + ((size_t)y * out->width + x0 + margin + j) * 3, colour, 3);
-    }
-    char left[32], right[32];
-    snprintf(left, sizeof left, "%.2g", lo);
-    snprintf(right, sizeof right, "%.2g", hi);
-    long text_y = y0 + 2 * margin + bar_height;
-    draw_text(out, x0 + margin, text_y, left, scale);
-    draw_text(out, x0 + margin + bar - (long)strlen(right) * 4 * scale + scale, text_y, right,
-              scale);
-}
-
 /* The heat map over img, the image at downsample D: patch i covers the
  * picture's pixels [y/D, (y + side)/D) (x likewise), rounded out. */
 static int heat_picture(const struct cmdline *cl, const struct bag *b,
@@ -438,27 +384,37 @@ static int heat_picture(const struct cmdline *cl, const struct bag *b,
         }
         amil_blend(o, px, amil_colormap_lookup(cl->colormap, sum[i] / covers[i]), cl->alpha);
     }
-    /* The top K by attention; ties go to the earlier patch. */
+    /* The top K by attention, ties to the earlier patch, outlined; their
+     * squares (top, left, side) kept clear of the legend. */
     char *taken = amil_xcalloc((size_t)b->n, 1);
-    for (long k = 0; k < cl->top && k < b->n; k++) {
+    long top_k = cl->top < b->n ? cl->top : b->n;
+    long *outlined = amil_xmalloc((size_t)(top_k ? top_k : 1) * 3 * sizeof *outlined);
+    for (long k = 0; k < top_k; k++) {
         long best = -1;
         for (long i = 0; i < b->n; i++)
             if (!taken[i] && (best < 0 || b->attention[i] > b->attention[best]))
                 best = i;
-        outline(out, (long)(b->coords[2 * best] / D), (long)(b->coords[2 * best + 1] / D),
-                (long)ceil(b->side / D));
+        long *square = outlined + 3 * k;
+        square[0] = (long)(b->coords[2 * best] / D);
+        square[1] = (long)(b->coords[2 * best + 1] / D);
+        square[2] = (long)ceil(b->side / D);
+        outline(out, square[0], square[1], square[2]);
         taken[best] = 1;
     }
     free(taken);
     double lo = INFINITY, hi = -INFINITY;
     for (long i = 0; i < b->n; i++)
         lo = fmin(lo, b->attention[i]), hi = fmax(hi, b->attention[i]);
-    if (cl->norm == NORM_MINMAX && hi > lo && hi < 2 * lo)
-        amil_warn("warning: %s: attention from %.3g to %.3g, nearly uniform: min-max "
+    if (cl->norm == NORM_MINMAX && hi > lo && hi < 2 * lo) {
+        int digits = amil_legend_digits(lo, hi, 3);
+        amil_warn("warning: %s: attention from %.*g to %.*g, nearly uniform: min-max "
                   "stretches it over the whole colour map (the legend gives the values)",
-                  cl->image ? cl->image : "the record's image", lo, hi);
+                  cl->image ? cl->image : "the record's image", digits, lo, digits, hi);
+    }
     if (!cl->no_legend)
-        legend(cl, out, cl->norm == NORM_MAX ? 0 : lo, hi);
+        amil_legend_draw(out, cl->colormap, cl->norm == NORM_MAX ? 0 : lo, hi, covers,
+                         outlined, top_k);
+    free(outlined);
     free(v);
     free(sum);
     free(covers);
