@@ -42,7 +42,7 @@ patch=$(recinfo "$amil" | awk '$1 == "patch" && $2 == "=" { print $3 }')
 bagify -p "${patch:-28}" ${stride:+-s "$stride"} "$image" |
     featurize -m "$amil" | attend -m "$amil" |
     stitch --cmap "$cmap" --no-legend -f pam "$image" > "$work/attention.pam"
-gradcam -m "$cnn" --cmap "$cmap" -f pam "$image" > "$work/gradcam.pam"
+gradcam -m "$cnn" --cmap "$cmap" --no-legend -f pam "$image" > "$work/gradcam.pam"
 gradcam -m "$cnn" --method guided-gradcam -f pam "$image" > "$work/guided.pam"
 pngtopam "$image" 2>/dev/null > "$work/image.pam" || anytopnm "$image" > "$work/image.pam"
 

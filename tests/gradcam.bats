@@ -35,7 +35,8 @@ setup() {
     [[ "$output" == "gradcam: no model: give -m MODEL"* && "$output" == *"usage: gradcam "* ]]
     for bad in "--format gif" "-f jpeg" "--class x" "--class -1" "--class 1001" \
                "--alpha 2" "--alpha -0.1" "--cmap rainbow" "a.png b.png" "--bogus" \
-               "--downsample 0.5" "--width 0" "-D 2 -W 100"; do
+               "--downsample 0.5" "--width 0" "-D 2 -W 100" "--no-legend -f record" \
+               "--no-legend --method guided"; do
         run gradcam -m "$M" $bad < /dev/null
         [ "$status" -eq 2 ] || { echo "gradcam $bad: $status"; return 1; }
         [[ "$output" == *"usage: gradcam "* ]] || { echo "gradcam $bad: $output"; return 1; }
@@ -169,11 +170,11 @@ EOF
 }
 
 @test "gradcam: alpha 0 is the image; alpha 1 the colour map from end to end" {
-    gradcam -m "$M" --class 0 -a 0 -f pam < "$F/bag" | pamtopnm > "$T/a0.ppm"
+    gradcam -m "$M" --class 0 -a 0 --no-legend -f pam < "$F/bag" | pamtopnm > "$T/a0.ppm"
     pngtopam "$BREAKHIS" | pamtopnm | cmp - "$T/a0.ppm"
     # min-max over the covered pixels: gray from 0 to 255 inside the crop,
     # the image's own pixels in the 6 rows at the top and the bottom
-    gradcam -m "$M" --class 0 -a 1 --cmap gray -f pam < "$F/bag" | pamtopnm > "$T/a1.ppm"
+    gradcam -m "$M" --class 0 -a 1 --cmap gray --no-legend -f pam < "$F/bag" | pamtopnm > "$T/a1.ppm"
     [ "$(pamcut -top 6 -height 448 "$T/a1.ppm" | pamsumm -min -brief)" = 0 ]
     [ "$(pamcut -top 6 -height 448 "$T/a1.ppm" | pamsumm -max -brief)" = 255 ]
     for rows in "-top 0 -height 6" "-top 454 -height 6"; do
@@ -184,6 +185,24 @@ EOF
         gradcam -m "$M" --class 0 --cmap $cmap -f pam < "$F/bag" | md5sum
     done > "$T/sums"
     [ "$(sort -u "$T/sums" | wc -l)" -eq 3 ]
+}
+
+# Grad-CAM's picture has stitch's legend (common/legend.h): the map's
+# least and greatest values at the ends of the colour bar, in the corner
+# that hides least; --no-legend leaves it out.  safetensors.py legend
+# finds it and reads it back.
+@test "gradcam: a legend gives the map's values, as stitch's does" {
+    py=$(numpy_python) || skip "python3-numpy is missing"
+    gradcam -m "$M" --class 0 -a 1 -f pam < "$F/bag" > "$T/with.pam"
+    gradcam -m "$M" --class 0 -a 1 --no-legend -f pam < "$F/bag" > "$T/without.pam"
+    run "$py" "$BATS_TEST_DIRNAME/safetensors.py" legend "$T/with.pam" "$T/without.pam"
+    echo "$output"
+    [ "${lines[0]}" = "box 513 424 183 32" ]
+    # the ends: the raw map's least and greatest value over the patches
+    # (its 0s outside them are no patch's)
+    ends=$(recinfo -t cam "$F/class0.rec" | tr '\t' '\n' | awk '$1 > 0' | sort -g |
+           awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2g %.2g", lo, hi }')
+    [ "${lines[1]}" = "labels $ends" ]
 }
 
 @test "gradcam: bad input exits 1 with a message and writes nothing" {
@@ -350,7 +369,7 @@ cnn_models() {
     panel 0 | cmp - <(pngtopam "$BREAKHIS")
     bagify "$BREAKHIS" | featurize -m "$M" | attend -m "$M" | stitch --no-legend -f pam "$BREAKHIS" |
         pamtopnm | cmp - <(panel 1)
-    gradcam -m "$F/net.st" -f pam "$BREAKHIS" | pamtopnm | cmp - <(panel 2)
+    gradcam -m "$F/net.st" --no-legend -f pam "$BREAKHIS" | pamtopnm | cmp - <(panel 2)
     gradcam -m "$F/net.st" --method guided-gradcam -f pam "$BREAKHIS" | pamtopnm | cmp - <(panel 3)
     run "$BATS_TEST_DIRNAME/../pipelines/compare.sh" -a "$M" "$BREAKHIS"
     [ "$status" -eq 2 ]

@@ -241,12 +241,12 @@ EOF
     echo "$output"
     [ "$status" -eq 0 ]
     # the picture: every pixel of no patch is the slide's 4x4 mean
-    gradcam -m "$M" -c 0 --downsample 4 -o "$T/cam.pam" < "$T/whole"
+    gradcam -m "$M" -c 0 --no-legend --downsample 4 -o "$T/cam.pam" < "$T/whole"
     [[ "$(pamfile "$T/cam.pam")" == *"555 by 742"* ]]
     run bash -c "'$PY' '$BATS_TEST_DIRNAME/safetensors.py' drawn '$T/full.ppm' '$T/cam.pam' 4 < '$T/whole'"
     echo "$output"
     [ "$status" -eq 0 ]
-    gradcam -m "$M" -c 0 --width 555 -o "$T/w.pam" < "$T/whole"
+    gradcam -m "$M" -c 0 --no-legend --width 555 -o "$T/w.pam" < "$T/whole"
     cmp "$T/w.pam" "$T/cam.pam"
     run gradcam -m "$M" --downsample 2 --width 100 -o "$T/x.png" < "$T/whole"
     [ "$status" -eq 2 ]

@@ -33,6 +33,7 @@
 #include "colormap.h"
 #include "filter.h"
 #include "image.h"
+#include "legend.h"
 #include "mil.h"
 #include "nn.h"
 #include "slide.h"
@@ -50,13 +51,14 @@ struct cmdline {
     const unsigned char (*colormap)[3];
     double alpha;
     int force;              /* binary to a terminal */
+    int no_legend;          /* a Grad-CAM picture without its colour bar */
     struct amil_view view;  /* --downsample or --width: the map's resolution */
 };
 
 static const char usage_text[] =
     "usage: gradcam -m MODEL [--method gradcam|guided|guided-gradcam] [--class N]\n"
     "               [--layer NAME] [-f png|pam|record] [-o FILE]\n"
-    "               [--cmap jet|viridis|gray] [--alpha A]\n"
+    "               [--cmap jet|viridis|gray] [--alpha A] [--no-legend]\n"
     "               [--downsample D | --width W] [IMAGE]\n"
     "  -m, --model MODEL   a CNN (net, vgg19, resnet18) or an attention-MIL model\n"
     "  -M, --method M      gradcam, guided (Guided Backpropagation) or\n"
@@ -73,6 +75,7 @@ static const char usage_text[] =
     "  -D, --downsample D  attention-MIL: the map at 1/D of the image's size\n"
     "                      [1; slides: to 4096 a side]\n"
     "  -W, --width W       attention-MIL: the map W pixels wide\n"
+    "      --no-legend     no colour bar with the map's values (Grad-CAM)\n"
     "      --force         write even to a terminal\n"
     "  -h, --help          this help\n"
     "A CNN explains IMAGE.  For an attention-MIL model, bag records (bagify's)\n"
@@ -82,7 +85,7 @@ static const char usage_text[] =
 static struct cmdline parse_args(int argc, char **argv)
 {
     amil_usage_is(usage_text);
-    enum { CMAP = 256 };
+    enum { CMAP = 256, NO_LEGEND };
     static const struct option options[] = {
         {"model", required_argument, 0, 'm'},  {"class", required_argument, 0, 'c'},
         {"method", required_argument, 0, 'M'}, {"layer", required_argument, 0, 'l'},
@@ -90,7 +93,7 @@ static struct cmdline parse_args(int argc, char **argv)
         {"cmap", required_argument, 0, CMAP},  {"alpha", required_argument, 0, 'a'},
         {"downsample", required_argument, 0, 'D'}, {"width", required_argument, 0, 'W'},
         {"help", no_argument, 0, 'h'},         {"force", no_argument, 0, 'F'},
-        {0, 0, 0, 0}};
+        {"no-legend", no_argument, 0, NO_LEGEND}, {0, 0, 0, 0}};
     static const char *const formats[] = {"png", "pam", "record", NULL};
     struct cmdline cl = {.target = -1, .alpha = 0.5, .colormap = amil_colormap("jet")};
     int c, format_given = 0;   /* 1 + the index of -f's name */
@@ -115,6 +118,7 @@ static struct cmdline parse_args(int argc, char **argv)
             break;
         case 'o': cl.output = optarg; break;
         case 'F': cl.force = 1; break;
+        case NO_LEGEND: cl.no_legend = 1; break;
         case CMAP: cl.colormap = amil_option_colormap("--cmap", optarg); break;
         case 'a':
             cl.alpha = amil_option_double("--alpha", optarg, 0, 1);
@@ -127,6 +131,9 @@ static struct cmdline parse_args(int argc, char **argv)
     }
     if (!cl.model)
         amil_misuse("no model: give -m MODEL");
+    if (cl.no_legend && (cl.record || cl.method != METHOD_GRADCAM))
+        amil_misuse("--no-legend applies to a Grad-CAM picture: %s has no legend",
+                    cl.record ? "-f record" : "--method guided or guided-gradcam");
     if (argc - optind > 1)
         amil_misuse("%s: one IMAGE at most; records come on standard input", argv[optind + 1]);
     cl.image = optind < argc ? argv[optind] : NULL;
@@ -173,7 +180,9 @@ static float *lay_out(const float *cams, int S, const int32_t *coords, int n, do
 }
 
 /* The heat map: min-max normalized over the covered pixels, through the
- * colour map, blended over the image; pixels of no patch keep the image's. */
+ * colour map, blended over the image; pixels of no patch keep the image's.
+ * Then the legend, the map's least and greatest values at the colour
+ * bar's ends, unless --no-legend. */
 static void blend(const struct cmdline *cl, const float *map, const unsigned *covers,
                   struct amil_image *img)
 {
@@ -189,6 +198,8 @@ static void blend(const struct cmdline *cl, const float *map, const unsigned *co
         unsigned char *px = img->pixels + 3 * j;
         amil_blend(px, px, amil_colormap_lookup(cl->colormap, v), cl->alpha);
     }
+    if (!cl->no_legend && lo <= hi)
+        amil_legend_draw(img, cl->colormap, lo, hi, covers, NULL, 0);
 }
 
 /* The output, opened at the first write and renamed into place at the
