@@ -205,8 +205,8 @@ print(int(np.any(a != b, axis=2).sum()))"
 
 # The heat style draws a legend, the colour bar and the attention at its
 # ends (not with --no-legend, nor in the paper's style), sized with the
-# picture and put where it hides least (common/legend.h), and warns when
-# min-max stretches a nearly uniform attention.
+# picture and put where it hides least (common/legend.h), and warns,
+# naming the file, when min-max stretches a nearly uniform attention.
 # safetensors.py legend finds the box (the pixels --no-legend leaves
 # alone) and reads its labels back from the font.
 @test "stitch: a legend gives the colours' values; nearly uniform attention is said" {
@@ -239,12 +239,14 @@ print(int(np.any(a != b, axis=2).sum()))"
     [ "${lines[0]}" = "box 4 424 183 32" ] || { echo "$output"; return 1; }
     # no legend in a picture too small to hold one
     stitch -a 1 -W 40 -f pam < "$T/bag" | cmp - <(stitch -a 1 -W 40 --no-legend -f pam < "$T/bag")
-    # nearly uniform attention: a warning with the range; a wide one, none
-    bagify "$BREAKHIS" | recpass -a flat > "$T/flat"
-    run bash -c "stitch -o '$T/flat.png' < '$T/flat'"
+    # nearly uniform attention: a warning with the range and the file,
+    # each record's own under -d; a wide range, none
+    bagify "$BREAKHIS" "$IHC" | recpass -a flat > "$T/flat"
+    run bash -c "stitch -d '$T/flat.d' < '$T/flat'"
     [ "$status" -eq 0 ]
-    [ "$output" = "stitch: warning: the record's image: attention from 0.00235 to 0.00266, nearly uniform: min-max stretches it over the whole colour map (the legend gives the values)" ] ||
+    [ "${lines[0]}" = "stitch: warning: $BREAKHIS: attention from 0.00235 to 0.00266, nearly uniform: min-max stretches it over the whole colour map (the legend gives the values)" ] ||
         { echo "$output"; return 1; }
+    [[ "${lines[1]}" == "stitch: warning: $IHC: attention from "* ]] || { echo "$output"; return 1; }
     run bash -c "stitch -o '$T/wide.png' < '$T/bag'"
     [ "$status" -eq 0 ]
     [ -z "$output" ]

@@ -351,11 +351,12 @@ static void outline(struct amil_image *out, long top, long left, long size)
     }
 }
 
-/* The heat map over img, the image at downsample D: patch i covers the
- * picture's pixels [y/D, (y + side)/D) (x likewise), rounded out. */
+/* The heat map over img, the image at downsample D read from image_path:
+ * patch i covers the picture's pixels [y/D, (y + side)/D) (x likewise),
+ * rounded out. */
 static int heat_picture(const struct cmdline *cl, const struct bag *b,
-                        const struct amil_image *img, double D, struct amil_image *out,
-                        struct amil_progress *progress)
+                        const struct amil_image *img, const char *image_path, double D,
+                        struct amil_image *out, struct amil_progress *progress)
 {
     size_t count = (size_t)img->width * img->height;
     double *sum = amil_xcalloc(count, sizeof *sum);
@@ -409,7 +410,7 @@ static int heat_picture(const struct cmdline *cl, const struct bag *b,
         int digits = amil_legend_digits(lo, hi, 3);
         amil_warn("warning: %s: attention from %.*g to %.*g, nearly uniform: min-max "
                   "stretches it over the whole colour map (the legend gives the values)",
-                  cl->image ? cl->image : "the record's image", digits, lo, digits, hi);
+                  image_path, digits, lo, digits, hi);
     }
     if (!cl->no_legend)
         amil_legend_draw(out, cl->colormap, cl->norm == NORM_MAX ? 0 : lo, hi, covers,
@@ -508,7 +509,7 @@ static int stitch_one(const struct cmdline *cl, const struct amil_record *r, lon
     if (cl->style == STYLE_PAPER)
         paper_picture(&b, &img, &out);
     else
-        heat_picture(cl, &b, &img, D, &out, progress);
+        heat_picture(cl, &b, &img, image_path, D, &out, progress);
     amil_image_free(&img);
     char *path = NULL;
     if (cl->dir)
