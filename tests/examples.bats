@@ -167,6 +167,26 @@ run_examples() {
 @test "EXAMPLES of amil-stream(5) run as written" { run_examples amil-stream.5; }
 @test "EXAMPLES of amil(7) run as written" { run_examples amil.7; }
 
+# README's whole-slide walkthrough, the first indented block under its
+# heading, run as written from a folder that holds the repository's tests/
+# (the slide and the BreakHis image), where it makes wsi/.
+@test "README's whole-slide walkthrough runs as written" {
+    local dir=$BATS_TEST_TMPDIR/wsi-run
+    mkdir -p "$dir" && ln -s "$REPO/tests" "$dir/tests"
+    awk '$0 == "A whole-slide image" { on = 1; next }
+         on && /^    / { block = 1; print substr($0, 5); next }
+         on && block && /[^ ]/ { exit }' "$REPO/README" > "$dir/walk.sh"
+    grep -q '^stitch -o wsi/slide.geojson' "$dir/walk.sh" || { cat "$dir/walk.sh"; return 1; }
+    (cd "$dir" && bash -eu walk.sh < /dev/null > .out 2> .err) ||
+        { cat "$dir/walk.sh" "$dir/.out" "$dir/.err"; return 1; }
+    # nothing on stderr but stitch's warning of a nearly flat attention
+    ! grep -vE '^stitch: warning: ' "$dir/.err" | grep -q . || { cat "$dir/.err"; return 1; }
+    grep -q '^  predicted = [01]$' "$dir/.out"
+    [ "$(file -b "$dir/wsi/heat.png" | cut -d, -f2)" = " 2220 x 2967" ]
+    [ "$(file -b "$dir/wsi/heat-small.png" | cut -d, -f2)" = " 555 x 742" ]
+    [ "$(jq '.features | length' "$dir/wsi/slide.geojson")" -eq 49 ]
+}
+
 @test "every page whose EXAMPLES have a pipeline sets pipefail before it" {
     for page in "$REPO"/man/*.[1-9]; do
         examples "$page" | tr '\0' '\036' | tr '\n' ' ' | tr '\036' '\n' > "$BATS_TEST_TMPDIR/blocks"
