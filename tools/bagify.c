@@ -48,7 +48,9 @@ struct cmdline {
 static const char usage_text[] =
     "usage: bagify [-k] [-l LABEL | -L dir|breakhis] [-p PATCH] [-s STRIDE]\n"
     "              [-c center|none|pad] [--pad-value V] [-g] [-b FRACTION]\n"
-    "              [--max-pixels N] [FILE...]\n"
+    "              [--tissue-saturation T] [--mask FILE] [--max-pixels N] [--force]\n"
+    "              [--level N | --mpp X | --magnification M] [--part-size N]\n"
+    "              [--speck AREA] [--hole AREA] [FILE...]\n"
     "       bagify -w [-k] [-l LABEL | -L dir|breakhis] [-g] [--max-pixels N] [FILE...]\n"
     "  -p, --patch N        patch side in pixels [28]\n"
     "  -s, --stride N       step between patches [PATCH]\n"

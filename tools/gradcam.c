@@ -58,7 +58,7 @@ struct cmdline {
 static const char usage_text[] =
     "usage: gradcam -m MODEL [--method gradcam|guided|guided-gradcam] [--class N]\n"
     "               [--layer NAME] [-f png|pam|record] [-o FILE]\n"
-    "               [--cmap jet|viridis|gray] [--alpha A] [--no-legend]\n"
+    "               [--cmap jet|viridis|gray] [--alpha A] [--no-legend] [--force]\n"
     "               [--downsample D | --width W] [IMAGE]\n"
     "  -m, --model MODEL   a CNN (net, vgg19, resnet18) or an attention-MIL model\n"
     "  -M, --method M      gradcam, guided (Guided Backpropagation) or\n"

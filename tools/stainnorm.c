@@ -42,7 +42,7 @@ struct cmdline {
 static const char usage_text[] =
     "usage: stainnorm [-m macenko|reinhard] (-r REFERENCE | -s STAINS) [--tissue]\n"
     "                 [--save-stains FILE] [--io I] [--alpha A] [--beta B]\n"
-    "                 [-o FILE | -d DIR] [-f png|pam] [FILE...]\n"
+    "                 [-o FILE | -d DIR] [-f png|pam] [--force] [FILE...]\n"
     "  -m, --method M        macenko or reinhard [macenko; with -s, the file's]\n"
     "  -r, --reference IMAGE the image whose stains the inputs take\n"
     "  -s, --stains FILE     the stains --save-stains wrote, instead\n"

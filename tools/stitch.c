@@ -50,7 +50,7 @@ static const char usage_text[] =
     "usage: stitch [--style heat|paper] [-o FILE | -d DIR] [-f png|pam|geojson]\n"
     "              [--cmap jet|viridis|gray] [--alpha A] [--norm minmax|max|rank]\n"
     "              [--top K] [--above V] [--branch B] [--downsample D | --width W]\n"
-    "              [IMAGE]\n"
+    "              [--no-legend] [--force] [IMAGE]\n"
     "  -S, --style S      heat: colour map over the image; paper: the paper's\n"
     "                     patches × attention picture [heat]\n"
     "  -o, --output FILE  write the picture here [stdout]\n"
