@@ -26,6 +26,11 @@
 #   OUT/heat/NAME.png         stitch: attention over the slide
 #   OUT/geojson/NAME.geojson  stitch -f geojson: the patches for QuPath
 #   OUT/table.tsv, metrics.txt   classify -t and evaluate, TEST (or LABELS)
+#
+# Every one of them is kept, OUT/slides/NAME.rec too, though only the
+# pictures need it (make would delete it as an intermediate): so a picture
+# drawn again, with another DOWNSAMPLE or by hand with stitch --top, reads
+# the classified slide instead of classifying it again.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DELETE_ON_ERROR:
@@ -79,6 +84,9 @@ $(OUT)/slides/%.rec: $(OUT)/features/%.rec $(OUT)/head.st
 	@mkdir -p $(@D)
 	$(call bin,attend) -m $(OUT)/head.st $< | $(call bin,classify) -m $(OUT)/head.st \
 	    > $@.tmp && mv $@.tmp $@
+
+# kept: the pictures are drawn from them, again when asked
+.SECONDARY: $(ALL:%=$(OUT)/slides/%.rec)
 
 $(OUT)/heat/%.png: $(OUT)/slides/%.rec
 	@mkdir -p $(@D)

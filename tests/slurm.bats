@@ -117,3 +117,26 @@ CONF
     # the array ran three tasks, one per slide
     [ "$(ls logs/features-*.out | wc -l)" -eq 3 ]
 }
+
+# make deleted OUT/slides/NAME.rec, an intermediate of the heat map and the
+# GeoJSON, at the end of every run, so drawing a slide again (another
+# --top or --downsample) classified it again; slides.mk keeps them.
+@test "slides.mk: the classified slides are kept; a picture made again only draws" {
+    cd "$T"
+    mkdir slides
+    cp "$DATA/CMU-1-Small-Region.svs" slides/a.svs
+    cp "$DATA/CMU-1-Small-Region.svs" slides/b.svs
+    printf 'a.svs\t1\nb.svs\t0\n' > labels.tsv
+    bagify -w -l 0 "$BREAKHIS" | train --arch resnet18 -e 0 -q -o backbone.st > /dev/null
+    settings="SLIDES=slides LABELS=labels.tsv BACKBONE=backbone.st EPOCHS=2 OUT=out"
+    make -s -f "$MK" $settings -j2
+    [ -s out/slides/a.rec ]
+    [ -s out/slides/b.rec ]
+    rm out/heat/a.png
+    run make -n -f "$MK" $settings
+    [ "$status" -eq 0 ]
+    [ "${#lines[@]}" -eq 2 ] || { echo "$output"; return 1; }
+    [[ "${lines[0]}" == "mkdir -p out/heat" ]] || { echo "$output"; return 1; }
+    [[ "${lines[1]}" == "stitch --downsample 16 -o out/heat/a.png < out/slides/a.rec" ]] ||
+        { echo "$output"; return 1; }
+}
