@@ -3,8 +3,10 @@
 # Everything lands in $OUT (build/demo by default); see README.
 #
 # 1. MNIST-bags (Ilse et al. 2018) from the committed MNIST subset: train
-#    the paper's model on 100 bags, score 100 test bags, measure how well
-#    the attention finds the 9s, draw it over a few test bags.
+#    the paper's model on 200 bags with Ilse et al.'s settings (20 epochs,
+#    Adam, lr 5e-4; about 11 s on one core), score 100 test bags, measure
+#    how well the attention finds the 9s, draw it over a few test bags.
+#    100 bags for 15 epochs, as before, called every test bag positive.
 # 2. The real BreakHis image: its bag, and what stitch draws.  No BreakHis
 #    model can be trained here (no dataset), so these maps use a stand-in
 #    attention, the softmax of each patch's darkness (the test helper
@@ -24,15 +26,15 @@ image=tests/data/SOB_B_A-14-22549G-40-001.png
 rm -rf "$out"
 mkdir -p "$out"
 
-echo "== MNIST-bags: 100 training bags, 100 test bags (target digit 9)"
+echo "== MNIST-bags: 200 training bags, 100 test bags (target digit 9)"
 mnist=tests/data/mnist
 m=$out/mnist
-mnist-bags -o "$m/train" -n 100 -r 1 $mnist/train-images-idx3-ubyte.gz $mnist/train-labels-idx1-ubyte.gz
+mnist-bags -o "$m/train" -n 200 -r 1 $mnist/train-images-idx3-ubyte.gz $mnist/train-labels-idx1-ubyte.gz
 mnist-bags -o "$m/test" -n 100 -r 2 $mnist/t10k-images-idx3-ubyte.gz $mnist/t10k-labels-idx1-ubyte.gz
 bagify -g -c none -L dir "$m"/train/*/*.png > "$m/train.bags"
 bagify -g -c none -L dir "$m"/test/*/*.png > "$m/test.bags"
-echo "training for 15 epochs (the log: $m/log.tsv)"
-train -q -o "$m/model.st" -e 15 --lr 5e-4 --test "$m/test.bags" "$m/train.bags" > "$m/log.tsv"
+echo "training for 20 epochs (the log: $m/log.tsv)"
+train -q -o "$m/model.st" -e 20 --lr 5e-4 --test "$m/test.bags" "$m/train.bags" > "$m/log.tsv"
 featurize -m "$m/model.st" "$m/test.bags" | attend -m "$m/model.st" | tee "$m/attention.rec" |
     classify -m "$m/model.st" -t > "$m/table.tsv"
 evaluate "$m/table.tsv" | tee "$m/metrics.txt"
