@@ -309,3 +309,13 @@ print(" ".join(str(int(np.rint(v))) for v in full.mean(axis=(0, 1))))')
     stitch --no-legend -a 0 -W 1 -f pam -o "$T/u.pam" < "$T/u.att"
     [ "$(tail -c 3 "$T/u.pam" | od -An -tu1 | xargs)" = "128 64 192" ]
 }
+
+@test "stitch: a patch claiming a side of 6.5 * 10^10 pixels is outlined in the picture's time" {
+    # one patch of side 65536 at downsample 10^6: --top 1 once walked its
+    # whole outline, 6.5 * 10^10 steps, outside the picture
+    bagify -p 28 -s 700 "$BREAKHIS" | recpass -a darkness | recpass -r patches |
+        recpass -m patch=65536 | recpass -m downsample=1000000 > "$T/big.att"
+    run timeout 20 stitch --top 1 -f pam -o "$T/big.pam" < "$T/big.att"
+    [ "$status" -eq 0 ] || { echo "$output"; return 1; }
+    [[ "$(pamfile "$T/big.pam")" == *"700 by 460"* ]]
+}

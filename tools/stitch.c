@@ -338,13 +338,18 @@ static void outline(struct amil_image *out, long top, long left, long size)
     static const unsigned char colours[2] = {255, 0};
     for (int ring = 0; ring < 2; ring++) {
         long t = top + ring, l = left + ring, s = size - 2 * ring;
-        for (long k = 0; k < s; k++) {
-            long ys[4] = {t, t + s - 1, t + k, t + k}, xs[4] = {l + k, l + k, l, l + s - 1};
-            for (int e = 0; e < 4; e++) {
-                if (ys[e] < 0 || xs[e] < 0 || ys[e] >= out->height || xs[e] >= out->width)
+        /* only the part inside the picture: a hostile patch may claim a
+         * side of 10^10 pixels at the view's scale */
+        for (int edge = 0; edge < 4; edge++) {
+            int across = edge < 2;   /* the top and bottom edges run across x */
+            long from = across ? l : t, limit = across ? out->width : out->height;
+            long k0 = from < 0 ? -from : 0, k1 = s < limit - from ? s : limit - from;
+            for (long k = k0; k < k1; k++) {
+                long y = across ? (edge == 0 ? t : t + s - 1) : t + k;
+                long x = across ? l + k : (edge == 2 ? l : l + s - 1);
+                if (y < 0 || x < 0 || y >= out->height || x >= out->width)
                     continue;
-                unsigned char *px = out->pixels +
-                                    ((size_t)ys[e] * out->width + xs[e]) * out->channels;
+                unsigned char *px = out->pixels + ((size_t)y * out->width + x) * out->channels;
                 memset(px, colours[ring], (size_t)out->channels);
             }
         }
