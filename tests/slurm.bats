@@ -133,7 +133,8 @@ CONF
     [ -s out/slides/a.rec ]
     [ -s out/slides/b.rec ]
     rm out/heat/a.png
-    run make -n -f "$MK" $settings
+    # --no-print-directory: under make check, a nested make says its folder
+    run make --no-print-directory -n -f "$MK" $settings
     [ "$status" -eq 0 ]
     [ "${#lines[@]}" -eq 2 ] || { echo "$output"; return 1; }
     [[ "${lines[0]}" == "mkdir -p out/heat" ]] || { echo "$output"; return 1; }
