@@ -41,9 +41,11 @@ PROGS   = bagify stitch reorg-breakhis recinfo featurize attend classify train e
 # The lane kernels (lanes.h) are compiled once per instruction set, into
 # DIR/NAME_ISA.o (names unique in the archive); the rest once.
 ISAS    = avx512 avx2 portable
-KERNEL_SRC = common/kernels.c common/kernels_shift.c common/kernels_winograd.c
+KERNEL_SRC = common/compute/kernels.c common/compute/kernels_shift.c common/compute/kernels_winograd.c
 kernel_objs = $(foreach isa,$(ISAS),$(KERNEL_SRC:common/%.c=$(1)/%_$(isa).o))
-LIB_SRC = $(filter-out $(KERNEL_SRC),$(wildcard common/*.c))
+LIB_SRC = $(filter-out $(KERNEL_SRC),$(wildcard common/*/*.c))
+# every header: a change to one rebuilds everything (the library is small)
+HEADERS = $(wildcard common/*/*.h)
 LIB_OBJ = $(LIB_SRC:common/%.c=$(BUILD)/common/%.o) $(call kernel_objs,$(BUILD)/common)
 UNITS   = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 HELPERS = $(patsubst tests/helpers/%.c,%,$(wildcard tests/helpers/*.c))
@@ -65,14 +67,15 @@ HELPER_BINS = $(HELPERS:%=$(BUILD)/tests/%)
 
 all: $(BINS)
 
-$(BUILD)/common/%.o: common/%.c common/*.h | $(BUILD)/common
+$(BUILD)/common/%.o: common/%.c $(HEADERS)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(AMIL_CFLAGS) -c -o $@ $<
 KERNEL_FLAGS_avx512   = -DLANES=16 -mavx512f -mfma -mavx2
 KERNEL_FLAGS_avx2     = -DLANES=8 -mavx2 -mfma
 KERNEL_FLAGS_portable = -DLANES=4
 # $(call kernel_rule,DIR,ISA,FLAGS): DIR/NAME_ISA.o from common/NAME.c
 define kernel_rule
-$(1)/%_$(2).o: common/%.c common/*.h
+$(1)/%_$(2).o: common/%.c $(HEADERS)
 	@mkdir -p $$(@D)
 	$$(CC) $(3) -ffp-contract=fast -DISA=$(2) $$(KERNEL_FLAGS_$(2)) -c -o $$@ $$<
 endef
@@ -81,15 +84,16 @@ $(foreach isa,$(ISAS),$(eval $(call kernel_rule,$(BUILD)/common,$(isa),$$(CFLAGS
 $(BUILD)/libamil.a: $(LIB_OBJ)
 	rm -f $@
 	$(AR) rcs $@ $^
-$(BUILD)/bin/%: tools/%.c $(BUILD)/libamil.a common/*.h | $(BUILD)/bin
+$(BUILD)/bin/%: tools/%.c $(BUILD)/libamil.a $(HEADERS) | $(BUILD)/bin
 	$(CC) $(CFLAGS) $(AMIL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libamil.a $(LDLIBS)
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libamil.a common/*.h tests/unit/*.h | $(BUILD)/tests
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libamil.a $(HEADERS) tests/unit/*.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(AMIL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libamil.a $(LDLIBS) -lcmocka
-$(BUILD)/tests/%: tests/helpers/%.c $(BUILD)/libamil.a common/*.h | $(BUILD)/tests
+$(BUILD)/tests/%: tests/helpers/%.c $(BUILD)/libamil.a $(HEADERS) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(AMIL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libamil.a $(LDLIBS)
 # The fuzz targets: replayed (gcc, a sanitized copy of the library) and
 # fuzzed (clang's libFuzzer); amil_die() is wrapped (tests/fuzz/fuzz.h).
-$(BUILD)/replay/%.o: common/%.c common/*.h | $(BUILD)/replay
+$(BUILD)/replay/%.o: common/%.c $(HEADERS)
+	@mkdir -p $(@D)
 	$(CC) $(AMIL_CFLAGS) $(SAN_FLAGS) -c -o $@ $<
 $(foreach isa,$(ISAS),$(eval $(call kernel_rule,$(BUILD)/replay,$(isa),$$(AMIL_CFLAGS) $$(SAN_FLAGS))))
 $(BUILD)/replay/libamil.a: $(REPLAY_OBJ)
@@ -99,7 +103,8 @@ $(BUILD)/tests/fuzz_%: tests/fuzz/%.c tests/fuzz/replay.c tests/fuzz/common.c te
                        tools/*.c $(BUILD)/replay/libamil.a | $(BUILD)/tests
 	$(CC) $(AMIL_CFLAGS) $(SAN_FLAGS) -Itests/fuzz -Wl,--wrap=amil_die,--wrap=fopen,--wrap=fclose -o $@ tests/fuzz/$*.c \
 	    tests/fuzz/replay.c tests/fuzz/common.c $(BUILD)/replay/libamil.a $(LDLIBS)
-build-fuzz/common/%.o: common/%.c common/*.h | build-fuzz/common
+build-fuzz/common/%.o: common/%.c $(HEADERS)
+	@mkdir -p $(@D)
 	clang $(AMIL_CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 # the kernels are GCC's vector extensions (clang has no __builtin_shuffle)
 # and no parser: compiled by $(CC), uninstrumented
@@ -117,7 +122,7 @@ build-fuzz/common:
 BENCH_BINS = $(BUILD)/bench/step $(BUILD)/bench/cnn $(BUILD)/bench/peak
 $(BUILD)/bench/peak: bench/peak.c | $(BUILD)/bench
 	$(CC) -O2 -o $@ $<
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libamil.a common/*.h | $(BUILD)/bench
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libamil.a $(HEADERS) | $(BUILD)/bench
 	$(CC) $(CFLAGS) $(AMIL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libamil.a $(LDLIBS)
 $(BUILD)/common $(BUILD)/bin $(BUILD)/tests $(BUILD)/bench $(BUILD)/replay:
 	mkdir -p $@

@@ -12,9 +12,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "amil.h"
-#include "cnn.h"
-#include "nn.h"
+#include "base/base.h"
+#include "compute/nn.h"
+#include "compute/parallel.h"
+#include "models/cnn.h"
+#include "record/record.h"
+#include "record/stream.h"
 
 static double now(void)
 {

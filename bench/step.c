@@ -12,11 +12,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "amil.h"
-#include "kernels.h"
-#include "mil.h"
-#include "nn.h"
-#include "optim.h"
+#include "base/base.h"
+#include "compute/kernels.h"
+#include "compute/nn.h"
+#include "compute/optim.h"
+#include "compute/parallel.h"
+#include "models/mil.h"
 
 static double now(void)
 {

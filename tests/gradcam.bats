@@ -187,7 +187,7 @@ EOF
     [ "$(sort -u "$T/sums" | wc -l)" -eq 3 ]
 }
 
-# Grad-CAM's picture has stitch's legend (common/legend.h): the map's
+# Grad-CAM's picture has stitch's legend (common/media/legend.h): the map's
 # least and greatest values at the ends of the colour bar, in the corner
 # that hides least; --no-legend leaves it out.  safetensors.py legend
 # finds it and reads it back.

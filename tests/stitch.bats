@@ -205,7 +205,7 @@ print(int(np.any(a != b, axis=2).sum()))"
 
 # The heat style draws a legend, the colour bar and the attention at its
 # ends (not with --no-legend, nor in the paper's style), sized with the
-# picture and put where it hides least (common/legend.h), and warns,
+# picture and put where it hides least (common/media/legend.h), and warns,
 # naming the file, when min-max stretches a nearly uniform attention.
 # safetensors.py legend finds the box (the pixels --no-legend leaves
 # alone) and reads its labels back from the font.

@@ -12,11 +12,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "amil.h"
-#include "breakhis.h"
-#include "image.h"
-#include "slide.h"
-#include "tissue.h"
+#include "base/base.h"
+#include "media/breakhis.h"
+#include "media/image.h"
+#include "media/slide.h"
+#include "media/tissue.h"
+#include "record/record.h"
+#include "record/stream.h"
+#include "tool/cli.h"
 
 enum crop { CROP_CENTER, CROP_NONE, CROP_PAD };
 static const char *const crop_names[] = {"center", "none", "pad", NULL};

@@ -16,8 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "amil.h"
-#include "metrics.h"
+#include "base/base.h"
+#include "compute/metrics.h"
+#include "tool/cli.h"
 
 struct cmdline {
     int json, by_patient;

@@ -18,10 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "amil.h"
-#include "filter.h"
-#include "mil.h"
-#include "nn.h"
+#include "base/base.h"
+#include "compute/nn.h"
+#include "compute/parallel.h"
+#include "models/mil.h"
+#include "record/record.h"
+#include "tool/filter.h"
 
 static const char usage_text[] =
     "usage: featurize -m MODEL [-k] [-j THREADS] [--force] [FILE]\n"

@@ -28,15 +28,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "amil.h"
-#include "cnn.h"
-#include "colormap.h"
-#include "filter.h"
-#include "image.h"
-#include "legend.h"
-#include "mil.h"
-#include "nn.h"
-#include "slide.h"
+#include "base/base.h"
+#include "base/output.h"
+#include "compute/nn.h"
+#include "media/colormap.h"
+#include "media/image.h"
+#include "media/legend.h"
+#include "media/slide.h"
+#include "models/cnn.h"
+#include "models/mil.h"
+#include "record/record.h"
+#include "record/stream.h"
+#include "tool/cli.h"
+#include "tool/filter.h"
+#include "tool/options.h"
+#include "tool/view.h"
 
 enum method { METHOD_GRADCAM, METHOD_GUIDED, METHOD_GUIDED_GRADCAM };
 static const char *const method_names[] = {"gradcam", "guided", "guided-gradcam"};

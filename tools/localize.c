@@ -19,8 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "amil.h"
-#include "metrics.h"
+#include "base/base.h"
+#include "compute/metrics.h"
+#include "record/record.h"
+#include "record/stream.h"
+#include "tool/cli.h"
 
 struct cmdline {
     const char *table, *input;

@@ -23,8 +23,10 @@
 
 #include <libdeflate.h>
 
-#include "amil.h"
-#include "image.h"
+#include "base/base.h"
+#include "base/output.h"
+#include "media/image.h"
+#include "tool/cli.h"
 
 struct cmdline {
     const char *dir, *images, *labels;

@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "amil.h"
+#include "base/base.h"
+#include "record/record.h"
+#include "record/stream.h"
+#include "tool/cli.h"
 
 struct cmdline {
     int json;

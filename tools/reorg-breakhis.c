@@ -29,8 +29,9 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
-#include "amil.h"
-#include "breakhis.h"
+#include "base/base.h"
+#include "media/breakhis.h"
+#include "tool/cli.h"
 
 enum layout { LAYOUT_AUTO, LAYOUT_KAGGLE, LAYOUT_OFFICIAL };
 enum link_mode { LINK_HARD, LINK_SYM, LINK_COPY };

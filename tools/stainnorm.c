@@ -21,10 +21,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "amil.h"
-#include "image.h"
-#include "stain.h"
-#include "tissue.h"
+#include "base/base.h"
+#include "base/output.h"
+#include "media/image.h"
+#include "media/stain.h"
+#include "media/tissue.h"
+#include "record/record.h"
+#include "record/stream.h"
+#include "tool/cli.h"
 
 struct cmdline {
     int method;                     /* enum amil_stain_method; -1: not given */

@@ -21,12 +21,18 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "amil.h"
-#include "colormap.h"
-#include "geojson.h"
-#include "image.h"
-#include "legend.h"
-#include "slide.h"
+#include "base/base.h"
+#include "base/output.h"
+#include "media/colormap.h"
+#include "media/geojson.h"
+#include "media/image.h"
+#include "media/legend.h"
+#include "media/slide.h"
+#include "record/record.h"
+#include "record/stream.h"
+#include "tool/cli.h"
+#include "tool/options.h"
+#include "tool/view.h"
 
 enum style { STYLE_HEAT, STYLE_PAPER };
 enum norm { NORM_MINMAX, NORM_MAX, NORM_RANK };

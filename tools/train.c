@@ -32,15 +32,21 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
-#include "amil.h"
-#include "augment.h"
-#include "checkpoint.h"
-#include "cnn.h"
-#include "metrics.h"
-#include "mil.h"
-#include "nn.h"
-#include "optim.h"
-#include "samples.h"
+#include "base/base.h"
+#include "base/output.h"
+#include "compute/metrics.h"
+#include "compute/nn.h"
+#include "compute/optim.h"
+#include "compute/parallel.h"
+#include "media/augment.h"
+#include "models/cnn.h"
+#include "models/mil.h"
+#include "record/record.h"
+#include "record/stream.h"
+#include "tool/checkpoint.h"
+#include "tool/cli.h"
+#include "tool/options.h"
+#include "tool/samples.h"
 
 /* Options whose defaults depend on the kind of network: which were given. */
 enum { GIVEN_EPOCHS = 1, GIVEN_LR = 2, GIVEN_DECAY = 4, GIVEN_OPTIMIZER = 8,
@@ -578,6 +584,27 @@ static void start_cnn(const struct cmdline *cl, struct run *run, struct amil_cnn
     start_optimizer(cl, o, base, m->params.nweights - base);
 }
 
+/* Gathers samples[0..B) of set s into the batch (amil_cnn_take): 0, or
+ * -1 with a message (a file that changed since it was read first). */
+static int cnn_gather(const struct amil_cnn *m, struct amil_cnn_work *backbone,
+                      struct amil_samples *s, int cached, const long *samples, int B,
+                      gsl_rng *rng, struct amil_cnn_batch *batch)
+{
+    for (int k = 0; k < B; k++) {
+        long i = amil_samples_record_of(s, samples[k]);
+        struct amil_record r;
+        if (amil_samples_get(s, i, &r) < 0)
+            return -1;
+        int status = amil_cnn_take(m, backbone, &r, samples[k] - s->first[i], cached, rng,
+                                   batch, k);
+        amil_samples_put(s, &r);
+        if (status < 0)
+            return amil_fail("%s: record %ld changed since it was first read",
+                             s->stream.name, i);
+    }
+    return 0;
+}
+
 /* What a CNN's epoch works with. */
 struct cnn_trainer {
     const struct cmdline *cl;
@@ -606,7 +633,7 @@ static struct amil_score cnn_epoch(struct cnn_trainer *t, long epoch, gsl_rng *r
     double loss = 0, errors = 0;
     for (long k = 0; k < samples; k += B) {
         int n = (int)(samples - k < B ? samples - k : B);
-        if (amil_cnn_gather(m, &t->backbone, t->set, t->cached, t->order + k, n, rng,
+        if (cnn_gather(m, &t->backbone, t->set, t->cached, t->order + k, n, rng,
                             &t->batch) < 0)
             amil_die("%s", amil_error());
         if (m->trained)

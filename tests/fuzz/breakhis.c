@@ -2,8 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "breakhis.h"
 #include "fuzz.h"
+#include "media/breakhis.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -5,8 +5,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "amil.h"
+#include "base/base.h"
 #include "fuzz.h"
+#include "record/stream.h"
 
 jmp_buf fuzz_died;
 

@@ -1,9 +1,9 @@
 /* image.c: image decoding, every image of the input, as bagify reads a
  * file: the PNG fast path, stb_image's formats and libnetpbm's, with the
  * pixel limit at 2^22 so that an input cannot make one run slow. */
-#include "amil.h"
+#include "base/base.h"
 #include "fuzz.h"
-#include "image.h"
+#include "media/image.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

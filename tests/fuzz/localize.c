@@ -12,6 +12,7 @@
  * class is empty). */
 #define main localize_main
 #include "../../tools/localize.c"
+#include "base/base.h"
 #undef main
 #include "fuzz.h"
 

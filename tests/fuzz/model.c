@@ -4,13 +4,15 @@
  * few pixels, so that a value the reader lets through cannot misbehave. */
 #include <string.h>
 
-#include "amil.h"
-#include "clam.h"
-#include "cnn.h"
+#include "base/base.h"
+#include "compute/optim.h"
 #include "fuzz.h"
-#include "mil.h"
-#include "optim.h"
-#include "stain.h"
+#include "media/stain.h"
+#include "models/clam.h"
+#include "models/cnn.h"
+#include "models/mil.h"
+#include "record/record.h"
+#include "record/stream.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

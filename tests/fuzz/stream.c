@@ -1,8 +1,10 @@
 /* stream.c: the record stream reader, every bag of a stream as attend reads
  * its input (amil_bag_read: records, and slides' parts joined), which is
  * amil_record_read, as featurize and the rest read theirs, and more. */
-#include "amil.h"
+#include "base/base.h"
 #include "fuzz.h"
+#include "record/record.h"
+#include "record/stream.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

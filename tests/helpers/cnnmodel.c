@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "amil.h"
-#include "cnn.h"
+#include "base/base.h"
+#include "models/cnn.h"
+#include "record/record.h"
+#include "record/stream.h"
 
 int main(int argc, char **argv)
 {

@@ -11,9 +11,9 @@
 
 #include <gsl/gsl_rng.h>
 
-#include "amil.h"
-#include "augment.h"
-#include "image.h"
+#include "base/base.h"
+#include "media/augment.h"
+#include "media/image.h"
 
 int main(int argc, char **argv)
 {

@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "amil.h"
+#include "base/base.h"
+#include "record/record.h"
+#include "record/stream.h"
 
 static void add_attention(struct amil_record *r, const char *how, long branches)
 {

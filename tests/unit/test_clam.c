@@ -18,9 +18,11 @@
 
 #include <cmocka.h>
 
-#include "amil.h"
-#include "clam.h"
-#include "optim.h"
+#include "base/base.h"
+#include "compute/optim.h"
+#include "models/clam.h"
+#include "record/record.h"
+#include "record/stream.h"
 #include "torch_check.h"
 
 static const char *fixture_path(void) { return test_data("clam-fixture.safetensors"); }

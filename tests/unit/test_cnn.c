@@ -31,11 +31,13 @@
 
 #include <cmocka.h>
 
-#include "amil.h"
-#include "cnn.h"
-#include "kernels.h"
-#include "image.h"
-#include "nn.h"
+#include "base/base.h"
+#include "compute/kernels.h"
+#include "compute/nn.h"
+#include "media/image.h"
+#include "models/cnn.h"
+#include "record/record.h"
+#include "record/stream.h"
 #include "torch_check.h"
 
 /* cnn_fixture.py's weights(): v = 2u - 1; convolution and linear weights

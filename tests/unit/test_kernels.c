@@ -15,8 +15,8 @@
 
 #include <cmocka.h>
 
-#include "amil.h"
-#include "kernels.h"
+#include "base/base.h"
+#include "compute/kernels.h"
 
 static unsigned long long rng_state = 2463534242ULL;
 static double uniform(void)   /* xorshift64 in [-1, 1) */

@@ -19,11 +19,14 @@
 
 #include <cmocka.h>
 
-#include "amil.h"
-#include "kernels.h"
-#include "mil.h"
-#include "nn.h"
-#include "optim.h"
+#include "base/base.h"
+#include "compute/kernels.h"
+#include "compute/nn.h"
+#include "compute/optim.h"
+#include "compute/parallel.h"
+#include "models/mil.h"
+#include "record/record.h"
+#include "record/stream.h"
 #include "torch_check.h"
 
 static const char *fixture_path(void) { return test_data("torch-fixture.safetensors"); }

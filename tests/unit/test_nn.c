@@ -21,7 +21,7 @@
 
 #include <cmocka.h>
 
-#include "nn.h"
+#include "compute/nn.h"
 
 static unsigned long long rng_state = 88172645463325252ULL;
 static double uniform01(void)   /* xorshift64, so tests need no library */

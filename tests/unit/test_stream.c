@@ -16,9 +16,11 @@
 
 #include <cmocka.h>
 
-#include "amil.h"
-#include "breakhis.h"
-#include "colormap.h"
+#include "base/base.h"
+#include "media/breakhis.h"
+#include "media/colormap.h"
+#include "record/record.h"
+#include "record/stream.h"
 #include "test_data.h"
 
 /* A document: 8-byte length, the header as given (unpadded), data. */

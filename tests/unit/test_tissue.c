@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "tissue.h"
+#include "media/tissue.h"
 
 /* Draws rows of characters: '#' tissue (1), '.' background (0). */
 static void draw(uint8_t *mask, const char *rows[], int height)

@@ -18,12 +18,15 @@
 
 #include <cmocka.h>
 
-#include "amil.h"
-#include "checkpoint.h"
-#include "metrics.h"
-#include "optim.h"
-#include "params.h"
-#include "samples.h"
+#include "base/base.h"
+#include "base/output.h"
+#include "compute/metrics.h"
+#include "compute/optim.h"
+#include "compute/params.h"
+#include "record/record.h"
+#include "record/stream.h"
+#include "tool/checkpoint.h"
+#include "tool/samples.h"
 
 /* Record i: a tensor "x" of i + 1 bytes, all i, and metadata "n" = i. */
 static void make_record(struct amil_record *r, int i)

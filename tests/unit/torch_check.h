@@ -10,8 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "amil.h"
-#include "params.h"
+#include "base/base.h"
+#include "compute/params.h"
+#include "record/record.h"
 #include "test_data.h"
 
 /* The fixtures' weights: parameter t, element j: u = splitmix64(t 2^32 +

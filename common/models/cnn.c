@@ -1,0 +1,406 @@
+/* cnn.c: the CNN baselines of cnn.h: the layer graphs and their parameter
+ * tables, model records and starting weights.  cnn_pass.c runs them
+ * forward and backward; cnn_images.c sees images as their tiles. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "compute/nn.h"
+#include "models/cnn.h"
+#include "record/record.h"
+#include "record/stream.h"
+
+static const char *const arch_names[] = {"net", "vgg19", "resnet18"};
+static const int arch_sizes[] = {128, 224, 224};
+
+const char *amil_cnn_arch_name(enum amil_cnn_arch arch) { return arch_names[arch]; }
+
+int amil_cnn_arch_parse(const char *name)
+{
+    return amil_name_index(arch_names, AMIL_CNN_ARCHS, name);
+}
+
+/* ---- building the graph ------------------------------------------------ */
+
+struct builder {
+    struct amil_cnn *m;
+    int height, width;      /* of the input */
+    int failed;             /* a layer's output came out empty */
+};
+
+/* Appends parameter layer.suffix; its index.  The graphs here are fixed
+ * and small, so the table cannot overflow. */
+static int add_param(struct amil_cnn *m, const char *layer, const char *suffix, int ndim,
+                     const int64_t *shape, size_t fan_in)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s.%s", layer, suffix);
+    return amil_params_add(&m->params, name, ndim, shape, fan_in);
+}
+
+/* Appends a layer reading `input` and returns its index; its output shape
+ * is worked out from the input's. */
+static int add_layer(struct builder *b, enum amil_op op, const char *name, int input,
+                     int out_channels, int kernel, int stride, int pad, int has_bias)
+{
+    struct amil_cnn *m = b->m;
+    struct amil_layer *l = &m->layers[m->nlayers];
+    const struct amil_layer *in = input >= 0 ? &m->layers[input] : NULL;
+    *l = (struct amil_layer){.op = op, .input = input, .input2 = -1, .kernel = kernel,
+                             .stride = stride, .pad = pad, .param = -1,
+                             .has_bias = has_bias};
+    snprintf(l->name, sizeof l->name, "%s", name);
+    if (in)
+        l->c = in->c, l->h = in->h, l->w = in->w;
+    else
+        l->c = 3, l->h = b->height, l->w = b->width;
+    switch (op) {
+    case AMIL_OP_CONV: {
+        l->c = out_channels;
+        l->h = amil_conv_out(in->h, kernel, stride, pad);
+        l->w = amil_conv_out(in->w, kernel, stride, pad);
+        int64_t shape[4] = {out_channels, in->c, kernel, kernel};
+        size_t fan_in = (size_t)in->c * kernel * kernel;
+        l->param = add_param(m, name, "weight", 4, shape, fan_in);
+        if (has_bias)
+            add_param(m, name, "bias", 1, shape, fan_in);
+        break;
+    }
+    case AMIL_OP_MAXPOOL:
+        l->h = amil_conv_out(in->h, kernel, stride, pad);
+        l->w = amil_conv_out(in->w, kernel, stride, pad);
+        break;
+    case AMIL_OP_AVGPOOL:   /* adaptive, to kernel × kernel */
+        l->h = l->w = kernel;
+        break;
+    case AMIL_OP_LINEAR: {
+        int64_t shape[2] = {out_channels, (int64_t)in->c * in->h * in->w};
+        l->param = add_param(m, name, "weight", 2, shape, (size_t)shape[1]);
+        add_param(m, name, "bias", 1, shape, (size_t)shape[1]);
+        l->c = out_channels, l->h = l->w = 1;
+        break;
+    }
+    case AMIL_OP_BATCHNORM: {
+        int64_t shape[1] = {in->c};
+        const char *const names[] = {"weight", "bias", "running_mean", "running_var"};
+        for (int i = 0; i < 4; i++) {
+            int p = add_param(m, name, names[i], 1, shape, 0);
+            l->param = i == 0 ? p : l->param;
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    if (l->h < 1 || l->w < 1)
+        b->failed = 1;
+    return m->nlayers++;
+}
+
+static int build_net(struct builder *b)
+{
+    static const int widths[5] = {64, 64, 128, 128, 128};
+    int x = add_layer(b, AMIL_OP_INPUT, "input", -1, 0, 0, 0, 0, 0);
+    char name[16];
+    for (int i = 0; i < 5; i++) {
+        snprintf(name, sizeof name, "conv%d", i + 1);
+        x = add_layer(b, AMIL_OP_CONV, name, x, widths[i], 3, 1, 1, 1);
+        snprintf(name, sizeof name, "relu%d", i + 1);
+        x = add_layer(b, AMIL_OP_LEAKY_RELU, name, x, 0, 0, 0, 0, 0);
+        if (i == 4)
+            b->m->cam_layer = x;
+        snprintf(name, sizeof name, "pool%d", i + 1);
+        x = add_layer(b, AMIL_OP_MAXPOOL, name, x, 0, 2, 2, 0, 0);
+    }
+    x = add_layer(b, AMIL_OP_DROPOUT, "dropout1", x, 0, 0, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_LINEAR, "fc1", x, 1024, 0, 0, 0, 1);
+    x = add_layer(b, AMIL_OP_LEAKY_RELU, "relu6", x, 0, 0, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_DROPOUT, "dropout2", x, 0, 0, 0, 0, 0);
+    b->m->features = x;
+    b->m->trained = 0;   /* all of it */
+    return x;
+}
+
+static int build_vgg19(struct builder *b)
+{
+    /* torchvision's configuration "E": channels, 0 for a max-pool */
+    static const int config[] = {64,  64,  0,   128, 128, 0,   256, 256, 256, 256, 0,
+                                 512, 512, 512, 512, 0,   512, 512, 512, 512, 0};
+    int x = add_layer(b, AMIL_OP_INPUT, "input", -1, 0, 0, 0, 0, 0), index = 0;
+    char name[24];
+    for (size_t i = 0; i < sizeof config / sizeof *config; i++) {
+        snprintf(name, sizeof name, "features.%d", index++);
+        if (!config[i]) {
+            x = add_layer(b, AMIL_OP_MAXPOOL, name, x, 0, 2, 2, 0, 0);
+            continue;
+        }
+        x = add_layer(b, AMIL_OP_CONV, name, x, config[i], 3, 1, 1, 1);
+        snprintf(name, sizeof name, "features.%d", index++);
+        x = add_layer(b, AMIL_OP_RELU, name, x, 0, 0, 0, 0, 0);
+        b->m->cam_layer = x;   /* the last convolution's, once done */
+    }
+    x = add_layer(b, AMIL_OP_AVGPOOL, "avgpool", x, 0, 7, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_LINEAR, "classifier.0", x, 4096, 0, 0, 0, 1);
+    x = add_layer(b, AMIL_OP_RELU, "classifier.1", x, 0, 0, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_DROPOUT, "classifier.2", x, 0, 0, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_LINEAR, "classifier.3", x, 4096, 0, 0, 0, 1);
+    x = add_layer(b, AMIL_OP_RELU, "classifier.4", x, 0, 0, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_DROPOUT, "classifier.5", x, 0, 0, 0, 0, 0);
+    b->m->features = x;
+    b->m->trained = b->m->params.n;
+    return x;
+}
+
+/* torchvision's BasicBlock: conv 3×3 (stride), bn, ReLU, conv 3×3, bn,
+ * plus the input (through a 1×1 convolution and bn when the shape
+ * changes), ReLU. */
+static int basic_block(struct builder *b, const char *prefix, int x, int channels,
+                       int stride)
+{
+    char name[48];
+    int in = x;
+    snprintf(name, sizeof name, "%s.conv1", prefix);
+    x = add_layer(b, AMIL_OP_CONV, name, x, channels, 3, stride, 1, 0);
+    snprintf(name, sizeof name, "%s.bn1", prefix);
+    x = add_layer(b, AMIL_OP_BATCHNORM, name, x, 0, 0, 0, 0, 0);
+    snprintf(name, sizeof name, "%s.relu", prefix);
+    x = add_layer(b, AMIL_OP_RELU, name, x, 0, 0, 0, 0, 0);
+    snprintf(name, sizeof name, "%s.conv2", prefix);
+    x = add_layer(b, AMIL_OP_CONV, name, x, channels, 3, 1, 1, 0);
+    snprintf(name, sizeof name, "%s.bn2", prefix);
+    x = add_layer(b, AMIL_OP_BATCHNORM, name, x, 0, 0, 0, 0, 0);
+    int shortcut = in;
+    if (stride != 1 || b->m->layers[in].c != channels) {
+        snprintf(name, sizeof name, "%s.downsample.0", prefix);
+        shortcut = add_layer(b, AMIL_OP_CONV, name, in, channels, 1, stride, 0, 0);
+        snprintf(name, sizeof name, "%s.downsample.1", prefix);
+        shortcut = add_layer(b, AMIL_OP_BATCHNORM, name, shortcut, 0, 0, 0, 0, 0);
+    }
+    snprintf(name, sizeof name, "%s.add", prefix);
+    x = add_layer(b, AMIL_OP_ADD, name, x, 0, 0, 0, 0, 0);
+    b->m->layers[x].input2 = shortcut;
+    return add_layer(b, AMIL_OP_RELU, prefix, x, 0, 0, 0, 0, 0);
+}
+
+static int build_resnet18(struct builder *b)
+{
+    int x = add_layer(b, AMIL_OP_INPUT, "input", -1, 0, 0, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_CONV, "conv1", x, 64, 7, 2, 3, 0);
+    x = add_layer(b, AMIL_OP_BATCHNORM, "bn1", x, 0, 0, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_RELU, "relu", x, 0, 0, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_MAXPOOL, "maxpool", x, 0, 3, 2, 1, 0);
+    char prefix[32];
+    for (int stage = 0; stage < 4; stage++)
+        for (int block = 0; block < 2; block++) {
+            snprintf(prefix, sizeof prefix, "layer%d.%d", stage + 1, block);
+            x = basic_block(b, prefix, x, 64 << stage, stage > 0 && block == 0 ? 2 : 1);
+        }
+    b->m->cam_layer = x;
+    x = add_layer(b, AMIL_OP_AVGPOOL, "avgpool", x, 0, 1, 0, 0, 0);
+    b->m->features = x;
+    b->m->trained = b->m->params.n;
+    return x;
+}
+
+/* The layer graph and parameter table of the network, without its buffer. */
+static int cnn_layout(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, int height,
+                      int width)
+{
+    memset(m, 0, sizeof *m);
+    m->arch = arch, m->classes = classes, m->channels = 3;
+    m->size = arch_sizes[arch];
+    height = height ? height : m->size, width = width ? width : m->size;
+    if (classes < 2 || classes > AMIL_CNN_MAX_CLASSES)
+        return amil_fail("a classifier of %d classes", classes);
+    if (arch == AMIL_CNN_NET && (height != 128 || width != 128))
+        return amil_fail("net takes 128×128 images, not %d×%d", width, height);
+    if (height < 32 || width < 32 || (long)height * width > 1L << 26)
+        return amil_fail("%s cannot take %d×%d images", arch_names[arch], width, height);
+    struct builder b = {m, height, width, 0};
+    int (*const build[])(struct builder *) = {build_net, build_vgg19, build_resnet18};
+    int last = build[arch](&b);
+    add_layer(&b, AMIL_OP_LINEAR,
+              arch == AMIL_CNN_NET ? "fc2" : arch == AMIL_CNN_VGG19 ? "classifier.6" : "fc",
+              last, classes, 0, 0, 0, 1);
+    if (b.failed)
+        return amil_fail("%s cannot take %d×%d images", arch_names[arch], width, height);
+    return 0;
+}
+
+int amil_cnn_init(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, int height,
+                  int width)
+{
+    if (cnn_layout(m, arch, classes, height, width) < 0)
+        return -1;
+    amil_params_alloc(&m->params);
+    return 0;
+}
+
+void amil_cnn_free(struct amil_cnn *m)
+{
+    amil_params_free(&m->params);
+    amil_mapping_unref(m->mapping);
+    m->mapping = NULL;
+}
+
+void amil_cnn_randomize(struct amil_cnn *m, unsigned long seed)
+{
+    amil_params_randomize(&m->params, seed);
+}
+
+int amil_cnn_is_map(const struct amil_cnn *m, int layer)
+{
+    if (layer <= 0 || layer >= m->nlayers)
+        return 0;
+    for (int i = 1; i <= layer; i++)
+        if (m->layers[i].op == AMIL_OP_LINEAR || m->layers[i].op == AMIL_OP_AVGPOOL)
+            return 0;
+    return 1;
+}
+
+int amil_cnn_layer(const struct amil_cnn *m, const char *name)
+{
+    char block[48];
+    /* "layer4": the output of its last block */
+    if (m->arch == AMIL_CNN_RESNET18 && strncmp(name, "layer", 5) == 0 &&
+        strlen(name) == 6) {
+        snprintf(block, sizeof block, "%s.1", name);
+        name = block;
+    }
+    for (int i = 0; i < m->nlayers; i++)
+        if (strcmp(m->layers[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* ---- records ------------------------------------------------------------ */
+
+void amil_cnn_to_record(const struct amil_cnn *m, struct amil_record *r)
+{
+    amil_record_init(r);
+    amil_record_set_meta(r, "kind", "model");
+    amil_record_set_meta(r, "arch", arch_names[m->arch]);
+    amil_record_set_metaf(r, "classes", "%d", m->classes);
+    amil_record_set_metaf(r, "channels", "%d", m->channels);
+    amil_record_set_metaf(r, "size", "%d", m->size);
+    amil_record_set_meta(r, "normalization", amil_norm_name(m->norm));
+    amil_params_to_record(&m->params, r);
+}
+
+int amil_cnn_is_model(const struct amil_record *r)
+{
+    const char *arch = amil_record_meta(r, "arch");
+    if (arch)
+        return amil_cnn_arch_parse(arch) >= 0;
+    return amil_record_find(r, "conv1.weight") || amil_record_find(r, "features.0.weight");
+}
+
+void amil_cnn_rename_paper(struct amil_record *r)
+{
+    const char *const names[][2] = {{"fc.0.weight", "fc.weight"}, {"fc.0.bias", "fc.bias"}};
+    for (int i = 0; i < 2; i++) {
+        struct amil_tensor *t = amil_record_find(r, names[i][0]);
+        if (t && !amil_record_find(r, names[i][1])) {
+            free(t->name);
+            t->name = amil_xstrdup(names[i][1]);
+        }
+    }
+}
+
+int amil_cnn_from_record(struct amil_cnn *m, struct amil_record *r)
+{
+    memset(m, 0, sizeof *m);
+    amil_cnn_rename_paper(r);
+    const char *kind = amil_record_meta(r, "kind");
+    if (kind && strcmp(kind, "model") != 0 && strcmp(kind, "checkpoint") != 0)
+        return amil_fail("a record of kind '%s', not a model", kind);
+    const char *arch_text = amil_record_meta(r, "arch");
+    int arch = arch_text ? amil_cnn_arch_parse(arch_text)
+             : amil_record_find(r, "features.0.weight") ? AMIL_CNN_VGG19
+             : amil_record_find(r, "layer1.0.conv1.weight") ? AMIL_CNN_RESNET18
+             : amil_record_find(r, "conv5.weight") ? AMIL_CNN_NET : -1;
+    if (arch < 0)
+        return amil_fail(arch_text ? "arch '%s' is not a CNN (net, vgg19 or resnet18)"
+                                   : "not a CNN model: no arch, and not torchvision's names%s",
+                         arch_text ? arch_text : "");
+    const struct amil_tensor *head = amil_record_find(r, arch == AMIL_CNN_NET ? "fc2.weight"
+                                                  : arch == AMIL_CNN_VGG19 ? "classifier.6.weight"
+                                                                          : "fc.weight");
+    if (!head || head->ndim != 2)
+        return amil_fail("not a %s model: it has no last layer", arch_names[arch]);
+    /* a shape is any int64: range it before it becomes an int */
+    if (head->shape[0] < 2 || head->shape[0] > AMIL_CNN_MAX_CLASSES)
+        return amil_fail("a last layer of %lld classes (2 to %d)", (long long)head->shape[0],
+                         AMIL_CNN_MAX_CLASSES);
+    long classes = (long)head->shape[0];
+    if (amil_record_meta_long(r, "classes", 2, AMIL_CNN_MAX_CLASSES, &classes) < 0)
+        return -1;
+    if (classes != head->shape[0])
+        return amil_fail("the metadata's %ld classes disagree with the last layer's %lld",
+                         classes, (long long)head->shape[0]);
+    enum amil_norm norm;
+    if (amil_norm_of_record(r, &norm) < 0)
+        return -1;
+    /* every tensor checked before the buffer is allocated */
+    if (cnn_layout(m, arch, (int)classes, 0, 0) < 0 || amil_params_check(&m->params, r) < 0)
+        return -1;
+    m->norm = norm;
+    amil_params_alloc(&m->params);
+    for (int i = 0; i < m->params.n; i++)
+        amil_cnn_take_param(m, i, r);
+    return 0;
+}
+
+void amil_cnn_take_param(struct amil_cnn *m, int i, const struct amil_record *r)
+{
+    struct amil_param *p = &m->params.at[i];
+    const struct amil_tensor *t = amil_record_find(r, p->name);
+    if (i < m->trained && t->borrowed && r->mapping) {
+        p->data = t->data;
+        if (!m->mapping)
+            m->mapping = amil_mapping_ref(r->mapping);
+        return;
+    }
+    p->data = m->params.weights + p->offset;
+    memcpy(p->data, t->data, p->count * sizeof(float));
+}
+
+uint64_t amil_cnn_features_fingerprint(const struct amil_cnn *m)
+{
+    /* the pixels' normalization makes the features too */
+    return amil_params_fingerprint(&m->params, 0, m->trained, (uint64_t)m->norm);
+}
+
+int amil_cnn_take_weights(struct amil_cnn *m, struct amil_record *r)
+{
+    amil_cnn_rename_paper(r);
+    int head = m->params.n - 2, fits = 1;
+    for (int i = 0; i < m->params.n; i++) {
+        const struct amil_param *p = &m->params.at[i];
+        int same = amil_param_fits(p, amil_record_find(r, p->name));
+        if (!same && i < head)
+            return amil_fail("tensor '%s' is missing or not F32 of the shape %s needs",
+                             p->name, arch_names[m->arch]);
+        const struct amil_tensor *t = amil_record_find(r, p->name);
+        if (same && amil_tensor_finite(p->name, t->data, t->ndim, t->shape, -1) < 0)
+            return -1;
+        fits &= i < head || same;
+    }
+    for (int i = 0; i < m->params.n; i++)
+        if (i < head || fits)
+            amil_cnn_take_param(m, i, r);
+    return 0;
+}
+
+int amil_cnn_load_weights(struct amil_cnn *m, const char *path, int keep_norm)
+{
+    struct amil_record r;
+    if (amil_record_load(path, &r) < 0)
+        return -1;   /* the message names path */
+    int status = amil_cnn_take_weights(m, &r);
+    if (status == 0 && amil_record_meta(&r, "normalization") && !keep_norm)
+        status = amil_norm_of_record(&r, &m->norm);
+    amil_record_free(&r);
+    return status < 0 ? amil_fail_in(path) : 0;
+}

@@ -1,0 +1,262 @@
+/* cnn.h: the paper's CNN baselines as a small graph of layers: its own
+ * network (`net`, the paper's my_network/net.py) and torchvision's VGG19
+ * and ResNet18, with torchvision's state_dict names.
+ *
+ * A network is a list of layers in topological order; each reads the
+ * outputs of one or two earlier layers (two: ResNet's residual sum) and
+ * has its own output and gradient buffers, so forward is one pass down the
+ * list and backward one pass up it, each layer adding its input's gradient
+ * (+=: a layer read twice gets both).  Activations are PyTorch's NCHW, a
+ * batch of B images.  A convolution's forward pass (stride 1 or 2, up to
+ * 7×7: all of these networks') runs image by image on the kernels of
+ * kernels.h: a frozen 3×3 one as Winograd's F(2×2, 3×3) (its transformed
+ * weights made at first use and kept in the work), the others as broadcast
+ * weights times shifted rows of the zero-padded input (no im2col); threads
+ * split the positions.  Its backward is one matrix product per image,
+ * (OC, C·K·K) × (C·K·K, OH·OW), on BLAS.
+ *
+ *   net       128×128: 5 × [conv 3×3 pad 1, leaky ReLU 0.01, max-pool 2]
+ *             (64, 64, 128, 128, 128 channels), dropout 0.5, fc1 2048→1024,
+ *             leaky ReLU, dropout 0.5, fc2 1024→classes; all trained.
+ *   vgg19     torchvision's vgg19 (features.0 to features.36, avgpool 7×7,
+ *             classifier.0 to classifier.6); classifier.6 is the new last
+ *             layer (4096→classes), the rest frozen.
+ *   resnet18  torchvision's resnet18 (batch norm in evaluation mode); fc is
+ *             the new last layer (512→classes), the rest frozen.
+ *
+ * The class scores are logits; the loss is softmax cross-entropy (the
+ * paper's log-softmax with NLL for net, CrossEntropyLoss for the others).
+ */
+#ifndef AMIL_CNN_H
+#define AMIL_CNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/base.h"
+#include "compute/metrics.h"
+#include "compute/params.h"
+#include "record/record.h"
+
+enum amil_cnn_arch { AMIL_CNN_NET, AMIL_CNN_VGG19, AMIL_CNN_RESNET18, AMIL_CNN_ARCHS };
+
+const char *amil_cnn_arch_name(enum amil_cnn_arch arch);   /* "net", "vgg19", "resnet18" */
+int amil_cnn_arch_parse(const char *name);                 /* -1 if unknown */
+
+enum amil_op {
+    AMIL_OP_INPUT, AMIL_OP_CONV, AMIL_OP_BATCHNORM, AMIL_OP_RELU, AMIL_OP_LEAKY_RELU,
+    AMIL_OP_MAXPOOL, AMIL_OP_AVGPOOL, AMIL_OP_LINEAR, AMIL_OP_DROPOUT, AMIL_OP_ADD
+};
+
+struct amil_layer {
+    enum amil_op op;
+    char name[48];          /* "features.34", "layer4.1.conv2", "layer4.1" */
+    int input, input2;      /* the layers read; input2 only for ADD, else -1 */
+    int c, h, w;            /* output of one image; a linear's is (c, 1, 1) */
+    int kernel, stride, pad;   /* convolution and max-pool; avgpool: none */
+    int param;              /* first parameter (weight, then bias; batch norm:
+                               weight, bias, running_mean, running_var), or -1 */
+    int has_bias;
+};
+
+#define AMIL_CNN_MAX_LAYERS 96
+#define AMIL_CNN_MAX_CLASSES 1000   /* ImageNet's, for torchvision's own weights */
+
+struct amil_cnn {
+    enum amil_cnn_arch arch;
+    int classes;
+    int size;               /* side of the square input: 128 or 224 */
+    int channels;           /* 3 */
+    enum amil_norm norm;
+    int nlayers;
+    struct amil_layer layers[AMIL_CNN_MAX_LAYERS];
+    struct amil_params params;   /* a frozen one loaded from a file has its data
+                               where the file's mapping holds it */
+    struct amil_mapping *mapping;   /* that mapping, or NULL */
+    int trained;            /* the parameters from this one on are trained
+                               (in the buffer, one block for the optimizer) */
+    int features;           /* the layer read by the last one: its output is
+                               what featurize caches */
+    int cam_layer;          /* Grad-CAM's layer unless told otherwise */
+};
+
+/* Sets up the network for inputs of height × width (0, 0: its own size),
+ * weights zeroed.  Returns 0, or -1 with a message (an input too small for
+ * the network, or for net, not its 128×128). */
+int amil_cnn_init(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, int height,
+                  int width);
+void amil_cnn_free(struct amil_cnn *m);
+/* PyTorch's default initialization of every parameter: U(±1/√fan_in) for
+ * convolutions and linears, batch norm weight 1, bias 0, running mean 0,
+ * variance 1 (torchvision's own inits differ, but only the new last layer
+ * is ever trained from scratch). */
+void amil_cnn_randomize(struct amil_cnn *m, unsigned long seed);
+/* Whether layer's output is feature maps, a layer Grad-CAM can look at:
+ * not the input, and before the first average pool or linear layer. */
+int amil_cnn_is_map(const struct amil_cnn *m, int layer);
+/* The layer of this name, or -1.  "layerN" names ResNet's last block of
+ * stage N. */
+int amil_cnn_layer(const struct amil_cnn *m, const char *name);
+
+/* Model files: the weights under their state_dict names (batch norm's
+ * num_batches_tracked as I64 0) plus metadata (arch, classes, size,
+ * channels, normalization).  Loading takes a bare torchvision state_dict
+ * too: the arch from the names, the classes from the last layer; the
+ * num_batches_tracked tensors are ignored. */
+void amil_cnn_to_record(const struct amil_cnn *m, struct amil_record *r);
+int amil_cnn_from_record(struct amil_cnn *m, struct amil_record *r);
+/* Parameter i from r's tensor of its name (the caller has checked it): a
+ * frozen one borrowed from r's mapping when r has one (no copy: VGG19's
+ * 550 MB are used where the file lies), else copied into m->weights. */
+void amil_cnn_take_param(struct amil_cnn *m, int i, const struct amil_record *r);
+/* Starting weights from r (a model or a bare state_dict): every tensor of
+ * the network by its name (as amil_cnn_take_param), the last layer's only
+ * when both its tensors fit the model (not torchvision's 1000 ImageNet
+ * classes: it keeps its fresh initialization).  Returns 0, or -1 with a
+ * message naming a tensor missing or of the wrong shape. */
+int amil_cnn_take_weights(struct amil_cnn *m, struct amil_record *r);
+/* The same from the file path, whose normalization, if it names one,
+ * becomes the model's unless keep_norm.  0, or -1 with a message naming
+ * path. */
+int amil_cnn_load_weights(struct amil_cnn *m, const char *path, int keep_norm);
+/* The paper's resnet_pre.py made its new last layer a Sequential, so its
+ * state_dicts name it fc.0.weight and fc.0.bias: renames those in r to
+ * torchvision's fc.weight and fc.bias (amil_cnn_from_record does). */
+void amil_cnn_rename_paper(struct amil_record *r);
+/* Whether a record holds a CNN model rather than an attention-MIL one. */
+int amil_cnn_is_model(const struct amil_record *r);
+
+/* Where the square tiles of side `tile` that cover a side of `length`
+ * start (into starts, unless NULL): ceil(length / tile) tiles, spread
+ * evenly from 0 to length - tile (rounded down), overlapping as little as
+ * they can.  Returns the count, or 0 if length < tile.  A CNN sees an
+ * image as these tiles; its class probabilities are their mean. */
+int amil_cnn_tiles(int length, int tile, int *starts);
+/* tile (T, T, 3) = the square of image (…, width, 3) at (y, x). */
+void amil_cnn_cut(uint8_t *tile, const uint8_t *image, int width, int y, int x, int T);
+
+/* Activations and gradients of a batch, grown to fit. */
+struct amil_cnn_work {
+    const struct amil_kernels *kernels;   /* NULL: amil_kernels()'s */
+    int capacity;           /* images the buffers hold */
+    int nlayers;
+    int from;               /* the first layer with buffers */
+    float **out, **grad;    /* per layer, (B, c, h, w) */
+    int32_t **argmax;       /* per max-pool, the input offset of each winner */
+    float **mask;           /* per dropout, 0 or 2 */
+    float *cols, *dcols;    /* one image's im2col and its gradient */
+    float *padded, *shifted;      /* a convolution's padded input (one phase of
+                                     it) and its output at the padded width */
+    float *phase_weights;         /* a stride-2 phase's taps' weights (cnn_pass.c) */
+    float **winograd;             /* per frozen 3×3 layer, its transformed
+                                     weights (16, OC, C), made at first use */
+    const float **winograd_of;    /* the weights they were made from */
+    float *tiles, *products;      /* transformed input (16, C, tiles) and
+                                     products (16, OC, tiles) */
+};
+void amil_cnn_work_free(struct amil_cnn_work *w);
+
+/* Forward over images (B, H, W, C) u8, normalized as m->norm says; with
+ * rng (a gsl_rng *), dropout is on (training), else off.  Leaves the class
+ * scores in w->out[nlayers - 1] (B, classes). */
+void amil_cnn_forward(const struct amil_cnn *m, struct amil_cnn_work *w,
+                      const uint8_t *images, int B, void *rng);
+/* Forward from the features layer on, over features (B, F) given (as
+ * featurize caches them).  Leaves the scores as amil_cnn_forward. */
+void amil_cnn_forward_head(const struct amil_cnn *m, struct amil_cnn_work *w,
+                           const float *features, int B, void *rng);
+
+enum amil_backward {
+    AMIL_BACKWARD_PLAIN,    /* the gradient */
+    AMIL_BACKWARD_GUIDED    /* Guided Backpropagation: ReLUs pass only positive
+                               gradients, where their input was positive */
+};
+/* Backward from dscores (B, classes) down to layer stop (its gradient
+ * left in w->grad[stop]; 0 is the input; after amil_cnn_forward_head, the
+ * features layer at the lowest), adding parameter gradients to
+ * grads (nweights) for the trained parameters when grads is not NULL. */
+void amil_cnn_backward(const struct amil_cnn *m, struct amil_cnn_work *w,
+                       const float *dscores, int B, int stop, enum amil_backward how,
+                       float *grads);
+
+/* Grad-CAM (Selvaraju et al. 2017) of image b, after a forward and a
+ * backward of the score to explain down to layer: A = its output (c, h, w),
+ * alpha_k = the mean over map k of its gradient, cam (h, w) =
+ * ReLU(Σ alpha_k A_k). */
+void amil_cnn_gradcam(const struct amil_cnn *m, const struct amil_cnn_work *w, int layer,
+                      int b, float *cam);
+
+/* prob (classes) = softmax of one image's scores (classes). */
+void amil_cnn_softmax(const struct amil_cnn *m, const float *scores, float *prob);
+
+/* ---- images and their tiles (cnn_images.c) ------------------------------- */
+
+/* The record's `image` U8 (H, W, 3), checked to be one the model can see
+ * (H and W at least its size), or NULL with a message. */
+const struct amil_tensor *amil_cnn_image(const struct amil_cnn *m, const struct amil_record *r);
+/* The record's `features` F32 (N ≥ 1, F), F the features layer's size (what
+ * featurize caches: vgg19 4096, resnet18 512), or NULL with a message. */
+const struct amil_tensor *amil_cnn_cached(const struct amil_cnn *m, const struct amil_record *r);
+/* Features per tile (what the last layer reads). */
+int amil_cnn_feature_size(const struct amil_cnn *m);
+/* The fingerprint (params.h) of the frozen backbone's weights, which make
+ * the features featurize caches (0 parameters for net). */
+uint64_t amil_cnn_features_fingerprint(const struct amil_cnn *m);
+/* The tiles of an H × W image: *n of them, their top left corners in
+ * coords (n, 2) (y, x), allocated; row by row. */
+int32_t *amil_cnn_tile_coords(const struct amil_cnn *m, int H, int W, int *n);
+/* features (n, F) of each tile of image (H, W, 3) at coords, one tile at a
+ * time in evaluation mode: the bytes train computes inside the network. */
+void amil_cnn_featurize(const struct amil_cnn *m, struct amil_cnn_work *w,
+                        const uint8_t *image, int W, const int32_t *coords, int n,
+                        float *features);
+/* prob (classes) = the mean over an image's tiles of their softmax, from
+ * the image (H, W, 3) or, with image NULL, from its tiles' features (n, F). */
+void amil_cnn_classify(const struct amil_cnn *m, struct amil_cnn_work *w,
+                       const uint8_t *image, int H, int W, const float *features, int n,
+                       float *prob);
+/* What the model makes of image record r (cached: its tiles' features):
+ * classified as amil_cnn_classify does, the loss the cross-entropy of the
+ * mean of its tiles' softmax.  Returns 0, or -1 with a message when r is
+ * not a labelled image (or features) of this model. */
+int amil_cnn_judge(const struct amil_cnn *m, struct amil_cnn_work *w,
+                   const struct amil_record *r, int cached, struct amil_verdict *v);
+/* The most probable class, the first of equals. */
+int amil_cnn_predict(const struct amil_cnn *m, const float *prob);
+
+/* ---- training samples (cnn_images.c) ------------------------------------- */
+
+/* The training samples an image record holds for m: net 1 (a random crop
+ * of the image, a new one each epoch), a frozen backbone's head one per
+ * tile, from the record's cached features (featurize) when it has them,
+ * else through the backbone.  *cached is -1 until a first record says,
+ * then whether the set holds features: a record that disagrees is
+ * refused, as are one without a label of the model's classes and an image
+ * too small.  Returns the count, or -1 with a message. */
+long amil_cnn_samples(const struct amil_cnn *m, const struct amil_record *r, int *cached);
+
+/* What a training step reads: net's crops (B, T, T, 3) or the head's
+ * features (B, F), their labels (B), and room for the scores' gradient
+ * (B, classes). */
+struct amil_cnn_batch {
+    uint8_t *crops;
+    float *features;
+    long *labels;
+    float *dscores;
+};
+/* Sample tile of record r (cached: it holds features) into slot k of
+ * batch: net's a random crop of its image (the corner drawn from rng, a
+ * gsl_rng *); a backbone's a tile's features, from the cache or through the
+ * backbone (work backbone, one tile at a time).  0, or -1 when r is not
+ * what it was when its samples were counted (amil_cnn_samples). */
+int amil_cnn_take(const struct amil_cnn *m, struct amil_cnn_work *backbone,
+                  const struct amil_record *r, long tile, int cached, void *rng,
+                  struct amil_cnn_batch *batch, int k);
+
+/* Cross-entropy of scores against labels over a batch, averaged (as
+ * PyTorch's mean reduction); dscores (B, classes) gets its gradient when
+ * not NULL.  Returns the mean loss. */
+double amil_cnn_loss(const struct amil_cnn *m, const float *scores, const long *labels,
+                     int B, float *dscores);
+
+#endif

@@ -1,0 +1,168 @@
+/* mil.h: the attention-MIL network of the paper (Ilse et al. 2018 with
+ * three input channels), plain or gated, over one bag at a time.
+ *
+ *   patches (N, P, P, C) u8 ─/255─▶ conv 5×5 C→20, ReLU, max-pool 2
+ *     ─▶ conv 5×5 20→50, ReLU, max-pool 2 ─▶ view (N, 50·4·4)
+ *     ─▶ linear →L, ReLU = features H (N, L)                  [featurize]
+ *   attention: a = w · tanh(V H) (+ b), or gated w · (tanh(V H) ⊙ σ(U H));
+ *     A (K, N) = softmax over the N patches; M (K, L) = A H    [attend]
+ *   classifier: 2 classes: p = σ(c · M); more: softmax(c · M)   [classify]
+ *
+ * Parameters live in one flat buffer with a table of names (the PyTorch
+ * state_dict names of the reference module), so a model file is one record
+ * and the optimizer one loop.
+ */
+#ifndef AMIL_MIL_H
+#define AMIL_MIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/base.h"
+#include "compute/metrics.h"
+#include "compute/params.h"
+#include "record/record.h"
+
+enum amil_mil_arch { AMIL_MIL_PLAIN, AMIL_MIL_GATED };
+
+/* Ceiling on a layer's width a model file may ask for (classes, hidden,
+ * attention, branches). */
+#define AMIL_MIL_MAX_WIDTH (1 << 20)
+
+struct amil_mil {
+    enum amil_mil_arch arch;
+    int channels;           /* 1 or 3 */
+    int patch;              /* side of a patch, 28 in the paper */
+    int classes;            /* 2: one sigmoid output; more: softmax */
+    int hidden;             /* L, 500 */
+    int attention;          /* D, 128 */
+    int branches;           /* K, 1 */
+    int flat;               /* 50 · s · s, the features before the linear */
+    enum amil_norm norm;    /* set after amil_mil_init; NONE by default */
+    struct amil_params params;   /* the state_dict names of the reference */
+};
+
+/* Sets up the parameter table (weights zeroed).  Returns 0, or -1 with a
+ * message when the geometry does not work (a patch too small for two 5×5
+ * convolutions and two poolings) or the sizes are over the ceilings above. */
+int amil_mil_init(struct amil_mil *m, enum amil_mil_arch arch, int channels, int patch,
+                  int classes, int hidden, int attention, int branches);
+void amil_mil_free(struct amil_mil *m);
+const char *amil_mil_arch_name(enum amil_mil_arch arch);
+int amil_mil_arch_parse(const char *name);   /* -1 if unknown */
+/* Weights as PyTorch's defaults draw them: U(-1/√fan_in, 1/√fan_in) for
+ * weights and biases (kaiming_uniform with a = √5), from a GSL mt19937
+ * seeded with seed. */
+void amil_mil_randomize(struct amil_mil *m, unsigned long seed);
+int amil_mil_outputs(const struct amil_mil *m);   /* 1 or classes */
+
+/* Model files: the weights under their state_dict names plus metadata
+ * (arch, classes, channels, patch, hidden, attention, branches,
+ * normalization: x/255, mnist or imagenet; x/255 when absent).  Loading
+ * also takes a bare PyTorch state_dict saved with
+ * safetensors: the architecture is read off the tensor names and shapes. */
+void amil_mil_to_record(const struct amil_mil *m, struct amil_record *r);
+int amil_mil_from_record(struct amil_mil *m, const struct amil_record *r);
+int amil_mil_load(struct amil_mil *m, const char *path);
+/* Activations of one bag, kept for backward; grown to fit.  The feature
+ * extractor's are in the lane layout of kernels.h (groups of lanes
+ * patches, the last group padded with zeros). */
+struct amil_mil_work {
+    const struct amil_kernels *kernels;   /* amil_kernels(), at first use */
+    int threads;            /* amil_thread_count() the buffers were made for */
+    int capacity[4];        /* patches the buffers of each stage hold */
+    int n;                  /* patches of the current bag */
+    float *x;               /* (G, C, P, P, lanes) the normalized input */
+    float *p1;              /* (G, 20, S1, S1, lanes) pool 1, + bias, ReLU */
+    float *p2;              /* (G, 50·S2·S2, lanes) pool 2, + bias, ReLU */
+    uint8_t *arg1, *arg2;   /* which of each pool window won, as p1, p2 */
+    float *hl;              /* (G, L, lanes) features */
+    float *h;               /* (N, L) the same as rows: featurize's output */
+    float *c1, *c2;         /* one group's convolution outputs (scratch) */
+    float *planes, *shifted;   /* conv 2 image by image (scratch) */
+    /* conv 2 as Winograd's F(4×4, 5×5): U of its weights (64, 50, 20),
+     * made from the copy at seen (when ready, and remade when the weights
+     * differ from it), the taps transposed (gt); a thread's V and products
+     * (scratch) */
+    float *wino_u, *wino_seen, *wino_gt, *wino_v, *wino_m;
+    int wino_ready;
+    float *v, *u, *gate;    /* (N, D): tanh(V H), σ(U H), their product */
+    float *scores;          /* (N, K) */
+    float *a;               /* (K, N), softmax over N */
+    float *m;               /* (K, L) */
+    float *logits, *prob;   /* (outputs), (classes) */
+    float *pk, *dwk;        /* the linear layer's weight gradient */
+    float *dconv;           /* threads 1.. : their convolutions' gradients */
+    /* gradients of the same; dc1, dp1, dc2 one group's (c1 .. dc1: one per
+     * thread); dvt, dut of tanh's and σ's outputs (v, u of their inputs),
+     * dsoft of the softmax's input (da of its output) */
+    float *dhl, *dp2, *dc2, *dp1, *dc1, *dh, *dv, *du, *dvt, *dut, *dgate, *dscores, *da,
+        *dsoft, *dm, *dlogits;
+};
+
+void amil_mil_work_free(struct amil_mil_work *w);
+
+/* The predicted class of probabilities prob (classes): for two classes the
+ * paper's Y_hat = (p >= 0.5); for more, the most probable, the first of
+ * equals. */
+int amil_mil_predict(const struct amil_mil *m, const float *prob);
+/* Fingerprints (params.h) of the weights that make a bag's features (the
+ * feature extractor) and, chained after them, its attention and embedding
+ * (the attention network). */
+void amil_mil_fingerprints(const struct amil_mil *m, uint64_t *features, uint64_t *embedding);
+
+/* Checks that a record is a bag this model can read: `patches` U8
+ * (N ≥ 1, P, P, C) with the model's P and C.  Returns the tensor, or NULL
+ * with a message. */
+const struct amil_tensor *amil_mil_bag_patches(const struct amil_mil *m,
+                                               const struct amil_record *r);
+/* The record's label: 1 and *label in [0, classes), 0 if it has none, -1
+ * (with a message) if it is not such a class. */
+int amil_mil_bag_label(const struct amil_mil *m, const struct amil_record *r, long *label);
+
+/* What the model makes of bag r (its patches and label): the loss of its
+ * label, the class predicted, the probability of class 1.  Returns 0, or
+ * -1 with a message when r is not a labelled bag of this model. */
+int amil_mil_judge(const struct amil_mil *m, struct amil_mil_work *w,
+                   const struct amil_record *r, struct amil_verdict *v);
+
+/* The three stages, as featurize, attend and classify run them.  featurize
+ * reads patches (N, P, P, C) u8 and leaves w->h (N, L); attend reads h
+ * (N, L) (w->h or another buffer) and leaves w->a (K, N) and w->m (K, L);
+ * classify reads m (K, L) and leaves w->prob (classes). */
+void amil_mil_featurize(const struct amil_mil *m, struct amil_mil_work *w,
+                        const uint8_t *patches, int n);
+void amil_mil_attend(const struct amil_mil *m, struct amil_mil_work *w, const float *h, int n);
+/* featurize's stage over a bag of any size in bounded memory: features (N,
+ * L) of patches (N, P, P, C) u8, AMIL_MIL_CHUNK patches at a time, so that
+ * w's buffers are set by the chunk, not the bag.  The chunk is a multiple
+ * of every instruction set's lanes, so the patches fall in the same groups
+ * as in one pass, and the features have the same bits. */
+#define AMIL_MIL_CHUNK 256
+void amil_mil_features(const struct amil_mil *m, struct amil_mil_work *w,
+                       const uint8_t *patches, int n, float *features);
+void amil_mil_classify(const struct amil_mil *m, struct amil_mil_work *w, const float *em);
+
+/* All three, then the loss of label y and its gradient: grads (nweights)
+ * += dloss/dweights (with grads NULL, the loss alone).  Returns the loss
+ * (the paper's clamped Bernoulli negative log-likelihood for 2 classes,
+ * cross-entropy otherwise). */
+double amil_mil_step(const struct amil_mil *m, struct amil_mil_work *w,
+                     const uint8_t *patches, int n, int y, float *grads);
+
+/* Grad-CAM (Selvaraju et al. 2017) of the bag's score for class target at
+ * the second convolution's output A (50 maps of side S per patch, S =
+ * amil_mil_gradcam_side(), 8 for 28×28 patches): per patch, alpha_k =
+ * the mean over the map of d score / d A_k, and cam (N, S, S) = ReLU(sum of
+ * alpha_k A_k).  The score is the class's logit (two classes: z for class
+ * 1, -z for class 0); target -1 is the class the model predicts.  Returns
+ * the class explained.  Upsampling and laying the maps on the image are the
+ * caller's.  In bounded memory: the bag's features (N, L) and attend's
+ * buffers, the rest a chunk's (AMIL_MIL_CHUNK patches); the maps differ
+ * from one pass over the bag by float rounding (OpenBLAS's products over
+ * other row blocks), not more. */
+int amil_mil_gradcam(const struct amil_mil *m, struct amil_mil_work *w,
+                     const uint8_t *patches, int n, int target, float *cam);
+int amil_mil_gradcam_side(const struct amil_mil *m);
+
+#endif

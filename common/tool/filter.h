@@ -1,0 +1,61 @@
+/* filter.h: what featurize, attend and classify share: the options of a
+ * program that applies part of a model to a stream of records. */
+#ifndef AMIL_FILTER_H
+#define AMIL_FILTER_H
+
+struct amil_filter {
+    const char *model;      /* -m MODEL */
+    const char *input;      /* FILE, or NULL for stdin */
+    int keep;               /* -k: keep the consumed tensor */
+    int table;              /* -t: a table instead of records (classify) */
+    long threads;           /* -j N [1] */
+    int force;              /* --force: records even to a terminal */
+};
+
+/* Parses -m MODEL [-k] [-j N] [-t, when with_table] [--force] [-h] [FILE],
+ * for main(): -h prints usage on standard output and exits 0; wrong
+ * options print why and the usage on standard error and exit 2.  Records
+ * to a terminal are refused, as gzip does, unless -t or --force. */
+struct amil_filter amil_filter_args(int argc, char **argv, int with_table, const char *usage);
+
+struct amil_record;
+/* What a filter does to one record r, the stream's index-th (from 0): adds
+ * its tensors and names in *consumed the one it read (dropped unless -k),
+ * or with -t prints the record's line itself; returns the units of work
+ * done (for the progress line), or -1 with a message. */
+typedef long amil_filter_each(void *ctx, struct amil_record *r, long index,
+                              const char **consumed);
+
+/* A filter's loop: every record of f's input through each(), then, unless
+ * -t, tagged with the model and written to standard output; with bags, a
+ * slide's consecutive parts are read as one record (amil_bag_read).  A bad
+ * record is fatal ("INPUT: record N: why"), after the whole records before
+ * it, and so is an empty stream ("INPUT: no records"); a progress line on a
+ * terminal counts unit.  Returns the records read. */
+long amil_filter_run(const struct amil_filter *f, int bags, amil_filter_each *each, void *ctx,
+                     const char *unit);
+
+/* The model a filter applies: an attention-MIL model, a CNN baseline or
+ * a CLAM head, told apart by its record (amil_cnn_is_model,
+ * amil_clam_is_model). */
+#include "models/clam.h"
+#include "models/cnn.h"
+#include "models/mil.h"
+#include "record/record.h"
+
+struct amil_any_model {
+    int is_cnn, is_clam;
+    struct amil_mil mil;
+    struct amil_cnn cnn;
+    struct amil_clam clam;
+    /* the fingerprints of the weights that make a record's features and
+     * embedding (amil_check_stage): knows_features is 0 for a CLAM head
+     * that does not say which backbone's features it reads, and for net */
+    uint64_t features_by, embedding_by;
+    int knows_features;
+};
+/* Loads path: 0, or -1 with a message naming it. */
+int amil_any_load(struct amil_any_model *m, const char *path);
+void amil_any_free(struct amil_any_model *m);
+
+#endif
