@@ -13,7 +13,7 @@
 #include "base/base.h"
 #include "compute/nn.h"
 #include "compute/parallel.h"
-#include "models/mil.h"
+#include "models/model.h"
 #include "record/record.h"
 #include "tool/filter.h"
 
@@ -26,52 +26,17 @@ static const char usage_text[] =
     "      --force          write records even to a terminal\n"
     "  -h, --help           this help\n";
 
-struct attend {
-    const char *model;
-    struct amil_any_model any;
-    struct amil_mil_work w;
-    struct amil_clam_work cw;
-};
-
-/* A record's attention and embedding from its features. */
+/* A record's attention and embedding from its features, and which
+ * weights made them. */
 static long attend_one(void *ctx, struct amil_record *r, long index, const char **consumed)
 {
     (void)index;
-    struct attend *a = ctx;
-    const struct amil_mil *m = &a->any.mil;
-    const struct amil_clam *c = &a->any.clam;
-    int clam = a->any.is_clam, width = clam ? c->features : m->hidden;
-    int branches = clam ? 1 : m->branches, L = clam ? c->hidden : m->hidden;
-    const struct amil_tensor *h = amil_record_expect(r, "features", AMIL_F32, 2);
-    if (!h)
+    struct amil_model *m = ctx;
+    long n = m->ops->attend(m, r, consumed);
+    if (n < 0)
         return -1;
-    if (h->shape[1] != width || h->shape[0] < 1 || h->shape[0] > INT32_MAX / 1024)
-        return amil_fail("features are [%lld, %lld]; the model's are [N ≥ 1, %d]",
-                         (long long)h->shape[0], (long long)h->shape[1], width);
-    int n = (int)h->shape[0];
-    if (amil_tensor_finite("features", h->data, 2, h->shape, 0) < 0)
-        return -1;
-    if (a->any.knows_features &&
-        amil_check_stage(r, "features_by", a->any.features_by, a->model) < 0)
-        return -1;
-    if (clam)
-        amil_clam_attend(c, &a->cw, h->data, n, NULL);
-    else
-        amil_mil_attend(m, &a->w, h->data, n);
-    int64_t a_shape[2] = {branches, n}, m_shape[2] = {branches, L};
-    memcpy(amil_record_put(r, "attention", AMIL_F32, 2, a_shape)->data, clam ? a->cw.a : a->w.a,
-           sizeof(float) * (size_t)branches * n);
-    memcpy(amil_record_put(r, "embedding", AMIL_F32, 2, m_shape)->data, clam ? a->cw.m : a->w.m,
-           sizeof(float) * (size_t)branches * L);
-    /* finite weights and features can still overflow to inf, and then NaN */
-    if (amil_tensor_finite("attention", amil_record_find(r, "attention")->data, 2, a_shape, 1) <
-            0 ||
-        amil_tensor_finite("embedding", amil_record_find(r, "embedding")->data, 2, m_shape,
-                           -1) < 0)
-        return -1;
-    amil_record_set_fingerprint(r, "embedding_by", a->any.embedding_by);
-    amil_record_set_meta(r, "attention_model", a->model);
-    *consumed = "features";
+    amil_record_set_fingerprint(r, "embedding_by", m->embedding_by);
+    amil_record_set_meta(r, "attention_model", m->path);
     return n;
 }
 
@@ -80,15 +45,10 @@ int main(int argc, char **argv)
     amil_init(argc, argv);
     struct amil_filter cl = amil_filter_args(argc, argv, 0, usage_text);
     amil_threads((int)cl.threads);
-    struct attend a = {.model = cl.model};
-    if (amil_any_load(&a.any, cl.model) < 0)
+    struct amil_model m;
+    if (amil_model_load(&m, cl.model) < 0 || amil_model_runs(&m, AMIL_STAGE_ATTENTION) < 0)
         amil_die("%s", amil_error());
-    if (a.any.is_cnn)
-        amil_die("%s: arch '%s' is not an attention-MIL model (amil or gated) or a CLAM head",
-                 cl.model, amil_cnn_arch_name(a.any.cnn.arch));
-    amil_filter_run(&cl, 1, attend_one, &a, "patches");
-    amil_mil_work_free(&a.w);
-    amil_clam_work_free(&a.cw);
-    amil_any_free(&a.any);
+    amil_filter_run(&cl, 1, attend_one, &m, "patches");
+    amil_model_free(&m);
     return amil_close_stdout();
 }

@@ -20,7 +20,7 @@
 #include "base/base.h"
 #include "compute/nn.h"
 #include "compute/parallel.h"
-#include "models/mil.h"
+#include "models/model.h"
 #include "record/record.h"
 #include "tool/filter.h"
 
@@ -64,72 +64,10 @@ static void put_row(int classes, const struct amil_record *r, const float *prob,
     putchar('\n');
 }
 
-/* The record's probabilities by an attention-MIL model, from its
- * embedding; returns the tensor read, or NULL with a message. */
-static const struct amil_tensor *embedding_of(const struct amil_record *r, int branches,
-                                              int hidden)
-{
-    const struct amil_tensor *em = amil_record_expect(r, "embedding", AMIL_F32, 2);
-    if (em && (em->shape[0] != branches || em->shape[1] != hidden)) {
-        amil_fail("embedding is [%lld, %lld]; the model's is [%d, %d]",
-                  (long long)em->shape[0], (long long)em->shape[1], branches, hidden);
-        return NULL;
-    }
-    if (em && amil_tensor_finite("embedding", em->data, 2, em->shape, -1) < 0)
-        return NULL;
-    return em;
-}
-
-static const char *classify_bag(const struct amil_mil *m, struct amil_mil_work *w,
-                                const struct amil_record *r, float *prob)
-{
-    const struct amil_tensor *em = embedding_of(r, m->branches, m->hidden);
-    if (!em)
-        return NULL;
-    amil_mil_classify(m, w, em->data);
-    memcpy(prob, w->prob, sizeof *prob * m->classes);
-    return "embedding";
-}
-
-/* By a CLAM head, from its embedding. */
-static const char *classify_clam(const struct amil_clam *m, struct amil_clam_work *w,
-                                 const struct amil_record *r, float *prob)
-{
-    const struct amil_tensor *em = embedding_of(r, 1, m->hidden);
-    if (!em)
-        return NULL;
-    amil_clam_classify(m, w, em->data);
-    memcpy(prob, w->prob, sizeof *prob * m->classes);
-    return "embedding";
-}
-
-/* By a CNN: from the tiles' cached features if a frozen backbone's record
- * has them, else from the image. */
-static const char *classify_image(const struct amil_cnn *m, struct amil_cnn_work *w,
-                                  const struct amil_record *r, float *prob)
-{
-    if (m->trained && amil_record_find(r, "features")) {
-        const struct amil_tensor *f = amil_cnn_cached(m, r);
-        if (!f)
-            return NULL;
-        amil_cnn_classify(m, w, NULL, 0, 0, f->data, (int)f->shape[0], prob);
-        return "features";
-    }
-    const struct amil_tensor *image = amil_cnn_image(m, r);
-    if (!image)
-        return NULL;
-    amil_cnn_classify(m, w, image->data, (int)image->shape[0], (int)image->shape[1], NULL, 0,
-                      prob);
-    return "image";
-}
-
 struct classify {
     const struct amil_filter *cl;
-    struct amil_any_model any;
+    struct amil_model m;
     int classes;
-    struct amil_mil_work w;
-    struct amil_cnn_work cw;
-    struct amil_clam_work lw;
 };
 
 /* A record's probabilities and predicted class: in the record, or with -t
@@ -137,24 +75,21 @@ struct classify {
 static long classify_one(void *ctx, struct amil_record *r, long index, const char **consumed)
 {
     struct classify *c = ctx;
-    float prob[AMIL_CNN_MAX_CLASSES];   /* classes: at most 1000 (train -c) */
-    *consumed = c->any.is_cnn    ? classify_image(&c->any.cnn, &c->cw, r, prob)
-                : c->any.is_clam ? classify_clam(&c->any.clam, &c->lw, r, prob)
-                                 : classify_bag(&c->any.mil, &c->w, r, prob);
+    float prob[AMIL_MAX_CLASSES];
+    struct amil_model *m = &c->m;
+    *consumed = m->ops->classify(m, r, prob);
     if (!*consumed)
         return -1;
     /* what it read was made by this model's weights, where the record says */
-    int cached = c->any.is_cnn && c->any.knows_features && strcmp(*consumed, "features") == 0;
-    if ((cached && amil_check_stage(r, "features_by", c->any.features_by, c->cl->model) < 0) ||
-        (!c->any.is_cnn &&
-         amil_check_stage(r, "embedding_by", c->any.embedding_by, c->cl->model) < 0))
+    int cached = m->knows_features && strcmp(*consumed, "features") == 0;
+    int pooled = strcmp(*consumed, "embedding") == 0;
+    if ((cached && amil_check_stage(r, "features_by", m->features_by, m->path) < 0) ||
+        (pooled && amil_check_stage(r, "embedding_by", m->embedding_by, m->path) < 0))
         return -1;
     int64_t classes = c->classes;   /* an overflow on the way is not a class */
     if (amil_tensor_finite("prob", prob, 1, &classes, -1) < 0)
         return -1;
-    int predicted = c->any.is_cnn    ? amil_cnn_predict(&c->any.cnn, prob)
-                    : c->any.is_clam ? amil_clam_predict(&c->any.clam, prob)
-                                     : amil_mil_predict(&c->any.mil, prob);
+    int predicted = m->ops->predict(m, prob);
     if (c->cl->table) {
         if (index == 0)   /* the header, once the first record is good */
             put_header(c->classes);
@@ -174,18 +109,13 @@ int main(int argc, char **argv)
     struct amil_filter cl = amil_filter_args(argc, argv, 1, usage_text);
     amil_threads((int)cl.threads);
     struct classify c = {.cl = &cl};
-    if (amil_any_load(&c.any, cl.model) < 0)
+    if (amil_model_load(&c.m, cl.model) < 0)
         amil_die("%s", amil_error());
-    c.classes = c.any.is_cnn    ? c.any.cnn.classes
-                : c.any.is_clam ? c.any.clam.classes
-                                : c.any.mil.classes;
-    if (c.classes > AMIL_CNN_MAX_CLASSES)
+    c.classes = c.m.ops->classes(&c.m);
+    if (c.classes > AMIL_MAX_CLASSES)
         amil_die("%s: %d classes; classify takes at most %d", cl.model, c.classes,
-                 AMIL_CNN_MAX_CLASSES);
+                 AMIL_MAX_CLASSES);
     amil_filter_run(&cl, 0, classify_one, &c, "records");
-    amil_mil_work_free(&c.w);
-    amil_clam_work_free(&c.lw);
-    amil_cnn_work_free(&c.cw);
-    amil_any_free(&c.any);
+    amil_model_free(&c.m);
     return amil_close_stdout();
 }

@@ -37,10 +37,10 @@
 #include "media/slide.h"
 #include "models/cnn.h"
 #include "models/mil.h"
+#include "models/model.h"
 #include "record/record.h"
 #include "record/stream.h"
 #include "tool/cli.h"
-#include "tool/filter.h"
 #include "tool/options.h"
 #include "tool/view.h"
 
@@ -567,17 +567,15 @@ int main(int argc, char **argv)
     struct cmdline cl = parse_args(argc, argv);
     if (!cl.output)
         amil_refuse_terminal(cl.force, "give -o FILE, or redirect it");
-    struct amil_any_model model;
-    if (amil_any_load(&model, cl.model) < 0)
+    struct amil_model model;
+    if (amil_model_load(&model, cl.model) < 0 || amil_model_runs(&model, AMIL_STAGE_GRADCAM) < 0)
         amil_die("%s", amil_error());
-    if (model.is_clam)
-        amil_die("%s: a CLAM head has no Grad-CAM here: it pools a frozen backbone's "
-                 "features, not patches; give an attention-MIL model or a CNN", cl.model);
-    if (model.is_cnn)
-        explain_image(&cl, &model.cnn);
+    /* the family's own Grad-CAM (the next step: an operation of model.h) */
+    if (model.ops->input == AMIL_INPUT_IMAGE)
+        explain_image(&cl, model.impl);
     else
-        explain_bags(&cl, &model.mil);
-    amil_any_free(&model);
+        explain_bags(&cl, model.impl);
+    amil_model_free(&model);
     if (amil_output_finish(&out_file) < 0)
         amil_die("%s", amil_error());
     return amil_close_stdout();

@@ -101,39 +101,3 @@ long amil_filter_run(const struct amil_filter *f, int bags, amil_filter_each *ea
     amil_stream_close(&s);
     return records;
 }
-
-int amil_any_load(struct amil_any_model *m, const char *path)
-{
-    memset(m, 0, sizeof *m);
-    struct amil_record r;
-    if (amil_record_load(path, &r) < 0)
-        return -1;
-    m->is_cnn = amil_cnn_is_model(&r);
-    m->is_clam = !m->is_cnn && amil_clam_is_model(&r);
-    int status = m->is_cnn    ? amil_cnn_from_record(&m->cnn, &r)
-                 : m->is_clam ? amil_clam_from_record(&m->clam, &r)
-                              : amil_mil_from_record(&m->mil, &r);
-    amil_record_free(&r);
-    if (status == 0 && m->is_cnn) {
-        m->features_by = amil_cnn_features_fingerprint(&m->cnn);
-        m->knows_features = m->cnn.trained > 0;
-    } else if (status == 0 && m->is_clam) {
-        m->features_by = m->clam.features_by;
-        m->knows_features = m->clam.knows_features;
-        m->embedding_by = amil_clam_embedding_fingerprint(&m->clam);
-    } else if (status == 0) {
-        amil_mil_fingerprints(&m->mil, &m->features_by, &m->embedding_by);
-        m->knows_features = 1;
-    }
-    return status < 0 ? amil_fail_in(path) : 0;
-}
-
-void amil_any_free(struct amil_any_model *m)
-{
-    if (m->is_cnn)
-        amil_cnn_free(&m->cnn);
-    else if (m->is_clam)
-        amil_clam_free(&m->clam);
-    else
-        amil_mil_free(&m->mil);
-}

@@ -35,27 +35,4 @@ typedef long amil_filter_each(void *ctx, struct amil_record *r, long index,
 long amil_filter_run(const struct amil_filter *f, int bags, amil_filter_each *each, void *ctx,
                      const char *unit);
 
-/* The model a filter applies: an attention-MIL model, a CNN baseline or
- * a CLAM head, told apart by its record (amil_cnn_is_model,
- * amil_clam_is_model). */
-#include "models/clam.h"
-#include "models/cnn.h"
-#include "models/mil.h"
-#include "record/record.h"
-
-struct amil_any_model {
-    int is_cnn, is_clam;
-    struct amil_mil mil;
-    struct amil_cnn cnn;
-    struct amil_clam clam;
-    /* the fingerprints of the weights that make a record's features and
-     * embedding (amil_check_stage): knows_features is 0 for a CLAM head
-     * that does not say which backbone's features it reads, and for net */
-    uint64_t features_by, embedding_by;
-    int knows_features;
-};
-/* Loads path: 0, or -1 with a message naming it. */
-int amil_any_load(struct amil_any_model *m, const char *path);
-void amil_any_free(struct amil_any_model *m);
-
 #endif

@@ -1,0 +1,49 @@
+/* model.c: the families in the order they recognise a model file, and
+ * loading one. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "models/model.h"
+#include "record/record.h"
+#include "record/stream.h"
+
+/* A CNN says so by its arch or its torchvision names, a CLAM head by its
+ * own names; attention-MIL reads the rest (and refuses what is none). */
+static const struct amil_model_ops *const families[] = {&amil_cnn_model, &amil_clam_model,
+                                                       &amil_mil_model};
+
+int amil_model_load(struct amil_model *m, const char *path)
+{
+    memset(m, 0, sizeof *m);
+    m->path = path;
+    struct amil_record r;
+    if (amil_record_load(path, &r) < 0)
+        return -1;
+    size_t i = 0;
+    while (i + 1 < sizeof families / sizeof *families && !families[i]->recognise(&r))
+        i++;
+    m->ops = families[i];
+    int status = m->ops->from_record(m, &r);
+    amil_record_free(&r);
+    if (status < 0) {
+        m->ops->free(m);
+        m->ops = NULL;
+        return amil_fail_in(path);
+    }
+    return 0;
+}
+
+void amil_model_free(struct amil_model *m)
+{
+    if (m->ops)
+        m->ops->free(m);
+    memset(m, 0, sizeof *m);
+}
+
+int amil_model_runs(const struct amil_model *m, enum amil_stage stage)
+{
+    const char *why = m->ops->lacks(m, stage);
+    return why ? amil_fail("%s: %s", m->path, why) : 0;
+}
