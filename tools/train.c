@@ -283,13 +283,11 @@ static long check_bag(struct amil_record *r, long index, const char *name, void 
     int says = clam ? amil_record_fingerprint(r, "features_by", &by) : 0;
     if (says < 0)
         amil_die("%s: record %ld: %s", name, index, amil_error());
+    char made[4200];
     if (says && clam->knows_features && by != clam->features_by)
-        amil_die("%s: record %ld: its features were made by weights %016llx%s%s%s, the "
-                 "head's by %016llx: a CLAM head learns one backbone's features", name, index,
-                 (unsigned long long)by, amil_record_meta(r, "features_model") ? " (" : "",
-                 amil_record_meta(r, "features_model") ? amil_record_meta(r, "features_model")
-                                                        : "",
-                 amil_record_meta(r, "features_model") ? ")" : "",
+        amil_die("%s: record %ld: its features were made by %s, the head's by %016llx: a "
+                 "CLAM head learns one backbone's features", name, index,
+                 amil_record_made_by(r, "features_by", by, made, sizeof made),
                  (unsigned long long)clam->features_by);
     if (says && !clam->knows_features)
         clam->features_by = by, clam->knows_features = 1;

@@ -309,6 +309,16 @@ int amil_record_fingerprint(const struct amil_record *r, const char *key, uint64
     return 1;
 }
 
+const char *amil_record_made_by(const struct amil_record *r, const char *key, uint64_t made,
+                                char *buf, size_t size)
+{
+    const char *by = amil_record_meta(r, strcmp(key, "features_by") == 0 ? "features_model"
+                                                                         : "attention_model");
+    snprintf(buf, size, "weights %016llx%s%s%s", (unsigned long long)made, by ? " (" : "",
+             by ? by : "", by ? ")" : "");
+    return buf;
+}
+
 int amil_check_stage(const struct amil_record *r, const char *key, uint64_t want,
                      const char *model)
 {
@@ -317,12 +327,11 @@ int amil_check_stage(const struct amil_record *r, const char *key, uint64_t want
     if (got <= 0 || made == want)
         return got;
     const char *stage = strcmp(key, "features_by") == 0 ? "features" : "embedding";
-    const char *by = amil_record_meta(r, strcmp(key, "features_by") == 0 ? "features_model"
-                                                                          : "attention_model");
-    return amil_fail("its %s %s made by weights %016llx%s%s%s, not by %s's (%016llx)", stage,
-                     stage[0] == 'f' ? "were" : "was", (unsigned long long)made,
-                     by ? " (" : "", by ? by : "", by ? ")" : "", model,
-                     (unsigned long long)want);
+    char by[4200];
+    return amil_fail("its %s %s made by %s, not by %s's (%016llx)", stage,
+                     stage[0] == 'f' ? "were" : "was", amil_record_made_by(r, key, made, by,
+                                                                          sizeof by),
+                     model, (unsigned long long)want);
 }
 
 int amil_record_append(struct amil_record *r, const struct amil_record *part)

@@ -107,6 +107,10 @@ void amil_record_set_fingerprint(struct amil_record *r, const char *key, uint64_
 int amil_record_fingerprint(const struct amil_record *r, const char *key, uint64_t *fingerprint);
 int amil_check_stage(const struct amil_record *r, const char *key, uint64_t want,
                      const char *model);
+/* "weights <fingerprint made> (<the model file the record names>)": who
+ * made the stage key says, for messages; into buf (size bytes). */
+const char *amil_record_made_by(const struct amil_record *r, const char *key, uint64_t made,
+                                char *buf, size_t size);
 
 const char *amil_record_meta(const struct amil_record *r, const char *key);
 /* Sets key to value, or with value NULL removes it. */
