@@ -35,8 +35,6 @@
 #include "media/image.h"
 #include "media/legend.h"
 #include "media/slide.h"
-#include "models/cnn.h"
-#include "models/mil.h"
 #include "models/model.h"
 #include "record/record.h"
 #include "record/stream.h"
@@ -256,16 +254,14 @@ static int draw(const struct cmdline *cl, const struct amil_record *r, const flo
     return status;
 }
 
-static int explain(const struct cmdline *cl, const struct amil_mil *m,
-                   struct amil_mil_work *w, struct amil_record *r)
+static int explain(const struct cmdline *cl, struct amil_model *m, struct amil_record *r)
 {
-    const struct amil_tensor *patches = amil_mil_bag_patches(m, r);
-    const struct amil_tensor *xy = amil_record_expect(r, "coords", AMIL_I32, 2);
-    if (!patches || !xy)
+    long n = m->ops->bag(m, r);
+    const struct amil_tensor *xy = n < 0 ? NULL : amil_record_expect(r, "coords", AMIL_I32, 2);
+    if (!xy)
         return -1;
-    int n = (int)patches->shape[0];
     if (xy->shape[0] != n || xy->shape[1] != 2)
-        return amil_fail("coords do not match the %d patches", n);
+        return amil_fail("coords do not match the %ld patches", n);
     long height, width;
     int has_height = amil_record_meta_long(r, "image_height", 1, INT32_MAX, &height);
     int has_width =
@@ -292,102 +288,33 @@ static int explain(const struct cmdline *cl, const struct amil_mil *m,
     snprintf(where, sizeof where, "the map at downsample %g", D);
     if (cl->record && amil_image_check_size(map_width, map_height, AMIL_MAX_PIXELS) < 0)
         return amil_fail_in(where);
-    int target = (int)cl->target;
-    if (target >= m->classes)
-        return amil_fail("--class %d: the model has %d classes", target, m->classes);
-    int side = amil_mil_gradcam_side(m);
-    float *cams = amil_xmalloc(sizeof *cams * (size_t)n * side * side);
-    target = amil_mil_gradcam(m, w, patches->data, n, target, cams);
-    int64_t cams_shape[3] = {n, side, side}, classes = m->classes;
-    if (amil_tensor_finite("prob", w->prob, 1, &classes, -1) < 0 ||
-        amil_tensor_finite("the maps", cams, 3, cams_shape, 0) < 0) {
-        free(cams);
-        return -1;   /* weights past float's range: no map, and no class */
-    }
-    /* a slide's bag is large: its patches and the network's buffers go
-     * before the picture is made */
-    amil_mil_work_free(w);
+    struct amil_bag_cams c;
+    if (m->ops->gradcam_bag(m, r, (int)cl->target, &c) < 0)
+        return -1;
+    /* a slide's bag is large: its patches go before the picture is made */
     amil_record_remove(r, "patches");
     int status;
     if (cl->record) {
         unsigned *covers = amil_xcalloc((size_t)map_height * map_width, sizeof *covers);
-        float *map = lay_out(cams, side, coords, n, m->patch * scale, D, (int)map_height,
+        float *map = lay_out(c.cams, c.side, coords, c.n, c.patch * scale, D, (int)map_height,
                              (int)map_width, covers);
         int64_t shape[2] = {map_height, map_width};
         memcpy(amil_record_put(r, "cam", AMIL_F32, 2, shape)->data, map,
                sizeof *map * (size_t)map_height * map_width);
         free(map), free(covers);
-        amil_record_set_metaf(r, "cam_class", "%d", target);
-        amil_record_set_meta(r, "cam_layer", "feature_extractor_part1.3");
+        amil_record_set_metaf(r, "cam_class", "%d", c.target);
+        amil_record_set_meta(r, "cam_layer", c.layer);
         if (D != 1)
             amil_record_set_metaf(r, "cam_downsample", "%.17g", D);
         status = write_out(cl, r, NULL);
     } else {
-        status = draw(cl, r, cams, side, n, coords, m->patch * scale);
+        status = draw(cl, r, c.cams, c.side, c.n, coords, c.patch * scale);
     }
-    free(cams);
+    free(c.cams);
     return status;
 }
 
 /* ---- CNN models ----------------------------------------------------------- */
-
-/* The maps of one image, summed over its tiles, then averaged. */
-struct maps {
-    float *cam;             /* (H, W), or NULL */
-    float *guided;          /* (3, H, W), or NULL */
-    unsigned *covers;       /* (H, W): tiles over each pixel */
-};
-
-static void explain_tiles(const struct cmdline *cl, const struct amil_cnn *m,
-                          const struct amil_image *img, int layer, int target,
-                          struct maps *out)
-{
-    int T = m->size, H = img->height, W = img->width, n;
-    int32_t *coords = amil_cnn_tile_coords(m, H, W, &n);
-    const struct amil_layer *at = &m->layers[layer];
-    uint8_t *tile = amil_xmalloc((size_t)T * T * 3);
-    float *cam = amil_xmalloc(sizeof *cam * at->h * at->w);
-    float *scaled = amil_xmalloc(sizeof *scaled * T * T);
-    struct amil_cnn_work w = {0};
-    float dscores[AMIL_CNN_MAX_CLASSES] = {0};
-    dscores[target] = 1;
-    size_t pixels = (size_t)H * W;
-    if (cl->method != METHOD_GUIDED)
-        out->cam = amil_xcalloc(pixels, sizeof *out->cam);
-    if (cl->method != METHOD_GRADCAM)
-        out->guided = amil_xcalloc(3 * pixels, sizeof *out->guided);
-    out->covers = amil_xcalloc(pixels, sizeof *out->covers);
-    for (int i = 0; i < n; i++) {
-        int top = coords[2 * i], left = coords[2 * i + 1];
-        amil_cnn_cut(tile, img->pixels, W, top, left, T);
-        amil_cnn_forward(m, &w, tile, 1, NULL);
-        if (out->cam) {
-            amil_cnn_backward(m, &w, dscores, 1, layer, AMIL_BACKWARD_PLAIN, NULL);
-            amil_cnn_gradcam(m, &w, layer, 0, cam);
-            amil_upsample_bilinear(scaled, T, T, cam, at->h, at->w);
-        }
-        if (out->guided)
-            amil_cnn_backward(m, &w, dscores, 1, 0, AMIL_BACKWARD_GUIDED, NULL);
-        for (int y = 0; y < T; y++)
-            for (int x = 0; x < T; x++) {
-                size_t at_image = (size_t)(top + y) * W + left + x;
-                out->covers[at_image]++;
-                if (out->cam)
-                    out->cam[at_image] += scaled[y * T + x];
-                for (int c = 0; out->guided && c < 3; c++)
-                    out->guided[c * pixels + at_image] +=
-                        w.grad[0][((size_t)c * T + y) * T + x];
-            }
-    }
-    for (size_t p = 0; p < pixels; p++) {
-        if (out->cam)
-            out->cam[p] /= (float)out->covers[p];
-        for (int c = 0; out->guided && c < 3; c++)
-            out->guided[c * pixels + p] /= (float)out->covers[p];
-    }
-    amil_cnn_work_free(&w);
-    free(tile), free(cam), free(scaled), free(coords);
-}
 
 /* The cam min-max normalized to [0, 1], in place. */
 static void normalize(float *map, size_t n)
@@ -441,40 +368,21 @@ static void draw_guided(const struct cmdline *cl, const float *guided, struct am
         }
 }
 
-static void explain_image(const struct cmdline *cl, const struct amil_cnn *m)
+static void explain_image(const struct cmdline *cl, struct amil_model *m)
 {
     if (!cl->image)
-        amil_die("a CNN model explains an image: give IMAGE");
+        amil_die("%s explains an image: give IMAGE", m->ops->noun);
     if (cl->view.downsample || cl->view.width)
         amil_die("--downsample and --width scale an attention-MIL model's map over a "
                  "slide; a CNN's maps are at the image's size");
     struct amil_image img;
     if (amil_image_load(cl->image, 0, 3, AMIL_MAX_PIXELS, &img) < 0)
         amil_die("%s: %s", cl->image, amil_error());
-    int T = m->size;
-    if (img.width < T || img.height < T)
-        amil_die("%s: %d×%d, smaller than %s's %d×%d input", cl->image, img.width, img.height,
-                 amil_cnn_arch_name(m->arch), T, T);
-    int layer = cl->layer ? amil_cnn_layer(m, cl->layer) : m->cam_layer;
-    if (layer < 0)
-        amil_die("--layer: %s has no layer '%s'", amil_cnn_arch_name(m->arch), cl->layer);
-    if (!amil_cnn_is_map(m, layer))
-        amil_die("--layer: '%s' is not a layer of feature maps", cl->layer);
-    int target = (int)cl->target;
-    if (target >= m->classes)
-        amil_die("--class %d: the model has %d classes", target, m->classes);
-    if (target < 0) {   /* the class the model gives the image */
-        struct amil_cnn_work w = {0};
-        float prob[AMIL_CNN_MAX_CLASSES];
-        amil_cnn_classify(m, &w, img.pixels, img.height, img.width, NULL, 0, prob);
-        int64_t classes = m->classes;
-        if (amil_tensor_finite("prob", prob, 1, &classes, -1) < 0)
-            amil_die("%s: %s", cl->image, amil_error());
-        target = amil_cnn_predict(m, prob);
-        amil_cnn_work_free(&w);
-    }
-    struct maps maps = {0};
-    explain_tiles(cl, m, &img, layer, target, &maps);
+    struct amil_image_maps maps;
+    if (m->ops->gradcam_image(m, &img, cl->image, cl->layer, (int)cl->target,
+                              cl->method != METHOD_GUIDED, cl->method != METHOD_GRADCAM,
+                              &maps) < 0)
+        amil_die("%s", amil_error());
     size_t pixels = (size_t)img.width * img.height;
     int status;
     if (cl->record) {
@@ -484,10 +392,10 @@ static void explain_image(const struct cmdline *cl, const struct amil_cnn *m)
         amil_record_set_meta(&r, "source", cl->image);
         amil_record_set_metaf(&r, "image_height", "%d", img.height);
         amil_record_set_metaf(&r, "image_width", "%d", img.width);
-        amil_record_set_meta(&r, "model", amil_cnn_arch_name(m->arch));
+        amil_record_set_meta(&r, "model", maps.arch);
         amil_record_set_meta(&r, "method", method_names[cl->method]);
-        amil_record_set_metaf(&r, "cam_class", "%d", target);
-        amil_record_set_meta(&r, "cam_layer", m->layers[layer].name);
+        amil_record_set_metaf(&r, "cam_class", "%d", maps.target);
+        amil_record_set_meta(&r, "cam_layer", maps.layer);
         int64_t shape[3] = {3, img.height, img.width};
         if (maps.cam)
             memcpy(amil_record_put(&r, "cam", AMIL_F32, 2, shape + 1)->data, maps.cam,
@@ -519,16 +427,15 @@ static void explain_image(const struct cmdline *cl, const struct amil_cnn *m)
 
 /* ---- attention-MIL models ------------------------------------------------ */
 
-static void explain_bags(const struct cmdline *cl, struct amil_mil *m)
+static void explain_bags(const struct cmdline *cl, struct amil_model *m)
 {
     if (cl->method != METHOD_GRADCAM)
-        amil_die("--method %s: Guided Backpropagation is for CNN models; %s is an "
-                 "attention-MIL model", method_names[cl->method], cl->model);
-    if (cl->layer && strcmp(cl->layer, "feature_extractor_part1.3") != 0)
-        amil_die("--layer: an attention-MIL model's Grad-CAM is at its second convolution, "
-                 "feature_extractor_part1.3, not '%s'", cl->layer);
+        amil_die("--method %s: Guided Backpropagation is for CNN models; %s is %s",
+                 method_names[cl->method], cl->model, m->ops->noun);
+    if (!m->ops->cam_layer(m, cl->layer))
+        amil_die("%s", amil_error());
     if (cl->image && cl->record)
-        amil_die("-f record draws nothing: no IMAGE with an attention-MIL model");
+        amil_die("-f record draws nothing: no IMAGE with %s", m->ops->noun);
     /* a bag at a time (a slide's parts joined); for a picture, one bag,
      * checked before it is drawn */
     struct amil_stream s;
@@ -538,7 +445,6 @@ static void explain_bags(const struct cmdline *cl, struct amil_mil *m)
     int got = amil_bag_read(&s, &r);
     if (got == 0)
         amil_die("<stdin>: no records");
-    struct amil_mil_work w = {0};
     while (got == 1) {
         if (!cl->record) {
             struct amil_record next;
@@ -548,7 +454,7 @@ static void explain_bags(const struct cmdline *cl, struct amil_mil *m)
                 amil_die("<stdin>: record %ld: more than one record; gradcam draws one "
                          "picture (-f record takes a stream)", at);
         }
-        if (got >= 0 && explain(cl, m, &w, &r) < 0)
+        if (got >= 0 && explain(cl, m, &r) < 0)
             amil_die("<stdin>: record %ld: %s", index, amil_error());
         amil_record_free(&r);
         if (!cl->record)
@@ -558,7 +464,6 @@ static void explain_bags(const struct cmdline *cl, struct amil_mil *m)
     }
     if (got < 0)
         amil_die("%s", amil_error());
-    amil_mil_work_free(&w);
 }
 
 int main(int argc, char **argv)
@@ -570,11 +475,10 @@ int main(int argc, char **argv)
     struct amil_model model;
     if (amil_model_load(&model, cl.model) < 0 || amil_model_runs(&model, AMIL_STAGE_GRADCAM) < 0)
         amil_die("%s", amil_error());
-    /* the family's own Grad-CAM (the next step: an operation of model.h) */
-    if (model.ops->input == AMIL_INPUT_IMAGE)
-        explain_image(&cl, model.impl);
+    if (model.ops->gradcam_image)
+        explain_image(&cl, &model);
     else
-        explain_bags(&cl, model.impl);
+        explain_bags(&cl, &model);
     amil_model_free(&model);
     if (amil_output_finish(&out_file) < 0)
         amil_die("%s", amil_error());

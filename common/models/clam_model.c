@@ -48,6 +48,12 @@ static const char *lacks(const struct amil_model *m, enum amil_stage stage)
     return NULL;
 }
 
+static long bag(const struct amil_model *m, const struct amil_record *r)
+{
+    const struct amil_tensor *features = amil_clam_bag_features(m->impl, r);
+    return features ? (long)features->shape[0] : -1;
+}
+
 static long attend(struct amil_model *m, struct amil_record *r, const char **consumed)
 {
     const struct amil_clam *clam = m->impl;
@@ -87,8 +93,10 @@ const struct amil_model_ops amil_clam_model = {
     .from_record = from_record,
     .free = free_model,
     .classes = classes,
+    .bag = bag,
     .lacks = lacks,
     .attend = attend,
     .classify = classify,
     .predict = predict,
+    .noun = "a CLAM head",
 };

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "base/base.h"
+#include "compute/nn.h"
+#include "media/image.h"
 #include "models/cnn.h"
 #include "models/model.h"
 #include "record/record.h"
@@ -138,6 +140,105 @@ static int predict(const struct amil_model *m, const float *prob)
     return amil_cnn_predict(m->impl, prob);
 }
 
+/* The layer's index, as the name asks (NULL: the architecture's own). */
+static int layer_index(const struct amil_cnn *cnn, const char *layer)
+{
+    int at = layer ? amil_cnn_layer(cnn, layer) : cnn->cam_layer;
+    if (at < 0)
+        return amil_fail("--layer: %s has no layer '%s'", amil_cnn_arch_name(cnn->arch), layer);
+    if (!amil_cnn_is_map(cnn, at))
+        return amil_fail("--layer: '%s' is not a layer of feature maps", layer);
+    return at;
+}
+
+static const char *cam_layer(const struct amil_model *m, const char *layer)
+{
+    const struct amil_cnn *cnn = m->impl;
+    int at = layer_index(cnn, layer);
+    return at < 0 ? NULL : cnn->layers[at].name;
+}
+
+/* The maps of img at layer for class target, summed over its tiles, then
+ * averaged over the tiles that cover each pixel. */
+static void explain_tiles(const struct amil_cnn *m, const struct amil_image *img, int layer,
+                          int target, struct amil_image_maps *out)
+{
+    int T = m->size, H = img->height, W = img->width, n;
+    int32_t *coords = amil_cnn_tile_coords(m, H, W, &n);
+    const struct amil_layer *at = &m->layers[layer];
+    uint8_t *tile = amil_xmalloc((size_t)T * T * 3);
+    float *cam = amil_xmalloc(sizeof *cam * at->h * at->w);
+    float *scaled = amil_xmalloc(sizeof *scaled * T * T);
+    struct amil_cnn_work w = {0};
+    float dscores[AMIL_CNN_MAX_CLASSES] = {0};
+    dscores[target] = 1;
+    size_t pixels = (size_t)H * W;
+    out->covers = amil_xcalloc(pixels, sizeof *out->covers);
+    for (int i = 0; i < n; i++) {
+        int top = coords[2 * i], left = coords[2 * i + 1];
+        amil_cnn_cut(tile, img->pixels, W, top, left, T);
+        amil_cnn_forward(m, &w, tile, 1, NULL);
+        if (out->cam) {
+            amil_cnn_backward(m, &w, dscores, 1, layer, AMIL_BACKWARD_PLAIN, NULL);
+            amil_cnn_gradcam(m, &w, layer, 0, cam);
+            amil_upsample_bilinear(scaled, T, T, cam, at->h, at->w);
+        }
+        if (out->guided)
+            amil_cnn_backward(m, &w, dscores, 1, 0, AMIL_BACKWARD_GUIDED, NULL);
+        for (int y = 0; y < T; y++)
+            for (int x = 0; x < T; x++) {
+                size_t at_image = (size_t)(top + y) * W + left + x;
+                out->covers[at_image]++;
+                if (out->cam)
+                    out->cam[at_image] += scaled[y * T + x];
+                for (int c = 0; out->guided && c < 3; c++)
+                    out->guided[c * pixels + at_image] +=
+                        w.grad[0][((size_t)c * T + y) * T + x];
+            }
+    }
+    for (size_t p = 0; p < pixels; p++) {
+        if (out->cam)
+            out->cam[p] /= (float)out->covers[p];
+        for (int c = 0; out->guided && c < 3; c++)
+            out->guided[c * pixels + p] /= (float)out->covers[p];
+    }
+    amil_cnn_work_free(&w);
+    free(tile), free(cam), free(scaled), free(coords);
+}
+
+static int gradcam_image(struct amil_model *m, const struct amil_image *img, const char *name,
+                         const char *layer, int target, int cam, int guided,
+                         struct amil_image_maps *out)
+{
+    const struct amil_cnn *cnn = m->impl;
+    int T = cnn->size;
+    if (img->width < T || img->height < T)
+        return amil_fail("%s: %d×%d, smaller than %s's %d×%d input", name, img->width,
+                         img->height, amil_cnn_arch_name(cnn->arch), T, T);
+    int at = layer_index(cnn, layer);
+    if (at < 0)
+        return -1;
+    if (target >= cnn->classes)
+        return amil_fail("--class %d: the model has %d classes", target, cnn->classes);
+    if (target < 0) {   /* the class the model gives the image */
+        float prob[AMIL_CNN_MAX_CLASSES];
+        amil_cnn_classify(cnn, m->work, img->pixels, img->height, img->width, NULL, 0, prob);
+        int64_t classes = cnn->classes;
+        if (amil_tensor_finite("prob", prob, 1, &classes, -1) < 0)
+            return amil_fail_in(name);
+        target = amil_cnn_predict(cnn, prob);
+    }
+    size_t pixels = (size_t)img->width * img->height;
+    *out = (struct amil_image_maps){.target = target, .layer = cnn->layers[at].name,
+                                    .arch = amil_cnn_arch_name(cnn->arch)};
+    if (cam)
+        out->cam = amil_xcalloc(pixels, sizeof *out->cam);
+    if (guided)
+        out->guided = amil_xcalloc(3 * pixels, sizeof *out->guided);
+    explain_tiles(cnn, img, at, target, out);
+    return 0;
+}
+
 const struct amil_model_ops amil_cnn_model = {
     .input = AMIL_INPUT_IMAGE,
     .units = "images",
@@ -149,4 +250,7 @@ const struct amil_model_ops amil_cnn_model = {
     .featurize = featurize,
     .classify = classify,
     .predict = predict,
+    .cam_layer = cam_layer,
+    .gradcam_image = gradcam_image,
+    .noun = "a CNN model",
 };

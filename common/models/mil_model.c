@@ -49,6 +49,12 @@ static const char *lacks(const struct amil_model *m, enum amil_stage stage)
     return NULL;
 }
 
+static long bag(const struct amil_model *m, const struct amil_record *r)
+{
+    const struct amil_tensor *patches = amil_mil_bag_patches(m->impl, r);
+    return patches ? (long)patches->shape[0] : -1;
+}
+
 static long featurize(struct amil_model *m, struct amil_record *r, const char **consumed)
 {
     const struct amil_mil *mil = m->impl;
@@ -96,6 +102,45 @@ static int predict(const struct amil_model *m, const float *prob)
     return amil_mil_predict(m->impl, prob);
 }
 
+/* Grad-CAM at the second convolution's output (mil.h). */
+static const char *cam_layer(const struct amil_model *m, const char *layer)
+{
+    (void)m;
+    static const char conv2[] = "feature_extractor_part1.3";
+    if (layer && strcmp(layer, conv2) != 0) {
+        amil_fail("--layer: an attention-MIL model's Grad-CAM is at its second convolution, "
+                  "%s, not '%s'", conv2, layer);
+        return NULL;
+    }
+    return conv2;
+}
+
+static int gradcam_bag(struct amil_model *m, const struct amil_record *r, int target,
+                       struct amil_bag_cams *out)
+{
+    const struct amil_mil *mil = m->impl;
+    struct amil_mil_work *w = m->work;
+    const struct amil_tensor *patches = amil_mil_bag_patches(mil, r);
+    if (!patches)
+        return -1;
+    if (target >= mil->classes)
+        return amil_fail("--class %d: the model has %d classes", target, mil->classes);
+    int n = (int)patches->shape[0], side = amil_mil_gradcam_side(mil);
+    float *cams = amil_xmalloc(sizeof *cams * (size_t)n * side * side);
+    target = amil_mil_gradcam(mil, w, patches->data, n, target, cams);
+    int64_t cams_shape[3] = {n, side, side}, classes = mil->classes;
+    if (amil_tensor_finite("prob", w->prob, 1, &classes, -1) < 0 ||
+        amil_tensor_finite("the maps", cams, 3, cams_shape, 0) < 0) {
+        free(cams);
+        return -1;   /* weights past float's range: no map, and no class */
+    }
+    /* a slide's bag is large: the network's buffers go before the picture
+     * is made */
+    amil_mil_work_free(w);
+    *out = (struct amil_bag_cams){cams, n, side, target, mil->patch, cam_layer(m, NULL)};
+    return 0;
+}
+
 const struct amil_model_ops amil_mil_model = {
     .input = AMIL_INPUT_PATCHES,
     .units = "patches",
@@ -103,9 +148,13 @@ const struct amil_model_ops amil_mil_model = {
     .from_record = from_record,
     .free = free_model,
     .classes = classes,
+    .bag = bag,
     .lacks = lacks,
     .featurize = featurize,
     .attend = attend,
     .classify = classify,
     .predict = predict,
+    .cam_layer = cam_layer,
+    .gradcam_bag = gradcam_bag,
+    .noun = "an attention-MIL model",
 };

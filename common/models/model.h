@@ -27,6 +27,27 @@ enum amil_stage {
 enum amil_input { AMIL_INPUT_PATCHES, AMIL_INPUT_IMAGE, AMIL_INPUT_FEATURES };
 
 struct amil_model;
+struct amil_image;
+
+/* Grad-CAM (Selvaraju et al. 2017) of a bag: each patch's map at the
+ * family's layer, for the picture the caller lays them into. */
+struct amil_bag_cams {
+    float *cams;            /* (N, side, side), the caller's to free */
+    int n, side;
+    int target;             /* the class explained */
+    int patch;              /* a patch's side, in its own pixels */
+    const char *layer;      /* the maps' layer, by its state_dict name */
+};
+/* Grad-CAM and Guided Backpropagation of an image, at its size: each
+ * pixel the mean over the tiles of the model's input that cover it. */
+struct amil_image_maps {
+    float *cam;             /* (H, W), or NULL when not asked */
+    float *guided;          /* (3, H, W), or NULL when not asked */
+    unsigned *covers;       /* (H, W): the tiles over each pixel */
+    int target;             /* the class explained */
+    const char *layer;      /* the cam's layer, by its state_dict name */
+    const char *arch;       /* the model's name, for the record */
+};
 
 struct amil_model_ops {
     const char *units;      /* what featurize's progress line counts */
@@ -39,6 +60,10 @@ struct amil_model_ops {
     int (*from_record)(struct amil_model *m, struct amil_record *r);
     void (*free)(struct amil_model *m);   /* impl and work */
     int (*classes)(const struct amil_model *m);
+    /* How many instances record r holds for m (its patches, its
+     * features), checked against m: N ≥ 1, or -1 with a message.  NULL
+     * where the family reads images, not bags. */
+    long (*bag)(const struct amil_model *m, const struct amil_record *r);
     /* NULL when m runs stage, else why not (the message after its path). */
     const char *(*lacks)(const struct amil_model *m, enum amil_stage stage);
     /* featurize and attend: r's input read, the stage's tensors added, the
@@ -51,6 +76,20 @@ struct amil_model_ops {
     const char *(*classify)(struct amil_model *m, const struct amil_record *r, float *prob);
     /* The class predicted from probabilities prob. */
     int (*predict)(const struct amil_model *m, const float *prob);
+    /* Grad-CAM, where the family reads its input (NULL where it has
+     * none).  cam_layer: the state_dict name of the layer asked for (NULL:
+     * the family's own), or NULL with a message when m has no such layer
+     * of maps.  gradcam_bag: of bag r for class target (-1: the one
+     * predicted), the bag's work freed after; gradcam_image: of image img
+     * (name: its file, for messages) at that layer, with the cam, the
+     * guided map or both.  0, or -1 with a message. */
+    const char *(*cam_layer)(const struct amil_model *m, const char *layer);
+    int (*gradcam_bag)(struct amil_model *m, const struct amil_record *r, int target,
+                       struct amil_bag_cams *out);
+    int (*gradcam_image)(struct amil_model *m, const struct amil_image *img, const char *name,
+                         const char *layer, int target, int cam, int guided,
+                         struct amil_image_maps *out);
+    const char *noun;       /* the family in messages: "an attention-MIL model" */
 };
 
 struct amil_model {
