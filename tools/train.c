@@ -144,85 +144,86 @@ static void settle_args(struct cmdline *cl)
     }
 }
 
+/* --arch: which network, and of which family. */
+static void read_arch(void *to, const char *option, const char *arg)
+{
+    struct cmdline *cl = to;
+    int kind;
+    cl->clam = strcmp(arg, "clam") == 0 ? 1 : strcmp(arg, "clam-plain") == 0 ? 2 : 0;
+    if (cl->clam)
+        cl->cnn = 0;
+    else if ((kind = amil_mil_arch_parse(arg)) >= 0)
+        cl->arch = kind, cl->cnn = 0;
+    else if ((kind = amil_cnn_arch_parse(arg)) >= 0)
+        cl->cnn_arch = kind, cl->cnn = 1;
+    else
+        amil_misuse("%s: '%s' is not amil, gated, clam, clam-plain, net, vgg19 or resnet18",
+                    option, arg);
+}
+
+static void read_optimizer(void *to, const char *option, const char *arg)
+{
+    int kind = amil_optim_parse(arg);
+    if (kind < 0)
+        amil_misuse("%s: '%s' is not adam, adamw, sgd or rmsprop", option, arg);
+    *(enum amil_optim_kind *)to = kind;
+}
+
+static void read_norm(void *to, const char *option, const char *arg)
+{
+    int kind = amil_norm_parse(arg);
+    if (kind < 0)
+        amil_misuse("%s: '%s' is not none, mnist or imagenet", option, arg);
+    *(enum amil_norm *)to = kind;
+}
+
+static void read_augment(void *to, const char *option, const char *arg)
+{
+    amil_option_augment(to, option, arg);
+}
+
 static struct cmdline parse_args(int argc, char **argv)
 {
     amil_usage_is(usage_text);
-    enum { LR = 256, DECAY, OPTIMIZER, MOMENTUM, HIDDEN, ATTENTION, BRANCHES, CHECKPOINT,
-           NORMALIZE, AUGMENT, HE_SIGMA, HE_BIAS };
-    static const struct option options[] = {
-        {"output", required_argument, 0, 'o'}, {"arch", required_argument, 0, 'a'},
-        {"epochs", required_argument, 0, 'e'}, {"lr", required_argument, 0, LR},
-        {"decay", required_argument, 0, DECAY},
-        {"optimizer", required_argument, 0, OPTIMIZER},
-        {"momentum", required_argument, 0, MOMENTUM}, {"seed", required_argument, 0, 's'},
-        {"classes", required_argument, 0, 'c'}, {"hidden", required_argument, 0, HIDDEN},
-        {"attention-dim", required_argument, 0, ATTENTION},
-        {"branches", required_argument, 0, BRANCHES}, {"test", required_argument, 0, 't'},
-        {"resume", required_argument, 0, 'r'},
-        {"checkpoint", required_argument, 0, CHECKPOINT},
-        {"normalize", required_argument, 0, NORMALIZE}, {"augment", required_argument, 0, AUGMENT},
-        {"he-sigma", required_argument, 0, HE_SIGMA}, {"he-bias", required_argument, 0, HE_BIAS},
-        {"batch", required_argument, 0, 'b'}, {"weights", required_argument, 0, 'w'},
-        {"threads", required_argument, 0, 'j'}, {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     struct cmdline cl = {.epochs = 20, .seed = 1, .classes = 2, .hidden = 500,
                          .attention = 128, .branches = 1, .threads = 1, .lr = 1e-4,
                          .decay = 1e-4, .batch = 1,
                          .augment = {0, 0, AMIL_AUGMENT_SIGMA, AMIL_AUGMENT_BIAS}};
-    int c, kind;
-    while ((c = amil_getopt(argc, argv, "o:a:e:s:c:t:r:b:w:j:qh", options)) != -1) {
-        cl.given |= c == 'e' ? GIVEN_EPOCHS : c == LR ? GIVEN_LR : c == DECAY ? GIVEN_DECAY
-                  : c == OPTIMIZER ? GIVEN_OPTIMIZER : c == MOMENTUM ? GIVEN_MOMENTUM
-                  : c == 'b' ? GIVEN_BATCH : c == NORMALIZE ? GIVEN_NORMALIZE
-                  : c == HIDDEN || c == ATTENTION || c == BRANCHES ? GIVEN_MIL : 0;
-        switch (c) {
-        case 'o': cl.output = optarg; break;
-        case 'a':
-            cl.clam = strcmp(optarg, "clam") == 0 ? 1 : strcmp(optarg, "clam-plain") == 0 ? 2 : 0;
-            if (cl.clam)
-                cl.cnn = 0;
-            else if ((kind = amil_mil_arch_parse(optarg)) >= 0)
-                cl.arch = kind, cl.cnn = 0;
-            else if ((kind = amil_cnn_arch_parse(optarg)) >= 0)
-                cl.cnn_arch = kind, cl.cnn = 1;
-            else
-                amil_misuse("--arch: '%s' is not amil, gated, clam, clam-plain, net, vgg19 or "
-                            "resnet18", optarg);
-            break;
-        case 'e': cl.epochs = amil_option_long("--epochs", optarg, 0, 1000000); break;
-        case LR: cl.lr = amil_option_double("--lr", optarg, 0, 1e3); break;
-        case DECAY: cl.decay = amil_option_double("--decay", optarg, 0, 1e3); break;
-        case 'b': cl.batch = amil_option_long("--batch", optarg, 1, 4096); break;
-        case 'w': cl.weights = optarg; break;
-        case OPTIMIZER:
-            if ((kind = amil_optim_parse(optarg)) < 0)
-                amil_misuse("--optimizer: '%s' is not adam, adamw, sgd or rmsprop", optarg);
-            cl.optimizer = kind;
-            break;
-        case MOMENTUM: cl.momentum = amil_option_double("--momentum", optarg, 0, 1); break;
-        case 's': cl.seed = amil_option_long("--seed", optarg, 0, 4294967295L); break;
-        case 'c': cl.classes = amil_option_long("--classes", optarg, 2, 1000); break;
-        case HIDDEN: cl.hidden = amil_option_long("--hidden", optarg, 1, 65536); break;
-        case ATTENTION: cl.attention = amil_option_long("--attention-dim", optarg, 1, 65536); break;
-        case BRANCHES: cl.branches = amil_option_long("--branches", optarg, 1, 64); break;
-        case 't': cl.test = optarg; break;
-        case 'r': cl.resume = optarg; break;
-        case CHECKPOINT: cl.checkpoint = optarg; break;
-        case NORMALIZE:
-            if ((kind = amil_norm_parse(optarg)) < 0)
-                amil_misuse("--normalize: '%s' is not none, mnist or imagenet", optarg);
-            cl.norm = kind;
-            break;
-        case AUGMENT: case HE_SIGMA: case HE_BIAS:
-            amil_option_augment(&cl.augment, c == AUGMENT ? "--augment" : c == HE_SIGMA
-                                ? "--he-sigma" : "--he-bias", optarg);
-            break;
-        case 'j': cl.threads = amil_option_long("--threads", optarg, 1, 1024); break;
-        case 'q': cl.quiet = 1; break;
-        case 'h': amil_usage(0);
-        default: amil_usage(2);
-        }
-    }
+    struct amil_opt options[] = {
+        AMIL_STRING("output", 'o', &cl.output),
+        AMIL_READ("arch", 'a', &cl, read_arch),
+        AMIL_LONG("epochs", 'e', &cl.epochs, 0, 1000000),
+        AMIL_DOUBLE("lr", 0, &cl.lr, 0, 1e3),
+        AMIL_DOUBLE("decay", 0, &cl.decay, 0, 1e3),
+        AMIL_READ("optimizer", 0, &cl.optimizer, read_optimizer),
+        AMIL_DOUBLE("momentum", 0, &cl.momentum, 0, 1),
+        AMIL_LONG("seed", 's', &cl.seed, 0, 4294967295.0),
+        AMIL_LONG("classes", 'c', &cl.classes, 2, 1000),
+        AMIL_LONG("hidden", 0, &cl.hidden, 1, 65536),
+        AMIL_LONG("attention-dim", 0, &cl.attention, 1, 65536),
+        AMIL_LONG("branches", 0, &cl.branches, 1, 64),
+        AMIL_STRING("test", 't', &cl.test),
+        AMIL_STRING("resume", 'r', &cl.resume),
+        AMIL_STRING("checkpoint", 0, &cl.checkpoint),
+        AMIL_READ("normalize", 0, &cl.norm, read_norm),
+        AMIL_READ("augment", 0, &cl.augment, read_augment),
+        AMIL_READ("he-sigma", 0, &cl.augment, read_augment),
+        AMIL_READ("he-bias", 0, &cl.augment, read_augment),
+        AMIL_LONG("batch", 'b', &cl.batch, 1, 4096),
+        AMIL_STRING("weights", 'w', &cl.weights),
+        AMIL_LONG("threads", 'j', &cl.threads, 1, 1024),
+        AMIL_FLAG("quiet", 'q', &cl.quiet),
+        AMIL_OPTIONS_END};
+    optind = amil_options(argc, argv, options);
+    /* the options whose defaults depend on the kind of network */
+    static const struct { const char *name; unsigned bit; } marks[] = {
+        {"epochs", GIVEN_EPOCHS}, {"lr", GIVEN_LR}, {"decay", GIVEN_DECAY},
+        {"optimizer", GIVEN_OPTIMIZER}, {"momentum", GIVEN_MOMENTUM}, {"batch", GIVEN_BATCH},
+        {"normalize", GIVEN_NORMALIZE}, {"hidden", GIVEN_MIL}, {"attention-dim", GIVEN_MIL},
+        {"branches", GIVEN_MIL}};
+    for (size_t i = 0; i < sizeof marks / sizeof *marks; i++)
+        if (amil_option_given(options, marks[i].name))
+            cl.given |= marks[i].bit;
     if (!cl.output)
         amil_misuse("no output: give -o MODEL");
     if (argc - optind > 1)

@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "base/base.h"
@@ -98,4 +99,66 @@ int amil_option_choice(const char *option, const char *arg, const char *const *n
         at += snprintf(list + at, sizeof list - at, "%s%s", i == 0 ? "" : i < n - 1 ? ", " : " or ",
                        names[i]);
     amil_misuse("%s: unknown value '%s' (%s)", option, arg, list);
+}
+
+int amil_options(int argc, char **argv, struct amil_opt *table)
+{
+    int n = 0;
+    while (table[n].name)
+        n++;
+    /* getopt's tables: the short letters (':' after one that takes an
+     * argument), and every long name, which returns 256 + its entry */
+    char *shorts = amil_xmalloc(2 * (size_t)n + 2);
+    struct option *longs = amil_xcalloc((size_t)n + 2, sizeof *longs);
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        int takes = table[i].kind != AMIL_OPT_FLAG;
+        if (table[i].letter) {
+            shorts[at++] = (char)table[i].letter;
+            if (takes)
+                shorts[at++] = ':';
+        }
+        longs[i] = (struct option){table[i].name, takes ? required_argument : no_argument, 0,
+                                   table[i].letter ? table[i].letter : 256 + i};
+    }
+    shorts[at++] = 'h';
+    shorts[at] = '\0';
+    longs[n] = (struct option){"help", no_argument, 0, 'h'};
+    int c;
+    while ((c = amil_getopt(argc, argv, shorts, longs)) != -1) {
+        if (c == 'h')
+            amil_usage(0);
+        int i = c >= 256 ? c - 256 : -1;
+        for (int k = 0; i < 0 && k < n; k++)
+            if (table[k].letter == c)
+                i = k;
+        if (i < 0)
+            amil_usage(2);
+        struct amil_opt *o = &table[i];
+        char option[64];
+        snprintf(option, sizeof option, "--%s", o->name);
+        o->given++;
+        switch (o->kind) {
+        case AMIL_OPT_FLAG: *(int *)o->to = 1; break;
+        case AMIL_OPT_STRING: *(const char **)o->to = optarg; break;
+        case AMIL_OPT_LONG:
+            *(long *)o->to = amil_option_long(option, optarg, (long)o->min, (long)o->max);
+            break;
+        case AMIL_OPT_DOUBLE:
+            *(double *)o->to = amil_option_double(option, optarg, o->min, o->max);
+            break;
+        case AMIL_OPT_READ: o->read(o->to, option, optarg); break;
+        }
+    }
+    free(shorts);
+    free(longs);
+    return optind;
+}
+
+int amil_option_given(const struct amil_opt *table, const char *name)
+{
+    for (; table->name; table++)
+        if (strcmp(table->name, name) == 0)
+            return table->given;
+    return 0;
 }

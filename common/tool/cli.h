@@ -21,4 +21,43 @@ long amil_option_long(const char *option, const char *arg, long min, long max);
 double amil_option_double(const char *option, const char *arg, double min, double max);
 int amil_option_choice(const char *option, const char *arg, const char *const *names);
 
+/* A program's options as a table, in the manner of netpbm's optEntry: each
+ * entry says its names, what its value is and where it goes, and
+ * amil_options reads the command line by it, with the readers above (so
+ * a bad value is misuse naming --NAME), -h and --help printing the usage,
+ * an unknown option the synopsis.  The program keeps its defaults (in
+ * the variables before the call) and its checks across options (after). */
+enum amil_opt_kind {
+    AMIL_OPT_FLAG,          /* int *: set to 1 */
+    AMIL_OPT_STRING,        /* const char **: the argument itself */
+    AMIL_OPT_LONG,          /* long *: an integer in [min, max] */
+    AMIL_OPT_DOUBLE,        /* double *: a number in [min, max] */
+    AMIL_OPT_READ           /* read(to, "--NAME", argument), which is misuse when wrong */
+};
+struct amil_opt {
+    const char *name;       /* the long name, without its dashes */
+    int letter;             /* the short one, or 0 */
+    enum amil_opt_kind kind;
+    void *to;
+    double min, max;
+    void (*read)(void *to, const char *option, const char *arg);
+    int given;              /* set by amil_options: times given */
+};
+/* Table entries, one line each. */
+#define AMIL_FLAG(n, l, p) {.name = (n), .letter = (l), .kind = AMIL_OPT_FLAG, .to = (p)}
+#define AMIL_STRING(n, l, p) {.name = (n), .letter = (l), .kind = AMIL_OPT_STRING, .to = (p)}
+#define AMIL_LONG(n, l, p, lo, hi) \
+    {.name = (n), .letter = (l), .kind = AMIL_OPT_LONG, .to = (p), .min = (lo), .max = (hi)}
+#define AMIL_DOUBLE(n, l, p, lo, hi) \
+    {.name = (n), .letter = (l), .kind = AMIL_OPT_DOUBLE, .to = (p), .min = (lo), .max = (hi)}
+#define AMIL_READ(n, l, p, f) \
+    {.name = (n), .letter = (l), .kind = AMIL_OPT_READ, .to = (p), .read = (f)}
+#define AMIL_OPTIONS_END {.name = NULL}
+/* Reads argv's options by table (ended by an entry without a name);
+ * returns the index of the first operand. */
+int amil_options(int argc, char **argv, struct amil_opt *table);
+/* How many times the option called name was given (0 for a name not in
+ * the table). */
+int amil_option_given(const struct amil_opt *table, const char *name);
+
 #endif
