@@ -64,6 +64,56 @@ int amil_mil_outputs(const struct amil_mil *m);   /* 1 or classes */
 void amil_mil_to_record(const struct amil_mil *m, struct amil_record *r);
 int amil_mil_from_record(struct amil_mil *m, const struct amil_record *r);
 int amil_mil_load(struct amil_mil *m, const char *path);
+/* The buffers of one bag's activations and gradients, declared once:
+ * X(STAGE, TYPE, NAME, COUNT, ...) for each, in the stage that grows it
+ * (the features' lanes; the attention and classifier; the scores'
+ * gradients; the rest of the backward), its element type and its count
+ * in mil_fit's terms: N patches (at least 1) in G groups of V lanes, C
+ * channels, patches of side P, L features, D attention, K branches,
+ * T threads; c1, p1, c2, p2 a group's convolution and pooling outputs;
+ * F the flat features before the linear.  The struct's fields, the
+ * allocation and the free all come from this list. */
+#define AMIL_MIL_BUFFERS(X) \
+    /* (G, C, P, P, V) the normalized input */ \
+    X(FEATURES, float, x, G * C * P * P * V) \
+    /* (G, 20, S1, S1, V) pool 1, + bias, ReLU; which of its window won */ \
+    X(FEATURES, float, p1, G * p1) X(FEATURES, uint8_t, arg1, G * p1) \
+    /* (G, 50·S2·S2, V) pool 2, + bias, ReLU; which won */ \
+    X(FEATURES, float, p2, G * p2) X(FEATURES, uint8_t, arg2, G * p2) \
+    /* (G, L, V) features; (N, L) the same as rows: featurize's output */ \
+    X(FEATURES, float, hl, G * L * V) X(FEATURES, float, h, N * L) \
+    /* a thread's convolution outputs (scratch) */ \
+    X(FEATURES, float, c1, c1 * T) X(FEATURES, float, c2, c2 * T) \
+    /* conv 2 image by image (scratch) */ \
+    X(FEATURES, float, planes, shift.planes * T) X(FEATURES, float, shifted, shift.shifted * T) \
+    /* conv 2 as Winograd's F(4×4, 5×5): U of its weights (64, 50, 20), \
+     * made from the copy at seen and remade when the weights differ, the \
+     * taps transposed (gt); a thread's V and products (scratch) */ \
+    X(FEATURES, float, wino_u, 64 * 50 * 20) X(FEATURES, float, wino_seen, taps) \
+    X(FEATURES, float, wino_gt, taps) X(FEATURES, float, wino_v, wino_tiles * V * T) \
+    X(FEATURES, float, wino_m, wino_scratch * T) \
+    /* (N, D): tanh(V H), σ(U H), their product; (N, K) scores; (K, N) \
+     * their softmax over N; (K, L) the embedding; (outputs), (classes) */ \
+    X(ATTENTION, float, v, N * D) X(ATTENTION, float, u, N * D) \
+    X(ATTENTION, float, gate, N * D) X(ATTENTION, float, scores, N * K) \
+    X(ATTENTION, float, a, K * N) X(ATTENTION, float, m, K * L) \
+    X(ATTENTION, float, logits, classes) X(ATTENTION, float, prob, classes) \
+    /* the gradients of scores, a, the softmax's input, m and the logits */ \
+    X(SCORES_BACKWARD, float, dscores, N * K) X(SCORES_BACKWARD, float, da, K * N) \
+    X(SCORES_BACKWARD, float, dsoft, K * N) X(SCORES_BACKWARD, float, dm, K * L) \
+    X(SCORES_BACKWARD, float, dlogits, classes) \
+    /* the gradients of hl and p2; the linear layer's weight gradient in \
+     * blocks (pk, dwk); a thread's of c2, p1, c1; threads 1..'s \
+     * convolution weight gradients (dconv); of h, v, u; dvt, dut of tanh's \
+     * and σ's outputs (v, u of their inputs); of the gate */ \
+    X(BACKWARD, float, dhl, G * L * V) X(BACKWARD, float, dp2, G * p2) \
+    X(BACKWARD, float, pk, blocks * N * V) X(BACKWARD, float, dwk, blocks * L * V) \
+    X(BACKWARD, float, dc2, c2 * T) X(BACKWARD, float, dp1, p1 * T) \
+    X(BACKWARD, float, dc1, c1 * T) X(BACKWARD, float, dconv, (T - 1) * conv_params + 1) \
+    X(BACKWARD, float, dh, N * L) X(BACKWARD, float, dv, N * D) \
+    X(BACKWARD, float, du, N * D) X(BACKWARD, float, dvt, N * D) \
+    X(BACKWARD, float, dut, N * D) X(BACKWARD, float, dgate, N * D)
+
 /* Activations of one bag, kept for backward; grown to fit.  The feature
  * extractor's are in the lane layout of kernels.h (groups of lanes
  * patches, the last group padded with zeros). */
@@ -72,32 +122,10 @@ struct amil_mil_work {
     int threads;            /* amil_thread_count() the buffers were made for */
     int capacity[4];        /* patches the buffers of each stage hold */
     int n;                  /* patches of the current bag */
-    float *x;               /* (G, C, P, P, lanes) the normalized input */
-    float *p1;              /* (G, 20, S1, S1, lanes) pool 1, + bias, ReLU */
-    float *p2;              /* (G, 50·S2·S2, lanes) pool 2, + bias, ReLU */
-    uint8_t *arg1, *arg2;   /* which of each pool window won, as p1, p2 */
-    float *hl;              /* (G, L, lanes) features */
-    float *h;               /* (N, L) the same as rows: featurize's output */
-    float *c1, *c2;         /* one group's convolution outputs (scratch) */
-    float *planes, *shifted;   /* conv 2 image by image (scratch) */
-    /* conv 2 as Winograd's F(4×4, 5×5): U of its weights (64, 50, 20),
-     * made from the copy at seen (when ready, and remade when the weights
-     * differ from it), the taps transposed (gt); a thread's V and products
-     * (scratch) */
-    float *wino_u, *wino_seen, *wino_gt, *wino_v, *wino_m;
-    int wino_ready;
-    float *v, *u, *gate;    /* (N, D): tanh(V H), σ(U H), their product */
-    float *scores;          /* (N, K) */
-    float *a;               /* (K, N), softmax over N */
-    float *m;               /* (K, L) */
-    float *logits, *prob;   /* (outputs), (classes) */
-    float *pk, *dwk;        /* the linear layer's weight gradient */
-    float *dconv;           /* threads 1.. : their convolutions' gradients */
-    /* gradients of the same; dc1, dp1, dc2 one group's (c1 .. dc1: one per
-     * thread); dvt, dut of tanh's and σ's outputs (v, u of their inputs),
-     * dsoft of the softmax's input (da of its output) */
-    float *dhl, *dp2, *dc2, *dp1, *dc1, *dh, *dv, *du, *dvt, *dut, *dgate, *dscores, *da,
-        *dsoft, *dm, *dlogits;
+    int wino_ready;         /* wino_u is of the weights at wino_seen */
+#define AMIL_MIL_FIELD(stage, type, name, count) type *name;
+    AMIL_MIL_BUFFERS(AMIL_MIL_FIELD)
+#undef AMIL_MIL_FIELD
 };
 
 void amil_mil_work_free(struct amil_mil_work *w);

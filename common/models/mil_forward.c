@@ -17,31 +17,11 @@
 
 static void free_stage(struct amil_mil_work *w, int stage)
 {
-    void **features[] = {(void **)&w->x, (void **)&w->p1, (void **)&w->arg1,
-                         (void **)&w->p2, (void **)&w->arg2, (void **)&w->hl,
-                         (void **)&w->h, (void **)&w->c1, (void **)&w->c2,
-                         (void **)&w->planes, (void **)&w->shifted,
-                         (void **)&w->wino_u, (void **)&w->wino_seen, (void **)&w->wino_gt,
-                         (void **)&w->wino_v, (void **)&w->wino_m};
-    void **attention[] = {(void **)&w->v, (void **)&w->u, (void **)&w->gate,
-                          (void **)&w->scores, (void **)&w->a, (void **)&w->m,
-                          (void **)&w->logits, (void **)&w->prob};
-    void **scores[] = {(void **)&w->dscores, (void **)&w->da, (void **)&w->dsoft,
-                       (void **)&w->dm, (void **)&w->dlogits};
-    void **backward[] = {(void **)&w->dhl, (void **)&w->dp2, (void **)&w->pk,
-                         (void **)&w->dwk, (void **)&w->dc2,
-                         (void **)&w->dp1, (void **)&w->dc1, (void **)&w->dconv, (void **)&w->dh,
-                         (void **)&w->dv, (void **)&w->du, (void **)&w->dvt, (void **)&w->dut,
-                         (void **)&w->dgate};
-    void ***lists[STAGES] = {features, attention, scores, backward};
-    size_t sizes[STAGES] = {sizeof features / sizeof *features,
-                            sizeof attention / sizeof *attention,
-                            sizeof scores / sizeof *scores,
-                            sizeof backward / sizeof *backward};
-    for (size_t i = 0; i < sizes[stage]; i++) {
-        free(*lists[stage][i]);
-        *lists[stage][i] = NULL;
-    }
+#define FREE(st, type, name, count) \
+    if (STAGE_##st == stage)        \
+        free(w->name), w->name = NULL;
+    AMIL_MIL_BUFFERS(FREE)
+#undef FREE
     w->capacity[stage] = 0;
 }
 
@@ -207,62 +187,22 @@ void mil_fit(const struct amil_mil *m, struct amil_mil_work *w, int n, int stage
     int lanes = w->kernels->lanes;
     size_t N = (size_t)(n > 0 ? n : 1), C = (size_t)m->channels, P = (size_t)m->patch;
     size_t L = (size_t)m->hidden, D = (size_t)m->attention, K = (size_t)m->branches;
-    /* lane buffers: per group, times the groups of a bag of N */
-    size_t G = (N + lanes - 1) / lanes, V = (size_t)lanes;
+    /* lane buffers: per group, times the groups of a bag of N (the names
+     * AMIL_MIL_BUFFERS's counts are in) */
+    size_t G = (N + lanes - 1) / lanes, V = (size_t)lanes, T = (size_t)threads;
     size_t c1 = CONV1 * V * s.conv1 * s.conv1, p1 = CONV1 * V * s.pool1 * s.pool1;
     size_t c2 = CONV2 * V * s.conv2 * s.conv2, p2 = (size_t)m->flat * V;
-#define ALLOC(field, count) (w->field = amil_xaligned(sizeof *w->field * (count)))
-    if (stage == STAGE_FEATURES) {
-        ALLOC(x, G * C * P * P * V);
-        ALLOC(p1, G * p1);
-        ALLOC(arg1, G * p1);
-        ALLOC(p2, G * p2);
-        ALLOC(arg2, G * p2);
-        ALLOC(hl, G * L * V);
-        ALLOC(h, N * L);
-        ALLOC(c1, c1 * threads);
-        ALLOC(c2, c2 * threads);
-        ALLOC(planes, shift_sizes(m, lanes).planes * threads);
-        ALLOC(shifted, shift_sizes(m, lanes).shifted * threads);
-        size_t taps = (size_t)CONV2 * CONV1 * KERNEL * KERNEL;
-        ALLOC(wino_u, 64 * CONV2 * CONV1);
-        ALLOC(wino_seen, taps);
-        ALLOC(wino_gt, taps);
-        ALLOC(wino_v, 64 * CONV1 * (s.conv2 / 4) * (s.conv2 / 4) * V * threads);
-        ALLOC(wino_m, WINOGRAD_SCRATCH(V) * threads);
+    size_t classes = (size_t)m->classes, blocks = ((size_t)m->flat + V - 1) / V;
+    size_t taps = (size_t)CONV2 * CONV1 * KERNEL * KERNEL, conv_params = mil_conv_params(m);
+    size_t wino_tiles = 64 * CONV1 * (s.conv2 / 4) * (s.conv2 / 4);
+    size_t wino_scratch = WINOGRAD_SCRATCH(V);
+    struct shift_sizes shift = shift_sizes(m, lanes);
+#define ALLOC(st, type, name, count) \
+    if (STAGE_##st == stage)         \
+        w->name = amil_xaligned(sizeof(type) * (count));
+    AMIL_MIL_BUFFERS(ALLOC)
+    if (stage == STAGE_FEATURES)
         w->wino_ready = 0;
-    } else if (stage == STAGE_ATTENTION) {
-        ALLOC(v, N * D);
-        ALLOC(u, N * D);
-        ALLOC(gate, N * D);
-        ALLOC(scores, N * K);
-        ALLOC(a, K * N);
-        ALLOC(m, K * L);
-        ALLOC(logits, m->classes);
-        ALLOC(prob, m->classes);
-    } else if (stage == STAGE_SCORES_BACKWARD) {
-        ALLOC(dscores, N * K);
-        ALLOC(da, K * N);
-        ALLOC(dsoft, K * N);
-        ALLOC(dm, K * L);
-        ALLOC(dlogits, m->classes);
-    } else {
-        size_t blocks = ((size_t)m->flat + V - 1) / V;
-        ALLOC(dhl, G * L * V);
-        ALLOC(dp2, G * p2);
-        ALLOC(pk, blocks * N * V);
-        ALLOC(dwk, blocks * L * V);
-        ALLOC(dc2, c2 * threads);
-        ALLOC(dp1, p1 * threads);
-        ALLOC(dc1, c1 * threads);
-        ALLOC(dconv, (size_t)(threads - 1) * mil_conv_params(m) + 1);
-        ALLOC(dh, N * L);
-        ALLOC(dv, N * D);
-        ALLOC(du, N * D);
-        ALLOC(dvt, N * D);
-        ALLOC(dut, N * D);
-        ALLOC(dgate, N * D);
-    }
 #undef ALLOC
     w->capacity[stage] = (int)N;
 }
