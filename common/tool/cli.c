@@ -101,7 +101,7 @@ int amil_option_choice(const char *option, const char *arg, const char *const *n
     amil_misuse("%s: unknown value '%s' (%s)", option, arg, list);
 }
 
-int amil_options(int argc, char **argv, struct amil_opt *table)
+int amil_options_as(int argc, char **argv, struct amil_opt *table, int manner)
 {
     int n = 0;
     while (table[n].name)
@@ -124,7 +124,9 @@ int amil_options(int argc, char **argv, struct amil_opt *table)
     shorts[at++] = 'h';
     shorts[at] = '\0';
     longs[n] = (struct option){"help", no_argument, 0, 'h'};
-    int c;
+    if (manner & AMIL_OPTS_SAY_UNKNOWN)
+        opterr = 0;   /* our message, not getopt's */
+    int c, read = 0;
     while ((c = amil_getopt(argc, argv, shorts, longs)) != -1) {
         if (c == 'h')
             amil_usage(0);
@@ -132,12 +134,24 @@ int amil_options(int argc, char **argv, struct amil_opt *table)
         for (int k = 0; i < 0 && k < n; k++)
             if (table[k].letter == c)
                 i = k;
-        if (i < 0)
+        if (i < 0 && !(manner & AMIL_OPTS_SAY_UNKNOWN))
             amil_usage(2);
+        if (i < 0) {   /* getopt's optopt: the option short of its value, 0 for a name unknown */
+            int k = optopt - 256;
+            if (k >= 0 && k < n)
+                amil_misuse("unknown option or missing value: --%s", table[k].name);
+            if (optopt)
+                amil_misuse("unknown option or missing value: -%c", optopt);
+            amil_misuse("unknown option %s", argv[optind - 1]);
+        }
         struct amil_opt *o = &table[i];
         char option[64];
-        snprintf(option, sizeof option, "--%s", o->name);
+        if ((manner & AMIL_OPTS_BY_LETTER) && o->letter)
+            snprintf(option, sizeof option, "-%c", o->letter);
+        else
+            snprintf(option, sizeof option, "--%s", o->name);
         o->given++;
+        o->last = ++read;
         switch (o->kind) {
         case AMIL_OPT_FLAG: *(int *)o->to = 1; break;
         case AMIL_OPT_STRING: *(const char **)o->to = optarg; break;
@@ -147,6 +161,7 @@ int amil_options(int argc, char **argv, struct amil_opt *table)
         case AMIL_OPT_DOUBLE:
             *(double *)o->to = amil_option_double(option, optarg, o->min, o->max);
             break;
+        case AMIL_OPT_CHOICE: *(int *)o->to = amil_option_choice(option, optarg, o->names); break;
         case AMIL_OPT_READ: o->read(o->to, option, optarg); break;
         }
     }
@@ -155,10 +170,26 @@ int amil_options(int argc, char **argv, struct amil_opt *table)
     return optind;
 }
 
+int amil_options(int argc, char **argv, struct amil_opt *table)
+{
+    return amil_options_as(argc, argv, table, 0);
+}
+
 int amil_option_given(const struct amil_opt *table, const char *name)
 {
     for (; table->name; table++)
         if (strcmp(table->name, name) == 0)
             return table->given;
     return 0;
+}
+
+const char *amil_option_last(const struct amil_opt *table, const char *const *names)
+{
+    const char *last = NULL;
+    int place = 0;
+    for (; table->name; table++)
+        for (const char *const *name = names; *name; name++)
+            if (strcmp(table->name, *name) == 0 && table->last > place)
+                last = table->name, place = table->last;
+    return last;
 }

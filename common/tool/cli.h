@@ -32,6 +32,7 @@ enum amil_opt_kind {
     AMIL_OPT_STRING,        /* const char **: the argument itself */
     AMIL_OPT_LONG,          /* long *: an integer in [min, max] */
     AMIL_OPT_DOUBLE,        /* double *: a number in [min, max] */
+    AMIL_OPT_CHOICE,        /* int * (or an enum in names' order): the index in names */
     AMIL_OPT_READ           /* read(to, "--NAME", argument), which is misuse when wrong */
 };
 struct amil_opt {
@@ -40,8 +41,10 @@ struct amil_opt {
     enum amil_opt_kind kind;
     void *to;
     double min, max;
+    const char *const *names;   /* a choice's words, NULL ended */
     void (*read)(void *to, const char *option, const char *arg);
     int given;              /* set by amil_options: times given */
+    int last;               /* and its place among the options read, the last time */
 };
 /* Table entries, one line each. */
 #define AMIL_FLAG(n, l, p) {.name = (n), .letter = (l), .kind = AMIL_OPT_FLAG, .to = (p)}
@@ -50,6 +53,8 @@ struct amil_opt {
     {.name = (n), .letter = (l), .kind = AMIL_OPT_LONG, .to = (p), .min = (lo), .max = (hi)}
 #define AMIL_DOUBLE(n, l, p, lo, hi) \
     {.name = (n), .letter = (l), .kind = AMIL_OPT_DOUBLE, .to = (p), .min = (lo), .max = (hi)}
+#define AMIL_CHOICE(n, l, p, words) \
+    {.name = (n), .letter = (l), .kind = AMIL_OPT_CHOICE, .to = (p), .names = (words)}
 #define AMIL_READ(n, l, p, f) \
     {.name = (n), .letter = (l), .kind = AMIL_OPT_READ, .to = (p), .read = (f)}
 #define AMIL_OPTIONS_END {.name = NULL}
@@ -59,5 +64,17 @@ int amil_options(int argc, char **argv, struct amil_opt *table);
 /* How many times the option called name was given (0 for a name not in
  * the table). */
 int amil_option_given(const struct amil_opt *table, const char *name);
+/* Of the options called names (NULL ended), the name of the one given
+ * last, or NULL when none was: for a message about a conflict that names
+ * the option the user typed last, or to ask whether any was given. */
+const char *amil_option_last(const struct amil_opt *table, const char *const *names);
+
+/* amil_options, keeping the messages of a program whose tests say them:
+ * AMIL_OPTS_BY_LETTER names an option by its letter ("-t: ..."), where
+ * it has one, not --NAME; AMIL_OPTS_SAY_UNKNOWN makes an unknown option
+ * or a missing value misuse that says which ("unknown option --bogus"),
+ * not getopt's message. */
+enum { AMIL_OPTS_BY_LETTER = 1, AMIL_OPTS_SAY_UNKNOWN = 2 };
+int amil_options_as(int argc, char **argv, struct amil_opt *table, int manner);
 
 #endif
