@@ -123,12 +123,12 @@ static struct cmdline parse_args(int argc, char **argv)
         case 'o': cl.output = optarg; break;
         case 'F': cl.force = 1; break;
         case NO_LEGEND: cl.no_legend = 1; break;
-        case CMAP: cl.colormap = amil_option_colormap("--cmap", optarg); break;
+        case CMAP: amil_option_colormap(&cl.colormap, "--cmap", optarg); break;
         case 'a':
             cl.alpha = amil_option_double("--alpha", optarg, 0, 1);
             break;
         case 'D':
-        case 'W': amil_option_view(&cl.view, c, optarg); break;
+        case 'W': amil_option_view(&cl.view, c == 'D' ? "--downsample" : "--width", optarg); break;
         case 'h': amil_usage(0);
         default: amil_usage(2);
         }

@@ -113,9 +113,9 @@ static struct cmdline parse_args(int argc, char **argv)
             cl.format = format == 1 ? AMIL_PICTURE_PAM : AMIL_PICTURE_PNG;
             break;
         case 'D':
-        case 'W': amil_option_view(&cl.view, c, optarg); break;
+        case 'W': amil_option_view(&cl.view, c == 'D' ? "--downsample" : "--width", optarg); break;
         case 'A': cl.above = amil_option_double("--above", optarg, 0, 1); break;
-        case 'c': cl.colormap = amil_option_colormap("--cmap", optarg); break;
+        case 'c': amil_option_colormap(&cl.colormap, "--cmap", optarg); break;
         case 'a':
             cl.alpha = amil_option_double("--alpha", optarg, 0, 1);
             break;

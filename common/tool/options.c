@@ -36,10 +36,10 @@ void amil_option_augment(struct amil_augment *a, const char *option, const char 
         amil_misuse("--augment: '%s' names nothing: he, flip, he,flip or none", arg);
 }
 
-const unsigned char (*amil_option_colormap(const char *option, const char *arg))[3]
+void amil_option_colormap(void *map, const char *option, const char *arg)
 {
-    const unsigned char (*map)[3] = amil_colormap(arg);
-    if (!map)
+    const unsigned char (*colors)[3] = amil_colormap(arg);
+    if (!colors)
         amil_misuse("%s: unknown map '%s'", option, arg);
-    return map;
+    *(const unsigned char (**)[3])map = colors;
 }

@@ -9,7 +9,9 @@
  * --he-sigma, --he-bias; misuse when wrong. */
 void amil_option_augment(struct amil_augment *a, const char *option, const char *arg);
 
-/* --cmap's argument, or a misuse (the usage, exit 2) that names it. */
-const unsigned char (*amil_option_colormap(const char *option, const char *arg))[3];
+/* A reader for cli.h's option table: --cmap's argument into the colour
+ * map pointer (const unsigned char (*)[3]) at map, or a misuse (the
+ * usage, exit 2) that names it. */
+void amil_option_colormap(void *map, const char *option, const char *arg);
 
 #endif

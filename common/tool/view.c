@@ -12,12 +12,13 @@
 #include "tool/cli.h"
 #include "tool/view.h"
 
-void amil_option_view(struct amil_view *v, int option, const char *arg)
+void amil_option_view(void *view, const char *option, const char *arg)
 {
-    if (option == 'D')
-        v->downsample = amil_option_double("--downsample", arg, 1, 1e6);
+    struct amil_view *v = view;
+    if (strcmp(option, "--downsample") == 0)
+        v->downsample = amil_option_double(option, arg, 1, 1e6);
     else
-        v->width = amil_option_long("--width", arg, 1, 1L << 20);
+        v->width = amil_option_long(option, arg, 1, 1L << 20);
     if (v->downsample && v->width)
         amil_misuse("give --downsample or --width, not both");
 }

@@ -13,9 +13,10 @@ struct amil_view {
     double downsample;      /* image pixels per picture pixel; 0: not given */
     long width;             /* the picture's width instead; 0: not given */
 };
-/* --downsample D (option 'D') or --width W ('W') into v; a bad number or
- * both given is misuse (amil_misuse). */
-void amil_option_view(struct amil_view *v, int option, const char *arg);
+/* A reader for cli.h's option table: option --downsample's or --width's
+ * argument into the struct amil_view at view; a bad number or both given
+ * is misuse (amil_misuse). */
+void amil_option_view(void *view, const char *option, const char *arg);
 
 /* A slide is drawn at most this wide or high unless the view says. */
 #define AMIL_VIEW_SIDE 4096
