@@ -28,19 +28,12 @@ static const char usage_text[] =
 static struct cmdline parse_args(int argc, char **argv)
 {
     amil_usage_is(usage_text);
-    static const struct option options[] = {
-        {"json", no_argument, 0, 'j'}, {"tensor", required_argument, 0, 't'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     struct cmdline cl = {0};
-    int c;
-    while ((c = amil_getopt(argc, argv, "jt:h", options)) != -1) {
-        switch (c) {
-        case 'j': cl.json = 1; break;
-        case 't': cl.values = optarg; break;
-        case 'h': amil_usage(0);
-        default: amil_usage(2);
-        }
-    }
+    struct amil_opt options[] = {
+        AMIL_FLAG("json", 'j', &cl.json),
+        AMIL_STRING("tensor", 't', &cl.values),
+        AMIL_OPTIONS_END};
+    optind = amil_options(argc, argv, options);
     if (cl.json && cl.values)
         amil_misuse("give -j or -t, not both");
     cl.files = argv + optind;
