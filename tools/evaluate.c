@@ -33,28 +33,24 @@ static const char usage_text[] =
     "  -h, --help        this help\n"
     "FILE is classify -t's table [stdin]\n";
 
+/* --by into by_patient, which once patient stays so. */
+static void read_by(void *to, const char *option, const char *arg)
+{
+    if (strcmp(arg, "patient") == 0)
+        *(int *)to = 1;
+    else if (strcmp(arg, "image") != 0)
+        amil_misuse("%s: '%s' is not image or patient", option, arg);
+}
+
 static struct cmdline parse_args(int argc, char **argv)
 {
     amil_usage_is(usage_text);
-    static const struct option options[] = {{"json", no_argument, 0, 'j'},
-                                            {"by", required_argument, 0, 'b'},
-                                            {"help", no_argument, 0, 'h'},
-                                            {0, 0, 0, 0}};
     struct cmdline cl = {0};
-    int c;
-    while ((c = amil_getopt(argc, argv, "jb:h", options)) != -1) {
-        switch (c) {
-        case 'j': cl.json = 1; break;
-        case 'b':
-            if (strcmp(optarg, "patient") == 0)
-                cl.by_patient = 1;
-            else if (strcmp(optarg, "image") != 0)
-                amil_misuse("--by: '%s' is not image or patient", optarg);
-            break;
-        case 'h': amil_usage(0);
-        default: amil_usage(2);
-        }
-    }
+    struct amil_opt options[] = {
+        AMIL_FLAG("json", 'j', &cl.json),
+        AMIL_READ("by", 'b', &cl.by_patient, read_by),
+        AMIL_OPTIONS_END};
+    optind = amil_options(argc, argv, options);
     if (argc - optind > 1)
         amil_misuse("%s: one FILE at most", argv[optind + 1]);
     cl.input = optind < argc ? argv[optind] : "-";
