@@ -43,26 +43,14 @@ static const char usage_text[] =
 static struct cmdline parse_args(int argc, char **argv)
 {
     amil_usage_is(usage_text);
-    static const struct option options[] = {
-        {"instances", required_argument, 0, 'i'}, {"target", required_argument, 0, 't'},
-        {"branch", required_argument, 0, 'b'},    {"json", no_argument, 0, 'j'},
-        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     struct cmdline cl = {.target = 9};
-    int c;
-    while ((c = amil_getopt(argc, argv, "i:t:b:jh", options)) != -1) {
-        switch (c) {
-        case 'i': cl.table = optarg; break;
-        case 't':
-        case 'b':
-            if (amil_parse_long(optarg, 0, c == 't' ? 1000000 : 63,
-                                c == 't' ? &cl.target : &cl.branch) < 0)
-                amil_misuse("-%c: %s", c, amil_error());
-            break;
-        case 'j': cl.json = 1; break;
-        case 'h': amil_usage(0);
-        default: amil_usage(2);
-        }
-    }
+    struct amil_opt options[] = {
+        AMIL_STRING("instances", 'i', &cl.table),
+        AMIL_LONG("target", 't', &cl.target, 0, 1000000),
+        AMIL_LONG("branch", 'b', &cl.branch, 0, 63),
+        AMIL_FLAG("json", 'j', &cl.json),
+        AMIL_OPTIONS_END};
+    optind = amil_options_as(argc, argv, options, AMIL_OPTS_BY_LETTER);
     if (!cl.table)
         amil_misuse("no instance labels: give -i BAGS.tsv");
     if (argc - optind > 1)
