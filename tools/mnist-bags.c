@@ -49,27 +49,17 @@ static const char usage_text[] =
 static struct cmdline parse_args(int argc, char **argv)
 {
     amil_usage_is(usage_text);
-    static const struct option options[] = {
-        {"output", required_argument, 0, 'o'}, {"bags", required_argument, 0, 'n'},
-        {"mean", required_argument, 0, 'm'},   {"sd", required_argument, 0, 's'},
-        {"target", required_argument, 0, 't'}, {"seed", required_argument, 0, 'r'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     struct cmdline cl = {.bags = 200, .target = 9, .seed = 1, .mean = 10, .sd = 2};
-    int c, bad = 0;
-    while ((c = amil_getopt(argc, argv, "o:n:m:s:t:r:h", options)) != -1) {
-        switch (c) {
-        case 'o': cl.dir = optarg; break;
-        case 'n': bad |= amil_parse_long(optarg, 1, 10000000, &cl.bags); break;
-        case 'm': bad |= amil_parse_double(optarg, 0, 1000, &cl.mean); break;
-        case 's': bad |= amil_parse_double(optarg, 0, 1000, &cl.sd); break;
-        case 't': bad |= amil_parse_long(optarg, 0, 9, &cl.target); break;
-        case 'r': bad |= amil_parse_long(optarg, 0, 4294967295L, &cl.seed); break;
-        case 'h': amil_usage(0);
-        default: amil_usage(2);
-        }
-        if (bad)
-            amil_misuse("-%c: %s", c, amil_error());
-    }
+    struct amil_opt options[] = {
+        AMIL_STRING("output", 'o', &cl.dir),
+        AMIL_LONG("bags", 'n', &cl.bags, 1, 10000000),
+        AMIL_DOUBLE("mean", 'm', &cl.mean, 0, 1000),
+        AMIL_DOUBLE("sd", 's', &cl.sd, 0, 1000),
+        AMIL_LONG("target", 't', &cl.target, 0, 9),
+        AMIL_LONG("seed", 'r', &cl.seed, 0, 4294967295.0),
+        AMIL_OPTIONS_END};
+    /* its tests name an option by its letter, "-n: ..." */
+    optind = amil_options_as(argc, argv, options, AMIL_OPTS_BY_LETTER);
     if (!cl.dir || argc - optind != 2)
         amil_misuse(!cl.dir ? "no output: give -o DIR" : "give the IMAGES and LABELS files");
     cl.images = argv[optind];
