@@ -11,55 +11,29 @@
 #include "tool/cli.h"
 #include "tool/filter.h"
 
-static int parse(int argc, char **argv, int with_table, struct amil_filter *f)
-{
-    static const struct option options[] = {
-        {"model", required_argument, 0, 'm'}, {"keep", no_argument, 0, 'k'},
-        {"threads", required_argument, 0, 'j'}, {"table", no_argument, 0, 't'},
-        {"force", no_argument, 0, 'F'},        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    *f = (struct amil_filter){.threads = 1};
-    int c;
-    opterr = 0;   /* our message, not getopt's */
-    while ((c = amil_getopt(argc, argv, with_table ? "m:kj:th" : "m:kj:h", options)) != -1) {
-        switch (c) {
-        case 'm': f->model = optarg; break;
-        case 'k': f->keep = 1; break;
-        case 'F': f->force = 1; break;
-        case 't':
-            if (!with_table)
-                return amil_fail("unknown option --table");
-            f->table = 1;
-            break;
-        case 'j':
-            if (amil_parse_long(optarg, 1, 1024, &f->threads) < 0)
-                return amil_fail_in("--threads");
-            break;
-        case 'h': return 1;
-        default:
-            return optopt ? amil_fail("unknown option or missing value: -%c", optopt)
-                          : amil_fail("unknown option %s", argv[optind - 1]);
-        }
-    }
-    if (!f->model)
-        return amil_fail("no model: give -m MODEL");
-    if (f->table && f->keep)
-        return amil_fail("-k keeps tensors in records; -t writes none");
-    if (argc - optind > 1)
-        return amil_fail("%s: one FILE at most", argv[optind + 1]);
-    f->input = optind < argc ? argv[optind] : NULL;
-    return 0;
-}
-
 struct amil_filter amil_filter_args(int argc, char **argv, int with_table, const char *usage)
 {
-    struct amil_filter f;
     amil_usage_is(usage);
-    int status = parse(argc, argv, with_table, &f);
-    if (status == 1)
-        amil_usage(0);
-    if (status < 0)
-        amil_misuse("%s", amil_error());
+    struct amil_filter f = {.threads = 1};
+    /* --table is known to all three, so that --t is ambiguous everywhere,
+     * and refused where there is no table */
+    struct amil_opt options[] = {
+        AMIL_STRING("model", 'm', &f.model),
+        AMIL_FLAG("keep", 'k', &f.keep),
+        AMIL_LONG("threads", 'j', &f.threads, 1, 1024),
+        AMIL_FLAG("table", with_table ? 't' : 0, &f.table),
+        AMIL_FLAG("force", 0, &f.force),
+        AMIL_OPTIONS_END};
+    optind = amil_options_as(argc, argv, options, AMIL_OPTS_SAY_UNKNOWN);
+    if (f.table && !with_table)
+        amil_misuse("unknown option --table");
+    if (!f.model)
+        amil_misuse("no model: give -m MODEL");
+    if (f.table && f.keep)
+        amil_misuse("-k keeps tensors in records; -t writes none");
+    if (argc - optind > 1)
+        amil_misuse("%s: one FILE at most", argv[optind + 1]);
+    f.input = optind < argc ? argv[optind] : NULL;
     if (!f.table)
         amil_refuse_terminal(f.force, "redirect it to a file or a program");
     return f;
