@@ -84,83 +84,75 @@ static const char usage_text[] =
     "      --force          write records even to a terminal\n"
     "  -h, --help           this help\n";
 
+/* -l and -L: one source of labels, given once. */
+static void read_label(void *to, const char *option, const char *arg)
+{
+    static const char *const sources[] = {"dir", "breakhis", NULL};
+    struct cmdline *cl = to;
+    if (cl->label_from != LABEL_NONE)
+        amil_misuse("give one of -l and -L, once");
+    if (strcmp(option, "--label") == 0) {
+        cl->label_from = LABEL_FIXED;
+        cl->label = amil_option_long(option, arg, 0, 1000000);
+    } else {
+        cl->label_from = LABEL_DIR + amil_option_choice(option, arg, sources);
+    }
+}
+
+/* --level, --mpp or --magnification: a slide's resolution, given once. */
+static void read_resolution(void *to, const char *option, const char *arg)
+{
+    struct cmdline *cl = to;
+    if (cl->unit != AMIL_SLIDE_LEVEL0)
+        amil_misuse("give one of --level, --mpp and --magnification, once");
+    if (strcmp(option, "--level") == 0) {
+        cl->unit = AMIL_SLIDE_BY_LEVEL;
+        cl->resolution = amil_option_long(option, arg, 0, 31);
+    } else {
+        cl->unit = strcmp(option, "--mpp") == 0 ? AMIL_SLIDE_BY_MPP : AMIL_SLIDE_BY_MAGNIFICATION;
+        cl->resolution = amil_option_double(option, arg, 1e-3, 1e3);
+    }
+}
+
 static struct cmdline parse_args(int argc, char **argv)
 {
     amil_usage_is(usage_text);
-    static const struct option options[] = {
-        {"patch", required_argument, 0, 'p'},  {"stride", required_argument, 0, 's'},
-        {"crop", required_argument, 0, 'c'},   {"pad-value", required_argument, 0, 'P'},
-        {"gray", no_argument, 0, 'g'},         {"label", required_argument, 0, 'l'},
-        {"label-from", required_argument, 0, 'L'},
-        {"background", required_argument, 0, 'b'},
-        {"tissue-saturation", required_argument, 0, 'T'},
-        {"mask", required_argument, 0, 'K'},
-        {"max-pixels", required_argument, 0, 'M'},
-        {"whole", no_argument, 0, 'w'},
-        {"keep-going", no_argument, 0, 'k'},   {"help", no_argument, 0, 'h'},
-        {"force", no_argument, 0, 'F'},
-        {"level", required_argument, 0, 'V'},  {"mpp", required_argument, 0, 'U'},
-        {"magnification", required_argument, 0, 'X'},
-        {"part-size", required_argument, 0, 'Q'},
-        {"speck", required_argument, 0, 'S'},  {"hole", required_argument, 0, 'H'},
-        {0, 0, 0, 0},
-    };
     struct cmdline cl = {.patch = 28, .stride = 0, .crop = CROP_CENTER,
                          .pad_value = 255, .channels = 3, .max_pixels = AMIL_MAX_PIXELS,
                          .saturation = -1, .speck = 1, .hole = 4};
-    int c, cutting = 0;   /* an option about patches was given */
-    while ((c = amil_getopt(argc, argv, "p:s:c:gl:L:b:wkh", options)) != -1) {
-        cutting |= strchr("pscPbTK", c) != NULL;
-        switch (c) {
-        case 'p': cl.patch = amil_option_long("--patch", optarg, 1, 65536); break;
-        case 's': cl.stride = amil_option_long("--stride", optarg, 1, 65536); break;
-        case 'w': cl.whole = 1; break;
-        case 'F': cl.force = 1; break;
-        case 'c':
-            cl.crop = amil_option_choice("--crop", optarg, crop_names);
-            break;
-        case 'P': cl.pad_value = amil_option_long("--pad-value", optarg, 0, 255); break;
-        case 'g': cl.channels = 1; break;
-        case 'l':
-            if (cl.label_from != LABEL_NONE)
-                amil_misuse("give one of -l and -L, once");
-            cl.label_from = LABEL_FIXED;
-            cl.label = amil_option_long("--label", optarg, 0, 1000000);
-            break;
-        case 'L':
-            if (cl.label_from != LABEL_NONE)
-                amil_misuse("give one of -l and -L, once");
-            static const char *const sources[] = {"dir", "breakhis", NULL};
-            cl.label_from = LABEL_DIR + amil_option_choice("--label-from", optarg, sources);
-            break;
-        case 'b':
-            cl.background = amil_option_double("--background", optarg, 0, 1);
-            cl.background_given = 1;
-            break;
-        case 'M': cl.max_pixels = amil_option_long("--max-pixels", optarg, 1, 1L << 40); break;
-        case 'T': cl.saturation = amil_option_long("--tissue-saturation", optarg, 0, 254); break;
-        case 'K': cl.mask = optarg; break;
-        case 'k': cl.keep_going = 1; break;
-        case 'V': case 'U': case 'X':
-            if (cl.unit != AMIL_SLIDE_LEVEL0)
-                amil_misuse("give one of --level, --mpp and --magnification, once");
-            cl.unit = c == 'V' ? AMIL_SLIDE_BY_LEVEL : c == 'U' ? AMIL_SLIDE_BY_MPP
-                                                                 : AMIL_SLIDE_BY_MAGNIFICATION;
-            cl.resolution = c == 'V' ? amil_option_long("--level", optarg, 0, 31)
-                                     : amil_option_double(c == 'U' ? "--mpp" : "--magnification",
-                                                          optarg, 1e-3, 1e3);
-            break;
-        case 'Q': cl.part_size = amil_option_long("--part-size", optarg, 1, INT32_MAX); break;
-        case 'S': cl.speck = amil_option_double("--speck", optarg, 0, 1e9); break;
-        case 'H': cl.hole = amil_option_double("--hole", optarg, 0, 1e9); break;
-        case 'h': amil_usage(0);
-        default: amil_usage(2);
-        }
-    }
-    if (cl.whole && cutting)
+    int gray = 0;
+    struct amil_opt options[] = {
+        AMIL_LONG("patch", 'p', &cl.patch, 1, 65536),
+        AMIL_LONG("stride", 's', &cl.stride, 1, 65536),
+        AMIL_CHOICE("crop", 'c', &cl.crop, crop_names),
+        AMIL_LONG("pad-value", 0, &cl.pad_value, 0, 255),
+        AMIL_FLAG("gray", 'g', &gray),
+        AMIL_READ("label", 'l', &cl, read_label),
+        AMIL_READ("label-from", 'L', &cl, read_label),
+        AMIL_DOUBLE("background", 'b', &cl.background, 0, 1),
+        AMIL_LONG("tissue-saturation", 0, &cl.saturation, 0, 254),
+        AMIL_STRING("mask", 0, &cl.mask),
+        AMIL_LONG("max-pixels", 0, &cl.max_pixels, 1, 1L << 40),
+        AMIL_FLAG("whole", 'w', &cl.whole),
+        AMIL_FLAG("keep-going", 'k', &cl.keep_going),
+        AMIL_FLAG("force", 0, &cl.force),
+        AMIL_READ("level", 0, &cl, read_resolution),
+        AMIL_READ("mpp", 0, &cl, read_resolution),
+        AMIL_READ("magnification", 0, &cl, read_resolution),
+        AMIL_LONG("part-size", 0, &cl.part_size, 1, INT32_MAX),
+        AMIL_DOUBLE("speck", 0, &cl.speck, 0, 1e9),
+        AMIL_DOUBLE("hole", 0, &cl.hole, 0, 1e9),
+        AMIL_OPTIONS_END};
+    optind = amil_options(argc, argv, options);
+    static const char *const cutting[] = {"patch", "stride", "crop", "pad-value", "background",
+                                          "tissue-saturation", "mask", NULL};
+    if (cl.whole && amil_option_last(options, cutting))   /* any of them */
         amil_misuse("--whole keeps the image whole: no patches to size, crop or filter");
     if (cl.stride == 0)
         cl.stride = cl.patch;
+    if (gray)
+        cl.channels = 1;
+    cl.background_given = amil_option_given(options, "background");
     cl.files = argv + optind;
     cl.nfiles = argc - optind;
     if ((cl.saturation >= 0 || cl.mask) && cl.background_given && cl.background == 0)
