@@ -36,10 +36,9 @@ struct cmdline {
     const char *save_stains;
     int tissue;                     /* fit on tissue only */
     struct amil_stain_params params;
-    int params_given;               /* --io, --alpha or --beta */
     const char *output, *dir;
     enum amil_picture format;
-    int format_given, force;
+    int force;
     char **inputs;                  /* NULL-terminated; none: standard input */
 };
 
@@ -67,52 +66,36 @@ static const char usage_text[] =
 static struct cmdline parse_args(int argc, char **argv)
 {
     amil_usage_is(usage_text);
-    enum { SAVE = 256, IO, ALPHA, BETA, FORCE };
-    static const struct option options[] = {
-        {"method", required_argument, 0, 'm'},   {"reference", required_argument, 0, 'r'},
-        {"stains", required_argument, 0, 's'},   {"tissue", no_argument, 0, 't'},
-        {"save-stains", required_argument, 0, SAVE}, {"io", required_argument, 0, IO},
-        {"alpha", required_argument, 0, ALPHA},  {"beta", required_argument, 0, BETA},
-        {"output", required_argument, 0, 'o'},   {"dir", required_argument, 0, 'd'},
-        {"format", required_argument, 0, 'f'},   {"force", no_argument, 0, FORCE},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
     static const char *const methods[] = {"macenko", "reinhard", NULL};
-    static const char *const formats[] = {"png", "pam", NULL};
+    static const char *const formats[] = {"png", "pam", NULL};   /* enum amil_picture's order */
     struct cmdline cl = {.method = -1, .params = AMIL_STAIN_PARAMS};
-    int c;
-    while ((c = amil_getopt(argc, argv, "m:r:s:to:d:f:h", options)) != -1) {
-        switch (c) {
-        case 'm': cl.method = amil_option_choice("--method", optarg, methods); break;
-        case 'r': cl.reference = optarg; break;
-        case 's': cl.stains = optarg; break;
-        case 't': cl.tissue = 1; break;
-        case SAVE: cl.save_stains = optarg; break;
-        case IO: cl.params.io = amil_option_double("--io", optarg, 1, 255); break;
-        case ALPHA: cl.params.alpha = amil_option_double("--alpha", optarg, 0, 50); break;
-        case BETA: cl.params.beta = amil_option_double("--beta", optarg, 0, 5); break;
-        case 'o': cl.output = optarg; break;
-        case 'd': cl.dir = optarg; break;
-        case 'f':
-            cl.format = amil_option_choice("--format", optarg, formats) == 1 ? AMIL_PICTURE_PAM
-                                                                          : AMIL_PICTURE_PNG;
-            cl.format_given = 1;
-            break;
-        case FORCE: cl.force = 1; break;
-        case 'h': amil_usage(0);
-        default: amil_usage(2);
-        }
-        cl.params_given |= c == IO || c == ALPHA || c == BETA;
-    }
+    struct amil_opt options[] = {
+        AMIL_CHOICE("method", 'm', &cl.method, methods),
+        AMIL_STRING("reference", 'r', &cl.reference),
+        AMIL_STRING("stains", 's', &cl.stains),
+        AMIL_FLAG("tissue", 't', &cl.tissue),
+        AMIL_STRING("save-stains", 0, &cl.save_stains),
+        AMIL_DOUBLE("io", 0, &cl.params.io, 1, 255),
+        AMIL_DOUBLE("alpha", 0, &cl.params.alpha, 0, 50),
+        AMIL_DOUBLE("beta", 0, &cl.params.beta, 0, 5),
+        AMIL_STRING("output", 'o', &cl.output),
+        AMIL_STRING("dir", 'd', &cl.dir),
+        AMIL_CHOICE("format", 'f', &cl.format, formats),
+        AMIL_FLAG("force", 0, &cl.force),
+        AMIL_OPTIONS_END};
+    optind = amil_options(argc, argv, options);
+    static const char *const params[] = {"io", "alpha", "beta", NULL};
+    int params_given = amil_option_last(options, params) != NULL;
     if (!cl.reference == !cl.stains)
         amil_misuse("give the reference: -r IMAGE or -s STAINS, one of them");
-    if (cl.stains && (cl.save_stains || cl.params_given))
+    if (cl.stains && (cl.save_stains || params_given))
         amil_misuse("-s STAINS holds the fitted stains and their constants: no %s",
                     cl.save_stains ? "--save-stains" : "--io, --alpha or --beta");
-    if (cl.method == AMIL_STAIN_REINHARD && cl.params_given)
+    if (cl.method == AMIL_STAIN_REINHARD && params_given)
         amil_misuse("--io, --alpha and --beta are Macenko's");
     if (cl.output && cl.dir)
         amil_misuse("give -o FILE or -d DIR, not both");
-    if (!cl.format_given)
+    if (!amil_option_given(options, "format"))
         cl.format = amil_picture_of_name(cl.output);
     cl.inputs = argv + optind;
     return cl;
