@@ -86,53 +86,38 @@ static const char usage_text[] =
     "come on stdin, and IMAGE is the image they were cut from [the record's\n"
     "source].\n";
 
+/* --method: a reader, not AMIL_CHOICE, for its message of its own. */
+static void read_method(void *to, const char *option, const char *arg)
+{
+    int method = amil_name_index(method_names, 3, arg);
+    if (method < 0)
+        amil_misuse("%s: '%s' is not gradcam, guided or guided-gradcam", option, arg);
+    *(enum method *)to = method;
+}
+
 static struct cmdline parse_args(int argc, char **argv)
 {
     amil_usage_is(usage_text);
-    enum { CMAP = 256, NO_LEGEND };
-    static const struct option options[] = {
-        {"model", required_argument, 0, 'm'},  {"class", required_argument, 0, 'c'},
-        {"method", required_argument, 0, 'M'}, {"layer", required_argument, 0, 'l'},
-        {"format", required_argument, 0, 'f'}, {"output", required_argument, 0, 'o'},
-        {"cmap", required_argument, 0, CMAP},  {"alpha", required_argument, 0, 'a'},
-        {"downsample", required_argument, 0, 'D'}, {"width", required_argument, 0, 'W'},
-        {"help", no_argument, 0, 'h'},         {"force", no_argument, 0, 'F'},
-        {"no-legend", no_argument, 0, NO_LEGEND}, {0, 0, 0, 0}};
     static const char *const formats[] = {"png", "pam", "record", NULL};
     struct cmdline cl = {.target = -1, .alpha = 0.5, .colormap = amil_colormap("jet")};
-    int c, format_given = 0;   /* 1 + the index of -f's name */
-    while ((c = amil_getopt(argc, argv, "m:M:c:l:f:o:a:D:W:h", options)) != -1) {
-        switch (c) {
-        case 'm': cl.model = optarg; break;
-        case 'M': {
-            int method = amil_name_index(method_names, 3, optarg);
-            if (method < 0)
-                amil_misuse("--method: '%s' is not gradcam, guided or guided-gradcam", optarg);
-            cl.method = method;
-            break;
-        }
-        case 'l': cl.layer = optarg; break;
-        case 'c':
-            cl.target = amil_option_long("--class", optarg, 0, 1000);
-            break;
-        case 'f':
-            format_given = amil_option_choice("--format", optarg, formats) + 1;
-            cl.record = format_given == 3;
-            cl.format = format_given == 2 ? AMIL_PICTURE_PAM : AMIL_PICTURE_PNG;
-            break;
-        case 'o': cl.output = optarg; break;
-        case 'F': cl.force = 1; break;
-        case NO_LEGEND: cl.no_legend = 1; break;
-        case CMAP: amil_option_colormap(&cl.colormap, "--cmap", optarg); break;
-        case 'a':
-            cl.alpha = amil_option_double("--alpha", optarg, 0, 1);
-            break;
-        case 'D':
-        case 'W': amil_option_view(&cl.view, c == 'D' ? "--downsample" : "--width", optarg); break;
-        case 'h': amil_usage(0);
-        default: amil_usage(2);
-        }
-    }
+    int format = -1;   /* -f's name, by its index in formats */
+    struct amil_opt options[] = {
+        AMIL_STRING("model", 'm', &cl.model),
+        AMIL_LONG("class", 'c', &cl.target, 0, 1000),
+        AMIL_READ("method", 'M', &cl.method, read_method),
+        AMIL_STRING("layer", 'l', &cl.layer),
+        AMIL_CHOICE("format", 'f', &format, formats),
+        AMIL_STRING("output", 'o', &cl.output),
+        AMIL_READ("cmap", 0, &cl.colormap, amil_option_colormap),
+        AMIL_DOUBLE("alpha", 'a', &cl.alpha, 0, 1),
+        AMIL_READ("downsample", 'D', &cl.view, amil_option_view),
+        AMIL_READ("width", 'W', &cl.view, amil_option_view),
+        AMIL_FLAG("force", 0, &cl.force),
+        AMIL_FLAG("no-legend", 0, &cl.no_legend),
+        AMIL_OPTIONS_END};
+    optind = amil_options(argc, argv, options);
+    cl.record = format == 2;
+    cl.format = format == 1 ? AMIL_PICTURE_PAM : AMIL_PICTURE_PNG;
     if (!cl.model)
         amil_misuse("no model: give -m MODEL");
     if (cl.no_legend && (cl.record || cl.method != METHOD_GRADCAM))
@@ -146,7 +131,7 @@ static struct cmdline parse_args(int argc, char **argv)
     amil_input_note(cl.model);
     if (cl.output && amil_output_probe(cl.output) < 0)
         amil_die("%s", amil_error());
-    if (!format_given)
+    if (format < 0)
         cl.format = amil_picture_of_name(cl.output);
     return cl;
 }
