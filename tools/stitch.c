@@ -79,61 +79,41 @@ static const char usage_text[] =
 static struct cmdline parse_args(int argc, char **argv)
 {
     amil_usage_is(usage_text);
-    static const struct option options[] = {
-        {"style", required_argument, 0, 'S'}, {"output", required_argument, 0, 'o'},
-        {"dir", required_argument, 0, 'd'},   {"format", required_argument, 0, 'f'},
-        {"cmap", required_argument, 0, 'c'},  {"alpha", required_argument, 0, 'a'},
-        {"norm", required_argument, 0, 'n'},  {"top", required_argument, 0, 't'},
-        {"branch", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
-        {"force", no_argument, 0, 'F'},        {"no-legend", no_argument, 0, 'L'},
-        {"downsample", required_argument, 0, 'D'}, {"width", required_argument, 0, 'W'},
-        {"above", required_argument, 0, 'A'},
-        {0, 0, 0, 0},
-    };
     static const char *const styles[] = {"heat", "paper", NULL};
     static const char *const norms[] = {"minmax", "max", "rank", NULL};
     static const char *const formats[] = {"png", "pam", "geojson", NULL};
     struct cmdline cl = {.alpha = 0.5, .colormap = amil_colormap("jet"), .above = -1};
-    const char *heat_option = NULL;   /* an option only the heat style uses */
-    int c, format_given = 0;
-    while ((c = amil_getopt(argc, argv, "S:o:d:f:c:a:n:t:b:D:W:h", options)) != -1) {
-        if (c && strchr("cantL", c))
-            heat_option = c == 'c' ? "--cmap" : c == 'a' ? "--alpha"
-                        : c == 'n' ? "--norm" : c == 'L' ? "--no-legend" : "--top";
-        switch (c) {
-        case 'S': cl.style = amil_option_choice("--style", optarg, styles); break;
-        case 'o': cl.output = optarg; break;
-        case 'F': cl.force = 1; break;
-        case 'L': cl.no_legend = 1; break;
-        case 'd': cl.dir = optarg; break;
-        case 'f':
-            format_given = 1;
-            int format = amil_option_choice("--format", optarg, formats);
-            cl.geojson = format == 2;
-            cl.format = format == 1 ? AMIL_PICTURE_PAM : AMIL_PICTURE_PNG;
-            break;
-        case 'D':
-        case 'W': amil_option_view(&cl.view, c == 'D' ? "--downsample" : "--width", optarg); break;
-        case 'A': cl.above = amil_option_double("--above", optarg, 0, 1); break;
-        case 'c': amil_option_colormap(&cl.colormap, "--cmap", optarg); break;
-        case 'a':
-            cl.alpha = amil_option_double("--alpha", optarg, 0, 1);
-            break;
-        case 'n': cl.norm = amil_option_choice("--norm", optarg, norms); break;
-        case 't':
-        case 'b':
-            *(c == 't' ? &cl.top : &cl.branch) =
-                amil_option_long(c == 't' ? "--top" : "--branch", optarg, 0, 1L << 30);
-            break;
-        case 'h': amil_usage(0);
-        default: amil_usage(2);
-        }
-    }
+    int format = -1;   /* -f's name, by its index in formats */
+    struct amil_opt options[] = {
+        AMIL_CHOICE("style", 'S', &cl.style, styles),
+        AMIL_STRING("output", 'o', &cl.output),
+        AMIL_STRING("dir", 'd', &cl.dir),
+        AMIL_CHOICE("format", 'f', &format, formats),
+        AMIL_READ("cmap", 'c', &cl.colormap, amil_option_colormap),
+        AMIL_DOUBLE("alpha", 'a', &cl.alpha, 0, 1),
+        AMIL_CHOICE("norm", 'n', &cl.norm, norms),
+        AMIL_LONG("top", 't', &cl.top, 0, 1L << 30),
+        AMIL_LONG("branch", 'b', &cl.branch, 0, 1L << 30),
+        AMIL_FLAG("force", 0, &cl.force),
+        AMIL_FLAG("no-legend", 0, &cl.no_legend),
+        AMIL_READ("downsample", 'D', &cl.view, amil_option_view),
+        AMIL_READ("width", 'W', &cl.view, amil_option_view),
+        AMIL_DOUBLE("above", 0, &cl.above, 0, 1),
+        AMIL_OPTIONS_END};
+    optind = amil_options(argc, argv, options);
+    cl.geojson = format == 2;
+    cl.format = format == 1 ? AMIL_PICTURE_PAM : AMIL_PICTURE_PNG;
+    /* the last given of the options only the heat style uses: "--cmap" */
+    static const char *const heat_options[] = {"cmap", "alpha", "norm", "top", "no-legend", NULL};
+    const char *heat = amil_option_last(options, heat_options);
+    char heat_option[32] = "";
+    if (heat)
+        snprintf(heat_option, sizeof heat_option, "--%s", heat);
     if (optind < argc)
         cl.image = argv[optind++];
     if (optind < argc)
         amil_misuse("%s: one IMAGE at most; records come on standard input", argv[optind]);
-    if (cl.style == STYLE_PAPER && heat_option)
+    if (cl.style == STYLE_PAPER && heat)
         amil_misuse("%s applies to --style heat, not paper", heat_option);
     if (cl.output && cl.dir)
         amil_misuse("give -o or -d, not both");
@@ -141,7 +121,7 @@ static struct cmdline parse_args(int argc, char **argv)
     amil_input_note(cl.image);
     if (cl.output && amil_output_probe(cl.output) < 0)
         amil_die("%s", amil_error());
-    if (!format_given) {
+    if (format < 0) {
         const char *dot = cl.output ? strrchr(cl.output, '.') : NULL;
         cl.geojson = dot && (strcmp(dot, ".geojson") == 0 || strcmp(dot, ".json") == 0);
         cl.format = amil_picture_of_name(cl.output);
@@ -151,10 +131,10 @@ static struct cmdline parse_args(int argc, char **argv)
     if (cl.above >= 0 && !cl.geojson)
         amil_misuse("--above chooses the patches of -f geojson");
     int drawn = cl.view.downsample || cl.view.width ||
-                (heat_option && strcmp(heat_option, "--top") && strcmp(heat_option, "--norm"));
+                (heat && strcmp(heat, "top") != 0 && strcmp(heat, "norm") != 0);
     if (cl.geojson && drawn)
-        amil_misuse("-f geojson draws no picture: no %s", heat_option ? heat_option
-                                                                       : "--downsample or --width");
+        amil_misuse("-f geojson draws no picture: no %s",
+                    heat ? heat_option : "--downsample or --width");
     return cl;
 }
 
