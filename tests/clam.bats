@@ -61,6 +61,14 @@ assert min(mass) > 0.5' "$BATS_TEST_DIRNAME" "$T/att"
     done
 }
 
+@test "clam: a size given leaves the other at CLAM's default, not attention-MIL's" {
+    bags 2 20 > "$T/bags"
+    train --arch clam --hidden 16 -e 1 -q -o "$T/h.st" "$T/bags" > /dev/null
+    recinfo "$T/h.st" | grep -q "tensor attention_net.3.attention_a.0.weight F32 \[256, 16\]"
+    train --arch clam --attention-dim 8 -e 1 -q -o "$T/d.st" "$T/bags" > /dev/null
+    recinfo "$T/d.st" | grep -q "tensor attention_net.0.weight F32 \[512, 20\]"
+}
+
 @test "clam: a CLAM state_dict as torch saves it runs, its instance classifiers left out" {
     # the fixture's last record: a gated head with two outputs, 24 features
     "$PY" -c '

@@ -297,7 +297,7 @@ values() {
     [ "$output" = "train: $T/n.st.ckpt: a checkpoint of net, not resnet18" ]
     run train -o "$T/m.st" -q --resume "$T/n.st.ckpt" "$T/images"
     [ "$status" -eq 1 ]
-    [ "$output" = "train: $T/n.st.ckpt: a checkpoint of a CNN, not of an attention-MIL model" ]
+    [ "$output" = "train: $T/n.st.ckpt: a checkpoint of a CNN model, not of an attention-MIL model" ]
 }
 
 @test "train --weights: torchvision's 1000-class file gives the backbone and its normalization; the head is new" {

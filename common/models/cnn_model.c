@@ -23,8 +23,27 @@ static int from_record(struct amil_model *m, struct amil_record *r)
     return 0;
 }
 
+/* What training adds: the network's own buffers (m->work runs the frozen
+ * backbone over tiles and judges), the batch, and the backbone's
+ * fingerprint, which a set's cached features must carry. */
+struct cnn_trainer {
+    const struct amil_train_spec *spec;
+    struct amil_cnn_work w;
+    struct amil_cnn_batch batch;
+    int capacity;           /* samples the batch holds */
+    uint64_t backbone;
+    const char *backbone_from;   /* its file, for messages */
+};
+
 static void free_model(struct amil_model *m)
 {
+    struct cnn_trainer *t = m->trainer;
+    if (t) {
+        amil_cnn_work_free(&t->w);
+        free(t->batch.crops), free(t->batch.features), free(t->batch.labels);
+        free(t->batch.dscores);
+    }
+    free(t);
     if (m->impl)
         amil_cnn_free(m->impl);
     if (m->work)
@@ -239,6 +258,117 @@ static int gradcam_image(struct amil_model *m, const struct amil_image *img, con
     return 0;
 }
 
+/* ---- training: batches of samples ----------------------------------------- */
+
+/* A new network (random, then the weights given) or a checkpoint's, which
+ * must be of the arch asked for. */
+static int start(struct amil_model *m, const struct amil_train_spec *spec, int *random_backbone)
+{
+    struct amil_cnn *cnn = m->impl;
+    if (cnn && cnn->arch != (enum amil_cnn_arch)spec->variant)
+        return amil_fail("a checkpoint of %s, not %s", amil_cnn_arch_name(cnn->arch),
+                         amil_cnn_arch_name(spec->variant));
+    if (!cnn) {
+        cnn = m->impl = amil_xcalloc(1, sizeof *cnn);
+        m->work = amil_xcalloc(1, sizeof(struct amil_cnn_work));
+        if (amil_cnn_init(cnn, spec->variant, spec->classes, 0, 0) < 0)
+            return -1;
+        amil_cnn_randomize(cnn, spec->seed);
+        cnn->norm = spec->norm;
+        if (spec->weights && amil_cnn_load_weights(cnn, spec->weights, spec->norm_given) < 0)
+            return -1;
+        *random_backbone = !spec->weights && cnn->trained > 0;
+    }
+    struct cnn_trainer *t = m->trainer = amil_xcalloc(1, sizeof *t);
+    t->spec = spec;
+    t->backbone = amil_cnn_features_fingerprint(cnn);
+    t->backbone_from = spec->weights  ? spec->weights
+                       : spec->resume ? spec->resume
+                                      : "a random backbone";
+    return 0;
+}
+
+static struct amil_params *params(struct amil_model *m, int *first)
+{
+    struct amil_cnn *cnn = m->impl;
+    *first = cnn->trained;
+    return &cnn->params;
+}
+
+/* An image (or its cached features) with a label: one sample for net (a
+ * crop), one per tile for the frozen backbones. */
+static long check(struct amil_model *m, struct amil_record *r, int *form)
+{
+    const struct cnn_trainer *t = m->trainer;
+    long samples = amil_cnn_samples(m->impl, r, form);
+    if (samples < 0 ||
+        (*form == 1 && amil_check_stage(r, "features_by", t->backbone, t->backbone_from) < 0))
+        return -1;
+    return samples;
+}
+
+static int take(struct amil_model *m, const struct amil_record *r, long sample, int form,
+                gsl_rng *rng, int k)
+{
+    const struct amil_cnn *cnn = m->impl;
+    struct cnn_trainer *t = m->trainer;
+    if (k >= t->capacity) {   /* grown by the first step */
+        int T = cnn->size, F = amil_cnn_feature_size(cnn), B = t->capacity = k + 1;
+        if (!cnn->trained)
+            t->batch.crops = amil_xrealloc(t->batch.crops, (size_t)B * T * T * 3);
+        t->batch.features = amil_xrealloc(t->batch.features, sizeof(float) * B * F);
+        t->batch.labels = amil_xrealloc(t->batch.labels, sizeof(long) * B);
+        t->batch.dscores = amil_xrealloc(t->batch.dscores, sizeof(float) * B * cnn->classes);
+    }
+    return amil_cnn_take(cnn, m->work, r, sample, form, rng, &t->batch, k);
+}
+
+static double step(struct amil_model *m, int n, float *grads, gsl_rng *rng, int *errors)
+{
+    const struct amil_cnn *cnn = m->impl;
+    struct cnn_trainer *t = m->trainer;
+    if (cnn->trained)
+        amil_cnn_forward_head(cnn, &t->w, t->batch.features, n, rng);
+    else
+        amil_cnn_forward(cnn, &t->w, t->batch.crops, n, rng);
+    const float *scores = t->w.out[cnn->nlayers - 1];
+    double loss = amil_cnn_loss(cnn, scores, t->batch.labels, n, t->batch.dscores);
+    amil_cnn_backward(cnn, &t->w, t->batch.dscores, n, cnn->trained ? cnn->features : 0,
+                      AMIL_BACKWARD_PLAIN, grads);
+    *errors = 0;
+    for (int j = 0; j < n; j++)
+        *errors += amil_cnn_predict(cnn, scores + (size_t)j * cnn->classes) !=
+                   t->batch.labels[j];
+    return loss;
+}
+
+static int judge(struct amil_model *m, struct amil_record *r, int form, struct amil_verdict *v)
+{
+    return amil_cnn_judge(m->impl, m->work, r, form, v);
+}
+
+static void to_record(const struct amil_model *m, struct amil_record *r)
+{
+    amil_cnn_to_record(m->impl, r);
+}
+
+/* The paper's baselines: RMSprop, lr 3e-4, momentum 0.4, batches of 32,
+ * 10 epochs. */
+static const struct amil_train_ops train = {
+    .unit = "sample",
+    .takes = AMIL_TRAIN_BATCH,
+    .defaults = {.epochs = 10, .batch = 32, .lr = 3e-4, .decay = 0, .momentum = 0.4,
+                 .optimizer = AMIL_RMSPROP},
+    .arch_parse = amil_cnn_arch_parse,
+    .start = start,
+    .params = params,
+    .check = check,
+    .take = take,
+    .step = step,
+    .judge = judge,
+    .to_record = to_record,
+};
+
 const struct amil_model_ops amil_cnn_model = {
     .input = AMIL_INPUT_IMAGE,
     .units = "images",
@@ -253,4 +383,5 @@ const struct amil_model_ops amil_cnn_model = {
     .cam_layer = cam_layer,
     .gradcam_image = gradcam_image,
     .noun = "a CNN model",
+    .train = &train,
 };

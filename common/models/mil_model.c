@@ -30,6 +30,7 @@ static int from_record(struct amil_model *m, struct amil_record *r)
 
 static void free_model(struct amil_model *m)
 {
+    amil_bag_trainer_free(m);
     if (m->impl)
         amil_mil_free(m->impl);
     if (m->work)
@@ -141,6 +142,103 @@ static int gradcam_bag(struct amil_model *m, const struct amil_record *r, int ta
     return 0;
 }
 
+/* ---- training: one bag a step --------------------------------------------- */
+
+static int start(struct amil_model *m, const struct amil_train_spec *spec, int *random_backbone)
+{
+    (void)random_backbone;
+    amil_bag_trainer_start(m, spec, sizeof(struct amil_mil), sizeof(struct amil_mil_work));
+    return 0;
+}
+
+static struct amil_params *params(struct amil_model *m, int *first)
+{
+    *first = 0;
+    return &((struct amil_mil *)m->impl)->params;
+}
+
+/* A labelled bag; the first one makes the model when it has no weights. */
+static long check(struct amil_model *m, struct amil_record *r, int *form)
+{
+    (void)form;
+    const struct amil_train_spec *s = ((struct amil_bag_step *)m->trainer)->spec;
+    struct amil_mil *mil = m->impl;
+    const struct amil_tensor *p = amil_record_find(r, "patches");
+    if (!p && amil_record_find(r, "features"))
+        return amil_fail("features, not patches: CLAM's head trains on a frozen backbone's "
+                         "features (--arch clam); the attention-MIL model on patches");
+    int made = 0;
+    if (!mil->params.weights && p && p->dtype == AMIL_U8 && p->ndim == 4) {
+        if (amil_mil_init(mil, s->variant, (int)p->shape[3], (int)p->shape[1], s->classes,
+                          s->hidden, s->attention, s->branches) < 0)
+            return -1;
+        amil_params_randomize(&mil->params, s->seed);
+        made = 1;
+    }
+    if (s->augment->he && mil->params.weights && mil->channels != 3)
+        return amil_fail("--augment he needs RGB bags, not %d channel", mil->channels);
+    if (made && s->norm == AMIL_NORM_IMAGENET && mil->channels != 3)
+        return amil_fail("--normalize imagenet needs RGB bags, not %d channel%s",
+                         mil->channels, mil->channels == 1 ? "" : "s");
+    if (made)
+        mil->norm = s->norm;
+    long label;
+    int has = 0;
+    if (!amil_mil_bag_patches(mil, r) || (has = amil_mil_bag_label(mil, r, &label)) < 0)
+        return -1;
+    return has ? 1 : amil_fail("no label (bagify -l or -L gives one)");
+}
+
+static int take(struct amil_model *m, const struct amil_record *r, long sample, int form,
+                gsl_rng *rng, int k)
+{
+    (void)sample, (void)form, (void)k;
+    struct amil_bag_step *t = m->trainer;
+    const struct amil_tensor *p = amil_mil_bag_patches(m->impl, r);
+    if (!p || amil_mil_bag_label(m->impl, r, &t->label) != 1)
+        return -1;
+    t->input = amil_augment_patches(t->spec->augment, rng, p, &t->augmented);
+    t->n = (int)p->shape[0];
+    return 0;
+}
+
+static double step(struct amil_model *m, int n, float *grads, gsl_rng *rng, int *errors)
+{
+    (void)n, (void)rng;
+    const struct amil_bag_step *t = m->trainer;
+    struct amil_mil_work *w = m->work;
+    double loss = amil_mil_step(m->impl, w, t->input, t->n, (int)t->label, grads);
+    *errors = amil_mil_predict(m->impl, w->prob) != t->label;
+    return loss;
+}
+
+static int judge(struct amil_model *m, struct amil_record *r, int form, struct amil_verdict *v)
+{
+    (void)form;
+    return amil_mil_judge(m->impl, m->work, r, v);
+}
+
+static void to_record(const struct amil_model *m, struct amil_record *r)
+{
+    amil_mil_to_record(m->impl, r);
+}
+
+static const struct amil_train_ops train = {
+    .unit = "bag",
+    .holds = 1,
+    .takes = AMIL_TRAIN_SIZES | AMIL_TRAIN_BRANCHES | AMIL_TRAIN_AUGMENT,
+    .defaults = {.epochs = 20, .batch = 1, .hidden = 500, .attention = 128, .lr = 1e-4,
+                 .decay = 1e-4, .momentum = 0, .optimizer = AMIL_ADAM},
+    .arch_parse = amil_mil_arch_parse,
+    .start = start,
+    .params = params,
+    .check = check,
+    .take = take,
+    .step = step,
+    .judge = judge,
+    .to_record = to_record,
+};
+
 const struct amil_model_ops amil_mil_model = {
     .input = AMIL_INPUT_PATCHES,
     .units = "patches",
@@ -157,4 +255,5 @@ const struct amil_model_ops amil_mil_model = {
     .cam_layer = cam_layer,
     .gradcam_bag = gradcam_bag,
     .noun = "an attention-MIL model",
+    .train = &train,
 };

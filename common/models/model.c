@@ -14,6 +14,24 @@
 static const struct amil_model_ops *const families[] = {&amil_cnn_model, &amil_clam_model,
                                                        &amil_mil_model};
 
+#define NFAMILIES (sizeof families / sizeof *families)
+
+const struct amil_model_ops *amil_model_family(const struct amil_record *r)
+{
+    size_t i = 0;
+    while (i + 1 < NFAMILIES && !families[i]->recognise(r))
+        i++;
+    return families[i];
+}
+
+const struct amil_model_ops *amil_model_arch(const char *word, int *variant)
+{
+    for (size_t i = 0; i < NFAMILIES; i++)
+        if (families[i]->train && (*variant = families[i]->train->arch_parse(word)) >= 0)
+            return families[i];
+    return NULL;
+}
+
 int amil_model_load(struct amil_model *m, const char *path)
 {
     memset(m, 0, sizeof *m);
@@ -21,10 +39,7 @@ int amil_model_load(struct amil_model *m, const char *path)
     struct amil_record r;
     if (amil_record_load(path, &r) < 0)
         return -1;
-    size_t i = 0;
-    while (i + 1 < sizeof families / sizeof *families && !families[i]->recognise(&r))
-        i++;
-    m->ops = families[i];
+    m->ops = amil_model_family(&r);
     int status = m->ops->from_record(m, &r);
     amil_record_free(&r);
     if (status < 0) {

@@ -14,6 +14,12 @@
 
 #include <stdint.h>
 
+#include <gsl/gsl_rng.h>
+
+#include "compute/metrics.h"
+#include "compute/optim.h"
+#include "compute/params.h"
+#include "media/augment.h"
 #include "record/record.h"
 
 /* The most classes a program takes: ImageNet's, for torchvision's weights. */
@@ -90,6 +96,7 @@ struct amil_model_ops {
                          const char *layer, int target, int cam, int guided,
                          struct amil_image_maps *out);
     const char *noun;       /* the family in messages: "an attention-MIL model" */
+    const struct amil_train_ops *train;   /* NULL where train cannot fit one */
 };
 
 struct amil_model {
@@ -97,12 +104,90 @@ struct amil_model {
     const char *path;       /* the file it came from, for messages */
     void *impl;             /* the family's model (struct amil_mil, ...) */
     void *work;             /* and its buffers, grown to fit */
+    void *trainer;          /* what training adds to them (amil_train_ops) */
     /* the fingerprints of the weights that make a record's features and
      * embedding (amil_check_stage): knows_features is 0 for a CLAM head
      * that does not say which backbone's features it reads, and for net */
     uint64_t features_by, embedding_by;
     int knows_features;
 };
+
+/* ---- training (train(1)) -------------------------------------------------
+ *
+ * A set's records each hold samples (a bag, an image to crop, an image's
+ * tiles); a step draws `batch` of them, the family's take copies each into
+ * its trainer's batch, and its step runs forward and backward over them.
+ * A bag family takes one bag a step; a batch family draws samples across
+ * records. */
+
+/* What a new model is made of and trained with: the command line's. */
+struct amil_train_spec {
+    int variant;            /* the family's --arch word (its arch_parse) */
+    const char *arch;       /* that word */
+    int classes, hidden, attention, branches;
+    enum amil_norm norm;
+    int norm_given;         /* --normalize was given (else a file's holds) */
+    const char *weights;    /* a batch family's starting weights, or NULL */
+    const char *resume;     /* the checkpoint resumed from, or NULL */
+    unsigned long seed;     /* of the initial weights */
+    const struct amil_augment *augment;
+};
+
+/* The command line a family takes beyond the common one. */
+enum {
+    AMIL_TRAIN_BATCH = 1,     /* --batch and --weights */
+    AMIL_TRAIN_SIZES = 2,     /* --hidden and --attention-dim */
+    AMIL_TRAIN_BRANCHES = 4,  /* --branches above 1 */
+    AMIL_TRAIN_AUGMENT = 8    /* --augment */
+};
+
+/* A family's defaults, where the paper (or CLAM) sets its own. */
+struct amil_train_defaults {
+    long epochs, batch, hidden, attention;
+    double lr, decay, momentum;
+    enum amil_optim_kind optimizer;
+};
+
+struct amil_train_ops {
+    const char *unit;       /* a sample, in the progress line: "bag" */
+    /* 1: take points into the record, which the trainer holds until the
+     * step is done (a bag); 0: take copies the sample out of it */
+    int holds;
+    unsigned takes;         /* AMIL_TRAIN_* */
+    struct amil_train_defaults defaults;
+    int (*arch_parse)(const char *word);   /* the variant, or -1 */
+    /* A trainer for m, as spec asks: m->impl NULL makes a new model (a
+     * bag family's when its first bag says its shape, in check), else m
+     * is a checkpoint's and must be of spec's variant.  0, or -1 with a
+     * message; *random_backbone set to 1 when a frozen backbone has no
+     * weights given (for tests only). */
+    int (*start)(struct amil_model *m, const struct amil_train_spec *spec,
+                 int *random_backbone);
+    /* The parameters, and *first the first that is trained. */
+    struct amil_params *(*params)(struct amil_model *m, int *first);
+    /* Checks record r of a set (*form: the set's, -1 until its first
+     * record says, as a CNN's cached features), making the model from it
+     * when it has no weights yet: the samples r holds, or -1 with a
+     * message. */
+    long (*check)(struct amil_model *m, struct amil_record *r, int *form);
+    /* Sample `sample` of record r into slot k of the step (rng: crops,
+     * augmentation): 0, or -1 when r is not what check found. */
+    int (*take)(struct amil_model *m, const struct amil_record *r, long sample, int form,
+                gsl_rng *rng, int k);
+    /* Forward and backward over the n samples taken (rng: dropout), the
+     * gradient added to grads (nweights): the mean loss; *errors the
+     * samples predicted wrong. */
+    double (*step)(struct amil_model *m, int n, float *grads, gsl_rng *rng, int *errors);
+    /* What m makes of labelled record r of a set of form, without dropout:
+     * 0, or -1 with a message. */
+    int (*judge)(struct amil_model *m, struct amil_record *r, int form, struct amil_verdict *v);
+    void (*to_record)(const struct amil_model *m, struct amil_record *r);
+};
+
+/* The family and variant of --arch word: its table, or NULL. */
+const struct amil_model_ops *amil_model_arch(const char *word, int *variant);
+/* The family whose model record r holds (the first that recognises it). */
+const struct amil_model_ops *amil_model_family(const struct amil_record *r);
 
 /* The model in the file at path, of whichever family reads it: 0, or -1
  * with a message naming path. */
@@ -123,6 +208,21 @@ int amil_model_put_attention(struct amil_record *r, const float *a, const float 
                              int n, int L);
 /* r's embedding: F32 (K, L) and finite; the tensor, or NULL with a message. */
 const struct amil_tensor *amil_model_embedding_in(const struct amil_record *r, int K, int L);
+
+/* What training adds to a bag family's model (m->trainer): the step's bag,
+ * from the record (held by the trainer) or augmented. */
+struct amil_bag_step {
+    const struct amil_train_spec *spec;
+    const void *input;      /* (n, ...): patches or features */
+    int n;
+    long label;
+    uint8_t *augmented;     /* augmented patches, grown to fit */
+};
+/* A bag family's trainer: a new model's impl and work (zeroed, of their
+ * sizes) when m has none, made whole by its first bag; its m->trainer. */
+void amil_bag_trainer_start(struct amil_model *m, const struct amil_train_spec *spec,
+                            size_t impl, size_t work);
+void amil_bag_trainer_free(struct amil_model *m);
 
 extern const struct amil_model_ops amil_mil_model, amil_clam_model, amil_cnn_model;
 

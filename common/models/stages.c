@@ -1,6 +1,8 @@
 /* stages.c: what the families' stages share (model.h): checking the
- * features and embedding a record holds, adding its attention. */
+ * features and embedding a record holds, adding its attention; a bag
+ * family's trainer. */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/base.h"
@@ -52,4 +54,24 @@ const struct amil_tensor *amil_model_embedding_in(const struct amil_record *r, i
     if (em && amil_tensor_finite("embedding", em->data, 2, em->shape, -1) < 0)
         return NULL;
     return em;
+}
+
+void amil_bag_trainer_start(struct amil_model *m, const struct amil_train_spec *spec,
+                            size_t impl, size_t work)
+{
+    if (!m->impl) {
+        m->impl = amil_xcalloc(1, impl);
+        m->work = amil_xcalloc(1, work);
+    }
+    struct amil_bag_step *t = m->trainer = amil_xcalloc(1, sizeof *t);
+    t->spec = spec;
+}
+
+void amil_bag_trainer_free(struct amil_model *m)
+{
+    struct amil_bag_step *t = m->trainer;
+    if (t)
+        free(t->augmented);
+    free(t);
+    m->trainer = NULL;
 }

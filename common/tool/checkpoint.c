@@ -79,71 +79,36 @@ static int is_checkpoint(const struct amil_record *r)
     return amil_fail("not a checkpoint of train (its kind is %s)", kind ? kind : "not given");
 }
 
-int amil_checkpoint_load_mil(const char *path, struct amil_mil *m, struct amil_optimizer *o,
-                             struct amil_checkpoint *c)
+int amil_checkpoint_load(const char *path, const struct amil_model_ops *family,
+                         struct amil_model *m, struct amil_optimizer *o,
+                         struct amil_checkpoint *c)
 {
+    memset(m, 0, sizeof *m);
+    m->path = path;
     struct amil_record r;
     if (amil_record_load(path, &r) < 0)
         return -1;
-    int status = is_checkpoint(&r) < 0 ? -1
-                 : amil_cnn_is_model(&r)
-                     ? amil_fail("a checkpoint of a CNN, not of an attention-MIL model")
-                     : amil_mil_from_record(m, &r);
-    if (status == 0 && amil_checkpoint_from_record(&r, c, o, 0, m->params.nweights,
-                                                   m->params.at, m->params.n) < 0) {
-        amil_mil_free(m);
-        status = -1;
-    }
-    amil_record_free(&r);
-    return status < 0 ? amil_fail_in(path) : 0;
-}
-
-int amil_checkpoint_load_clam(const char *path, struct amil_clam *m, struct amil_optimizer *o,
-                              struct amil_checkpoint *c)
-{
-    struct amil_record r;
-    if (amil_record_load(path, &r) < 0)
-        return -1;
-    int status = is_checkpoint(&r) < 0        ? -1
-                 : !amil_clam_is_model(&r) ? amil_fail("not a checkpoint of a CLAM head")
-                                           : amil_clam_from_record(m, &r);
-    if (status == 0 && amil_checkpoint_from_record(&r, c, o, 0, m->params.nweights,
-                                                   m->params.at, m->params.n) < 0) {
-        amil_clam_free(m);
-        status = -1;
-    }
-    amil_record_free(&r);
-    return status < 0 ? amil_fail_in(path) : 0;
-}
-
-int amil_checkpoint_load_cnn(const char *path, enum amil_cnn_arch arch, struct amil_cnn *m,
-                             struct amil_optimizer *o, struct amil_checkpoint *c)
-{
-    struct amil_record r;
-    if (amil_record_load(path, &r) < 0)
-        return -1;
-    if (is_checkpoint(&r) < 0 ||
-        (!amil_cnn_is_model(&r) && amil_fail("not a checkpoint of a CNN") < 0)) {
-        amil_record_free(&r);
-        return amil_fail_in(path);
-    }
-    int status = amil_cnn_from_record(m, &r);
+    int status = is_checkpoint(&r);
+    const struct amil_model_ops *found = status < 0 ? NULL : amil_model_family(&r);
+    if (found && found != family)
+        status = amil_fail("a checkpoint of %s, not of %s", found->noun, family->noun);
     if (status == 0) {
-        size_t base = m->params.at[m->trained].offset;
-        if (m->arch != arch)
-            status = amil_fail("a checkpoint of %s, not %s", amil_cnn_arch_name(m->arch),
-                               amil_cnn_arch_name(arch));
-        else if (amil_checkpoint_from_record(&r, c, o, base, m->params.nweights - base,
-                                             m->params.at + m->trained,
-                                             m->params.n - m->trained) < 0)
-            status = -1;
-        else if (c->batch == 0) {
+        m->ops = family;
+        status = family->from_record(m, &r);
+    }
+    if (status == 0) {
+        int first;
+        const struct amil_params *p = family->train->params(m, &first);
+        size_t base = p->at[first].offset;
+        status = amil_checkpoint_from_record(&r, c, o, base, p->nweights - base, p->at + first,
+                                             p->n - first);
+        if (status == 0 && c->batch == 0 && (family->train->takes & AMIL_TRAIN_BATCH)) {
             amil_optim_free(o);
             status = amil_fail("no batch size");
         }
-        if (status < 0)
-            amil_cnn_free(m);
     }
+    if (status < 0 && m->ops)
+        amil_model_free(m);
     amil_record_free(&r);
     return status < 0 ? amil_fail_in(path) : 0;
 }

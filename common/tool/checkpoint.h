@@ -12,9 +12,7 @@
 #include "base/base.h"
 #include "compute/optim.h"
 #include "compute/params.h"
-#include "models/clam.h"
-#include "models/cnn.h"
-#include "models/mil.h"
+#include "models/model.h"
 #include "record/record.h"
 
 struct amil_checkpoint {
@@ -34,16 +32,14 @@ int amil_checkpoint_from_record(const struct amil_record *r, struct amil_checkpo
                                 struct amil_optimizer *o, size_t base, size_t n,
                                 const struct amil_param *params, int nparams);
 
-/* Resume from the checkpoint at path: the model into m, the optimizer
- * into o (its trained parameters' state), the run into c.  A CNN's must be
- * of arch and name its batch.  Return 0, or -1 with a message that names
- * path (not a checkpoint, one of the other kind of model, ...). */
-int amil_checkpoint_load_mil(const char *path, struct amil_mil *m, struct amil_optimizer *o,
-                             struct amil_checkpoint *c);
-int amil_checkpoint_load_clam(const char *path, struct amil_clam *m, struct amil_optimizer *o,
-                              struct amil_checkpoint *c);
-int amil_checkpoint_load_cnn(const char *path, enum amil_cnn_arch arch, struct amil_cnn *m,
-                             struct amil_optimizer *o, struct amil_checkpoint *c);
+/* Resume from the checkpoint at path, of family's: the model into m (its
+ * ops, impl and work), the optimizer into o (its trained parameters'
+ * state), the run into c (a batch family's must name its batch).  0, or
+ * -1 with a message that names path (not a checkpoint, another family's,
+ * ...). */
+int amil_checkpoint_load(const char *path, const struct amil_model_ops *family,
+                         struct amil_model *m, struct amil_optimizer *o,
+                         struct amil_checkpoint *c);
 
 /* Into buf (size bytes): program and its args (n of them) again, any
  * --resume or -r with its value left out, then --resume path and a
