@@ -428,6 +428,13 @@ void amil_linear_forward_reference(float *out, const float *inp, const float *we
         }
 }
 
+void amil_column_sums(float *sums, const float *x, int N, int C)
+{
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < C; c++)
+            sums[c] += x[(size_t)i * C + c];
+}
+
 /* ---- attention pooling -------------------------------------------------- */
 
 void amil_softmax_forward(float *x, int K, int N)

@@ -120,6 +120,9 @@ void amil_linear_backward(float *dinp, float *dweight, float *dbias, const float
 void amil_linear_forward_reference(float *out, const float *inp, const float *weight,
                                    const float *bias, int N, int C, int OC);
 
+/* sums (C) += the sum over N rows of x (N, C): a bias's gradient. */
+void amil_column_sums(float *sums, const float *x, int N, int C);
+
 /* ---- attention pooling -------------------------------------------------- */
 
 /* Softmax of each of K rows of N scores, in place (max subtracted). */

@@ -167,91 +167,30 @@ static void conv_back_of_groups(void *ctx, int first, int end, int thread)
 }
 
 /* sums (C) += the columns of x (N, C), row after row. */
-static void column_sums(float *sums, const float *x, int N, int C)
-{
-    for (int i = 0; i < N; i++)
-        for (int c = 0; c < C; c++)
-            sums[c] += x[(size_t)i * C + c];
-}
-
-/* Rows first .. end-1 of the pass back through the attention network from
- * dscores: its input gradient added to dH; then dH through the linear
- * layer's ReLU (dH keeps the masked gradient) into the lanes of dhl.  The
- * rows' gradients are zeroed here, once, and every product and layer adds
- * to them.  Row r is the bag's row base + r (rows_pass). */
-static void attention_back_of_rows(void *ctx, int first, int end, int thread)
+/* Rows first .. end-1 of the pass: dH (the pool's gradient) through the
+ * linear layer's ReLU (dH keeps the masked gradient) into the lanes of
+ * dhl. */
+static void relu_to_lanes(void *ctx, int first, int end, int thread)
 {
     (void)thread;
     const struct rows_pass *pass = ctx;
-    const struct amil_mil *m = pass->m;
     struct amil_mil_work *w = pass->w;
-    int L = m->hidden, D = m->attention, K = m->branches, rows = end - first;
-    size_t nd = (size_t)rows * D, at = (size_t)first * D, bag = (size_t)pass->base + first;
-    const float *dscores = w->dscores + bag * K, *h = pass->h + (size_t)first * L;
-    const float *v = w->v + bag * D, *u = w->u + bag * D;
-    float *dv = w->dv + at, *dvt = w->dvt + at, *dh = w->dh + (size_t)first * L;
-    memset(dv, 0, sizeof *dv * nd);
-    memset(dvt, 0, sizeof *dvt * nd);
-    if (m->arch == AMIL_MIL_PLAIN) {
-        /* tanh's output: dVt (rows, D) += dscores (rows, K) · W (K, D) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, K, 1.0f, dscores, K,
-                    W(m, ATT_FIRST + 2), D, 1.0f, dvt, D);
-        amil_tanh_backward(dv, dvt, v, nd);
-    } else {
-        float *dgate = w->dgate + at, *du = w->du + at, *dut = w->dut + at;
-        memset(dgate, 0, sizeof *dgate * nd);
-        memset(du, 0, sizeof *du * nd);
-        memset(dut, 0, sizeof *dut * nd);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, K, 1.0f, dscores, K,
-                    W(m, ATT_FIRST + 4), D, 1.0f, dgate, D);
-        /* the product tanh(V H) ⊙ σ(U H): each factor's gradient */
-        for (size_t i = 0; i < nd; i++) {
-            dvt[i] += dgate[i] * u[i];
-            dut[i] += dgate[i] * v[i];
-        }
-        amil_tanh_backward(dv, dvt, v, nd);
-        amil_sigmoid_backward(du, dut, u, nd);
-        /* dH (rows, L) += dU (rows, D) · U's weight (D, L) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, L, D, 1.0f, du, D,
-                    W(m, ATT_FIRST + 2), L, 1.0f, dh, L);
-    }
-    /* dH (rows, L) += dV (rows, D) · V's weight (D, L) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, L, D, 1.0f, dv, D,
-                W(m, ATT_FIRST), L, 1.0f, dh, L);
+    int L = pass->m->hidden;
     size_t lanes = (size_t)w->kernels->lanes;
-    for (int r = 0; r < rows; r++) {
-        size_t i = (size_t)first + r;
-        float *dhl = w->dhl + i / lanes * L * lanes + i % lanes;
+    for (int r = first; r < end; r++) {
+        float *dhl = w->dhl + (size_t)r / lanes * L * lanes + (size_t)r % lanes;
         for (int j = 0; j < L; j++) {
-            float *d = &dh[(size_t)r * L + j];
-            *d = h[(size_t)r * L + j] > 0 ? *d : 0;
+            float *d = &w->dh[(size_t)r * L + j];
+            *d = pass->h[(size_t)r * L + j] > 0 ? *d : 0;
             dhl[(size_t)j * lanes] = *d;
         }
     }
 }
 
-/* Units first .. end-1 of the attention's first layer: their rows of its
- * weight's gradient (D, L) += dVᵀ (D, N) · H (N, L) (gated: U's too). */
-static void attention_dweight_of_units(void *ctx, int first, int end, int thread)
-{
-    (void)thread;
-    const struct rows_pass *pass = ctx;
-    const struct amil_mil *m = pass->m;
-    struct amil_mil_work *w = pass->w;
-    int L = m->hidden, D = m->attention, n = pass->n;
-    const float *grad_of[2] = {w->dv, w->du};
-    int params[2] = {ATT_FIRST, ATT_FIRST + 2};
-    for (int k = 0; k < (m->arch == AMIL_MIL_GATED ? 2 : 1); k++)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, end - first, L, n, 1.0f,
-                    grad_of[k] + first, D, pass->h, L, 1.0f,
-                    pass->grads + m->params.at[params[k]].offset + (size_t)first * L, L);
-}
-
 /* From w->dlogits (the gradient of whatever scalar is being differentiated
  * with respect to the logits) to the scores of the bag attend has just run
- * on h (N, L): dM (K, L), then dA (K, N) = dM · Hᵀ, through the softmax to
- * w->dscores (N, K).  grads (nweights, or NULL) += the classifier's
- * gradients. */
+ * on h (N, L): dM (K, L), then through the pool to w->dscores (N, K).
+ * grads (nweights, or NULL) += the classifier's gradients. */
 static void scores_backward(const struct amil_mil *m, struct amil_mil_work *w, const float *h,
                             int n, float *grads)
 {
@@ -261,29 +200,24 @@ static void scores_backward(const struct amil_mil *m, struct amil_mil_work *w, c
     amil_linear_backward(w->dm, grads ? grads + m->params.at[head].offset : NULL,
                          grads ? grads + m->params.at[head + 1].offset : NULL, w->dlogits,
                          w->m, W(m, head), 1, L * K, amil_mil_outputs(m));
-    memset(w->da, 0, sizeof *w->da * K * n);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, n, L, 1.0f, w->dm, L, h, L, 1.0f,
-                w->da, n);
-    memset(w->dsoft, 0, sizeof *w->dsoft * K * n);
-    amil_softmax_backward(w->dsoft, w->da, w->a, K, n);
-    for (int k = 0; k < K; k++)
-        for (int i = 0; i < n; i++)
-            w->dscores[(size_t)i * K + k] = w->dsoft[(size_t)k * n + i];
+    struct amil_attention attention = mil_attention(m);
+    struct amil_attention_buffers b = mil_attention_buffers(w);
+    amil_attention_backward_scores(&attention, &b, h, n);
 }
 
 /* dH of rows base .. base+count-1 of a bag of n (the chunk's h (count, L)):
- * M = A H gives Aᵀ dM, the attention network the rest; masked by the
- * linear layer's ReLU into w->dh (count, L) and the lanes of w->dhl (the
- * last group's empty lanes zero). */
+ * the pool's, masked by the linear layer's ReLU into w->dh (count, L) and
+ * the lanes of w->dhl (the last group's empty lanes zero). */
 static void rows_backward(const struct amil_mil *m, struct amil_mil_work *w, const float *h,
-                          int base, int count, int n, float *grads)
+                          int base, int count, int n)
 {
-    int L = m->hidden, K = m->branches, lanes = w->kernels->lanes;
+    int L = m->hidden, lanes = w->kernels->lanes;
     memset(w->dh, 0, sizeof *w->dh * count * L);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, count, L, K, 1.0f, w->a + base, n,
-                w->dm, L, 1.0f, w->dh, L);
-    struct rows_pass rows = {m, w, h, count, grads, base};
-    amil_parallel(count, attention_back_of_rows, &rows);
+    struct amil_attention attention = mil_attention(m);
+    struct amil_attention_buffers b = mil_attention_buffers(w);
+    amil_attention_backward_rows(&attention, &b, h, base, count, n, w->dh);
+    struct rows_pass rows = {m, w, h, count, NULL, base};
+    amil_parallel(count, relu_to_lanes, &rows);
     int groups = (count + lanes - 1) / lanes;
     for (int i = count; i < groups * lanes; i++)
         for (int j = 0; j < L; j++)
@@ -295,26 +229,18 @@ static void rows_backward(const struct amil_mil *m, struct amil_mil_work *w, con
  * gradients. */
 static void backward(const struct amil_mil *m, struct amil_mil_work *w, int n, float *grads)
 {
-    int L = m->hidden, D = m->attention, K = m->branches;
+    int L = m->hidden;
 #define G(i) (grads + m->params.at[i].offset)
     scores_backward(m, w, w->h, n, grads);
-    rows_backward(m, w, w->h, 0, n, n, grads);
-    /* the attention network's weights' gradients, units split among
-     * threads */
-    struct rows_pass rows = {m, w, w->h, n, grads, 0};
-    amil_parallel(D, attention_dweight_of_units, &rows);
-    int last = m->arch == AMIL_MIL_PLAIN ? ATT_FIRST + 2 : ATT_FIRST + 4;
-    const float *before_last = m->arch == AMIL_MIL_PLAIN ? w->v : w->gate;
-    /* the scoring layer's weight (K, D) += dscoresᵀ (K, N) · its input (N, D) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, D, n, 1.0f, w->dscores, K,
-                before_last, D, 1.0f, G(last), D);
-    column_sums(G(last + 1), w->dscores, n, K);
-    column_sums(G(ATT_FIRST + 1), w->dv, n, D);
-    if (m->arch == AMIL_MIL_GATED)
-        column_sums(G(ATT_FIRST + 3), w->du, n, D);
+    rows_backward(m, w, w->h, 0, n, n);
+    struct amil_attention attention = mil_attention(m);
+    struct amil_attention_buffers b = mil_attention_buffers(w);
+    struct amil_attention_params g =
+        amil_attention_params_at(grads, &m->params.at[ATT_FIRST], attention.gated);
+    amil_attention_backward_weights(&attention, &b, w->h, n, &g);
     /* the feature extractor: dH (masked by its ReLU) in lanes, then the
      * linear layer over all groups, then group by group back to conv1 */
-    column_sums(G(FC_B), w->dh, n, L);
+    amil_column_sums(G(FC_B), w->dh, n, L);
     fc_dweight(m, w, n, grads);
     int lanes = w->kernels->lanes, groups = (n + lanes - 1) / lanes;
     struct bag_pass pass = {m, w, NULL, n, grads, NULL};
@@ -420,7 +346,7 @@ int amil_mil_gradcam(const struct amil_mil *m, struct amil_mil_work *w,
         int count = n - first < AMIL_MIL_CHUNK ? n - first : AMIL_MIL_CHUNK;
         amil_mil_featurize(m, w, patches + first * patch, count);
         mil_fit(m, w, count, STAGE_BACKWARD);
-        rows_backward(m, w, h + first * L, first, count, n, NULL);
+        rows_backward(m, w, h + first * L, first, count, n);
         int lanes = w->kernels->lanes, groups = (count + lanes - 1) / lanes;
         struct bag_pass pass = {m, w, NULL, count, NULL, cam + first * map};
         memset(w->dp2, 0, sizeof *w->dp2 * (size_t)groups * m->flat * lanes);

@@ -336,46 +336,28 @@ void amil_mil_features(const struct amil_mil *m, struct amil_mil_work *w,
     }
 }
 
-/* The attention network's scores of rows first .. end-1 (one BLAS call per
- * layer over those rows; each thread a range of patches). */
-static void attention_of_rows(void *ctx, int first, int end, int thread)
+struct amil_attention mil_attention(const struct amil_mil *m)
 {
-    (void)thread;
-    const struct rows_pass *pass = ctx;
-    const struct amil_mil *m = pass->m;
-    struct amil_mil_work *w = pass->w;
-    int L = m->hidden, D = m->attention, K = m->branches, rows = end - first;
-    const float *h = pass->h + (size_t)first * L;
-    float *v = w->v + (size_t)first * D, *scores = w->scores + (size_t)first * K;
-    size_t nd = (size_t)rows * D;
-    amil_linear_forward(v, h, W(m, ATT_FIRST), W(m, ATT_FIRST + 1), rows, L, D);
-    amil_tanh_forward(v, nd);
-    if (m->arch == AMIL_MIL_PLAIN) {
-        amil_linear_forward(scores, v, W(m, ATT_FIRST + 2), W(m, ATT_FIRST + 3), rows, D, K);
-        return;
-    }
-    float *u = w->u + (size_t)first * D, *gate = w->gate + (size_t)first * D;
-    amil_linear_forward(u, h, W(m, ATT_FIRST + 2), W(m, ATT_FIRST + 3), rows, L, D);
-    amil_sigmoid_forward(u, nd);
-    for (size_t i = 0; i < nd; i++)
-        gate[i] = v[i] * u[i];
-    amil_linear_forward(scores, gate, W(m, ATT_FIRST + 4), W(m, ATT_FIRST + 5), rows, D, K);
+    int gated = m->arch == AMIL_MIL_GATED;
+    return (struct amil_attention){m->hidden, m->attention, m->branches, gated,
+                                   amil_attention_params_at(NULL, &m->params.at[ATT_FIRST],
+                                                            gated)};
+}
+
+struct amil_attention_buffers mil_attention_buffers(struct amil_mil_work *w)
+{
+    return (struct amil_attention_buffers){w->v, w->u, w->gate, w->scores, w->a, w->m,
+                                           w->dm, w->da, w->dsoft, w->dscores, w->dvt,
+                                           w->dut, w->dv, w->du, w->dgate};
 }
 
 void amil_mil_attend(const struct amil_mil *m, struct amil_mil_work *w, const float *h, int n)
 {
     mil_fit(m, w, n, STAGE_ATTENTION);
     w->n = n;
-    int L = m->hidden, K = m->branches;
-    struct rows_pass pass = {m, w, h, n, NULL, 0};
-    amil_parallel(n, attention_of_rows, &pass);
-    for (int k = 0; k < K; k++)   /* (N, K) -> (K, N), then softmax over N */
-        for (int i = 0; i < n; i++)
-            w->a[(size_t)k * n + i] = w->scores[(size_t)i * K + k];
-    amil_softmax_forward(w->a, K, n);
-    /* M (K, L) = A (K, N) · H (N, L) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, L, n, 1.0f, w->a, n, h, L,
-                0.0f, w->m, L);
+    struct amil_attention attention = mil_attention(m);
+    struct amil_attention_buffers b = mil_attention_buffers(w);
+    amil_attention_forward(&attention, &b, h, n);
 }
 
 void amil_mil_classify(const struct amil_mil *m, struct amil_mil_work *w, const float *em)

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "compute/attention.h"
 #include "compute/kernels.h"
 #include "models/mil.h"
 
@@ -93,6 +94,11 @@ struct group_sizes {
 };
 struct group_sizes mil_group_sizes(const struct amil_mil *m, int lanes);
 int mil_linear_by_rows(const struct amil_mil *m, int lanes, int n, int g);
+
+/* The attention pool's sizes and weights (by role), and the work's
+ * buffers it runs in. */
+struct amil_attention mil_attention(const struct amil_mil *m);
+struct amil_attention_buffers mil_attention_buffers(struct amil_mil_work *w);
 
 /* What the attention's loops over a bag's rows share: H (N, L) and, in
  * backward, the gradients. */
