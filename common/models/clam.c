@@ -1,17 +1,18 @@
 /* clam.c: CLAM's attention head (clam.h). */
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/base.h"
+#include "compute/attention.h"
 #include "compute/nn.h"
 #include "models/clam.h"
 #include "record/record.h"
 
 /* The parameters in table order: the linear layer, the attention's layers
- * (two for plain, three for gated), the classifier; each weight then bias. */
-enum { FC, ATT };
+ * (two for plain, three for gated) from ATT on, the classifier; each
+ * weight then bias. */
+enum { FC_WEIGHT, FC_BIAS, ATT };
 #define W(m, i) ((m)->params.weights + (m)->params.at[i].offset)
 #define CLASSIFIER(m) ((m)->params.n - 2)
 #define MAX_HIDDEN 4096
@@ -161,13 +162,17 @@ int amil_clam_from_record(struct amil_clam *m, const struct amil_record *r)
 
 /* ---- the bag ------------------------------------------------------------ */
 
+/* The buffers, each with the count of its rows' floats: L, D or 1. */
+#define CLAM_BUFFERS(X, L, D) \
+    X(hr, L) X(h, L) X(mask, L) X(dh, L) X(dhr, L) \
+    X(v, D) X(u, D) X(gate, D) X(dv, D) X(du, D) X(dvt, D) X(dut, D) X(dgate, D) \
+    X(scores, 1) X(a, 1) X(da, 1) X(dsoft, 1) X(dscores, 1)
+
 void amil_clam_work_free(struct amil_clam_work *w)
 {
-    float **buffers[] = {&w->hr, &w->h, &w->mask, &w->v, &w->u, &w->gate, &w->a, &w->dh,
-                         &w->dhr, &w->dv, &w->du, &w->dvt, &w->dut, &w->dgate, &w->da,
-                         &w->dsoft};
-    for (size_t i = 0; i < sizeof buffers / sizeof *buffers; i++)
-        free(*buffers[i]), *buffers[i] = NULL;
+#define FREE(name, width) free(w->name), w->name = NULL;
+    CLAM_BUFFERS(FREE, 0, 0)
+#undef FREE
     free(w->uniform);
     w->uniform = NULL;
     w->capacity = 0;
@@ -178,27 +183,40 @@ static void fit(const struct amil_clam *m, struct amil_clam_work *w, int n)
     if (n <= w->capacity)
         return;
     amil_clam_work_free(w);
-    size_t L = (size_t)n * m->hidden, D = (size_t)n * m->attention;
-    float **rows_l[] = {&w->hr, &w->h, &w->mask, &w->dh, &w->dhr};
-    float **rows_d[] = {&w->v, &w->u, &w->gate, &w->dv, &w->du, &w->dvt, &w->dut, &w->dgate};
-    float **rows_1[] = {&w->a, &w->da, &w->dsoft};
-    for (size_t i = 0; i < 5; i++)
-        *rows_l[i] = amil_xmalloc(sizeof(float) * L);
-    for (size_t i = 0; i < 8; i++)
-        *rows_d[i] = amil_xmalloc(sizeof(float) * D);
-    for (size_t i = 0; i < 3; i++)
-        *rows_1[i] = amil_xmalloc(sizeof(float) * (size_t)n);
-    w->uniform = amil_xmalloc(sizeof *w->uniform * L);
+    size_t L = (size_t)m->hidden, D = (size_t)m->attention;
+#define ALLOC(name, width) w->name = amil_xmalloc(sizeof(float) * (size_t)n * (width));
+    CLAM_BUFFERS(ALLOC, L, D)
+#undef ALLOC
+    w->uniform = amil_xmalloc(sizeof *w->uniform * (size_t)n * L);
     w->capacity = n;
+}
+
+/* The pool's sizes and weights (gradients, with grads not NULL), and the
+ * work's buffers it runs in. */
+static struct amil_attention pool_of(const struct amil_clam *m, float *grads,
+                                     struct amil_attention_params *g)
+{
+    const struct amil_param *at = &m->params.at[ATT];
+    if (g)
+        *g = amil_attention_params_at(grads, at, m->gated);
+    return (struct amil_attention){m->hidden, m->attention, 1, m->gated,
+                                   amil_attention_params_at(NULL, at, m->gated)};
+}
+
+static struct amil_attention_buffers buffers_of(struct amil_clam_work *w)
+{
+    return (struct amil_attention_buffers){w->v, w->u, w->gate, w->scores, w->a, w->m,
+                                           w->dm, w->da, w->dsoft, w->dscores, w->dvt,
+                                           w->dut, w->dv, w->du, w->dgate};
 }
 
 void amil_clam_attend(const struct amil_clam *m, struct amil_clam_work *w, const float *x,
                       int n, gsl_rng *rng)
 {
     fit(m, w, n);
-    int F = m->features, L = m->hidden, D = m->attention, last = CLASSIFIER(m) - 2;
-    size_t nl = (size_t)n * L, nd = (size_t)n * D;
-    amil_linear_forward(w->hr, x, W(m, 0), W(m, 1), n, F, L);
+    int F = m->features, L = m->hidden;
+    size_t nl = (size_t)n * L;
+    amil_linear_forward(w->hr, x, W(m, FC_WEIGHT), W(m, FC_BIAS), n, F, L);
     amil_relu_forward(w->hr, nl);
     memcpy(w->h, w->hr, sizeof *w->h * nl);
     if (rng && m->dropout > 0) {
@@ -209,20 +227,9 @@ void amil_clam_attend(const struct amil_clam *m, struct amil_clam_work *w, const
         for (size_t i = 0; i < nl; i++)
             w->mask[i] = 1;
     }
-    amil_linear_forward(w->v, w->h, W(m, 2), W(m, 3), n, L, D);
-    amil_tanh_forward(w->v, nd);
-    const float *scored = w->v;
-    if (m->gated) {
-        amil_linear_forward(w->u, w->h, W(m, 4), W(m, 5), n, L, D);
-        amil_sigmoid_forward(w->u, nd);
-        for (size_t i = 0; i < nd; i++)
-            w->gate[i] = w->v[i] * w->u[i];
-        scored = w->gate;
-    }
-    amil_linear_forward(w->a, scored, W(m, last), W(m, last + 1), n, D, 1);
-    amil_softmax_forward(w->a, 1, n);
-    /* M (1, L) = a (1, N) · H (N, L) */
-    cblas_sgemv(CblasRowMajor, CblasTrans, n, L, 1.0f, w->h, L, w->a, 1, 0.0f, w->m, 1);
+    struct amil_attention pool = pool_of(m, NULL, NULL);
+    struct amil_attention_buffers b = buffers_of(w);
+    amil_attention_forward(&pool, &b, w->h, n);
 }
 
 void amil_clam_classify(const struct amil_clam *m, struct amil_clam_work *w, const float *em)
@@ -242,44 +249,24 @@ void amil_clam_classify(const struct amil_clam *m, struct amil_clam_work *w, con
 static void backward(const struct amil_clam *m, struct amil_clam_work *w, const float *x, int n,
                      float *grads)
 {
-    int F = m->features, L = m->hidden, D = m->attention, last = CLASSIFIER(m) - 2;
-    int k = CLASSIFIER(m);
-    size_t nl = (size_t)n * L, nd = (size_t)n * D;
+    int F = m->features, L = m->hidden, k = CLASSIFIER(m);
+    size_t nl = (size_t)n * L;
 #define G(i) (grads + m->params.at[i].offset)
     memset(w->dm, 0, sizeof *w->dm * L);
     amil_linear_backward(w->dm, G(k), G(k + 1), w->dlogits, w->m, W(m, k), 1, L, m->outputs);
-    /* M = a H: da (N) = H dM, dH (N, L) = a ⊗ dM */
+    struct amil_attention_params g;
+    struct amil_attention pool = pool_of(m, grads, &g);
+    struct amil_attention_buffers b = buffers_of(w);
+    amil_attention_backward_scores(&pool, &b, w->h, n);
     memset(w->dh, 0, sizeof *w->dh * nl);
-    memset(w->da, 0, sizeof *w->da * n);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, n, L, 1.0f, w->h, L, w->dm, 1, 0.0f, w->da, 1);
-    cblas_sger(CblasRowMajor, n, L, 1.0f, w->a, 1, w->dm, 1, w->dh, L);
-    memset(w->dsoft, 0, sizeof *w->dsoft * n);
-    amil_softmax_backward(w->dsoft, w->da, w->a, 1, n);
-    memset(w->dv, 0, sizeof *w->dv * nd);
-    memset(w->dvt, 0, sizeof *w->dvt * nd);
-    if (m->gated) {
-        memset(w->dgate, 0, sizeof *w->dgate * nd);
-        amil_linear_backward(w->dgate, G(last), G(last + 1), w->dsoft, w->gate, W(m, last), n,
-                             D, 1);
-        memset(w->du, 0, sizeof *w->du * nd);
-        memset(w->dut, 0, sizeof *w->dut * nd);
-        for (size_t i = 0; i < nd; i++) {
-            w->dv[i] += w->dgate[i] * w->u[i];
-            w->du[i] += w->dgate[i] * w->v[i];
-        }
-        amil_sigmoid_backward(w->dut, w->du, w->u, nd);
-        amil_linear_backward(w->dh, G(4), G(5), w->dut, w->h, W(m, 4), n, L, D);
-    } else {
-        amil_linear_backward(w->dv, G(last), G(last + 1), w->dsoft, w->v, W(m, last), n, D, 1);
-    }
-    amil_tanh_backward(w->dvt, w->dv, w->v, nd);
-    amil_linear_backward(w->dh, G(2), G(3), w->dvt, w->h, W(m, 2), n, L, D);
+    amil_attention_backward_rows(&pool, &b, w->h, 0, n, n, w->dh);
+    amil_attention_backward_weights(&pool, &b, w->h, n, &g);
     /* through the dropout and the ReLU to the first layer's weights */
     memset(w->dhr, 0, sizeof *w->dhr * nl);
     amil_dropout_backward(w->dhr, w->dh, w->mask, nl);
     memset(w->dh, 0, sizeof *w->dh * nl);
     amil_relu_backward(w->dh, w->dhr, w->hr, nl);
-    amil_linear_backward(NULL, G(0), G(1), w->dh, x, W(m, 0), n, F, L);
+    amil_linear_backward(NULL, G(FC_WEIGHT), G(FC_BIAS), w->dh, x, W(m, FC_WEIGHT), n, F, L);
 #undef G
 }
 

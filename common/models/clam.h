@@ -64,9 +64,12 @@ struct amil_clam_work {
     int capacity;           /* rows the buffers hold */
     float *hr, *h, *mask;   /* (N, L): after ReLU, after dropout, its mask */
     float *v, *u, *gate;    /* (N, D): tanh(A H), σ(B H), their product */
-    float *a;               /* (N): the scores, then their softmax */
+    float *scores, *a;      /* (N): the scores, their softmax */
     float m[4096], logits[1024], prob[1024], dlogits[1024], dm[4096];
-    float *dh, *dhr, *dv, *du, *dvt, *dut, *dgate, *da, *dsoft;
+    float *dh, *dhr;        /* (N, L): of H, of the ReLU's output */
+    /* the pool's (compute/attention.h): (N, D) of tanh's and σ's outputs,
+     * of their inputs, of the gate; (N) of a, of the softmax's input */
+    float *dvt, *dut, *dv, *du, *dgate, *da, *dsoft, *dscores;
     double *uniform;        /* (N, L) dropout's draws */
 };
 void amil_clam_work_free(struct amil_clam_work *w);
