@@ -82,7 +82,7 @@ struct amil_kernels {
      * in[i·in_item + c·in_stride + p + off[t]], at [oc][c·T + t]; no
      * alignment asked, nothing read past position P - 1.  With one item
      * and one tap, rows of dot products: out (OC, C) += dout (OC, P) ·
-     * in (C, P)ᵀ (mil_forward.c's linear layer, nn.c's small linear layers). */
+     * in (C, P)ᵀ (mil_features.c's linear layer, nn.c's small linear layers). */
     void (*conv_shift_dweight)(float *dweight, const float *dout, size_t dout_stride,
                                size_t dout_item, const float *in, size_t in_stride,
                                size_t in_item, const int *off, int T, int C, int OC,
@@ -95,7 +95,7 @@ struct amil_kernels {
     /* out (N, OC) rows n_first .. n_end-1 = Σ over c < C of x[c·x_stride + n]
      * · a (C, OC) row c: the outputs in lanes, x broadcast (Winograd's
      * products, cnn_pass.c; the linear layer's input gradient,
-     * mil_backward.c).  OC a multiple of lanes; out 64-byte aligned. */
+     * mil_features.c).  OC a multiple of lanes; out 64-byte aligned. */
     void (*product)(float *out, const float *x, size_t x_stride, const float *a, int C,
                     int OC, int n_first, int n_end);
     /* Winograd F(2×2, 3×3)'s input transform of one row of tw blocks:
@@ -113,7 +113,7 @@ struct amil_kernels {
                             int W);
 
     /* Winograd F(4×4, 5×5), the attention-MIL model's second convolution in
-     * lanes (mil_forward.c).  The weights: U (64, pairs) = G g Gᵀ of each 5×5
+     * lanes (mil_features.c).  The weights: U (64, pairs) = G g Gᵀ of each 5×5
      * kernel g, read from gt (25, pairs), its taps transposed (pairs = OC·C,
      * in U's order (OC, C)). */
     void (*winograd5_weights)(float *U, const float *gt, size_t pairs);

@@ -1,6 +1,6 @@
 /* mil.c: the attention-MIL network of mil.h: its parameter table and
  * its records (model files), and the checks of a bag it reads.
- * mil_forward.c and mil_backward.c run it over a bag. */
+ * Its stages run it over a bag: mil_features.c, mil_head.c, mil_gradcam.c. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,5 +1,5 @@
-/* mil_impl.h: what mil.c, mil_forward.c and mil_backward.c share
- * and no one else sees: the network's fixed sizes, the parameter indices,
+/* mil_impl.h: what the attention-MIL network's files share (mil.c; its
+ * stages: mil_features.c, mil_head.c, mil_gradcam.c) and no one else sees: the network's fixed sizes, the parameter indices,
  * the work buffers' stages and the parallel passes over a bag.  (Private:
  * include mil.h, not this, outside those files.) */
 #ifndef AMIL_MIL_IMPL_H
@@ -50,7 +50,7 @@ void mil_fit(const struct amil_mil *m, struct amil_mil_work *w, int n, int stage
 /* The convolutions' parameters: the first four, at the buffer's start. */
 size_t mil_conv_params(const struct amil_mil *m);
 
-/* The second convolution image by image (mil_forward.c says how). */
+/* The second convolution image by image (mil_features.c says how). */
 struct shift_sizes {
     size_t plane;     /* floats of a patch's plane: P1's or C2's, the larger */
     size_t planes;    /* a thread's planes: lanes of them */
@@ -99,6 +99,29 @@ int mil_linear_by_rows(const struct amil_mil *m, int lanes, int n, int g);
  * buffers it runs in. */
 struct amil_attention mil_attention(const struct amil_mil *m);
 struct amil_attention_buffers mil_attention_buffers(struct amil_mil_work *w);
+
+/* ---- the stages' backward, between their files ---------------------------
+ *
+ * mil_head.c: w->dlogits set to the gradient of class target's score (its
+ * logit); from w->dlogits through the classifier (grads, or NULL, += its
+ * gradients) and the pool's softmax to w->dscores, over the bag attend
+ * ran on h (N, L); the rows base .. base+count-1 of a bag of n (the
+ * chunk's h (count, L)) back through the pool into w->dh and the lanes. */
+void mil_score_of(const struct amil_mil *m, struct amil_mil_work *w, int target);
+void mil_scores_backward(const struct amil_mil *m, struct amil_mil_work *w, const float *h,
+                         int n, float *grads);
+void mil_rows_backward(const struct amil_mil *m, struct amil_mil_work *w, const float *h,
+                       int base, int count, int n);
+/* mil_features.c: w->dh of count rows (their features h) through the
+ * linear layer's ReLU, masked in place and into the lanes of w->dhl (the
+ * last group's empty lanes zero); from there the feature extractor's
+ * weights' gradients (grads +=) over a bag of n; and dP2 of the groups of
+ * a bag_pass (first .. end-1) += the linear layer's input gradient. */
+void mil_relu_to_lanes(const struct amil_mil *m, struct amil_mil_work *w, const float *h,
+                       int count);
+void mil_features_backward(const struct amil_mil *m, struct amil_mil_work *w, int n,
+                           float *grads);
+void mil_linear_back_of_groups(void *ctx, int first, int end, int thread);
 
 /* What the attention's loops over a bag's rows share: H (N, L) and, in
  * backward, the gradients. */

@@ -513,7 +513,7 @@ static void threads_agree(void **state)
 }
 
 /* A group with empty lanes runs the second convolution image by image
- * (mil_forward.c's conv2_forward) and its linear layer patch by patch, a full one
+ * (mil_features.c's conv2_forward) and its linear layer patch by patch, a full one
  * in lanes: a patch's features in a bag of 5 agree with the same patch's
  * in the first full group of a bag of 16, on every instruction set, and
  * so do the weight gradients of both ways. */

@@ -1,11 +1,8 @@
-/* mil_forward.c: the attention-MIL network of mil.h forward over a
- * bag: its work buffers, the feature extractor in lanes (kernels.h), the
- * attention and the classifier (featurize, attend, classify). */
-#include <math.h>
+/* mil_features.c: the attention-MIL network's feature extractor (mil.h):
+ * its work buffers, and the convolutions and the linear layer over a
+ * bag's patches in lanes (kernels.h), forward (featurize) and backward. */
 #include <stdlib.h>
 #include <string.h>
-
-#include <cblas.h>
 
 #include "base/base.h"
 #include "compute/kernels.h"
@@ -336,43 +333,177 @@ void amil_mil_features(const struct amil_mil *m, struct amil_mil_work *w,
     }
 }
 
-struct amil_attention mil_attention(const struct amil_mil *m)
+/* ---- backward ----------------------------------------------------------- */
+
+/* The second convolution's weight gradient, image by image (a group not
+ * full: conv2_forward's layout): grads += Σ over the group's patches of
+ * dC2 (50, S, S, lanes) ⋆ P1. */
+static void conv2_dweight_shifted(const struct amil_mil *m, struct amil_mil_work *w,
+                                  float *dweight, const float *dc2, const float *p1, int n,
+                                  int g, int thread)
 {
-    int gated = m->arch == AMIL_MIL_GATED;
-    return (struct amil_attention){m->hidden, m->attention, m->branches, gated,
-                                   amil_attention_params_at(NULL, &m->params.at[ATT_FIRST],
-                                                            gated)};
+    struct shifted_group sg = mil_shift_group(m, w, p1, n, g, thread);
+    sg.k->transpose(sg.planes, sg.z.plane, sg.lanes, dc2, sg.lanes, sg.lanes * sg.lanes,
+                    CONV2 * sg.positions / sg.lanes, 0);
+    sg.k->conv_shift_dweight(dweight, sg.planes, sg.positions, sg.z.plane, sg.shifted,
+                             sg.z.channel, CONV1 * sg.z.channel, sg.off, KERNEL * KERNEL,
+                             CONV1, CONV2, sg.positions, sg.count);
 }
 
-struct amil_attention_buffers mil_attention_buffers(struct amil_mil_work *w)
+/* fc_dweight for blocks first .. end-1 of features: their regrouping,
+ * product and sum into the gradient. */
+static void fc_dweight_of_blocks(void *ctx, int first, int end, int thread)
 {
-    return (struct amil_attention_buffers){w->v, w->u, w->gate, w->scores, w->a, w->m,
-                                           w->dm, w->da, w->dsoft, w->dscores, w->dvt,
-                                           w->dut, w->dv, w->du, w->dgate};
-}
-
-void amil_mil_attend(const struct amil_mil *m, struct amil_mil_work *w, const float *h, int n)
-{
-    mil_fit(m, w, n, STAGE_ATTENTION);
-    w->n = n;
-    struct amil_attention attention = mil_attention(m);
-    struct amil_attention_buffers b = mil_attention_buffers(w);
-    amil_attention_forward(&attention, &b, h, n);
-}
-
-void amil_mil_classify(const struct amil_mil *m, struct amil_mil_work *w, const float *em)
-{
-    int head = m->params.n - 2, outputs = amil_mil_outputs(m);
-    mil_fit(m, w, 1, STAGE_ATTENTION);   /* logits and prob; a no-op after attend */
-    amil_linear_forward(w->logits, em, W(m, head), W(m, head + 1), 1,
-                        m->hidden * m->branches, outputs);
-    if (m->classes == 2) {
-        float p = 1 / (1 + expf(-w->logits[0]));
-        w->prob[0] = 1 - p;
-        w->prob[1] = p;
-    } else {
-        memcpy(w->prob, w->logits, sizeof *w->prob * outputs);
-        amil_softmax_forward(w->prob, 1, outputs);
+    (void)thread;
+    const struct bag_pass *pass = ctx;
+    const struct amil_mil *m = pass->m;
+    struct amil_mil_work *w = pass->w;
+    int lanes = w->kernels->lanes, L = m->hidden, flat = m->flat, n = pass->n;
+    /* pk (block, N, lanes): block j's features of every patch in lanes */
+    for (int j = first; j < end; j++)
+        for (int i = 0; i < n; i++) {
+            float *to = w->pk + ((size_t)j * n + i) * lanes;
+            const float *from = w->p2 + (size_t)(i / lanes) * flat * lanes + i % lanes;
+            for (int l = 0; l < lanes; l++) {
+                int f = j * lanes + l;
+                to[l] = f < flat ? from[(size_t)f * lanes] : 0;
+            }
+        }
+    w->kernels->dense(w->dwk + (size_t)first * L * lanes, w->pk + (size_t)first * n * lanes,
+                      w->dh, 1, (size_t)L, NULL, 0, 0, end - first, L, n);
+    /* row by row of the gradient (L, flat), so that the stores run along
+     * memory; only the last block of a row may be partial */
+    for (int o = 0; o < L; o++) {
+        float *row = pass->grads + m->params.at[FC_W].offset + (size_t)o * flat;
+        for (int j = first; j < end; j++) {
+            const float *from = w->dwk + ((size_t)j * L + o) * lanes;
+            float *to = row + (size_t)j * lanes;
+            int count = flat - j * lanes < lanes ? flat - j * lanes : lanes;
+            if (count == lanes)
+                for (int l = 0; l < lanes; l++)
+                    to[l] += from[l];
+            else
+                for (int l = 0; l < count; l++)
+                    to[l] += from[l];
+        }
     }
 }
 
+/* The linear layer's weight gradient, dW (L, flat) += dHᵀ (L, N) · P2 (N,
+ * flat), as a product with the features in lanes rather than the patches:
+ * summed over the patches in registers, not across lanes.  w->dh holds dH
+ * through the ReLU (rows); P2 is regrouped from w->p2 into pk (J, N,
+ * lanes), feature j·lanes + l of patch i at [j][i][l] (zero past flat), the
+ * product lands in dwk (J, L, lanes), then is added to the gradient. */
+static void fc_dweight(const struct amil_mil *m, struct amil_mil_work *w, int n, float *grads)
+{
+    int lanes = w->kernels->lanes, blocks = (m->flat + lanes - 1) / lanes;
+    struct bag_pass pass = {m, w, NULL, n, grads, NULL};
+    amil_parallel(blocks, fc_dweight_of_blocks, &pass);
+}
+
+/* dP2 of groups first .. end-1 += the linear layer's input gradient. */
+void mil_linear_back_of_groups(void *ctx, int first, int end, int thread)
+{
+    const struct bag_pass *pass = ctx;
+    const struct amil_mil *m = pass->m;
+    struct amil_mil_work *w = pass->w;
+    size_t lanes = (size_t)w->kernels->lanes, flat = (size_t)m->flat;
+    if (mil_linear_by_rows(m, w->kernels->lanes, pass->n, end - 1)) {
+        /* the last group's patches as rows: dP2 (count, flat) += dH (count,
+         * L) · W (L, flat), the outputs in lanes, W read once */
+        struct shifted_group sg = mil_shift_group(m, w, NULL, pass->n, --end, thread);
+        sg.k->product(sg.planes, w->dhl + end * m->hidden * lanes, lanes, W(m, FC_W),
+                      m->hidden, m->flat, 0, sg.count);
+        mil_planes_to_lanes(&sg, w->dp2 + end * flat * lanes, flat, flat, 1);
+    }
+    w->kernels->dense(w->dp2 + first * flat * lanes, w->dhl + first * m->hidden * lanes,
+                      W(m, FC_W), 1, flat, NULL, 0, 1, end - first, m->flat, m->hidden);
+}
+
+/* From dP2 back through both convolutions for groups first .. end-1:
+ * thread 0 adds to the gradients, the others to their part of w->dconv;
+ * the thread's input gradients (dC2, dP1, dC1) start at zero per group. */
+static void conv_back_of_groups(void *ctx, int first, int end, int thread)
+{
+    const struct bag_pass *pass = ctx;
+    const struct amil_mil *m = pass->m;
+    struct amil_mil_work *w = pass->w;
+    const struct amil_kernels *k = w->kernels;
+    struct sides s = sides_of(m->patch);
+    struct group_sizes z = mil_group_sizes(m, k->lanes);
+    float *grads = thread == 0 ? pass->grads : w->dconv + (thread - 1) * mil_conv_params(m);
+    float *dc2 = w->dc2 + thread * z.c2, *dp1 = w->dp1 + thread * z.p1;
+    float *dc1 = w->dc1 + thread * z.c1;
+#define G(i) (grads + m->params.at[i].offset)
+    for (int g = first; g < end; g++) {
+        const float *p1 = w->p1 + g * z.p1;
+        memset(dc2, 0, sizeof *dc2 * z.c2);
+        memset(dp1, 0, sizeof *dp1 * z.p1);
+        memset(dc1, 0, sizeof *dc1 * z.c1);
+        k->unpool_relu(dc2, G(CONV2_B), w->dp2 + g * z.p2, w->p2 + g * z.p2,
+                       w->arg2 + g * z.p2, CONV2, s.conv2, s.conv2);
+        if (mil_shift_pays(m, k->lanes, pass->n, g))
+            conv2_dweight_shifted(m, w, G(CONV2_W), dc2, p1, pass->n, g, thread);
+        else
+            k->conv5_dweight(G(CONV2_W), dc2, p1, 1, 0, 0, CONV1, s.pool1, s.pool1, CONV2);
+        k->conv5_dinput(dp1, dc2, W(m, CONV2_W), CONV1, s.pool1, s.pool1, CONV2);
+        k->unpool_relu(dc1, G(CONV1_B), dp1, p1, w->arg1 + g * z.p1, CONV1, s.conv1, s.conv1);
+        k->conv5_dweight(G(CONV1_W), dc1, w->x + g * z.x, 1, 0, 0, m->channels, m->patch,
+                         m->patch, CONV1);
+    }
+#undef G
+}
+
+/* Rows first .. end-1 of the pass: dH (the pool's gradient) through the
+ * linear layer's ReLU (dH keeps the masked gradient) into the lanes of
+ * dhl. */
+static void relu_to_lanes(void *ctx, int first, int end, int thread)
+{
+    (void)thread;
+    const struct rows_pass *pass = ctx;
+    struct amil_mil_work *w = pass->w;
+    int L = pass->m->hidden;
+    size_t lanes = (size_t)w->kernels->lanes;
+    for (int r = first; r < end; r++) {
+        float *dhl = w->dhl + (size_t)r / lanes * L * lanes + (size_t)r % lanes;
+        for (int j = 0; j < L; j++) {
+            float *d = &w->dh[(size_t)r * L + j];
+            *d = pass->h[(size_t)r * L + j] > 0 ? *d : 0;
+            dhl[(size_t)j * lanes] = *d;
+        }
+    }
+}
+
+void mil_relu_to_lanes(const struct amil_mil *m, struct amil_mil_work *w, const float *h,
+                       int count)
+{
+    int L = m->hidden, lanes = w->kernels->lanes;
+    struct rows_pass rows = {m, w, h, count, NULL, 0};
+    amil_parallel(count, relu_to_lanes, &rows);
+    int groups = (count + lanes - 1) / lanes;
+    for (int i = count; i < groups * lanes; i++)
+        for (int j = 0; j < L; j++)
+            w->dhl[(size_t)(i / lanes) * L * lanes + (size_t)j * lanes + i % lanes] = 0;
+}
+
+/* The feature extractor's backward from dH (masked by its ReLU) in lanes:
+ * the linear layer over all groups, then group by group back to conv1. */
+void mil_features_backward(const struct amil_mil *m, struct amil_mil_work *w, int n,
+                           float *grads)
+{
+    amil_column_sums(grads + m->params.at[FC_B].offset, w->dh, n, m->hidden);
+    fc_dweight(m, w, n, grads);
+    int lanes = w->kernels->lanes, groups = (n + lanes - 1) / lanes;
+    struct bag_pass pass = {m, w, NULL, n, grads, NULL};
+    memset(w->dp2, 0, sizeof *w->dp2 * (size_t)groups * m->flat * lanes);
+    amil_parallel(groups, mil_linear_back_of_groups, &pass);
+    /* the convolutions group by group, each thread adding its parameters'
+     * gradients into a buffer of its own, summed in thread order after */
+    size_t conv = mil_conv_params(m);
+    memset(w->dconv, 0, sizeof *w->dconv * (size_t)(w->threads - 1) * conv);
+    amil_parallel(groups, conv_back_of_groups, &pass);
+    for (int t = 1; t < w->threads; t++)
+        for (size_t i = 0; i < conv; i++)
+            grads[i] += w->dconv[(t - 1) * conv + i];
+}
