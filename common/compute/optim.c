@@ -1,5 +1,6 @@
 /* optim.c: the optimizers of optim.h. */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,18 +127,28 @@ void amil_optim_step(struct amil_optimizer *o, float *w, const float *grads)
     amil_parallel((int)((o->n + CHUNK - 1) / CHUNK), step_chunks, &s);
 }
 
+/* The settings a record carries, by their metadata keys. */
+static const struct {
+    const char *key;
+    size_t offset;
+} settings[] = {
+    {"lr", offsetof(struct amil_optimizer, lr)},
+    {"beta1", offsetof(struct amil_optimizer, beta1)},
+    {"beta2", offsetof(struct amil_optimizer, beta2)},
+    {"eps", offsetof(struct amil_optimizer, eps)},
+    {"decay", offsetof(struct amil_optimizer, decay)},
+    {"momentum", offsetof(struct amil_optimizer, momentum)},
+    {"alpha", offsetof(struct amil_optimizer, alpha)},
+};
+#define SETTING(o, i) ((double *)((char *)(o) + settings[i].offset))
+
 void amil_optim_to_record(const struct amil_optimizer *o, const struct amil_param *params,
                           int nparams, struct amil_record *r)
 {
     amil_record_set_meta(r, "optimizer", names[o->kind]);
     amil_record_set_metaf(r, "optimizer_step", "%ld", o->step);
-    amil_record_set_metaf(r, "lr", "%.17g", o->lr);
-    amil_record_set_metaf(r, "beta1", "%.17g", o->beta1);
-    amil_record_set_metaf(r, "beta2", "%.17g", o->beta2);
-    amil_record_set_metaf(r, "eps", "%.17g", o->eps);
-    amil_record_set_metaf(r, "decay", "%.17g", o->decay);
-    amil_record_set_metaf(r, "momentum", "%.17g", o->momentum);
-    amil_record_set_metaf(r, "alpha", "%.17g", o->alpha);
+    for (size_t i = 0; i < sizeof settings / sizeof *settings; i++)
+        amil_record_set_metaf(r, settings[i].key, "%.17g", *SETTING(o, i));
     for (int i = 0; i < nparams; i++) {
         char name[96];
         const float *state[2] = {o->m, o->v};
@@ -161,6 +172,11 @@ int amil_optim_from_record(struct amil_optimizer *o, const struct amil_param *pa
     if (amil_record_meta_long(r, "optimizer_step", 0, 1L << 40, &step) != 1)
         return amil_fail("the checkpoint has no optimizer_step");
     o->step = step;
+    for (size_t i = 0; i < sizeof settings / sizeof *settings; i++) {
+        const char *v = amil_record_meta(r, settings[i].key);
+        if (!v || amil_parse_double(v, 0, 1e6, SETTING(o, i)) < 0)
+            return amil_fail("bad or missing %s", settings[i].key);
+    }
     for (int i = 0; i < nparams; i++) {
         char name[96];
         float *state[2] = {o->m, o->v};

@@ -43,8 +43,8 @@ void amil_optim_step(struct amil_optimizer *o, float *weights, const float *grad
  * metadata (optimizer, step, lr, ...). */
 void amil_optim_to_record(const struct amil_optimizer *o, const struct amil_param *params,
                           int nparams, struct amil_record *r);
-/* Reads the state back; o must be initialized for the same n.  Returns 0, or
- * -1 with a message. */
+/* Reads the step, the settings and the state back; o must be initialized
+ * for the same n.  Returns 0, or -1 with a message. */
 int amil_optim_from_record(struct amil_optimizer *o, const struct amil_param *params,
                            int nparams, const struct amil_record *r);
 

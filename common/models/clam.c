@@ -66,11 +66,6 @@ void amil_clam_free(struct amil_clam *m)
     memset(m, 0, sizeof *m);
 }
 
-void amil_clam_randomize(struct amil_clam *m, unsigned long seed)
-{
-    amil_params_randomize(&m->params, seed);
-}
-
 /* ---- records ------------------------------------------------------------ */
 
 int amil_clam_is_model(const struct amil_record *r)

@@ -50,8 +50,6 @@ struct amil_clam {
 int amil_clam_init(struct amil_clam *m, int gated, int features, int hidden, int attention,
                    int classes, int outputs, const char *last_name);
 void amil_clam_free(struct amil_clam *m);
-/* PyTorch's default weights (params.h), from seed. */
-void amil_clam_randomize(struct amil_clam *m, unsigned long seed);
 
 /* Model files: arch "clam" and the sizes in the metadata; a bare CLAM
  * state_dict (safetensors) is read off its tensors' names and shapes. */

@@ -186,13 +186,7 @@ static const struct amil_train_ops train = {
     .defaults = {.epochs = 20, .batch = 1, .hidden = 512, .attention = 256, .lr = 2e-4,
                  .decay = 1e-5, .momentum = 0, .optimizer = AMIL_ADAM},
     .arch_parse = arch_parse,
-    .start = start,
-    .params = params,
-    .check = check,
-    .take = take,
-    .step = step,
-    .judge = judge,
-    .to_record = to_record,
+    AMIL_TRAIN_FUNCTIONS,
 };
 
 const struct amil_model_ops amil_clam_model = {

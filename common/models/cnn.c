@@ -152,33 +152,36 @@ static int build_vgg19(struct builder *b)
     return x;
 }
 
+/* Layer part of a block (prefix "layer1.0", part "conv1"), without bias. */
+static int block_layer(struct builder *b, enum amil_op op, const char *prefix,
+                       const char *part, int input, int out_channels, int kernel, int stride,
+                       int pad)
+{
+    char name[48];
+    snprintf(name, sizeof name, "%s.%s", prefix, part);
+    return add_layer(b, op, name, input, out_channels, kernel, stride, pad, 0);
+}
+
 /* torchvision's BasicBlock: conv 3×3 (stride), bn, ReLU, conv 3×3, bn,
  * plus the input (through a 1×1 convolution and bn when the shape
  * changes), ReLU. */
 static int basic_block(struct builder *b, const char *prefix, int x, int channels,
                        int stride)
 {
-    char name[48];
     int in = x;
-    snprintf(name, sizeof name, "%s.conv1", prefix);
-    x = add_layer(b, AMIL_OP_CONV, name, x, channels, 3, stride, 1, 0);
-    snprintf(name, sizeof name, "%s.bn1", prefix);
-    x = add_layer(b, AMIL_OP_BATCHNORM, name, x, 0, 0, 0, 0, 0);
-    snprintf(name, sizeof name, "%s.relu", prefix);
-    x = add_layer(b, AMIL_OP_RELU, name, x, 0, 0, 0, 0, 0);
-    snprintf(name, sizeof name, "%s.conv2", prefix);
-    x = add_layer(b, AMIL_OP_CONV, name, x, channels, 3, 1, 1, 0);
-    snprintf(name, sizeof name, "%s.bn2", prefix);
-    x = add_layer(b, AMIL_OP_BATCHNORM, name, x, 0, 0, 0, 0, 0);
+    x = block_layer(b, AMIL_OP_CONV, prefix, "conv1", x, channels, 3, stride, 1);
+    x = block_layer(b, AMIL_OP_BATCHNORM, prefix, "bn1", x, 0, 0, 0, 0);
+    x = block_layer(b, AMIL_OP_RELU, prefix, "relu", x, 0, 0, 0, 0);
+    x = block_layer(b, AMIL_OP_CONV, prefix, "conv2", x, channels, 3, 1, 1);
+    x = block_layer(b, AMIL_OP_BATCHNORM, prefix, "bn2", x, 0, 0, 0, 0);
     int shortcut = in;
     if (stride != 1 || b->m->layers[in].c != channels) {
-        snprintf(name, sizeof name, "%s.downsample.0", prefix);
-        shortcut = add_layer(b, AMIL_OP_CONV, name, in, channels, 1, stride, 0, 0);
-        snprintf(name, sizeof name, "%s.downsample.1", prefix);
-        shortcut = add_layer(b, AMIL_OP_BATCHNORM, name, shortcut, 0, 0, 0, 0, 0);
+        shortcut = block_layer(b, AMIL_OP_CONV, prefix, "downsample.0", in, channels, 1,
+                               stride, 0);
+        shortcut = block_layer(b, AMIL_OP_BATCHNORM, prefix, "downsample.1", shortcut, 0, 0,
+                               0, 0);
     }
-    snprintf(name, sizeof name, "%s.add", prefix);
-    x = add_layer(b, AMIL_OP_ADD, name, x, 0, 0, 0, 0, 0);
+    x = block_layer(b, AMIL_OP_ADD, prefix, "add", x, 0, 0, 0, 0);
     b->m->layers[x].input2 = shortcut;
     return add_layer(b, AMIL_OP_RELU, prefix, x, 0, 0, 0, 0, 0);
 }

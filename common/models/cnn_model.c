@@ -360,13 +360,7 @@ static const struct amil_train_ops train = {
     .defaults = {.epochs = 10, .batch = 32, .lr = 3e-4, .decay = 0, .momentum = 0.4,
                  .optimizer = AMIL_RMSPROP},
     .arch_parse = amil_cnn_arch_parse,
-    .start = start,
-    .params = params,
-    .check = check,
-    .take = take,
-    .step = step,
-    .judge = judge,
-    .to_record = to_record,
+    AMIL_TRAIN_FUNCTIONS,
 };
 
 const struct amil_model_ops amil_cnn_model = {

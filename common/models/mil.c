@@ -103,11 +103,6 @@ void amil_mil_free(struct amil_mil *m)
     memset(m, 0, sizeof *m);
 }
 
-void amil_mil_randomize(struct amil_mil *m, unsigned long seed)
-{
-    amil_params_randomize(&m->params, seed);
-}
-
 /* ---- records ------------------------------------------------------------ */
 
 void amil_mil_to_record(const struct amil_mil *m, struct amil_record *r)

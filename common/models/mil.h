@@ -50,10 +50,6 @@ int amil_mil_init(struct amil_mil *m, enum amil_mil_arch arch, int channels, int
 void amil_mil_free(struct amil_mil *m);
 const char *amil_mil_arch_name(enum amil_mil_arch arch);
 int amil_mil_arch_parse(const char *name);   /* -1 if unknown */
-/* Weights as PyTorch's defaults draw them: U(-1/√fan_in, 1/√fan_in) for
- * weights and biases (kaiming_uniform with a = √5), from a GSL mt19937
- * seeded with seed. */
-void amil_mil_randomize(struct amil_mil *m, unsigned long seed);
 int amil_mil_outputs(const struct amil_mil *m);   /* 1 or classes */
 
 /* Model files: the weights under their state_dict names plus metadata

@@ -184,6 +184,12 @@ struct amil_train_ops {
     void (*to_record)(const struct amil_model *m, struct amil_record *r);
 };
 
+/* The entries of a family's amil_train_ops that are its static functions
+ * of the fields' names: the table names no one else's. */
+#define AMIL_TRAIN_FUNCTIONS                                                       \
+    .start = start, .params = params, .check = check, .take = take, .step = step, \
+    .judge = judge, .to_record = to_record
+
 /* The family and variant of --arch word: its table, or NULL. */
 const struct amil_model_ops *amil_model_arch(const char *word, int *variant);
 /* The family whose model record r holds (the first that recognises it). */

@@ -41,16 +41,6 @@ int amil_checkpoint_from_record(const struct amil_record *r, struct amil_checkpo
         return amil_fail("no optimizer state");
     amil_optim_init(o, optimizer, n);
     o->base = base;
-    double *settings[] = {&o->lr, &o->beta1, &o->beta2, &o->eps, &o->decay, &o->momentum,
-                          &o->alpha};
-    const char *keys[] = {"lr", "beta1", "beta2", "eps", "decay", "momentum", "alpha"};
-    for (int i = 0; i < 7; i++) {
-        const char *v = amil_record_meta(r, keys[i]);
-        if (!v || amil_parse_double(v, 0, 1e6, settings[i]) < 0) {
-            amil_optim_free(o);
-            return amil_fail("bad or missing %s", keys[i]);
-        }
-    }
     if (amil_optim_from_record(o, params, nparams, r) < 0) {
         amil_optim_free(o);
         return -1;

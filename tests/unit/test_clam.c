@@ -143,7 +143,7 @@ static void finite_differences_with_dropout(void **state)
     for (int gated = 0; gated <= 1; gated++) {
         struct amil_clam m;
         assert_int_equal(amil_clam_init(&m, gated, 6, 5, 4, 3, 3, NULL), 0);
-        amil_clam_randomize(&m, 7);
+        amil_params_randomize(&m.params, 7);
         for (size_t i = 0; i < m.params.nweights; i++)
             m.params.weights[i] *= 3;   /* attention far from uniform */
         float x[9 * 6];

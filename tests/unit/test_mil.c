@@ -198,7 +198,7 @@ static void model_record_round_trip(void **state)
     (void)state;
     struct amil_mil m, back;
     assert_int_equal(amil_mil_init(&m, AMIL_MIL_GATED, 1, 28, 4, 20, 7, 2), 0);
-    amil_mil_randomize(&m, 5);
+    amil_params_randomize(&m.params, 5);
     struct amil_record r;
     amil_mil_to_record(&m, &r);
     assert_int_equal(amil_mil_from_record(&back, &r), 0);
@@ -292,7 +292,7 @@ static void whole_model_finite_differences(void **state)
         struct amil_mil m;
         assert_int_equal(amil_mil_init(&m, cases[c % 3].arch, 3, 28, cases[c % 3].classes,
                                        16, 6, cases[c % 3].branches), 0);
-        amil_mil_randomize(&m, 7 + c % 3);
+        amil_params_randomize(&m.params, 7 + c % 3);
         for (size_t i = m.params.at[m.params.n - 4].offset; i < m.params.nweights; i++)
             m.params.weights[i] *= 4;   /* livelier attention and head */
         struct amil_mil_work w = {.kernels = kernels};
@@ -364,7 +364,7 @@ static void gated_attention_finite_differences(void **state)
     (void)state;
     struct amil_mil m;
     assert_int_equal(amil_mil_init(&m, AMIL_MIL_GATED, 3, 28, 2, 16, 6, 1), 0);
-    amil_mil_randomize(&m, 7);
+    amil_params_randomize(&m.params, 7);
     uint8_t patches[4 * 28 * 28 * 3];
     for (size_t i = 0; i < sizeof patches; i++) {   /* HWC, patch k's own stripes */
         size_t k = i / (28 * 28 * 3), y = i / 84 % 28, x = i / 3 % 28, c = i % 3;
@@ -481,7 +481,7 @@ static void threads_agree(void **state)
     (void)state;
     struct amil_mil m;
     assert_int_equal(amil_mil_init(&m, AMIL_MIL_GATED, 3, 28, 2, 40, 12, 1), 0);
-    amil_mil_randomize(&m, 3);
+    amil_params_randomize(&m.params, 3);
     int n = 45;   /* groups of 16, 8 or 4 lanes, the last one partial */
     uint8_t *patches = malloc((size_t)n * 28 * 28 * 3);
     for (size_t i = 0; i < (size_t)n * 28 * 28 * 3; i++)
@@ -522,7 +522,7 @@ static void partial_groups_agree(void **state)
     (void)state;
     struct amil_mil m;
     assert_int_equal(amil_mil_init(&m, AMIL_MIL_PLAIN, 3, 28, 2, 40, 12, 1), 0);
-    amil_mil_randomize(&m, 5);
+    amil_params_randomize(&m.params, 5);
     int n = 16, few = 5;
     uint8_t *patches = malloc((size_t)n * 28 * 28 * 3);
     for (size_t i = 0; i < (size_t)n * 28 * 28 * 3; i++)
@@ -579,7 +579,7 @@ static void chunks_agree(void **state)
     (void)state;
     struct amil_mil m;
     assert_int_equal(amil_mil_init(&m, AMIL_MIL_PLAIN, 3, 28, 2, 40, 12, 1), 0);
-    amil_mil_randomize(&m, 11);
+    amil_params_randomize(&m.params, 11);
     int n = 2 * AMIL_MIL_CHUNK + 45;   /* two chunks and a part, its last group partial */
     uint8_t *patches = malloc((size_t)n * 28 * 28 * 3);
     for (size_t i = 0; i < (size_t)n * 28 * 28 * 3; i++)
