@@ -46,7 +46,7 @@ int main(int argc, char **argv)
     struct amil_mil m;
     if (amil_mil_init(&m, AMIL_MIL_PLAIN, channels, 28, 2, 500, 128, 1) < 0)
         amil_die("%s", amil_error());
-    amil_mil_randomize(&m, 1);
+    amil_params_randomize(&m.params, 1);
     size_t bytes = (size_t)n * 28 * 28 * channels;
     uint8_t *patches = amil_xmalloc(bytes);
     srand(1);
