@@ -3,7 +3,7 @@
  * Reads records with `features` F32 [N, L] (from featurize) and writes each
  * with `attention` F32 [K, N], the softmax over the N patches of each of the
  * K branches' scores, and `embedding` F32 [K, L], the attention-weighted sum
- * of the features.  A CLAM head (clam.h) reads a backbone's features [N, F]
+ * of the features.  A CLAM head reads a backbone's features [N, F]
  * and gives attention [1, N] and its embedding [1, L].  The features,
  * consumed, are left out unless -k keeps them.
  */

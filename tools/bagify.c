@@ -555,8 +555,8 @@ static int slide_patches(const struct cmdline *cl, const char *path, const struc
                          double background)
 {
     long p = cl->patch, stride = cl->stride, cols = sc->g.cols;
-    /* a multiple of 64, so that featurize's lane groups fall as in one
-     * record (amil_mil_features); 1 for patches of more than 1 MiB */
+    /* a multiple of 64 (of every lane count), so that featurize's lane
+     * groups fall as in one record; 1 for patches of more than 1 MiB */
     long fill = PART_BYTES / (p * p * cl->channels) / 64 * 64;
     struct parts o = {.size = cl->part_size ? cl->part_size : fill > 0 ? fill : 1};
     o.total = (sc->kept + o.size - 1) / o.size;

@@ -8,7 +8,7 @@
  * With a frozen CNN backbone (vgg19, resnet18), reads image records
  * (`image` U8 [H, W, 3], from bagify -w) and writes each with `features`
  * F32 [N, F] and `coords` I32 [N, 2]: the input of the last layer for each
- * of the image's N tiles (cnn.h), computed once, so that train fits the
+ * of the image's N tiles, computed once, so that train fits the
  * last layer on them without running the backbone every epoch.  A bag of
  * patches of the backbone's input side (bagify -p 224 of a slide, for a
  * CLAM head) gives each patch's features the same way, one tile each.

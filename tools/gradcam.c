@@ -4,13 +4,12 @@
  * paper does.
  *
  * A CNN model (net, vgg19, resnet18) explains IMAGE tile by tile, the
- * tiles it classifies the image by (amil_cnn_tiles): the class's logit is
- * taken back to a layer (Grad-CAM: alpha_k = the mean of its gradient over
- * map k, cam = ReLU(sum alpha_k A_k), scaled up bilinearly) or to the
- * pixels (Guided Backpropagation: every ReLU passes back only positive
- * gradients), each tile's map laid at its place, averaged where tiles
- * overlap.  Guided Grad-CAM is the guided map times the min-max normalized
- * cam.
+ * tiles it classifies the image by: the class's logit is taken back to a
+ * layer (Grad-CAM: alpha_k = the mean of its gradient over map k, cam =
+ * ReLU(sum alpha_k A_k), scaled up bilinearly) or to the pixels (Guided
+ * Backpropagation: every ReLU passes back only positive gradients), each
+ * tile's map laid at its place, averaged where tiles overlap.  Guided
+ * Grad-CAM is the guided map times the min-max normalized cam.
  *
  * An attention-MIL model reads bag records (bagify's `patches` and `coords`) and, for each, takes
  * the gradient of the bag's score for a class at the model's second

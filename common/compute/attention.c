@@ -31,12 +31,32 @@ struct rows_pass {
     struct amil_attention_params *g;
 };
 
-/* Rows first .. end-1: their scores, one product per layer over the rows. */
-static void scores_of_rows(void *ctx, int first, int end, int thread)
+/* A task over rows (or units) first .. end-1 of a pass, and the loop that
+ * splits [0, count) of them over the threads for it. */
+typedef void rows_task(const struct amil_attention *p, const struct rows_pass *pass, int first,
+                       int end);
+
+struct rows_run {
+    const struct rows_pass *pass;
+    rows_task *task;
+};
+
+static void run_task(void *ctx, int first, int end, int thread)
 {
     (void)thread;
-    const struct rows_pass *pass = ctx;
-    const struct amil_attention *p = pass->p;
+    const struct rows_run *run = ctx;
+    run->task(run->pass->p, run->pass, first, end);
+}
+
+static void run_rows(const struct rows_pass *pass, int count, rows_task *task)
+{
+    amil_parallel(count, run_task, &(struct rows_run){pass, task});
+}
+
+/* Rows first .. end-1: their scores, one product per layer over the rows. */
+static void scores_of_rows(const struct amil_attention *p, const struct rows_pass *pass,
+                           int first, int end)
+{
     const struct amil_attention_params *P = &p->weights;
     struct amil_attention_buffers *b = pass->b;
     int L = p->L, D = p->D, K = p->K, rows = end - first;
@@ -62,7 +82,7 @@ void amil_attention_forward(const struct amil_attention *p, struct amil_attentio
 {
     int L = p->L, K = p->K;
     struct rows_pass pass = {p, b, h, NULL, 0, n, NULL};
-    amil_parallel(n, scores_of_rows, &pass);
+    run_rows(&pass, n, scores_of_rows);
     for (int k = 0; k < K; k++)   /* (N, K) -> (K, N), then softmax over N */
         for (int i = 0; i < n; i++)
             b->a[(size_t)k * n + i] = b->scores[(size_t)i * K + k];
@@ -90,11 +110,9 @@ void amil_attention_backward_scores(const struct amil_attention *p,
 /* Rows first .. end-1 of the pass back through the scoring network from
  * dscores, into dh.  The rows' gradients are zeroed here, once, and every
  * product and layer adds to them. */
-static void back_of_rows(void *ctx, int first, int end, int thread)
+static void back_of_rows(const struct amil_attention *p, const struct rows_pass *pass,
+                         int first, int end)
 {
-    (void)thread;
-    const struct rows_pass *pass = ctx;
-    const struct amil_attention *p = pass->p;
     const struct amil_attention_params *P = &p->weights;
     struct amil_attention_buffers *b = pass->b;
     int L = p->L, D = p->D, K = p->K, rows = end - first;
@@ -140,16 +158,14 @@ void amil_attention_backward_rows(const struct amil_attention *p,
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, count, p->L, p->K, 1.0f, b->a + base,
                 n, b->dm, p->L, 1.0f, dh, p->L);
     struct rows_pass pass = {p, b, h, dh, base, n, NULL};
-    amil_parallel(count, back_of_rows, &pass);
+    run_rows(&pass, count, back_of_rows);
 }
 
 /* Units first .. end-1 of the first layers: their rows of the weights'
  * gradients (D, L) += dVᵀ (D, N) · H (N, L) (gated: U's too). */
-static void dweight_of_units(void *ctx, int first, int end, int thread)
+static void dweight_of_units(const struct amil_attention *p, const struct rows_pass *pass,
+                             int first, int end)
 {
-    (void)thread;
-    const struct rows_pass *pass = ctx;
-    const struct amil_attention *p = pass->p;
     int L = p->L, D = p->D, n = pass->n;
     const float *grad_of[2] = {pass->b->dv, pass->b->du};
     float *weights_of[2] = {pass->g->v, pass->g->u};
@@ -165,7 +181,7 @@ void amil_attention_backward_weights(const struct amil_attention *p,
 {
     int D = p->D, K = p->K;
     struct rows_pass pass = {p, (struct amil_attention_buffers *)b, h, NULL, 0, n, g};
-    amil_parallel(D, dweight_of_units, &pass);   /* units split among threads */
+    run_rows(&pass, D, dweight_of_units);   /* units split among threads */
     /* the scoring layer's weight (K, D) += dscoresᵀ (K, N) · its input (N, D) */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, D, n, 1.0f, b->dscores, K,
                 p->gated ? b->gate : b->v, D, 1.0f, g->w, D);

@@ -206,6 +206,22 @@ void mil_fit(const struct amil_mil *m, struct amil_mil_work *w, int n, int stage
 
 /* ---- forward ------------------------------------------------------------ */
 
+struct groups_run {
+    const struct bag_pass *pass;
+    mil_groups_task *task;
+};
+
+static void run_task(void *ctx, int first, int end, int thread)
+{
+    const struct groups_run *run = ctx;
+    run->task(run->pass->m, run->pass->w, run->pass, first, end, thread);
+}
+
+void mil_run_groups(const struct bag_pass *pass, int count, mil_groups_task *task)
+{
+    amil_parallel(count, run_task, &(struct groups_run){pass, task});
+}
+
 /* Group g's input: patches (N, P, P, C) bytes -> x (C, P, P, lanes) floats,
  * normalized; lanes past the bag's end are zero. */
 static void patches_to_lanes(float *x, const uint8_t *patches, int n, int g, int lanes,
@@ -234,11 +250,9 @@ struct group_sizes mil_group_sizes(const struct amil_mil *m, int lanes)
 }
 
 /* Groups first .. end-1 through both convolutions, on thread's scratch. */
-static void features_of_groups(void *ctx, int first, int end, int thread)
+static void features_of_groups(const struct amil_mil *m, struct amil_mil_work *w,
+                               const struct bag_pass *pass, int first, int end, int thread)
 {
-    const struct bag_pass *pass = ctx;
-    const struct amil_mil *m = pass->m;
-    struct amil_mil_work *w = pass->w;
     const struct amil_kernels *k = w->kernels;
     struct sides s = sides_of(m->patch);
     struct group_sizes z = mil_group_sizes(m, k->lanes);
@@ -289,11 +303,9 @@ static void linear_of_rows(const struct amil_mil *m, struct amil_mil_work *w, in
 
 /* The linear layer and its ReLU for groups first .. end-1, then their
  * patches' rows of H (N, L), which attend reads. */
-static void linear_of_groups(void *ctx, int first, int end, int thread)
+static void linear_of_groups(const struct amil_mil *m, struct amil_mil_work *w,
+                             const struct bag_pass *pass, int first, int end, int thread)
 {
-    const struct bag_pass *pass = ctx;
-    const struct amil_mil *m = pass->m;
-    struct amil_mil_work *w = pass->w;
     size_t lanes = (size_t)w->kernels->lanes, L = (size_t)m->hidden;
     if (mil_linear_by_rows(m, w->kernels->lanes, pass->n, end - 1))
         linear_of_rows(m, w, pass->n, --end, thread);
@@ -318,8 +330,8 @@ void amil_mil_featurize(const struct amil_mil *m, struct amil_mil_work *w,
     int lanes = w->kernels->lanes;
     int groups = (n + lanes - 1) / lanes;
     struct bag_pass pass = {m, w, patches, n, NULL, NULL};
-    amil_parallel(groups, features_of_groups, &pass);
-    amil_parallel(groups, linear_of_groups, &pass);
+    mil_run_groups(&pass, groups, features_of_groups);
+    mil_run_groups(&pass, groups, linear_of_groups);
 }
 
 void amil_mil_features(const struct amil_mil *m, struct amil_mil_work *w,
@@ -352,12 +364,10 @@ static void conv2_dweight_shifted(const struct amil_mil *m, struct amil_mil_work
 
 /* fc_dweight for blocks first .. end-1 of features: their regrouping,
  * product and sum into the gradient. */
-static void fc_dweight_of_blocks(void *ctx, int first, int end, int thread)
+static void fc_dweight_of_blocks(const struct amil_mil *m, struct amil_mil_work *w,
+                                 const struct bag_pass *pass, int first, int end, int thread)
 {
     (void)thread;
-    const struct bag_pass *pass = ctx;
-    const struct amil_mil *m = pass->m;
-    struct amil_mil_work *w = pass->w;
     int lanes = w->kernels->lanes, L = m->hidden, flat = m->flat, n = pass->n;
     /* pk (block, N, lanes): block j's features of every patch in lanes */
     for (int j = first; j < end; j++)
@@ -399,15 +409,13 @@ static void fc_dweight(const struct amil_mil *m, struct amil_mil_work *w, int n,
 {
     int lanes = w->kernels->lanes, blocks = (m->flat + lanes - 1) / lanes;
     struct bag_pass pass = {m, w, NULL, n, grads, NULL};
-    amil_parallel(blocks, fc_dweight_of_blocks, &pass);
+    mil_run_groups(&pass, blocks, fc_dweight_of_blocks);
 }
 
 /* dP2 of groups first .. end-1 += the linear layer's input gradient. */
-void mil_linear_back_of_groups(void *ctx, int first, int end, int thread)
+void mil_linear_back_of_groups(const struct amil_mil *m, struct amil_mil_work *w,
+                               const struct bag_pass *pass, int first, int end, int thread)
 {
-    const struct bag_pass *pass = ctx;
-    const struct amil_mil *m = pass->m;
-    struct amil_mil_work *w = pass->w;
     size_t lanes = (size_t)w->kernels->lanes, flat = (size_t)m->flat;
     if (mil_linear_by_rows(m, w->kernels->lanes, pass->n, end - 1)) {
         /* the last group's patches as rows: dP2 (count, flat) += dH (count,
@@ -421,28 +429,62 @@ void mil_linear_back_of_groups(void *ctx, int first, int end, int thread)
                       W(m, FC_W), 1, flat, NULL, 0, 1, end - first, m->flat, m->hidden);
 }
 
+/* Grad-CAM of group g's patches (amil_mil_gradcam): A = conv2's output
+ * with its bias (conv2 is run again: the forward kept only the pooled
+ * maps), dA = w->dc2 as backward left it; per patch and channel alpha = the
+ * mean of dA over the map, cam (N, S, S) = ReLU(Σ alpha A). */
+static void gradcam_group(const struct amil_mil *m, struct amil_mil_work *w, float *cam, int n,
+                          int g, float *c2, const float *dc2, int thread)
+{
+    struct sides s = sides_of(m->patch);
+    int lanes = w->kernels->lanes;
+    size_t map = (size_t)s.conv2 * s.conv2;
+    mil_conv2_forward(m, w, c2, w->p1 + (size_t)g * CONV1 * s.pool1 * s.pool1 * lanes, n, g,
+                  thread);
+    const float *bias = W(m, CONV2_B);
+    for (int l = 0; l < lanes && g * lanes + l < n; l++) {
+        float *out = cam + (size_t)(g * lanes + l) * map;
+        memset(out, 0, sizeof *out * map);
+        for (int c = 0; c < CONV2; c++) {
+            const float *a = c2 + c * map * lanes + l, *da = dc2 + c * map * lanes + l;
+            double alpha = 0;
+            for (size_t j = 0; j < map; j++)
+                alpha += da[j * lanes];
+            alpha /= (double)map;
+            for (size_t j = 0; j < map; j++)
+                out[j] += (float)(alpha * (a[j * lanes] + bias[c]));
+        }
+        for (size_t j = 0; j < map; j++)
+            out[j] = out[j] > 0 ? out[j] : 0;
+    }
+}
+
 /* From dP2 back through both convolutions for groups first .. end-1:
  * thread 0 adds to the gradients, the others to their part of w->dconv;
- * the thread's input gradients (dC2, dP1, dC1) start at zero per group. */
-static void conv_back_of_groups(void *ctx, int first, int end, int thread)
+ * the thread's input gradients (dC2, dP1, dC1) start at zero per group.
+ * With pass->cam (Grad-CAM), back to dC2 only, for the groups' maps, and
+ * no weight gradients. */
+void mil_conv_back_of_groups(const struct amil_mil *m, struct amil_mil_work *w,
+                             const struct bag_pass *pass, int first, int end, int thread)
 {
-    const struct bag_pass *pass = ctx;
-    const struct amil_mil *m = pass->m;
-    struct amil_mil_work *w = pass->w;
     const struct amil_kernels *k = w->kernels;
     struct sides s = sides_of(m->patch);
     struct group_sizes z = mil_group_sizes(m, k->lanes);
     float *grads = thread == 0 ? pass->grads : w->dconv + (thread - 1) * mil_conv_params(m);
     float *dc2 = w->dc2 + thread * z.c2, *dp1 = w->dp1 + thread * z.p1;
-    float *dc1 = w->dc1 + thread * z.c1;
+    float *dc1 = w->dc1 + thread * z.c1, unwanted[CONV2] = {0};   /* Grad-CAM: no dbias */
 #define G(i) (grads + m->params.at[i].offset)
     for (int g = first; g < end; g++) {
         const float *p1 = w->p1 + g * z.p1;
         memset(dc2, 0, sizeof *dc2 * z.c2);
+        k->unpool_relu(dc2, pass->cam ? unwanted : G(CONV2_B), w->dp2 + g * z.p2,
+                       w->p2 + g * z.p2, w->arg2 + g * z.p2, CONV2, s.conv2, s.conv2);
+        if (pass->cam) {
+            gradcam_group(m, w, pass->cam, pass->n, g, w->c2 + thread * z.c2, dc2, thread);
+            continue;
+        }
         memset(dp1, 0, sizeof *dp1 * z.p1);
         memset(dc1, 0, sizeof *dc1 * z.c1);
-        k->unpool_relu(dc2, G(CONV2_B), w->dp2 + g * z.p2, w->p2 + g * z.p2,
-                       w->arg2 + g * z.p2, CONV2, s.conv2, s.conv2);
         if (mil_shift_pays(m, k->lanes, pass->n, g))
             conv2_dweight_shifted(m, w, G(CONV2_W), dc2, p1, pass->n, g, thread);
         else
@@ -497,12 +539,12 @@ void mil_features_backward(const struct amil_mil *m, struct amil_mil_work *w, in
     int lanes = w->kernels->lanes, groups = (n + lanes - 1) / lanes;
     struct bag_pass pass = {m, w, NULL, n, grads, NULL};
     memset(w->dp2, 0, sizeof *w->dp2 * (size_t)groups * m->flat * lanes);
-    amil_parallel(groups, mil_linear_back_of_groups, &pass);
+    mil_run_groups(&pass, groups, mil_linear_back_of_groups);
     /* the convolutions group by group, each thread adding its parameters'
      * gradients into a buffer of its own, summed in thread order after */
     size_t conv = mil_conv_params(m);
     memset(w->dconv, 0, sizeof *w->dconv * (size_t)(w->threads - 1) * conv);
-    amil_parallel(groups, conv_back_of_groups, &pass);
+    mil_run_groups(&pass, groups, mil_conv_back_of_groups);
     for (int t = 1; t < w->threads; t++)
         for (size_t i = 0; i < conv; i++)
             grads[i] += w->dconv[(t - 1) * conv + i];

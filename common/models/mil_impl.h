@@ -1,7 +1,8 @@
-/* mil_impl.h: what the attention-MIL network's files share (mil.c; its
- * stages: mil_features.c, mil_head.c, mil_gradcam.c) and no one else sees: the network's fixed sizes, the parameter indices,
- * the work buffers' stages and the parallel passes over a bag.  (Private:
- * include mil.h, not this, outside those files.) */
+/* mil_impl.h: what the attention-MIL network's files share (mil.c and
+ * its stages: mil_features.c, mil_head.c, mil_gradcam.c) and no one else
+ * sees: the network's fixed sizes, the parameter indices, the work
+ * buffers' stages and the parallel passes over a bag.  (Private: include
+ * mil.h, not this, outside those files.) */
 #ifndef AMIL_MIL_IMPL_H
 #define AMIL_MIL_IMPL_H
 
@@ -88,6 +89,12 @@ struct bag_pass {
     float *grads, *cam;
 };
 
+/* A task over a bag's groups (or blocks) first .. end-1 on thread, and
+ * the loop that splits [0, count) of them over the threads for it. */
+typedef void mil_groups_task(const struct amil_mil *m, struct amil_mil_work *w,
+                             const struct bag_pass *pass, int first, int end, int thread);
+void mil_run_groups(const struct bag_pass *pass, int count, mil_groups_task *task);
+
 /* Sizes of one group's buffers, in floats (bytes for arg1, arg2). */
 struct group_sizes {
     size_t x, c1, p1, c2, p2;
@@ -121,7 +128,12 @@ void mil_relu_to_lanes(const struct amil_mil *m, struct amil_mil_work *w, const 
                        int count);
 void mil_features_backward(const struct amil_mil *m, struct amil_mil_work *w, int n,
                            float *grads);
-void mil_linear_back_of_groups(void *ctx, int first, int end, int thread);
+void mil_linear_back_of_groups(const struct amil_mil *m, struct amil_mil_work *w,
+                               const struct bag_pass *pass, int first, int end, int thread);
+/* From dP2 back through both convolutions (grads += their gradients), or
+ * with the pass's cam, to dC2 and the groups' Grad-CAM maps. */
+void mil_conv_back_of_groups(const struct amil_mil *m, struct amil_mil_work *w,
+                             const struct bag_pass *pass, int first, int end, int thread);
 
 /* What the attention's loops over a bag's rows share: H (N, L) and, in
  * backward, the gradients. */
