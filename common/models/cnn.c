@@ -11,16 +11,6 @@
 #include "record/record.h"
 #include "record/stream.h"
 
-static const char *const arch_names[] = {"net", "vgg19", "resnet18"};
-static const int arch_sizes[] = {128, 224, 224};
-
-const char *amil_cnn_arch_name(enum amil_cnn_arch arch) { return arch_names[arch]; }
-
-int amil_cnn_arch_parse(const char *name)
-{
-    return amil_name_index(arch_names, AMIL_CNN_ARCHS, name);
-}
-
 /* ---- building the graph ------------------------------------------------ */
 
 struct builder {
@@ -206,28 +196,58 @@ static int build_resnet18(struct builder *b)
     return x;
 }
 
+/* The architectures, in enum amil_cnn_arch's order: a new one is its
+ * builder above, its row here and its name in the enum. */
+static const struct arch {
+    const char *name;
+    int size;               /* the side of the images it was trained on */
+    int only_size;          /* it takes no other (its linear layers' widths) */
+    int (*build)(struct builder *b);   /* the graph up to the features */
+    const char *head;       /* the last layer, by its state_dict name */
+    /* a tensor only its state_dicts hold, for a file that names no arch
+     * (the first row whose tensor a file has is its arch) */
+    const char *marker;
+    int blocks;             /* "layerN" names block N.(blocks-1)'s output */
+} archs[] = {
+    {"net", 128, 1, build_net, "fc2", "conv5.weight", 0},
+    {"vgg19", 224, 0, build_vgg19, "classifier.6", "features.0.weight", 0},
+    {"resnet18", 224, 0, build_resnet18, "fc", "layer1.0.conv1.weight", 2},
+};
+#define NARCHS ((int)(sizeof archs / sizeof *archs))
+_Static_assert(NARCHS == AMIL_CNN_ARCHS, "a row of archs for each enum amil_cnn_arch");
+
+static const struct arch *arch_of(int arch) { return &archs[arch]; }
+
+const char *amil_cnn_arch_name(enum amil_cnn_arch arch) { return archs[arch].name; }
+
+int amil_cnn_arch_parse(const char *name)
+{
+    for (int i = 0; i < NARCHS; i++)
+        if (strcmp(archs[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
 /* The layer graph and parameter table of the network, without its buffer. */
 static int cnn_layout(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, int height,
                       int width)
 {
+    const struct arch *a = arch_of(arch);
     memset(m, 0, sizeof *m);
     m->arch = arch, m->classes = classes, m->channels = 3;
-    m->size = arch_sizes[arch];
+    m->size = a->size;
     height = height ? height : m->size, width = width ? width : m->size;
     if (classes < 2 || classes > AMIL_CNN_MAX_CLASSES)
         return amil_fail("a classifier of %d classes", classes);
-    if (arch == AMIL_CNN_NET && (height != 128 || width != 128))
-        return amil_fail("net takes 128×128 images, not %d×%d", width, height);
+    if (a->only_size && (height != a->size || width != a->size))
+        return amil_fail("%s takes %d×%d images, not %d×%d", a->name, a->size, a->size, width,
+                         height);
     if (height < 32 || width < 32 || (long)height * width > 1L << 26)
-        return amil_fail("%s cannot take %d×%d images", arch_names[arch], width, height);
+        return amil_fail("%s cannot take %d×%d images", a->name, width, height);
     struct builder b = {m, height, width, 0};
-    int (*const build[])(struct builder *) = {build_net, build_vgg19, build_resnet18};
-    int last = build[arch](&b);
-    add_layer(&b, AMIL_OP_LINEAR,
-              arch == AMIL_CNN_NET ? "fc2" : arch == AMIL_CNN_VGG19 ? "classifier.6" : "fc",
-              last, classes, 0, 0, 0, 1);
+    add_layer(&b, AMIL_OP_LINEAR, a->head, a->build(&b), classes, 0, 0, 0, 1);
     if (b.failed)
-        return amil_fail("%s cannot take %d×%d images", arch_names[arch], width, height);
+        return amil_fail("%s cannot take %d×%d images", a->name, width, height);
     return 0;
 }
 
@@ -266,9 +286,9 @@ int amil_cnn_layer(const struct amil_cnn *m, const char *name)
 {
     char block[48];
     /* "layer4": the output of its last block */
-    if (m->arch == AMIL_CNN_RESNET18 && strncmp(name, "layer", 5) == 0 &&
-        strlen(name) == 6) {
-        snprintf(block, sizeof block, "%s.1", name);
+    int blocks = arch_of(m->arch)->blocks;
+    if (blocks && strncmp(name, "layer", 5) == 0 && strlen(name) == 6) {
+        snprintf(block, sizeof block, "%s.%d", name, blocks - 1);
         name = block;
     }
     for (int i = 0; i < m->nlayers; i++)
@@ -283,7 +303,7 @@ void amil_cnn_to_record(const struct amil_cnn *m, struct amil_record *r)
 {
     amil_record_init(r);
     amil_record_set_meta(r, "kind", "model");
-    amil_record_set_meta(r, "arch", arch_names[m->arch]);
+    amil_record_set_meta(r, "arch", arch_of(m->arch)->name);
     amil_record_set_metaf(r, "classes", "%d", m->classes);
     amil_record_set_metaf(r, "channels", "%d", m->channels);
     amil_record_set_metaf(r, "size", "%d", m->size);
@@ -319,19 +339,18 @@ int amil_cnn_from_record(struct amil_cnn *m, struct amil_record *r)
     if (kind && strcmp(kind, "model") != 0 && strcmp(kind, "checkpoint") != 0)
         return amil_fail("a record of kind '%s', not a model", kind);
     const char *arch_text = amil_record_meta(r, "arch");
-    int arch = arch_text ? amil_cnn_arch_parse(arch_text)
-             : amil_record_find(r, "features.0.weight") ? AMIL_CNN_VGG19
-             : amil_record_find(r, "layer1.0.conv1.weight") ? AMIL_CNN_RESNET18
-             : amil_record_find(r, "conv5.weight") ? AMIL_CNN_NET : -1;
+    int arch = arch_text ? amil_cnn_arch_parse(arch_text) : -1;
+    for (int i = 0; !arch_text && arch < 0 && i < NARCHS; i++)
+        arch = amil_record_find(r, archs[i].marker) ? i : -1;
     if (arch < 0)
         return amil_fail(arch_text ? "arch '%s' is not a CNN (net, vgg19 or resnet18)"
                                    : "not a CNN model: no arch, and not torchvision's names%s",
                          arch_text ? arch_text : "");
-    const struct amil_tensor *head = amil_record_find(r, arch == AMIL_CNN_NET ? "fc2.weight"
-                                                  : arch == AMIL_CNN_VGG19 ? "classifier.6.weight"
-                                                                          : "fc.weight");
+    char head_name[64];
+    snprintf(head_name, sizeof head_name, "%s.weight", archs[arch].head);
+    const struct amil_tensor *head = amil_record_find(r, head_name);
     if (!head || head->ndim != 2)
-        return amil_fail("not a %s model: it has no last layer", arch_names[arch]);
+        return amil_fail("not a %s model: it has no last layer", archs[arch].name);
     /* a shape is any int64: range it before it becomes an int */
     if (head->shape[0] < 2 || head->shape[0] > AMIL_CNN_MAX_CLASSES)
         return amil_fail("a last layer of %lld classes (2 to %d)", (long long)head->shape[0],
@@ -384,7 +403,7 @@ int amil_cnn_take_weights(struct amil_cnn *m, struct amil_record *r)
         int same = amil_param_fits(p, amil_record_find(r, p->name));
         if (!same && i < head)
             return amil_fail("tensor '%s' is missing or not F32 of the shape %s needs",
-                             p->name, arch_names[m->arch]);
+                             p->name, archs[m->arch].name);
         const struct amil_tensor *t = amil_record_find(r, p->name);
         if (same && amil_tensor_finite(p->name, t->data, t->ndim, t->shape, -1) < 0)
             return -1;

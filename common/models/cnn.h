@@ -38,6 +38,9 @@
 #include "compute/params.h"
 #include "record/record.h"
 
+/* The architectures: each a builder and a row of cnn.c's archs table (its
+ * name, input side, last layer, the tensor that marks its state_dicts), in
+ * this order; the compiler holds the table to the enum. */
 enum amil_cnn_arch { AMIL_CNN_NET, AMIL_CNN_VGG19, AMIL_CNN_RESNET18, AMIL_CNN_ARCHS };
 
 const char *amil_cnn_arch_name(enum amil_cnn_arch arch);   /* "net", "vgg19", "resnet18" */
