@@ -76,6 +76,10 @@ values() {
     [[ "${lines[1]}" == "3	"* ]]
     cmp "$T/whole" "$T/resumed"
     cmp "$T/whole.ckpt" "$T/resumed.ckpt"
+    # a bag family trains on one bag a step, whatever batch a file says
+    recpass -m batch=4 < "$T/part.ckpt" > "$T/batch4.ckpt"
+    train -q -o "$T/resumed4" -e 3 --resume "$T/batch4.ckpt" "$bags" > /dev/null
+    cmp "$T/whole" "$T/resumed4"
 }
 
 # "Another seed gives another model" above also draws other weights; here

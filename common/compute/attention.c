@@ -50,6 +50,7 @@ static void run_task(void *ctx, int first, int end, int thread)
 
 static void run_rows(const struct rows_pass *pass, int count, rows_task *task)
 {
+    amil_threads_to_lanes();   /* the tasks' products: OpenBLAS on one thread */
     amil_parallel(count, run_task, &(struct rows_run){pass, task});
 }
 

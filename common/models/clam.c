@@ -5,7 +5,9 @@
 
 #include "base/base.h"
 #include "compute/attention.h"
+#include "compute/kernels.h"
 #include "compute/nn.h"
+#include "compute/parallel.h"
 #include "models/clam.h"
 #include "record/record.h"
 
@@ -33,6 +35,8 @@ int amil_clam_init(struct amil_clam *m, int gated, int features, int hidden, int
                    int classes, int outputs, const char *last_name)
 {
     memset(m, 0, sizeof *m);
+    if (!amil_kernels())   /* AMIL_ISA names a set this CPU cannot run */
+        return -1;
     if (features < 1 || features > (1 << 20) || hidden < 1 || hidden > MAX_HIDDEN ||
         attention < 1 || attention > (1 << 20) || classes < 2 || classes > MAX_CLASSES ||
         (outputs != 1 && outputs != classes) || (outputs == 1 && classes != 2))
@@ -175,6 +179,10 @@ void amil_clam_work_free(struct amil_clam_work *w)
 
 static void fit(const struct amil_clam *m, struct amil_clam_work *w, int n)
 {
+    /* the pool splits the rows over the threads: OpenBLAS stays on one
+     * (parallel.h), for every product of the head, so that each bag's
+     * bytes are those of the first */
+    amil_threads_to_lanes();
     if (n <= w->capacity)
         return;
     amil_clam_work_free(w);

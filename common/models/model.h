@@ -158,7 +158,8 @@ struct amil_train_ops {
     int (*arch_parse)(const char *word);   /* the variant, or -1 */
     /* A trainer for m, as spec asks: m->impl NULL makes a new model (a
      * bag family's when its first bag says its shape, in check), else m
-     * is a checkpoint's and must be of spec's variant.  0, or -1 with a
+     * is a checkpoint's (a batch family's must be of spec's variant; a
+     * bag family goes on with the checkpoint's own).  0, or -1 with a
      * message; *random_backbone set to 1 when a frozen backbone has no
      * weights given (for tests only). */
     int (*start)(struct amil_model *m, const struct amil_train_spec *spec,

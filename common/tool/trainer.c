@@ -161,7 +161,8 @@ static void start_model(struct run *run)
         if (amil_checkpoint_load(t->spec.resume, t->family, &run->m, &run->o, &c) < 0)
             amil_die("%s", amil_error());
         run->seed = c.seed;   /* the run goes on as it began */
-        run->batch = c.batch ? c.batch : run->batch;
+        run->batch = c.batch && (t->family->train->takes & AMIL_TRAIN_BATCH) ? c.batch
+                                                                             : run->batch;
         run->done = c.epoch;
         run->last_good = t->spec.resume;
         if (amil_same_file(t->spec.resume, t->checkpoint))
