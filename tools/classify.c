@@ -27,7 +27,7 @@
 static const char usage_text[] =
     "usage: classify -m MODEL [-t | -k] [-j THREADS] [--force] [FILE]\n"
     "  -m, --model MODEL    the model (from train, or a PyTorch state_dict):\n"
-    "                       attention-MIL, or a CNN (net, vgg19, resnet18)\n"
+    "                       attention-MIL, or a CNN (net, vgg19, resnet18, resnet50)\n"
     "  -t, --table          write a TSV line per record instead of records\n"
     "  -k, --keep           keep the embedding (image, features) in the records\n"
     "  -j, --threads N      threads for the matrix products [1]\n"

@@ -5,7 +5,7 @@
  * through the model's two convolutions and its linear layer, all N patches
  * of a bag as one batch.
  *
- * With a frozen CNN backbone (vgg19, resnet18), reads image records
+ * With a frozen CNN backbone (vgg19, resnet18, resnet50), reads image records
  * (`image` U8 [H, W, 3], from bagify -w) and writes each with `features`
  * F32 [N, F] and `coords` I32 [N, 2]: the input of the last layer for each
  * of the image's N tiles, computed once, so that train fits the
@@ -25,7 +25,8 @@
 static const char usage_text[] =
     "usage: featurize -m MODEL [-k] [-j THREADS] [--force] [FILE]\n"
     "  -m, --model MODEL    the model (from train, or a PyTorch state_dict):\n"
-    "                       attention-MIL, or a vgg19 or resnet18 backbone\n"
+    "                       attention-MIL, or a vgg19, resnet18 or resnet50\n"
+    "                       backbone\n"
     "  -k, --keep           keep the patches (or the image) in the records\n"
     "  -j, --threads N      threads for the matrix products [1]\n"
     "      --force          write records even to a terminal\n"

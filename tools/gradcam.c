@@ -3,7 +3,7 @@
  * laid onto the image, to set beside A-MIL's attention (stitch) as the
  * paper does.
  *
- * A CNN model (net, vgg19, resnet18) explains IMAGE tile by tile, the
+ * A CNN model (net, vgg19, resnet18, resnet50) explains IMAGE tile by tile, the
  * tiles it classifies the image by: the class's logit is taken back to a
  * layer (Grad-CAM: alpha_k = the mean of its gradient over map k, cam =
  * ReLU(sum alpha_k A_k), scaled up bilinearly) or to the pixels (Guided
@@ -63,13 +63,14 @@ static const char usage_text[] =
     "               [--layer NAME] [-f png|pam|record] [-o FILE]\n"
     "               [--cmap jet|viridis|gray] [--alpha A] [--no-legend] [--force]\n"
     "               [--downsample D | --width W] [IMAGE]\n"
-    "  -m, --model MODEL   a CNN (net, vgg19, resnet18) or an attention-MIL model\n"
+    "  -m, --model MODEL   a CNN (net, vgg19, resnet18, resnet50) or an\n"
+    "                      attention-MIL model\n"
     "  -M, --method M      gradcam, guided (Guided Backpropagation) or\n"
     "                      guided-gradcam (their product); CNNs only but gradcam\n"
     "                      [gradcam]\n"
     "  -c, --class N       the class whose score is explained [the predicted one]\n"
     "  -l, --layer NAME    Grad-CAM's layer, by its state_dict name [net: relu5,\n"
-    "                      vgg19: features.35, resnet18: layer4]\n"
+    "                      vgg19: features.35, resnets: layer4]\n"
     "  -f, --format F      png, pam, or record (the raw map as a tensor)\n"
     "                      [from the -o name, else png]\n"
     "  -o, --output FILE   where it goes [stdout]\n"

@@ -6,7 +6,7 @@
  * paper's settings are the defaults: the amil network, one bag a step in a
  * seeded random order (its loader drew bags with replacement; see
  * train(1)), 20 epochs, Adam with lr 1e-4, betas 0.9/0.999 and L2 decay
- * 1e-4, seed 1.  The CNN baselines (--arch net, vgg19, resnet18) read image
+ * 1e-4, seed 1.  The CNN baselines (--arch net, vgg19, resnet18, resnet50) read image
  * records (bagify -w), or for a frozen backbone the tiles' features
  * featurize cached; their defaults are the paper's baselines': 10 epochs,
  * RMSprop with lr 3e-4 and momentum 0.4, batches of 32 samples.  Each
@@ -54,14 +54,15 @@ struct cmdline {
 };
 
 static const char usage_text[] =
-    "usage: train -o MODEL [--arch amil|gated|clam|clam-plain|net|vgg19|resnet18]\n"
+    "usage: train -o MODEL\n"
+    "             [--arch amil|gated|clam|clam-plain|net|vgg19|resnet18|resnet50]\n"
     "             [--epochs N]\n"
     "             [--lr X] [--decay X] [--seed S] [--test FILE]\n"
     "             [--resume CHECKPOINT] [options] [FILE]\n"
     "  -o, --output MODEL      where the model goes\n"
     "  -a, --arch ARCH         amil (the paper's) or gated; clam or clam-plain,\n"
     "                          CLAM's head on cached features; or a CNN\n"
-    "                          baseline: net, vgg19, resnet18 [amil]\n"
+    "                          baseline: net, vgg19, resnet18, resnet50 [amil]\n"
     "  -e, --epochs N          passes over the training set [20; CNNs 10]\n"
     "      --lr X              learning rate [1e-4; CNNs 3e-4]\n"
     "      --decay X           weight decay [1e-4; CNNs 0]\n"
@@ -126,7 +127,8 @@ static void read_arch(void *to, const char *option, const char *arg)
     cl->family = amil_model_arch(arg, &cl->variant);
     cl->arch = arg;
     if (!cl->family)
-        amil_misuse("%s: '%s' is not amil, gated, clam, clam-plain, net, vgg19 or resnet18",
+        amil_misuse("%s: '%s' is not amil, gated, clam, clam-plain, net, vgg19, resnet18 or "
+                    "resnet50",
                     option, arg);
 }
 

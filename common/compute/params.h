@@ -28,7 +28,7 @@ void amil_norm_table(enum amil_norm norm, float table[3][256]);
  * with a message naming what it is not. */
 int amil_norm_of_record(const struct amil_record *r, enum amil_norm *norm);
 
-#define AMIL_PARAMS_MAX 128
+#define AMIL_PARAMS_MAX 384
 /* The most floats a table may describe (4 GiB), so that sizes read from a
  * hostile file fail here instead of at allocation. */
 #define AMIL_PARAMS_MAX_WEIGHTS ((size_t)1 << 30)

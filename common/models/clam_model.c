@@ -42,7 +42,7 @@ static const char *lacks(const struct amil_model *m, enum amil_stage stage)
     (void)m;
     if (stage == AMIL_STAGE_FEATURES)
         return "a CLAM head reads cached features: featurize with its backbone "
-               "(vgg19, resnet18), then attend with the head";
+               "(vgg19, resnet18, resnet50), then attend with the head";
     if (stage == AMIL_STAGE_GRADCAM)
         return "a CLAM head has no Grad-CAM here: it pools a frozen backbone's features, "
                "not patches; give an attention-MIL model or a CNN";

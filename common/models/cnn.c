@@ -35,6 +35,10 @@ static int add_layer(struct builder *b, enum amil_op op, const char *name, int i
                      int out_channels, int kernel, int stride, int pad, int has_bias)
 {
     struct amil_cnn *m = b->m;
+    if (m->nlayers == AMIL_CNN_MAX_LAYERS) {   /* an architecture too deep for the table */
+        b->failed = 1;
+        return m->nlayers - 1;
+    }
     struct amil_layer *l = &m->layers[m->nlayers];
     const struct amil_layer *in = input >= 0 ? &m->layers[input] : NULL;
     *l = (struct amil_layer){.op = op, .input = input, .input2 = -1, .kernel = kernel,
@@ -196,6 +200,55 @@ static int build_resnet18(struct builder *b)
     return x;
 }
 
+/* torchvision's Bottleneck (ResNet v1.5): conv 1×1, bn, ReLU, conv 3×3
+ * (stride), bn, ReLU, conv 1×1 to 4 × width, bn, plus the input (through a
+ * 1×1 convolution with the stride and bn when the shape changes), ReLU. */
+static int bottleneck(struct builder *b, const char *prefix, int x, int width, int stride)
+{
+    int in = x, channels = 4 * width;
+    x = block_layer(b, AMIL_OP_CONV, prefix, "conv1", x, width, 1, 1, 0);
+    x = block_layer(b, AMIL_OP_BATCHNORM, prefix, "bn1", x, 0, 0, 0, 0);
+    x = block_layer(b, AMIL_OP_RELU, prefix, "relu1", x, 0, 0, 0, 0);
+    x = block_layer(b, AMIL_OP_CONV, prefix, "conv2", x, width, 3, stride, 1);
+    x = block_layer(b, AMIL_OP_BATCHNORM, prefix, "bn2", x, 0, 0, 0, 0);
+    x = block_layer(b, AMIL_OP_RELU, prefix, "relu2", x, 0, 0, 0, 0);
+    x = block_layer(b, AMIL_OP_CONV, prefix, "conv3", x, channels, 1, 1, 0);
+    x = block_layer(b, AMIL_OP_BATCHNORM, prefix, "bn3", x, 0, 0, 0, 0);
+    int shortcut = in;
+    if (stride != 1 || b->m->layers[in].c != channels) {
+        shortcut = block_layer(b, AMIL_OP_CONV, prefix, "downsample.0", in, channels, 1,
+                               stride, 0);
+        shortcut = block_layer(b, AMIL_OP_BATCHNORM, prefix, "downsample.1", shortcut, 0, 0,
+                               0, 0);
+    }
+    x = block_layer(b, AMIL_OP_ADD, prefix, "add", x, 0, 0, 0, 0);
+    b->m->layers[x].input2 = shortcut;
+    return add_layer(b, AMIL_OP_RELU, prefix, x, 0, 0, 0, 0, 0);
+}
+
+/* torchvision's resnet50: the stem of resnet18, then 3, 4, 6 and 3
+ * bottlenecks of widths 64 to 512 (2048 features). */
+static int build_resnet50(struct builder *b)
+{
+    static const int blocks[4] = {3, 4, 6, 3};
+    int x = add_layer(b, AMIL_OP_INPUT, "input", -1, 0, 0, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_CONV, "conv1", x, 64, 7, 2, 3, 0);
+    x = add_layer(b, AMIL_OP_BATCHNORM, "bn1", x, 0, 0, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_RELU, "relu", x, 0, 0, 0, 0, 0);
+    x = add_layer(b, AMIL_OP_MAXPOOL, "maxpool", x, 0, 3, 2, 1, 0);
+    char prefix[32];
+    for (int stage = 0; stage < 4; stage++)
+        for (int block = 0; block < blocks[stage]; block++) {
+            snprintf(prefix, sizeof prefix, "layer%d.%d", stage + 1, block);
+            x = bottleneck(b, prefix, x, 64 << stage, stage > 0 && block == 0 ? 2 : 1);
+        }
+    b->m->cam_layer = x;
+    x = add_layer(b, AMIL_OP_AVGPOOL, "avgpool", x, 0, 1, 0, 0, 0);
+    b->m->features = x;
+    b->m->trained = b->m->params.n;
+    return x;
+}
+
 /* The architectures, in enum amil_cnn_arch's order: a new one is its
  * builder above, its row here and its name in the enum. */
 static const struct arch {
@@ -204,14 +257,15 @@ static const struct arch {
     int only_size;          /* it takes no other (its linear layers' widths) */
     int (*build)(struct builder *b);   /* the graph up to the features */
     const char *head;       /* the last layer, by its state_dict name */
-    /* a tensor only its state_dicts hold, for a file that names no arch
-     * (the first row whose tensor a file has is its arch) */
+    /* a tensor its state_dicts hold, for a file that names no arch: the
+     * last row whose tensor a file has is its arch (a deeper network of a
+     * kind comes after the shallower, whose tensors it holds too) */
     const char *marker;
-    int blocks;             /* "layerN" names block N.(blocks-1)'s output */
 } archs[] = {
-    {"net", 128, 1, build_net, "fc2", "conv5.weight", 0},
-    {"vgg19", 224, 0, build_vgg19, "classifier.6", "features.0.weight", 0},
-    {"resnet18", 224, 0, build_resnet18, "fc", "layer1.0.conv1.weight", 2},
+    {"net", 128, 1, build_net, "fc2", "conv5.weight"},
+    {"vgg19", 224, 0, build_vgg19, "classifier.6", "features.0.weight"},
+    {"resnet18", 224, 0, build_resnet18, "fc", "layer1.0.conv1.weight"},
+    {"resnet50", 224, 0, build_resnet50, "fc", "layer1.0.conv3.weight"},
 };
 #define NARCHS ((int)(sizeof archs / sizeof *archs))
 _Static_assert(NARCHS == AMIL_CNN_ARCHS, "a row of archs for each enum amil_cnn_arch");
@@ -284,17 +338,19 @@ int amil_cnn_is_map(const struct amil_cnn *m, int layer)
 
 int amil_cnn_layer(const struct amil_cnn *m, const char *name)
 {
-    char block[48];
-    /* "layer4": the output of its last block */
-    int blocks = arch_of(m->arch)->blocks;
-    if (blocks && strncmp(name, "layer", 5) == 0 && strlen(name) == 6) {
-        snprintf(block, sizeof block, "%s.%d", name, blocks - 1);
-        name = block;
-    }
-    for (int i = 0; i < m->nlayers; i++)
-        if (strcmp(m->layers[i].name, name) == 0)
+    /* a ResNet's "layer4": the output of its last block, the last layer
+     * named layer4.K (a block's own layers are layer4.K.conv1 ...) */
+    size_t length = strlen(name);
+    int stage = strncmp(name, "layer", 5) == 0 && !strchr(name, '.'), found = -1;
+    for (int i = 0; i < m->nlayers; i++) {
+        const char *at = m->layers[i].name;
+        if (strcmp(at, name) == 0)
             return i;
-    return -1;
+        if (stage && strncmp(at, name, length) == 0 && at[length] == '.' &&
+            !strchr(at + length + 1, '.'))
+            found = i;
+    }
+    return found;
 }
 
 /* ---- records ------------------------------------------------------------ */
@@ -340,10 +396,10 @@ int amil_cnn_from_record(struct amil_cnn *m, struct amil_record *r)
         return amil_fail("a record of kind '%s', not a model", kind);
     const char *arch_text = amil_record_meta(r, "arch");
     int arch = arch_text ? amil_cnn_arch_parse(arch_text) : -1;
-    for (int i = 0; !arch_text && arch < 0 && i < NARCHS; i++)
+    for (int i = NARCHS - 1; !arch_text && arch < 0 && i >= 0; i--)
         arch = amil_record_find(r, archs[i].marker) ? i : -1;
     if (arch < 0)
-        return amil_fail(arch_text ? "arch '%s' is not a CNN (net, vgg19 or resnet18)"
+        return amil_fail(arch_text ? "arch '%s' is not a CNN (net, vgg19, resnet18 or resnet50)"
                                    : "not a CNN model: no arch, and not torchvision's names%s",
                          arch_text ? arch_text : "");
     char head_name[64];

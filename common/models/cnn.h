@@ -23,6 +23,8 @@
  *             layer (4096→classes), the rest frozen.
  *   resnet18  torchvision's resnet18 (batch norm in evaluation mode); fc is
  *             the new last layer (512→classes), the rest frozen.
+ *   resnet50  torchvision's resnet50 (bottlenecks, the stride on their 3×3
+ *             convolution), the same way: fc 2048→classes.
  *
  * The class scores are logits; the loss is softmax cross-entropy (the
  * paper's log-softmax with NLL for net, CrossEntropyLoss for the others).
@@ -41,9 +43,11 @@
 /* The architectures: each a builder and a row of cnn.c's archs table (its
  * name, input side, last layer, the tensor that marks its state_dicts), in
  * this order; the compiler holds the table to the enum. */
-enum amil_cnn_arch { AMIL_CNN_NET, AMIL_CNN_VGG19, AMIL_CNN_RESNET18, AMIL_CNN_ARCHS };
+enum amil_cnn_arch {
+    AMIL_CNN_NET, AMIL_CNN_VGG19, AMIL_CNN_RESNET18, AMIL_CNN_RESNET50, AMIL_CNN_ARCHS
+};
 
-const char *amil_cnn_arch_name(enum amil_cnn_arch arch);   /* "net", "vgg19", "resnet18" */
+const char *amil_cnn_arch_name(enum amil_cnn_arch arch);   /* "net", "vgg19", ... */
 int amil_cnn_arch_parse(const char *name);                 /* -1 if unknown */
 
 enum amil_op {
@@ -62,7 +66,7 @@ struct amil_layer {
     int has_bias;
 };
 
-#define AMIL_CNN_MAX_LAYERS 96
+#define AMIL_CNN_MAX_LAYERS 192
 #define AMIL_CNN_MAX_CLASSES 1000   /* ImageNet's, for torchvision's own weights */
 
 struct amil_cnn {

@@ -63,7 +63,7 @@ static const char *lacks(const struct amil_model *m, enum amil_stage stage)
     static char why[128];
     if (stage == AMIL_STAGE_FEATURES && !cnn->trained)
         return "net is trained whole, not on cached features; only a frozen "
-               "backbone (vgg19, resnet18) has features to cache";
+               "backbone (vgg19, resnet18, resnet50) has features to cache";
     if (stage == AMIL_STAGE_ATTENTION) {
         snprintf(why, sizeof why,
                  "arch '%s' is not an attention-MIL model (amil or gated) or a CLAM head",
