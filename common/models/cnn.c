@@ -156,9 +156,25 @@ static int block_layer(struct builder *b, enum amil_op op, const char *prefix,
     return add_layer(b, op, name, input, out_channels, kernel, stride, pad, 0);
 }
 
+/* A ResNet block's end: its branch x plus its input in (through a 1×1
+ * convolution with the stride and bn when the shape changes), ReLU. */
+static int residual(struct builder *b, const char *prefix, int x, int in, int channels,
+                    int stride)
+{
+    int shortcut = in;
+    if (stride != 1 || b->m->layers[in].c != channels) {
+        shortcut = block_layer(b, AMIL_OP_CONV, prefix, "downsample.0", in, channels, 1,
+                               stride, 0);
+        shortcut = block_layer(b, AMIL_OP_BATCHNORM, prefix, "downsample.1", shortcut, 0, 0,
+                               0, 0);
+    }
+    x = block_layer(b, AMIL_OP_ADD, prefix, "add", x, 0, 0, 0, 0);
+    b->m->layers[x].input2 = shortcut;
+    return add_layer(b, AMIL_OP_RELU, prefix, x, 0, 0, 0, 0, 0);
+}
+
 /* torchvision's BasicBlock: conv 3×3 (stride), bn, ReLU, conv 3×3, bn,
- * plus the input (through a 1×1 convolution and bn when the shape
- * changes), ReLU. */
+ * then the residual sum. */
 static int basic_block(struct builder *b, const char *prefix, int x, int channels,
                        int stride)
 {
@@ -168,69 +184,32 @@ static int basic_block(struct builder *b, const char *prefix, int x, int channel
     x = block_layer(b, AMIL_OP_RELU, prefix, "relu", x, 0, 0, 0, 0);
     x = block_layer(b, AMIL_OP_CONV, prefix, "conv2", x, channels, 3, 1, 1);
     x = block_layer(b, AMIL_OP_BATCHNORM, prefix, "bn2", x, 0, 0, 0, 0);
-    int shortcut = in;
-    if (stride != 1 || b->m->layers[in].c != channels) {
-        shortcut = block_layer(b, AMIL_OP_CONV, prefix, "downsample.0", in, channels, 1,
-                               stride, 0);
-        shortcut = block_layer(b, AMIL_OP_BATCHNORM, prefix, "downsample.1", shortcut, 0, 0,
-                               0, 0);
-    }
-    x = block_layer(b, AMIL_OP_ADD, prefix, "add", x, 0, 0, 0, 0);
-    b->m->layers[x].input2 = shortcut;
-    return add_layer(b, AMIL_OP_RELU, prefix, x, 0, 0, 0, 0, 0);
-}
-
-static int build_resnet18(struct builder *b)
-{
-    int x = add_layer(b, AMIL_OP_INPUT, "input", -1, 0, 0, 0, 0, 0);
-    x = add_layer(b, AMIL_OP_CONV, "conv1", x, 64, 7, 2, 3, 0);
-    x = add_layer(b, AMIL_OP_BATCHNORM, "bn1", x, 0, 0, 0, 0, 0);
-    x = add_layer(b, AMIL_OP_RELU, "relu", x, 0, 0, 0, 0, 0);
-    x = add_layer(b, AMIL_OP_MAXPOOL, "maxpool", x, 0, 3, 2, 1, 0);
-    char prefix[32];
-    for (int stage = 0; stage < 4; stage++)
-        for (int block = 0; block < 2; block++) {
-            snprintf(prefix, sizeof prefix, "layer%d.%d", stage + 1, block);
-            x = basic_block(b, prefix, x, 64 << stage, stage > 0 && block == 0 ? 2 : 1);
-        }
-    b->m->cam_layer = x;
-    x = add_layer(b, AMIL_OP_AVGPOOL, "avgpool", x, 0, 1, 0, 0, 0);
-    b->m->features = x;
-    b->m->trained = b->m->params.n;
-    return x;
+    return residual(b, prefix, x, in, channels, stride);
 }
 
 /* torchvision's Bottleneck (ResNet v1.5): conv 1×1, bn, ReLU, conv 3×3
- * (stride), bn, ReLU, conv 1×1 to 4 × width, bn, plus the input (through a
- * 1×1 convolution with the stride and bn when the shape changes), ReLU. */
+ * (stride), bn, ReLU, conv 1×1 to 4 × width, bn, then the residual sum. */
 static int bottleneck(struct builder *b, const char *prefix, int x, int width, int stride)
 {
-    int in = x, channels = 4 * width;
+    int in = x;
     x = block_layer(b, AMIL_OP_CONV, prefix, "conv1", x, width, 1, 1, 0);
     x = block_layer(b, AMIL_OP_BATCHNORM, prefix, "bn1", x, 0, 0, 0, 0);
     x = block_layer(b, AMIL_OP_RELU, prefix, "relu1", x, 0, 0, 0, 0);
     x = block_layer(b, AMIL_OP_CONV, prefix, "conv2", x, width, 3, stride, 1);
     x = block_layer(b, AMIL_OP_BATCHNORM, prefix, "bn2", x, 0, 0, 0, 0);
     x = block_layer(b, AMIL_OP_RELU, prefix, "relu2", x, 0, 0, 0, 0);
-    x = block_layer(b, AMIL_OP_CONV, prefix, "conv3", x, channels, 1, 1, 0);
+    x = block_layer(b, AMIL_OP_CONV, prefix, "conv3", x, 4 * width, 1, 1, 0);
     x = block_layer(b, AMIL_OP_BATCHNORM, prefix, "bn3", x, 0, 0, 0, 0);
-    int shortcut = in;
-    if (stride != 1 || b->m->layers[in].c != channels) {
-        shortcut = block_layer(b, AMIL_OP_CONV, prefix, "downsample.0", in, channels, 1,
-                               stride, 0);
-        shortcut = block_layer(b, AMIL_OP_BATCHNORM, prefix, "downsample.1", shortcut, 0, 0,
-                               0, 0);
-    }
-    x = block_layer(b, AMIL_OP_ADD, prefix, "add", x, 0, 0, 0, 0);
-    b->m->layers[x].input2 = shortcut;
-    return add_layer(b, AMIL_OP_RELU, prefix, x, 0, 0, 0, 0, 0);
+    return residual(b, prefix, x, in, 4 * width, stride);
 }
 
-/* torchvision's resnet50: the stem of resnet18, then 3, 4, 6 and 3
- * bottlenecks of widths 64 to 512 (2048 features). */
-static int build_resnet50(struct builder *b)
+/* torchvision's ResNet: the stem (conv 7×7 stride 2, bn, ReLU, max-pool),
+ * four stages of blocks[stage] blocks of width 64 << stage (the first of
+ * stages 2 to 4 with stride 2), the average pool. */
+static int build_resnet(struct builder *b, int (*block)(struct builder *, const char *, int,
+                                                        int, int),
+                        const int blocks[4])
 {
-    static const int blocks[4] = {3, 4, 6, 3};
     int x = add_layer(b, AMIL_OP_INPUT, "input", -1, 0, 0, 0, 0, 0);
     x = add_layer(b, AMIL_OP_CONV, "conv1", x, 64, 7, 2, 3, 0);
     x = add_layer(b, AMIL_OP_BATCHNORM, "bn1", x, 0, 0, 0, 0, 0);
@@ -238,15 +217,26 @@ static int build_resnet50(struct builder *b)
     x = add_layer(b, AMIL_OP_MAXPOOL, "maxpool", x, 0, 3, 2, 1, 0);
     char prefix[32];
     for (int stage = 0; stage < 4; stage++)
-        for (int block = 0; block < blocks[stage]; block++) {
-            snprintf(prefix, sizeof prefix, "layer%d.%d", stage + 1, block);
-            x = bottleneck(b, prefix, x, 64 << stage, stage > 0 && block == 0 ? 2 : 1);
+        for (int i = 0; i < blocks[stage]; i++) {
+            snprintf(prefix, sizeof prefix, "layer%d.%d", stage + 1, i);
+            x = block(b, prefix, x, 64 << stage, stage > 0 && i == 0 ? 2 : 1);
         }
     b->m->cam_layer = x;
     x = add_layer(b, AMIL_OP_AVGPOOL, "avgpool", x, 0, 1, 0, 0, 0);
     b->m->features = x;
     b->m->trained = b->m->params.n;
     return x;
+}
+
+static int build_resnet18(struct builder *b)
+{
+    return build_resnet(b, basic_block, (const int[4]){2, 2, 2, 2});
+}
+
+/* 2048 features */
+static int build_resnet50(struct builder *b)
+{
+    return build_resnet(b, bottleneck, (const int[4]){3, 4, 6, 3});
 }
 
 /* The architectures, in enum amil_cnn_arch's order: a new one is its

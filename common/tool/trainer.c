@@ -33,7 +33,6 @@ struct run {
     const char *last_good;  /* the last checkpoint, for the message of a NaN loss */
     struct amil_model m;
     const struct amil_train_ops *ops;
-    int first;              /* the first trained parameter */
     struct amil_optimizer o;
     struct set train, test;
     long *order;            /* (samples) the epoch's order */
@@ -100,6 +99,15 @@ static void progress(const struct run *run, long epoch, long i, long n, double l
         fputs("\r\033[K", stderr);
 }
 
+/* The model's parameters; *first the first trained, *base where its
+ * floats begin in the buffer. */
+static struct amil_params *trained(struct run *run, int *first, size_t *base)
+{
+    struct amil_params *p = run->ops->params(&run->m, first);
+    *base = p->at[*first].offset;
+    return p;
+}
+
 /* The model's record as the checkpoint of epoch, with the optimizer's
  * state of the trained parameters. */
 static void save_checkpoint(struct run *run, long epoch)
@@ -107,7 +115,8 @@ static void save_checkpoint(struct run *run, long epoch)
     struct amil_record r;
     run->ops->to_record(&run->m, &r);
     int first;
-    const struct amil_params *p = run->ops->params(&run->m, &first);
+    size_t base;
+    const struct amil_params *p = trained(run, &first, &base);
     struct amil_checkpoint c = {epoch, run->seed, run->batch};
     if (amil_checkpoint_save(run->asked->checkpoint, &r, &c, &run->o, p->at + first,
                              p->n - first) < 0)
@@ -181,14 +190,6 @@ static void start_model(struct run *run)
                   "give torchvision's weights with -w FILE", t->spec.arch);
 }
 
-/* The trained parameters, from the first on, and an optimizer over them. */
-static struct amil_params *trained(struct run *run, size_t *base)
-{
-    struct amil_params *p = run->ops->params(&run->m, &run->first);
-    *base = p->at[run->first].offset;
-    return p;
-}
-
 /* Says where a step's loss went to nan or inf, and dies. */
 static void die_of_loss(const struct run *run, long epoch, long k, int n, double loss)
 {
@@ -226,8 +227,9 @@ static struct amil_score epoch_of(struct run *run, long epoch)
 {
     long samples = amil_samples_total(&run->train.samples);
     int B = (int)run->batch;
+    int first;
     size_t base;
-    struct amil_params *p = trained(run, &base);
+    struct amil_params *p = trained(run, &first, &base);
     for (long k = 0; k < samples; k++)
         run->order[k] = k;
     gsl_ran_shuffle(run->rng, run->order, (size_t)samples, sizeof *run->order);
@@ -257,8 +259,9 @@ void amil_train(const struct amil_training *t)
     load_set(&run, &run.train, t->input);
     if (t->test)
         load_set(&run, &run.test, t->test);
+    int first;
     size_t base;
-    struct amil_params *p = trained(&run, &base);
+    struct amil_params *p = trained(&run, &first, &base);
     if (!t->spec.resume) {
         amil_optim_init(&run.o, t->optimizer, p->nweights - base);
         run.o.base = base, run.o.lr = t->lr, run.o.decay = t->decay;
