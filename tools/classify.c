@@ -106,10 +106,10 @@ static long classify_one(void *ctx, struct amil_record *r, long index, const cha
 int main(int argc, char **argv)
 {
     amil_init(argc, argv);
-    struct amil_filter cl = amil_filter_args(argc, argv, 1, usage_text);
+    struct amil_filter cl = amil_filter_args(argc, argv, AMIL_FILTER_TABLE, usage_text);
     amil_threads((int)cl.threads);
     struct classify c = {.cl = &cl};
-    if (amil_model_load(&c.m, cl.model) < 0)
+    if (amil_model_load(&c.m, cl.model) < 0 || amil_model_runs(&c.m, AMIL_STAGE_CLASSES) < 0)
         amil_die("%s", amil_error());
     c.classes = c.m.ops->classes(&c.m);
     if (c.classes > AMIL_MAX_CLASSES)

@@ -5,7 +5,7 @@
  * through the model's two convolutions and its linear layer, all N patches
  * of a bag as one batch.
  *
- * With a frozen CNN backbone (vgg19, resnet18, resnet50), reads image records
+ * With a frozen backbone (vgg19, resnet18, resnet50, a ViT), reads image records
  * (`image` U8 [H, W, 3], from bagify -w) and writes each with `features`
  * F32 [N, F] and `coords` I32 [N, 2]: the input of the last layer for each
  * of the image's N tiles, computed once, so that train fits the
@@ -23,12 +23,16 @@
 #include "tool/filter.h"
 
 static const char usage_text[] =
-    "usage: featurize -m MODEL [-k] [-j THREADS] [--force] [FILE]\n"
+    "usage: featurize -m MODEL [-k] [-j THREADS] [--trunc] [--pool token|avg]\n"
+    "                 [--force] [FILE]\n"
     "  -m, --model MODEL    the model (from train, or a PyTorch state_dict):\n"
-    "                       attention-MIL, or a vgg19, resnet18 or resnet50\n"
-    "                       backbone\n"
+    "                       attention-MIL, or a vgg19, resnet18, resnet50 or\n"
+    "                       ViT backbone (torchvision's or timm's)\n"
     "  -k, --keep           keep the patches (or the image) in the records\n"
     "  -j, --threads N      threads for the matrix products [1]\n"
+    "      --trunc          resnet50 through layer3: CLAM's 1024 features\n"
+    "      --pool HOW       a ViT's features: the class token, or the mean of\n"
+    "                       the patch tokens [as the file says, else token]\n"
     "      --force          write records even to a terminal\n"
     "  -h, --help           this help\n";
 
@@ -52,10 +56,11 @@ static long featurize_one(void *ctx, struct amil_record *r, long index, const ch
 int main(int argc, char **argv)
 {
     amil_init(argc, argv);
-    struct amil_filter cl = amil_filter_args(argc, argv, 0, usage_text);
+    struct amil_filter cl = amil_filter_args(argc, argv, AMIL_FILTER_BACKBONE, usage_text);
     amil_threads((int)cl.threads);
     struct amil_model m;
-    if (amil_model_load(&m, cl.model) < 0 || amil_model_runs(&m, AMIL_STAGE_FEATURES) < 0)
+    amil_filter_model(&cl, &m);
+    if (amil_model_runs(&m, AMIL_STAGE_FEATURES) < 0)
         amil_die("%s", amil_error());
     amil_filter_run(&cl, 0, featurize_one, &m, m.ops->units);
     amil_model_free(&m);

@@ -134,6 +134,28 @@ void amil_softmax_backward(float *dx, const float *dy, const float *y, int K, in
 void amil_chw_to_rows(float *rows, const float *planes, int N, int C, int HW);
 void amil_rows_to_chw(float *planes, const float *rows, int N, int C, int HW);
 
+/* ---- transformer encoder (forward only: frozen backbones') -------------- */
+
+/* rows (N, C·P·P) = the P×P patches of inp (C, H, W), row by row of
+ * patches (N = ⌊H/P⌋·⌊W/P⌋), each in (c, y, x) order: a patch embedding's
+ * convolution of kernel and stride P becomes one matrix product. */
+void amil_patchify(float *rows, const float *inp, int C, int H, int W, int P);
+/* out (N, D) = each row of inp (N, D) less its mean, over the square root
+ * of its variance (biased) plus eps, times weight (D) plus bias (D):
+ * PyTorch's LayerNorm over the last dimension.  out may be inp. */
+void amil_layernorm_forward(float *out, const float *inp, const float *weight,
+                            const float *bias, size_t N, int D, float eps);
+/* x (n) = x Φ(x) in place, the exact GELU (erf, not tanh's). */
+void amil_gelu_forward(float *x, size_t n);
+/* out (T, D) = multi-head self-attention of one sequence: for each of
+ * heads heads of d = D / heads columns, softmax(Q Kᵀ / √d) V, where Q, K
+ * and V are that head's columns of the thirds of qkv (T, 3D) (PyTorch's
+ * in_proj and timm's qkv both stack them so); scores is scratch of T·T. */
+void amil_self_attention_forward(float *out, float *scores, const float *qkv, int T, int D,
+                                 int heads);
+void amil_self_attention_forward_reference(float *out, const float *qkv, int T, int D,
+                                           int heads);
+
 /* ---- resampling ---------------------------------------------------------- */
 
 /* out (OH, OW) = map (H, W) scaled bilinearly, as torch's

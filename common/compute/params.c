@@ -108,9 +108,10 @@ void amil_params_randomize(struct amil_params *t, unsigned long seed)
     gsl_rng_set(rng, seed);
     for (int i = 0; i < t->n; i++) {
         const struct amil_param *p = &t->at[i];
-        if (p->fan_in == 0) {   /* batch norm: the identity */
-            const char *suffix = strrchr(p->name, '.') + 1;
-            float value = strcmp(suffix, "weight") == 0 || strcmp(suffix, "running_var") == 0;
+        if (p->fan_in == 0) {   /* a norm or a scale: the identity; embeddings 0 */
+            const char *dot = strrchr(p->name, '.'), *suffix = dot ? dot + 1 : p->name;
+            float value = strcmp(suffix, "weight") == 0 || strcmp(suffix, "running_var") == 0 ||
+                          strcmp(suffix, "gamma") == 0;
             for (size_t j = 0; j < p->count; j++)
                 p->data[j] = value;
             continue;

@@ -28,19 +28,19 @@ void amil_norm_table(enum amil_norm norm, float table[3][256]);
  * with a message naming what it is not. */
 int amil_norm_of_record(const struct amil_record *r, enum amil_norm *norm);
 
-#define AMIL_PARAMS_MAX 384
+#define AMIL_PARAMS_MAX 512
 /* The most floats a table may describe (4 GiB), so that sizes read from a
  * hostile file fail here instead of at allocation. */
 #define AMIL_PARAMS_MAX_WEIGHTS ((size_t)1 << 30)
 
 struct amil_param {
-    char name[64];          /* the state_dict name: "feature_extractor_part1.0.weight" */
+    char name[80];          /* the state_dict name: "feature_extractor_part1.0.weight" */
     int ndim;
     int64_t shape[4];
     size_t offset, count;   /* into the flat buffer */
     size_t fan_in;          /* PyTorch's default init draws U(±1/√fan_in); 0
-                               marks a batch norm's tensor (weight and
-                               running_var 1, bias and running_mean 0) */
+                               marks a norm's tensor or a scale (weight,
+                               running_var and gamma 1, the rest 0) */
     float *data;            /* its values: weights + offset, or where a file's
                                mapping holds a frozen one (cnn.c borrows) */
 };
@@ -70,7 +70,7 @@ void amil_params_free(struct amil_params *t);
 const struct amil_param *amil_params_find(const struct amil_params *t, const char *name);
 /* PyTorch's defaults, from a GSL mt19937 seeded with seed, in table order:
  * U(-1/√fan_in, 1/√fan_in) for weights and biases (kaiming_uniform with
- * a = √5); batch norm the identity (no draw). */
+ * a = √5); norms and scales the identity, embeddings 0 (no draw). */
 void amil_params_randomize(struct amil_params *t, unsigned long seed);
 
 /* Each parameter as an F32 tensor of its name, in table order; after a

@@ -24,7 +24,7 @@ struct builder {
 static int add_param(struct amil_cnn *m, const char *layer, const char *suffix, int ndim,
                      const int64_t *shape, size_t fan_in)
 {
-    char name[64];
+    char name[80];
     snprintf(name, sizeof name, "%s.%s", layer, suffix);
     return amil_params_add(&m->params, name, ndim, shape, fan_in);
 }
@@ -151,7 +151,7 @@ static int block_layer(struct builder *b, enum amil_op op, const char *prefix,
                        const char *part, int input, int out_channels, int kernel, int stride,
                        int pad)
 {
-    char name[48];
+    char name[64];
     snprintf(name, sizeof name, "%s.%s", prefix, part);
     return add_layer(b, op, name, input, out_channels, kernel, stride, pad, 0);
 }
@@ -204,11 +204,12 @@ static int bottleneck(struct builder *b, const char *prefix, int x, int width, i
 }
 
 /* torchvision's ResNet: the stem (conv 7×7 stride 2, bn, ReLU, max-pool),
- * four stages of blocks[stage] blocks of width 64 << stage (the first of
- * stages 2 to 4 with stride 2), the average pool. */
+ * stages (4; CLAM's truncated one 3) of blocks[stage] blocks of width
+ * 64 << stage (the first of stages 2 to 4 with stride 2), the average
+ * pool. */
 static int build_resnet(struct builder *b, int (*block)(struct builder *, const char *, int,
                                                         int, int),
-                        const int blocks[4])
+                        const int blocks[4], int stages)
 {
     int x = add_layer(b, AMIL_OP_INPUT, "input", -1, 0, 0, 0, 0, 0);
     x = add_layer(b, AMIL_OP_CONV, "conv1", x, 64, 7, 2, 3, 0);
@@ -216,7 +217,7 @@ static int build_resnet(struct builder *b, int (*block)(struct builder *, const 
     x = add_layer(b, AMIL_OP_RELU, "relu", x, 0, 0, 0, 0, 0);
     x = add_layer(b, AMIL_OP_MAXPOOL, "maxpool", x, 0, 3, 2, 1, 0);
     char prefix[32];
-    for (int stage = 0; stage < 4; stage++)
+    for (int stage = 0; stage < stages; stage++)
         for (int i = 0; i < blocks[stage]; i++) {
             snprintf(prefix, sizeof prefix, "layer%d.%d", stage + 1, i);
             x = block(b, prefix, x, 64 << stage, stage > 0 && i == 0 ? 2 : 1);
@@ -230,14 +231,169 @@ static int build_resnet(struct builder *b, int (*block)(struct builder *, const 
 
 static int build_resnet18(struct builder *b)
 {
-    return build_resnet(b, basic_block, (const int[4]){2, 2, 2, 2});
+    return build_resnet(b, basic_block, (const int[4]){2, 2, 2, 2}, 4);
 }
 
 /* 2048 features */
 static int build_resnet50(struct builder *b)
 {
-    return build_resnet(b, bottleneck, (const int[4]){3, 4, 6, 3});
+    return build_resnet(b, bottleneck, (const int[4]){3, 4, 6, 3}, 4);
 }
+
+/* 1024 features */
+static int build_resnet50_trunc(struct builder *b)
+{
+    return build_resnet(b, bottleneck, (const int[4]){3, 4, 6, 3}, 3);
+}
+
+/* ---- vision transformers -------------------------------------------------
+ *
+ * Dosovitskiy et al. 2021: the class token and the image's 16×16 patches,
+ * embedded, plus positions; blocks of x += attention(LayerNorm(x)), x +=
+ * MLP(LayerNorm(x)) (GELU between its two linears); a final LayerNorm. */
+
+/* The tensors' names in one layout; a block's after its prefix.  scale
+ * names LayerScale's (timm only); fc_norm timm's LayerNorm after a mean. */
+struct vit_names {
+    const char *patch_weight, *patch_bias, *class_token, *position;
+    const char *block;      /* a printf format of the block's number */
+    const char *norm1, *qkv_weight, *qkv_bias, *proj, *scale1, *norm2, *fc1, *fc2, *scale2;
+    const char *norm, *fc_norm;
+};
+
+static const struct vit_names torchvision_vit = {
+    "conv_proj.weight", "conv_proj.bias", "class_token", "encoder.pos_embedding",
+    "encoder.layers.encoder_layer_%d", "ln_1", "self_attention.in_proj_weight",
+    "self_attention.in_proj_bias", "self_attention.out_proj", NULL, "ln_2", "mlp.0", "mlp.3",
+    NULL, "encoder.ln", NULL};
+
+static const struct vit_names timm_vit = {
+    "patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token", "pos_embed", "blocks.%d",
+    "norm1", "attn.qkv.weight", "attn.qkv.bias", "attn.proj", "ls1", "norm2", "mlp.fc1",
+    "mlp.fc2", "ls2", "norm", "fc_norm"};
+
+/* Appends a token layer (enum amil_op's) reading input, `width` values a
+ * token (its input's where the op keeps them), its parameters under the
+ * names given in full: weight and bias, and for the embedding the class
+ * token and the positions. */
+static int add_token_layer(struct builder *b, enum amil_op op, const char *name, int input,
+                           int width, int arg, const char *const params[4])
+{
+    struct amil_cnn *m = b->m;
+    int x = add_layer(b, op, name, input, 0, 0, 0, 0, 0);
+    struct amil_layer *l = &m->layers[x];
+    const struct amil_layer *in = &m->layers[input];
+    struct amil_params *t = &m->params;
+    int D = width ? width : in->w;
+    l->c = 1, l->h = in->h, l->w = D, l->kernel = arg;
+    switch (op) {
+    case AMIL_OP_EMBED: {
+        int P = arg, T = 1 + (in->h / P) * (in->w / P);
+        l->h = T;
+        int64_t weight[4] = {D, in->c, P, P}, token[3] = {1, 1, D}, position[3] = {1, T, D};
+        size_t fan_in = (size_t)in->c * P * P;
+        l->param = amil_params_add(t, params[0], 4, weight, fan_in);
+        amil_params_add(t, params[1], 1, weight, fan_in);
+        amil_params_add(t, params[2], 3, token, 0);
+        amil_params_add(t, params[3], 3, position, 0);
+        break;
+    }
+    case AMIL_OP_TOKEN_LINEAR: {
+        int64_t shape[2] = {D, in->w};
+        l->param = amil_params_add(t, params[0], 2, shape, (size_t)in->w);
+        amil_params_add(t, params[1], 1, shape, (size_t)in->w);
+        break;
+    }
+    case AMIL_OP_LAYERNORM: {
+        int64_t shape[1] = {D};
+        l->param = amil_params_add(t, params[0], 1, shape, 0);
+        amil_params_add(t, params[1], 1, shape, 0);
+        break;
+    }
+    case AMIL_OP_SCALE: {
+        int64_t shape[1] = {D};
+        l->param = amil_params_add(t, params[0], 1, shape, 0);
+        break;
+    }
+    case AMIL_OP_POOL_TOKENS:
+        l->h = 1;
+        break;
+    default:
+        break;
+    }
+    return x;
+}
+
+/* A token layer named prefix.part (part NULL: prefix alone), whose
+ * parameters are its name's .weight and .bias, or the two names given
+ * after the prefix; a scale's, its name's .gamma. */
+static int block_token_layer(struct builder *b, enum amil_op op, const char *prefix,
+                             const char *part, const char *weight_name,
+                             const char *bias_name, int input, int width, int arg)
+{
+    char name[64], names[2][80];
+    snprintf(name, sizeof name, part ? "%s.%s" : "%s", prefix, part);
+    snprintf(names[0], sizeof names[0], op == AMIL_OP_SCALE ? "%s.gamma" : "%s.weight", name);
+    snprintf(names[1], sizeof names[1], "%s.bias", name);
+    if (weight_name) {
+        snprintf(names[0], sizeof names[0], "%s.%s", prefix, weight_name);
+        snprintf(names[1], sizeof names[1], "%s.%s", prefix, bias_name);
+    }
+    const char *const params[4] = {names[0], names[1], NULL, NULL};
+    return add_token_layer(b, op, name, input, width, arg, params);
+}
+
+/* x + the output of its branch (block part `sum`), scaled first by
+ * timm's LayerScale `scale` when the form has it */
+static int vit_residual(struct builder *b, const char *prefix, const char *scale,
+                        const char *sum, int x, int branch)
+{
+    if (scale && b->m->form.layer_scale)
+        branch = block_token_layer(b, AMIL_OP_SCALE, prefix, scale, NULL, NULL, branch, 0, 0);
+    int at = block_layer(b, AMIL_OP_ADD, prefix, sum, branch, 0, 0, 0, 0);
+    b->m->layers[at].input2 = x;
+    return at;
+}
+
+static int build_vit(struct builder *b, const struct vit_names *n, int width, int depth,
+                     int heads)
+{
+    struct amil_cnn *m = b->m;
+    int x = add_layer(b, AMIL_OP_INPUT, "input", -1, 0, 0, 0, 0, 0);
+    const char *embed[4] = {n->patch_weight, n->patch_bias, n->class_token, n->position};
+    x = add_token_layer(b, AMIL_OP_EMBED, "embed", x, width, 16, embed);
+    char prefix[48];
+    for (int i = 0; i < depth; i++) {
+        snprintf(prefix, sizeof prefix, n->block, i);
+        int y = block_token_layer(b, AMIL_OP_LAYERNORM, prefix, n->norm1, NULL, NULL, x, 0, 0);
+        y = block_token_layer(b, AMIL_OP_TOKEN_LINEAR, prefix, "qkv", n->qkv_weight,
+                              n->qkv_bias, y, 3 * width, 0);
+        y = block_token_layer(b, AMIL_OP_SELF_ATTENTION, prefix, "attention", NULL, NULL, y,
+                              width, heads);
+        y = block_token_layer(b, AMIL_OP_TOKEN_LINEAR, prefix, n->proj, NULL, NULL, y, 0, 0);
+        x = vit_residual(b, prefix, n->scale1, "residual1", x, y);
+        y = block_token_layer(b, AMIL_OP_LAYERNORM, prefix, n->norm2, NULL, NULL, x, 0, 0);
+        y = block_token_layer(b, AMIL_OP_TOKEN_LINEAR, prefix, n->fc1, NULL, NULL, y,
+                              4 * width, 0);
+        y = block_token_layer(b, AMIL_OP_GELU, prefix, "gelu", NULL, NULL, y, 0, 0);
+        y = block_token_layer(b, AMIL_OP_TOKEN_LINEAR, prefix, n->fc2, NULL, NULL, y, width, 0);
+        x = vit_residual(b, prefix, n->scale2, "residual2", x, y);
+    }
+    if (!m->form.fc_norm)
+        x = block_token_layer(b, AMIL_OP_LAYERNORM, n->norm, NULL, NULL, NULL, x, 0, 0);
+    x = add_token_layer(b, AMIL_OP_POOL_TOKENS, "pool", x, 0, (int)m->form.pool, NULL);
+    if (m->form.fc_norm)
+        x = block_token_layer(b, AMIL_OP_LAYERNORM, n->fc_norm, NULL, NULL, NULL, x, 0, 0);
+    m->cam_layer = -1;   /* no maps */
+    m->features = x;
+    m->trained = m->params.n;
+    return x;
+}
+
+static int build_vit_b_16(struct builder *b) { return build_vit(b, &torchvision_vit, 768, 12, 12); }
+static int build_vit_l_16(struct builder *b) { return build_vit(b, &torchvision_vit, 1024, 24, 16); }
+static int build_vit_base(struct builder *b) { return build_vit(b, &timm_vit, 768, 12, 12); }
+static int build_vit_large(struct builder *b) { return build_vit(b, &timm_vit, 1024, 24, 16); }
 
 /* The architectures, in enum amil_cnn_arch's order: a new one is its
  * builder above, its row here and its name in the enum. */
@@ -256,6 +412,11 @@ static const struct arch {
     {"vgg19", 224, 0, build_vgg19, "classifier.6", "features.0.weight"},
     {"resnet18", 224, 0, build_resnet18, "fc", "layer1.0.conv1.weight"},
     {"resnet50", 224, 0, build_resnet50, "fc", "layer1.0.conv3.weight"},
+    {"resnet50_trunc", 224, 0, build_resnet50_trunc, "fc", NULL},
+    {"vit_b_16", 224, 1, build_vit_b_16, "heads.head", "encoder.layers.encoder_layer_0.ln_1.weight"},
+    {"vit_l_16", 224, 1, build_vit_l_16, "heads.head", "encoder.layers.encoder_layer_23.ln_1.weight"},
+    {"vit_base_patch16_224", 224, 1, build_vit_base, "head", "blocks.0.norm1.weight"},
+    {"vit_large_patch16_224", 224, 1, build_vit_large, "head", "blocks.23.norm1.weight"},
 };
 #define NARCHS ((int)(sizeof archs / sizeof *archs))
 _Static_assert(NARCHS == AMIL_CNN_ARCHS, "a row of archs for each enum amil_cnn_arch");
@@ -272,13 +433,18 @@ int amil_cnn_arch_parse(const char *name)
     return -1;
 }
 
+static int is_vit(int arch) { return arch >= AMIL_CNN_VIT_B_16; }
+static int is_timm(int arch) { return arch >= AMIL_CNN_VIT_BASE_TIMM; }
+
 /* The layer graph and parameter table of the network, without its buffer. */
 static int cnn_layout(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, int height,
-                      int width)
+                      int width, const struct amil_cnn_form *form)
 {
     const struct arch *a = arch_of(arch);
     memset(m, 0, sizeof *m);
     m->arch = arch, m->classes = classes, m->channels = 3;
+    if (form)
+        m->form = *form;
     m->size = a->size;
     height = height ? height : m->size, width = width ? width : m->size;
     if (classes < 2 || classes > AMIL_CNN_MAX_CLASSES)
@@ -290,18 +456,63 @@ static int cnn_layout(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, 
         return amil_fail("%s cannot take %d×%d images", a->name, width, height);
     struct builder b = {m, height, width, 0};
     add_layer(&b, AMIL_OP_LINEAR, a->head, a->build(&b), classes, 0, 0, 0, 1);
+    if (m->params.n == AMIL_PARAMS_MAX)   /* full: one may not have fitted */
+        return amil_fail("%s has more parameters than amil's table holds", a->name);
     if (b.failed)
         return amil_fail("%s cannot take %d×%d images", a->name, width, height);
     return 0;
 }
 
 int amil_cnn_init(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, int height,
-                  int width)
+                  int width, const struct amil_cnn_form *form)
 {
-    if (cnn_layout(m, arch, classes, height, width) < 0)
+    if (cnn_layout(m, arch, classes, height, width, form) < 0)
         return -1;
     amil_params_alloc(&m->params);
     return 0;
+}
+
+int amil_cnn_form_of(enum amil_cnn_arch arch, const struct amil_record *r,
+                     struct amil_cnn_form *form)
+{
+    *form = (struct amil_cnn_form){AMIL_POOL_TOKEN, 0, 0};
+    const char *pool = amil_record_meta(r, "global_pool");
+    if (pool && !is_vit(arch))
+        return amil_fail("global_pool '%s': %s has no tokens to pool", pool, archs[arch].name);
+    if (is_timm(arch)) {
+        form->layer_scale = amil_record_find(r, "blocks.0.ls1.gamma") != NULL;
+        form->fc_norm = amil_record_find(r, "fc_norm.weight") != NULL;
+        form->pool = form->fc_norm ? AMIL_POOL_AVG : AMIL_POOL_TOKEN;
+    }
+    if (pool && strcmp(pool, "token") == 0)
+        form->pool = AMIL_POOL_TOKEN;
+    else if (pool && strcmp(pool, "avg") == 0)
+        form->pool = AMIL_POOL_AVG;
+    else if (pool)
+        return amil_fail("global_pool '%s': not token or avg", pool);
+    if (form->fc_norm && form->pool == AMIL_POOL_TOKEN)
+        return amil_fail("global_pool 'token', but the file's fc_norm follows a mean");
+    return 0;
+}
+
+int amil_cnn_start(struct amil_cnn *m, enum amil_cnn_arch arch, int classes,
+                   unsigned long seed, enum amil_norm norm, const char *weights, int keep_norm)
+{
+    struct amil_cnn_form form = {AMIL_POOL_TOKEN, 0, 0};
+    if (weights) {
+        struct amil_record r;
+        if (amil_record_load(weights, &r) < 0)
+            return -1;   /* the message names the file */
+        int status = amil_cnn_form_of(arch, &r, &form);
+        amil_record_free(&r);
+        if (status < 0)
+            return amil_fail_in(weights);
+    }
+    if (amil_cnn_init(m, arch, classes, 0, 0, &form) < 0)
+        return -1;
+    amil_cnn_randomize(m, seed);
+    m->norm = norm;
+    return weights ? amil_cnn_load_weights(m, weights, keep_norm) : 0;
 }
 
 void amil_cnn_free(struct amil_cnn *m)
@@ -321,7 +532,8 @@ int amil_cnn_is_map(const struct amil_cnn *m, int layer)
     if (layer <= 0 || layer >= m->nlayers)
         return 0;
     for (int i = 1; i <= layer; i++)
-        if (m->layers[i].op == AMIL_OP_LINEAR || m->layers[i].op == AMIL_OP_AVGPOOL)
+        if (m->layers[i].op == AMIL_OP_LINEAR || m->layers[i].op == AMIL_OP_AVGPOOL ||
+            m->layers[i].op == AMIL_OP_EMBED)
             return 0;
     return 1;
 }
@@ -354,6 +566,8 @@ void amil_cnn_to_record(const struct amil_cnn *m, struct amil_record *r)
     amil_record_set_metaf(r, "channels", "%d", m->channels);
     amil_record_set_metaf(r, "size", "%d", m->size);
     amil_record_set_meta(r, "normalization", amil_norm_name(m->norm));
+    if (is_vit(m->arch))
+        amil_record_set_meta(r, "global_pool", m->form.pool == AMIL_POOL_AVG ? "avg" : "token");
     amil_params_to_record(&m->params, r);
 }
 
@@ -362,7 +576,10 @@ int amil_cnn_is_model(const struct amil_record *r)
     const char *arch = amil_record_meta(r, "arch");
     if (arch)
         return amil_cnn_arch_parse(arch) >= 0;
-    return amil_record_find(r, "conv1.weight") || amil_record_find(r, "features.0.weight");
+    for (int i = 0; i < NARCHS; i++)
+        if (archs[i].marker && amil_record_find(r, archs[i].marker))
+            return 1;
+    return amil_record_find(r, "conv1.weight") != NULL;
 }
 
 void amil_cnn_rename_paper(struct amil_record *r)
@@ -377,6 +594,28 @@ void amil_cnn_rename_paper(struct amil_record *r)
     }
 }
 
+/* The arch r's metadata names, else the last row whose marker r has;
+ * trunc = "layer3" cuts a resnet50 to CLAM's.  The arch, or -1 with a
+ * message. */
+static int arch_of_record(const struct amil_record *r)
+{
+    const char *arch_text = amil_record_meta(r, "arch");
+    int arch = arch_text ? amil_cnn_arch_parse(arch_text) : -1;
+    for (int i = NARCHS - 1; !arch_text && arch < 0 && i >= 0; i--)
+        arch = archs[i].marker && amil_record_find(r, archs[i].marker) ? i : -1;
+    if (arch < 0)
+        return amil_fail(arch_text ? "arch '%s' is not a CNN or a backbone amil knows"
+                                   : "not a CNN model: no arch, and not torchvision's or "
+                                     "timm's names%s",
+                         arch_text ? arch_text : "");
+    const char *trunc = amil_record_meta(r, "trunc");
+    if (trunc && strcmp(trunc, "layer3") != 0)
+        return amil_fail("trunc '%s': only layer3 (CLAM's resnet50_trunc)", trunc);
+    if (trunc && arch != AMIL_CNN_RESNET50 && arch != AMIL_CNN_RESNET50_TRUNC)
+        return amil_fail("trunc: %s is no resnet50 to cut at layer3", archs[arch].name);
+    return trunc ? AMIL_CNN_RESNET50_TRUNC : arch;
+}
+
 int amil_cnn_from_record(struct amil_cnn *m, struct amil_record *r)
 {
     memset(m, 0, sizeof *m);
@@ -384,38 +623,47 @@ int amil_cnn_from_record(struct amil_cnn *m, struct amil_record *r)
     const char *kind = amil_record_meta(r, "kind");
     if (kind && strcmp(kind, "model") != 0 && strcmp(kind, "checkpoint") != 0)
         return amil_fail("a record of kind '%s', not a model", kind);
-    const char *arch_text = amil_record_meta(r, "arch");
-    int arch = arch_text ? amil_cnn_arch_parse(arch_text) : -1;
-    for (int i = NARCHS - 1; !arch_text && arch < 0 && i >= 0; i--)
-        arch = amil_record_find(r, archs[i].marker) ? i : -1;
+    int arch = arch_of_record(r);
     if (arch < 0)
-        return amil_fail(arch_text ? "arch '%s' is not a CNN (net, vgg19, resnet18 or resnet50)"
-                                   : "not a CNN model: no arch, and not torchvision's names%s",
-                         arch_text ? arch_text : "");
+        return -1;
     char head_name[64];
     snprintf(head_name, sizeof head_name, "%s.weight", archs[arch].head);
     const struct amil_tensor *head = amil_record_find(r, head_name);
-    if (!head || head->ndim != 2)
+    /* a backbone may come without its last layer (timm's num_classes=0),
+     * and a resnet50 cut at layer3 leaves its own behind */
+    const char *named = amil_record_meta(r, "arch");
+    if (arch == AMIL_CNN_RESNET50_TRUNC && (!named || strcmp(named, archs[arch].name) != 0))
+        head = NULL;
+    int headless = !head && arch != AMIL_CNN_NET;
+    if (!headless && (!head || head->ndim != 2))
         return amil_fail("not a %s model: it has no last layer", archs[arch].name);
     /* a shape is any int64: range it before it becomes an int */
-    if (head->shape[0] < 2 || head->shape[0] > AMIL_CNN_MAX_CLASSES)
+    if (head && (head->shape[0] < 2 || head->shape[0] > AMIL_CNN_MAX_CLASSES))
         return amil_fail("a last layer of %lld classes (2 to %d)", (long long)head->shape[0],
                          AMIL_CNN_MAX_CLASSES);
-    long classes = (long)head->shape[0];
+    long classes = head ? (long)head->shape[0] : 2;
     if (amil_record_meta_long(r, "classes", 2, AMIL_CNN_MAX_CLASSES, &classes) < 0)
         return -1;
-    if (classes != head->shape[0])
+    if (head && classes != head->shape[0])
         return amil_fail("the metadata's %ld classes disagree with the last layer's %lld",
                          classes, (long long)head->shape[0]);
     enum amil_norm norm;
-    if (amil_norm_of_record(r, &norm) < 0)
+    struct amil_cnn_form form;
+    if (amil_norm_of_record(r, &norm) < 0 || amil_cnn_form_of(arch, r, &form) < 0)
         return -1;
-    /* every tensor checked before the buffer is allocated */
-    if (cnn_layout(m, arch, (int)classes, 0, 0) < 0 || amil_params_check(&m->params, r) < 0)
+    /* every tensor checked before the buffer is allocated; a headless
+     * one's last layer stays zero */
+    if (cnn_layout(m, arch, (int)classes, 0, 0, &form) < 0)
         return -1;
-    m->norm = norm;
+    int n = m->params.n;
+    m->params.n -= 2 * headless;
+    int status = amil_params_check(&m->params, r);
+    m->params.n = n;
+    if (status < 0)
+        return -1;
+    m->norm = norm, m->headless = headless;
     amil_params_alloc(&m->params);
-    for (int i = 0; i < m->params.n; i++)
+    for (int i = 0; i < m->params.n - 2 * headless; i++)
         amil_cnn_take_param(m, i, r);
     return 0;
 }
@@ -436,8 +684,9 @@ void amil_cnn_take_param(struct amil_cnn *m, int i, const struct amil_record *r)
 
 uint64_t amil_cnn_features_fingerprint(const struct amil_cnn *m)
 {
-    /* the pixels' normalization makes the features too */
-    return amil_params_fingerprint(&m->params, 0, m->trained, (uint64_t)m->norm);
+    /* the pixels' normalization makes the features too, and a ViT's pool */
+    return amil_params_fingerprint(&m->params, 0, m->trained,
+                                   (uint64_t)m->norm | (uint64_t)m->form.pool << 8);
 }
 
 int amil_cnn_take_weights(struct amil_cnn *m, struct amil_record *r)

@@ -1,6 +1,7 @@
-/* cnn.h: the paper's CNN baselines as a small graph of layers: its own
- * network (`net`, the paper's my_network/net.py) and torchvision's VGG19
- * and ResNet18, with torchvision's state_dict names.
+/* cnn.h: the paper's CNN baselines and the frozen backbones of slide
+ * studies as a small graph of layers: the paper's own network (`net`, its
+ * my_network/net.py), torchvision's VGG19, ResNets and ViTs with
+ * torchvision's state_dict names, and timm's ViTs with timm's.
  *
  * A network is a list of layers in topological order; each reads the
  * outputs of one or two earlier layers (two: ResNet's residual sum) and
@@ -25,6 +26,15 @@
  *             the new last layer (512→classes), the rest frozen.
  *   resnet50  torchvision's resnet50 (bottlenecks, the stride on their 3×3
  *             convolution), the same way: fc 2048→classes.
+ *   resnet50_trunc  CLAM's: resnet50 through layer3, the average pool of
+ *             its 1024 maps the features.
+ *   vit_b_16, vit_l_16  torchvision's ViT-B/16 and ViT-L/16 (224×224, 12
+ *             blocks of 768 and 12 heads; 24 of 1024 and 16 heads): the
+ *             features are the class token after the final LayerNorm (or
+ *             the patch tokens' mean); heads.head is the last layer.
+ *   vit_base_patch16_224, vit_large_patch16_224  the same networks as timm
+ *             lays them out (and pathology encoders ship them: UNI is the
+ *             large one with LayerScale and no head); head is the last.
  *
  * The class scores are logits; the loss is softmax cross-entropy (the
  * paper's log-softmax with NLL for net, CrossEntropyLoss for the others).
@@ -44,33 +54,66 @@
  * name, input side, last layer, the tensor that marks its state_dicts), in
  * this order; the compiler holds the table to the enum. */
 enum amil_cnn_arch {
-    AMIL_CNN_NET, AMIL_CNN_VGG19, AMIL_CNN_RESNET18, AMIL_CNN_RESNET50, AMIL_CNN_ARCHS
+    AMIL_CNN_NET, AMIL_CNN_VGG19, AMIL_CNN_RESNET18, AMIL_CNN_RESNET50, AMIL_CNN_RESNET50_TRUNC,
+    AMIL_CNN_VIT_B_16, AMIL_CNN_VIT_L_16, AMIL_CNN_VIT_BASE_TIMM, AMIL_CNN_VIT_LARGE_TIMM,
+    AMIL_CNN_ARCHS
 };
 
 const char *amil_cnn_arch_name(enum amil_cnn_arch arch);   /* "net", "vgg19", ... */
 int amil_cnn_arch_parse(const char *name);                 /* -1 if unknown */
 
+/* A vision transformer's layers see a sequence of T tokens of width D as
+ * an image of one channel, (1, T, D), a token a row; they run forward only
+ * (frozen), and none of them is a map Grad-CAM can look at. */
 enum amil_op {
     AMIL_OP_INPUT, AMIL_OP_CONV, AMIL_OP_BATCHNORM, AMIL_OP_RELU, AMIL_OP_LEAKY_RELU,
-    AMIL_OP_MAXPOOL, AMIL_OP_AVGPOOL, AMIL_OP_LINEAR, AMIL_OP_DROPOUT, AMIL_OP_ADD
+    AMIL_OP_MAXPOOL, AMIL_OP_AVGPOOL, AMIL_OP_LINEAR, AMIL_OP_DROPOUT, AMIL_OP_ADD,
+    /* tokens: */
+    AMIL_OP_EMBED,          /* image (3, H, W) to (1, 1 + N, D): the class token,
+                               then the P×P patches through a linear layer
+                               (the convolution of kernel and stride P), plus
+                               the position embedding; kernel = P */
+    AMIL_OP_LAYERNORM,      /* each row (eps 1e-6) */
+    AMIL_OP_TOKEN_LINEAR,   /* each row through a linear layer */
+    AMIL_OP_SELF_ATTENTION, /* (1, T, 3D) rows of q, k, v to (1, T, D); kernel =
+                               the heads; no parameters of its own */
+    AMIL_OP_GELU,
+    AMIL_OP_SCALE,          /* each row times gamma (D): timm's LayerScale */
+    AMIL_OP_POOL_TOKENS     /* (1, T, D) to (1, 1, D): the class token's row, or
+                               the mean of the others (kernel = enum
+                               amil_cnn_pool) */
 };
 
 struct amil_layer {
     enum amil_op op;
-    char name[48];          /* "features.34", "layer4.1.conv2", "layer4.1" */
+    char name[64];          /* "features.34", "layer4.1.conv2", "layer4.1" */
     int input, input2;      /* the layers read; input2 only for ADD, else -1 */
     int c, h, w;            /* output of one image; a linear's is (c, 1, 1) */
-    int kernel, stride, pad;   /* convolution and max-pool; avgpool: none */
+    int kernel, stride, pad;   /* convolution and max-pool; avgpool: none; the
+                                  token layers' as enum amil_op says */
     int param;              /* first parameter (weight, then bias; batch norm:
                                weight, bias, running_mean, running_var), or -1 */
     int has_bias;
 };
 
-#define AMIL_CNN_MAX_LAYERS 192
+#define AMIL_CNN_MAX_LAYERS 320
 #define AMIL_CNN_MAX_CLASSES 1000   /* ImageNet's, for torchvision's own weights */
+
+/* How a ViT pools its tokens into features: the class token (after the
+ * final LayerNorm), or the mean of the patch tokens (after that
+ * LayerNorm, or with timm's fc_norm, before it). */
+enum amil_cnn_pool { AMIL_POOL_TOKEN, AMIL_POOL_AVG };
+
+/* What a file says of an architecture beyond its name (amil_cnn_form_of). */
+struct amil_cnn_form {
+    enum amil_cnn_pool pool;
+    int layer_scale;        /* timm's blocks scale their branches (ls1, ls2) */
+    int fc_norm;            /* timm's fc_norm: the LayerNorm after the mean */
+};
 
 struct amil_cnn {
     enum amil_cnn_arch arch;
+    struct amil_cnn_form form;
     int classes;
     int size;               /* side of the square input: 128 or 224 */
     int channels;           /* 3 */
@@ -84,14 +127,30 @@ struct amil_cnn {
                                (in the buffer, one block for the optimizer) */
     int features;           /* the layer read by the last one: its output is
                                what featurize caches */
-    int cam_layer;          /* Grad-CAM's layer unless told otherwise */
+    int cam_layer;          /* Grad-CAM's layer unless told otherwise, or -1 */
+    int headless;           /* loaded from a backbone without its last layer
+                               (timm's num_classes=0): it only featurizes */
 };
 
 /* Sets up the network for inputs of height × width (0, 0: its own size),
- * weights zeroed.  Returns 0, or -1 with a message (an input too small for
- * the network, or for net, not its 128×128). */
+ * of form (NULL: the architecture's plain one), weights zeroed.  Returns
+ * 0, or -1 with a message (an input too small for the network, or for net
+ * and the ViTs, not their own size). */
 int amil_cnn_init(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, int height,
-                  int width);
+                  int width, const struct amil_cnn_form *form);
+/* The form of arch that record r's tensors and metadata say: a timm ViT
+ * has LayerScale when r has blocks.0.ls1.gamma and fc_norm when it has
+ * fc_norm.weight; a ViT pools as r's global_pool metadata says ("token"
+ * or "avg", timm's words), else by the mean where it has an fc_norm, else
+ * by the class token.  0, or -1 with a message. */
+int amil_cnn_form_of(enum amil_cnn_arch arch, const struct amil_record *r,
+                     struct amil_cnn_form *form);
+/* A network to train: amil_cnn_init at the architecture's own size, in
+ * the form of the file of starting weights (NULL: none), randomized from
+ * seed, of normalization norm, then the file's weights taken as
+ * amil_cnn_load_weights does.  0, or -1 with a message. */
+int amil_cnn_start(struct amil_cnn *m, enum amil_cnn_arch arch, int classes,
+                   unsigned long seed, enum amil_norm norm, const char *weights, int keep_norm);
 void amil_cnn_free(struct amil_cnn *m);
 /* PyTorch's default initialization of every parameter: U(±1/√fan_in) for
  * convolutions and linears, batch norm weight 1, bias 0, running mean 0,
@@ -107,9 +166,12 @@ int amil_cnn_layer(const struct amil_cnn *m, const char *name);
 
 /* Model files: the weights under their state_dict names (batch norm's
  * num_batches_tracked as I64 0) plus metadata (arch, classes, size,
- * channels, normalization).  Loading takes a bare torchvision state_dict
- * too: the arch from the names, the classes from the last layer; the
- * num_batches_tracked tensors are ignored. */
+ * channels, normalization; a ViT's global_pool).  Loading takes a bare
+ * torchvision or timm state_dict too: the arch from the names, the
+ * classes from the last layer; the num_batches_tracked tensors are
+ * ignored.  A backbone without a last layer loads headless, of the
+ * metadata's classes or 2.  Metadata trunc = "layer3" makes a resnet50
+ * resnet50_trunc (CLAM's: through layer3, 1024 features). */
 void amil_cnn_to_record(const struct amil_cnn *m, struct amil_record *r);
 int amil_cnn_from_record(struct amil_cnn *m, struct amil_record *r);
 /* Parameter i from r's tensor of its name (the caller has checked it): a
@@ -130,7 +192,8 @@ int amil_cnn_load_weights(struct amil_cnn *m, const char *path, int keep_norm);
  * state_dicts name it fc.0.weight and fc.0.bias: renames those in r to
  * torchvision's fc.weight and fc.bias (amil_cnn_from_record does). */
 void amil_cnn_rename_paper(struct amil_record *r);
-/* Whether a record holds a CNN model rather than an attention-MIL one. */
+/* Whether a record holds a CNN model (or a backbone: a ViT) rather than an
+ * attention-MIL one. */
 int amil_cnn_is_model(const struct amil_record *r);
 
 /* Where the square tiles of side `tile` that cover a side of `length`

@@ -63,7 +63,18 @@ static const char *lacks(const struct amil_model *m, enum amil_stage stage)
     static char why[128];
     if (stage == AMIL_STAGE_FEATURES && !cnn->trained)
         return "net is trained whole, not on cached features; only a frozen "
-               "backbone (vgg19, resnet18, resnet50) has features to cache";
+               "backbone (vgg19, a resnet, a ViT) has features to cache";
+    if ((stage == AMIL_STAGE_CLASSES || stage == AMIL_STAGE_GRADCAM) && cnn->headless) {
+        snprintf(why, sizeof why,
+                 "a %s backbone without its last layer: it only featurizes (train --arch %s "
+                 "fits one)", amil_cnn_arch_name(cnn->arch), amil_cnn_arch_name(cnn->arch));
+        return why;
+    }
+    if (stage == AMIL_STAGE_GRADCAM && cnn->cam_layer < 0) {
+        snprintf(why, sizeof why, "%s has no feature maps for Grad-CAM to look at",
+                 amil_cnn_arch_name(cnn->arch));
+        return why;
+    }
     if (stage == AMIL_STAGE_ATTENTION) {
         snprintf(why, sizeof why,
                  "arch '%s' is not an attention-MIL model (amil or gated) or a CLAM head",
@@ -271,11 +282,8 @@ static int start(struct amil_model *m, const struct amil_train_spec *spec, int *
     if (!cnn) {
         cnn = m->impl = amil_xcalloc(1, sizeof *cnn);
         m->work = amil_xcalloc(1, sizeof(struct amil_cnn_work));
-        if (amil_cnn_init(cnn, spec->variant, spec->classes, 0, 0) < 0)
-            return -1;
-        amil_cnn_randomize(cnn, spec->seed);
-        cnn->norm = spec->norm;
-        if (spec->weights && amil_cnn_load_weights(cnn, spec->weights, spec->norm_given) < 0)
+        if (amil_cnn_start(cnn, spec->variant, spec->classes, spec->seed, spec->norm,
+                           spec->weights, spec->norm_given) < 0)
             return -1;
         *random_backbone = !spec->weights && cnn->trained > 0;
     }
@@ -377,5 +385,6 @@ const struct amil_model_ops amil_cnn_model = {
     .cam_layer = cam_layer,
     .gradcam_image = gradcam_image,
     .noun = "a CNN model",
+    .settings = "trunc global_pool",
     .train = &train,
 };

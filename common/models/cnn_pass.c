@@ -92,6 +92,12 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
             w->argmax[i] = amil_xmalloc(sizeof(int32_t) * n);
         if (l->op == AMIL_OP_DROPOUT)
             w->mask[i] = amil_xmalloc(sizeof(float) * n);
+        if (l->op == AMIL_OP_EMBED || l->op == AMIL_OP_SELF_ATTENTION) {
+            /* one image's patches as rows, or one head's scores (T, T) */
+            size_t c = l->op == AMIL_OP_EMBED ? layer_size(&m->layers[l->input])
+                                              : (size_t)l->h * l->h;
+            cols = c > cols ? c : cols;
+        }
         if (l->op == AMIL_OP_CONV) {
             const struct amil_layer *in = &m->layers[l->input];
             size_t c = (size_t)in->c * l->kernel * l->kernel * l->h * l->w;
@@ -337,6 +343,42 @@ static void winograd_conv(const struct amil_cnn *m, struct amil_cnn_work *w, int
                                 l->h, l->w);
 }
 
+/* ---- tokens ---------------------------------------------------------------- */
+
+#define LAYERNORM_EPS 1e-6f   /* torchvision's and timm's ViTs' */
+
+/* tokens (T, D) of one image inp (C, H, W): the class token, then each
+ * P×P patch (row by row) times the weights (D, C·P·P) plus bias; then
+ * plus the positions (T, D) */
+static void embed(const struct amil_cnn *m, struct amil_cnn_work *w,
+                  const struct amil_layer *l, const struct amil_layer *in, float *tokens,
+                  const float *inp)
+{
+    int P = l->kernel, T = l->h, D = l->w;
+    amil_patchify(w->cols, inp, in->c, in->h, in->w, P);
+    memcpy(tokens, PARAM(m, l, 2), sizeof *tokens * D);
+    amil_linear_forward(tokens + D, w->cols, PARAM(m, l, 0), PARAM(m, l, 1), T - 1,
+                        in->c * P * P, D);
+    const float *position = PARAM(m, l, 3);
+    for (size_t j = 0; j < (size_t)T * D; j++)
+        tokens[j] += position[j];
+}
+
+/* out (D) = the class token of tokens (T, D), or the mean of the others */
+static void pool_tokens(float *out, const float *tokens, int T, int D, int pool)
+{
+    if (pool == AMIL_POOL_TOKEN) {
+        memcpy(out, tokens, sizeof *out * D);
+        return;
+    }
+    for (int d = 0; d < D; d++) {
+        double sum = 0;
+        for (int t = 1; t < T; t++)
+            sum += tokens[(size_t)t * D + d];
+        out[d] = (float)(sum / (T - 1));
+    }
+}
+
 static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int i, int B,
                           gsl_rng *rng)
 {
@@ -402,6 +444,34 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
         break;
     case AMIL_OP_ADD:
         amil_add_forward(out, inp, w->out[l->input2], n);
+        break;
+    case AMIL_OP_EMBED:
+        for (int b = 0; b < B; b++)
+            embed(m, w, l, in, out + b * per_out, inp + b * per_in);
+        break;
+    case AMIL_OP_LAYERNORM:
+        amil_layernorm_forward(out, inp, PARAM(m, l, 0), PARAM(m, l, 1), (size_t)B * l->h,
+                               l->w, LAYERNORM_EPS);
+        break;
+    case AMIL_OP_TOKEN_LINEAR:
+        amil_linear_forward(out, inp, PARAM(m, l, 0), PARAM(m, l, 1), B * l->h, in->w, l->w);
+        break;
+    case AMIL_OP_SELF_ATTENTION:
+        for (int b = 0; b < B; b++)
+            amil_self_attention_forward(out + b * per_out, w->cols, inp + b * per_in, l->h,
+                                        l->w, l->kernel);
+        break;
+    case AMIL_OP_GELU:
+        memcpy(out, inp, sizeof *out * n);
+        amil_gelu_forward(out, n);
+        break;
+    case AMIL_OP_SCALE:
+        for (size_t j = 0; j < n; j++)
+            out[j] = inp[j] * PARAM(m, l, 0)[j % l->w];
+        break;
+    case AMIL_OP_POOL_TOKENS:
+        for (int b = 0; b < B; b++)
+            pool_tokens(out + b * per_out, inp + b * per_in, in->h, l->w, l->kernel);
         break;
     }
 }
@@ -499,6 +569,15 @@ static void backward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, in
     case AMIL_OP_ADD:
         amil_add_backward(gin, l->input2 >= stop ? w->grad[l->input2] : NULL, g, n);
         break;
+    case AMIL_OP_EMBED:
+    case AMIL_OP_LAYERNORM:
+    case AMIL_OP_TOKEN_LINEAR:
+    case AMIL_OP_SELF_ATTENTION:
+    case AMIL_OP_GELU:
+    case AMIL_OP_SCALE:
+    case AMIL_OP_POOL_TOKENS:
+        break;   /* a frozen encoder's, below every map and the features:
+                    backward stops above them */
     }
 }
 

@@ -32,7 +32,20 @@ const struct amil_model_ops *amil_model_arch(const char *word, int *variant)
     return NULL;
 }
 
-int amil_model_load(struct amil_model *m, const char *path)
+/* Whether the family takes setting key (a word of its settings). */
+static int takes(const struct amil_model_ops *ops, const char *key)
+{
+    size_t length = strlen(key);
+    for (const char *at = ops->settings; at && *at; at += strcspn(at, " ")) {
+        at += strspn(at, " ");
+        if (strncmp(at, key, length) == 0 && (at[length] == ' ' || !at[length]))
+            return 1;
+    }
+    return 0;
+}
+
+int amil_model_load_with(struct amil_model *m, const char *path,
+                         const char *const *settings)
 {
     memset(m, 0, sizeof *m);
     m->path = path;
@@ -40,6 +53,17 @@ int amil_model_load(struct amil_model *m, const char *path)
     if (amil_record_load(path, &r) < 0)
         return -1;
     m->ops = amil_model_family(&r);
+    for (; settings && settings[0]; settings += 2) {
+        if (!settings[1])
+            continue;
+        if (!takes(m->ops, settings[0])) {
+            amil_record_free(&r);
+            amil_fail("%s takes no %s", m->ops->noun, settings[0]);
+            m->ops = NULL;
+            return amil_fail_in(path);
+        }
+        amil_record_set_meta(&r, settings[0], settings[1]);
+    }
     int status = m->ops->from_record(m, &r);
     amil_record_free(&r);
     if (status < 0) {
@@ -48,6 +72,11 @@ int amil_model_load(struct amil_model *m, const char *path)
         return amil_fail_in(path);
     }
     return 0;
+}
+
+int amil_model_load(struct amil_model *m, const char *path)
+{
+    return amil_model_load_with(m, path, NULL);
 }
 
 void amil_model_free(struct amil_model *m)

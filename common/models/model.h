@@ -96,6 +96,9 @@ struct amil_model_ops {
                          const char *layer, int target, int cam, int guided,
                          struct amil_image_maps *out);
     const char *noun;       /* the family in messages: "an attention-MIL model" */
+    /* The metadata keys a program may set on a model file as it loads it
+     * (amil_model_load_with), space-separated, or NULL: none. */
+    const char *settings;
     const struct amil_train_ops *train;   /* NULL where train cannot fit one */
 };
 
@@ -199,6 +202,13 @@ const struct amil_model_ops *amil_model_family(const struct amil_record *r);
 /* The model in the file at path, of whichever family reads it: 0, or -1
  * with a message naming path. */
 int amil_model_load(struct amil_model *m, const char *path);
+/* The same, with metadata set on the file's record before its family
+ * reads it (what a command line says of the model: featurize --trunc):
+ * settings holds key, value pairs, ended by a NULL key; a NULL value
+ * leaves the key as the file has it.  A key the family does not take is
+ * an error. */
+int amil_model_load_with(struct amil_model *m, const char *path,
+                         const char *const *settings);
 void amil_model_free(struct amil_model *m);
 /* 0 when m runs stage, else -1 with a message that names its file. */
 int amil_model_runs(const struct amil_model *m, enum amil_stage stage);

@@ -8,25 +8,35 @@
 #include "base/base.h"
 #include "record/record.h"
 #include "record/stream.h"
+#include "models/model.h"
 #include "tool/cli.h"
 #include "tool/filter.h"
 
-struct amil_filter amil_filter_args(int argc, char **argv, int with_table, const char *usage)
+struct amil_filter amil_filter_args(int argc, char **argv, unsigned takes, const char *usage)
 {
     amil_usage_is(usage);
     struct amil_filter f = {.threads = 1};
-    /* --table is known to all three, so that --t is ambiguous everywhere,
-     * and refused where there is no table */
+    static const char *const pools[] = {"token", "avg", NULL};
+    int pool = -1;
+    /* every option is known to all three, so that abbreviations mean the
+     * same everywhere, and refused where it does not belong */
     struct amil_opt options[] = {
         AMIL_STRING("model", 'm', &f.model),
         AMIL_FLAG("keep", 'k', &f.keep),
         AMIL_LONG("threads", 'j', &f.threads, 1, 1024),
-        AMIL_FLAG("table", with_table ? 't' : 0, &f.table),
+        AMIL_FLAG("table", takes & AMIL_FILTER_TABLE ? 't' : 0, &f.table),
         AMIL_FLAG("force", 0, &f.force),
+        AMIL_FLAG("trunc", 0, &f.trunc),
+        AMIL_CHOICE("pool", 0, &pool, pools),
         AMIL_OPTIONS_END};
     optind = amil_options_as(argc, argv, options, AMIL_OPTS_SAY_UNKNOWN);
-    if (f.table && !with_table)
+    if (f.table && !(takes & AMIL_FILTER_TABLE))
         amil_misuse("unknown option --table");
+    if (f.trunc && !(takes & AMIL_FILTER_BACKBONE))
+        amil_misuse("unknown option --trunc");
+    if (pool >= 0 && !(takes & AMIL_FILTER_BACKBONE))
+        amil_misuse("unknown option --pool");
+    f.pool = pool >= 0 ? pools[pool] : NULL;
     if (!f.model)
         amil_misuse("no model: give -m MODEL");
     if (f.table && f.keep)
@@ -37,6 +47,14 @@ struct amil_filter amil_filter_args(int argc, char **argv, int with_table, const
     if (!f.table)
         amil_refuse_terminal(f.force, "redirect it to a file or a program");
     return f;
+}
+
+void amil_filter_model(const struct amil_filter *f, struct amil_model *m)
+{
+    const char *const settings[] = {"trunc", f->trunc ? "layer3" : NULL, "global_pool", f->pool,
+                                    NULL};
+    if (amil_model_load_with(m, f->model, settings) < 0)
+        amil_die("%s", amil_error());
 }
 
 long amil_filter_run(const struct amil_filter *f, int bags, amil_filter_each *each, void *ctx,

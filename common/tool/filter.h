@@ -10,13 +10,26 @@ struct amil_filter {
     int table;              /* -t: a table instead of records (classify) */
     long threads;           /* -j N [1] */
     int force;              /* --force: records even to a terminal */
+    int trunc;              /* --trunc: a resnet50 through layer3 (featurize) */
+    const char *pool;       /* --pool token|avg: a ViT's pooling, or NULL */
 };
 
-/* Parses -m MODEL [-k] [-j N] [-t, when with_table] [--force] [-h] [FILE],
- * for main(): -h prints usage on standard output and exits 0; wrong
- * options print why and the usage on standard error and exit 2.  Records
- * to a terminal are refused, as gzip does, unless -t or --force. */
-struct amil_filter amil_filter_args(int argc, char **argv, int with_table, const char *usage);
+/* What a filter takes beyond -m, -k, -j and --force. */
+enum {
+    AMIL_FILTER_TABLE = 1,     /* -t (classify) */
+    AMIL_FILTER_BACKBONE = 2   /* --trunc and --pool (featurize) */
+};
+
+/* Parses -m MODEL [-k] [-j N] [--force] [-h] [FILE] and what takes
+ * (AMIL_FILTER_*) adds, for main(): -h prints usage on standard output
+ * and exits 0; wrong options print why and the usage on standard error
+ * and exit 2.  Records to a terminal are refused, as gzip does, unless -t
+ * or --force. */
+struct amil_filter amil_filter_args(int argc, char **argv, unsigned takes, const char *usage);
+/* The model of f, with what its options say of it (amil_model_load_with);
+ * dies with the message if it cannot be read. */
+struct amil_model;
+void amil_filter_model(const struct amil_filter *f, struct amil_model *m);
 
 struct amil_record;
 /* What a filter does to one record r, the stream's index-th (from 0): adds

@@ -19,7 +19,7 @@ int main(int argc, char **argv)
     if (arch < 0)
         amil_die("unknown arch '%s'", argv[1]);
     struct amil_cnn m;
-    if (amil_cnn_init(&m, arch, argc > 2 ? atoi(argv[2]) : 2, 0, 0) < 0)
+    if (amil_cnn_init(&m, arch, argc > 2 ? atoi(argv[2]) : 2, 0, 0, NULL) < 0)
         amil_die("%s", amil_error());
     if (argc > 3 && (int)(m.norm = amil_norm_parse(argv[3])) < 0)
         amil_die("unknown normalization '%s'", argv[3]);

@@ -124,7 +124,7 @@ static void one_case(const struct amil_record *r, const struct amil_image *img,
     int arch = amil_cnn_arch_parse(arch_name);
     assert_true(arch >= 0);
     struct amil_cnn m;
-    if (amil_cnn_init(&m, arch, (int)classes, (int)H, (int)W) < 0)
+    if (amil_cnn_init(&m, arch, (int)classes, (int)H, (int)W, NULL) < 0)
         fail_msg("%s", amil_error());
     formula_weights(&m);
     through_file(&m);
@@ -267,17 +267,17 @@ static void torchvision_sizes(void **state)
 {
     (void)state;
     struct amil_cnn m;
-    assert_int_equal(amil_cnn_init(&m, AMIL_CNN_VGG19, 1000, 0, 0), 0);
+    assert_int_equal(amil_cnn_init(&m, AMIL_CNN_VGG19, 1000, 0, 0, NULL), 0);
     assert_int_equal(counted(&m), 143667240);
     assert_int_equal(m.params.n, 38);
     amil_cnn_free(&m);
-    assert_int_equal(amil_cnn_init(&m, AMIL_CNN_RESNET18, 1000, 0, 0), 0);
+    assert_int_equal(amil_cnn_init(&m, AMIL_CNN_RESNET18, 1000, 0, 0, NULL), 0);
     assert_int_equal(counted(&m), 11689512 + 9600);
     amil_cnn_free(&m);
-    assert_int_equal(amil_cnn_init(&m, AMIL_CNN_NET, 2, 0, 0), 0);
+    assert_int_equal(amil_cnn_init(&m, AMIL_CNN_NET, 2, 0, 0, NULL), 0);
     assert_int_equal(counted(&m), 1792 + 36928 + 73856 + 147584 + 147584 + 2098176 + 2050);
     amil_cnn_free(&m);
-    assert_int_equal(amil_cnn_init(&m, AMIL_CNN_NET, 2, 224, 224), -1);
+    assert_int_equal(amil_cnn_init(&m, AMIL_CNN_NET, 2, 224, 224, NULL), -1);
 }
 
 int main(void)

@@ -412,6 +412,47 @@ static void linear(void **state)
     }
 }
 
+/* ---- transformer layers ---------------------------------------------------- */
+
+static void transformer(void **state)
+{
+    (void)state;
+    /* self-attention on BLAS against its plain loop: 3 heads of 4 columns
+     * over 7 tokens */
+    int T = 7, D = 12, heads = 3;
+    float *qkv = random_floats((size_t)T * 3 * D, 2), scores[49];
+    float out[84], want[84];
+    amil_self_attention_forward(out, scores, qkv, T, D, heads);
+    amil_self_attention_forward_reference(want, qkv, T, D, heads);
+    assert_close(out, want, 84, 1e-5);
+    free(qkv);
+    /* LayerNorm: each row to mean 0, variance 1 (times 1, plus 0), even
+     * one far from zero; then weight and bias apply per column */
+    float rows[2][4] = {{1, 2, 3, 4}, {1e4f + 1, 1e4f + 2, 1e4f + 3, 1e4f + 4}}, normed[2][4];
+    float ones[4] = {1, 1, 1, 1}, zeros[4] = {0}, weight[4] = {1, 2, 3, 4}, bias[4] = {1, 0, 0, 0};
+    amil_layernorm_forward(normed[0], rows[0], ones, zeros, 2, 4, 1e-6f);
+    const float z[4] = {-1.3416408f, -0.4472136f, 0.4472136f, 1.3416408f};
+    assert_close(normed[0], z, 4, 1e-5);
+    assert_close(normed[1], z, 4, 1e-4);
+    amil_layernorm_forward(normed[0], rows[0], weight, bias, 1, 4, 1e-6f);
+    const float scaled[4] = {1 - 1.3416408f, -0.8944272f, 1.3416408f, 5.3665631f};
+    assert_close(normed[0], scaled, 4, 1e-5);
+    /* GELU: x Φ(x) (erf's values from a table) */
+    float x[3] = {-1, 0, 2};
+    amil_gelu_forward(x, 3);
+    const float gelu[3] = {-0.15865525f, 0, 1.9544997f};
+    assert_close(x, gelu, 3, 1e-6);
+    /* patches of a 2-channel 4×6 image in 2×2: 2×3 of them, (c, y, x) each */
+    float image[48], patches[48];
+    for (int i = 0; i < 48; i++)
+        image[i] = (float)i;
+    amil_patchify(patches, image, 2, 4, 6, 2);
+    const float second[8] = {2, 3, 8, 9, 26, 27, 32, 33};   /* row 0, column 1 */
+    assert_close(patches + 8, second, 8, 0);
+    const float fourth[8] = {12, 13, 18, 19, 36, 37, 42, 43};   /* row 1, column 0 */
+    assert_close(patches + 24, fourth, 8, 0);
+}
+
 /* ---- softmax, layout, losses -------------------------------------------- */
 
 struct soft {
@@ -497,7 +538,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(conv2d),  cmocka_unit_test(pooling), cmocka_unit_test(batchnorm), cmocka_unit_test(pointwise),
         cmocka_unit_test(linear),  cmocka_unit_test(softmax), cmocka_unit_test(layout),
-        cmocka_unit_test(losses),
+        cmocka_unit_test(losses), cmocka_unit_test(transformer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

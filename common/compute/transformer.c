@@ -1,0 +1,97 @@
+/* transformer.c: the layers of nn.h a vision transformer adds (patch
+ * embedding, LayerNorm, GELU, multi-head self-attention), forward only:
+ * they serve frozen encoders, which nothing trains through. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "base/base.h"
+#include "compute/nn.h"
+
+void amil_patchify(float *rows, const float *inp, int C, int H, int W, int P)
+{
+    int across = W / P, down = H / P;
+    size_t width = (size_t)C * P * P;
+    for (int i = 0; i < down; i++)
+        for (int j = 0; j < across; j++) {
+            float *row = rows + ((size_t)i * across + j) * width;
+            for (int c = 0; c < C; c++)
+                for (int y = 0; y < P; y++, row += P)
+                    memcpy(row, inp + ((size_t)c * H + (size_t)i * P + y) * W + (size_t)j * P,
+                           sizeof(float) * P);
+        }
+}
+
+void amil_layernorm_forward(float *out, const float *inp, const float *weight,
+                            const float *bias, size_t N, int D, float eps)
+{
+    for (size_t n = 0; n < N; n++) {
+        const float *x = inp + n * D;
+        float *y = out + n * D;
+        /* two passes in double: a token's values can sit far from zero
+         * (the residual stream grows along the blocks) */
+        double mean = 0, var = 0;
+        for (int d = 0; d < D; d++)
+            mean += x[d];
+        mean /= D;
+        for (int d = 0; d < D; d++)
+            var += (x[d] - mean) * (x[d] - mean);
+        float m = (float)mean, invstd = (float)(1 / sqrt(var / D + eps));
+        for (int d = 0; d < D; d++)
+            y[d] = (x[d] - m) * invstd * weight[d] + bias[d];
+    }
+}
+
+void amil_gelu_forward(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = 0.5f * x[i] * (1 + erff(x[i] * (float)M_SQRT1_2));
+}
+
+void amil_self_attention_forward(float *out, float *scores, const float *qkv, int T, int D,
+                                 int heads)
+{
+    int d = D / heads, stride = 3 * D;
+    float scale = 1 / sqrtf((float)d);
+    for (int h = 0; h < heads; h++) {
+        const float *q = qkv + h * d, *k = q + D, *v = q + 2 * D;
+        /* scores (T, T) = Q Kᵀ / √d, each row softmaxed, then out's head
+         * columns = scores V */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, d, scale, q, stride, k,
+                    stride, 0.0f, scores, T);
+        amil_softmax_forward(scores, T, T);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, T, 1.0f, scores, T, v,
+                    stride, 0.0f, out + h * d, D);
+    }
+}
+
+void amil_self_attention_forward_reference(float *out, const float *qkv, int T, int D,
+                                           int heads)
+{
+    int d = D / heads, stride = 3 * D;
+    double *p = amil_xmalloc(sizeof *p * T);
+    for (int h = 0; h < heads; h++)
+        for (int i = 0; i < T; i++) {
+            const float *q = qkv + (size_t)i * stride + h * d;
+            double top = -INFINITY, sum = 0;
+            for (int j = 0; j < T; j++) {
+                const float *k = qkv + (size_t)j * stride + D + h * d;
+                double dot = 0;
+                for (int e = 0; e < d; e++)
+                    dot += (double)q[e] * k[e];
+                p[j] = dot / sqrt(d);
+                top = p[j] > top ? p[j] : top;
+            }
+            for (int j = 0; j < T; j++)
+                sum += p[j] = exp(p[j] - top);
+            for (int e = 0; e < d; e++) {
+                double o = 0;
+                for (int j = 0; j < T; j++)
+                    o += p[j] / sum * qkv[(size_t)j * stride + 2 * D + h * d + e];
+                out[(size_t)i * D + h * d + e] = (float)o;
+            }
+        }
+    free(p);
+}
