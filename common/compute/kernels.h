@@ -92,12 +92,20 @@ struct amil_kernels {
      * planes and back); with accumulate, dst += that; no alignment asked. */
     void (*transpose)(float *dst, size_t dst_row, size_t dst_tile, const float *src,
                       size_t src_row, size_t src_tile, size_t tiles, int accumulate);
-    /* out (N, OC) rows n_first .. n_end-1 = Σ over c < C of x[c·x_stride + n]
-     * · a (C, OC) row c: the outputs in lanes, x broadcast (Winograd's
-     * products, cnn_pass.c; the linear layer's input gradient,
-     * mil_features.c).  OC a multiple of lanes; out 64-byte aligned. */
-    void (*product)(float *out, const float *x, size_t x_stride, const float *a, int C,
-                    int OC, int n_first, int n_end);
+    /* out (N, OC) rows n_first .. n_end-1, out_stride floats apart, = bias
+     * (OC; 0 if NULL) + Σ over c < C of x[c·x_c + n·x_n] · a (C, OC) row c:
+     * the outputs in lanes, x broadcast, read down its columns (x_n = 1:
+     * Winograd's products, cnn_pass.c; the linear layer's input gradient,
+     * mil_features.c) or along its rows (x_c = 1: a transformer's linear
+     * layers, a panel of outputs at a time).  OC and out_stride multiples
+     * of lanes; out 64-byte aligned. */
+    void (*product)(float *out, size_t out_stride, const float *x, size_t x_c, size_t x_n,
+                    const float *a, const float *bias, int C, int OC, int n_first, int n_end);
+    /* A transformer's elementwise work (kernels_transformer.c): x (n) =
+     * GELU(x) in place, Φ within 2e-7 of itself (erfc's Chebyshev fit);
+     * each of rows rows of x (rows, n) softmaxed in place, e^x within 2e-7. */
+    void (*gelu)(float *x, size_t n);
+    void (*softmax)(float *x, int rows, int n);
     /* Winograd F(2×2, 3×3)'s input transform of one row of tw blocks:
      * rows holds the block row's four input rows, row_stride floats apart,
      * each as two arrays of row_stride / 2 floats, its column 2k-1 at k,

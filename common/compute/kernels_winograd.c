@@ -7,33 +7,37 @@
 
 /* ---- products with the outputs in lanes (Winograd's) ----------------------- */
 
-/* Rows n0 .. n0+nb-1, columns (vectors) v0 .. v0+vb-1 of out: the sum over
- * c in order of x[c·x_stride + n] · a[c·OC + column]. */
-INLINE void product_tile(float *out, const float *x, size_t x_stride, const float *a, int C,
-                         int OC, int n0, int v0, const int nb, const int vb)
+/* Rows n0 .. n0+nb-1, columns (vectors) v0 .. v0+vb-1 of out: bias (or 0)
+ * plus the sum over c in order of x[c·x_c + n·x_n] · a[c·OC + column]. */
+INLINE void product_tile(float *out, size_t out_stride, const float *x, size_t x_c, size_t x_n,
+                         const float *a, const float *bias, int C, int OC, int n0, int v0,
+                         const int nb, const int vb)
 {
     vf acc[TILE_PN][TILE_PV];
-    for (int i = 0; i < nb; i++)
+    const float *row[TILE_PN];
+    for (int i = 0; i < nb; i++) {
+        row[i] = x + (size_t)(n0 + i) * x_n;
         for (int j = 0; j < vb; j++)
-            acc[i][j] = (vf){0};
+            acc[i][j] = bias ? load_any(bias + (size_t)(v0 + j) * LANES) : (vf){0};
+    }
     for (int c = 0; c < C; c++) {
-        const float *xc = x + c * x_stride + n0;
         const float *ac = a + (size_t)c * OC + (size_t)v0 * LANES;
         vf av[TILE_PV];
         for (int j = 0; j < vb; j++)
             av[j] = load_any(ac + j * LANES);
         for (int i = 0; i < nb; i++) {
-            vf xv = splat(xc[i]);
+            vf xv = splat(row[i][c * x_c]);
             for (int j = 0; j < vb; j++)
                 acc[i][j] += xv * av[j];
         }
     }
     for (int i = 0; i < nb; i++)
         for (int j = 0; j < vb; j++)
-            V(out + (size_t)(n0 + i) * OC + (size_t)(v0 + j) * LANES) = acc[i][j];
+            V(out + (size_t)(n0 + i) * out_stride + (size_t)(v0 + j) * LANES) = acc[i][j];
 }
 
-#define PRODUCT_TILE(nb, vb) product_tile(out, x, x_stride, a, C, OC, n, v, nb, vb)
+#define PRODUCT_TILE(nb, vb) \
+    product_tile(out, out_stride, x, x_c, x_n, a, bias, C, OC, n, v, nb, vb)
 #define PRODUCT_ROWS(vb)                                                      \
     switch (nb) {                                                             \
     case 1: PRODUCT_TILE(1, vb); break;                                       \
@@ -44,8 +48,8 @@ INLINE void product_tile(float *out, const float *x, size_t x_stride, const floa
     default: PRODUCT_TILE(TILE_PN, vb); break;                                \
     }
 
-void NAME(product)(float *out, const float *x, size_t x_stride, const float *a,
-                          int C, int OC, int n_first, int n_end)
+void NAME(product)(float *out, size_t out_stride, const float *x, size_t x_c, size_t x_n,
+                   const float *a, const float *bias, int C, int OC, int n_first, int n_end)
 {
     int vectors = OC / LANES;
     for (int v = 0; v < vectors; v += TILE_PV) {   /* a's panel stays in cache */

@@ -49,6 +49,7 @@ enum { TILE_OC = 2, TILE_X = 4, TILE_DW_OC = 2, TILE_M = 3, TILE_G = 3, TILE_DM 
 /* s in every lane: one broadcast (not 0 + s, which costs an add and turns
  * -0 into +0) */
 INLINE vf splat(float s) { return __builtin_shuffle((vf){s}, (vi){0}); }
+INLINE vi splat_int(int32_t s) { return __builtin_shuffle((vi){s}, (vi){0}); }
 
 /* unaligned */
 INLINE vf load_any(const float *p)
@@ -113,6 +114,8 @@ KERNEL(conv_shift);
 KERNEL(conv_shift_dweight);
 KERNEL(transpose);
 KERNEL(product);
+KERNEL(gelu);
+KERNEL(softmax);
 KERNEL(winograd_input_row);
 KERNEL(winograd_output);
 KERNEL(winograd5_weights);

@@ -145,12 +145,15 @@ void amil_patchify(float *rows, const float *inp, int C, int H, int W, int P);
  * PyTorch's LayerNorm over the last dimension.  out may be inp. */
 void amil_layernorm_forward(float *out, const float *inp, const float *weight,
                             const float *bias, size_t N, int D, float eps);
-/* x (n) = x Φ(x) in place, the exact GELU (erf, not tanh's). */
+/* x (n) = x Φ(x) in place, the GELU of erf (not tanh's), on the kernels
+ * (Φ within 2e-7 of itself); the reference on libm's erff. */
 void amil_gelu_forward(float *x, size_t n);
+void amil_gelu_forward_reference(float *x, size_t n);
 /* out (T, D) = multi-head self-attention of one sequence: for each of
  * heads heads of d = D / heads columns, softmax(Q Kᵀ / √d) V, where Q, K
  * and V are that head's columns of the thirds of qkv (T, 3D) (PyTorch's
- * in_proj and timm's qkv both stack them so); scores is scratch of T·T. */
+ * in_proj and timm's qkv both stack them so); scores is scratch of T·T.
+ * The softmax runs on the kernels (e^x within 2e-7). */
 void amil_self_attention_forward(float *out, float *scores, const float *qkv, int T, int D,
                                  int heads);
 void amil_self_attention_forward_reference(float *out, const float *qkv, int T, int D,

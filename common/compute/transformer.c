@@ -8,6 +8,7 @@
 #include <cblas.h>
 
 #include "base/base.h"
+#include "compute/kernels.h"
 #include "compute/nn.h"
 
 void amil_patchify(float *rows, const float *inp, int C, int H, int W, int P)
@@ -46,6 +47,15 @@ void amil_layernorm_forward(float *out, const float *inp, const float *weight,
 
 void amil_gelu_forward(float *x, size_t n)
 {
+    const struct amil_kernels *k = amil_kernels();
+    if (k)
+        k->gelu(x, n);
+    else
+        amil_gelu_forward_reference(x, n);
+}
+
+void amil_gelu_forward_reference(float *x, size_t n)
+{
     for (size_t i = 0; i < n; i++)
         x[i] = 0.5f * x[i] * (1 + erff(x[i] * (float)M_SQRT1_2));
 }
@@ -55,13 +65,17 @@ void amil_self_attention_forward(float *out, float *scores, const float *qkv, in
 {
     int d = D / heads, stride = 3 * D;
     float scale = 1 / sqrtf((float)d);
+    const struct amil_kernels *kernels = amil_kernels();
     for (int h = 0; h < heads; h++) {
         const float *q = qkv + h * d, *k = q + D, *v = q + 2 * D;
         /* scores (T, T) = Q Kᵀ / √d, each row softmaxed, then out's head
          * columns = scores V */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, d, scale, q, stride, k,
                     stride, 0.0f, scores, T);
-        amil_softmax_forward(scores, T, T);
+        if (kernels)
+            kernels->softmax(scores, T, T);
+        else
+            amil_softmax_forward(scores, T, T);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, T, 1.0f, scores, T, v,
                     stride, 0.0f, out + h * d, D);
     }

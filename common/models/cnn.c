@@ -385,6 +385,7 @@ static int build_vit(struct builder *b, const struct vit_names *n, int width, in
     if (m->form.fc_norm)
         x = block_token_layer(b, AMIL_OP_LAYERNORM, n->fc_norm, NULL, NULL, NULL, x, 0, 0);
     m->cam_layer = -1;   /* no maps */
+    m->tiles_at_once = 8;
     m->features = x;
     m->trained = m->params.n;
     return x;
@@ -455,6 +456,7 @@ static int cnn_layout(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, 
     if (height < 32 || width < 32 || (long)height * width > 1L << 26)
         return amil_fail("%s cannot take %d×%d images", a->name, width, height);
     struct builder b = {m, height, width, 0};
+    m->tiles_at_once = 1;
     add_layer(&b, AMIL_OP_LINEAR, a->head, a->build(&b), classes, 0, 0, 0, 1);
     if (m->params.n == AMIL_PARAMS_MAX)   /* full: one may not have fitted */
         return amil_fail("%s has more parameters than amil's table holds", a->name);

@@ -130,6 +130,10 @@ struct amil_cnn {
     int cam_layer;          /* Grad-CAM's layer unless told otherwise, or -1 */
     int headless;           /* loaded from a backbone without its last layer
                                (timm's num_classes=0): it only featurizes */
+    int tiles_at_once;      /* what featurize runs as one batch: 1, or for a
+                               ViT 8 (its rows are computed each alone, so
+                               the bytes are a tile's alone, and its weights
+                               are read once for 8 tiles) */
 };
 
 /* Sets up the network for inputs of height × width (0, 0: its own size),
@@ -211,18 +215,26 @@ struct amil_cnn_work {
     int capacity;           /* images the buffers hold */
     int nlayers;
     int from;               /* the first layer with buffers */
-    float **out, **grad;    /* per layer, (B, c, h, w) */
+    float **out, **grad;    /* per layer, (B, c, h, w); a transient layer's
+                               out one of the slots, its grad NULL */
+    float **slots;          /* the transient layers' outputs, nslots of them */
+    int nslots;
+    int *slot_of;           /* per layer, its slot, or -1: its own buffers */
     int32_t **argmax;       /* per max-pool, the input offset of each winner */
     float **mask;           /* per dropout, 0 or 2 */
     float *cols, *dcols;    /* one image's im2col and its gradient */
     float *padded, *shifted;      /* a convolution's padded input (one phase of
                                      it) and its output at the padded width */
     float *phase_weights;         /* a stride-2 phase's taps' weights (cnn_pass.c) */
-    float **winograd;             /* per frozen 3×3 layer, its transformed
-                                     weights (16, OC, C), made at first use */
-    const float **winograd_of;    /* the weights they were made from */
+    float **prepared;             /* per frozen layer whose kernel wants its
+                                     weights in another form, that form, made
+                                     at first use: a 3×3 convolution's
+                                     Winograd transform (16, C, OC) */
+    const float **prepared_of;    /* the weights each was made from */
     float *tiles, *products;      /* transformed input (16, C, tiles) and
                                      products (16, OC, tiles) */
+    float *packs;                 /* per thread, a token linear's panel of
+                                     weights transposed (cnn_pass.c) */
 };
 void amil_cnn_work_free(struct amil_cnn_work *w);
 
@@ -275,11 +287,13 @@ uint64_t amil_cnn_features_fingerprint(const struct amil_cnn *m);
 /* The tiles of an H × W image: *n of them, their top left corners in
  * coords (n, 2) (y, x), allocated; row by row. */
 int32_t *amil_cnn_tile_coords(const struct amil_cnn *m, int H, int W, int *n);
-/* features (n, F) of each tile of image (H, W, 3) at coords, one tile at a
- * time in evaluation mode: the bytes train computes inside the network. */
+/* features (n, F) of each tile of image (H, W, 3) at coords (image NULL:
+ * of tiles (n, T, T, 3), T the input's side, cut already), in evaluation
+ * mode, m->tiles_at_once at a time: the bytes train computes inside the
+ * network. */
 void amil_cnn_featurize(const struct amil_cnn *m, struct amil_cnn_work *w,
                         const uint8_t *image, int W, const int32_t *coords, int n,
-                        float *features);
+                        const uint8_t *tiles, float *features);
 /* prob (classes) = the mean over an image's tiles of their softmax, from
  * the image (H, W, 3) or, with image NULL, from its tiles' features (n, F). */
 void amil_cnn_classify(const struct amil_cnn *m, struct amil_cnn_work *w,

@@ -82,16 +82,20 @@ int32_t *amil_cnn_tile_coords(const struct amil_cnn *m, int H, int W, int *n)
 
 void amil_cnn_featurize(const struct amil_cnn *m, struct amil_cnn_work *w,
                         const uint8_t *image, int W, const int32_t *coords, int n,
-                        float *features)
+                        const uint8_t *tiles, float *features)
 {
-    int T = m->size, F = amil_cnn_feature_size(m);
-    uint8_t *tile = amil_xmalloc((size_t)T * T * 3);
-    for (int i = 0; i < n; i++) {
-        amil_cnn_cut(tile, image, W, coords[2 * i], coords[2 * i + 1], T);
-        amil_cnn_forward(m, w, tile, 1, NULL);
-        memcpy(features + (size_t)i * F, w->out[m->features], sizeof *features * F);
+    int T = m->size, F = amil_cnn_feature_size(m), B = m->tiles_at_once;
+    size_t side = (size_t)T * T * 3;
+    uint8_t *cut = image ? amil_xmalloc(side * B) : NULL;
+    for (int i = 0; i < n; i += B) {
+        int b = n - i < B ? n - i : B;
+        for (int j = 0; image && j < b; j++)
+            amil_cnn_cut(cut + j * side, image, W, coords[2 * (i + j)], coords[2 * (i + j) + 1],
+                         T);
+        amil_cnn_forward(m, w, image ? cut : tiles + i * side, b, NULL);
+        memcpy(features + (size_t)i * F, w->out[m->features], sizeof *features * F * b);
     }
-    free(tile);
+    free(cut);
 }
 
 void amil_cnn_classify(const struct amil_cnn *m, struct amil_cnn_work *w,
@@ -198,7 +202,7 @@ int amil_cnn_take(const struct amil_cnn *m, struct amil_cnn_work *backbone,
         int x = (int)gsl_rng_uniform_int(rng, (unsigned long)(W - T + 1));
         amil_cnn_cut(batch->crops + (size_t)k * T * T * 3, t->data, W, y, x, T);
     } else {   /* through the frozen backbone, in evaluation mode */
-        amil_cnn_featurize(m, backbone, t->data, W, coords + 2 * tile, 1,
+        amil_cnn_featurize(m, backbone, t->data, W, coords + 2 * tile, 1, NULL,
                            batch->features + (size_t)k * F);
     }
     free(coords);

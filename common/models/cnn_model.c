@@ -98,7 +98,7 @@ static int featurize_image(const struct amil_cnn *m, struct amil_cnn_work *w,
     int32_t *coords = amil_cnn_tile_coords(m, H, W, &n);
     int64_t shape[2] = {n, F}, coord_shape[2] = {n, 2};
     float *features = amil_record_put(r, "features", AMIL_F32, 2, shape)->data;
-    amil_cnn_featurize(m, w, pixels, W, coords, n, features);
+    amil_cnn_featurize(m, w, pixels, W, coords, n, NULL, features);
     memcpy(amil_record_put(r, "coords", AMIL_I32, 2, coord_shape)->data, coords,
            sizeof *coords * 2 * n);
     amil_record_set_metaf(r, "patch", "%d", m->size);
@@ -122,13 +122,9 @@ static int featurize_patches(const struct amil_cnn *m, struct amil_cnn_work *w,
                          amil_cnn_arch_name(m->arch), m->size, m->size, m->size);
     const uint8_t *pixels = p->data;   /* amil_record_put may move the tensors */
     int n = (int)p->shape[0], F = amil_cnn_feature_size(m);
-    size_t patch = (size_t)m->size * m->size * 3;
     int64_t shape[2] = {n, F};
     float *features = amil_record_put(r, "features", AMIL_F32, 2, shape)->data;
-    static const int32_t corner[2] = {0, 0};
-    for (int i = 0; i < n; i++)
-        amil_cnn_featurize(m, w, pixels + i * patch, m->size, corner, 1,
-                           features + (size_t)i * F);
+    amil_cnn_featurize(m, w, NULL, 0, NULL, n, pixels, features);
     return n;
 }
 

@@ -20,6 +20,9 @@
 
 /* ---- work buffers ------------------------------------------------------- */
 
+#define PANEL 64   /* a token linear's outputs packed at a time: a multiple
+                      of every set's lanes */
+
 static size_t layer_size(const struct amil_layer *l) { return (size_t)l->c * l->h * l->w; }
 
 /* Whether a convolution runs on the kernels' shifted products (stride 1 or
@@ -65,6 +68,55 @@ static int winograd_fits(const struct amil_cnn *m, const struct amil_kernels *k,
     return 1;
 }
 
+/* Whether a token linear runs on the kernels' product (outputs in lanes):
+ * frozen, its outputs a multiple of the lanes. */
+static int product_fits(const struct amil_cnn *m, const struct amil_kernels *k,
+                        const struct amil_layer *l)
+{
+    return l->op == AMIL_OP_TOKEN_LINEAR && k && l->param < m->trained && l->w % k->lanes == 0;
+}
+
+/* Whether layer i's output is needed only until its last reader has run:
+ * a layer below the features of a network without maps (a ViT), which no
+ * backward reaches.  Such outputs take turns in a few shared slots
+ * (ViT-B/16 at 8 tiles: 5 slots of 19 MB, not 146 buffers of 580 MB). */
+static int transient(const struct amil_cnn *m, int i)
+{
+    return m->cam_layer < 0 && i > 0 && i < m->features;
+}
+
+/* Each transient layer from `from` on gets a slot of w->slots (slot_of),
+ * one no layer still to be read holds; the slots are made here. */
+static void share_slots(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int from)
+{
+    int *last = amil_xcalloc(m->nlayers, sizeof *last), *busy = NULL;
+    size_t size = 0;
+    for (int i = from; i < m->nlayers; i++) {
+        const struct amil_layer *l = &m->layers[i];
+        last[l->input] = i;
+        if (l->input2 >= 0)
+            last[l->input2] = i;
+        if (transient(m, i) && layer_size(l) * B > size)
+            size = layer_size(l) * B;
+    }
+    busy = amil_xcalloc(m->nlayers, sizeof *busy);
+    for (int i = 0; i < m->nlayers; i++)
+        w->slot_of[i] = -1;
+    for (int i = from; i < m->nlayers; i++) {
+        if (!transient(m, i))
+            continue;
+        int s = 0;
+        while (s < w->nslots && busy[s] >= i)   /* a reader of its layer yet to run */
+            s++;
+        if (s == w->nslots)
+            w->slots[w->nslots++] = amil_xaligned(sizeof(float) * size);
+        busy[s] = last[i] > i ? last[i] : i;
+        w->slot_of[i] = s;
+        w->out[i] = w->slots[s];
+    }
+    free(last), free(busy);
+}
+
 /* Grows the buffers to B images, for the layers from `from` on (the head
  * alone needs no backbone's); im2col's buffers to the largest
  * convolution's one image. */
@@ -80,18 +132,27 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
     w->grad = amil_xcalloc(m->nlayers, sizeof *w->grad);
     w->argmax = amil_xcalloc(m->nlayers, sizeof *w->argmax);
     w->mask = amil_xcalloc(m->nlayers, sizeof *w->mask);
-    size_t cols = 1, padded = 1, shifted = 1, taps = 1, tiles = 1, products = 1;
-    w->winograd = amil_xcalloc(m->nlayers, sizeof *w->winograd);
-    w->winograd_of = amil_xcalloc(m->nlayers, sizeof *w->winograd_of);
+    size_t cols = 1, padded = 1, shifted = 1, taps = 1, tiles = 1, products = 1, packs = 1;
+    w->prepared = amil_xcalloc(m->nlayers, sizeof *w->prepared);
+    w->prepared_of = amil_xcalloc(m->nlayers, sizeof *w->prepared_of);
+    w->slots = amil_xcalloc(m->nlayers, sizeof *w->slots);
+    w->slot_of = amil_xcalloc(m->nlayers, sizeof *w->slot_of);
+    share_slots(m, w, B, from);
     for (int i = from; i < m->nlayers; i++) {
         const struct amil_layer *l = &m->layers[i];
         size_t n = layer_size(l) * B;
-        w->out[i] = amil_xmalloc(sizeof(float) * n);
-        w->grad[i] = amil_xmalloc(sizeof(float) * n);
+        if (w->slot_of[i] < 0) {
+            w->out[i] = amil_xaligned(sizeof(float) * n);
+            w->grad[i] = amil_xmalloc(sizeof(float) * n);
+        }
         if (l->op == AMIL_OP_MAXPOOL)
             w->argmax[i] = amil_xmalloc(sizeof(int32_t) * n);
         if (l->op == AMIL_OP_DROPOUT)
             w->mask[i] = amil_xmalloc(sizeof(float) * n);
+        if (product_fits(m, k, l)) {
+            size_t c = (size_t)m->layers[l->input].w * PANEL * amil_thread_count();
+            packs = c > packs ? c : packs;
+        }
         if (l->op == AMIL_OP_EMBED || l->op == AMIL_OP_SELF_ATTENTION) {
             /* one image's patches as rows, or one head's scores (T, T) */
             size_t c = l->op == AMIL_OP_EMBED ? layer_size(&m->layers[l->input])
@@ -125,23 +186,28 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
     w->tiles = amil_xmalloc(sizeof(float) * tiles);
     w->products = amil_xaligned(sizeof(float) * products);
     w->cols = amil_xmalloc(sizeof(float) * cols);
+    w->packs = amil_xaligned(sizeof(float) * packs);
     w->dcols = amil_xmalloc(sizeof(float) * cols);
 }
 
 void amil_cnn_work_free(struct amil_cnn_work *w)
 {
     for (int i = 0; w->out && i < w->nlayers; i++) {
-        free(w->out[i]);
+        if (w->slot_of[i] < 0)
+            free(w->out[i]);
         free(w->grad[i]);
         free(w->argmax[i]);
         free(w->mask[i]);
     }
     free(w->out), free(w->grad), free(w->argmax), free(w->mask);
+    for (int i = 0; i < w->nslots; i++)
+        free(w->slots[i]);
+    free(w->slots), free(w->slot_of);
     free(w->cols), free(w->dcols);
     free(w->padded), free(w->shifted), free(w->phase_weights);
-    for (int i = 0; w->winograd && i < w->nlayers; i++)
-        free(w->winograd[i]);
-    free(w->winograd), free(w->winograd_of), free(w->tiles), free(w->products);
+    for (int i = 0; w->prepared && i < w->nlayers; i++)
+        free(w->prepared[i]);
+    free(w->prepared), free(w->prepared_of), free(w->tiles), free(w->products), free(w->packs);
     memset(w, 0, sizeof *w);
 }
 
@@ -317,7 +383,7 @@ static void product_of_rows(void *ctx, int first, int end, int thread)
 {
     (void)thread;
     const struct product_pass *p = ctx;
-    p->k->product(p->out, p->x, p->x_stride, p->a, p->C, p->OC, first, end);
+    p->k->product(p->out, p->OC, p->x, p->x_stride, 1, p->a, NULL, p->C, p->OC, first, end);
 }
 
 static void winograd_conv(const struct amil_cnn *m, struct amil_cnn_work *w, int i,
@@ -327,16 +393,16 @@ static void winograd_conv(const struct amil_cnn *m, struct amil_cnn_work *w, int
     int C = in->c, OC = l->c;
     size_t N = (size_t)((in->h + 1) / 2) * ((in->w + 1) / 2), plane = (size_t)OC * C;
     const float *weight = PARAM(m, l, 0);
-    if (!w->winograd[i] || w->winograd_of[i] != weight) {
-        free(w->winograd[i]);
-        w->winograd[i] = amil_xaligned(sizeof(float) * 16 * plane);
-        winograd_weights(w->winograd[i], weight, OC, C);
-        w->winograd_of[i] = weight;
+    if (!w->prepared[i] || w->prepared_of[i] != weight) {
+        free(w->prepared[i]);
+        w->prepared[i] = amil_xaligned(sizeof(float) * 16 * plane);
+        winograd_weights(w->prepared[i], weight, OC, C);
+        w->prepared_of[i] = weight;
     }
     winograd_input(w->kernels, w->tiles, inp, C, in->h, in->w);
     for (int x = 0; x < 16; x++) {
         struct product_pass pass = {w->kernels, w->products + x * N * OC, w->tiles + x * C * N,
-                                    N, w->winograd[i] + x * plane, C, OC};
+                                    N, w->prepared[i] + x * plane, C, OC};
         amil_parallel((int)N, product_of_rows, &pass);
     }
     w->kernels->winograd_output(out, w->products, l->has_bias ? PARAM(m, l, 1) : NULL, OC,
@@ -362,6 +428,51 @@ static void embed(const struct amil_cnn *m, struct amil_cnn_work *w,
     const float *position = PARAM(m, l, 3);
     for (size_t j = 0; j < (size_t)T * D; j++)
         tokens[j] += position[j];
+}
+
+/* A token linear's outputs go a panel at a time: its weights' rows
+ * transposed into the thread's pack (C, PANEL), in cache, then every row
+ * through the product kernel; threads split the panels.  Weights read as
+ * the file has them: no copy of them kept, nothing made at first use. */
+
+struct linear_pass {
+    const struct amil_kernels *k;
+    float *out;             /* (rows, OC) */
+    const float *inp;       /* (rows, C) */
+    const float *weight, *bias;   /* (OC, C), (OC) */
+    float *packs;           /* per thread, (C, PANEL) */
+    int rows, C, OC;
+};
+
+static void linear_of_panels(void *ctx, int first, int end, int thread)
+{
+    const struct linear_pass *p = ctx;
+    float *pack = p->packs + (size_t)thread * p->C * PANEL;
+    for (int panel = first; panel < end; panel++) {
+        int o0 = panel * PANEL, P = p->OC - o0 < PANEL ? p->OC - o0 : PANEL;
+        /* pack (C, P) = rows o0 .. o0+P-1 of the weights transposed, in
+         * blocks of 16 × 16 */
+        for (int c0 = 0; c0 < p->C; c0 += 16)
+            for (int o = 0; o < P; o++)
+                for (int c = c0; c < p->C && c < c0 + 16; c++)
+                    pack[(size_t)c * P + o] = p->weight[(size_t)(o0 + o) * p->C + c];
+        p->k->product(p->out + o0, (size_t)p->OC, p->inp, 1, (size_t)p->C, pack, p->bias + o0,
+                      p->C, P, 0, p->rows);
+    }
+}
+
+/* out (rows, OC) = inp (rows, C) · weight (OC, C)ᵀ + bias on the product
+ * kernel.  At 197 × 768 × 2304 (a ViT-B/16 block's qkv) the kernel ran at
+ * 210 GFLOP/s on one core of a measured 231 peak, OpenBLAS's SGEMM
+ * (forced to Haswell) at 103. */
+static void token_linear(const struct amil_cnn *m, struct amil_cnn_work *w, int i, float *out,
+                         const float *inp, int rows)
+{
+    const struct amil_layer *l = &m->layers[i];
+    int C = m->layers[l->input].w, OC = l->w;
+    struct linear_pass pass = {w->kernels, out, inp, PARAM(m, l, 0), PARAM(m, l, 1), w->packs,
+                               rows, C, OC};
+    amil_parallel((OC + PANEL - 1) / PANEL, linear_of_panels, &pass);
 }
 
 /* out (D) = the class token of tokens (T, D), or the mean of the others */
@@ -454,7 +565,11 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
                                l->w, LAYERNORM_EPS);
         break;
     case AMIL_OP_TOKEN_LINEAR:
-        amil_linear_forward(out, inp, PARAM(m, l, 0), PARAM(m, l, 1), B * l->h, in->w, l->w);
+        if (product_fits(m, w->kernels, l))
+            token_linear(m, w, i, out, inp, B * l->h);
+        else
+            amil_linear_forward(out, inp, PARAM(m, l, 0), PARAM(m, l, 1), B * l->h, in->w,
+                                l->w);
         break;
     case AMIL_OP_SELF_ATTENTION:
         for (int b = 0; b < B; b++)

@@ -421,8 +421,8 @@ void mil_linear_back_of_groups(const struct amil_mil *m, struct amil_mil_work *w
         /* the last group's patches as rows: dP2 (count, flat) += dH (count,
          * L) · W (L, flat), the outputs in lanes, W read once */
         struct shifted_group sg = mil_shift_group(m, w, NULL, pass->n, --end, thread);
-        sg.k->product(sg.planes, w->dhl + end * m->hidden * lanes, lanes, W(m, FC_W),
-                      m->hidden, m->flat, 0, sg.count);
+        sg.k->product(sg.planes, m->flat, w->dhl + end * m->hidden * lanes, lanes, 1,
+                      W(m, FC_W), NULL, m->hidden, m->flat, 0, sg.count);
         mil_planes_to_lanes(&sg, w->dp2 + end * flat * lanes, flat, flat, 1);
     }
     w->kernels->dense(w->dp2 + first * flat * lanes, w->dhl + first * m->hidden * lanes,

@@ -464,26 +464,35 @@ static void transposes(void **state)
 
 /* The product against a double loop: row counts not a multiple of the
  * tile, channel counts one vector and several, a row range starting past 0
- * in a second call, as a second thread would. */
+ * in a second call, as a second thread would; x read down its columns
+ * (without a bias) and along its rows (with one). */
 static void product_check(const struct amil_kernels *k)
 {
     const int sizes[][3] = {{13, 70, 3}, {7, 5, 1}, {40, 64, 5}};   /* N, C, OC vectors */
-    for (int t = 0; t < 3; t++) {
-        int N = sizes[t][0], C = sizes[t][1], OC = sizes[t][2] * k->lanes;
-        size_t stride = (size_t)N + 3;   /* x's rows are longer than N */
-        float *x = lane_buffer((size_t)C * stride), *a = lane_buffer((size_t)C * OC);
+    for (int t = 0; t < 6; t++) {
+        int N = sizes[t % 3][0], C = sizes[t % 3][1], OC = sizes[t % 3][2] * k->lanes;
+        int by_rows = t >= 3;
+        /* x's rows (or columns) are longer than they need be */
+        size_t stride = by_rows ? (size_t)C + 3 : (size_t)N + 3;
+        size_t x_c = by_rows ? 1 : stride, x_n = by_rows ? stride : 1;
+        float *x = lane_buffer((size_t)(by_rows ? N : C) * stride);
+        float *a = lane_buffer((size_t)C * OC), *bias = by_rows ? lane_buffer(OC) : NULL;
         float *out = amil_xaligned(sizeof *out * N * OC);
         double *want = calloc((size_t)N * OC, sizeof *want);
-        k->product(out, x, stride, a, C, OC, 0, N / 2);
-        k->product(out, x, stride, a, C, OC, N / 2, N);
+        k->product(out, OC, x, x_c, x_n, a, bias, C, OC, 0, N / 2);
+        k->product(out, OC, x, x_c, x_n, a, bias, C, OC, N / 2, N);
         for (int n = 0; n < N; n++)
-            for (int o = 0; o < OC; o++)
+            for (int o = 0; o < OC; o++) {
+                want[(size_t)n * OC + o] = bias ? bias[o] : 0;
                 for (int c = 0; c < C; c++)
-                    want[(size_t)n * OC + o] += (double)x[c * stride + n] * a[(size_t)c * OC + o];
+                    want[(size_t)n * OC + o] +=
+                        (double)x[c * x_c + n * x_n] * a[(size_t)c * OC + o];
+            }
         char what[64];
-        snprintf(what, sizeof what, "product %dx%d by %dx%d", N, C, C, OC);
+        snprintf(what, sizeof what, "product %dx%d by %dx%d%s", N, C, C, OC,
+                 by_rows ? ", rows" : "");
         assert_true(report(k->name, what, want, out, (size_t)N * OC) < 1e-5);
-        free(x), free(a), free(out), free(want);
+        free(x), free(a), free(bias), free(out), free(want);
     }
 }
 
@@ -491,6 +500,54 @@ static void products(void **state)
 {
     (void)state;
     each_set(product_check);
+}
+
+/* ---- a transformer's elementwise work ------------------------------------- */
+
+/* GELU and softmax against double libm: values over the range that matters
+ * (and past e^x's clamp), a length not a multiple of any set's lanes, and
+ * each value's error relative to itself, not only to the largest. */
+static void elementwise_check(const struct amil_kernels *k)
+{
+    enum { N = 203 };
+    float x[N];
+    double want[N], worst = 0;
+    for (int i = 0; i < N; i++)
+        x[i] = -12 + 24.0f * i / (N - 1);
+    for (int i = 0; i < N; i++)
+        want[i] = 0.5 * x[i] * (1 + erf(x[i] / sqrt(2)));
+    k->gelu(x, N);
+    for (int i = 0; i < N; i++)   /* to 1e-7 of |x|, where GELU is about x or 0 */
+        worst = fmax(worst, fabs(x[i] - want[i]) / fmax(fabs(want[i]), 1e-7 * 12));
+    printf("# %-9s %-34s worst error %.2e\n", k->name, "gelu, 203 values", worst);
+    assert_true(worst < 2e-6);
+    /* two rows of scores: ordinary ones, and -200 to 2 (e^x underflows to 0
+     * at its start); the reference in double from each row's maximum */
+    float rows[2][N];
+    double e[2][N], sums[2] = {0}, top[2] = {-1e9, -1e9};
+    for (int i = 0; i < N; i++) {
+        rows[0][i] = (float)sin(i * 0.37) * 6, rows[1][i] = -200.0f + i;
+        for (int r = 0; r < 2; r++)
+            top[r] = fmax(top[r], rows[r][i]);
+    }
+    for (int r = 0; r < 2; r++)
+        for (int i = 0; i < N; i++)
+            sums[r] += e[r][i] = exp((double)rows[r][i] - top[r]);
+    k->softmax(&rows[0][0], 2, N);
+    worst = 0;
+    for (int r = 0; r < 2; r++)
+        for (int i = 0; i < N; i++) {
+            double p = e[r][i] / sums[r];
+            worst = fmax(worst, fabs(rows[r][i] - p) / fmax(p, 1e-30));
+        }
+    printf("# %-9s %-34s worst error %.2e\n", k->name, "softmax, 2 rows of 203", worst);
+    assert_true(worst < 1e-5);
+}
+
+static void elementwise(void **state)
+{
+    (void)state;
+    each_set(elementwise_check);
 }
 
 /* AMIL_ISA picks a set; an unknown name is an error, not a silent default. */
@@ -516,7 +573,7 @@ int main(void)
         cmocka_unit_test(shifted_convolution),
         cmocka_unit_test(shifted_dweight),
         cmocka_unit_test(transposes),
-        cmocka_unit_test(products),
+        cmocka_unit_test(products), cmocka_unit_test(elementwise),
         cmocka_unit_test(choice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
