@@ -51,7 +51,7 @@ for isa in $isas; do
         for arch in resnet18 vgg19; do
             af= ag= tf= tg=
             for ((r = 0; r < rounds; r++)); do
-                read -r a b gflop < <(AMIL_ISA=$isa taskset -c "$cores" "$build/cnn" \
+                read -r a b gflop _ < <(AMIL_ISA=$isa taskset -c "$cores" "$build/cnn" \
                     "$models/$arch.st" "$threads" "$seconds")
                 af=$(min "$a" "$af") ag=$(min "$b" "$ag")
                 read -r a b < <(taskset -c "$cores" "$python" bench/torch_cnn.py "$arch" \

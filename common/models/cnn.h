@@ -235,6 +235,8 @@ struct amil_cnn_work {
                                      products (16, OC, tiles) */
     float *packs;                 /* per thread, a token linear's panel of
                                      weights transposed (cnn_pass.c) */
+    double *seconds;              /* when not NULL, (nlayers): forward adds
+                                     the seconds each layer took (bench/) */
 };
 void amil_cnn_work_free(struct amil_cnn_work *w);
 

@@ -607,8 +607,12 @@ void amil_cnn_forward(const struct amil_cnn *m, struct amil_cnn_work *w,
             for (size_t j = 0; j < hw; j++)
                 plane[j] = table[c][px[3 * j]];
         }
-    for (int i = 1; i < m->nlayers; i++)
+    for (int i = 1; i < m->nlayers; i++) {
+        double start = w->seconds ? amil_seconds() : 0;
         forward_layer(m, w, i, B, rng);
+        if (w->seconds)
+            w->seconds[i] += amil_seconds() - start;
+    }
 }
 
 void amil_cnn_forward_head(const struct amil_cnn *m, struct amil_cnn_work *w,
