@@ -53,7 +53,10 @@ void amil_refuse_terminal(int force, const char *hint);
 
 void *amil_xmalloc(size_t n);   /* dies on failure, never returns NULL */
 void *amil_xcalloc(size_t n, size_t size);
-void *amil_xaligned(size_t n);  /* 64-byte aligned, for vectors; free() frees it */
+/* 64-byte aligned, for vectors (from 4 MiB up, on 2 MiB pages where the
+ * kernel has them); free() frees it */
+void *amil_xaligned(size_t n);
+#define AMIL_HUGE_PAGE ((size_t)2 << 20)
 void *amil_xrealloc(void *p, size_t n);
 char *amil_xstrdup(const char *s);
 

@@ -222,7 +222,15 @@ struct amil_cnn_work {
     int *slot_of;           /* per layer, its slot, or -1: its own buffers */
     int32_t **argmax;       /* per max-pool, the input offset of each winner */
     float **mask;           /* per dropout, 0 or 2 */
-    float *cols, *dcols;    /* one image's im2col and its gradient */
+    float *cols, *dcols;    /* one image's im2col and its gradient; a
+                               transformer's scratch, cols_size a thread */
+    size_t cols_size;
+    int serial;             /* 1: a worker's own work, which runs its layers in
+                               its thread alone (featurize's tiles split over
+                               the threads) */
+    struct amil_cnn_work *workers;   /* featurize's: one work per thread but
+                                        the first, made when needed */
+    int nworkers;
     float *padded, *shifted;      /* a convolution's padded input (one phase of
                                      it) and its output at the padded width */
     float *phase_weights;         /* a stride-2 phase's taps' weights (cnn_pass.c) */

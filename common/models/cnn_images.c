@@ -10,6 +10,7 @@
 #include <gsl/gsl_rng.h>
 
 #include "base/base.h"
+#include "compute/parallel.h"
 #include "models/cnn.h"
 #include "record/record.h"
 
@@ -80,11 +81,57 @@ int32_t *amil_cnn_tile_coords(const struct amil_cnn *m, int H, int W, int *n)
     return coords;
 }
 
+/* Tiles first .. end-1 of a featurize, one at a time, on the work of the
+ * thread (the first's is the caller's), run in that thread alone. */
+struct tiles_pass {
+    const struct amil_cnn *m;
+    struct amil_cnn_work *w;
+    const uint8_t *image, *tiles;
+    int W;
+    const int32_t *coords;
+    float *features;
+};
+
+static void featurize_tiles(void *ctx, int first, int end, int thread)
+{
+    const struct tiles_pass *p = ctx;
+    const struct amil_cnn *m = p->m;
+    struct amil_cnn_work *w = thread ? &p->w->workers[thread - 1] : p->w;
+    int T = m->size, F = amil_cnn_feature_size(m);
+    size_t side = (size_t)T * T * 3;
+    uint8_t *cut = p->image ? amil_xmalloc(side) : NULL;
+    w->serial = 1;
+    for (int i = first; i < end; i++) {
+        if (p->image)
+            amil_cnn_cut(cut, p->image, p->W, p->coords[2 * i], p->coords[2 * i + 1], T);
+        amil_cnn_forward(m, w, p->image ? cut : p->tiles + i * side, 1, NULL);
+        memcpy(p->features + (size_t)i * F, w->out[m->features], sizeof(float) * F);
+    }
+    w->serial = 0;
+    free(cut);
+}
+
 void amil_cnn_featurize(const struct amil_cnn *m, struct amil_cnn_work *w,
                         const uint8_t *image, int W, const int32_t *coords, int n,
                         const uint8_t *tiles, float *features)
 {
     int T = m->size, F = amil_cnn_feature_size(m), B = m->tiles_at_once;
+    int threads = amil_thread_count();
+    if (B == 1 && threads > 1 && n > 1) {
+        /* a CNN's tiles split over the threads, each tile alone through the
+         * whole network in one thread: the bytes of one thread, and no
+         * thread waits on another inside a layer */
+        if (w->nworkers < threads - 1) {
+            w->workers = amil_xrealloc(w->workers, sizeof *w->workers * (threads - 1));
+            memset(w->workers + w->nworkers, 0,
+                   sizeof *w->workers * (threads - 1 - w->nworkers));
+            w->nworkers = threads - 1;
+        }
+        amil_threads_to_lanes();   /* OpenBLAS (a last linear layer) on one */
+        struct tiles_pass pass = {m, w, image, tiles, W, coords, features};
+        amil_parallel(n, featurize_tiles, &pass);
+        return;
+    }
     size_t side = (size_t)T * T * 3;
     uint8_t *cut = image ? amil_xmalloc(side * B) : NULL;
     for (int i = 0; i < n; i += B) {

@@ -125,9 +125,17 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
     if (w->out && w->capacity >= B && w->nlayers == m->nlayers && w->from <= from)
         return;
     const struct amil_kernels *k = w->kernels ? w->kernels : amil_kernels();
+    /* what the buffers are not: whose thread runs them, and the workers' */
+    int serial = w->serial, nworkers = w->nworkers;
+    struct amil_cnn_work *workers = w->workers;
+    w->workers = NULL, w->nworkers = 0;
     amil_cnn_work_free(w);
+    w->serial = serial, w->workers = workers, w->nworkers = nworkers;
     w->kernels = k;
     w->capacity = B, w->nlayers = m->nlayers, w->from = from;
+    if (m->cam_layer < 0)   /* a transformer's threads split its images: the
+                               attention's small products stay on one */
+        amil_threads_to_lanes();
     w->out = amil_xcalloc(m->nlayers, sizeof *w->out);
     w->grad = amil_xcalloc(m->nlayers, sizeof *w->grad);
     w->argmax = amil_xcalloc(m->nlayers, sizeof *w->argmax);
@@ -185,7 +193,10 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
     w->phase_weights = amil_xmalloc(sizeof(float) * taps);
     w->tiles = amil_xmalloc(sizeof(float) * tiles);
     w->products = amil_xaligned(sizeof(float) * products);
-    w->cols = amil_xmalloc(sizeof(float) * cols);
+    /* a transformer's layers split images over the threads, each with its
+     * own scratch */
+    w->cols_size = cols;
+    w->cols = amil_xmalloc(sizeof(float) * cols * (m->cam_layer < 0 ? amil_thread_count() : 1));
     w->packs = amil_xaligned(sizeof(float) * packs);
     w->dcols = amil_xmalloc(sizeof(float) * cols);
 }
@@ -208,10 +219,23 @@ void amil_cnn_work_free(struct amil_cnn_work *w)
     for (int i = 0; w->prepared && i < w->nlayers; i++)
         free(w->prepared[i]);
     free(w->prepared), free(w->prepared_of), free(w->tiles), free(w->products), free(w->packs);
+    for (int i = 0; i < w->nworkers; i++)
+        amil_cnn_work_free(&w->workers[i]);
+    free(w->workers);
     memset(w, 0, sizeof *w);
 }
 
 /* ---- forward ------------------------------------------------------------ */
+
+/* amil_parallel, or every task in this thread when w is a worker's own
+ * (featurize's tiles split over the threads: one pool, one caller) */
+static void run(const struct amil_cnn_work *w, int tasks, amil_task_fn *fn, void *ctx)
+{
+    if (w->serial)
+        fn(ctx, 0, tasks, 0);
+    else
+        amil_parallel(tasks, fn, ctx);
+}
 
 #define PARAM(m, l, k) ((m)->params.at[(l)->param + (k)].data)
 
@@ -294,7 +318,7 @@ static void conv_shifted(const struct amil_cnn *m, struct amil_cnn_work *w,
                                   z->in_stride, phase_weight,
                                   l->has_bias ? PARAM(m, l, 1) : NULL, off, T, C, l->c,
                                   phase > 0};
-        amil_parallel((int)(z->positions / pass.k->shift_block), shift_of_blocks, &pass);
+        run(w, (int)(z->positions / pass.k->shift_block), shift_of_blocks, &pass);
     }
     for (int oc = 0; oc < l->c; oc++)
         for (int y = 0; y < l->h; y++)
@@ -403,7 +427,7 @@ static void winograd_conv(const struct amil_cnn *m, struct amil_cnn_work *w, int
     for (int x = 0; x < 16; x++) {
         struct product_pass pass = {w->kernels, w->products + x * N * OC, w->tiles + x * C * N,
                                     N, w->prepared[i] + x * plane, C, OC};
-        amil_parallel((int)N, product_of_rows, &pass);
+        run(w, (int)N, product_of_rows, &pass);
     }
     w->kernels->winograd_output(out, w->products, l->has_bias ? PARAM(m, l, 1) : NULL, OC,
                                 l->h, l->w);
@@ -414,16 +438,15 @@ static void winograd_conv(const struct amil_cnn *m, struct amil_cnn_work *w, int
 #define LAYERNORM_EPS 1e-6f   /* torchvision's and timm's ViTs' */
 
 /* tokens (T, D) of one image inp (C, H, W): the class token, then each
- * P×P patch (row by row) times the weights (D, C·P·P) plus bias; then
- * plus the positions (T, D) */
-static void embed(const struct amil_cnn *m, struct amil_cnn_work *w,
-                  const struct amil_layer *l, const struct amil_layer *in, float *tokens,
-                  const float *inp)
+ * P×P patch (row by row, into rows: scratch of C·H·W) times the weights
+ * (D, C·P·P) plus bias; then plus the positions (T, D) */
+static void embed(const struct amil_cnn *m, float *rows, const struct amil_layer *l,
+                  const struct amil_layer *in, float *tokens, const float *inp)
 {
     int P = l->kernel, T = l->h, D = l->w;
-    amil_patchify(w->cols, inp, in->c, in->h, in->w, P);
+    amil_patchify(rows, inp, in->c, in->h, in->w, P);
     memcpy(tokens, PARAM(m, l, 2), sizeof *tokens * D);
-    amil_linear_forward(tokens + D, w->cols, PARAM(m, l, 0), PARAM(m, l, 1), T - 1,
+    amil_linear_forward(tokens + D, rows, PARAM(m, l, 0), PARAM(m, l, 1), T - 1,
                         in->c * P * P, D);
     const float *position = PARAM(m, l, 3);
     for (size_t j = 0; j < (size_t)T * D; j++)
@@ -472,7 +495,7 @@ static void token_linear(const struct amil_cnn *m, struct amil_cnn_work *w, int 
     int C = m->layers[l->input].w, OC = l->w;
     struct linear_pass pass = {w->kernels, out, inp, PARAM(m, l, 0), PARAM(m, l, 1), w->packs,
                                rows, C, OC};
-    amil_parallel((OC + PANEL - 1) / PANEL, linear_of_panels, &pass);
+    run(w, (OC + PANEL - 1) / PANEL, linear_of_panels, &pass);
 }
 
 /* out (D) = the class token of tokens (T, D), or the mean of the others */
@@ -487,6 +510,56 @@ static void pool_tokens(float *out, const float *tokens, int T, int D, int pool)
         for (int t = 1; t < T; t++)
             sum += tokens[(size_t)t * D + d];
         out[d] = (float)(sum / (T - 1));
+    }
+}
+
+/* Layer i (a transformer's, but for its linears) over images first ..
+ * end-1, each alone, thread's scratch its part of w->cols: threads split
+ * the images. */
+struct image_pass {
+    const struct amil_cnn *m;
+    struct amil_cnn_work *w;
+    int i;
+};
+
+static void token_images(void *ctx, int first, int end, int thread)
+{
+    const struct image_pass *p = ctx;
+    const struct amil_cnn *m = p->m;
+    const struct amil_layer *l = &m->layers[p->i], *in = &m->layers[l->input];
+    float *scratch = p->w->cols + (size_t)thread * p->w->cols_size;
+    size_t per_in = layer_size(in), per_out = layer_size(l);
+    for (int b = first; b < end; b++) {
+        float *out = p->w->out[p->i] + b * per_out;
+        const float *inp = p->w->out[l->input] + b * per_in;
+        switch (l->op) {
+        case AMIL_OP_EMBED:
+            embed(m, scratch, l, in, out, inp);
+            break;
+        case AMIL_OP_LAYERNORM:
+            amil_layernorm_forward(out, inp, PARAM(m, l, 0), PARAM(m, l, 1), (size_t)l->h,
+                                   l->w, LAYERNORM_EPS);
+            break;
+        case AMIL_OP_SELF_ATTENTION:
+            amil_self_attention_forward(out, scratch, inp, l->h, l->w, l->kernel);
+            break;
+        case AMIL_OP_GELU:
+            memcpy(out, inp, sizeof *out * per_out);
+            amil_gelu_forward(out, per_out);
+            break;
+        case AMIL_OP_SCALE:
+            for (size_t j = 0; j < per_out; j++)
+                out[j] = inp[j] * PARAM(m, l, 0)[j % l->w];
+            break;
+        case AMIL_OP_POOL_TOKENS:
+            pool_tokens(out, inp, in->h, l->w, l->kernel);
+            break;
+        case AMIL_OP_ADD:
+            amil_add_forward(out, inp, p->w->out[l->input2] + b * per_out, per_out);
+            break;
+        default:
+            break;
+        }
     }
 }
 
@@ -554,39 +627,28 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
                 w->mask[i][j] = 1;
         break;
     case AMIL_OP_ADD:
-        amil_add_forward(out, inp, w->out[l->input2], n);
+        if (transient(m, i)) {   /* a transformer's: by image, as its other layers */
+            struct image_pass pass = {m, w, i};
+            run(w, B, token_images, &pass);
+        } else
+            amil_add_forward(out, inp, w->out[l->input2], n);
         break;
     case AMIL_OP_EMBED:
-        for (int b = 0; b < B; b++)
-            embed(m, w, l, in, out + b * per_out, inp + b * per_in);
-        break;
     case AMIL_OP_LAYERNORM:
-        amil_layernorm_forward(out, inp, PARAM(m, l, 0), PARAM(m, l, 1), (size_t)B * l->h,
-                               l->w, LAYERNORM_EPS);
+    case AMIL_OP_SELF_ATTENTION:
+    case AMIL_OP_GELU:
+    case AMIL_OP_SCALE:
+    case AMIL_OP_POOL_TOKENS: {
+        struct image_pass pass = {m, w, i};
+        run(w, B, token_images, &pass);
         break;
+    }
     case AMIL_OP_TOKEN_LINEAR:
         if (product_fits(m, w->kernels, l))
             token_linear(m, w, i, out, inp, B * l->h);
         else
             amil_linear_forward(out, inp, PARAM(m, l, 0), PARAM(m, l, 1), B * l->h, in->w,
                                 l->w);
-        break;
-    case AMIL_OP_SELF_ATTENTION:
-        for (int b = 0; b < B; b++)
-            amil_self_attention_forward(out + b * per_out, w->cols, inp + b * per_in, l->h,
-                                        l->w, l->kernel);
-        break;
-    case AMIL_OP_GELU:
-        memcpy(out, inp, sizeof *out * n);
-        amil_gelu_forward(out, n);
-        break;
-    case AMIL_OP_SCALE:
-        for (size_t j = 0; j < n; j++)
-            out[j] = inp[j] * PARAM(m, l, 0)[j % l->w];
-        break;
-    case AMIL_OP_POOL_TOKENS:
-        for (int b = 0; b < B; b++)
-            pool_tokens(out + b * per_out, inp + b * per_in, in->h, l->w, l->kernel);
         break;
     }
 }
