@@ -231,6 +231,8 @@ struct amil_cnn_work {
     struct amil_cnn_work *workers;   /* featurize's: one work per thread but
                                         the first, made when needed */
     int nworkers;
+    struct amil_cnn_work *owner;     /* a worker's: the work whose prepared
+                                        weights it reads (made before) */
     float *padded, *shifted;      /* a convolution's padded input (one phase of
                                      it) and its output at the padded width */
     float *phase_weights;         /* a stride-2 phase's taps' weights (cnn_pass.c) */
@@ -247,6 +249,9 @@ struct amil_cnn_work {
                                      the seconds each layer took (bench/) */
 };
 void amil_cnn_work_free(struct amil_cnn_work *w);
+/* Makes w's buffers for one image and every frozen layer's prepared
+ * weights, before threads read them (amil_cnn_featurize). */
+void amil_cnn_prepare(const struct amil_cnn *m, struct amil_cnn_work *w);
 
 /* Forward over images (B, H, W, C) u8, normalized as m->norm says; with
  * rng (a gsl_rng *), dropout is on (training), else off.  Leaves the class

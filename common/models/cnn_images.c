@@ -128,6 +128,9 @@ void amil_cnn_featurize(const struct amil_cnn *m, struct amil_cnn_work *w,
             w->nworkers = threads - 1;
         }
         amil_threads_to_lanes();   /* OpenBLAS (a last linear layer) on one */
+        amil_cnn_prepare(m, w);    /* the workers read its Winograd weights */
+        for (int t = 0; t < w->nworkers; t++)
+            w->workers[t].owner = w;
         struct tiles_pass pass = {m, w, image, tiles, W, coords, features};
         amil_parallel(n, featurize_tiles, &pass);
         return;

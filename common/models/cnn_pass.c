@@ -127,10 +127,10 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
     const struct amil_kernels *k = w->kernels ? w->kernels : amil_kernels();
     /* what the buffers are not: whose thread runs them, and the workers' */
     int serial = w->serial, nworkers = w->nworkers;
-    struct amil_cnn_work *workers = w->workers;
+    struct amil_cnn_work *workers = w->workers, *owner = w->owner;
     w->workers = NULL, w->nworkers = 0;
     amil_cnn_work_free(w);
-    w->serial = serial, w->workers = workers, w->nworkers = nworkers;
+    w->serial = serial, w->workers = workers, w->nworkers = nworkers, w->owner = owner;
     w->kernels = k;
     w->capacity = B, w->nlayers = m->nlayers, w->from = from;
     if (m->cam_layer < 0)   /* a transformer's threads split its images: the
@@ -338,10 +338,22 @@ static void conv_shifted(const struct amil_cnn *m, struct amil_cnn_work *w,
 
 /* U (16, C, OC) = G g Gᵀ of every kernel g (OC, C, 3, 3), transposed so
  * that the output channels are consecutive */
-static void winograd_weights(float *U, const float *weight, int OC, int C)
+struct winograd_pass {
+    float *U;
+    const float *weight;
+    int OC, C;
+};
+
+/* input channels c_first .. c_end-1 of U: threads split them */
+static void winograd_weights(void *ctx, int c_first, int c_end, int thread)
 {
+    (void)thread;
+    const struct winograd_pass *p = ctx;
+    float *U = p->U;
+    const float *weight = p->weight;
+    int OC = p->OC, C = p->C;
     size_t plane = (size_t)OC * C;
-    for (int c = 0; c < C; c++)   /* along U's rows, so that its stores stream */
+    for (int c = c_first; c < c_end; c++)   /* along U's rows, so that its stores stream */
         for (int oc = 0; oc < OC; oc++) {
             const float *g = weight + ((size_t)oc * C + c) * 9;
             double t[4][3], u[4][4];
@@ -410,23 +422,44 @@ static void product_of_rows(void *ctx, int first, int end, int thread)
     p->k->product(p->out, p->OC, p->x, p->x_stride, 1, p->a, NULL, p->C, p->OC, first, end);
 }
 
+/* Layer i's Winograd weights in w, made if they are not (or were made from
+ * other weights). */
+static const float *prepare_winograd(const struct amil_cnn *m, struct amil_cnn_work *w, int i)
+{
+    const struct amil_layer *l = &m->layers[i];
+    const float *weight = PARAM(m, l, 0);
+    if (!w->prepared[i] || w->prepared_of[i] != weight) {
+        int C = m->layers[l->input].c, OC = l->c;
+        free(w->prepared[i]);
+        w->prepared[i] = amil_xaligned(sizeof(float) * 16 * OC * C);
+        struct winograd_pass pass = {w->prepared[i], weight, OC, C};
+        run(w, C, winograd_weights, &pass);
+        w->prepared_of[i] = weight;
+    }
+    return w->prepared[i];
+}
+
+void amil_cnn_prepare(const struct amil_cnn *m, struct amil_cnn_work *w)
+{
+    fit(m, w, 1, 0);
+    size_t n_tiles;
+    for (int i = 1; i < m->nlayers; i++)
+        if (winograd_fits(m, w->kernels, &m->layers[i], &m->layers[m->layers[i].input],
+                          &n_tiles))
+            prepare_winograd(m, w, i);
+}
+
 static void winograd_conv(const struct amil_cnn *m, struct amil_cnn_work *w, int i,
                           float *out, const float *inp)
 {
     const struct amil_layer *l = &m->layers[i], *in = &m->layers[l->input];
     int C = in->c, OC = l->c;
     size_t N = (size_t)((in->h + 1) / 2) * ((in->w + 1) / 2), plane = (size_t)OC * C;
-    const float *weight = PARAM(m, l, 0);
-    if (!w->prepared[i] || w->prepared_of[i] != weight) {
-        free(w->prepared[i]);
-        w->prepared[i] = amil_xaligned(sizeof(float) * 16 * plane);
-        winograd_weights(w->prepared[i], weight, OC, C);
-        w->prepared_of[i] = weight;
-    }
+    const float *U = prepare_winograd(m, w->owner ? w->owner : w, i);
     winograd_input(w->kernels, w->tiles, inp, C, in->h, in->w);
     for (int x = 0; x < 16; x++) {
         struct product_pass pass = {w->kernels, w->products + x * N * OC, w->tiles + x * C * N,
-                                    N, w->prepared[i] + x * plane, C, OC};
+                                    N, U + x * plane, C, OC};
         run(w, (int)N, product_of_rows, &pass);
     }
     w->kernels->winograd_output(out, w->products, l->has_bias ? PARAM(m, l, 1) : NULL, OC,
