@@ -184,15 +184,15 @@ PY
 @test "backbones: two threads give one thread's bytes (a CNN's tiles, a ViT's panels and images)" {
     # a CNN splits its tiles over the threads, each tile whole in one; a
     # ViT splits each linear layer's outputs and its other layers' images,
-    # 8 tiles at a time: 15 patches (a stride of 112) are a batch of 8 and
-    # one of 7
-    bagify -p 224 -s 112 "$BREAKHIS" > "$T/bag"
-    recinfo "$T/bag" | grep -q "tensor patches U8 \[15, 224, 224, 3\]"
+    # 16 tiles at a time: 18 patches (a stride of 84) are a batch of 16 and
+    # one of 2
+    bagify -p 224 -s 84 "$BREAKHIS" > "$T/bag"
+    recinfo "$T/bag" | grep -q "tensor patches U8 \[18, 224, 224, 3\]"
     for arch in resnet18 vit_b_16; do
         cnnmodel "$arch" > "$T/model.st"
         featurize -j 1 -m "$T/model.st" "$T/bag" > "$T/one"
         featurize -j 2 -m "$T/model.st" "$T/bag" > "$T/two"
-        recinfo "$T/one" | grep -q "tensor features F32 \[15, "
+        recinfo "$T/one" | grep -q "tensor features F32 \[18, "
         cmp "$T/one" "$T/two"
     done
 }

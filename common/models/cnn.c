@@ -385,7 +385,7 @@ static int build_vit(struct builder *b, const struct vit_names *n, int width, in
     if (m->form.fc_norm)
         x = block_token_layer(b, AMIL_OP_LAYERNORM, n->fc_norm, NULL, NULL, NULL, x, 0, 0);
     m->cam_layer = -1;   /* no maps */
-    m->tiles_at_once = 8;
+    m->tiles_at_once = 16;
     m->features = x;
     m->trained = m->params.n;
     return x;

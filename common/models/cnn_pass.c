@@ -79,7 +79,7 @@ static int product_fits(const struct amil_cnn *m, const struct amil_kernels *k,
 /* Whether layer i's output is needed only until its last reader has run:
  * a layer below the features of a network without maps (a ViT), which no
  * backward reaches.  Such outputs take turns in a few shared slots
- * (ViT-B/16 at 8 tiles: 5 slots of 19 MB, not 146 buffers of 580 MB). */
+ * (ViT-B/16 at 8 tiles: 5 slots of 19 MB, not buffers of 580 MB). */
 static int transient(const struct amil_cnn *m, int i)
 {
     return m->cam_layer < 0 && i > 0 && i < m->features;
