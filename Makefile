@@ -42,7 +42,8 @@ PROGS   = bagify stitch reorg-breakhis recinfo featurize attend classify train e
 # DIR/NAME_ISA.o (names unique in the archive); the rest once.
 ISAS    = avx512 avx2 portable
 KERNEL_SRC = common/compute/kernels.c common/compute/kernels_shift.c \
-             common/compute/kernels_winograd.c common/compute/kernels_transformer.c
+             common/compute/kernels_winograd.c common/compute/kernels_transformer.c \
+             common/compute/kernels_bf16.c
 kernel_objs = $(foreach isa,$(ISAS),$(KERNEL_SRC:common/%.c=$(1)/%_$(isa).o))
 LIB_SRC = $(filter-out $(KERNEL_SRC),$(wildcard common/*/*.c))
 # every header: a change to one rebuilds everything (the library is small)

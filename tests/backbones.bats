@@ -196,3 +196,45 @@ PY
         cmp "$T/one" "$T/two"
     done
 }
+
+@test "backbones: --precision bf16 runs a ViT's linear layers in bfloat16, where the CPU can" {
+    "$py" -c 'import torch, PIL' 2>/dev/null || skip "python3-torch is missing: not checked"
+    # timm's base layout, LayerScale and the mean: every kind of layer
+    "$py" "$BATS_TEST_DIRNAME/torch/timm_vit.py" "$T" "$BREAKHIS" 768 12 12 1 avg 0
+    bagify -p 224 -s 84 "$BREAKHIS" > "$T/bag"
+    tried=0
+    for isa in avx512 avx2 portable; do
+        if ! AMIL_ISA=$isa featurize -m "$T/timm.st" --precision bf16 "$T/bag" \
+            2> "$T/err" > "$T/bf16"; then
+            # refused, with nothing written, where there is no bfloat16
+            grep -Eq "AMIL_ISA=$isa: this CPU cannot run it|precision bf16: (the $isa kernels have no bfloat16 path|this CPU has no AVX512_BF16)" "$T/err"
+            assert_empty "$T/bf16"
+            continue
+        fi
+        AMIL_ISA=$isa featurize -m "$T/timm.st" "$T/bag" > "$T/f32"
+        # each tile's features against float32's: cosine at least 0.999
+        recinfo -t features "$T/bf16" > "$T/a"
+        recinfo -t features "$T/f32" > "$T/b"
+        run "$py" -c '
+import sys, numpy as np
+a, b = np.loadtxt(sys.argv[1]), np.loadtxt(sys.argv[2])
+cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+print("bf16 against f32, 18 tiles: cosine from %.6f to %.6f" % (cos.min(), cos.max()))
+assert a.shape == (18, 768) and cos.min() >= 0.999 and np.abs(a - b).max() > 0' "$T/a" "$T/b"
+        echo "$output"
+        [ "$status" -eq 0 ]
+        # other features, another fingerprint
+        [ "$(recinfo "$T/bf16" | grep features_by)" != "$(recinfo "$T/f32" | grep features_by)" ]
+        tried=$((tried + 1))
+    done
+    # a CNN has no bfloat16 path
+    cnnmodel resnet18 > "$T/r18.st"
+    run bash -c "featurize -m '$T/r18.st' --precision bf16 '$T/bag' > '$T/out'"
+    [ "$status" -eq 1 ]
+    [ "$output" = "featurize: $T/r18.st: precision bf16: only a ViT's linear layers have it; resnet18 runs in f32" ]
+    assert_empty "$T/out"
+    # where the CPU has it, it ran
+    if grep -qw avx512_bf16 /proc/cpuinfo; then
+        [ "$tried" -ge 1 ]
+    fi
+}

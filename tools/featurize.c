@@ -24,7 +24,7 @@
 
 static const char usage_text[] =
     "usage: featurize -m MODEL [-k] [-j THREADS] [--trunc] [--pool token|avg]\n"
-    "                 [--force] [FILE]\n"
+    "                 [--precision f32|bf16] [--force] [FILE]\n"
     "  -m, --model MODEL    the model (from train, or a PyTorch state_dict):\n"
     "                       attention-MIL, or a vgg19, resnet18, resnet50 or\n"
     "                       ViT backbone (torchvision's or timm's)\n"
@@ -33,6 +33,8 @@ static const char usage_text[] =
     "      --trunc          resnet50 through layer3: CLAM's 1024 features\n"
     "      --pool HOW       a ViT's features: the class token, or the mean of\n"
     "                       the patch tokens [as the file says, else token]\n"
+    "      --precision P    a ViT's linear layers in f32 or bf16 (AVX512_BF16)\n"
+    "                       [f32]\n"
     "      --force          write records even to a terminal\n"
     "  -h, --help           this help\n";
 

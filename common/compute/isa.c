@@ -48,3 +48,5 @@ const struct amil_kernels *amil_kernels(void)
     amil_fail("AMIL_ISA=%s: not avx512, avx2 or portable", wanted);
     return NULL;
 }
+
+int amil_cpu_has_bf16(void) { return __builtin_cpu_supports("avx512bf16"); }

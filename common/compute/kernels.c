@@ -347,6 +347,10 @@ const struct amil_kernels NAME(amil_kernels) = {
     .conv_shift_dweight = NAME(conv_shift_dweight),
     .transpose = NAME(transpose),
     .product = NAME(product),
+#if LANES == 16
+    .product_bf16 = NAME(product_bf16),
+    .to_bf16 = NAME(to_bf16),
+#endif
     .gelu = NAME(gelu),
     .softmax = NAME(softmax),
     .winograd_input_row = NAME(winograd_input_row),

@@ -101,6 +101,18 @@ struct amil_kernels {
      * of lanes; out 64-byte aligned. */
     void (*product)(float *out, size_t out_stride, const float *x, size_t x_c, size_t x_n,
                     const float *a, const float *bias, int C, int OC, int n_first, int n_end);
+    /* The product in bfloat16 (kernels_bf16.c), NULL in a set without it
+     * (only AVX-512's has it, and only a CPU with AVX512_BF16 runs it:
+     * amil_cpu_has_bf16): out (N, OC) rows n_first .. n_end-1, out_stride
+     * apart, = bias (or 0) + Σ over pairs p of x[n·x_stride + 2p + k] ·
+     * a[p·a_stride + 2o + k], k = 0, 1: x's rows and a's rows of pairs
+     * (C/2, OC, 2) in bfloat16, the sums in float32.  OC a multiple of 16;
+     * out 64-byte aligned.  to_bf16: dst (n) = src rounded to the nearest
+     * bfloat16, ties to even. */
+    void (*product_bf16)(float *out, size_t out_stride, const uint16_t *x, size_t x_stride,
+                         const uint16_t *a, size_t a_stride, const float *bias, int pairs,
+                         int OC, int n_first, int n_end);
+    void (*to_bf16)(uint16_t *dst, const float *src, size_t n);
     /* A transformer's elementwise work (kernels_transformer.c): x (n) =
      * GELU(x) in place, Φ within 2e-7 of itself (erfc's Chebyshev fit);
      * each of rows rows of x (rows, n) softmaxed in place, e^x within 2e-7. */
@@ -139,6 +151,8 @@ struct amil_kernels {
  * this CPU cannot run it or the name is unknown), else the best available.
  * Chosen once. */
 const struct amil_kernels *amil_kernels(void);
+/* Whether this CPU has AVX512_BF16 (vdpbf16ps), which product_bf16 needs. */
+int amil_cpu_has_bf16(void);
 /* Every set this CPU can run, best first; returns how many (at most 3). */
 int amil_kernels_available(const struct amil_kernels **sets);
 

@@ -115,6 +115,8 @@ KERNEL(conv_shift_dweight);
 KERNEL(transpose);
 KERNEL(product);
 KERNEL(gelu);
+KERNEL(product_bf16);
+KERNEL(to_bf16);
 KERNEL(softmax);
 KERNEL(winograd_input_row);
 KERNEL(winograd_output);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/base.h"
+#include "compute/kernels.h"
 #include "compute/nn.h"
 #include "models/cnn.h"
 #include "record/record.h"
@@ -477,7 +478,7 @@ int amil_cnn_init(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, int 
 int amil_cnn_form_of(enum amil_cnn_arch arch, const struct amil_record *r,
                      struct amil_cnn_form *form)
 {
-    *form = (struct amil_cnn_form){AMIL_POOL_TOKEN, 0, 0};
+    *form = (struct amil_cnn_form){AMIL_POOL_TOKEN, 0, 0, 0};
     const char *pool = amil_record_meta(r, "global_pool");
     if (pool && !is_vit(arch))
         return amil_fail("global_pool '%s': %s has no tokens to pool", pool, archs[arch].name);
@@ -494,13 +495,26 @@ int amil_cnn_form_of(enum amil_cnn_arch arch, const struct amil_record *r,
         return amil_fail("global_pool '%s': not token or avg", pool);
     if (form->fc_norm && form->pool == AMIL_POOL_TOKEN)
         return amil_fail("global_pool 'token', but the file's fc_norm follows a mean");
+    const char *precision = amil_record_meta(r, "precision");
+    if (precision && strcmp(precision, "bf16") != 0 && strcmp(precision, "f32") != 0)
+        return amil_fail("precision '%s': not f32 or bf16", precision);
+    form->bf16 = precision && strcmp(precision, "bf16") == 0;
+    if (form->bf16 && !is_vit(arch))
+        return amil_fail("precision bf16: only a ViT's linear layers have it; %s runs in f32",
+                         archs[arch].name);
+    const struct amil_kernels *k = form->bf16 ? amil_kernels() : NULL;
+    if (form->bf16 && (!k || !k->product_bf16))
+        return amil_fail("precision bf16: the %s kernels have no bfloat16 path (AVX-512 has)",
+                         k ? k->name : "chosen");
+    if (form->bf16 && !amil_cpu_has_bf16())
+        return amil_fail("precision bf16: this CPU has no AVX512_BF16");
     return 0;
 }
 
 int amil_cnn_start(struct amil_cnn *m, enum amil_cnn_arch arch, int classes,
                    unsigned long seed, enum amil_norm norm, const char *weights, int keep_norm)
 {
-    struct amil_cnn_form form = {AMIL_POOL_TOKEN, 0, 0};
+    struct amil_cnn_form form = {AMIL_POOL_TOKEN, 0, 0, 0};
     if (weights) {
         struct amil_record r;
         if (amil_record_load(weights, &r) < 0)
@@ -570,6 +584,8 @@ void amil_cnn_to_record(const struct amil_cnn *m, struct amil_record *r)
     amil_record_set_meta(r, "normalization", amil_norm_name(m->norm));
     if (is_vit(m->arch))
         amil_record_set_meta(r, "global_pool", m->form.pool == AMIL_POOL_AVG ? "avg" : "token");
+    if (m->form.bf16)
+        amil_record_set_meta(r, "precision", "bf16");
     amil_params_to_record(&m->params, r);
 }
 
@@ -688,7 +704,8 @@ uint64_t amil_cnn_features_fingerprint(const struct amil_cnn *m)
 {
     /* the pixels' normalization makes the features too, and a ViT's pool */
     return amil_params_fingerprint(&m->params, 0, m->trained,
-                                   (uint64_t)m->norm | (uint64_t)m->form.pool << 8);
+                                   (uint64_t)m->norm | (uint64_t)m->form.pool << 8 |
+                                       (uint64_t)m->form.bf16 << 9);
 }
 
 int amil_cnn_take_weights(struct amil_cnn *m, struct amil_record *r)

@@ -109,6 +109,9 @@ struct amil_cnn_form {
     enum amil_cnn_pool pool;
     int layer_scale;        /* timm's blocks scale their branches (ls1, ls2) */
     int fc_norm;            /* timm's fc_norm: the LayerNorm after the mean */
+    int bf16;               /* a ViT's linear layers in bfloat16 (its weights
+                               rounded once, the sums in float32): metadata
+                               precision = "bf16", featurize --precision */
 };
 
 struct amil_cnn {
@@ -147,7 +150,9 @@ int amil_cnn_init(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, int 
  * has LayerScale when r has blocks.0.ls1.gamma and fc_norm when it has
  * fc_norm.weight; a ViT pools as r's global_pool metadata says ("token"
  * or "avg", timm's words), else by the mean where it has an fc_norm, else
- * by the class token.  0, or -1 with a message. */
+ * by the class token; precision "bf16" (a ViT's, where the CPU has
+ * AVX512_BF16 and AMIL_ISA allows AVX-512) or "f32".  0, or -1 with a
+ * message. */
 int amil_cnn_form_of(enum amil_cnn_arch arch, const struct amil_record *r,
                      struct amil_cnn_form *form);
 /* A network to train: amil_cnn_init at the architecture's own size, in
@@ -240,12 +245,14 @@ struct amil_cnn_work {
     float **prepared;             /* per frozen layer whose kernel wants its
                                      weights in another form, that form, made
                                      at first use: a 3×3 convolution's
-                                     Winograd transform (16, C, OC) */
+                                     Winograd transform (16, C, OC), a
+                                     token linear's bfloat16 (C/2, OC, 2) */
     const float **prepared_of;    /* the weights each was made from */
     float *tiles, *products;      /* transformed input (16, C, tiles) and
                                      products (16, OC, tiles) */
     float *packs;                 /* per thread, a token linear's panel of
                                      weights transposed (cnn_pass.c) */
+    uint16_t *bf16_rows;          /* a token linear's input in bfloat16 */
     double *seconds;              /* when not NULL, (nlayers): forward adds
                                      the seconds each layer took (bench/) */
 };

@@ -381,6 +381,6 @@ const struct amil_model_ops amil_cnn_model = {
     .cam_layer = cam_layer,
     .gradcam_image = gradcam_image,
     .noun = "a CNN model",
-    .settings = "trunc global_pool",
+    .settings = "trunc global_pool precision",
     .train = &train,
 };

@@ -141,6 +141,7 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
     w->argmax = amil_xcalloc(m->nlayers, sizeof *w->argmax);
     w->mask = amil_xcalloc(m->nlayers, sizeof *w->mask);
     size_t cols = 1, padded = 1, shifted = 1, taps = 1, tiles = 1, products = 1, packs = 1;
+    size_t bf16_rows = 1;
     w->prepared = amil_xcalloc(m->nlayers, sizeof *w->prepared);
     w->prepared_of = amil_xcalloc(m->nlayers, sizeof *w->prepared_of);
     w->slots = amil_xcalloc(m->nlayers, sizeof *w->slots);
@@ -160,6 +161,8 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
         if (product_fits(m, k, l)) {
             size_t c = (size_t)m->layers[l->input].w * PANEL * amil_thread_count();
             packs = c > packs ? c : packs;
+            c = layer_size(&m->layers[l->input]) * B;   /* its input in bfloat16 */
+            bf16_rows = c > bf16_rows ? c : bf16_rows;
         }
         if (l->op == AMIL_OP_EMBED || l->op == AMIL_OP_SELF_ATTENTION) {
             /* one image's patches as rows, or one head's scores (T, T) */
@@ -198,6 +201,7 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
     w->cols_size = cols;
     w->cols = amil_xmalloc(sizeof(float) * cols * (m->cam_layer < 0 ? amil_thread_count() : 1));
     w->packs = amil_xaligned(sizeof(float) * packs);
+    w->bf16_rows = m->form.bf16 ? amil_xaligned(sizeof(uint16_t) * bf16_rows) : NULL;
     w->dcols = amil_xmalloc(sizeof(float) * cols);
 }
 
@@ -219,6 +223,7 @@ void amil_cnn_work_free(struct amil_cnn_work *w)
     for (int i = 0; w->prepared && i < w->nlayers; i++)
         free(w->prepared[i]);
     free(w->prepared), free(w->prepared_of), free(w->tiles), free(w->products), free(w->packs);
+    free(w->bf16_rows);
     for (int i = 0; i < w->nworkers; i++)
         amil_cnn_work_free(&w->workers[i]);
     free(w->workers);
@@ -521,9 +526,60 @@ static void linear_of_panels(void *ctx, int first, int end, int thread)
  * kernel.  At 197 × 768 × 2304 (a ViT-B/16 block's qkv) the kernel ran at
  * 210 GFLOP/s on one core of a measured 231 peak, OpenBLAS's SGEMM
  * (forced to Haswell) at 103. */
+/* The bfloat16 path: the weights rounded once (w->prepared[i], pairs of
+ * input channels, (C/2, OC, 2)), the input each time (w->bf16_rows);
+ * threads split the panels as in f32, with nothing to pack. */
+struct bf16_pass {
+    const struct amil_kernels *k;
+    float *out;
+    const uint16_t *x, *a;
+    const float *bias;
+    int rows, C, OC;
+};
+
+static void bf16_of_panels(void *ctx, int first, int end, int thread)
+{
+    (void)thread;
+    const struct bf16_pass *p = ctx;
+    for (int panel = first; panel < end; panel++) {
+        int o0 = panel * PANEL, P = p->OC - o0 < PANEL ? p->OC - o0 : PANEL;
+        p->k->product_bf16(p->out + o0, (size_t)p->OC, p->x, (size_t)p->C, p->a + 2 * o0,
+                           2 * (size_t)p->OC, p->bias + o0, p->C / 2, P, 0, p->rows);
+    }
+}
+
+static void token_linear_bf16(const struct amil_cnn *m, struct amil_cnn_work *w, int i,
+                              float *out, const float *inp, int rows)
+{
+    const struct amil_layer *l = &m->layers[i];
+    int C = m->layers[l->input].w, OC = l->w;
+    const float *weight = PARAM(m, l, 0);
+    if (!w->prepared[i] || w->prepared_of[i] != weight) {
+        free(w->prepared[i]);
+        float *row = amil_xmalloc(sizeof *row * OC * 2);
+        uint16_t *a = (uint16_t *)(w->prepared[i] = amil_xaligned(sizeof(uint16_t) * C * OC));
+        for (int p = 0; p < C / 2; p++) {   /* a[p][o][k] = weight[o][2p + k] */
+            for (int o = 0; o < OC; o++)
+                row[2 * o] = weight[(size_t)o * C + 2 * p],
+                row[2 * o + 1] = weight[(size_t)o * C + 2 * p + 1];
+            w->kernels->to_bf16(a + (size_t)p * OC * 2, row, (size_t)OC * 2);
+        }
+        free(row);
+        w->prepared_of[i] = weight;
+    }
+    w->kernels->to_bf16(w->bf16_rows, inp, (size_t)rows * C);
+    struct bf16_pass pass = {w->kernels, out, w->bf16_rows, (const uint16_t *)w->prepared[i],
+                             PARAM(m, l, 1), rows, C, OC};
+    run(w, (OC + PANEL - 1) / PANEL, bf16_of_panels, &pass);
+}
+
 static void token_linear(const struct amil_cnn *m, struct amil_cnn_work *w, int i, float *out,
                          const float *inp, int rows)
 {
+    if (m->form.bf16) {
+        token_linear_bf16(m, w, i, out, inp, rows);
+        return;
+    }
     const struct amil_layer *l = &m->layers[i];
     int C = m->layers[l->input].w, OC = l->w;
     struct linear_pass pass = {w->kernels, out, inp, PARAM(m, l, 0), PARAM(m, l, 1), w->packs,

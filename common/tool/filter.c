@@ -17,7 +17,8 @@ struct amil_filter amil_filter_args(int argc, char **argv, unsigned takes, const
     amil_usage_is(usage);
     struct amil_filter f = {.threads = 1};
     static const char *const pools[] = {"token", "avg", NULL};
-    int pool = -1;
+    static const char *const precisions[] = {"f32", "bf16", NULL};
+    int pool = -1, precision = -1;
     /* every option is known to all three, so that abbreviations mean the
      * same everywhere, and refused where it does not belong */
     struct amil_opt options[] = {
@@ -28,6 +29,7 @@ struct amil_filter amil_filter_args(int argc, char **argv, unsigned takes, const
         AMIL_FLAG("force", 0, &f.force),
         AMIL_FLAG("trunc", 0, &f.trunc),
         AMIL_CHOICE("pool", 0, &pool, pools),
+        AMIL_CHOICE("precision", 0, &precision, precisions),
         AMIL_OPTIONS_END};
     optind = amil_options_as(argc, argv, options, AMIL_OPTS_SAY_UNKNOWN);
     if (f.table && !(takes & AMIL_FILTER_TABLE))
@@ -37,6 +39,9 @@ struct amil_filter amil_filter_args(int argc, char **argv, unsigned takes, const
     if (pool >= 0 && !(takes & AMIL_FILTER_BACKBONE))
         amil_misuse("unknown option --pool");
     f.pool = pool >= 0 ? pools[pool] : NULL;
+    if (precision >= 0 && !(takes & AMIL_FILTER_BACKBONE))
+        amil_misuse("unknown option --precision");
+    f.precision = precision >= 0 ? precisions[precision] : NULL;
     if (!f.model)
         amil_misuse("no model: give -m MODEL");
     if (f.table && f.keep)
@@ -51,7 +56,9 @@ struct amil_filter amil_filter_args(int argc, char **argv, unsigned takes, const
 
 void amil_filter_model(const struct amil_filter *f, struct amil_model *m)
 {
-    const char *const settings[] = {"trunc", f->trunc ? "layer3" : NULL, "global_pool", f->pool,
+    const char *const settings[] = {"trunc",     f->trunc ? "layer3" : NULL,
+                                    "global_pool", f->pool,
+                                    "precision", f->precision,
                                     NULL};
     if (amil_model_load_with(m, f->model, settings) < 0)
         amil_die("%s", amil_error());

@@ -12,12 +12,13 @@ struct amil_filter {
     int force;              /* --force: records even to a terminal */
     int trunc;              /* --trunc: a resnet50 through layer3 (featurize) */
     const char *pool;       /* --pool token|avg: a ViT's pooling, or NULL */
+    const char *precision;  /* --precision f32|bf16, or NULL */
 };
 
 /* What a filter takes beyond -m, -k, -j and --force. */
 enum {
     AMIL_FILTER_TABLE = 1,     /* -t (classify) */
-    AMIL_FILTER_BACKBONE = 2   /* --trunc and --pool (featurize) */
+    AMIL_FILTER_BACKBONE = 2   /* --trunc, --pool and --precision (featurize) */
 };
 
 /* Parses -m MODEL [-k] [-j N] [--force] [-h] [FILE] and what takes
