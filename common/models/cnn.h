@@ -239,6 +239,9 @@ struct amil_cnn_work {
     int nworkers;
     struct amil_cnn_work *owner;     /* a worker's: the work whose prepared
                                         weights it reads (made before) */
+    int forward_only;       /* set by its user: no backward will run, so the
+                               outputs below the features share slots */
+    int fit_forward_only;   /* what the buffers were made for */
     float *padded, *shifted;      /* a convolution's padded input (one phase of
                                      it) and its output at the padded width */
     float *phase_weights;         /* a stride-2 phase's taps' weights (cnn_pass.c) */

@@ -117,6 +117,7 @@ void amil_cnn_featurize(const struct amil_cnn *m, struct amil_cnn_work *w,
 {
     int T = m->size, F = amil_cnn_feature_size(m), B = m->tiles_at_once;
     int threads = amil_thread_count();
+    w->forward_only = 1;   /* features: nothing below them is read again */
     if (B == 1 && threads > 1 && n > 1) {
         /* a CNN's tiles split over the threads, each tile alone through the
          * whole network in one thread: the bytes of one thread, and no
@@ -130,7 +131,7 @@ void amil_cnn_featurize(const struct amil_cnn *m, struct amil_cnn_work *w,
         amil_threads_to_lanes();   /* OpenBLAS (a last linear layer) on one */
         amil_cnn_prepare(m, w);    /* the workers read its Winograd weights */
         for (int t = 0; t < w->nworkers; t++)
-            w->workers[t].owner = w;
+            w->workers[t].owner = w, w->workers[t].forward_only = 1;
         struct tiles_pass pass = {m, w, image, tiles, W, coords, features};
         amil_parallel(n, featurize_tiles, &pass);
         return;

@@ -78,11 +78,12 @@ static int product_fits(const struct amil_cnn *m, const struct amil_kernels *k,
 
 /* Whether layer i's output is needed only until its last reader has run:
  * a layer below the features of a network without maps (a ViT), which no
- * backward reaches.  Such outputs take turns in a few shared slots
- * (ViT-B/16 at 8 tiles: 5 slots of 19 MB, not buffers of 580 MB). */
-static int transient(const struct amil_cnn *m, int i)
+ * backward reaches, or of any network whose work only runs forward
+ * (featurize's).  Such outputs take turns in a few shared slots (ViT-B/16
+ * at 8 tiles: 5 slots of 19 MB, not buffers of 580 MB). */
+static int transient(const struct amil_cnn *m, const struct amil_cnn_work *w, int i)
 {
-    return m->cam_layer < 0 && i > 0 && i < m->features;
+    return (m->cam_layer < 0 || w->forward_only) && i > 0 && i < m->features;
 }
 
 /* Each transient layer from `from` on gets a slot of w->slots (slot_of),
@@ -96,14 +97,14 @@ static void share_slots(const struct amil_cnn *m, struct amil_cnn_work *w, int B
         last[l->input] = i;
         if (l->input2 >= 0)
             last[l->input2] = i;
-        if (transient(m, i) && layer_size(l) * B > size)
+        if (transient(m, w, i) && layer_size(l) * B > size)
             size = layer_size(l) * B;
     }
     busy = amil_xcalloc(m->nlayers, sizeof *busy);
     for (int i = 0; i < m->nlayers; i++)
         w->slot_of[i] = -1;
     for (int i = from; i < m->nlayers; i++) {
-        if (!transient(m, i))
+        if (!transient(m, w, i))
             continue;
         int s = 0;
         while (s < w->nslots && busy[s] >= i)   /* a reader of its layer yet to run */
@@ -122,17 +123,20 @@ static void share_slots(const struct amil_cnn *m, struct amil_cnn_work *w, int B
  * convolution's one image. */
 static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int from)
 {
-    if (w->out && w->capacity >= B && w->nlayers == m->nlayers && w->from <= from)
+    if (w->out && w->capacity >= B && w->nlayers == m->nlayers && w->from <= from &&
+        w->fit_forward_only == w->forward_only)
         return;
     const struct amil_kernels *k = w->kernels ? w->kernels : amil_kernels();
     /* what the buffers are not: whose thread runs them, and the workers' */
-    int serial = w->serial, nworkers = w->nworkers;
+    int serial = w->serial, nworkers = w->nworkers, forward_only = w->forward_only;
     struct amil_cnn_work *workers = w->workers, *owner = w->owner;
     w->workers = NULL, w->nworkers = 0;
     amil_cnn_work_free(w);
     w->serial = serial, w->workers = workers, w->nworkers = nworkers, w->owner = owner;
+    w->forward_only = forward_only;
     w->kernels = k;
     w->capacity = B, w->nlayers = m->nlayers, w->from = from;
+    w->fit_forward_only = w->forward_only;
     if (m->cam_layer < 0)   /* a transformer's threads split its images: the
                                attention's small products stay on one */
         amil_threads_to_lanes();
@@ -716,7 +720,8 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
                 w->mask[i][j] = 1;
         break;
     case AMIL_OP_ADD:
-        if (transient(m, i)) {   /* a transformer's: by image, as its other layers */
+        if (m->cam_layer < 0 && i < m->features) {   /* a transformer's: by image, as
+                                                        its other layers */
             struct image_pass pass = {m, w, i};
             run(w, B, token_images, &pass);
         } else
