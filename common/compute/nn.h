@@ -152,10 +152,14 @@ void amil_gelu_forward_reference(float *x, size_t n);
 /* out (T, D) = multi-head self-attention of one sequence: for each of
  * heads heads of d = D / heads columns, softmax(Q Kᵀ / √d) V, where Q, K
  * and V are that head's columns of the thirds of qkv (T, 3D) (PyTorch's
- * in_proj and timm's qkv both stack them so); scores is scratch of T·T.
- * The softmax runs on the kernels (e^x within 2e-7). */
-void amil_self_attention_forward(float *out, float *scores, const float *qkv, int T, int D,
+ * in_proj and timm's qkv both stack them so); scratch holds
+ * amil_self_attention_scratch() floats.  With out and scratch 64-byte
+ * aligned and the heads' columns a multiple of the lanes, its products
+ * run on the kernels' (else on BLAS); the softmax on the kernels (e^x
+ * within 2e-7). */
+void amil_self_attention_forward(float *out, float *scratch, const float *qkv, int T, int D,
                                  int heads);
+size_t amil_self_attention_scratch(int T, int D, int heads);
 void amil_self_attention_forward_reference(float *out, const float *qkv, int T, int D,
                                            int heads);
 

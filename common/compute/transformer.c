@@ -2,6 +2,7 @@
  * embedding, LayerNorm, GELU, multi-head self-attention), forward only:
  * they serve frozen encoders, which nothing trains through. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,12 +61,47 @@ void amil_gelu_forward_reference(float *x, size_t n)
         x[i] = 0.5f * x[i] * (1 + erff(x[i] * (float)M_SQRT1_2));
 }
 
-void amil_self_attention_forward(float *out, float *scores, const float *qkv, int T, int D,
+size_t amil_self_attention_scratch(int T, int D, int heads)
+{
+    size_t Tp = ((size_t)T + 15) / 16 * 16, d = (size_t)(D / heads);
+    return (T + d) * Tp + T * d;
+}
+
+/* On the kernels' product, outputs in lanes: a head's keys transposed and
+ * scaled into kt (d, Tp), its values into v (T, d), the scores (T, Tp)
+ * with Tp = T rounded up to 16 (columns past T zero, unread). */
+static void attention_on_kernels(const struct amil_kernels *k, float *out, float *scratch,
+                                 const float *qkv, int T, int D, int heads)
+{
+    int d = D / heads, stride = 3 * D, Tp = (T + 15) / 16 * 16;
+    float scale = 1 / sqrtf((float)d);
+    float *scores = scratch, *kt = scores + (size_t)T * Tp, *v = kt + (size_t)d * Tp;
+    for (int h = 0; h < heads; h++) {
+        const float *q = qkv + h * d;
+        memset(kt, 0, sizeof *kt * d * Tp);
+        for (int j = 0; j < T; j++)
+            for (int e = 0; e < d; e++) {
+                kt[(size_t)e * Tp + j] = q[(size_t)j * stride + D + e] * scale;
+                v[(size_t)j * d + e] = q[(size_t)j * stride + 2 * D + e];
+            }
+        k->product(scores, (size_t)Tp, q, 1, (size_t)stride, kt, NULL, d, Tp, 0, T);
+        for (int i = 0; i < T; i++)
+            k->softmax(scores + (size_t)i * Tp, 1, T);
+        k->product(out + h * d, (size_t)D, scores, 1, (size_t)Tp, v, NULL, T, d, 0, T);
+    }
+}
+
+void amil_self_attention_forward(float *out, float *scratch, const float *qkv, int T, int D,
                                  int heads)
 {
     int d = D / heads, stride = 3 * D;
-    float scale = 1 / sqrtf((float)d);
     const struct amil_kernels *kernels = amil_kernels();
+    if (kernels && d % kernels->lanes == 0 && D % kernels->lanes == 0 &&
+        (uintptr_t)out % 64 == 0 && (uintptr_t)scratch % 64 == 0) {
+        attention_on_kernels(kernels, out, scratch, qkv, T, D, heads);
+        return;
+    }
+    float scale = 1 / sqrtf((float)d), *scores = scratch;
     for (int h = 0; h < heads; h++) {
         const float *q = qkv + h * d, *k = q + D, *v = q + 2 * D;
         /* scores (T, T) = Q Kᵀ / √d, each row softmaxed, then out's head

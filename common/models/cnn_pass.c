@@ -169,9 +169,10 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
             bf16_rows = c > bf16_rows ? c : bf16_rows;
         }
         if (l->op == AMIL_OP_EMBED || l->op == AMIL_OP_SELF_ATTENTION) {
-            /* one image's patches as rows, or one head's scores (T, T) */
+            /* one image's patches as rows, or one head's scores and more */
             size_t c = l->op == AMIL_OP_EMBED ? layer_size(&m->layers[l->input])
-                                              : (size_t)l->h * l->h;
+                                              : amil_self_attention_scratch(l->h, l->w,
+                                                                            l->kernel);
             cols = c > cols ? c : cols;
         }
         if (l->op == AMIL_OP_CONV) {
@@ -202,8 +203,8 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
     w->products = amil_xaligned(sizeof(float) * products);
     /* a transformer's layers split images over the threads, each with its
      * own scratch */
-    w->cols_size = cols;
-    w->cols = amil_xmalloc(sizeof(float) * cols * (m->cam_layer < 0 ? amil_thread_count() : 1));
+    w->cols_size = cols = (cols + 15) / 16 * 16;   /* each thread's part aligned */
+    w->cols = amil_xaligned(sizeof(float) * cols * (m->cam_layer < 0 ? amil_thread_count() : 1));
     w->packs = amil_xaligned(sizeof(float) * packs);
     w->bf16_rows = m->form.bf16 ? amil_xaligned(sizeof(uint16_t) * bf16_rows) : NULL;
     w->dcols = amil_xmalloc(sizeof(float) * cols);

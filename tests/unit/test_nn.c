@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "base/base.h"
 #include "compute/nn.h"
 
 static unsigned long long rng_state = 88172645463325252ULL;
@@ -420,12 +421,27 @@ static void transformer(void **state)
     /* self-attention on BLAS against its plain loop: 3 heads of 4 columns
      * over 7 tokens */
     int T = 7, D = 12, heads = 3;
-    float *qkv = random_floats((size_t)T * 3 * D, 2), scores[49];
-    float out[84], want[84];
-    amil_self_attention_forward(out, scores, qkv, T, D, heads);
+    float *qkv = random_floats((size_t)T * 3 * D, 2);
+    float *scratch = amil_xaligned(sizeof(float) * amil_self_attention_scratch(T, D, heads));
+    float want[84], *out = amil_xaligned(sizeof(float) * 84);
+    amil_self_attention_forward(out, scratch, qkv, T, D, heads);
     amil_self_attention_forward_reference(want, qkv, T, D, heads);
     assert_close(out, want, 84, 1e-5);
     free(qkv);
+    /* on the kernels' product where the heads fill the lanes (16 columns
+     * a head), and on BLAS where out is not aligned */
+    T = 21, D = 32, heads = 2;
+    qkv = random_floats((size_t)T * 3 * D, 2);
+    float *big = amil_xaligned(sizeof(float) * (T * D + 16));
+    float *expect = malloc(sizeof(float) * T * D);
+    free(scratch);
+    scratch = amil_xaligned(sizeof(float) * amil_self_attention_scratch(T, D, heads));
+    amil_self_attention_forward_reference(expect, qkv, T, D, heads);
+    amil_self_attention_forward(big, scratch, qkv, T, D, heads);
+    assert_close(big, expect, (size_t)T * D, 1e-5);
+    amil_self_attention_forward(big + 1, scratch, qkv, T, D, heads);
+    assert_close(big + 1, expect, (size_t)T * D, 1e-5);
+    free(qkv), free(big), free(expect), free(scratch), free(out);
     /* LayerNorm: each row to mean 0, variance 1 (times 1, plus 0), even
      * one far from zero; then weight and bias apply per column */
     float rows[2][4] = {{1, 2, 3, 4}, {1e4f + 1, 1e4f + 2, 1e4f + 3, 1e4f + 4}}, normed[2][4];
