@@ -1,7 +1,8 @@
 /* cnn_pass.c: the CNN baselines of cnn.h forward and backward over a
  * batch: work buffers, the convolutions' fast forward paths (shifted rows
  * on the lane kernels; Winograd F(2×2, 3×3) for a frozen 3×3), each layer
- * through nn.h, Grad-CAM and the loss. */
+ * through nn.h (a transformer's through cnn_tokens.c), Grad-CAM and the
+ * loss. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,16 +15,13 @@
 #include "compute/nn.h"
 #include "compute/parallel.h"
 #include "models/cnn.h"
+#include "models/cnn_impl.h"
 
 #define LEAKY_SLOPE 0.01f
 #define DROPOUT_P 0.5f
 
 /* ---- work buffers ------------------------------------------------------- */
 
-#define PANEL 64   /* a token linear's outputs packed at a time: a multiple
-                      of every set's lanes */
-
-static size_t layer_size(const struct amil_layer *l) { return (size_t)l->c * l->h * l->w; }
 
 /* Whether a convolution runs on the kernels' shifted products (stride 1 or
  * 2, at most 7×7), and if so its sizes.  The input is zero-padded, and with
@@ -50,21 +48,6 @@ static int shifted_sizes(const struct amil_kernels *k, const struct amil_layer *
     z->in_stride = z->positions + (size_t)(l->kernel - 1) / S * ((size_t)z->Wq + 1);
     if (z->in_stride < (size_t)z->Hq * z->Wq)
         z->in_stride = (size_t)z->Hq * z->Wq;
-    return 1;
-}
-
-/* Whether a convolution runs as Winograd's F(2×2, 3×3) (winograd_conv):
- * 3×3, stride 1, padding 1, frozen (its transformed weights are made once
- * and kept), output channels a multiple of the lanes; if so, its count of
- * 2×2 output tiles. */
-static int winograd_fits(const struct amil_cnn *m, const struct amil_kernels *k,
-                         const struct amil_layer *l, const struct amil_layer *in,
-                         size_t *n_tiles)
-{
-    if (l->op != AMIL_OP_CONV || l->kernel != 3 || l->stride != 1 || l->pad != 1 || !k ||
-        l->param >= m->trained || l->c % k->lanes != 0)
-        return 0;
-    *n_tiles = (size_t)((in->h + 1) / 2) * ((in->w + 1) / 2);
     return 1;
 }
 
@@ -180,7 +163,7 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
             size_t c = (size_t)in->c * l->kernel * l->kernel * l->h * l->w;
             cols = c > cols ? c : cols;
             size_t n_tiles;
-            if (winograd_fits(m, w->kernels, l, in, &n_tiles)) {
+            if (cnn_winograd_fits(m, w->kernels, l, in, &n_tiles)) {
                 tiles = 16 * in->c * n_tiles > tiles ? 16 * in->c * n_tiles : tiles;
                 products = 16 * l->c * n_tiles > products ? 16 * l->c * n_tiles : products;
             }
@@ -237,17 +220,6 @@ void amil_cnn_work_free(struct amil_cnn_work *w)
 
 /* ---- forward ------------------------------------------------------------ */
 
-/* amil_parallel, or every task in this thread when w is a worker's own
- * (featurize's tiles split over the threads: one pool, one caller) */
-static void run(const struct amil_cnn_work *w, int tasks, amil_task_fn *fn, void *ctx)
-{
-    if (w->serial)
-        fn(ctx, 0, tasks, 0);
-    else
-        amil_parallel(tasks, fn, ctx);
-}
-
-#define PARAM(m, l, k) ((m)->params.at[(l)->param + (k)].data)
 
 /* The first layer whose parameters are trained: dropout runs from there on
  * in training; frozen layers are always in evaluation mode. */
@@ -328,7 +300,7 @@ static void conv_shifted(const struct amil_cnn *m, struct amil_cnn_work *w,
                                   z->in_stride, phase_weight,
                                   l->has_bias ? PARAM(m, l, 1) : NULL, off, T, C, l->c,
                                   phase > 0};
-        run(w, (int)(z->positions / pass.k->shift_block), shift_of_blocks, &pass);
+        cnn_run(w, (int)(z->positions / pass.k->shift_block), shift_of_blocks, &pass);
     }
     for (int oc = 0; oc < l->c; oc++)
         for (int y = 0; y < l->h; y++)
@@ -336,325 +308,14 @@ static void conv_shifted(const struct amil_cnn *m, struct amil_cnn_work *w,
                    w->shifted + oc * z->positions + (size_t)y * z->Wq, sizeof(float) * l->w);
 }
 
-/* ---- Winograd F(2×2, 3×3) ------------------------------------------------
- *
- * Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks"
- * (CVPR 2016): each 2×2 block of outputs of a 3×3 convolution is
- * Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A, d the 4×4 input around it, g a 3×3 kernel;
- * summed over the input channels, the ⊙ becomes 16 matrix products
- * (tiles, C) × (C, OC), 16 multiplies per 4 outputs instead of 36.  The
- * products run on the kernels' product (output channels in lanes); the
- * weights are transformed once per frozen layer and kept. */
-
-/* U (16, C, OC) = G g Gᵀ of every kernel g (OC, C, 3, 3), transposed so
- * that the output channels are consecutive */
-struct winograd_pass {
-    float *U;
-    const float *weight;
-    int OC, C;
-};
-
-/* input channels c_first .. c_end-1 of U: threads split them */
-static void winograd_weights(void *ctx, int c_first, int c_end, int thread)
-{
-    (void)thread;
-    const struct winograd_pass *p = ctx;
-    float *U = p->U;
-    const float *weight = p->weight;
-    int OC = p->OC, C = p->C;
-    size_t plane = (size_t)OC * C;
-    for (int c = c_first; c < c_end; c++)   /* along U's rows, so that its stores stream */
-        for (int oc = 0; oc < OC; oc++) {
-            const float *g = weight + ((size_t)oc * C + c) * 9;
-            double t[4][3], u[4][4];
-            for (int j = 0; j < 3; j++) {   /* t = G g */
-                t[0][j] = g[j];
-                t[1][j] = 0.5 * (g[j] + g[3 + j] + g[6 + j]);
-                t[2][j] = 0.5 * (g[j] - g[3 + j] + g[6 + j]);
-                t[3][j] = g[6 + j];
-            }
-            for (int i = 0; i < 4; i++) {   /* u = t Gᵀ */
-                u[i][0] = t[i][0];
-                u[i][1] = 0.5 * (t[i][0] + t[i][1] + t[i][2]);
-                u[i][2] = 0.5 * (t[i][0] - t[i][1] + t[i][2]);
-                u[i][3] = t[i][2];
-            }
-            for (int x = 0; x < 16; x++)
-                U[x * plane + (size_t)c * OC + oc] = (float)u[x / 4][x % 4];
-        }
-}
-
-/* V (16, C, N) = Bᵀ d B of every 4×4 input block d of inp (C, H, W) (rows
- * 2ty-1 .. 2ty+2, columns 2tx-1 .. 2tx+2, zero outside), N = the tiles.
- * Each input row is split once into its odd and even columns, so that the
- * kernel's loop over blocks runs along consecutive floats. */
-static void winograd_input(const struct amil_kernels *k, float *V, const float *inp, int C,
-                           int H, int W)
-{
-    int th = (H + 1) / 2, tw = (W + 1) / 2;
-    size_t N = (size_t)th * tw, plane = (size_t)C * N, stride = (size_t)tw + 1;
-    /* one channel's rows -1 .. 2·th, each split in two arrays of stride
-     * floats: columns 2j-1 at j, then columns 2j at j (zero outside) */
-    size_t rows = 2 * (size_t)th + 2;
-    float *split = amil_xcalloc(rows * 2 * stride + 2 * (size_t)k->lanes, sizeof(float));
-    for (int c = 0; c < C; c++) {
-        for (size_t r = 0; r < rows; r++) {
-            int y = (int)r - 1;
-            float *odd = split + r * 2 * stride, *even = odd + stride;
-            const float *row = inp + ((size_t)c * H + (y >= 0 ? y : 0)) * W;
-            int inside = y >= 0 && y < H;
-            for (size_t j = 0; j < stride; j++) {
-                long x = 2 * (long)j - 1;
-                odd[j] = inside && x >= 0 && x < W ? row[x] : 0;
-                even[j] = inside && x + 1 < W ? row[x + 1] : 0;
-            }
-        }
-        for (int ty = 0; ty < th; ty++)
-            k->winograd_input_row(V + (size_t)c * N + (size_t)ty * tw, plane,
-                                  split + 2 * (size_t)ty * 2 * stride, 2 * stride, tw);
-    }
-    free(split);
-}
-
-struct product_pass {
-    const struct amil_kernels *k;
-    float *out;
-    const float *x;
-    size_t x_stride;
-    const float *a;
-    int C, OC;
-};
-
-static void product_of_rows(void *ctx, int first, int end, int thread)
-{
-    (void)thread;
-    const struct product_pass *p = ctx;
-    p->k->product(p->out, p->OC, p->x, p->x_stride, 1, p->a, NULL, p->C, p->OC, first, end);
-}
-
-/* Layer i's Winograd weights in w, made if they are not (or were made from
- * other weights). */
-static const float *prepare_winograd(const struct amil_cnn *m, struct amil_cnn_work *w, int i)
-{
-    const struct amil_layer *l = &m->layers[i];
-    const float *weight = PARAM(m, l, 0);
-    if (!w->prepared[i] || w->prepared_of[i] != weight) {
-        int C = m->layers[l->input].c, OC = l->c;
-        free(w->prepared[i]);
-        w->prepared[i] = amil_xaligned(sizeof(float) * 16 * OC * C);
-        struct winograd_pass pass = {w->prepared[i], weight, OC, C};
-        run(w, C, winograd_weights, &pass);
-        w->prepared_of[i] = weight;
-    }
-    return w->prepared[i];
-}
-
 void amil_cnn_prepare(const struct amil_cnn *m, struct amil_cnn_work *w)
 {
     fit(m, w, 1, 0);
     size_t n_tiles;
     for (int i = 1; i < m->nlayers; i++)
-        if (winograd_fits(m, w->kernels, &m->layers[i], &m->layers[m->layers[i].input],
+        if (cnn_winograd_fits(m, w->kernels, &m->layers[i], &m->layers[m->layers[i].input],
                           &n_tiles))
-            prepare_winograd(m, w, i);
-}
-
-static void winograd_conv(const struct amil_cnn *m, struct amil_cnn_work *w, int i,
-                          float *out, const float *inp)
-{
-    const struct amil_layer *l = &m->layers[i], *in = &m->layers[l->input];
-    int C = in->c, OC = l->c;
-    size_t N = (size_t)((in->h + 1) / 2) * ((in->w + 1) / 2), plane = (size_t)OC * C;
-    const float *U = prepare_winograd(m, w->owner ? w->owner : w, i);
-    winograd_input(w->kernels, w->tiles, inp, C, in->h, in->w);
-    for (int x = 0; x < 16; x++) {
-        struct product_pass pass = {w->kernels, w->products + x * N * OC, w->tiles + x * C * N,
-                                    N, U + x * plane, C, OC};
-        run(w, (int)N, product_of_rows, &pass);
-    }
-    w->kernels->winograd_output(out, w->products, l->has_bias ? PARAM(m, l, 1) : NULL, OC,
-                                l->h, l->w);
-}
-
-/* ---- tokens ---------------------------------------------------------------- */
-
-#define LAYERNORM_EPS 1e-6f   /* torchvision's and timm's ViTs' */
-
-/* tokens (T, D) of one image inp (C, H, W): the class token, then each
- * P×P patch (row by row, into rows: scratch of C·H·W) times the weights
- * (D, C·P·P) plus bias; then plus the positions (T, D) */
-static void embed(const struct amil_cnn *m, float *rows, const struct amil_layer *l,
-                  const struct amil_layer *in, float *tokens, const float *inp)
-{
-    int P = l->kernel, T = l->h, D = l->w;
-    amil_patchify(rows, inp, in->c, in->h, in->w, P);
-    memcpy(tokens, PARAM(m, l, 2), sizeof *tokens * D);
-    amil_linear_forward(tokens + D, rows, PARAM(m, l, 0), PARAM(m, l, 1), T - 1,
-                        in->c * P * P, D);
-    const float *position = PARAM(m, l, 3);
-    for (size_t j = 0; j < (size_t)T * D; j++)
-        tokens[j] += position[j];
-}
-
-/* A token linear's outputs go a panel at a time: its weights' rows
- * transposed into the thread's pack (C, PANEL), in cache, then every row
- * through the product kernel; threads split the panels.  Weights read as
- * the file has them: no copy of them kept, nothing made at first use. */
-
-struct linear_pass {
-    const struct amil_kernels *k;
-    float *out;             /* (rows, OC) */
-    const float *inp;       /* (rows, C) */
-    const float *weight, *bias;   /* (OC, C), (OC) */
-    float *packs;           /* per thread, (C, PANEL) */
-    int rows, C, OC;
-};
-
-static void linear_of_panels(void *ctx, int first, int end, int thread)
-{
-    const struct linear_pass *p = ctx;
-    float *pack = p->packs + (size_t)thread * p->C * PANEL;
-    for (int panel = first; panel < end; panel++) {
-        int o0 = panel * PANEL, P = p->OC - o0 < PANEL ? p->OC - o0 : PANEL;
-        /* pack (C, P) = rows o0 .. o0+P-1 of the weights transposed, in
-         * blocks of 16 × 16 */
-        for (int c0 = 0; c0 < p->C; c0 += 16)
-            for (int o = 0; o < P; o++)
-                for (int c = c0; c < p->C && c < c0 + 16; c++)
-                    pack[(size_t)c * P + o] = p->weight[(size_t)(o0 + o) * p->C + c];
-        p->k->product(p->out + o0, (size_t)p->OC, p->inp, 1, (size_t)p->C, pack, p->bias + o0,
-                      p->C, P, 0, p->rows);
-    }
-}
-
-/* out (rows, OC) = inp (rows, C) · weight (OC, C)ᵀ + bias on the product
- * kernel.  At 197 × 768 × 2304 (a ViT-B/16 block's qkv) the kernel ran at
- * 210 GFLOP/s on one core of a measured 231 peak, OpenBLAS's SGEMM
- * (forced to Haswell) at 103. */
-/* The bfloat16 path: the weights rounded once (w->prepared[i], pairs of
- * input channels, (C/2, OC, 2)), the input each time (w->bf16_rows);
- * threads split the panels as in f32, with nothing to pack. */
-struct bf16_pass {
-    const struct amil_kernels *k;
-    float *out;
-    const uint16_t *x, *a;
-    const float *bias;
-    int rows, C, OC;
-};
-
-static void bf16_of_panels(void *ctx, int first, int end, int thread)
-{
-    (void)thread;
-    const struct bf16_pass *p = ctx;
-    for (int panel = first; panel < end; panel++) {
-        int o0 = panel * PANEL, P = p->OC - o0 < PANEL ? p->OC - o0 : PANEL;
-        p->k->product_bf16(p->out + o0, (size_t)p->OC, p->x, (size_t)p->C, p->a + 2 * o0,
-                           2 * (size_t)p->OC, p->bias + o0, p->C / 2, P, 0, p->rows);
-    }
-}
-
-static void token_linear_bf16(const struct amil_cnn *m, struct amil_cnn_work *w, int i,
-                              float *out, const float *inp, int rows)
-{
-    const struct amil_layer *l = &m->layers[i];
-    int C = m->layers[l->input].w, OC = l->w;
-    const float *weight = PARAM(m, l, 0);
-    if (!w->prepared[i] || w->prepared_of[i] != weight) {
-        free(w->prepared[i]);
-        float *row = amil_xmalloc(sizeof *row * OC * 2);
-        uint16_t *a = (uint16_t *)(w->prepared[i] = amil_xaligned(sizeof(uint16_t) * C * OC));
-        for (int p = 0; p < C / 2; p++) {   /* a[p][o][k] = weight[o][2p + k] */
-            for (int o = 0; o < OC; o++)
-                row[2 * o] = weight[(size_t)o * C + 2 * p],
-                row[2 * o + 1] = weight[(size_t)o * C + 2 * p + 1];
-            w->kernels->to_bf16(a + (size_t)p * OC * 2, row, (size_t)OC * 2);
-        }
-        free(row);
-        w->prepared_of[i] = weight;
-    }
-    w->kernels->to_bf16(w->bf16_rows, inp, (size_t)rows * C);
-    struct bf16_pass pass = {w->kernels, out, w->bf16_rows, (const uint16_t *)w->prepared[i],
-                             PARAM(m, l, 1), rows, C, OC};
-    run(w, (OC + PANEL - 1) / PANEL, bf16_of_panels, &pass);
-}
-
-static void token_linear(const struct amil_cnn *m, struct amil_cnn_work *w, int i, float *out,
-                         const float *inp, int rows)
-{
-    if (m->form.bf16) {
-        token_linear_bf16(m, w, i, out, inp, rows);
-        return;
-    }
-    const struct amil_layer *l = &m->layers[i];
-    int C = m->layers[l->input].w, OC = l->w;
-    struct linear_pass pass = {w->kernels, out, inp, PARAM(m, l, 0), PARAM(m, l, 1), w->packs,
-                               rows, C, OC};
-    run(w, (OC + PANEL - 1) / PANEL, linear_of_panels, &pass);
-}
-
-/* out (D) = the class token of tokens (T, D), or the mean of the others */
-static void pool_tokens(float *out, const float *tokens, int T, int D, int pool)
-{
-    if (pool == AMIL_POOL_TOKEN) {
-        memcpy(out, tokens, sizeof *out * D);
-        return;
-    }
-    for (int d = 0; d < D; d++) {
-        double sum = 0;
-        for (int t = 1; t < T; t++)
-            sum += tokens[(size_t)t * D + d];
-        out[d] = (float)(sum / (T - 1));
-    }
-}
-
-/* Layer i (a transformer's, but for its linears) over images first ..
- * end-1, each alone, thread's scratch its part of w->cols: threads split
- * the images. */
-struct image_pass {
-    const struct amil_cnn *m;
-    struct amil_cnn_work *w;
-    int i;
-};
-
-static void token_images(void *ctx, int first, int end, int thread)
-{
-    const struct image_pass *p = ctx;
-    const struct amil_cnn *m = p->m;
-    const struct amil_layer *l = &m->layers[p->i], *in = &m->layers[l->input];
-    float *scratch = p->w->cols + (size_t)thread * p->w->cols_size;
-    size_t per_in = layer_size(in), per_out = layer_size(l);
-    for (int b = first; b < end; b++) {
-        float *out = p->w->out[p->i] + b * per_out;
-        const float *inp = p->w->out[l->input] + b * per_in;
-        switch (l->op) {
-        case AMIL_OP_EMBED:
-            embed(m, scratch, l, in, out, inp);
-            break;
-        case AMIL_OP_LAYERNORM:
-            amil_layernorm_forward(out, inp, PARAM(m, l, 0), PARAM(m, l, 1), (size_t)l->h,
-                                   l->w, LAYERNORM_EPS);
-            break;
-        case AMIL_OP_SELF_ATTENTION:
-            amil_self_attention_forward(out, scratch, inp, l->h, l->w, l->kernel);
-            break;
-        case AMIL_OP_GELU:
-            memcpy(out, inp, sizeof *out * per_out);
-            amil_gelu_forward(out, per_out);
-            break;
-        case AMIL_OP_SCALE:
-            for (size_t j = 0; j < per_out; j++)
-                out[j] = inp[j] * PARAM(m, l, 0)[j % l->w];
-            break;
-        case AMIL_OP_POOL_TOKENS:
-            pool_tokens(out, inp, in->h, l->w, l->kernel);
-            break;
-        case AMIL_OP_ADD:
-            amil_add_forward(out, inp, p->w->out[l->input2] + b * per_out, per_out);
-            break;
-        default:
-            break;
-        }
-    }
+            cnn_winograd_prepare(m, w, i);
 }
 
 static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int i, int B,
@@ -669,9 +330,9 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
         break;
     case AMIL_OP_CONV: {
         size_t n_tiles;
-        if (winograd_fits(m, w->kernels, l, in, &n_tiles)) {
+        if (cnn_winograd_fits(m, w->kernels, l, in, &n_tiles)) {
             for (int b = 0; b < B; b++)
-                winograd_conv(m, w, i, out + b * per_out, inp + b * per_in);
+                cnn_winograd_conv(m, w, i, out + b * per_out, inp + b * per_in);
             break;
         }
         struct shifted z;
@@ -723,8 +384,7 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
     case AMIL_OP_ADD:
         if (m->cam_layer < 0 && i < m->features) {   /* a transformer's: by image, as
                                                         its other layers */
-            struct image_pass pass = {m, w, i};
-            run(w, B, token_images, &pass);
+            cnn_token_images(m, w, i, B);
         } else
             amil_add_forward(out, inp, w->out[l->input2], n);
         break;
@@ -733,14 +393,12 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
     case AMIL_OP_SELF_ATTENTION:
     case AMIL_OP_GELU:
     case AMIL_OP_SCALE:
-    case AMIL_OP_POOL_TOKENS: {
-        struct image_pass pass = {m, w, i};
-        run(w, B, token_images, &pass);
+    case AMIL_OP_POOL_TOKENS:
+        cnn_token_images(m, w, i, B);
         break;
-    }
     case AMIL_OP_TOKEN_LINEAR:
         if (product_fits(m, w->kernels, l))
-            token_linear(m, w, i, out, inp, B * l->h);
+            cnn_token_linear(m, w, i, out, inp, B * l->h);
         else
             amil_linear_forward(out, inp, PARAM(m, l, 0), PARAM(m, l, 1), B * l->h, in->w,
                                 l->w);

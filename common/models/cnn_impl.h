@@ -1,0 +1,55 @@
+/* cnn_impl.h: what cnn_pass.c and cnn_tokens.c share, private to them. */
+#ifndef AMIL_CNN_IMPL_H
+#define AMIL_CNN_IMPL_H
+
+#include <stddef.h>
+
+#include "compute/kernels.h"
+#include "compute/parallel.h"
+#include "models/cnn.h"
+
+#define PANEL 64   /* a token linear's outputs packed at a time: a multiple
+                      of every set's lanes */
+
+/* Layer k's parameter k of layer l (weight 0, bias 1, ...). */
+#define PARAM(m, l, k) ((m)->params.at[(l)->param + (k)].data)
+
+static inline size_t layer_size(const struct amil_layer *l)
+{
+    return (size_t)l->c * l->h * l->w;
+}
+
+/* amil_parallel, or every task in this thread when w is a worker's own
+ * (featurize's tiles split over the threads: one pool, one caller) */
+static inline void cnn_run(const struct amil_cnn_work *w, int tasks, amil_task_fn *fn,
+                           void *ctx)
+{
+    if (w->serial)
+        fn(ctx, 0, tasks, 0);
+    else
+        amil_parallel(tasks, fn, ctx);
+}
+
+/* Whether convolution l (reading in) runs as Winograd's F(2×2, 3×3)
+ * (cnn_winograd.c): 3×3, stride 1, padding 1, frozen, output channels a
+ * multiple of the lanes; if so, its count of 2×2 output tiles. */
+int cnn_winograd_fits(const struct amil_cnn *m, const struct amil_kernels *k,
+                      const struct amil_layer *l, const struct amil_layer *in, size_t *n_tiles);
+/* Layer i's transformed weights in w, made if they are not (or were made
+ * from other weights). */
+const float *cnn_winograd_prepare(const struct amil_cnn *m, struct amil_cnn_work *w, int i);
+/* out (OC, H, W) = convolution i of one image inp (C, H, W), on the
+ * transformed weights of w (or of its owner, a worker's). */
+void cnn_winograd_conv(const struct amil_cnn *m, struct amil_cnn_work *w, int i, float *out,
+                       const float *inp);
+
+/* A transformer's layer i (not a linear one) over the B images of w, each
+ * alone; threads split the images (cnn_tokens.c). */
+void cnn_token_images(const struct amil_cnn *m, struct amil_cnn_work *w, int i, int B);
+/* out (rows, OC) = inp (rows, C) · weight (OC, C)ᵀ + bias of token linear
+ * i, frozen, its outputs a multiple of the lanes, on the product kernel;
+ * threads split the panels of outputs (cnn_tokens.c). */
+void cnn_token_linear(const struct amil_cnn *m, struct amil_cnn_work *w, int i, float *out,
+                      const float *inp, int rows);
+
+#endif

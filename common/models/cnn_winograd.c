@@ -1,0 +1,156 @@
+/* cnn_winograd.c: a frozen 3×3 convolution of cnn.h as Winograd's
+ * F(2×2, 3×3) on the lane kernels: the weights transformed once and kept,
+ * each image's input transformed, 16 products, the output transform. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "compute/kernels.h"
+#include "models/cnn.h"
+#include "models/cnn_impl.h"
+
+/* Whether a convolution runs as Winograd's F(2×2, 3×3) (winograd_conv):
+ * 3×3, stride 1, padding 1, frozen (its transformed weights are made once
+ * and kept), output channels a multiple of the lanes; if so, its count of
+ * 2×2 output tiles. */
+int cnn_winograd_fits(const struct amil_cnn *m, const struct amil_kernels *k,
+                         const struct amil_layer *l, const struct amil_layer *in,
+                         size_t *n_tiles)
+{
+    if (l->op != AMIL_OP_CONV || l->kernel != 3 || l->stride != 1 || l->pad != 1 || !k ||
+        l->param >= m->trained || l->c % k->lanes != 0)
+        return 0;
+    *n_tiles = (size_t)((in->h + 1) / 2) * ((in->w + 1) / 2);
+    return 1;
+}
+
+/* ---- Winograd F(2×2, 3×3) ------------------------------------------------
+ *
+ * Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks"
+ * (CVPR 2016): each 2×2 block of outputs of a 3×3 convolution is
+ * Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A, d the 4×4 input around it, g a 3×3 kernel;
+ * summed over the input channels, the ⊙ becomes 16 matrix products
+ * (tiles, C) × (C, OC), 16 multiplies per 4 outputs instead of 36.  The
+ * products run on the kernels' product (output channels in lanes); the
+ * weights are transformed once per frozen layer and kept. */
+
+/* U (16, C, OC) = G g Gᵀ of every kernel g (OC, C, 3, 3), transposed so
+ * that the output channels are consecutive */
+struct winograd_pass {
+    float *U;
+    const float *weight;
+    int OC, C;
+};
+
+/* input channels c_first .. c_end-1 of U: threads split them */
+static void winograd_weights(void *ctx, int c_first, int c_end, int thread)
+{
+    (void)thread;
+    const struct winograd_pass *p = ctx;
+    float *U = p->U;
+    const float *weight = p->weight;
+    int OC = p->OC, C = p->C;
+    size_t plane = (size_t)OC * C;
+    for (int c = c_first; c < c_end; c++)   /* along U's rows, so that its stores stream */
+        for (int oc = 0; oc < OC; oc++) {
+            const float *g = weight + ((size_t)oc * C + c) * 9;
+            double t[4][3], u[4][4];
+            for (int j = 0; j < 3; j++) {   /* t = G g */
+                t[0][j] = g[j];
+                t[1][j] = 0.5 * (g[j] + g[3 + j] + g[6 + j]);
+                t[2][j] = 0.5 * (g[j] - g[3 + j] + g[6 + j]);
+                t[3][j] = g[6 + j];
+            }
+            for (int i = 0; i < 4; i++) {   /* u = t Gᵀ */
+                u[i][0] = t[i][0];
+                u[i][1] = 0.5 * (t[i][0] + t[i][1] + t[i][2]);
+                u[i][2] = 0.5 * (t[i][0] - t[i][1] + t[i][2]);
+                u[i][3] = t[i][2];
+            }
+            for (int x = 0; x < 16; x++)
+                U[x * plane + (size_t)c * OC + oc] = (float)u[x / 4][x % 4];
+        }
+}
+
+/* V (16, C, N) = Bᵀ d B of every 4×4 input block d of inp (C, H, W) (rows
+ * 2ty-1 .. 2ty+2, columns 2tx-1 .. 2tx+2, zero outside), N = the tiles.
+ * Each input row is split once into its odd and even columns, so that the
+ * kernel's loop over blocks runs along consecutive floats. */
+static void winograd_input(const struct amil_kernels *k, float *V, const float *inp, int C,
+                           int H, int W)
+{
+    int th = (H + 1) / 2, tw = (W + 1) / 2;
+    size_t N = (size_t)th * tw, plane = (size_t)C * N, stride = (size_t)tw + 1;
+    /* one channel's rows -1 .. 2·th, each split in two arrays of stride
+     * floats: columns 2j-1 at j, then columns 2j at j (zero outside) */
+    size_t rows = 2 * (size_t)th + 2;
+    float *split = amil_xcalloc(rows * 2 * stride + 2 * (size_t)k->lanes, sizeof(float));
+    for (int c = 0; c < C; c++) {
+        for (size_t r = 0; r < rows; r++) {
+            int y = (int)r - 1;
+            float *odd = split + r * 2 * stride, *even = odd + stride;
+            const float *row = inp + ((size_t)c * H + (y >= 0 ? y : 0)) * W;
+            int inside = y >= 0 && y < H;
+            for (size_t j = 0; j < stride; j++) {
+                long x = 2 * (long)j - 1;
+                odd[j] = inside && x >= 0 && x < W ? row[x] : 0;
+                even[j] = inside && x + 1 < W ? row[x + 1] : 0;
+            }
+        }
+        for (int ty = 0; ty < th; ty++)
+            k->winograd_input_row(V + (size_t)c * N + (size_t)ty * tw, plane,
+                                  split + 2 * (size_t)ty * 2 * stride, 2 * stride, tw);
+    }
+    free(split);
+}
+
+struct product_pass {
+    const struct amil_kernels *k;
+    float *out;
+    const float *x;
+    size_t x_stride;
+    const float *a;
+    int C, OC;
+};
+
+static void product_of_rows(void *ctx, int first, int end, int thread)
+{
+    (void)thread;
+    const struct product_pass *p = ctx;
+    p->k->product(p->out, p->OC, p->x, p->x_stride, 1, p->a, NULL, p->C, p->OC, first, end);
+}
+
+/* Layer i's Winograd weights in w, made if they are not (or were made from
+ * other weights). */
+const float *cnn_winograd_prepare(const struct amil_cnn *m, struct amil_cnn_work *w, int i)
+{
+    const struct amil_layer *l = &m->layers[i];
+    const float *weight = PARAM(m, l, 0);
+    if (!w->prepared[i] || w->prepared_of[i] != weight) {
+        int C = m->layers[l->input].c, OC = l->c;
+        free(w->prepared[i]);
+        w->prepared[i] = amil_xaligned(sizeof(float) * 16 * OC * C);
+        struct winograd_pass pass = {w->prepared[i], weight, OC, C};
+        cnn_run(w, C, winograd_weights, &pass);
+        w->prepared_of[i] = weight;
+    }
+    return w->prepared[i];
+}
+
+void cnn_winograd_conv(const struct amil_cnn *m, struct amil_cnn_work *w, int i,
+                          float *out, const float *inp)
+{
+    const struct amil_layer *l = &m->layers[i], *in = &m->layers[l->input];
+    int C = in->c, OC = l->c;
+    size_t N = (size_t)((in->h + 1) / 2) * ((in->w + 1) / 2), plane = (size_t)OC * C;
+    const float *U = cnn_winograd_prepare(m, w->owner ? w->owner : w, i);
+    winograd_input(w->kernels, w->tiles, inp, C, in->h, in->w);
+    for (int x = 0; x < 16; x++) {
+        struct product_pass pass = {w->kernels, w->products + x * N * OC, w->tiles + x * C * N,
+                                    N, U + x * plane, C, OC};
+        cnn_run(w, (int)N, product_of_rows, &pass);
+    }
+    w->kernels->winograd_output(out, w->products, l->has_bias ? PARAM(m, l, 1) : NULL, OC,
+                                l->h, l->w);
+}
+
