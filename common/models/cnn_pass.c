@@ -77,7 +77,8 @@ static void share_slots(const struct amil_cnn *m, struct amil_cnn_work *w, int B
     size_t size = 0;
     for (int i = from; i < m->nlayers; i++) {
         const struct amil_layer *l = &m->layers[i];
-        last[l->input] = i;
+        if (l->input >= 0)   /* the input layer reads none */
+            last[l->input] = i;
         if (l->input2 >= 0)
             last[l->input2] = i;
         if (transient(m, w, i) && layer_size(l) * B > size)
