@@ -241,10 +241,8 @@ void amil_avgpool_backward(float *dinp, const float *dout, size_t planes, int H,
             }
 }
 
-/* Channel c's scale alpha = weight / √(var + eps) and shift beta = bias -
- * mean · alpha, as PyTorch computes them on the CPU. */
-static void batchnorm_scale(const float *weight, const float *bias, const float *mean,
-                            const float *var, int c, float *alpha, float *beta)
+void amil_batchnorm_scale(const float *weight, const float *bias, const float *mean,
+                          const float *var, int c, float *alpha, float *beta)
 {
     float invstd = 1 / sqrtf(var[c] + AMIL_BATCHNORM_EPS);
     *alpha = weight[c] * invstd;
@@ -259,7 +257,7 @@ static void batchnorm_map(float *to, const float *from, const float *weight,
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++) {
             float alpha, beta;
-            batchnorm_scale(weight, bias, mean, var, c, &alpha, &beta);
+            amil_batchnorm_scale(weight, bias, mean, var, c, &alpha, &beta);
             size_t at = ((size_t)n * C + c) * HW;
             for (size_t j = 0; j < HW; j++)
                 to[at + j] = add ? to[at + j] + from[at + j] * alpha

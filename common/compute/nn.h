@@ -37,6 +37,23 @@ void amil_im2col(float *cols, const float *inp, int N, int C, int H, int W, int 
 void amil_conv2d_forward(float *out, float *cols, const float *inp, const float *weight,
                          const float *bias, int N, int C, int H, int W, int OC, int K,
                          int stride, int pad);
+/* The same for one image (N = 1) on the kernels k (kernels.h), a panel
+ * of AMIL_CONV_PANEL output positions at a time, for panels first .. end-1
+ * (amil_conv2d_panel_count of them; threads may split them): each
+ * position's inputs packed in cache, then the kernels' product with the
+ * weights as they lie.  scratch holds amil_conv2d_panel_scratch floats,
+ * 64-byte aligned.  Each output is its bias plus the sum over (c, ki, kj)
+ * in order, whatever the panel. */
+#define AMIL_CONV_PANEL 64
+struct amil_kernels;
+size_t amil_conv2d_panel_scratch(int C, int K, int OC);
+static inline int amil_conv2d_panel_count(int OH, int OW)
+{
+    return (OH * OW + AMIL_CONV_PANEL - 1) / AMIL_CONV_PANEL;
+}
+void amil_conv2d_panels(const struct amil_kernels *k, float *out, float *scratch,
+                        const float *inp, const float *weight, const float *bias, int C,
+                        int H, int W, int OC, int K, int stride, int pad, int first, int end);
 /* dweight (OC, C, K, K) +=, dbias (OC) +=, dinp (C, N, H, W) += (each if not
  * NULL).  cols as forward left it (unread without dweight); dcols is
  * scratch of the same size. */
@@ -74,6 +91,10 @@ void amil_avgpool_backward(float *dinp, const float *dout, size_t planes, int H,
  * PyTorch's default.  The parameters are frozen: backward gives dinp +=
  * dout · alpha only. */
 #define AMIL_BATCHNORM_EPS 1e-5f
+/* Channel c's alpha and beta, as the forward computes them (a
+ * convolution before it can fold them into its weights). */
+void amil_batchnorm_scale(const float *weight, const float *bias, const float *mean,
+                          const float *var, int c, float *alpha, float *beta);
 void amil_batchnorm_forward(float *out, const float *inp, const float *weight,
                             const float *bias, const float *mean, const float *var, int N,
                             int C, size_t HW);

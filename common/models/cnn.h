@@ -253,6 +253,15 @@ struct amil_cnn_work {
     const float **prepared_of;    /* the weights each was made from */
     float *tiles, *products;      /* transformed input (16, C, tiles) and
                                      products (16, OC, tiles) */
+    int *fold_to;                 /* forward only, per layer: for a convolution
+                                     followed by a batch norm (and a ReLU) that
+                                     nothing else reads, the last of those,
+                                     whose output it writes, the batch norm
+                                     folded into its weights; -1 for the layers
+                                     so folded (not run); else the layer */
+    float **folded;               /* per folded convolution, its weights times
+                                     the batch norm's scale (OC, C, K, K), then
+                                     its bias (OC): the owner's are read */
     float *packs;                 /* per thread, a token linear's panel of
                                      weights transposed (cnn_pass.c) */
     uint16_t *bf16_rows;          /* a token linear's input in bfloat16 */

@@ -30,6 +30,13 @@ static inline void cnn_run(const struct amil_cnn_work *w, int tasks, amil_task_f
         amil_parallel(tasks, fn, ctx);
 }
 
+/* Convolution i's weights and bias (NULL: none) as w's forward reads
+ * them: with the batch norm after it folded in where w->fold_to says
+ * (made at first use, or by amil_cnn_prepare for the workers), else the
+ * model's. */
+void cnn_conv_params(const struct amil_cnn *m, struct amil_cnn_work *w, int i,
+                     const float **weight, const float **bias);
+
 /* Whether convolution l (reading in) runs as Winograd's F(2×2, 3×3)
  * (cnn_winograd.c): 3×3, stride 1, padding 1, frozen, output channels a
  * multiple of the lanes; if so, its count of 2×2 output tiles. */
@@ -39,7 +46,8 @@ int cnn_winograd_fits(const struct amil_cnn *m, const struct amil_kernels *k,
  * from other weights). */
 const float *cnn_winograd_prepare(const struct amil_cnn *m, struct amil_cnn_work *w, int i);
 /* out (OC, H, W) = convolution i of one image inp (C, H, W), on the
- * transformed weights of w (or of its owner, a worker's). */
+ * transformed weights of w (or of its owner, a worker's), made from
+ * cnn_conv_params's. */
 void cnn_winograd_conv(const struct amil_cnn *m, struct amil_cnn_work *w, int i, float *out,
                        const float *inp);
 

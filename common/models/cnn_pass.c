@@ -51,6 +51,13 @@ static int shifted_sizes(const struct amil_kernels *k, const struct amil_layer *
     return 1;
 }
 
+/* Whether a convolution runs as products on packed panels
+ * (amil_conv2d_panels): a 1×1. */
+static int panels_fit(const struct amil_kernels *k, const struct amil_layer *l)
+{
+    return l->op == AMIL_OP_CONV && k && (l->kernel == 1 || (l->kernel == 3 && l->stride == 2));
+}
+
 /* Whether a token linear runs on the kernels' product (outputs in lanes):
  * frozen, its outputs a multiple of the lanes. */
 static int product_fits(const struct amil_cnn *m, const struct amil_kernels *k,
@@ -69,6 +76,65 @@ static int transient(const struct amil_cnn *m, const struct amil_cnn_work *w, in
     return (m->cam_layer < 0 || w->forward_only) && i > 0 && i < m->features;
 }
 
+/* w->fold_to (see cnn.h): in a forward-only work, each convolution below
+ * the features followed by a batch norm that alone reads it, and that by a
+ * ReLU that alone reads the batch norm, writes the last of them (ResNets'
+ * conv, bn, relu); a CNN's sum followed by a ReLU that alone reads it
+ * writes the ReLU's output (a residual block's end). */
+static void plan_folds(const struct amil_cnn *m, struct amil_cnn_work *w)
+{
+    int *readers = amil_xcalloc(m->nlayers, sizeof *readers);
+    for (int i = 1; i < m->nlayers; i++) {
+        readers[m->layers[i].input]++;
+        if (m->layers[i].input2 >= 0)
+            readers[m->layers[i].input2]++;
+    }
+    for (int i = 0; i < m->nlayers; i++)
+        w->fold_to[i] = i;
+    for (int i = 1; w->forward_only && i + 1 < m->features; i++) {
+        const struct amil_layer *bn = &m->layers[i + 1], *relu = &m->layers[i + 2];
+        if (m->layers[i].op != AMIL_OP_CONV || w->fold_to[i] < 0 ||
+            bn->op != AMIL_OP_BATCHNORM || bn->input != i || readers[i] != 1)
+            continue;
+        w->fold_to[i] = i + 1, w->fold_to[i + 1] = -1;
+        if (i + 2 < m->nlayers && relu->op == AMIL_OP_RELU && relu->input == i + 1 &&
+            readers[i + 1] == 1)
+            w->fold_to[i] = i + 2, w->fold_to[i + 2] = -1;
+    }
+    for (int i = 1; w->forward_only && i < m->features; i++) {   /* a sum, then ReLU */
+        const struct amil_layer *relu = &m->layers[i + 1];
+        if (m->layers[i].op == AMIL_OP_ADD && m->cam_layer >= 0 && relu->op == AMIL_OP_RELU &&
+            relu->input == i && readers[i] == 1)
+            w->fold_to[i] = i + 1, w->fold_to[i + 1] = -1;
+    }
+    free(readers);
+}
+
+void cnn_conv_params(const struct amil_cnn *m, struct amil_cnn_work *w, int i,
+                     const float **weight, const float **bias)
+{
+    const struct amil_layer *l = &m->layers[i];
+    *weight = PARAM(m, l, 0);
+    *bias = l->has_bias ? PARAM(m, l, 1) : NULL;
+    if (w->fold_to[i] == i)
+        return;
+    if (!w->folded[i]) {   /* scale and shift as amil_batchnorm_forward's */
+        const struct amil_layer *bn = &m->layers[i + 1];
+        size_t per_oc = (size_t)m->layers[l->input].c * l->kernel * l->kernel;
+        float *f = w->folded[i] = amil_xaligned(sizeof(float) * (l->c * per_oc + l->c));
+        for (int oc = 0; oc < l->c; oc++) {
+            float alpha, beta;
+            amil_batchnorm_scale(PARAM(m, bn, 0), PARAM(m, bn, 1), PARAM(m, bn, 2),
+                                 PARAM(m, bn, 3), oc, &alpha, &beta);
+            for (size_t j = 0; j < per_oc; j++)
+                f[oc * per_oc + j] = (*weight)[oc * per_oc + j] * alpha;
+            f[l->c * per_oc + oc] = beta + (*bias ? (*bias)[oc] * alpha : 0);
+        }
+    }
+    *weight = w->folded[i];
+    *bias = w->folded[i] + (size_t)l->c * m->layers[l->input].c * l->kernel * l->kernel;
+}
+
 /* Each transient layer from `from` on gets a slot of w->slots (slot_of),
  * one no layer still to be read holds; the slots are made here. */
 static void share_slots(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int from)
@@ -77,10 +143,13 @@ static void share_slots(const struct amil_cnn *m, struct amil_cnn_work *w, int B
     size_t size = 0;
     for (int i = from; i < m->nlayers; i++) {
         const struct amil_layer *l = &m->layers[i];
+        /* a folded convolution's input is read until its output is
+           written, at the last layer folded */
+        int at = w->fold_to[i] > i ? w->fold_to[i] : i;
         if (l->input >= 0)   /* the input layer reads none */
-            last[l->input] = i;
+            last[l->input] = at;
         if (l->input2 >= 0)
-            last[l->input2] = i;
+            last[l->input2] = at;
         if (transient(m, w, i) && layer_size(l) * B > size)
             size = layer_size(l) * B;
     }
@@ -134,6 +203,9 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
     w->prepared_of = amil_xcalloc(m->nlayers, sizeof *w->prepared_of);
     w->slots = amil_xcalloc(m->nlayers, sizeof *w->slots);
     w->slot_of = amil_xcalloc(m->nlayers, sizeof *w->slot_of);
+    w->fold_to = amil_xcalloc(m->nlayers, sizeof *w->fold_to);
+    w->folded = amil_xcalloc(m->nlayers, sizeof *w->folded);
+    plan_folds(m, w);
     share_slots(m, w, B, from);
     for (int i = from; i < m->nlayers; i++) {
         const struct amil_layer *l = &m->layers[i];
@@ -167,6 +239,11 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
             if (cnn_winograd_fits(m, w->kernels, l, in, &n_tiles)) {
                 tiles = 16 * in->c * n_tiles > tiles ? 16 * in->c * n_tiles : tiles;
                 products = 16 * l->c * n_tiles > products ? 16 * l->c * n_tiles : products;
+            }
+            if (panels_fit(w->kernels, l)) {
+                size_t c = amil_conv2d_panel_scratch(in->c, l->kernel, l->c) *
+                           amil_thread_count();
+                packs = c > packs ? c : packs;
             }
             struct shifted z;
             if (shifted_sizes(w->kernels, l, in, &z)) {
@@ -207,6 +284,9 @@ void amil_cnn_work_free(struct amil_cnn_work *w)
     for (int i = 0; i < w->nslots; i++)
         free(w->slots[i]);
     free(w->slots), free(w->slot_of);
+    for (int i = 0; w->folded && i < w->nlayers; i++)
+        free(w->folded[i]);
+    free(w->fold_to), free(w->folded);
     free(w->cols), free(w->dcols);
     free(w->padded), free(w->shifted), free(w->phase_weights);
     for (int i = 0; w->prepared && i < w->nlayers; i++)
@@ -258,12 +338,12 @@ static void shift_of_blocks(void *ctx, int first, int end, int thread)
  * gathered, the output computed at every column of the plane's width
  * (threads split the positions) and summed over the phases; then its valid
  * columns copied out. */
-static void conv_shifted(const struct amil_cnn *m, struct amil_cnn_work *w,
+static void conv_shifted(struct amil_cnn_work *w,
                          const struct amil_layer *l, const struct amil_layer *in,
-                         const struct shifted *z, float *out, const float *inp)
+                         const struct shifted *z, float *out, const float *inp,
+                         const float *weight, const float *bias)
 {
     int K = l->kernel, S = l->stride, pad = l->pad, C = in->c;
-    const float *weight = PARAM(m, l, 0);
     for (int phase = 0; phase < S * S; phase++) {
         int a = phase / S, b = phase % S;   /* the phase's first row and column */
         int off[49], T = 0;
@@ -298,8 +378,7 @@ static void conv_shifted(const struct amil_cnn *m, struct amil_cnn_work *w,
             phase_weight = w->phase_weights;
         }
         struct shift_pass pass = {w->kernels, w->shifted, z->positions, w->padded,
-                                  z->in_stride, phase_weight,
-                                  l->has_bias ? PARAM(m, l, 1) : NULL, off, T, C, l->c,
+                                  z->in_stride, phase_weight, bias, off, T, C, l->c,
                                   phase > 0};
         cnn_run(w, (int)(z->positions / pass.k->shift_block), shift_of_blocks, &pass);
     }
@@ -309,14 +388,44 @@ static void conv_shifted(const struct amil_cnn *m, struct amil_cnn_work *w,
                    w->shifted + oc * z->positions + (size_t)y * z->Wq, sizeof(float) * l->w);
 }
 
+struct panels_pass {
+    const struct amil_kernels *k;
+    const struct amil_layer *l, *in;
+    float *out, *scratch;     /* scratch per thread */
+    const float *inp, *weight, *bias;
+};
+
+static void panels_of(void *ctx, int first, int end, int thread)
+{
+    const struct panels_pass *p = ctx;
+    const struct amil_layer *l = p->l, *in = p->in;
+    float *scratch = p->scratch + thread * amil_conv2d_panel_scratch(in->c, l->kernel, l->c);
+    amil_conv2d_panels(p->k, p->out, scratch, p->inp, p->weight, p->bias, in->c, in->h,
+                       in->w, l->c, l->kernel, l->stride, l->pad, first, end);
+}
+
+/* out (OC, OH, OW) = convolution l of one image inp (C, H, W), threads
+ * splitting its panels of positions, each with its scratch in w->packs */
+static void conv_panels(struct amil_cnn_work *w, const struct amil_layer *l,
+                        const struct amil_layer *in, float *out, const float *inp,
+                        const float *weight, const float *bias)
+{
+    struct panels_pass pass = {w->kernels, l, in, out, w->packs, inp, weight, bias};
+    cnn_run(w, amil_conv2d_panel_count(l->h, l->w), panels_of, &pass);
+}
+
 void amil_cnn_prepare(const struct amil_cnn *m, struct amil_cnn_work *w)
 {
     fit(m, w, 1, 0);
     size_t n_tiles;
-    for (int i = 1; i < m->nlayers; i++)
+    for (int i = 1; i < m->nlayers; i++) {
+        const float *weight, *bias;
+        if (m->layers[i].op == AMIL_OP_CONV)   /* folded weights */
+            cnn_conv_params(m, w, i, &weight, &bias);
         if (cnn_winograd_fits(m, w->kernels, &m->layers[i], &m->layers[m->layers[i].input],
-                          &n_tiles))
+                              &n_tiles))
             cnn_winograd_prepare(m, w, i);
+    }
 }
 
 static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int i, int B,
@@ -330,22 +439,29 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
     case AMIL_OP_INPUT:
         break;
     case AMIL_OP_CONV: {
+        /* with the layers folded into it, it writes the last one's output */
+        const float *weight, *bias;
+        cnn_conv_params(m, w->owner ? w->owner : w, i, &weight, &bias);
+        out = w->out[w->fold_to[i]];
         size_t n_tiles;
-        if (cnn_winograd_fits(m, w->kernels, l, in, &n_tiles)) {
+        struct shifted z;
+        if (cnn_winograd_fits(m, w->kernels, l, in, &n_tiles))
             for (int b = 0; b < B; b++)
                 cnn_winograd_conv(m, w, i, out + b * per_out, inp + b * per_in);
-            break;
-        }
-        struct shifted z;
-        if (shifted_sizes(w->kernels, l, in, &z)) {
+        else if (panels_fit(w->kernels, l))
             for (int b = 0; b < B; b++)
-                conv_shifted(m, w, l, in, &z, out + b * per_out, inp + b * per_in);
-            break;
-        }
-        for (int b = 0; b < B; b++)
-            amil_conv2d_forward(out + b * per_out, w->cols, inp + b * per_in, PARAM(m, l, 0),
-                                l->has_bias ? PARAM(m, l, 1) : NULL, 1, in->c, in->h, in->w,
-                                l->c, l->kernel, l->stride, l->pad);
+                conv_panels(w, l, in, out + b * per_out, inp + b * per_in, weight, bias);
+        else if (shifted_sizes(w->kernels, l, in, &z))
+            for (int b = 0; b < B; b++)
+                conv_shifted(w, l, in, &z, out + b * per_out, inp + b * per_in, weight,
+                             bias);
+        else
+            for (int b = 0; b < B; b++)
+                amil_conv2d_forward(out + b * per_out, w->cols, inp + b * per_in, weight, bias,
+                                    1, in->c, in->h, in->w, l->c, l->kernel, l->stride,
+                                    l->pad);
+        if (w->fold_to[i] == i + 2)   /* a ReLU folded */
+            amil_relu_forward(out, n);
         break;
     }
     case AMIL_OP_BATCHNORM:
@@ -386,8 +502,12 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
         if (m->cam_layer < 0 && i < m->features) {   /* a transformer's: by image, as
                                                         its other layers */
             cnn_token_images(m, w, i, B);
-        } else
+        } else {
+            out = w->out[w->fold_to[i]];
             amil_add_forward(out, inp, w->out[l->input2], n);
+            if (w->fold_to[i] == i + 1)   /* a ReLU folded */
+                amil_relu_forward(out, n);
+        }
         break;
     case AMIL_OP_EMBED:
     case AMIL_OP_LAYERNORM:
@@ -424,6 +544,8 @@ void amil_cnn_forward(const struct amil_cnn *m, struct amil_cnn_work *w,
                 plane[j] = table[c][px[3 * j]];
         }
     for (int i = 1; i < m->nlayers; i++) {
+        if (w->fold_to[i] < 0)   /* folded into the convolution before it */
+            continue;
         double start = w->seconds ? amil_seconds() : 0;
         forward_layer(m, w, i, B, rng);
         if (w->seconds)

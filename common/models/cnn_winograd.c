@@ -125,7 +125,8 @@ static void product_of_rows(void *ctx, int first, int end, int thread)
 const float *cnn_winograd_prepare(const struct amil_cnn *m, struct amil_cnn_work *w, int i)
 {
     const struct amil_layer *l = &m->layers[i];
-    const float *weight = PARAM(m, l, 0);
+    const float *weight, *bias;
+    cnn_conv_params(m, w, i, &weight, &bias);
     if (!w->prepared[i] || w->prepared_of[i] != weight) {
         int C = m->layers[l->input].c, OC = l->c;
         free(w->prepared[i]);
@@ -150,7 +151,8 @@ void cnn_winograd_conv(const struct amil_cnn *m, struct amil_cnn_work *w, int i,
                                     N, U + x * plane, C, OC};
         cnn_run(w, (int)N, product_of_rows, &pass);
     }
-    w->kernels->winograd_output(out, w->products, l->has_bias ? PARAM(m, l, 1) : NULL, OC,
-                                l->h, l->w);
+    const float *weight, *bias;
+    cnn_conv_params(m, w->owner ? w->owner : w, i, &weight, &bias);
+    w->kernels->winograd_output(out, w->products, bias, OC, l->h, l->w);
 }
 

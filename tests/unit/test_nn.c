@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "base/base.h"
+#include "compute/kernels.h"
 #include "compute/nn.h"
 
 static unsigned long long rng_state = 88172645463325252ULL;
@@ -169,6 +170,45 @@ static void conv2d(void **state)
     conv_case(3, 3, 12, 12, 4, 5, 1, 0);    /* the paper's conv1, smaller */
     conv_case(2, 4, 9, 7, 3, 3, 2, 1);      /* stride and padding */
     conv_case(1, 2, 6, 6, 5, 3, 1, 1);      /* the baselines' 3×3, pad 1 */
+}
+
+/* A convolution of one image on packed panels (amil_conv2d_panels) against
+ * the plain loop, on every instruction set this CPU runs, its panels in
+ * two calls as two threads would split them; out is filled with NaN first,
+ * so that a position no panel writes fails. */
+static void panels_case(int C, int H, int W, int OC, int K, int stride, int pad, int bias)
+{
+    int OH = amil_conv_out(H, K, stride, pad), OW = amil_conv_out(W, K, stride, pad);
+    size_t in_n = (size_t)C * H * W, out_n = (size_t)OC * OH * OW;
+    float *inp = random_floats(in_n, 1), *weight = random_floats((size_t)OC * C * K * K, 0.5f);
+    float *b = bias ? random_floats(OC, 0.5f) : NULL;
+    float *reference = malloc(sizeof *reference * out_n);
+    amil_conv2d_forward_reference(reference, inp, weight, b, 1, C, H, W, OC, K, stride, pad);
+    float *out = amil_xaligned(sizeof *out * out_n);
+    float *scratch = amil_xaligned(sizeof *scratch * amil_conv2d_panel_scratch(C, K, OC));
+    const struct amil_kernels *sets[3];
+    int nsets = amil_kernels_available(sets), panels = amil_conv2d_panel_count(OH, OW);
+    for (int k = 0; k < nsets; k++) {
+        for (size_t j = 0; j < out_n; j++)
+            out[j] = NAN;
+        amil_conv2d_panels(sets[k], out, scratch, inp, weight, b, C, H, W, OC, K, stride, pad,
+                           0, panels / 2);
+        amil_conv2d_panels(sets[k], out, scratch, inp, weight, b, C, H, W, OC, K, stride, pad,
+                           panels / 2, panels);
+        assert_close(out, reference, out_n, 1e-5);
+    }
+    free(inp), free(weight), free(b), free(reference), free(out), free(scratch);
+}
+
+static void conv2d_panels(void **state)
+{
+    (void)state;
+    panels_case(5, 16, 16, 7, 1, 1, 0, 0);    /* a 1×1: whole aligned panels */
+    panels_case(3, 14, 14, 20, 1, 1, 0, 1);   /* 196 positions: a short last panel */
+    panels_case(6, 15, 13, 9, 1, 2, 0, 0);    /* a 1×1 of stride 2 (a downsample) */
+    panels_case(4, 15, 14, 18, 3, 2, 1, 1);   /* a 3×3 of stride 2, odd sides */
+    panels_case(3, 23, 20, 8, 7, 2, 3, 0);    /* a stem's 7×7 */
+    panels_case(2, 9, 11, 5, 3, 1, 1, 1);     /* stride 1, padded */
 }
 
 /* ---- pooling ------------------------------------------------------------ */
@@ -552,7 +592,7 @@ static void losses(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(conv2d),  cmocka_unit_test(pooling), cmocka_unit_test(batchnorm), cmocka_unit_test(pointwise),
+        cmocka_unit_test(conv2d),  cmocka_unit_test(conv2d_panels), cmocka_unit_test(pooling), cmocka_unit_test(batchnorm), cmocka_unit_test(pointwise),
         cmocka_unit_test(linear),  cmocka_unit_test(softmax), cmocka_unit_test(layout),
         cmocka_unit_test(losses), cmocka_unit_test(transformer),
     };
