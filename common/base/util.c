@@ -164,7 +164,7 @@ void *amil_xaligned(size_t n)
      * touch then faults every 2 MiB, not every 4 KiB (a slide's patches in
      * bagify, a backbone's buffers and transformed weights: a first ResNet18
      * tile took 430 ms, the next ones 21) */
-    size_t align = n >= AMIL_HUGE_PAGE * 2 ? AMIL_HUGE_PAGE : 64;
+    size_t align = n >= AMIL_HUGE_PAGE ? AMIL_HUGE_PAGE : 64;
     size_t rounded = (n + align - 1) / align * align;   /* aligned_alloc wants a multiple */
     void *p = rounded >= n ? aligned_alloc(align, rounded ? rounded : 64) : NULL;
     if (!p)

@@ -161,13 +161,14 @@ void amil_maxpool_forward(float *out, int32_t *argmax, const float *inp, size_t 
         const float *plane = inp + p * H * W;
         for (int oh = 0; oh < OH; oh++) {
             float *best = out + (p * OH + oh) * OW;
-            int32_t *at = argmax + (p * OH + oh) * OW;
+            int32_t *at = argmax ? argmax + (p * OH + oh) * OW : NULL;
             int y0 = oh * stride - pad;
             int ki0 = y0 < 0 ? -y0 : 0, ki1 = H - y0 < K ? H - y0 : K;
             for (int ow = 0; ow < OW; ow++) {   /* PyTorch's start: the first inside */
                 int x0 = ow * stride - pad;
                 best[ow] = -INFINITY;
-                at[ow] = (y0 + ki0) * W + (x0 > 0 ? x0 : 0);
+                if (at)
+                    at[ow] = (y0 + ki0) * W + (x0 > 0 ? x0 : 0);
             }
             for (int ki = ki0; ki < ki1; ki++) {
                 const float *src = plane + (size_t)(y0 + ki) * W;
@@ -176,6 +177,14 @@ void amil_maxpool_forward(float *out, int32_t *argmax, const float *inp, size_t 
                     row[x] = from >= 0 && from < W ? src[from] : -INFINITY;
                 }
                 int32_t base = (y0 + ki) * W - pad;
+                if (!argmax) {   /* the maximum alone: a loop that vectorizes */
+                    for (int kj = 0; kj < K; kj++)
+                        for (int ow = 0; ow < OW; ow++) {
+                            float v = row[ow * stride + kj];
+                            best[ow] = v > best[ow] || v != v ? v : best[ow];
+                        }
+                    continue;
+                }
                 for (int kj = 0; kj < K; kj++)
                     for (int ow = 0; ow < OW; ow++) {
                         float v = row[ow * stride + kj];

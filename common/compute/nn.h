@@ -70,7 +70,7 @@ void amil_conv2d_forward_reference(float *out, const float *inp, const float *we
  * -inf) over planes of H×W (planes = N·C) to sides OH, OW =
  * amil_conv_out(H or W, K, stride, pad).  argmax (planes, OH, OW) gets each
  * winner's offset in its input plane: the first maximum in scan order, NaN
- * winning, as PyTorch. */
+ * winning, as PyTorch; NULL where no backward will ask (faster). */
 void amil_maxpool_forward(float *out, int32_t *argmax, const float *inp, size_t planes,
                           int H, int W, int K, int stride, int pad);
 /* dinp (planes, H, W) += dout (planes, OH, OW) at each window's winner. */

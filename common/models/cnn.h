@@ -261,7 +261,11 @@ struct amil_cnn_work {
                                      so folded (not run); else the layer */
     float **folded;               /* per folded convolution, its weights times
                                      the batch norm's scale (OC, C, K, K), then
-                                     its bias (OC): the owner's are read */
+                                     its bias (OC): the owner's are read; each
+                                     made at first use in fold_arena, one buffer
+                                     on 2 MiB pages (fold_used floats used) */
+    float *fold_arena;
+    size_t fold_used;
     float *packs;                 /* per thread, a token linear's panel of
                                      weights transposed (cnn_pass.c) */
     uint16_t *bf16_rows;          /* a token linear's input in bfloat16 */

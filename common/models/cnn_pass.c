@@ -110,6 +110,13 @@ static void plan_folds(const struct amil_cnn *m, struct amil_cnn_work *w)
     free(readers);
 }
 
+/* Floats a folded convolution's weights and bias take in the arena (whole
+ * vectors) */
+static size_t folded_size(const struct amil_layer *l, const struct amil_layer *in)
+{
+    return ((size_t)l->c * in->c * l->kernel * l->kernel + l->c + 15) / 16 * 16;
+}
+
 void cnn_conv_params(const struct amil_cnn *m, struct amil_cnn_work *w, int i,
                      const float **weight, const float **bias)
 {
@@ -121,7 +128,8 @@ void cnn_conv_params(const struct amil_cnn *m, struct amil_cnn_work *w, int i,
     if (!w->folded[i]) {   /* scale and shift as amil_batchnorm_forward's */
         const struct amil_layer *bn = &m->layers[i + 1];
         size_t per_oc = (size_t)m->layers[l->input].c * l->kernel * l->kernel;
-        float *f = w->folded[i] = amil_xaligned(sizeof(float) * (l->c * per_oc + l->c));
+        float *f = w->folded[i] = w->fold_arena + w->fold_used;
+        w->fold_used += folded_size(l, &m->layers[l->input]);
         for (int oc = 0; oc < l->c; oc++) {
             float alpha, beta;
             amil_batchnorm_scale(PARAM(m, bn, 0), PARAM(m, bn, 1), PARAM(m, bn, 2),
@@ -206,6 +214,11 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
     w->fold_to = amil_xcalloc(m->nlayers, sizeof *w->fold_to);
     w->folded = amil_xcalloc(m->nlayers, sizeof *w->folded);
     plan_folds(m, w);
+    size_t fold_floats = 0;   /* a worker reads its owner's */
+    for (int i = 1; !w->owner && i < m->nlayers; i++)
+        if (m->layers[i].op == AMIL_OP_CONV && w->fold_to[i] != i)
+            fold_floats += folded_size(&m->layers[i], &m->layers[m->layers[i].input]);
+    w->fold_arena = fold_floats ? amil_xaligned(sizeof(float) * fold_floats) : NULL;
     share_slots(m, w, B, from);
     for (int i = from; i < m->nlayers; i++) {
         const struct amil_layer *l = &m->layers[i];
@@ -284,9 +297,7 @@ void amil_cnn_work_free(struct amil_cnn_work *w)
     for (int i = 0; i < w->nslots; i++)
         free(w->slots[i]);
     free(w->slots), free(w->slot_of);
-    for (int i = 0; w->folded && i < w->nlayers; i++)
-        free(w->folded[i]);
-    free(w->fold_to), free(w->folded);
+    free(w->fold_to), free(w->folded), free(w->fold_arena);
     free(w->cols), free(w->dcols);
     free(w->padded), free(w->shifted), free(w->phase_weights);
     for (int i = 0; w->prepared && i < w->nlayers; i++)
@@ -477,7 +488,7 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
         amil_leaky_relu_forward(out, n, LEAKY_SLOPE);
         break;
     case AMIL_OP_MAXPOOL:
-        amil_maxpool_forward(out, w->argmax[i], inp, (size_t)B * l->c, in->h, in->w,
+        amil_maxpool_forward(out, w->forward_only ? NULL : w->argmax[i], inp, (size_t)B * l->c, in->h, in->w,
                              l->kernel, l->stride, l->pad);
         break;
     case AMIL_OP_AVGPOOL:

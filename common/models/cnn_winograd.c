@@ -42,33 +42,45 @@ struct winograd_pass {
     int OC, C;
 };
 
-/* input channels c_first .. c_end-1 of U: threads split them */
+/* input channels c_first .. c_end-1 of U: threads split them.  Sixteen
+ * output channels at a time, gathered into columns, so that the arithmetic
+ * runs along them and each of U's rows is stored sixteen floats at once
+ * (one at a time, resnet18's took 50 ms a process). */
 static void winograd_weights(void *ctx, int c_first, int c_end, int thread)
 {
     (void)thread;
+    enum { BLOCK = 16 };
     const struct winograd_pass *p = ctx;
     float *U = p->U;
     const float *weight = p->weight;
     int OC = p->OC, C = p->C;
     size_t plane = (size_t)OC * C;
-    for (int c = c_first; c < c_end; c++)   /* along U's rows, so that its stores stream */
-        for (int oc = 0; oc < OC; oc++) {
-            const float *g = weight + ((size_t)oc * C + c) * 9;
-            double t[4][3], u[4][4];
-            for (int j = 0; j < 3; j++) {   /* t = G g */
-                t[0][j] = g[j];
-                t[1][j] = 0.5 * (g[j] + g[3 + j] + g[6 + j]);
-                t[2][j] = 0.5 * (g[j] - g[3 + j] + g[6 + j]);
-                t[3][j] = g[6 + j];
+    for (int c = c_first; c < c_end; c++)
+        for (int o0 = 0; o0 < OC; o0 += BLOCK) {
+            int n = OC - o0 < BLOCK ? OC - o0 : BLOCK;
+            double g[9][BLOCK] = {{0}}, t[4][3][BLOCK];
+            for (int o = 0; o < n; o++)
+                for (int j = 0; j < 9; j++)
+                    g[j][o] = weight[((size_t)(o0 + o) * C + c) * 9 + j];
+            for (int j = 0; j < 3; j++)   /* t = G g */
+                for (int o = 0; o < BLOCK; o++) {
+                    t[0][j][o] = g[j][o];
+                    t[1][j][o] = 0.5 * (g[j][o] + g[3 + j][o] + g[6 + j][o]);
+                    t[2][j][o] = 0.5 * (g[j][o] - g[3 + j][o] + g[6 + j][o]);
+                    t[3][j][o] = g[6 + j][o];
+                }
+            for (int i = 0; i < 4; i++) {   /* u = t Gᵀ, row i */
+                float u[4][BLOCK];
+                for (int o = 0; o < BLOCK; o++) {
+                    u[0][o] = (float)t[i][0][o];
+                    u[1][o] = (float)(0.5 * (t[i][0][o] + t[i][1][o] + t[i][2][o]));
+                    u[2][o] = (float)(0.5 * (t[i][0][o] - t[i][1][o] + t[i][2][o]));
+                    u[3][o] = (float)t[i][2][o];
+                }
+                for (int j = 0; j < 4; j++)
+                    memcpy(U + (size_t)(4 * i + j) * plane + (size_t)c * OC + o0, u[j],
+                           sizeof(float) * n);
             }
-            for (int i = 0; i < 4; i++) {   /* u = t Gᵀ */
-                u[i][0] = t[i][0];
-                u[i][1] = 0.5 * (t[i][0] + t[i][1] + t[i][2]);
-                u[i][2] = 0.5 * (t[i][0] - t[i][1] + t[i][2]);
-                u[i][3] = t[i][2];
-            }
-            for (int x = 0; x < 16; x++)
-                U[x * plane + (size_t)c * OC + oc] = (float)u[x / 4][x % 4];
         }
 }
 

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "base/base.h"
@@ -49,7 +48,7 @@ void amil_mapping_unref(struct amil_mapping *m)
 {
     if (!m || --m->refs > 0)
         return;
-    munmap(m->base, m->length);
+    free(m->base);
     free(m);
 }
 
@@ -263,7 +262,23 @@ int amil_tensor_finite(const char *name, const float *v, int ndim, const int64_t
     size_t count = 1;
     for (int d = 0; d < ndim; d++)
         count *= (size_t)shape[d];
+    /* blocks checked by their bits (an exponent of all ones is an infinity
+     * or NaN), which vectorizes: a ResNet18's weights took 23 ms one float
+     * at a time; then the first bad block one at a time */
+    enum { BLOCK = 4096 };
     size_t bad = 0;
+    for (size_t at = 0; at < count; at += BLOCK) {
+        size_t n = count - at < BLOCK ? count - at : BLOCK;
+        uint32_t any = 0;
+        for (size_t j = 0; j < n; j++) {
+            uint32_t bits;
+            memcpy(&bits, v + at + j, sizeof bits);
+            any |= (bits & 0x7f800000u) == 0x7f800000u;
+        }
+        if (any)
+            break;
+        bad = at + n;
+    }
     while (bad < count && isfinite(v[bad]))
         bad++;
     if (bad == count)

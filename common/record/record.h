@@ -37,9 +37,10 @@ struct amil_tensor {
     int borrowed;
 };
 
-/* A model file mapped into memory (amil_record_load): its tensors are used
- * where they lie, and whatever is made from them (a CNN's frozen weights)
- * holds a reference, so the record can be freed first. */
+/* A model file's first record read into memory of its own (amil_record_load,
+ * on 2 MiB pages where the kernel has them): its tensors are used where
+ * they lie, and whatever is made from them (a CNN's frozen weights) holds
+ * a reference, so the record can be freed first. */
 struct amil_mapping {
     void *base;
     size_t length;

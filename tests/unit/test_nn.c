@@ -274,6 +274,14 @@ static void pooling(void **state)
     p = pool_case(3, 9, 8, 3, 2, 1, 0, 0, 0);
     assert_int_equal(p.OH, 5);
     assert_true(p.out[0] == fmaxf(fmaxf(p.inp[0], p.inp[1]), fmaxf(p.inp[8], p.inp[9])));
+    /* without argmax (a forward-only pass), the same maxima, NaN winning */
+    p.inp[3 * 8 + 4] = NAN;
+    float *alone = malloc(sizeof *alone * 3 * p.OH * p.OW);
+    amil_maxpool_forward(p.out, p.argmax, p.inp, 3, 9, 8, 3, 2, 1);
+    amil_maxpool_forward(alone, NULL, p.inp, 3, 9, 8, 3, 2, 1);
+    assert_memory_equal(alone, p.out, sizeof *alone * 3 * p.OH * p.OW);
+    assert_true(isnan(alone[1 * p.OW + 2]));   /* rows 1..3, columns 3..5 */
+    free(alone);
     pool_free(&p);
     /* ties go to the first in scan order, as PyTorch's */
     float tie[4] = {1, 1, 1, 1}, out;
