@@ -58,7 +58,8 @@ static void winograd_weights(void *ctx, int c_first, int c_end, int thread)
     for (int c = c_first; c < c_end; c++)
         for (int o0 = 0; o0 < OC; o0 += BLOCK) {
             int n = OC - o0 < BLOCK ? OC - o0 : BLOCK;
-            double g[9][BLOCK] = {{0}}, t[4][3][BLOCK];
+            float g[9][BLOCK] = {{0}};   /* float sums into double, as one at a time */
+            double t[4][3][BLOCK];
             for (int o = 0; o < n; o++)
                 for (int j = 0; j < 9; j++)
                     g[j][o] = weight[((size_t)(o0 + o) * C + c) * 9 + j];
