@@ -149,6 +149,48 @@ void amil_conv2d_forward_reference(float *out, const float *inp, const float *we
 
 /* ---- pooling and pointwise --------------------------------------------- */
 
+/* a if it wins against b: larger, or NaN (NaN wins, as in PyTorch) */
+static inline float max_or_nan(float a, float b)
+{
+    float m = a > b ? a : b;   /* two selects, no branch: the loops vectorize */
+    return a != a ? a : m;
+}
+
+/* The max-pool's values alone (no argmax): each output row's window rows
+ * first reduced down the columns, a loop along whole rows that vectorizes,
+ * then across each window's columns.  The same values as the scan with
+ * argmax (a maximum is a maximum in any order, and any NaN makes it NaN).
+ * row is scratch of (OW - 1)·stride + K floats at least. */
+static void maxpool_values(float *out, float *row, const float *inp, size_t planes, int H,
+                           int W, int K, int stride, int pad)
+{
+    int OH = amil_conv_out(H, K, stride, pad), OW = amil_conv_out(W, K, stride, pad);
+    int span = (OW - 1) * stride + K;
+    for (size_t p = 0; p < planes; p++) {
+        const float *plane = inp + p * H * W;
+        for (int oh = 0; oh < OH; oh++) {
+            int y0 = oh * stride - pad;
+            int ki0 = y0 < 0 ? -y0 : 0, ki1 = H - y0 < K ? H - y0 : K;
+            for (int x = 0; x < span; x++)
+                row[x] = -INFINITY;
+            /* row[x] = the window rows' maximum at padded column x */
+            int x0 = pad, x1 = W + pad < span ? W + pad : span;
+            for (int ki = ki0; ki < ki1; ki++) {
+                const float *src = plane + (size_t)(y0 + ki) * W - pad;
+                for (int x = x0; x < x1; x++)
+                    row[x] = max_or_nan(src[x], row[x]);
+            }
+            float *best = out + (p * OH + oh) * OW;
+            for (int ow = 0; ow < OW; ow++) {
+                float m = -INFINITY;
+                for (int kj = 0; kj < K; kj++)
+                    m = max_or_nan(row[ow * stride + kj], m);
+                best[ow] = m;
+            }
+        }
+    }
+}
+
 void amil_maxpool_forward(float *out, int32_t *argmax, const float *inp, size_t planes,
                           int H, int W, int K, int stride, int pad)
 {
@@ -157,18 +199,22 @@ void amil_maxpool_forward(float *out, int32_t *argmax, const float *inp, size_t 
      * against the bounds and the loop over a row of outputs vectorizes */
     int span = (OW - 1) * stride + K;
     float *row = amil_xmalloc(sizeof *row * (size_t)(span > W + pad ? span : W + pad));
+    if (!argmax) {
+        maxpool_values(out, row, inp, planes, H, W, K, stride, pad);
+        free(row);
+        return;
+    }
     for (size_t p = 0; p < planes; p++) {
         const float *plane = inp + p * H * W;
         for (int oh = 0; oh < OH; oh++) {
             float *best = out + (p * OH + oh) * OW;
-            int32_t *at = argmax ? argmax + (p * OH + oh) * OW : NULL;
+            int32_t *at = argmax + (p * OH + oh) * OW;
             int y0 = oh * stride - pad;
             int ki0 = y0 < 0 ? -y0 : 0, ki1 = H - y0 < K ? H - y0 : K;
             for (int ow = 0; ow < OW; ow++) {   /* PyTorch's start: the first inside */
                 int x0 = ow * stride - pad;
                 best[ow] = -INFINITY;
-                if (at)
-                    at[ow] = (y0 + ki0) * W + (x0 > 0 ? x0 : 0);
+                at[ow] = (y0 + ki0) * W + (x0 > 0 ? x0 : 0);
             }
             for (int ki = ki0; ki < ki1; ki++) {
                 const float *src = plane + (size_t)(y0 + ki) * W;
@@ -177,14 +223,6 @@ void amil_maxpool_forward(float *out, int32_t *argmax, const float *inp, size_t 
                     row[x] = from >= 0 && from < W ? src[from] : -INFINITY;
                 }
                 int32_t base = (y0 + ki) * W - pad;
-                if (!argmax) {   /* the maximum alone: a loop that vectorizes */
-                    for (int kj = 0; kj < K; kj++)
-                        for (int ow = 0; ow < OW; ow++) {
-                            float v = row[ow * stride + kj];
-                            best[ow] = v > best[ow] || v != v ? v : best[ow];
-                        }
-                    continue;
-                }
                 for (int kj = 0; kj < K; kj++)
                     for (int ow = 0; ow < OW; ow++) {
                         float v = row[ow * stride + kj];
