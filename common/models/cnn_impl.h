@@ -37,11 +37,21 @@ static inline void cnn_run(const struct amil_cnn_work *w, int tasks, amil_task_f
 void cnn_conv_params(const struct amil_cnn *m, struct amil_cnn_work *w, int i,
                      const float **weight, const float **bias);
 
-/* Whether convolution l (reading in) runs as Winograd's F(2×2, 3×3)
- * (cnn_winograd.c): 3×3, stride 1, padding 1, frozen, output channels a
- * multiple of the lanes; if so, its count of 2×2 output tiles. */
+/* Whether convolution l (reading in) runs as Winograd's F(2×2, 3×3) or
+ * F(4×4, 3×3) (cnn_winograd.c): 3×3, stride 1, padding 1, frozen, output
+ * channels a multiple of the lanes; F(4×4) at most 128 input channels and
+ * sides of 28 and more.  Returns a tile's values (16 or 36; 0: neither)
+ * and sets the count of output tiles. */
 int cnn_winograd_fits(const struct amil_cnn *m, const struct amil_kernels *k,
                       const struct amil_layer *l, const struct amil_layer *in, size_t *n_tiles);
+/* F(4×4, 3×3) (cnn_winograd4.c): U (36, C, OC) of weight (OC, C, 3, 3),
+ * threads splitting the input channels; the scratch (floats) its input
+ * transform takes in w->cols for an input H × W; out (OC, H, W) = bias
+ * + the convolution of inp (C, H, W), on w->tiles and w->products. */
+float *cnn_winograd4_weights(struct amil_cnn_work *w, const float *weight, int C, int OC);
+size_t cnn_winograd4_scratch(int H, int W);
+void cnn_winograd4_conv(struct amil_cnn_work *w, const float *U, const float *bias,
+                        float *out, const float *inp, int C, int H, int W, int OC);
 /* Layer i's transformed weights in w, made if they are not (or were made
  * from other weights). */
 const float *cnn_winograd_prepare(const struct amil_cnn *m, struct amil_cnn_work *w, int i);

@@ -249,9 +249,13 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
             size_t c = (size_t)in->c * l->kernel * l->kernel * l->h * l->w;
             cols = c > cols ? c : cols;
             size_t n_tiles;
-            if (cnn_winograd_fits(m, w->kernels, l, in, &n_tiles)) {
-                tiles = 16 * in->c * n_tiles > tiles ? 16 * in->c * n_tiles : tiles;
-                products = 16 * l->c * n_tiles > products ? 16 * l->c * n_tiles : products;
+            size_t values = (size_t)cnn_winograd_fits(m, w->kernels, l, in, &n_tiles);
+            if (values) {
+                tiles = values * in->c * n_tiles > tiles ? values * in->c * n_tiles : tiles;
+                products = values * l->c * n_tiles > products ? values * l->c * n_tiles
+                                                              : products;
+                c = cnn_winograd4_scratch(in->h, in->w);   /* F(4×4)'s input rows, in cols */
+                cols = c > cols ? c : cols;
             }
             if (panels_fit(w->kernels, l)) {
                 size_t c = amil_conv2d_panel_scratch(in->c, l->kernel, l->c) *

@@ -1,6 +1,7 @@
 /* cnn_winograd.c: a frozen 3×3 convolution of cnn.h as Winograd's
  * F(2×2, 3×3) on the lane kernels: the weights transformed once and kept,
- * each image's input transformed, 16 products, the output transform. */
+ * each image's input transformed, 16 products, the output transform; or
+ * as F(4×4, 3×3) (cnn_winograd4.c) where that fits. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,19 +10,25 @@
 #include "models/cnn.h"
 #include "models/cnn_impl.h"
 
-/* Whether a convolution runs as Winograd's F(2×2, 3×3) (winograd_conv):
+/* Whether a convolution runs as Winograd's F(2×2, 3×3) or F(4×4, 3×3):
  * 3×3, stride 1, padding 1, frozen (its transformed weights are made once
- * and kept), output channels a multiple of the lanes; if so, its count of
- * 2×2 output tiles. */
+ * and kept), output channels a multiple of the lanes.  F(4×4) where its
+ * weights (36·C·OC floats, 2.4 MB at 128 channels) stay in cache and its
+ * tiles cover the image well: at most 128 input channels, sides of 28 and
+ * more.  Returns the values of a tile (16 or 36, 0: neither) and sets its
+ * count of output tiles. */
 int cnn_winograd_fits(const struct amil_cnn *m, const struct amil_kernels *k,
-                         const struct amil_layer *l, const struct amil_layer *in,
-                         size_t *n_tiles)
+                      const struct amil_layer *l, const struct amil_layer *in, size_t *n_tiles)
 {
     if (l->op != AMIL_OP_CONV || l->kernel != 3 || l->stride != 1 || l->pad != 1 || !k ||
         l->param >= m->trained || l->c % k->lanes != 0)
         return 0;
+    if (in->c <= 128 && in->h >= 28 && in->w >= 28) {
+        *n_tiles = (size_t)((in->h + 3) / 4) * ((in->w + 3) / 4);
+        return 36;
+    }
     *n_tiles = (size_t)((in->h + 1) / 2) * ((in->w + 1) / 2);
-    return 1;
+    return 16;
 }
 
 /* ---- Winograd F(2×2, 3×3) ------------------------------------------------
@@ -142,10 +149,15 @@ const float *cnn_winograd_prepare(const struct amil_cnn *m, struct amil_cnn_work
     cnn_conv_params(m, w, i, &weight, &bias);
     if (!w->prepared[i] || w->prepared_of[i] != weight) {
         int C = m->layers[l->input].c, OC = l->c;
+        size_t n_tiles;
         free(w->prepared[i]);
-        w->prepared[i] = amil_xaligned(sizeof(float) * 16 * OC * C);
-        struct winograd_pass pass = {w->prepared[i], weight, OC, C};
-        cnn_run(w, C, winograd_weights, &pass);
+        if (cnn_winograd_fits(m, w->kernels, l, &m->layers[l->input], &n_tiles) == 36) {
+            w->prepared[i] = cnn_winograd4_weights(w, weight, C, OC);
+        } else {
+            w->prepared[i] = amil_xaligned(sizeof(float) * 16 * OC * C);
+            struct winograd_pass pass = {w->prepared[i], weight, OC, C};
+            cnn_run(w, C, winograd_weights, &pass);
+        }
         w->prepared_of[i] = weight;
     }
     return w->prepared[i];
@@ -158,14 +170,18 @@ void cnn_winograd_conv(const struct amil_cnn *m, struct amil_cnn_work *w, int i,
     int C = in->c, OC = l->c;
     size_t N = (size_t)((in->h + 1) / 2) * ((in->w + 1) / 2), plane = (size_t)OC * C;
     const float *U = cnn_winograd_prepare(m, w->owner ? w->owner : w, i);
+    const float *weight, *bias;
+    cnn_conv_params(m, w->owner ? w->owner : w, i, &weight, &bias);
+    if (cnn_winograd_fits(m, w->kernels, l, in, &N) == 36) {
+        cnn_winograd4_conv(w, U, bias, out, inp, C, in->h, in->w, OC);
+        return;
+    }
     winograd_input(w->kernels, w->tiles, inp, C, in->h, in->w);
     for (int x = 0; x < 16; x++) {
         struct product_pass pass = {w->kernels, w->products + x * N * OC, w->tiles + x * C * N,
                                     N, U + x * plane, C, OC};
         cnn_run(w, (int)N, product_of_rows, &pass);
     }
-    const float *weight, *bias;
-    cnn_conv_params(m, w->owner ? w->owner : w, i, &weight, &bias);
     w->kernels->winograd_output(out, w->products, bias, OC, l->h, l->w);
 }
 

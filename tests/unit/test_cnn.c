@@ -251,6 +251,55 @@ static void against_torchvision(void **state)
     assert_int_equal(cases, 5);
 }
 
+/* A frozen ResNet18's fast paths against its trained self's plain ones,
+ * on sides no tile divides: 116 × 124 makes layer1 29 × 31 (Winograd's
+ * F(4×4, 3×3), whose last tiles hang over the edge), layer2 15 × 16
+ * (F(2×2, 3×3)), and stride-2 panels with short last ones.  Frozen and
+ * forward-only, the batch norms are folded too.  The features of a real
+ * crop, every kernel set this CPU runs, within 1e-5 of the largest. */
+static void fast_paths(void **state)
+{
+    (void)state;
+    struct amil_image img;
+    if (amil_image_load(test_data("SOB_B_A-14-22549G-40-001.png"), 0, 3, 1 << 24, &img) < 0)
+        fail_msg("%s", amil_error());
+    int H = 116, W = 124;
+    struct amil_cnn m;
+    if (amil_cnn_init(&m, AMIL_CNN_RESNET18, 2, H, W, NULL) < 0)
+        fail_msg("%s", amil_error());
+    formula_weights(&m);
+    uint8_t *image = crop(&img, 40, 60, H, W, 0);
+    int F = amil_cnn_feature_size(&m);
+    assert_true(m.layers[m.layers[5].input].h == 29);   /* layer1's input, after the pool */
+    const struct amil_kernels *sets[3];
+    int nsets = amil_kernels_available(sets);
+    for (int k = 0; k < nsets; k++) {
+        float *plain = malloc(sizeof *plain * F);
+        m.trained = 0;   /* every layer trained: no Winograd, no folds */
+        struct amil_cnn_work w = {.kernels = sets[k]};
+        amil_cnn_forward(&m, &w, image, 1, NULL);
+        memcpy(plain, w.out[m.features], sizeof *plain * F);
+        amil_cnn_work_free(&w);
+        m.trained = m.params.n;   /* every layer frozen */
+        struct amil_cnn_work fast = {.kernels = sets[k], .forward_only = 1};
+        amil_cnn_forward(&m, &fast, image, 1, NULL);
+        double largest = 0, worst = 0;
+        for (int j = 0; j < F; j++) {
+            largest = fmax(largest, fabs(plain[j]));
+            worst = fmax(worst, fabs(fast.out[m.features][j] - plain[j]));
+        }
+        print_message("# fast paths, %s kernels: largest difference %.2e of %.2e\n",
+                      sets[k]->name, worst, largest);
+        assert_true(largest > 0);
+        assert_true(worst <= 1e-5 * largest);
+        amil_cnn_work_free(&fast);
+        free(plain);
+    }
+    free(image);
+    amil_cnn_free(&m);
+    amil_image_free(&img);
+}
+
 /* The sizes torchvision's models have: vgg19 143,667,240 parameters with
  * ImageNet's 1000 classes, resnet18 11,689,512 (its batch norms' running
  * statistics are buffers, not parameters: 9,600 of them). */
@@ -285,6 +334,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(against_torchvision),
         cmocka_unit_test(torchvision_sizes),
+        cmocka_unit_test(fast_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
