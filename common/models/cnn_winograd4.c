@@ -27,23 +27,36 @@ struct weights_pass {
     int OC, C;
 };
 
-/* input channels c_first .. c_end-1 of U: threads split them */
+/* input channels c_first .. c_end-1 of U: threads split them.  Sixteen
+ * output channels at a time, gathered into columns, so that the arithmetic
+ * runs along them and U's rows are stored sixteen floats at once. */
 static void weights_of(void *ctx, int c_first, int c_end, int thread)
 {
     (void)thread;
+    enum { BLOCK = 16 };
     const struct weights_pass *p = ctx;
     size_t plane = (size_t)p->OC * p->C;
     for (int c = c_first; c < c_end; c++)
-        for (int oc = 0; oc < p->OC; oc++) {
-            const float *g = p->weight + ((size_t)oc * p->C + c) * 9;
-            double t[6][3];
+        for (int o0 = 0; o0 < p->OC; o0 += BLOCK) {
+            int n = p->OC - o0 < BLOCK ? p->OC - o0 : BLOCK;
+            double g[9][BLOCK] = {{0}}, t[6][3][BLOCK];
+            for (int o = 0; o < n; o++)
+                for (int j = 0; j < 9; j++)
+                    g[j][o] = p->weight[((size_t)(o0 + o) * p->C + c) * 9 + j];
             for (int i = 0; i < 6; i++)   /* t = G g */
                 for (int j = 0; j < 3; j++)
-                    t[i][j] = G[i][0] * g[j] + G[i][1] * g[3 + j] + G[i][2] * g[6 + j];
+                    for (int o = 0; o < BLOCK; o++)
+                        t[i][j][o] = G[i][0] * g[j][o] + G[i][1] * g[3 + j][o] +
+                                     G[i][2] * g[6 + j][o];
             for (int i = 0; i < 6; i++)   /* U = t Gᵀ */
-                for (int j = 0; j < 6; j++)
-                    p->U[(size_t)(6 * i + j) * plane + (size_t)c * p->OC + oc] =
-                        (float)(t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
+                for (int j = 0; j < 6; j++) {
+                    float u[BLOCK];
+                    for (int o = 0; o < BLOCK; o++)
+                        u[o] = (float)(t[i][0][o] * G[j][0] + t[i][1][o] * G[j][1] +
+                                       t[i][2][o] * G[j][2]);
+                    memcpy(p->U + (size_t)(6 * i + j) * plane + (size_t)c * p->OC + o0, u,
+                           sizeof(float) * n);
+                }
         }
 }
 
