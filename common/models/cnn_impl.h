@@ -30,6 +30,14 @@ static inline void cnn_run(const struct amil_cnn_work *w, int tasks, amil_task_f
         amil_parallel(tasks, fn, ctx);
 }
 
+/* w->fold_to (cnn.h) for a forward-only work (cnn_fold.c): each
+ * convolution below the features followed by a batch norm that alone
+ * reads it (and that by a ReLU that alone reads the batch norm) writes
+ * the last of them; a CNN's residual sum followed by a ReLU that alone
+ * reads it writes the ReLU's output.  cnn_folded_size: the floats a folded
+ * convolution's weights and bias take in w->fold_arena. */
+void cnn_plan_folds(const struct amil_cnn *m, struct amil_cnn_work *w);
+size_t cnn_folded_size(const struct amil_layer *l, const struct amil_layer *in);
 /* Convolution i's weights and bias (NULL: none) as w's forward reads
  * them: with the batch norm after it folded in where w->fold_to says
  * (made at first use, or by amil_cnn_prepare for the workers), else the

@@ -76,73 +76,6 @@ static int transient(const struct amil_cnn *m, const struct amil_cnn_work *w, in
     return (m->cam_layer < 0 || w->forward_only) && i > 0 && i < m->features;
 }
 
-/* w->fold_to (see cnn.h): in a forward-only work, each convolution below
- * the features followed by a batch norm that alone reads it, and that by a
- * ReLU that alone reads the batch norm, writes the last of them (ResNets'
- * conv, bn, relu); a CNN's sum followed by a ReLU that alone reads it
- * writes the ReLU's output (a residual block's end). */
-static void plan_folds(const struct amil_cnn *m, struct amil_cnn_work *w)
-{
-    int *readers = amil_xcalloc(m->nlayers, sizeof *readers);
-    for (int i = 1; i < m->nlayers; i++) {
-        readers[m->layers[i].input]++;
-        if (m->layers[i].input2 >= 0)
-            readers[m->layers[i].input2]++;
-    }
-    for (int i = 0; i < m->nlayers; i++)
-        w->fold_to[i] = i;
-    for (int i = 1; w->forward_only && i + 1 < m->features; i++) {
-        const struct amil_layer *bn = &m->layers[i + 1], *relu = &m->layers[i + 2];
-        if (m->layers[i].op != AMIL_OP_CONV || w->fold_to[i] < 0 ||
-            bn->op != AMIL_OP_BATCHNORM || bn->input != i || readers[i] != 1)
-            continue;
-        w->fold_to[i] = i + 1, w->fold_to[i + 1] = -1;
-        if (i + 2 < m->nlayers && relu->op == AMIL_OP_RELU && relu->input == i + 1 &&
-            readers[i + 1] == 1)
-            w->fold_to[i] = i + 2, w->fold_to[i + 2] = -1;
-    }
-    for (int i = 1; w->forward_only && i < m->features; i++) {   /* a sum, then ReLU */
-        const struct amil_layer *relu = &m->layers[i + 1];
-        if (m->layers[i].op == AMIL_OP_ADD && m->cam_layer >= 0 && relu->op == AMIL_OP_RELU &&
-            relu->input == i && readers[i] == 1)
-            w->fold_to[i] = i + 1, w->fold_to[i + 1] = -1;
-    }
-    free(readers);
-}
-
-/* Floats a folded convolution's weights and bias take in the arena (whole
- * vectors) */
-static size_t folded_size(const struct amil_layer *l, const struct amil_layer *in)
-{
-    return ((size_t)l->c * in->c * l->kernel * l->kernel + l->c + 15) / 16 * 16;
-}
-
-void cnn_conv_params(const struct amil_cnn *m, struct amil_cnn_work *w, int i,
-                     const float **weight, const float **bias)
-{
-    const struct amil_layer *l = &m->layers[i];
-    *weight = PARAM(m, l, 0);
-    *bias = l->has_bias ? PARAM(m, l, 1) : NULL;
-    if (w->fold_to[i] == i)
-        return;
-    if (!w->folded[i]) {   /* scale and shift as amil_batchnorm_forward's */
-        const struct amil_layer *bn = &m->layers[i + 1];
-        size_t per_oc = (size_t)m->layers[l->input].c * l->kernel * l->kernel;
-        float *f = w->folded[i] = w->fold_arena + w->fold_used;
-        w->fold_used += folded_size(l, &m->layers[l->input]);
-        for (int oc = 0; oc < l->c; oc++) {
-            float alpha, beta;
-            amil_batchnorm_scale(PARAM(m, bn, 0), PARAM(m, bn, 1), PARAM(m, bn, 2),
-                                 PARAM(m, bn, 3), oc, &alpha, &beta);
-            for (size_t j = 0; j < per_oc; j++)
-                f[oc * per_oc + j] = (*weight)[oc * per_oc + j] * alpha;
-            f[l->c * per_oc + oc] = beta + (*bias ? (*bias)[oc] * alpha : 0);
-        }
-    }
-    *weight = w->folded[i];
-    *bias = w->folded[i] + (size_t)l->c * m->layers[l->input].c * l->kernel * l->kernel;
-}
-
 /* Each transient layer from `from` on gets a slot of w->slots (slot_of),
  * one no layer still to be read holds; the slots are made here. */
 static void share_slots(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int from)
@@ -213,11 +146,11 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
     w->slot_of = amil_xcalloc(m->nlayers, sizeof *w->slot_of);
     w->fold_to = amil_xcalloc(m->nlayers, sizeof *w->fold_to);
     w->folded = amil_xcalloc(m->nlayers, sizeof *w->folded);
-    plan_folds(m, w);
+    cnn_plan_folds(m, w);
     size_t fold_floats = 0;   /* a worker reads its owner's */
     for (int i = 1; !w->owner && i < m->nlayers; i++)
         if (m->layers[i].op == AMIL_OP_CONV && w->fold_to[i] != i)
-            fold_floats += folded_size(&m->layers[i], &m->layers[m->layers[i].input]);
+            fold_floats += cnn_folded_size(&m->layers[i], &m->layers[m->layers[i].input]);
     w->fold_arena = fold_floats ? amil_xaligned(sizeof(float) * fold_floats) : NULL;
     share_slots(m, w, B, from);
     for (int i = from; i < m->nlayers; i++) {
