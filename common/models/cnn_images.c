@@ -158,6 +158,12 @@ void amil_cnn_classify(const struct amil_cnn *m, struct amil_cnn_work *w,
     uint8_t *tile = amil_xmalloc((size_t)T * T * 3);
     double sum[AMIL_CNN_MAX_CLASSES] = {0};
     float p[AMIL_CNN_MAX_CLASSES];
+    /* forward only, as featurize runs it, so that an image's tiles give the
+     * bytes of their cached features (the batch norms folded alike); the
+     * caller's setting is restored for what it runs next (gradcam's
+     * backward) */
+    int forward_only = w->forward_only;
+    w->forward_only = forward_only || image;
     for (int i = 0; i < n; i++) {
         if (image) {
             amil_cnn_cut(tile, image, W, coords[2 * i], coords[2 * i + 1], T);
@@ -170,6 +176,7 @@ void amil_cnn_classify(const struct amil_cnn *m, struct amil_cnn_work *w,
     }
     for (int c = 0; c < m->classes; c++)
         prob[c] = (float)(sum[c] / n);
+    w->forward_only = forward_only;
     free(tile);
     free(coords);
 }
