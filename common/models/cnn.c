@@ -1,6 +1,7 @@
-/* cnn.c: the CNN baselines of cnn.h: the layer graphs and their parameter
- * tables, model records and starting weights.  cnn_pass.c runs them
- * forward and backward; cnn_images.c sees images as their tiles. */
+/* cnn.c: the CNN baselines and backbones of cnn.h: the table of
+ * architectures, model records and starting weights.  cnn_graph.c and
+ * cnn_vit.c build their layer graphs, cnn_pass.c runs them forward and
+ * backward, cnn_images.c sees images as their tiles. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,396 +10,12 @@
 #include "compute/kernels.h"
 #include "compute/nn.h"
 #include "models/cnn.h"
+#include "models/cnn_build.h"
 #include "record/record.h"
 #include "record/stream.h"
 
-/* ---- building the graph ------------------------------------------------ */
-
-struct builder {
-    struct amil_cnn *m;
-    int height, width;      /* of the input */
-    int failed;             /* a layer's output came out empty */
-};
-
-/* Appends parameter layer.suffix; its index.  The graphs here are fixed
- * and small, so the table cannot overflow. */
-static int add_param(struct amil_cnn *m, const char *layer, const char *suffix, int ndim,
-                     const int64_t *shape, size_t fan_in)
-{
-    char name[80];
-    snprintf(name, sizeof name, "%s.%s", layer, suffix);
-    return amil_params_add(&m->params, name, ndim, shape, fan_in);
-}
-
-/* Appends a layer reading `input` and returns its index; its output shape
- * is worked out from the input's. */
-static int add_layer(struct builder *b, enum amil_op op, const char *name, int input,
-                     int out_channels, int kernel, int stride, int pad, int has_bias)
-{
-    struct amil_cnn *m = b->m;
-    if (m->nlayers == AMIL_CNN_MAX_LAYERS) {   /* an architecture too deep for the table */
-        b->failed = 1;
-        return m->nlayers - 1;
-    }
-    struct amil_layer *l = &m->layers[m->nlayers];
-    const struct amil_layer *in = input >= 0 ? &m->layers[input] : NULL;
-    *l = (struct amil_layer){.op = op, .input = input, .input2 = -1, .kernel = kernel,
-                             .stride = stride, .pad = pad, .param = -1,
-                             .has_bias = has_bias};
-    snprintf(l->name, sizeof l->name, "%s", name);
-    if (in)
-        l->c = in->c, l->h = in->h, l->w = in->w;
-    else
-        l->c = 3, l->h = b->height, l->w = b->width;
-    switch (op) {
-    case AMIL_OP_CONV: {
-        l->c = out_channels;
-        l->h = amil_conv_out(in->h, kernel, stride, pad);
-        l->w = amil_conv_out(in->w, kernel, stride, pad);
-        int64_t shape[4] = {out_channels, in->c, kernel, kernel};
-        size_t fan_in = (size_t)in->c * kernel * kernel;
-        l->param = add_param(m, name, "weight", 4, shape, fan_in);
-        if (has_bias)
-            add_param(m, name, "bias", 1, shape, fan_in);
-        break;
-    }
-    case AMIL_OP_MAXPOOL:
-        l->h = amil_conv_out(in->h, kernel, stride, pad);
-        l->w = amil_conv_out(in->w, kernel, stride, pad);
-        break;
-    case AMIL_OP_AVGPOOL:   /* adaptive, to kernel × kernel */
-        l->h = l->w = kernel;
-        break;
-    case AMIL_OP_LINEAR: {
-        int64_t shape[2] = {out_channels, (int64_t)in->c * in->h * in->w};
-        l->param = add_param(m, name, "weight", 2, shape, (size_t)shape[1]);
-        add_param(m, name, "bias", 1, shape, (size_t)shape[1]);
-        l->c = out_channels, l->h = l->w = 1;
-        break;
-    }
-    case AMIL_OP_BATCHNORM: {
-        int64_t shape[1] = {in->c};
-        const char *const names[] = {"weight", "bias", "running_mean", "running_var"};
-        for (int i = 0; i < 4; i++) {
-            int p = add_param(m, name, names[i], 1, shape, 0);
-            l->param = i == 0 ? p : l->param;
-        }
-        break;
-    }
-    default:
-        break;
-    }
-    if (l->h < 1 || l->w < 1)
-        b->failed = 1;
-    return m->nlayers++;
-}
-
-static int build_net(struct builder *b)
-{
-    static const int widths[5] = {64, 64, 128, 128, 128};
-    int x = add_layer(b, AMIL_OP_INPUT, "input", -1, 0, 0, 0, 0, 0);
-    char name[16];
-    for (int i = 0; i < 5; i++) {
-        snprintf(name, sizeof name, "conv%d", i + 1);
-        x = add_layer(b, AMIL_OP_CONV, name, x, widths[i], 3, 1, 1, 1);
-        snprintf(name, sizeof name, "relu%d", i + 1);
-        x = add_layer(b, AMIL_OP_LEAKY_RELU, name, x, 0, 0, 0, 0, 0);
-        if (i == 4)
-            b->m->cam_layer = x;
-        snprintf(name, sizeof name, "pool%d", i + 1);
-        x = add_layer(b, AMIL_OP_MAXPOOL, name, x, 0, 2, 2, 0, 0);
-    }
-    x = add_layer(b, AMIL_OP_DROPOUT, "dropout1", x, 0, 0, 0, 0, 0);
-    x = add_layer(b, AMIL_OP_LINEAR, "fc1", x, 1024, 0, 0, 0, 1);
-    x = add_layer(b, AMIL_OP_LEAKY_RELU, "relu6", x, 0, 0, 0, 0, 0);
-    x = add_layer(b, AMIL_OP_DROPOUT, "dropout2", x, 0, 0, 0, 0, 0);
-    b->m->features = x;
-    b->m->trained = 0;   /* all of it */
-    return x;
-}
-
-static int build_vgg19(struct builder *b)
-{
-    /* torchvision's configuration "E": channels, 0 for a max-pool */
-    static const int config[] = {64,  64,  0,   128, 128, 0,   256, 256, 256, 256, 0,
-                                 512, 512, 512, 512, 0,   512, 512, 512, 512, 0};
-    int x = add_layer(b, AMIL_OP_INPUT, "input", -1, 0, 0, 0, 0, 0), index = 0;
-    char name[24];
-    for (size_t i = 0; i < sizeof config / sizeof *config; i++) {
-        snprintf(name, sizeof name, "features.%d", index++);
-        if (!config[i]) {
-            x = add_layer(b, AMIL_OP_MAXPOOL, name, x, 0, 2, 2, 0, 0);
-            continue;
-        }
-        x = add_layer(b, AMIL_OP_CONV, name, x, config[i], 3, 1, 1, 1);
-        snprintf(name, sizeof name, "features.%d", index++);
-        x = add_layer(b, AMIL_OP_RELU, name, x, 0, 0, 0, 0, 0);
-        b->m->cam_layer = x;   /* the last convolution's, once done */
-    }
-    x = add_layer(b, AMIL_OP_AVGPOOL, "avgpool", x, 0, 7, 0, 0, 0);
-    x = add_layer(b, AMIL_OP_LINEAR, "classifier.0", x, 4096, 0, 0, 0, 1);
-    x = add_layer(b, AMIL_OP_RELU, "classifier.1", x, 0, 0, 0, 0, 0);
-    x = add_layer(b, AMIL_OP_DROPOUT, "classifier.2", x, 0, 0, 0, 0, 0);
-    x = add_layer(b, AMIL_OP_LINEAR, "classifier.3", x, 4096, 0, 0, 0, 1);
-    x = add_layer(b, AMIL_OP_RELU, "classifier.4", x, 0, 0, 0, 0, 0);
-    x = add_layer(b, AMIL_OP_DROPOUT, "classifier.5", x, 0, 0, 0, 0, 0);
-    b->m->features = x;
-    b->m->trained = b->m->params.n;
-    return x;
-}
-
-/* Layer part of a block (prefix "layer1.0", part "conv1"), without bias. */
-static int block_layer(struct builder *b, enum amil_op op, const char *prefix,
-                       const char *part, int input, int out_channels, int kernel, int stride,
-                       int pad)
-{
-    char name[64];
-    snprintf(name, sizeof name, "%s.%s", prefix, part);
-    return add_layer(b, op, name, input, out_channels, kernel, stride, pad, 0);
-}
-
-/* A ResNet block's end: its branch x plus its input in (through a 1×1
- * convolution with the stride and bn when the shape changes), ReLU. */
-static int residual(struct builder *b, const char *prefix, int x, int in, int channels,
-                    int stride)
-{
-    int shortcut = in;
-    if (stride != 1 || b->m->layers[in].c != channels) {
-        shortcut = block_layer(b, AMIL_OP_CONV, prefix, "downsample.0", in, channels, 1,
-                               stride, 0);
-        shortcut = block_layer(b, AMIL_OP_BATCHNORM, prefix, "downsample.1", shortcut, 0, 0,
-                               0, 0);
-    }
-    x = block_layer(b, AMIL_OP_ADD, prefix, "add", x, 0, 0, 0, 0);
-    b->m->layers[x].input2 = shortcut;
-    return add_layer(b, AMIL_OP_RELU, prefix, x, 0, 0, 0, 0, 0);
-}
-
-/* torchvision's BasicBlock: conv 3×3 (stride), bn, ReLU, conv 3×3, bn,
- * then the residual sum. */
-static int basic_block(struct builder *b, const char *prefix, int x, int channels,
-                       int stride)
-{
-    int in = x;
-    x = block_layer(b, AMIL_OP_CONV, prefix, "conv1", x, channels, 3, stride, 1);
-    x = block_layer(b, AMIL_OP_BATCHNORM, prefix, "bn1", x, 0, 0, 0, 0);
-    x = block_layer(b, AMIL_OP_RELU, prefix, "relu", x, 0, 0, 0, 0);
-    x = block_layer(b, AMIL_OP_CONV, prefix, "conv2", x, channels, 3, 1, 1);
-    x = block_layer(b, AMIL_OP_BATCHNORM, prefix, "bn2", x, 0, 0, 0, 0);
-    return residual(b, prefix, x, in, channels, stride);
-}
-
-/* torchvision's Bottleneck (ResNet v1.5): conv 1×1, bn, ReLU, conv 3×3
- * (stride), bn, ReLU, conv 1×1 to 4 × width, bn, then the residual sum. */
-static int bottleneck(struct builder *b, const char *prefix, int x, int width, int stride)
-{
-    int in = x;
-    x = block_layer(b, AMIL_OP_CONV, prefix, "conv1", x, width, 1, 1, 0);
-    x = block_layer(b, AMIL_OP_BATCHNORM, prefix, "bn1", x, 0, 0, 0, 0);
-    x = block_layer(b, AMIL_OP_RELU, prefix, "relu1", x, 0, 0, 0, 0);
-    x = block_layer(b, AMIL_OP_CONV, prefix, "conv2", x, width, 3, stride, 1);
-    x = block_layer(b, AMIL_OP_BATCHNORM, prefix, "bn2", x, 0, 0, 0, 0);
-    x = block_layer(b, AMIL_OP_RELU, prefix, "relu2", x, 0, 0, 0, 0);
-    x = block_layer(b, AMIL_OP_CONV, prefix, "conv3", x, 4 * width, 1, 1, 0);
-    x = block_layer(b, AMIL_OP_BATCHNORM, prefix, "bn3", x, 0, 0, 0, 0);
-    return residual(b, prefix, x, in, 4 * width, stride);
-}
-
-/* torchvision's ResNet: the stem (conv 7×7 stride 2, bn, ReLU, max-pool),
- * stages (4; CLAM's truncated one 3) of blocks[stage] blocks of width
- * 64 << stage (the first of stages 2 to 4 with stride 2), the average
- * pool. */
-static int build_resnet(struct builder *b, int (*block)(struct builder *, const char *, int,
-                                                        int, int),
-                        const int blocks[4], int stages)
-{
-    int x = add_layer(b, AMIL_OP_INPUT, "input", -1, 0, 0, 0, 0, 0);
-    x = add_layer(b, AMIL_OP_CONV, "conv1", x, 64, 7, 2, 3, 0);
-    x = add_layer(b, AMIL_OP_BATCHNORM, "bn1", x, 0, 0, 0, 0, 0);
-    x = add_layer(b, AMIL_OP_RELU, "relu", x, 0, 0, 0, 0, 0);
-    x = add_layer(b, AMIL_OP_MAXPOOL, "maxpool", x, 0, 3, 2, 1, 0);
-    char prefix[32];
-    for (int stage = 0; stage < stages; stage++)
-        for (int i = 0; i < blocks[stage]; i++) {
-            snprintf(prefix, sizeof prefix, "layer%d.%d", stage + 1, i);
-            x = block(b, prefix, x, 64 << stage, stage > 0 && i == 0 ? 2 : 1);
-        }
-    b->m->cam_layer = x;
-    x = add_layer(b, AMIL_OP_AVGPOOL, "avgpool", x, 0, 1, 0, 0, 0);
-    b->m->features = x;
-    b->m->trained = b->m->params.n;
-    return x;
-}
-
-static int build_resnet18(struct builder *b)
-{
-    return build_resnet(b, basic_block, (const int[4]){2, 2, 2, 2}, 4);
-}
-
-/* 2048 features */
-static int build_resnet50(struct builder *b)
-{
-    return build_resnet(b, bottleneck, (const int[4]){3, 4, 6, 3}, 4);
-}
-
-/* 1024 features */
-static int build_resnet50_trunc(struct builder *b)
-{
-    return build_resnet(b, bottleneck, (const int[4]){3, 4, 6, 3}, 3);
-}
-
-/* ---- vision transformers -------------------------------------------------
- *
- * Dosovitskiy et al. 2021: the class token and the image's 16×16 patches,
- * embedded, plus positions; blocks of x += attention(LayerNorm(x)), x +=
- * MLP(LayerNorm(x)) (GELU between its two linears); a final LayerNorm. */
-
-/* The tensors' names in one layout; a block's after its prefix.  scale
- * names LayerScale's (timm only); fc_norm timm's LayerNorm after a mean. */
-struct vit_names {
-    const char *patch_weight, *patch_bias, *class_token, *position;
-    const char *block;      /* a printf format of the block's number */
-    const char *norm1, *qkv_weight, *qkv_bias, *proj, *scale1, *norm2, *fc1, *fc2, *scale2;
-    const char *norm, *fc_norm;
-};
-
-static const struct vit_names torchvision_vit = {
-    "conv_proj.weight", "conv_proj.bias", "class_token", "encoder.pos_embedding",
-    "encoder.layers.encoder_layer_%d", "ln_1", "self_attention.in_proj_weight",
-    "self_attention.in_proj_bias", "self_attention.out_proj", NULL, "ln_2", "mlp.0", "mlp.3",
-    NULL, "encoder.ln", NULL};
-
-static const struct vit_names timm_vit = {
-    "patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token", "pos_embed", "blocks.%d",
-    "norm1", "attn.qkv.weight", "attn.qkv.bias", "attn.proj", "ls1", "norm2", "mlp.fc1",
-    "mlp.fc2", "ls2", "norm", "fc_norm"};
-
-/* Appends a token layer (enum amil_op's) reading input, `width` values a
- * token (its input's where the op keeps them), its parameters under the
- * names given in full: weight and bias, and for the embedding the class
- * token and the positions. */
-static int add_token_layer(struct builder *b, enum amil_op op, const char *name, int input,
-                           int width, int arg, const char *const params[4])
-{
-    struct amil_cnn *m = b->m;
-    int x = add_layer(b, op, name, input, 0, 0, 0, 0, 0);
-    struct amil_layer *l = &m->layers[x];
-    const struct amil_layer *in = &m->layers[input];
-    struct amil_params *t = &m->params;
-    int D = width ? width : in->w;
-    l->c = 1, l->h = in->h, l->w = D, l->kernel = arg;
-    switch (op) {
-    case AMIL_OP_EMBED: {
-        int P = arg, T = 1 + (in->h / P) * (in->w / P);
-        l->h = T;
-        int64_t weight[4] = {D, in->c, P, P}, token[3] = {1, 1, D}, position[3] = {1, T, D};
-        size_t fan_in = (size_t)in->c * P * P;
-        l->param = amil_params_add(t, params[0], 4, weight, fan_in);
-        amil_params_add(t, params[1], 1, weight, fan_in);
-        amil_params_add(t, params[2], 3, token, 0);
-        amil_params_add(t, params[3], 3, position, 0);
-        break;
-    }
-    case AMIL_OP_TOKEN_LINEAR: {
-        int64_t shape[2] = {D, in->w};
-        l->param = amil_params_add(t, params[0], 2, shape, (size_t)in->w);
-        amil_params_add(t, params[1], 1, shape, (size_t)in->w);
-        break;
-    }
-    case AMIL_OP_LAYERNORM: {
-        int64_t shape[1] = {D};
-        l->param = amil_params_add(t, params[0], 1, shape, 0);
-        amil_params_add(t, params[1], 1, shape, 0);
-        break;
-    }
-    case AMIL_OP_SCALE: {
-        int64_t shape[1] = {D};
-        l->param = amil_params_add(t, params[0], 1, shape, 0);
-        break;
-    }
-    case AMIL_OP_POOL_TOKENS:
-        l->h = 1;
-        break;
-    default:
-        break;
-    }
-    return x;
-}
-
-/* A token layer named prefix.part (part NULL: prefix alone), whose
- * parameters are its name's .weight and .bias, or the two names given
- * after the prefix; a scale's, its name's .gamma. */
-static int block_token_layer(struct builder *b, enum amil_op op, const char *prefix,
-                             const char *part, const char *weight_name,
-                             const char *bias_name, int input, int width, int arg)
-{
-    char name[64], names[2][80];
-    snprintf(name, sizeof name, part ? "%s.%s" : "%s", prefix, part);
-    snprintf(names[0], sizeof names[0], op == AMIL_OP_SCALE ? "%s.gamma" : "%s.weight", name);
-    snprintf(names[1], sizeof names[1], "%s.bias", name);
-    if (weight_name) {
-        snprintf(names[0], sizeof names[0], "%s.%s", prefix, weight_name);
-        snprintf(names[1], sizeof names[1], "%s.%s", prefix, bias_name);
-    }
-    const char *const params[4] = {names[0], names[1], NULL, NULL};
-    return add_token_layer(b, op, name, input, width, arg, params);
-}
-
-/* x + the output of its branch (block part `sum`), scaled first by
- * timm's LayerScale `scale` when the form has it */
-static int vit_residual(struct builder *b, const char *prefix, const char *scale,
-                        const char *sum, int x, int branch)
-{
-    if (scale && b->m->form.layer_scale)
-        branch = block_token_layer(b, AMIL_OP_SCALE, prefix, scale, NULL, NULL, branch, 0, 0);
-    int at = block_layer(b, AMIL_OP_ADD, prefix, sum, branch, 0, 0, 0, 0);
-    b->m->layers[at].input2 = x;
-    return at;
-}
-
-static int build_vit(struct builder *b, const struct vit_names *n, int width, int depth,
-                     int heads)
-{
-    struct amil_cnn *m = b->m;
-    int x = add_layer(b, AMIL_OP_INPUT, "input", -1, 0, 0, 0, 0, 0);
-    const char *embed[4] = {n->patch_weight, n->patch_bias, n->class_token, n->position};
-    x = add_token_layer(b, AMIL_OP_EMBED, "embed", x, width, 16, embed);
-    char prefix[48];
-    for (int i = 0; i < depth; i++) {
-        snprintf(prefix, sizeof prefix, n->block, i);
-        int y = block_token_layer(b, AMIL_OP_LAYERNORM, prefix, n->norm1, NULL, NULL, x, 0, 0);
-        y = block_token_layer(b, AMIL_OP_TOKEN_LINEAR, prefix, "qkv", n->qkv_weight,
-                              n->qkv_bias, y, 3 * width, 0);
-        y = block_token_layer(b, AMIL_OP_SELF_ATTENTION, prefix, "attention", NULL, NULL, y,
-                              width, heads);
-        y = block_token_layer(b, AMIL_OP_TOKEN_LINEAR, prefix, n->proj, NULL, NULL, y, 0, 0);
-        x = vit_residual(b, prefix, n->scale1, "residual1", x, y);
-        y = block_token_layer(b, AMIL_OP_LAYERNORM, prefix, n->norm2, NULL, NULL, x, 0, 0);
-        y = block_token_layer(b, AMIL_OP_TOKEN_LINEAR, prefix, n->fc1, NULL, NULL, y,
-                              4 * width, 0);
-        y = block_token_layer(b, AMIL_OP_GELU, prefix, "gelu", NULL, NULL, y, 0, 0);
-        y = block_token_layer(b, AMIL_OP_TOKEN_LINEAR, prefix, n->fc2, NULL, NULL, y, width, 0);
-        x = vit_residual(b, prefix, n->scale2, "residual2", x, y);
-    }
-    if (!m->form.fc_norm)
-        x = block_token_layer(b, AMIL_OP_LAYERNORM, n->norm, NULL, NULL, NULL, x, 0, 0);
-    x = add_token_layer(b, AMIL_OP_POOL_TOKENS, "pool", x, 0, (int)m->form.pool, NULL);
-    if (m->form.fc_norm)
-        x = block_token_layer(b, AMIL_OP_LAYERNORM, n->fc_norm, NULL, NULL, NULL, x, 0, 0);
-    m->cam_layer = -1;   /* no maps */
-    m->tiles_at_once = 16;
-    m->features = x;
-    m->trained = m->params.n;
-    return x;
-}
-
-static int build_vit_b_16(struct builder *b) { return build_vit(b, &torchvision_vit, 768, 12, 12); }
-static int build_vit_l_16(struct builder *b) { return build_vit(b, &torchvision_vit, 1024, 24, 16); }
-static int build_vit_base(struct builder *b) { return build_vit(b, &timm_vit, 768, 12, 12); }
-static int build_vit_large(struct builder *b) { return build_vit(b, &timm_vit, 1024, 24, 16); }
-
 /* The architectures, in enum amil_cnn_arch's order: a new one is its
- * builder above, its row here and its name in the enum. */
+ * builder (cnn_build.h), its row here and its name in the enum. */
 static const struct arch {
     const char *name;
     int size;               /* the side of the images it was trained on */
@@ -410,15 +27,15 @@ static const struct arch {
      * kind comes after the shallower, whose tensors it holds too) */
     const char *marker;
 } archs[] = {
-    {"net", 128, 1, build_net, "fc2", "conv5.weight"},
-    {"vgg19", 224, 0, build_vgg19, "classifier.6", "features.0.weight"},
-    {"resnet18", 224, 0, build_resnet18, "fc", "layer1.0.conv1.weight"},
-    {"resnet50", 224, 0, build_resnet50, "fc", "layer1.0.conv3.weight"},
-    {"resnet50_trunc", 224, 0, build_resnet50_trunc, "fc", NULL},
-    {"vit_b_16", 224, 1, build_vit_b_16, "heads.head", "encoder.layers.encoder_layer_0.ln_1.weight"},
-    {"vit_l_16", 224, 1, build_vit_l_16, "heads.head", "encoder.layers.encoder_layer_23.ln_1.weight"},
-    {"vit_base_patch16_224", 224, 1, build_vit_base, "head", "blocks.0.norm1.weight"},
-    {"vit_large_patch16_224", 224, 1, build_vit_large, "head", "blocks.23.norm1.weight"},
+    {"net", 128, 1, cnn_build_net, "fc2", "conv5.weight"},
+    {"vgg19", 224, 0, cnn_build_vgg19, "classifier.6", "features.0.weight"},
+    {"resnet18", 224, 0, cnn_build_resnet18, "fc", "layer1.0.conv1.weight"},
+    {"resnet50", 224, 0, cnn_build_resnet50, "fc", "layer1.0.conv3.weight"},
+    {"resnet50_trunc", 224, 0, cnn_build_resnet50_trunc, "fc", NULL},
+    {"vit_b_16", 224, 1, cnn_build_vit_b_16, "heads.head", "encoder.layers.encoder_layer_0.ln_1.weight"},
+    {"vit_l_16", 224, 1, cnn_build_vit_l_16, "heads.head", "encoder.layers.encoder_layer_23.ln_1.weight"},
+    {"vit_base_patch16_224", 224, 1, cnn_build_vit_base, "head", "blocks.0.norm1.weight"},
+    {"vit_large_patch16_224", 224, 1, cnn_build_vit_large, "head", "blocks.23.norm1.weight"},
 };
 #define NARCHS ((int)(sizeof archs / sizeof *archs))
 _Static_assert(NARCHS == AMIL_CNN_ARCHS, "a row of archs for each enum amil_cnn_arch");
@@ -458,7 +75,7 @@ static int cnn_layout(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, 
         return amil_fail("%s cannot take %d×%d images", a->name, width, height);
     struct builder b = {m, height, width, 0};
     m->tiles_at_once = 1;
-    add_layer(&b, AMIL_OP_LINEAR, a->head, a->build(&b), classes, 0, 0, 0, 1);
+    cnn_add_layer(&b, AMIL_OP_LINEAR, a->head, a->build(&b), classes, 0, 0, 0, 1);
     if (m->params.n == AMIL_PARAMS_MAX)   /* full: one may not have fitted */
         return amil_fail("%s has more parameters than amil's table holds", a->name);
     if (b.failed)
