@@ -345,6 +345,7 @@ const struct amil_kernels NAME(amil_kernels) = {
     .shift_block = LANES,
     .conv_shift = NAME(conv_shift),
     .conv_shift_dweight = NAME(conv_shift_dweight),
+    .dots = NAME(dots),
     .transpose = NAME(transpose),
     .product = NAME(product),
 #if LANES == 16
@@ -358,4 +359,7 @@ const struct amil_kernels NAME(amil_kernels) = {
     .winograd5_weights = NAME(winograd5_weights),
     .winograd5_input = NAME(winograd5_input),
     .winograd5_output = NAME(winograd5_output),
+    .winograd5_doutput = NAME(winograd5_doutput),
+    .winograd5_dweights = NAME(winograd5_dweights),
+    .winograd5_dinput = NAME(winograd5_dinput),
 };

@@ -87,6 +87,12 @@ struct amil_kernels {
                                size_t dout_item, const float *in, size_t in_stride,
                                size_t in_item, const int *off, int T, int C, int OC,
                                size_t P, int n);
+    /* Rows of dot products, batches of them: out[b] (M, N) += a[b] (M, K) ·
+     * x[b] (N, K)ᵀ, a[b] = a + b·a_batch (floats), x[b] and out[b] alike;
+     * K a multiple of lanes, a and x 64-byte aligned and their rows too
+     * (Winograd's weight gradient in the domain of U, mil_features.c). */
+    void (*dots)(float *out, size_t out_batch, const float *a, size_t a_batch, const float *x,
+                 size_t x_batch, int M, int N, size_t K, int batches);
     /* Transposes lanes × lanes tiles: dst[k·dst_tile + r·dst_row + c] =
      * src[k·src_tile + c·src_row + r] for tiles k < tiles (lanes layout to
      * planes and back); with accumulate, dst += that; no alignment asked. */
@@ -144,6 +150,20 @@ struct amil_kernels {
      * C) A of each 4×4 tile; T = (H / 4)² a multiple of 4; m is scratch of
      * 64 · 4 · 6 vectors. */
     void (*winograd5_output)(float *out, float *m, const float *U, const float *V, int C,
+                             int OC, int H);
+    /* Its backward, the adjoints of the three transforms (the gradient of
+     * the function the forward computes, so within rounding of conv5's).
+     * doutput: dM (64, OC, T, lanes) = A dy Aᵀ of each 4×4 tile of dout
+     * (OC, H, H, lanes), the gradient of the products.  The weights'
+     * gradient is then dU (64, OC·C) += Σ over tiles and lanes of dM ⊗ V
+     * (conv_shift_dweight), and dweights: dgt (25, pairs) = Gᵀ dU G of each
+     * pair, winograd5_weights's adjoint (written, not added).  dinput:
+     * din (C, H+4, H+4, lanes) += B dV Bᵀ of each tile, dV (64, C, T,
+     * lanes) the products of Ut (64, C, OC), U's transpose, with dM; m is
+     * winograd5_output's scratch. */
+    void (*winograd5_doutput)(float *dM, const float *dout, int OC, int H);
+    void (*winograd5_dweights)(float *dgt, const float *dU, size_t pairs);
+    void (*winograd5_dinput)(float *din, float *m, const float *Ut, const float *dM, int C,
                              int OC, int H);
 };
 

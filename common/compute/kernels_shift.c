@@ -270,3 +270,51 @@ void NAME(conv_shift_dweight)(float *dweight, const float *dout, size_t dout_str
 #undef SHIFT_DW_TILES
 #undef SHIFT_DW_TILE
 }
+
+/* Rows oc0 .. of a and n0 .. of x (past M or N: the last again, not
+ * stored) of dots: a tile of TILE_DS_OC × TILE_DS_Q sums, one fold. */
+INLINE void dots_tile(float *out, const float *a, const float *x, int M, int N, size_t K,
+                      int m0, int n0)
+{
+    const float *ar[TILE_DS_OC], *xr[TILE_DS_Q];
+    for (int o = 0; o < TILE_DS_OC; o++)
+        ar[o] = a + (size_t)(m0 + o < M ? m0 + o : M - 1) * K;
+    for (int t = 0; t < TILE_DS_Q; t++)
+        xr[t] = x + (size_t)(n0 + t < N ? n0 + t : N - 1) * K;
+    vf acc[LANES];
+    for (int j = 0; j < LANES; j++)
+        acc[j] = (vf){0};
+    for (size_t k = 0; k < K; k += LANES) {
+        vf dv[TILE_DS_OC], xv[TILE_DS_Q];
+        for (int o = 0; o < TILE_DS_OC; o++)
+            dv[o] = V(ar[o] + k);
+        for (int t = 0; t < TILE_DS_Q; t++)
+            xv[t] = V(xr[t] + k);
+        outer_products(acc, dv, xv);
+    }
+    vf sums = fold(acc);
+    for (int o = 0; o < TILE_DS_OC && m0 + o < M; o++) {
+        float *row = out + (size_t)(m0 + o) * N + n0;
+        if (n0 + TILE_DS_Q <= N) {   /* one short vector, from a register */
+            typedef float vq __attribute__((vector_size(TILE_DS_Q * sizeof(float))));
+            vq x, y;
+            memcpy(&x, row, sizeof x);
+            memcpy(&y, (const float *)&sums + o * TILE_DS_Q, sizeof y);
+            x += y;
+            memcpy(row, &x, sizeof x);
+        } else {
+            for (int t = 0; t < N - n0; t++)
+                row[t] += sums[o * TILE_DS_Q + t];
+        }
+    }
+}
+
+void NAME(dots)(float *out, size_t out_batch, const float *a, size_t a_batch, const float *x,
+                size_t x_batch, int M, int N, size_t K, int batches)
+{
+    for (int b = 0; b < batches; b++)
+        for (int m0 = 0; m0 < M; m0 += TILE_DS_OC)
+            for (int n0 = 0; n0 < N; n0 += TILE_DS_Q)
+                dots_tile(out + b * out_batch, a + b * a_batch, x + b * x_batch, M, N, K, m0,
+                          n0);
+}

@@ -328,3 +328,126 @@ void NAME(winograd5_output)(float *out, float *m, const float *U, const float *V
                 }
         }
 }
+
+/* ---- F(4×4, 5×5) backward: the adjoints of its three transforms --------- */
+
+/* m (8, stride ms) = A y, y (4, stride ys): wino5_a's adjoint */
+INLINE void wino5_at(vf *m, size_t ms, const vf *y, size_t ys)
+{
+    vf y0 = y[0], y1 = y[ys], y2 = y[2 * ys], y3 = y[3 * ys];
+    vf even1 = y0 + y2, odd1 = y1 + y3;   /* the rows of ±1, ±2 and ±1/2 */
+    vf even2 = y0 + splat(4.0f) * y2, odd2 = splat(2.0f) * y1 + splat(8.0f) * y3;
+    vf even3 = y0 + splat(0.25f) * y2, odd3 = splat(0.5f) * y1 + splat(0.125f) * y3;
+    m[0] = y0;
+    m[ms] = even1 + odd1;
+    m[2 * ms] = even1 - odd1;
+    m[3 * ms] = even2 + odd2;
+    m[4 * ms] = even2 - odd2;
+    m[5 * ms] = even3 + odd3;
+    m[6 * ms] = even3 - odd3;
+    m[7 * ms] = y3;
+}
+
+/* d (8, stride ds) = B v, v (8, stride vs): wino5_b's adjoint */
+INLINE void wino5_bt(vf *d, size_t ds, const vf *v, size_t vs)
+{
+    vf v0 = v[0], v7 = v[7 * vs];
+    vf s1 = v[vs] + v[2 * vs], r1 = v[vs] - v[2 * vs];
+    vf s3 = v[3 * vs] + v[4 * vs], r3 = v[3 * vs] - v[4 * vs];
+    vf s5 = v[5 * vs] + v[6 * vs], r5 = v[5 * vs] - v[6 * vs];
+    d[0] = -v0;
+    d[ds] = r1 + splat(0.5f) * r3 + splat(2.0f) * r5 - v7;
+    d[2 * ds] = splat(5.25f) * v0 + s1 + splat(0.25f) * s3 + splat(4.0f) * s5;
+    d[3 * ds] = splat(5.25f) * v7 - splat(4.25f) * r1 - splat(2.5f) * (r3 + r5);
+    d[4 * ds] = -(splat(5.25f) * v0 + splat(4.25f) * s1 + splat(1.25f) * s3 + splat(5.0f) * s5);
+    d[5 * ds] = r1 + splat(2.0f) * r3 + splat(0.5f) * r5 - splat(5.25f) * v7;
+    d[6 * ds] = v0 + s1 + s3 + s5;
+    d[7 * ds] = v7;
+}
+
+/* g (5, stride gs) = Gᵀ u, u (8, stride us): wino5_g's adjoint */
+INLINE void wino5_gt(vf *g, size_t gs, const vf *u, size_t us)
+{
+    vf s1 = u[us] + u[2 * us], r1 = u[us] - u[2 * us];
+    vf s3 = u[3 * us] + u[4 * us], r3 = u[3 * us] - u[4 * us];
+    vf s5 = u[5 * us] + u[6 * us], r5 = u[5 * us] - u[6 * us];
+    vf ninth = splat(-2.0f / 9);
+    g[0] = splat(1.0f / 90) * s3 + splat(32.0f / 45) * s5 + ninth * s1 - u[0];
+    g[gs] = splat(1.0f / 45) * r3 + splat(16.0f / 45) * r5 + ninth * r1;
+    g[2 * gs] = splat(2.0f / 45) * s3 + splat(8.0f / 45) * s5 + ninth * s1;
+    g[3 * gs] = splat(4.0f / 45) * r3 + splat(4.0f / 45) * r5 + ninth * r1;
+    g[4 * gs] = splat(8.0f / 45) * s3 + splat(2.0f / 45) * s5 + ninth * s1 + u[7 * us];
+}
+
+void NAME(winograd5_dweights)(float *dgt, const float *dU, size_t pairs)
+{
+    for (size_t q = 0; q < pairs; q += LANES) {
+        int n = pairs - q < LANES ? (int)(pairs - q) : LANES;   /* the last: in part */
+        vf u[64], t[5 * 8], g[5];
+        for (int k = 0; k < 64; k++)
+            u[k] = n == LANES ? load_any(dU + k * pairs + q) : load_first(dU + k * pairs + q, n);
+        for (int b = 0; b < 8; b++)   /* t = Gᵀ dU: each column */
+            wino5_gt(t + b, 8, u + b, 8);
+        for (int i = 0; i < 5; i++) {   /* dg = t G: each row */
+            wino5_gt(g, 1, t + i * 8, 1);
+            for (int j = 0; j < 5; j++) {
+                float *to = dgt + (size_t)(i * 5 + j) * pairs + q;
+                if (n == LANES)
+                    store_any(to, g[j]);
+                else
+                    store_first(to, g[j], n);
+            }
+        }
+    }
+}
+
+void NAME(winograd5_doutput)(float *dM, const float *dout, int OC, int H)
+{
+    int tiles = H / 4, T = tiles * tiles;
+    size_t position = (size_t)OC * T * LANES;
+    for (int oc = 0; oc < OC; oc++)
+        for (int ty = 0; ty < tiles; ty++)
+            for (int tx = 0; tx < tiles; tx++) {
+                const float *dy = dout + (((size_t)oc * H + 4 * ty) * H + 4 * tx) * LANES;
+                vf row[4], t[4 * 8], m[8];
+                for (int i = 0; i < 4; i++) {   /* t = dy A: each row */
+                    for (int x = 0; x < 4; x++)
+                        row[x] = V(dy + ((size_t)i * H + x) * LANES);
+                    wino5_at(t + i * 8, 1, row, 1);
+                }
+                float *to = dM + ((size_t)oc * T + ty * tiles + tx) * LANES;
+                for (int b = 0; b < 8; b++) {   /* A t: each column */
+                    wino5_at(m, 1, t + b, 8);
+                    for (int a = 0; a < 8; a++)
+                        V(to + (a * 8 + b) * position) = m[a];
+                }
+            }
+}
+
+void NAME(winograd5_dinput)(float *din, float *m, const float *Ut, const float *dM, int C,
+                            int OC, int H)
+{
+    int tiles = H / 4, T = tiles * tiles, side = H + 4;
+    for (int c0 = 0; c0 < C; c0 += TILE_WO)
+        for (int t0 = 0; t0 < T; t0 += 4) {
+            int cb = C - c0 < TILE_WO ? C - c0 : TILE_WO;
+            /* dV of channels c0 .. c0+cb-1, four tiles: the forward's
+             * products with Ut (64, C, OC) for U and dM for V */
+            FIXED(cb, WINO5_PRODUCTS, m, Ut, dM, OC, C, T, c0, t0);
+            for (int o = 0; o < cb; o++)
+                for (int j = 0; j < 4; j++) {
+                    const vf *dv = (const vf *)m + o * 4 + j;
+                    size_t stride = (size_t)cb * 4;   /* vectors between positions */
+                    vf t[8 * 8], d[8];
+                    for (int b = 0; b < 8; b++)   /* t = B dV: each column */
+                        wino5_bt(t + b, 8, dv + b * stride, 8 * stride);
+                    int ty = (t0 + j) / tiles, tx = (t0 + j) % tiles;
+                    float *to = din + (((size_t)(c0 + o) * side + 4 * ty) * side + 4 * tx) * LANES;
+                    for (int r = 0; r < 8; r++) {   /* t Bᵀ: each row, added */
+                        wino5_bt(d, 1, t + r * 8, 1);
+                        for (int x = 0; x < 8; x++)
+                            V(to + ((size_t)r * side + x) * LANES) += d[x];
+                    }
+                }
+        }
+}

@@ -112,6 +112,7 @@ KERNEL(dense);
 KERNEL(dense_dweight);
 KERNEL(conv_shift);
 KERNEL(conv_shift_dweight);
+KERNEL(dots);
 KERNEL(transpose);
 KERNEL(product);
 KERNEL(gelu);
@@ -123,5 +124,8 @@ KERNEL(winograd_output);
 KERNEL(winograd5_weights);
 KERNEL(winograd5_input);
 KERNEL(winograd5_output);
+KERNEL(winograd5_doutput);
+KERNEL(winograd5_dweights);
+KERNEL(winograd5_dinput);
 
 #endif

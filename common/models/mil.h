@@ -82,12 +82,16 @@ int amil_mil_load(struct amil_mil *m, const char *path);
     X(FEATURES, float, c1, c1 * T) X(FEATURES, float, c2, c2 * T) \
     /* conv 2 image by image (scratch) */ \
     X(FEATURES, float, planes, shift.planes * T) X(FEATURES, float, shifted, shift.shifted * T) \
-    /* conv 2 as Winograd's F(4×4, 5×5): U of its weights (64, 50, 20), \
-     * made from the copy at seen and remade when the weights differ, the \
-     * taps transposed (gt); a thread's V and products (scratch) */ \
-    X(FEATURES, float, wino_u, 64 * 50 * 20) X(FEATURES, float, wino_seen, taps) \
-    X(FEATURES, float, wino_gt, taps) X(FEATURES, float, wino_v, wino_tiles * V * T) \
-    X(FEATURES, float, wino_m, wino_scratch * T) \
+    /* the convolutions as Winograd's F(4×4, 5×5), each where it fits: U \
+     * of their weights, conv 1's (64, 20, C) and conv 2's (64, 50, 20) with \
+     * its transpose ut (64, 20, 50), made from the copies at seen and \
+     * remade when the weights differ, the taps transposed (gt, scratch for \
+     * either); a thread's V of each, and its products (scratch) */ \
+    X(FEATURES, float, wino1_u, 64 * 20 * C) X(FEATURES, float, wino1_seen, taps1) \
+    X(FEATURES, float, wino1_v, wino1_tiles * V * T) \
+    X(FEATURES, float, wino2_u, 64 * 50 * 20) X(FEATURES, float, wino2_ut, 64 * 50 * 20) \
+    X(FEATURES, float, wino2_seen, taps) X(FEATURES, float, wino2_v, wino_tiles * V * T) \
+    X(FEATURES, float, wino_gt, taps) X(FEATURES, float, wino_m, wino_scratch * T) \
     /* (N, D): tanh(V H), σ(U H), their product; (N, K) scores; (K, N) \
      * their softmax over N; (K, L) the embedding; (outputs), (classes) */ \
     X(ATTENTION, float, v, N * D) X(ATTENTION, float, u, N * D) \
@@ -106,6 +110,13 @@ int amil_mil_load(struct amil_mil *m, const char *path);
     X(BACKWARD, float, pk, blocks * N * V) X(BACKWARD, float, dwk, blocks * L * V) \
     X(BACKWARD, float, dc2, c2 * T) X(BACKWARD, float, dp1, p1 * T) \
     X(BACKWARD, float, dc1, c1 * T) X(BACKWARD, float, dconv, (T - 1) * conv_params + 1) \
+    /* conv 2's backward as Winograd's: a thread's dM (64, 50, tiles, V) \
+     * and dU (64, 50, 20), the weights' gradient from them (25, 50·20; conv 1's too) */ \
+    X(BACKWARD, float, wino2_dm, wino2_dm * T) X(BACKWARD, float, wino2_du, 64 * 50 * 20 * T) \
+    /* conv 1's: a thread's dM of four channels (64, 4, tiles, V) and dU \
+     * (64, 20, C) */ \
+    X(BACKWARD, float, wino1_dm, wino1_dm * T) X(BACKWARD, float, wino1_du, 64 * 20 * C * T) \
+    X(BACKWARD, float, wino_dgt, taps) \
     X(BACKWARD, float, dh, N * L) X(BACKWARD, float, dv, N * D) \
     X(BACKWARD, float, du, N * D) X(BACKWARD, float, dvt, N * D) \
     X(BACKWARD, float, dut, N * D) X(BACKWARD, float, dgate, N * D)
@@ -118,7 +129,7 @@ struct amil_mil_work {
     int threads;            /* amil_thread_count() the buffers were made for */
     int capacity[4];        /* patches the buffers of each stage hold */
     int n;                  /* patches of the current bag */
-    int wino_ready;         /* wino_u is of the weights at wino_seen */
+    int wino_ready;         /* wino1_u, wino2_u are of the weights at their seen */
 #define AMIL_MIL_FIELD(stage, type, name, count) type *name;
     AMIL_MIL_BUFFERS(AMIL_MIL_FIELD)
 #undef AMIL_MIL_FIELD

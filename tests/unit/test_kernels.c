@@ -151,6 +151,58 @@ static void convolution(void **state)
 
 /* ---- Winograd F(4×4, 5×5) ----------------------------------------------------- */
 
+/* The backward's kernels on the forward's U and V (winograd5_check's
+ * case): the input's and the weights' gradients of a random dout against
+ * the direct sums in double. */
+static void winograd5_backward_check(const struct amil_kernels *k, struct conv_case cc,
+                                     const float *in, const float *weight, const float *U,
+                                     const float *V, float *m)
+{
+    int lanes = k->lanes, S = cc.H - 4, tiles = S / 4, T = tiles * tiles;
+    size_t in_size = (size_t)cc.C * cc.H * cc.H, out_size = (size_t)cc.OC * S * S;
+    size_t pairs = (size_t)cc.OC * cc.C, K = (size_t)T * lanes;
+    float *dout = lane_buffer(out_size * lanes);
+    float *dM = amil_xaligned(sizeof *dM * 64 * cc.OC * K);
+    float *dU = calloc(64 * pairs, sizeof *dU), *Ut = malloc(sizeof *Ut * 64 * pairs);
+    float *dgt = malloc(sizeof *dgt * 25 * pairs), *din = amil_xaligned(sizeof *din * in_size * lanes);
+    memset(din, 0, sizeof *din * in_size * lanes);
+    float *dweight = malloc(sizeof *dweight * pairs * 25);
+    double *want_din = calloc(in_size * lanes, sizeof *want_din);
+    double *want_dw = calloc(pairs * 25, sizeof *want_dw);
+    for (int o = 0; o < cc.OC; o++)
+        for (int c = 0; c < cc.C; c++)
+            for (int i = 0; i < 25; i++) {
+                size_t wi = ((size_t)o * cc.C + c) * 25 + i;
+                for (int y = 0; y < S; y++)
+                    for (int x = 0; x < S; x++)
+                        for (int p = 0; p < lanes; p++) {
+                            double d = dout[(((size_t)o * S + y) * S + x) * lanes + p];
+                            size_t ii = (((size_t)c * cc.H + y + i / 5) * cc.H + x + i % 5) *
+                                            lanes + p;
+                            want_dw[wi] += d * in[ii];
+                            want_din[ii] += d * weight[wi];
+                        }
+            }
+    k->winograd5_doutput(dM, dout, cc.OC, S);
+    k->dots(dU, pairs, dM, cc.OC * K, V, cc.C * K, cc.OC, cc.C, K, 64);
+    k->winograd5_dweights(dgt, dU, pairs);
+    for (size_t q = 0; q < pairs; q++)
+        for (int i = 0; i < 25; i++)
+            dweight[q * 25 + i] = dgt[i * pairs + q];
+    for (int p = 0; p < 64; p++)   /* (OC, C) to (C, OC) */
+        for (int o = 0; o < cc.OC; o++)
+            for (int c = 0; c < cc.C; c++)
+                Ut[(p * cc.C + c) * cc.OC + o] = U[(p * cc.OC + o) * cc.C + c];
+    k->winograd5_dinput(din, m, Ut, dM, cc.C, cc.OC, S);
+    char what[64];
+    snprintf(what, sizeof what, "winograd5 dweight %dx%dx%d <- %d", cc.C, cc.H, cc.H, cc.OC);
+    assert_true(report(k->name, what, want_dw, dweight, pairs * 25) < 2e-5);
+    snprintf(what, sizeof what, "winograd5 dinput %dx%dx%d <- %d", cc.C, cc.H, cc.H, cc.OC);
+    assert_true(report(k->name, what, want_din, din, in_size * lanes) < 2e-5);
+    free(dout), free(dM), free(dU), free(Ut), free(dgt), free(din), free(dweight);
+    free(want_din), free(want_dw);
+}
+
 /* The three kernels together against the direct sum in double: the
  * paper's conv2, more tiles than one accumulator block holds (T = 16) with
  * output channels that leave a partial block, and one channel. */
@@ -190,6 +242,7 @@ static void winograd5_check(const struct amil_kernels *k)
         char what[64];
         snprintf(what, sizeof what, "winograd5 %dx%dx%d -> %d", cc.C, cc.H, cc.H, cc.OC);
         assert_true(report(k->name, what, want, out, out_size * lanes) < 2e-5);
+        winograd5_backward_check(k, cc, in, weight, U, V, m);
         free(in), free(weight), free(gt), free(U), free(V), free(m), free(out), free(want);
     }
 }
