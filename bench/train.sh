@@ -17,6 +17,12 @@
 # table each.  Cases: a BreakHis bag (400 patches, 3x28x28) and an
 # MNIST-bags bag (10 instances, 1x28x28), at 1 and 2 threads (cores 0 and
 # 0-1).
+#
+# Then the same two steps through the programs: train's own time a step
+# (the per-epoch seconds it prints, the fastest epoch after the first, over
+# the bags of the epoch) on real bags that bagify cut: 20 bags of the
+# BreakHis image's 400 patches, and 200 MNIST-bags of 10 digits
+# (mnist-bags -s 0), against PyTorch's best step of this run.
 set -eu
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
@@ -35,6 +41,7 @@ echo "FMA peak, one core: AVX-512 $peak512 GFLOP/s, AVX2 $peak256 GFLOP/s"
 echo "(figures: the minimum over $rounds alternating runs of each side, each of ${seconds} s;"
 echo " GFLOP/s counts a direct convolution's operations: conv 2's forward runs as Winograd's,"
 echo " with fewer, so its share of the peak can pass 100%)"
+declare -A torch_best   # PyTorch's best training step of each case, over every table
 isas=${*:-}
 [ -n "$isas" ] || isas=$("$build/step" --isa)
 for isa in $isas; do
@@ -55,6 +62,7 @@ for isa in $isas; do
                     "$1" "$2" "$threads" "$seconds")
                 tt=$(min "$a" "$tt") ti=$(min "$b" "$ti")
             done
+            torch_best[$1x$2j$threads]=$(min "$tt" "${torch_best[$1x$2j$threads]:-}")
             for what in train infer; do
                 if [ $what = train ]; then a=$ot b=$tt g=$gtrain; else a=$oi b=$ti g=$ginfer; fi
                 awk -v w="$what $1x${2}x28x28 j$threads" -v a="$a" -v b="$b" -v g="$g" \
@@ -64,5 +72,38 @@ for isa in $isas; do
                             (p > 0 ? 100 * r / (p * t) : 0) }'
             done
         done
+    done
+done
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+bin=build/bin image=tests/data/SOB_B_A-14-22549G-40-001.png mnist=tests/data/mnist
+for ((i = 0; i < 10; i++)); do
+    "$bin/bagify" -b 0 -l 0 "$image" && "$bin/bagify" -b 0 -l 1 "$image"
+done > "$work/400x3.bags"
+"$bin/mnist-bags" -o "$work/mnist" -n 200 -s 0 "$mnist/train-images-idx3-ubyte.gz" \
+    "$mnist/train-labels-idx1-ubyte.gz" 2> /dev/null
+"$bin/bagify" -g -b 0 -L dir "$work"/mnist/*/*.png > "$work/10x1.bags"
+
+# ms a step of `train -j THREADS` on FILE of BAGS bags: its fastest epoch
+# after the first
+program_step() {
+    local cores=$([ "$3" = 1 ] && echo 0 || echo 0-1)
+    taskset -c "$cores" "$bin/train" -q -e 3 -j "$3" -o "$work/model.st" "$1" |
+        awk -v n="$2" 'NR > 2 && (m == "" || $NF < m) { m = $NF } END { print m * 1e3 / n }'
+}
+
+echo
+echo "through the programs: train's step on real bags ($("$build/step" --isa | cut -d' ' -f1) kernels)"
+printf '%-22s %9s %9s %7s\n' case train_ms torch_ms ratio
+for threads in 1 2; do
+    for shape in "400 3 20" "10 1 200"; do
+        set -- $shape
+        best=
+        for ((r = 0; r < rounds; r++)); do
+            best=$(min "$(program_step "$work/$1x$2.bags" "$3" "$threads")" "$best")
+        done
+        awk -v w="train $1x${2}x28x28 j$threads" -v a="$best" -v b="${torch_best[$1x$2j$threads]}" \
+            'BEGIN { printf "%-22s %9.2f %9.2f %6.2fx\n", w, a, b, b / a }'
     done
 done

@@ -210,9 +210,13 @@ void NAME(pool_bias_relu)(float *out, uint8_t *arg, const float *in, const float
 void NAME(unpool_relu)(float *din, float *dbias, const float *dout, const float *out,
                               const uint8_t *arg, int C, int H, int W)
 {
-    int OH = H / 2, OW = W / 2;   /* floor mode: an odd last row or column gets nothing */
+    int OH = H / 2, OW = W / 2;   /* floor mode: an odd last row or column gets zero */
     for (int c = 0; c < C; c++) {
         vf sum = (vf){0};
+        for (int y = 2 * OH; y < H; y++)
+            memset(din + ((size_t)c * H + y) * W * LANES, 0, sizeof(float) * W * LANES);
+        for (int y = 0; y < 2 * OH && 2 * OW < W; y++)
+            V(din + (((size_t)c * H + y) * W + W - 1) * LANES) = (vf){0};
         for (int oy = 0; oy < OH; oy++)
             for (int ox = 0; ox < OW; ox++) {
                 size_t o = ((size_t)c * OH + oy) * OW + ox;
@@ -225,7 +229,7 @@ void NAME(unpool_relu)(float *din, float *dbias, const float *dout, const float 
                 float *window[4] = {p, p + LANES, p + (size_t)W * LANES,
                                     p + (size_t)(W + 1) * LANES};
                 for (int q = 0; q < 4; q++)
-                    V(window[q]) += blend(k == q, g, (vf){0});
+                    V(window[q]) = blend(k == q, g, (vf){0});
             }
         dbias[c] += sum_lanes(sum);
     }

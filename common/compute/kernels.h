@@ -48,8 +48,8 @@ struct amil_kernels {
     void (*pool_bias_relu)(float *out, uint8_t *arg, const float *in, const float *bias,
                            int C, int H, int W);
     /* Its backward: g = dout (C, H/2, W/2) where out > 0, else 0;
-     * dbias (C) += Σ g; din (C, H, W) += g at each window's winner (an odd
-     * last row or column, outside every window, gets nothing). */
+     * dbias (C) += Σ g; din (C, H, W) = g at each window's winner, zero
+     * elsewhere (and in an odd last row or column, outside every window). */
     void (*unpool_relu)(float *din, float *dbias, const float *dout, const float *out,
                         const uint8_t *arg, int C, int H, int W);
     /* out[g] (M) = Σ_k A(m, k) x[g] (K) (+ bias (M)) (then ReLU if relu),

@@ -552,7 +552,8 @@ static void winograd_dweight(const struct amil_mil *m, struct amil_mil_work *w, 
 
 /* From dP2 back through both convolutions for groups first .. end-1:
  * thread 0 adds to the gradients, the others to their part of w->dconv;
- * the thread's input gradients (dC2, dP1, dC1) start at zero per group.
+ * of the thread's input gradients, dP1 starts at zero per group (dC2 and
+ * dC1 are written whole by unpool_relu).
  * With pass->cam (Grad-CAM), back to dC2 only, for the groups' maps, and
  * no weight gradients. */
 void mil_conv_back_of_groups(const struct amil_mil *m, struct amil_mil_work *w,
@@ -567,7 +568,6 @@ void mil_conv_back_of_groups(const struct amil_mil *m, struct amil_mil_work *w,
 #define G(i) (grads + m->params.at[i].offset)
     for (int g = first; g < end; g++) {
         const float *p1 = w->p1 + g * z.p1;
-        memset(dc2, 0, sizeof *dc2 * z.c2);
         k->unpool_relu(dc2, pass->cam ? unwanted : G(CONV2_B), w->dp2 + g * z.p2,
                        w->p2 + g * z.p2, w->arg2 + g * z.p2, CONV2, s.conv2, s.conv2);
         if (pass->cam) {
@@ -575,7 +575,6 @@ void mil_conv_back_of_groups(const struct amil_mil *m, struct amil_mil_work *w,
             continue;
         }
         memset(dp1, 0, sizeof *dp1 * z.p1);
-        memset(dc1, 0, sizeof *dc1 * z.c1);
         if (winograd_fits(m, 2)) {
             conv2_backward_winograd(m, w, dp1, dc2, p1, thread);
         } else {
