@@ -352,6 +352,7 @@ const struct amil_kernels NAME(amil_kernels) = {
     .dots = NAME(dots),
     .transpose = NAME(transpose),
     .product = NAME(product),
+    .product_add = NAME(product_add),
 #if LANES == 16
     .product_bf16 = NAME(product_bf16),
     .to_bf16 = NAME(to_bf16),

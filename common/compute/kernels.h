@@ -107,6 +107,11 @@ struct amil_kernels {
      * of lanes; out 64-byte aligned. */
     void (*product)(float *out, size_t out_stride, const float *x, size_t x_c, size_t x_n,
                     const float *a, const float *bias, int C, int OC, int n_first, int n_end);
+    /* The same sum added to out: out += Σ over c of x[c·x_c + n·x_n] · a
+     * row c, the sum made first (the linear layer's weight gradient,
+     * mil_features.c); out needs no alignment. */
+    void (*product_add)(float *out, size_t out_stride, const float *x, size_t x_c, size_t x_n,
+                        const float *a, int C, int OC, int n_first, int n_end);
     /* The product in bfloat16 (kernels_bf16.c), NULL in a set without it
      * (only AVX-512's has it, and only a CPU with AVX512_BF16 runs it:
      * amil_cpu_has_bf16): out (N, OC) rows n_first .. n_end-1, out_stride

@@ -11,7 +11,7 @@
  * plus the sum over c in order of x[c·x_c + n·x_n] · a[c·OC + column]. */
 INLINE void product_tile(float *out, size_t out_stride, const float *x, size_t x_c, size_t x_n,
                          const float *a, const float *bias, int C, int OC, int n0, int v0,
-                         const int nb, const int vb)
+                         const int nb, const int vb, const int add)
 {
     vf acc[TILE_PN][TILE_PV];
     const float *row[TILE_PN];
@@ -32,12 +32,17 @@ INLINE void product_tile(float *out, size_t out_stride, const float *x, size_t x
         }
     }
     for (int i = 0; i < nb; i++)
-        for (int j = 0; j < vb; j++)
-            V(out + (size_t)(n0 + i) * out_stride + (size_t)(v0 + j) * LANES) = acc[i][j];
+        for (int j = 0; j < vb; j++) {
+            float *to = out + (size_t)(n0 + i) * out_stride + (size_t)(v0 + j) * LANES;
+            if (add)
+                store_any(to, load_any(to) + acc[i][j]);
+            else
+                V(to) = acc[i][j];
+        }
 }
 
 #define PRODUCT_TILE(nb, vb) \
-    product_tile(out, out_stride, x, x_c, x_n, a, bias, C, OC, n, v, nb, vb)
+    product_tile(out, out_stride, x, x_c, x_n, a, bias, C, OC, n, v, nb, vb, add)
 #define PRODUCT_ROWS(vb)                                                      \
     switch (nb) {                                                             \
     case 1: PRODUCT_TILE(1, vb); break;                                       \
@@ -48,8 +53,9 @@ INLINE void product_tile(float *out, size_t out_stride, const float *x, size_t x
     default: PRODUCT_TILE(TILE_PN, vb); break;                                \
     }
 
-void NAME(product)(float *out, size_t out_stride, const float *x, size_t x_c, size_t x_n,
-                   const float *a, const float *bias, int C, int OC, int n_first, int n_end)
+INLINE void products(float *out, size_t out_stride, const float *x, size_t x_c, size_t x_n,
+                     const float *a, const float *bias, int C, int OC, int n_first, int n_end,
+                     const int add)
 {
     int vectors = OC / LANES;
     for (int v = 0; v < vectors; v += TILE_PV) {   /* a's panel stays in cache */
@@ -67,6 +73,18 @@ void NAME(product)(float *out, size_t out_stride, const float *x, size_t x_c, si
 }
 #undef PRODUCT_ROWS
 #undef PRODUCT_TILE
+
+void NAME(product)(float *out, size_t out_stride, const float *x, size_t x_c, size_t x_n,
+                   const float *a, const float *bias, int C, int OC, int n_first, int n_end)
+{
+    products(out, out_stride, x, x_c, x_n, a, bias, C, OC, n_first, n_end, 0);
+}
+
+void NAME(product_add)(float *out, size_t out_stride, const float *x, size_t x_c, size_t x_n,
+                       const float *a, int C, int OC, int n_first, int n_end)
+{
+    products(out, out_stride, x, x_c, x_n, a, NULL, C, OC, n_first, n_end, 1);
+}
 
 /* ---- Winograd F(2×2, 3×3)'s input transform ------------------------------ */
 

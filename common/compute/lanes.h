@@ -115,6 +115,7 @@ KERNEL(conv_shift_dweight);
 KERNEL(dots);
 KERNEL(transpose);
 KERNEL(product);
+KERNEL(product_add);
 KERNEL(gelu);
 KERNEL(product_bf16);
 KERNEL(to_bf16);

@@ -103,11 +103,11 @@ int amil_mil_load(struct amil_mil *m, const char *path);
     X(SCORES_BACKWARD, float, dsoft, K * N) X(SCORES_BACKWARD, float, dm, K * L) \
     X(SCORES_BACKWARD, float, dlogits, classes) \
     /* the gradients of hl and p2; the linear layer's weight gradient in \
-     * blocks (pk, dwk); a thread's of c2, p1, c1; threads 1..'s \
+     * blocks (pk, dwk) or P2's rows (G·V, flat) in pk; a thread's of c2, p1, c1; threads 1..'s \
      * convolution weight gradients (dconv); of h, v, u; dvt, dut of tanh's \
      * and σ's outputs (v, u of their inputs); of the gate */ \
     X(BACKWARD, float, dhl, G * L * V) X(BACKWARD, float, dp2, G * p2) \
-    X(BACKWARD, float, pk, blocks * N * V) X(BACKWARD, float, dwk, blocks * L * V) \
+    X(BACKWARD, float, pk, blocks * G * V * V) X(BACKWARD, float, dwk, blocks * L * V) \
     X(BACKWARD, float, dc2, c2 * T) X(BACKWARD, float, dp1, p1 * T) \
     X(BACKWARD, float, dc1, c1 * T) X(BACKWARD, float, dconv, (T - 1) * conv_params + 1) \
     /* conv 2's backward as Winograd's: a thread's dM (64, 50, tiles, V) \

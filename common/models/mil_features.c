@@ -429,16 +429,38 @@ static void fc_dweight_of_blocks(const struct amil_mil *m, struct amil_mil_work 
     }
 }
 
+/* Rows first .. end-1 of the linear layer's weight gradient, added to it
+ * by one product: dW (L, flat) += dHᵀ (L, N) · P2 (N, flat), P2's rows in
+ * pk. */
+static void fc_dweight_of_rows(const struct amil_mil *m, struct amil_mil_work *w,
+                               const struct bag_pass *pass, int first, int end, int thread)
+{
+    (void)thread;
+    w->kernels->product_add(pass->grads + m->params.at[FC_W].offset, (size_t)m->flat, w->dh,
+                            (size_t)m->hidden, 1, w->pk, pass->n, m->flat, first, end);
+}
+
 /* The linear layer's weight gradient, dW (L, flat) += dHᵀ (L, N) · P2 (N,
  * flat), as a product with the features in lanes rather than the patches:
  * summed over the patches in registers, not across lanes.  w->dh holds dH
- * through the ReLU (rows); P2 is regrouped from w->p2 into pk (J, N,
- * lanes), feature j·lanes + l of patch i at [j][i][l] (zero past flat), the
- * product lands in dwk (J, L, lanes), then is added to the gradient. */
+ * through the ReLU (rows).  When the features are whole vectors (800 for
+ * 28×28 patches), P2's rows (w->p2's groups transposed into pk) and the
+ * product adds straight into the gradient's rows; otherwise P2 is
+ * regrouped into pk (J, N, lanes), feature j·lanes + l of patch i at
+ * [j][i][l] (zero past flat), the product lands in dwk (J, L, lanes), then
+ * is added to the gradient. */
 static void fc_dweight(const struct amil_mil *m, struct amil_mil_work *w, int n, float *grads)
 {
     int lanes = w->kernels->lanes, blocks = (m->flat + lanes - 1) / lanes;
     struct bag_pass pass = {m, w, NULL, n, grads, NULL};
+    if (m->flat % lanes == 0) {
+        size_t flat = (size_t)m->flat, V = (size_t)lanes;
+        for (int g = 0; g < (n + lanes - 1) / lanes; g++)
+            w->kernels->transpose(w->pk + g * V * flat, flat, V, w->p2 + g * flat * V, V, V * V,
+                                  flat / V, 0);
+        mil_run_groups(&pass, m->hidden, fc_dweight_of_rows);
+        return;
+    }
     mil_run_groups(&pass, blocks, fc_dweight_of_blocks);
 }
 
