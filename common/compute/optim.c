@@ -46,6 +46,7 @@ struct step {
     const struct amil_optimizer *o;
     float *w;
     const float *grads;
+    float *zero;   /* grads again, to be zeroed once read; or NULL */
     float lr, decay, eps, b1, b2, momentum, one_minus_b1, one_minus_b2, shrink;
     float step_size, root2, alpha, one_minus_alpha;
 };
@@ -74,6 +75,8 @@ static void step_chunks(void *ctx, int first, int end, int thread)
     case AMIL_ADAMW:
         for (size_t i = from; i < to; i++) {
             float g = grads[i];
+            if (s.zero)
+                s.zero[i] = 0;
             if (o->kind == AMIL_ADAMW)
                 w[i] *= s.shrink;
             else if (s.decay != 0)
@@ -87,6 +90,8 @@ static void step_chunks(void *ctx, int first, int end, int thread)
     case AMIL_SGD:
         for (size_t i = from; i < to; i++) {
             float g = grads[i] + s.decay * w[i];
+            if (s.zero)
+                s.zero[i] = 0;
             if (s.momentum != 0) {   /* the buffer starts as the first gradient */
                 m[i] = o->step == 1 ? g : m[i] * s.momentum + g;
                 g = m[i];
@@ -97,6 +102,8 @@ static void step_chunks(void *ctx, int first, int end, int thread)
     case AMIL_RMSPROP:
         for (size_t i = from; i < to; i++) {
             float g = grads[i] + s.decay * w[i];
+            if (s.zero)
+                s.zero[i] = 0;
             v[i] = v[i] * s.alpha + s.one_minus_alpha * g * g;
             float avg = sqrtf(v[i]) + s.eps;
             if (s.momentum != 0) {
@@ -110,11 +117,11 @@ static void step_chunks(void *ctx, int first, int end, int thread)
     }
 }
 
-void amil_optim_step(struct amil_optimizer *o, float *w, const float *grads)
+static void step_of(struct amil_optimizer *o, float *w, const float *grads, float *zero)
 {
     o->step++;
     struct step s = {
-        .o = o, .w = w, .grads = grads,
+        .o = o, .w = w, .grads = grads, .zero = zero,
         .lr = (float)o->lr, .decay = (float)o->decay, .eps = (float)o->eps,
         .b1 = (float)o->beta1, .b2 = (float)o->beta2, .momentum = (float)o->momentum,
         .one_minus_b1 = (float)(1 - o->beta1), .one_minus_b2 = (float)(1 - o->beta2),
@@ -125,6 +132,16 @@ void amil_optim_step(struct amil_optimizer *o, float *w, const float *grads)
         .alpha = (float)o->alpha, .one_minus_alpha = (float)(1 - o->alpha),
     };
     amil_parallel((int)((o->n + CHUNK - 1) / CHUNK), step_chunks, &s);
+}
+
+void amil_optim_step(struct amil_optimizer *o, float *w, const float *grads)
+{
+    step_of(o, w, grads, NULL);
+}
+
+void amil_optim_step_and_zero(struct amil_optimizer *o, float *w, float *grads)
+{
+    step_of(o, w, grads, grads);
 }
 
 /* The settings a record carries, by their metadata keys. */

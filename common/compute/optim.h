@@ -37,6 +37,10 @@ void amil_optim_init(struct amil_optimizer *o, enum amil_optim_kind kind, size_t
 void amil_optim_free(struct amil_optimizer *o);
 /* One step: weights (n) move along grads (n); grads is left unchanged. */
 void amil_optim_step(struct amil_optimizer *o, float *weights, const float *grads);
+/* The same step, leaving grads zero for the next one's gradients to be
+ * added to: a training loop's, one pass over them where a step and a
+ * memset took two. */
+void amil_optim_step_and_zero(struct amil_optimizer *o, float *weights, float *grads);
 
 /* The state as tensors optimizer.<name>.m / .v for each parameter name and
  * its slice of the flat buffer (offset - base into the state), and

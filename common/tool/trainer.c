@@ -237,11 +237,11 @@ static struct amil_score epoch_of(struct run *run, long epoch)
     for (long k = 0; k < samples; k += B) {
         int n = (int)(samples - k < B ? samples - k : B), wrong;
         take(run, run->order + k, n);
-        memset(run->grads + base, 0, sizeof *run->grads * (p->nweights - base));
         double l = run->ops->step(&run->m, n, run->grads, run->rng, &wrong);
         if (!isfinite(l))
             die_of_loss(run, epoch, k, n, l);
-        amil_optim_step(&run->o, p->weights + base, run->grads + base);
+        /* the gradients were zero (calloc'd, then zeroed by each step) */
+        amil_optim_step_and_zero(&run->o, p->weights + base, run->grads + base);
         for (int j = 0; run->ops->holds && j < n; j++)
             amil_samples_put(&run->train.samples, &run->held[j]);
         loss += l * n;

@@ -173,21 +173,31 @@ static void optimizers_against_pytorch(void **state)
     } cases[4] = {{"adam", AMIL_ADAM, 1e-3, 1e-4, 0}, {"adamw", AMIL_ADAMW, 1e-3, 1e-2, 0},
                   {"sgd", AMIL_SGD, 1e-2, 1e-4, 0.9}, {"rmsprop", AMIL_RMSPROP, 3e-4, 1e-4, 0.4}};
     for (int c = 0; c < 4; c++) {
-        float w[64], g[64];
+        float w[64], g[64], w2[64], g2[64];   /* the twin: step_and_zero's */
         for (int j = 0; j < 64; j++)   /* numpy.linspace(-1, 1, 64) in float */
-            w[j] = (float)(-1.0 + 2.0 * j / 63.0);
-        struct amil_optimizer o;
+            w[j] = w2[j] = (float)(-1.0 + 2.0 * j / 63.0);
+        struct amil_optimizer o, o2;
         amil_optim_init(&o, cases[c].kind, 64);
-        o.lr = cases[c].lr, o.decay = cases[c].decay, o.momentum = cases[c].momentum;
+        amil_optim_init(&o2, cases[c].kind, 64);
+        o.lr = o2.lr = cases[c].lr, o.decay = o2.decay = cases[c].decay;
+        o.momentum = o2.momentum = cases[c].momentum;
         for (int t = 0; t < 5; t++) {
-            for (int j = 0; j < 64; j++)
+            for (int j = 0; j < 64; j++) {
                 g[j] = (float)sin(0.37 * j + 1.1 * t) + 0.1f * w[j];
+                assert_true(t == 0 || g2[j] == 0);   /* left zero by the last step */
+                g2[j] = g[j];
+            }
             amil_optim_step(&o, w, g);
+            amil_optim_step_and_zero(&o2, w2, g2);
         }
         char name[64];
         snprintf(name, sizeof name, "after5.%s", cases[c].name);
         expect_close("optimizer", w, &r, name, 1e-6);
+        assert_memory_equal(w2, w, sizeof w);
+        for (int j = 0; j < 64; j++)
+            assert_true(g2[j] == 0);
         amil_optim_free(&o);
+        amil_optim_free(&o2);
     }
     amil_record_free(&r);
 }
