@@ -39,8 +39,8 @@ peak512=$(taskset -c 0 "$build/peak" avx512 2>/dev/null || echo 0)
 peak256=$(taskset -c 0 "$build/peak" avx2 2>/dev/null || echo 0)
 echo "FMA peak, one core: AVX-512 $peak512 GFLOP/s, AVX2 $peak256 GFLOP/s"
 echo "(figures: the minimum over $rounds alternating runs of each side, each of ${seconds} s;"
-echo " GFLOP/s counts a direct convolution's operations: conv 2's forward runs as Winograd's,"
-echo " with fewer, so its share of the peak can pass 100%)"
+echo " GFLOP/s counts a direct convolution's operations: the convolutions run as Winograd's,"
+echo " with fewer, so the share of the peak can pass 100%)"
 declare -A torch_best   # PyTorch's best training step of each case, over every table
 isas=${*:-}
 [ -n "$isas" ] || isas=$("$build/step" --isa)
