@@ -143,8 +143,8 @@ struct amil_kernels {
     void (*winograd_output)(float *out, const float *M, const float *bias, int OC, int H,
                             int W);
 
-    /* Winograd F(4×4, 5×5), the attention-MIL model's second convolution in
-     * lanes (mil_features.c).  The weights: U (64, pairs) = G g Gᵀ of each 5×5
+    /* Winograd F(4×4, 5×5), the attention-MIL model's convolutions in lanes
+     * (mil_features.c).  The weights: U (64, pairs) = G g Gᵀ of each 5×5
      * kernel g, read from gt (25, pairs), its taps transposed (pairs = OC·C,
      * in U's order (OC, C)). */
     void (*winograd5_weights)(float *U, const float *gt, size_t pairs);
@@ -161,7 +161,7 @@ struct amil_kernels {
      * doutput: dM (64, OC, T, lanes) = A dy Aᵀ of each 4×4 tile of dout
      * (OC, H, H, lanes), the gradient of the products.  The weights'
      * gradient is then dU (64, OC·C) += Σ over tiles and lanes of dM ⊗ V
-     * (conv_shift_dweight), and dweights: dgt (25, pairs) = Gᵀ dU G of each
+     * (dots), and dweights: dgt (25, pairs) = Gᵀ dU G of each
      * pair, winograd5_weights's adjoint (written, not added).  dinput:
      * din (C, H+4, H+4, lanes) += B dV Bᵀ of each tile, dV (64, C, T,
      * lanes) the products of Ut (64, C, OC), U's transpose, with dM; m is

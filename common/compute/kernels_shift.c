@@ -297,11 +297,11 @@ INLINE void dots_tile(float *out, const float *a, const float *x, int M, int N, 
         float *row = out + (size_t)(m0 + o) * N + n0;
         if (n0 + TILE_DS_Q <= N) {   /* one short vector, from a register */
             typedef float vq __attribute__((vector_size(TILE_DS_Q * sizeof(float))));
-            vq x, y;
-            memcpy(&x, row, sizeof x);
-            memcpy(&y, (const float *)&sums + o * TILE_DS_Q, sizeof y);
-            x += y;
-            memcpy(row, &x, sizeof x);
+            vq have, add;
+            memcpy(&have, row, sizeof have);
+            memcpy(&add, (const float *)&sums + o * TILE_DS_Q, sizeof add);
+            have += add;
+            memcpy(row, &have, sizeof have);
         } else {
             for (int t = 0; t < N - n0; t++)
                 row[t] += sums[o * TILE_DS_Q + t];

@@ -1,7 +1,7 @@
 /* kernels_winograd.c: lane kernels (lanes.h) for Winograd's minimal
  * filtering: products with the outputs in lanes, F(2×2, 3×3) for the
- * CNN baselines' frozen 3×3 convolutions and F(4×4, 5×5) for A-MIL's
- * second convolution. */
+ * CNN baselines' frozen 3×3 convolutions and F(4×4, 5×5), forward and
+ * backward, for A-MIL's convolutions. */
 #include "base/base.h"
 #include "compute/lanes.h"
 
@@ -185,7 +185,7 @@ void NAME(winograd_output)(float *out, const float *M, const float *bias, int OC
     free(rows);
 }
 
-/* ---- Winograd F(4×4, 5×5): A-MIL's second convolution ------------------- */
+/* ---- Winograd F(4×4, 5×5): A-MIL's convolutions -------------------------- */
 
 /* Interpolation at 0, ±1, ±2, ±1/2 and infinity: an 8×8 input tile d gives
  * a 4×4 output tile Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A, 6.25 times fewer
@@ -389,12 +389,12 @@ INLINE void wino5_gt(vf *g, size_t gs, const vf *u, size_t us)
     vf s1 = u[us] + u[2 * us], r1 = u[us] - u[2 * us];
     vf s3 = u[3 * us] + u[4 * us], r3 = u[3 * us] - u[4 * us];
     vf s5 = u[5 * us] + u[6 * us], r5 = u[5 * us] - u[6 * us];
-    vf ninth = splat(-2.0f / 9);
-    g[0] = splat(1.0f / 90) * s3 + splat(32.0f / 45) * s5 + ninth * s1 - u[0];
-    g[gs] = splat(1.0f / 45) * r3 + splat(16.0f / 45) * r5 + ninth * r1;
-    g[2 * gs] = splat(2.0f / 45) * s3 + splat(8.0f / 45) * s5 + ninth * s1;
-    g[3 * gs] = splat(4.0f / 45) * r3 + splat(4.0f / 45) * r5 + ninth * r1;
-    g[4 * gs] = splat(8.0f / 45) * s3 + splat(2.0f / 45) * s5 + ninth * s1 + u[7 * us];
+    vf minus_two_ninths = splat(-2.0f / 9);
+    g[0] = splat(1.0f / 90) * s3 + splat(32.0f / 45) * s5 + minus_two_ninths * s1 - u[0];
+    g[gs] = splat(1.0f / 45) * r3 + splat(16.0f / 45) * r5 + minus_two_ninths * r1;
+    g[2 * gs] = splat(2.0f / 45) * s3 + splat(8.0f / 45) * s5 + minus_two_ninths * s1;
+    g[3 * gs] = splat(4.0f / 45) * r3 + splat(4.0f / 45) * r5 + minus_two_ninths * r1;
+    g[4 * gs] = splat(8.0f / 45) * s3 + splat(2.0f / 45) * s5 + minus_two_ninths * s1 + u[7 * us];
 }
 
 void NAME(winograd5_dweights)(float *dgt, const float *dU, size_t pairs)

@@ -8,6 +8,7 @@
 #include <cblas.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "base/base.h"
 #include "compute/parallel.h"
@@ -45,14 +46,36 @@ static struct {
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
           1, 0, 0, 0, {{0}}};
 
-/* Reads of a counter before sleeping on it: about 20 µs, past the gap
- * between a step's parallel calls when a bag is small. */
-#define SPINS 20000
+/* How long a thread spins on a counter before it sleeps: past the gap
+ * between a step's parallel calls when a bag is small.  Timed, not
+ * counted: a pause instruction takes from a few cycles to 140. */
+#define SPIN_NS 20000
 #if defined(__x86_64__) || defined(__i386__)
 #define RELAX() __builtin_ia32_pause()
 #else
 #define RELAX() ((void)0)
 #endif
+
+static long long now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Spins until the generation is past seen or pending is 0 (whichever is
+ * asked: wait_for_generation), or SPIN_NS pass. */
+static void spin(int wait_for_generation, unsigned long seen)
+{
+    long long until = now_ns() + SPIN_NS;
+    while (wait_for_generation ? atomic_load(&pool.generation) == seen
+                               : atomic_load(&pool.pending) > 0) {
+        for (int i = 0; i < 64; i++)
+            RELAX();
+        if (now_ns() > until)
+            return;
+    }
+}
 
 static void run(const struct range *r) { r->fn(r->ctx, r->first, r->end, r->thread); }
 
@@ -61,8 +84,7 @@ static void *worker(void *arg)
     int t = (int)(intptr_t)arg;
     unsigned long seen = 0;
     for (;;) {
-        for (int i = 0; i < SPINS && atomic_load(&pool.generation) == seen; i++)
-            RELAX();
+        spin(1, seen);
         pthread_mutex_lock(&pool.lock);
         while (atomic_load(&pool.generation) == seen)
             pthread_cond_wait(&pool.wake, &pool.lock);
@@ -122,8 +144,7 @@ void amil_parallel(int tasks, amil_task_fn *fn, void *ctx)
     run(&pool.ranges[0]);
     for (int t = pool.active; t < threads; t++)   /* no worker to be had: here */
         run(&pool.ranges[t]);
-    for (int i = 0; i < SPINS && atomic_load(&pool.pending) > 0; i++)
-        RELAX();
+    spin(0, 0);
     pthread_mutex_lock(&pool.lock);
     while (atomic_load(&pool.pending) > 0)
         pthread_cond_wait(&pool.done, &pool.lock);

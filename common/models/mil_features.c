@@ -35,9 +35,10 @@ size_t mil_conv_params(const struct amil_mil *m)
     return m->params.at[CONV2_B].offset + m->params.at[CONV2_B].count;
 }
 
-/* The second convolution of a group that is not full runs image by image
- * (kernels.h's conv_shift) rather than in lanes, where the empty lanes
- * would cost as much as full ones: the group is transposed to planes, one
+/* Where it does not run as Winograd's (a patch side whose conv 2 output is
+ * not a multiple of 8), the second convolution of a group that is not full
+ * runs image by image (kernels.h's conv_shift) rather than in lanes, where
+ * the empty lanes would cost as much as full ones: the group is transposed to planes, one
  * per patch (P1's and C2's, in turn, at w->planes); each patch's input is
  * laid out as five copies shifted by one column (w->shifted: channel c,
  * column shift kj, row, column x), so that output position p = y·S + x
@@ -573,7 +574,9 @@ static void winograd_dweight(const struct amil_mil *m, struct amil_mil_work *w, 
 }
 
 /* From dP2 back through both convolutions for groups first .. end-1:
- * thread 0 adds to the gradients, the others to their part of w->dconv;
+ * thread 0 adds to the gradients, the others to their part of w->dconv
+ * (a convolution run as Winograd's adds to the thread's dU instead, taken
+ * to the gradients after the pass);
  * of the thread's input gradients, dP1 starts at zero per group (dC2 and
  * dC1 are written whole by unpool_relu).
  * With pass->cam (Grad-CAM), back to dC2 only, for the groups' maps, and

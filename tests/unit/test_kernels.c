@@ -89,7 +89,7 @@ static void conv_check(const struct amil_kernels *k)
         float *dout = lane_buffer(groups * out_size * lanes);
         float *weight = lane_buffer((size_t)cc.OC * cc.C * 25);
         float *out = amil_xaligned(sizeof *out * out_size * lanes);
-        float *din = lane_buffer(in_size * lanes);   /* written over: starts at noise */
+        float *din = lane_buffer(in_size * lanes);   /* added to: starts at noise */
         float *dweight = calloc(cc.OC * cc.C * 25, sizeof *dweight);
         for (int p = patches; p < groups * lanes; p++)   /* a partial last group */
             for (size_t i = 0; i < out_size; i++)
@@ -543,7 +543,19 @@ static void product_check(const struct amil_kernels *k)
         snprintf(what, sizeof what, "product %dx%d by %dx%d%s", N, C, C, OC,
                  by_rows ? ", rows" : "");
         assert_true(report(k->name, what, want, out, (size_t)N * OC) < 1e-5);
-        free(x), free(a), free(bias), free(out), free(want);
+        /* product_add: the same sum (without bias) added to an unaligned
+         * output that holds something already */
+        float *held = malloc(sizeof *held * ((size_t)N * OC + 1)), *added = held + 1;
+        for (size_t i = 0; i < (size_t)N * OC; i++) {
+            added[i] = (float)i / (float)OC;
+            want[i] += added[i] - (bias ? bias[i % OC] : 0);
+        }
+        k->product_add(added, OC, x, x_c, x_n, a, C, OC, 0, N / 2);
+        k->product_add(added, OC, x, x_c, x_n, a, C, OC, N / 2, N);
+        snprintf(what, sizeof what, "product_add %dx%d by %dx%d%s", N, C, C, OC,
+                 by_rows ? ", rows" : "");
+        assert_true(report(k->name, what, want, added, (size_t)N * OC) < 1e-5);
+        free(x), free(a), free(bias), free(out), free(want), free(held);
     }
 }
 
