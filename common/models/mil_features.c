@@ -555,19 +555,19 @@ static void conv1_dweight_winograd(const struct amil_mil *m, struct amil_mil_wor
     }
 }
 
-/* The threads' dU of convolution `layer` (its weight's parameter) summed
- * in thread order, then taken to its weights: grads (OC, C, 5, 5) += Gᵀ
- * dU G of each pair. */
+/* The threads' dU of convolution `layer` (1 or 2) summed in thread order,
+ * then taken to its weights: grads (OC, C, 5, 5) += Gᵀ dU G of each pair. */
 static void winograd_dweight(const struct amil_mil *m, struct amil_mil_work *w, int layer,
                              float *grads)
 {
-    float *du = layer == CONV1_W ? w->wino1_du : w->wino2_du;
-    size_t pairs = m->params.at[layer].count / (KERNEL * KERNEL), taps = KERNEL * KERNEL;
+    float *du = layer == 1 ? w->wino1_du : w->wino2_du;
+    int weight = layer == 1 ? CONV1_W : CONV2_W;
+    size_t pairs = m->params.at[weight].count / (KERNEL * KERNEL), taps = KERNEL * KERNEL;
     for (int t = 1; t < w->threads; t++)
         for (size_t i = 0; i < 64 * pairs; i++)
             du[i] += du[t * 64 * pairs + i];
     w->kernels->winograd5_dweights(w->wino_dgt, du, pairs);
-    float *dweight = grads + m->params.at[layer].offset;
+    float *dweight = grads + m->params.at[weight].offset;
     for (size_t q = 0; q < pairs; q++)
         for (size_t t = 0; t < taps; t++)
             dweight[q * taps + t] += w->wino_dgt[t * pairs + q];
@@ -673,7 +673,7 @@ void mil_features_backward(const struct amil_mil *m, struct amil_mil_work *w, in
     mil_run_groups(&pass, groups, mil_conv_back_of_groups);
     for (int layer = 1; layer <= 2; layer++)
         if (winograd_fits(m, layer))
-            winograd_dweight(m, w, layer == 1 ? CONV1_W : CONV2_W, grads);
+            winograd_dweight(m, w, layer, grads);
     for (int t = 1; t < w->threads; t++)
         for (size_t i = 0; i < conv; i++)
             grads[i] += w->dconv[(t - 1) * conv + i];
