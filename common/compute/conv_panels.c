@@ -18,7 +18,8 @@
 
 size_t amil_conv2d_panel_scratch(int C, int K, int OC)
 {
-    return ((size_t)C * K * K + (size_t)OC) * AMIL_CONV_PANEL;
+    /* the pack, the products, the pack in bfloat16 */
+    return ((size_t)C * K * K * 3 / 2 + 1 + (size_t)OC) * AMIL_CONV_PANEL;
 }
 
 /* pack (C·K·K, cols): row (c·K + ki)·K + kj, column j = what output
@@ -63,6 +64,30 @@ static void pack_panel(float *pack, size_t cols, const float *inp, int C, int H,
     }
 }
 
+/* Where a panel's products go: a whole panel of aligned rows straight to
+ * out (OC, P), else products (OC, cols) */
+static int panel_direct(const struct amil_kernels *k, const float *out, int P, int p0,
+                        int np, size_t cols)
+{
+    return cols == (size_t)np && P % k->lanes == 0 && (uintptr_t)(out + p0) % 64 == 0;
+}
+
+/* out's panel (OC rows of np from p0) = the products `to` (to_stride
+ * apart) plus the bias; nothing to do for a direct panel without one */
+static void panel_out(float *out, const float *to, size_t to_stride, const float *bias,
+                      int OC, int P, int p0, int np, int direct)
+{
+    for (int oc = 0; oc < OC; oc++) {
+        float *row = out + (size_t)oc * P + p0;
+        const float *from = to + oc * to_stride;
+        if (bias)
+            for (int j = 0; j < np; j++)
+                row[j] = from[j] + bias[oc];
+        else if (!direct)
+            memcpy(row, from, sizeof *row * np);
+    }
+}
+
 void amil_conv2d_panels(const struct amil_kernels *k, float *out, float *scratch,
                         const float *inp, const float *weight, const float *bias, int C,
                         int H, int W, int OC, int K, int stride, int pad, int first, int end)
@@ -75,21 +100,47 @@ void amil_conv2d_panels(const struct amil_kernels *k, float *out, float *scratch
         /* a short last panel: only the vectors it fills */
         size_t cols = ((size_t)np + k->lanes - 1) / k->lanes * k->lanes;
         pack_panel(pack, cols, inp, C, H, W, OW, K, stride, pad, p0, np);
-        /* a whole panel of aligned rows goes straight to out; else through
-         * products (OC, cols) */
-        int direct = cols == (size_t)np && P % k->lanes == 0 &&
-                     (uintptr_t)(out + p0) % 64 == 0;
+        int direct = panel_direct(k, out, P, p0, np, cols);
         float *to = direct ? out + p0 : products;
         size_t to_stride = direct ? (size_t)P : cols;
         k->product(to, to_stride, weight, 1, (size_t)rows, pack, NULL, rows, (int)cols, 0, OC);
-        for (int oc = 0; oc < OC; oc++) {
-            float *row = out + (size_t)oc * P + p0;
-            const float *from = to + oc * to_stride;
-            if (bias)
-                for (int j = 0; j < np; j++)
-                    row[j] = from[j] + bias[oc];
-            else if (!direct)
-                memcpy(row, from, sizeof *row * np);
+        panel_out(out, to, to_stride, bias, OC, P, p0, np, direct);
+    }
+}
+
+/* As amil_conv2d_panels, in bfloat16: the pack's rows taken in pairs,
+ * (C·K·K/2, cols, 2), rounded as they are interleaved; a 1×1 of stride 1
+ * reads them straight from the input's planes, with no pack in float. */
+void amil_conv2d_panels_bf16(const struct amil_kernels *k, float *out, float *scratch,
+                             const float *inp, const uint16_t *weight, const float *bias,
+                             int C, int H, int W, int OC, int K, int stride, int pad,
+                             int first, int end)
+{
+    int OH = amil_conv_out(H, K, stride, pad), OW = amil_conv_out(W, K, stride, pad);
+    int P = OH * OW, rows = C * K * K;
+    float *pack = scratch, *products = scratch + (size_t)rows * AMIL_CONV_PANEL;
+    uint16_t *pairs = (uint16_t *)(products + (size_t)OC * AMIL_CONV_PANEL);
+    int plain = K == 1 && stride == 1 && pad == 0;   /* pack row r: plane r */
+    for (int panel = first; panel < end; panel++) {
+        int p0 = panel * AMIL_CONV_PANEL, np = P - p0 < AMIL_CONV_PANEL ? P - p0 : AMIL_CONV_PANEL;
+        size_t cols = ((size_t)np + k->lanes - 1) / k->lanes * k->lanes;
+        if (!plain)
+            pack_panel(pack, cols, inp, C, H, W, OW, K, stride, pad, p0, np);
+        for (int r = 0; r < rows; r += 2) {
+            uint16_t *to = pairs + (size_t)r * cols;
+            if (plain) {
+                k->pairs_bf16(to, inp + (size_t)r * P + p0, inp + (size_t)(r + 1) * P + p0,
+                              (size_t)np);
+                memset(to + 2 * np, 0, sizeof *to * 2 * (cols - np));
+            } else {
+                k->pairs_bf16(to, pack + (size_t)r * cols, pack + (size_t)(r + 1) * cols, cols);
+            }
         }
+        int direct = panel_direct(k, out, P, p0, np, cols);
+        float *to = direct ? out + p0 : products;
+        size_t to_stride = direct ? (size_t)P : cols;
+        k->product_bf16(to, to_stride, weight, 2, (size_t)rows, pairs, 2 * cols, NULL, rows / 2,
+                        (int)cols, 0, OC);
+        panel_out(out, to, to_stride, bias, OC, P, p0, np, direct);
     }
 }

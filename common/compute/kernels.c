@@ -356,6 +356,7 @@ const struct amil_kernels NAME(amil_kernels) = {
 #if LANES == 16
     .product_bf16 = NAME(product_bf16),
     .to_bf16 = NAME(to_bf16),
+    .pairs_bf16 = NAME(pairs_bf16),
 #endif
     .gelu = NAME(gelu),
     .softmax = NAME(softmax),

@@ -115,15 +115,19 @@ struct amil_kernels {
     /* The product in bfloat16 (kernels_bf16.c), NULL in a set without it
      * (only AVX-512's has it, and only a CPU with AVX512_BF16 runs it:
      * amil_cpu_has_bf16): out (N, OC) rows n_first .. n_end-1, out_stride
-     * apart, = bias (or 0) + Σ over pairs p of x[n·x_stride + 2p + k] ·
-     * a[p·a_stride + 2o + k], k = 0, 1: x's rows and a's rows of pairs
+     * apart, = bias (or 0) + Σ over pairs p of x[n·x_n + p·x_p + k] ·
+     * a[p·a_stride + 2o + k], k = 0, 1: x's pairs (along its rows, x_p =
+     * 2: a transformer's linear layers, a convolution's panels; or down
+     * its columns, x_n = 2: Winograd's products) and a's rows of pairs
      * (C/2, OC, 2) in bfloat16, the sums in float32.  OC a multiple of 16;
      * out 64-byte aligned.  to_bf16: dst (n) = src rounded to the nearest
-     * bfloat16, ties to even. */
-    void (*product_bf16)(float *out, size_t out_stride, const uint16_t *x, size_t x_stride,
-                         const uint16_t *a, size_t a_stride, const float *bias, int pairs,
-                         int OC, int n_first, int n_end);
+     * bfloat16, ties to even.  pairs_bf16: dst (n, 2) = (row0[j], row1[j])
+     * so rounded, two rows of an operand made pairs. */
+    void (*product_bf16)(float *out, size_t out_stride, const uint16_t *x, size_t x_p,
+                         size_t x_n, const uint16_t *a, size_t a_stride, const float *bias,
+                         int pairs, int OC, int n_first, int n_end);
     void (*to_bf16)(uint16_t *dst, const float *src, size_t n);
+    void (*pairs_bf16)(uint16_t *dst, const float *row0, const float *row1, size_t n);
     /* A transformer's elementwise work (kernels_transformer.c): x (n) =
      * GELU(x) in place, Φ within 2e-7 of itself (erfc's Chebyshev fit);
      * each of rows rows of x (rows, n) softmaxed in place, e^x within 2e-7. */

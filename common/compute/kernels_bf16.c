@@ -13,7 +13,7 @@
 #if LANES == 16
 #include <immintrin.h>
 
-#define BF16 __attribute__((target("avx512f,avx512bf16,avx512vl")))
+#define BF16 __attribute__((target("avx512f,avx512bw,avx512bf16,avx512vl")))
 
 /* float to bfloat16, rounded to nearest even (NaN kept a NaN) */
 static uint16_t to_bf16_one(float f)
@@ -36,9 +36,27 @@ BF16 void NAME(to_bf16)(uint16_t *dst, const float *src, size_t n)
         dst[i] = to_bf16_one(src[i]);
 }
 
+/* dst (n, 2) = the pairs (row0[j], row1[j]) in bfloat16: two rows of a
+ * product's operand interleaved, as product_bf16 reads them.  Sixteen
+ * pairs at a time: both rows rounded into one vector of 32 (row0's low),
+ * then their halves interleaved by a permutation of words. */
+BF16 void NAME(pairs_bf16)(uint16_t *dst, const float *row0, const float *row1, size_t n)
+{
+    const __m512i interleave = _mm512_set_epi16(
+        31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+        23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    size_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m512bh both = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(row1 + j), _mm512_loadu_ps(row0 + j));
+        _mm512_storeu_si512(dst + 2 * j, _mm512_permutexvar_epi16(interleave, (__m512i)both));
+    }
+    for (; j < n; j++)
+        dst[2 * j] = to_bf16_one(row0[j]), dst[2 * j + 1] = to_bf16_one(row1[j]);
+}
+
 /* Rows n0 .. n0+nb-1, columns (vectors) v0 .. v0+vb-1 of out */
 BF16 static inline __attribute__((always_inline)) void
-product_bf16_tile(float *out, size_t out_stride, const uint16_t *x, size_t x_stride,
+product_bf16_tile(float *out, size_t out_stride, const uint16_t *x, size_t x_p, size_t x_n,
                   const uint16_t *a, size_t a_stride, const float *bias, int pairs, int n0,
                   int v0, const int nb, const int vb)
 {
@@ -53,7 +71,7 @@ product_bf16_tile(float *out, size_t out_stride, const uint16_t *x, size_t x_str
             av[j] = _mm512_loadu_si512(ap + j * 32);
         for (int i = 0; i < nb; i++) {
             int32_t pair;
-            memcpy(&pair, x + (size_t)(n0 + i) * x_stride + 2 * (size_t)p, sizeof pair);
+            memcpy(&pair, x + (size_t)(n0 + i) * x_n + (size_t)p * x_p, sizeof pair);
             __m512i xv = _mm512_set1_epi32(pair);
             for (int j = 0; j < vb; j++)
                 acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)av[j], (__m512bh)xv);
@@ -66,7 +84,7 @@ product_bf16_tile(float *out, size_t out_stride, const uint16_t *x, size_t x_str
 }
 
 #define TILE_BF16(nb, vb) \
-    product_bf16_tile(out, out_stride, x, x_stride, a, a_stride, bias, pairs, n, v, nb, vb)
+    product_bf16_tile(out, out_stride, x, x_p, x_n, a, a_stride, bias, pairs, n, v, nb, vb)
 #define ROWS_BF16(vb)                                 \
     switch (nb) {                                     \
     case 1: TILE_BF16(1, vb); break;                  \
@@ -77,8 +95,8 @@ product_bf16_tile(float *out, size_t out_stride, const uint16_t *x, size_t x_str
     default: TILE_BF16(TILE_PN, vb); break;           \
     }
 
-BF16 void NAME(product_bf16)(float *out, size_t out_stride, const uint16_t *x,
-                             size_t x_stride, const uint16_t *a, size_t a_stride,
+BF16 void NAME(product_bf16)(float *out, size_t out_stride, const uint16_t *x, size_t x_p,
+                             size_t x_n, const uint16_t *a, size_t a_stride,
                              const float *bias, int pairs, int OC, int n_first, int n_end)
 {
     int vectors = OC / 16;

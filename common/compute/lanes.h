@@ -119,6 +119,7 @@ KERNEL(product_add);
 KERNEL(gelu);
 KERNEL(product_bf16);
 KERNEL(to_bf16);
+KERNEL(pairs_bf16);
 KERNEL(softmax);
 KERNEL(winograd_input_row);
 KERNEL(winograd_output);

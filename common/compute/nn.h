@@ -54,6 +54,13 @@ static inline int amil_conv2d_panel_count(int OH, int OW)
 void amil_conv2d_panels(const struct amil_kernels *k, float *out, float *scratch,
                         const float *inp, const float *weight, const float *bias, int C,
                         int H, int W, int OC, int K, int stride, int pad, int first, int end);
+/* The same in bfloat16 (k->product_bf16, where the CPU has AVX512_BF16):
+ * weight (OC, C·K·K) rounded to bfloat16 once by the caller, C·K·K even;
+ * the inputs rounded as they are packed, the sums in float32. */
+void amil_conv2d_panels_bf16(const struct amil_kernels *k, float *out, float *scratch,
+                             const float *inp, const uint16_t *weight, const float *bias,
+                             int C, int H, int W, int OC, int K, int stride, int pad,
+                             int first, int end);
 /* dweight (OC, C, K, K) +=, dbias (OC) +=, dinp (C, N, H, W) += (each if not
  * NULL).  cols as forward left it (unread without dweight); dcols is
  * scratch of the same size. */

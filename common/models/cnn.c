@@ -116,9 +116,6 @@ int amil_cnn_form_of(enum amil_cnn_arch arch, const struct amil_record *r,
     if (precision && strcmp(precision, "bf16") != 0 && strcmp(precision, "f32") != 0)
         return amil_fail("precision '%s': not f32 or bf16", precision);
     form->bf16 = precision && strcmp(precision, "bf16") == 0;
-    if (form->bf16 && !is_vit(arch))
-        return amil_fail("precision bf16: only a ViT's linear layers have it; %s runs in f32",
-                         archs[arch].name);
     const struct amil_kernels *k = form->bf16 ? amil_kernels() : NULL;
     if (form->bf16 && (!k || !k->product_bf16))
         return amil_fail("precision bf16: the %s kernels have no bfloat16 path (AVX-512 has)",

@@ -54,15 +54,26 @@ int cnn_winograd_fits(const struct amil_cnn *m, const struct amil_kernels *k,
                       const struct amil_layer *l, const struct amil_layer *in, size_t *n_tiles);
 /* F(4×4, 3×3) (cnn_winograd4.c): U (36, C, OC) of weight (OC, C, 3, 3),
  * threads splitting the input channels; the scratch (floats) its input
- * transform takes in w->cols for an input H × W; out (OC, H, W) = bias
- * + the convolution of inp (C, H, W), on w->tiles and w->products. */
+ * transform takes in w->cols for an input H × W; w->tiles (36, C, N) =
+ * the transform of inp (C, H, W)'s N tiles; out (OC, H, W) = bias + the
+ * output transform of w->products (36, N, OC). */
 float *cnn_winograd4_weights(struct amil_cnn_work *w, const float *weight, int C, int OC);
 size_t cnn_winograd4_scratch(int H, int W);
-void cnn_winograd4_conv(struct amil_cnn_work *w, const float *U, const float *bias,
-                        float *out, const float *inp, int C, int H, int W, int OC);
+void cnn_winograd4_input(struct amil_cnn_work *w, const float *inp, int C, int H, int W);
+void cnn_winograd4_output(struct amil_cnn_work *w, float *out, const float *bias, int OC, int H,
+                          int W);
 /* Layer i's transformed weights in w, made if they are not (or were made
- * from other weights). */
-const float *cnn_winograd_prepare(const struct amil_cnn *m, struct amil_cnn_work *w, int i);
+ * from other weights): (values, C, OC) floats, or in bfloat16 where
+ * cnn_winograd_bf16 says, pairs of input channels (values, C/2, OC, 2). */
+const void *cnn_winograd_prepare(const struct amil_cnn *m, struct amil_cnn_work *w, int i);
+/* Whether a Winograd layer reading in, of `values` a tile, multiplies in
+ * bfloat16: the model's precision says so, its input channels pair up,
+ * and it is F(2×2).  F(4×4)'s transforms (points ±2, A's 8) make a
+ * rounded input count for more: on ResNet50 with batch-norm statistics of
+ * real patches, its layers in bfloat16 took the features' cosine to
+ * float32's from 0.9974 to 0.9891 (bench/bf16.sh), for 3% of the time. */
+int cnn_winograd_bf16(const struct amil_cnn *m, const struct amil_kernels *k,
+                      const struct amil_layer *in, int values);
 /* out (OC, H, W) = convolution i of one image inp (C, H, W), on the
  * transformed weights of w (or of its owner, a worker's), made from
  * cnn_conv_params's. */

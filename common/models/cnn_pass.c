@@ -183,6 +183,10 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
             cols = c > cols ? c : cols;
             size_t n_tiles;
             size_t values = (size_t)cnn_winograd_fits(m, w->kernels, l, in, &n_tiles);
+            if (values && cnn_winograd_bf16(m, k, in, (int)values)) {   /* a value's input in pairs */
+                c = in->c * n_tiles;
+                bf16_rows = c > bf16_rows ? c : bf16_rows;
+            }
             if (values) {
                 tiles = values * in->c * n_tiles > tiles ? values * in->c * n_tiles : tiles;
                 products = values * l->c * n_tiles > products ? values * l->c * n_tiles
@@ -336,11 +340,40 @@ static void conv_shifted(struct amil_cnn_work *w,
                    w->shifted + oc * z->positions + (size_t)y * z->Wq, sizeof(float) * l->w);
 }
 
+/* Whether convolution l on panels runs in bfloat16: the model's precision
+ * says so, the layer is frozen (its rounded weights are made once and
+ * kept) and its pack's rows pair up (C·K·K even). */
+static int panels_bf16(const struct amil_cnn *m, const struct amil_kernels *k,
+                       const struct amil_layer *l, const struct amil_layer *in)
+{
+    return m->form.bf16 && k->product_bf16 && l->param < m->trained &&
+           in->c * l->kernel * l->kernel % 2 == 0;
+}
+
+/* Layer i's folded weights rounded to bfloat16, (OC, C·K·K), in w, made
+ * if they are not (or were made from other weights) */
+static const uint16_t *panels_weights_bf16(const struct amil_cnn *m, struct amil_cnn_work *w,
+                                           int i)
+{
+    const struct amil_layer *l = &m->layers[i], *in = &m->layers[l->input];
+    const float *weight, *bias;
+    cnn_conv_params(m, w, i, &weight, &bias);
+    if (!w->prepared[i] || w->prepared_of[i] != weight) {
+        size_t n = (size_t)l->c * in->c * l->kernel * l->kernel;
+        free(w->prepared[i]);
+        w->prepared[i] = amil_xaligned(sizeof(uint16_t) * n);
+        w->kernels->to_bf16((uint16_t *)w->prepared[i], weight, n);
+        w->prepared_of[i] = weight;
+    }
+    return (const uint16_t *)w->prepared[i];
+}
+
 struct panels_pass {
     const struct amil_kernels *k;
     const struct amil_layer *l, *in;
     float *out, *scratch;     /* scratch per thread */
     const float *inp, *weight, *bias;
+    const uint16_t *weight16;   /* the weights in bfloat16, or NULL: in float */
 };
 
 static void panels_of(void *ctx, int first, int end, int thread)
@@ -348,17 +381,24 @@ static void panels_of(void *ctx, int first, int end, int thread)
     const struct panels_pass *p = ctx;
     const struct amil_layer *l = p->l, *in = p->in;
     float *scratch = p->scratch + thread * amil_conv2d_panel_scratch(in->c, l->kernel, l->c);
-    amil_conv2d_panels(p->k, p->out, scratch, p->inp, p->weight, p->bias, in->c, in->h,
-                       in->w, l->c, l->kernel, l->stride, l->pad, first, end);
+    if (p->weight16)
+        amil_conv2d_panels_bf16(p->k, p->out, scratch, p->inp, p->weight16, p->bias, in->c,
+                                in->h, in->w, l->c, l->kernel, l->stride, l->pad, first, end);
+    else
+        amil_conv2d_panels(p->k, p->out, scratch, p->inp, p->weight, p->bias, in->c, in->h,
+                           in->w, l->c, l->kernel, l->stride, l->pad, first, end);
 }
 
-/* out (OC, OH, OW) = convolution l of one image inp (C, H, W), threads
+/* out (OC, OH, OW) = convolution i of one image inp (C, H, W), threads
  * splitting its panels of positions, each with its scratch in w->packs */
-static void conv_panels(struct amil_cnn_work *w, const struct amil_layer *l,
-                        const struct amil_layer *in, float *out, const float *inp,
-                        const float *weight, const float *bias)
+static void conv_panels(const struct amil_cnn *m, struct amil_cnn_work *w, int i, float *out,
+                        const float *inp, const float *weight, const float *bias)
 {
-    struct panels_pass pass = {w->kernels, l, in, out, w->packs, inp, weight, bias};
+    const struct amil_layer *l = &m->layers[i], *in = &m->layers[l->input];
+    const uint16_t *weight16 = panels_bf16(m, w->kernels, l, in)
+                                   ? panels_weights_bf16(m, w->owner ? w->owner : w, i)
+                                   : NULL;
+    struct panels_pass pass = {w->kernels, l, in, out, w->packs, inp, weight, bias, weight16};
     cnn_run(w, amil_conv2d_panel_count(l->h, l->w), panels_of, &pass);
 }
 
@@ -370,9 +410,11 @@ void amil_cnn_prepare(const struct amil_cnn *m, struct amil_cnn_work *w)
         const float *weight, *bias;
         if (m->layers[i].op == AMIL_OP_CONV)   /* folded weights */
             cnn_conv_params(m, w, i, &weight, &bias);
-        if (cnn_winograd_fits(m, w->kernels, &m->layers[i], &m->layers[m->layers[i].input],
-                              &n_tiles))
+        const struct amil_layer *l = &m->layers[i], *in = &m->layers[l->input];
+        if (cnn_winograd_fits(m, w->kernels, l, in, &n_tiles))
             cnn_winograd_prepare(m, w, i);
+        else if (panels_fit(w->kernels, l) && panels_bf16(m, w->kernels, l, in))
+            panels_weights_bf16(m, w, i);
     }
 }
 
@@ -398,7 +440,7 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
                 cnn_winograd_conv(m, w, i, out + b * per_out, inp + b * per_in);
         else if (panels_fit(w->kernels, l))
             for (int b = 0; b < B; b++)
-                conv_panels(w, l, in, out + b * per_out, inp + b * per_in, weight, bias);
+                conv_panels(m, w, i, out + b * per_out, inp + b * per_in, weight, bias);
         else if (shifted_sizes(w->kernels, l, in, &z))
             for (int b = 0; b < B; b++)
                 conv_shifted(w, l, in, &z, out + b * per_out, inp + b * per_in, weight,

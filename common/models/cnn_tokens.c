@@ -83,7 +83,7 @@ static void bf16_of_panels(void *ctx, int first, int end, int thread)
     const struct bf16_pass *p = ctx;
     for (int panel = first; panel < end; panel++) {
         int o0 = panel * PANEL, P = p->OC - o0 < PANEL ? p->OC - o0 : PANEL;
-        p->k->product_bf16(p->out + o0, (size_t)p->OC, p->x, (size_t)p->C, p->a + 2 * o0,
+        p->k->product_bf16(p->out + o0, (size_t)p->OC, p->x, 2, (size_t)p->C, p->a + 2 * o0,
                            2 * (size_t)p->OC, p->bias + o0, p->C / 2, P, 0, p->rows);
     }
 }

@@ -124,12 +124,22 @@ static void winograd_input(const struct amil_kernels *k, float *V, const float *
     free(split);
 }
 
+int cnn_winograd_bf16(const struct amil_cnn *m, const struct amil_kernels *k,
+                      const struct amil_layer *in, int values)
+{
+    return m->form.bf16 && k->product_bf16 && in->c % 2 == 0 && values == 16;
+}
+
+/* M (values, N, OC) = each of the tile's values' V (C, N) times its U:
+ * threads split the tiles.  In bfloat16 a thread makes its tiles' columns
+ * of V pairs of channels, (C/2, N, 2), before it multiplies them. */
 struct product_pass {
     const struct amil_kernels *k;
-    float *out;
-    const float *x;
-    size_t x_stride;
-    const float *a;
+    float *out;             /* (N, OC) */
+    const float *V;         /* (C, N) */
+    const void *U;          /* (C, OC), or (C/2, OC, 2) in bfloat16 */
+    uint16_t *pairs;        /* V's pairs, or NULL: in float */
+    size_t N;
     int C, OC;
 };
 
@@ -137,27 +147,67 @@ static void product_of_rows(void *ctx, int first, int end, int thread)
 {
     (void)thread;
     const struct product_pass *p = ctx;
-    p->k->product(p->out, p->OC, p->x, p->x_stride, 1, p->a, NULL, p->C, p->OC, first, end);
+    if (!p->pairs) {
+        p->k->product(p->out, p->OC, p->V, p->N, 1, p->U, NULL, p->C, p->OC, first, end);
+        return;
+    }
+    for (int c = 0; c < p->C; c += 2)   /* pair row c/2 at c·N, tile n at 2n */
+        p->k->pairs_bf16(p->pairs + (size_t)c * p->N + 2 * (size_t)first,
+                         p->V + (size_t)c * p->N + first, p->V + (size_t)(c + 1) * p->N + first,
+                         (size_t)(end - first));
+    p->k->product_bf16(p->out, p->OC, p->pairs, 2 * p->N, 2, p->U, 2 * (size_t)p->OC, NULL,
+                       p->C / 2, p->OC, first, end);
 }
 
-/* Layer i's Winograd weights in w, made if they are not (or were made from
- * other weights). */
-const float *cnn_winograd_prepare(const struct amil_cnn *m, struct amil_cnn_work *w, int i)
+static void products(const struct amil_cnn *m, struct amil_cnn_work *w, const void *U,
+                     const struct amil_layer *in, int values, size_t N, int OC)
 {
-    const struct amil_layer *l = &m->layers[i];
+    int C = in->c, bf16 = cnn_winograd_bf16(m, w->kernels, in, values);
+    size_t plane = (size_t)OC * C;
+    for (int x = 0; x < values; x++) {
+        const void *Ux = bf16 ? (const void *)((const uint16_t *)U + x * plane)
+                              : (const void *)((const float *)U + x * plane);
+        struct product_pass pass = {w->kernels, w->products + x * N * OC, w->tiles + x * C * N,
+                                    Ux, bf16 ? w->bf16_rows : NULL, N, C, OC};
+        cnn_run(w, (int)N, product_of_rows, &pass);
+    }
+}
+
+/* U (values, C, OC) in float made pairs of input channels in bfloat16,
+ * (values, C/2, OC, 2); U freed */
+static uint16_t *weights_bf16(const struct amil_kernels *k, float *U, int values, int C, int OC)
+{
+    uint16_t *pairs = amil_xaligned(sizeof *pairs * values * C * OC);
+    for (size_t row = 0; row < (size_t)values * C; row += 2)   /* pair row row/2 */
+        k->pairs_bf16(pairs + row * OC, U + row * OC, U + (row + 1) * OC, (size_t)OC);
+    free(U);
+    return pairs;
+}
+
+/* Layer i's Winograd weights in w, made if they are not (or were made
+ * from other weights). */
+const void *cnn_winograd_prepare(const struct amil_cnn *m, struct amil_cnn_work *w, int i)
+{
+    const struct amil_layer *l = &m->layers[i], *in = &m->layers[l->input];
     const float *weight, *bias;
     cnn_conv_params(m, w, i, &weight, &bias);
     if (!w->prepared[i] || w->prepared_of[i] != weight) {
-        int C = m->layers[l->input].c, OC = l->c;
+        int C = in->c, OC = l->c;
         size_t n_tiles;
+        int values = cnn_winograd_fits(m, w->kernels, l, in, &n_tiles);
+        float *U;
         free(w->prepared[i]);
-        if (cnn_winograd_fits(m, w->kernels, l, &m->layers[l->input], &n_tiles) == 36) {
-            w->prepared[i] = cnn_winograd4_weights(w, weight, C, OC);
+        if (values == 36) {
+            U = cnn_winograd4_weights(w, weight, C, OC);
         } else {
-            w->prepared[i] = amil_xaligned(sizeof(float) * 16 * OC * C);
-            struct winograd_pass pass = {w->prepared[i], weight, OC, C};
+            U = amil_xaligned(sizeof(float) * 16 * OC * C);
+            struct winograd_pass pass = {U, weight, OC, C};
             cnn_run(w, C, winograd_weights, &pass);
         }
+        if (cnn_winograd_bf16(m, w->kernels, in, values))
+            w->prepared[i] = (float *)weights_bf16(w->kernels, U, values, C, OC);
+        else
+            w->prepared[i] = U;
         w->prepared_of[i] = weight;
     }
     return w->prepared[i];
@@ -168,20 +218,18 @@ void cnn_winograd_conv(const struct amil_cnn *m, struct amil_cnn_work *w, int i,
 {
     const struct amil_layer *l = &m->layers[i], *in = &m->layers[l->input];
     int C = in->c, OC = l->c;
-    size_t N = (size_t)((in->h + 1) / 2) * ((in->w + 1) / 2), plane = (size_t)OC * C;
-    const float *U = cnn_winograd_prepare(m, w->owner ? w->owner : w, i);
+    const void *U = cnn_winograd_prepare(m, w->owner ? w->owner : w, i);
     const float *weight, *bias;
     cnn_conv_params(m, w->owner ? w->owner : w, i, &weight, &bias);
-    if (cnn_winograd_fits(m, w->kernels, l, in, &N) == 36) {
-        cnn_winograd4_conv(w, U, bias, out, inp, C, in->h, in->w, OC);
-        return;
-    }
-    winograd_input(w->kernels, w->tiles, inp, C, in->h, in->w);
-    for (int x = 0; x < 16; x++) {
-        struct product_pass pass = {w->kernels, w->products + x * N * OC, w->tiles + x * C * N,
-                                    N, U + x * plane, C, OC};
-        cnn_run(w, (int)N, product_of_rows, &pass);
-    }
-    w->kernels->winograd_output(out, w->products, bias, OC, l->h, l->w);
+    size_t N;
+    int values = cnn_winograd_fits(m, w->kernels, l, in, &N);
+    if (values == 36)
+        cnn_winograd4_input(w, inp, C, in->h, in->w);
+    else
+        winograd_input(w->kernels, w->tiles, inp, C, in->h, in->w);
+    products(m, w, U, in, values, N, OC);
+    if (values == 36)
+        cnn_winograd4_output(w, out, bias, OC, l->h, l->w);
+    else
+        w->kernels->winograd_output(out, w->products, bias, OC, l->h, l->w);
 }
-

@@ -165,30 +165,13 @@ static void output_of(float *out, const float *M, const float *bias, int OC, int
         }
 }
 
-struct product_pass {
-    const struct amil_kernels *k;
-    float *out;
-    const float *x, *a;
-    size_t x_stride;
-    int C, OC;
-};
-
-static void product_of_rows(void *ctx, int first, int end, int thread)
+void cnn_winograd4_input(struct amil_cnn_work *w, const float *inp, int C, int H, int W)
 {
-    (void)thread;
-    const struct product_pass *p = ctx;
-    p->k->product(p->out, p->OC, p->x, p->x_stride, 1, p->a, NULL, p->C, p->OC, first, end);
+    input_of(w->tiles, w->cols, inp, C, H, W);
 }
 
-void cnn_winograd4_conv(struct amil_cnn_work *w, const float *U, const float *bias,
-                        float *out, const float *inp, int C, int H, int W, int OC)
+void cnn_winograd4_output(struct amil_cnn_work *w, float *out, const float *bias, int OC, int H,
+                          int W)
 {
-    size_t N = (size_t)((H + 3) / 4) * ((W + 3) / 4), plane = (size_t)OC * C;
-    input_of(w->tiles, w->cols, inp, C, H, W);
-    for (int x = 0; x < 36; x++) {
-        struct product_pass pass = {w->kernels, w->products + x * N * OC, w->tiles + x * C * N,
-                                    U + x * plane, N, C, OC};
-        cnn_run(w, (int)N, product_of_rows, &pass);
-    }
     output_of(out, w->products, bias, OC, H, W);
 }

@@ -565,6 +565,80 @@ static void products(void **state)
     each_set(product_check);
 }
 
+/* ---- products in bfloat16 ------------------------------------------------- */
+
+static double bf16_value(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* pairs_bf16 against to_bf16 of each row (a length past a whole vector);
+ * product_bf16 against a double loop over the rounded values (their
+ * products are exact in float32: only the order of the sums differs), x's
+ * pairs along its rows (with a bias) and down its columns (without), the
+ * rows in two calls as two threads make them. */
+static int bf16_checked;
+static void bf16_check(const struct amil_kernels *k)
+{
+    if (!k->product_bf16)   /* only the AVX-512 set has it */
+        return;
+    enum { N = 37 };
+    float *rows = lane_buffer(2 * N);
+    uint16_t pairs[2 * N], each[2 * N];
+    k->pairs_bf16(pairs, rows, rows + N, N);
+    k->to_bf16(each, rows, 2 * N);
+    for (int j = 0; j < N; j++) {
+        assert_int_equal(pairs[2 * j], each[j]);
+        assert_int_equal(pairs[2 * j + 1], each[N + j]);
+        assert_true(fabs(bf16_value(each[j]) - rows[j]) <= fabs(rows[j]) / 256);
+    }
+    const int sizes[][3] = {{13, 70, 3}, {7, 4, 1}, {40, 64, 5}};   /* N, C, OC vectors */
+    for (int t = 0; t < 6; t++) {
+        int n_rows = sizes[t % 3][0], C = sizes[t % 3][1], OC = sizes[t % 3][2] * 16;
+        int by_rows = t < 3;
+        /* x (n_rows, C + 2) as pairs along its rows, or (C/2, n_rows + 3, 2) */
+        size_t x_p = by_rows ? 2 : 2 * ((size_t)n_rows + 3), x_n = by_rows ? (size_t)C + 2 : 2;
+        size_t x_size = by_rows ? (size_t)n_rows * x_n : (size_t)C / 2 * x_p;
+        float *xf = lane_buffer(x_size), *af = lane_buffer((size_t)C * OC);
+        float *bias = by_rows ? lane_buffer(OC) : NULL;
+        uint16_t *x = malloc(sizeof *x * x_size), *a = malloc(sizeof *a * C * OC);
+        k->to_bf16(x, xf, x_size), k->to_bf16(a, af, (size_t)C * OC);
+        float *out = amil_xaligned(sizeof *out * n_rows * OC);
+        double *want = calloc((size_t)n_rows * OC, sizeof *want);
+        k->product_bf16(out, OC, x, x_p, x_n, a, 2 * (size_t)OC, bias, C / 2, OC, 0, n_rows / 2);
+        k->product_bf16(out, OC, x, x_p, x_n, a, 2 * (size_t)OC, bias, C / 2, OC, n_rows / 2,
+                        n_rows);
+        for (int n = 0; n < n_rows; n++)
+            for (int o = 0; o < OC; o++) {
+                double sum = bias ? bias[o] : 0;
+                for (int p = 0; p < C / 2; p++)
+                    for (int h = 0; h < 2; h++)
+                        sum += bf16_value(x[n * x_n + p * x_p + h]) *
+                               bf16_value(a[(size_t)p * 2 * OC + 2 * o + h]);
+                want[(size_t)n * OC + o] = sum;
+            }
+        char what[64];
+        snprintf(what, sizeof what, "product_bf16 %dx%d by %dx%d%s", n_rows, C, C, OC,
+                 by_rows ? ", rows" : ", columns");
+        assert_true(report(k->name, what, want, out, (size_t)n_rows * OC) < 1e-5);
+        free(xf), free(af), free(bias), free(x), free(a), free(out), free(want);
+    }
+    free(rows);
+    bf16_checked++;
+}
+
+static void bf16_products(void **state)
+{
+    (void)state;
+    if (!amil_cpu_has_bf16())
+        skip();
+    each_set(bf16_check);
+    assert_int_equal(bf16_checked, 1);   /* the AVX-512 set ran */
+}
+
 /* ---- a transformer's elementwise work ------------------------------------- */
 
 /* GELU and softmax against double libm: values over the range that matters
@@ -636,7 +710,8 @@ int main(void)
         cmocka_unit_test(shifted_convolution),
         cmocka_unit_test(shifted_dweight),
         cmocka_unit_test(transposes),
-        cmocka_unit_test(products), cmocka_unit_test(elementwise),
+        cmocka_unit_test(products), cmocka_unit_test(bf16_products),
+        cmocka_unit_test(elementwise),
         cmocka_unit_test(choice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

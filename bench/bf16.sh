@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# bench/bf16.sh: what featurize --precision bf16 costs in accuracy on real
+# patches, and what it gains in time, for each backbone named.
+#
+#   bench/bf16.sh [ROUNDS] [ARCH...]   (defaults: 3; resnet50 vit_b_16)
+#
+# The backbone has torchvision's random initialization (seed 1), its batch
+# norms' statistics taken from the patches: no pretrained weights are at
+# hand offline.  The patches are real: the test
+# slide's tissue at 224 pixels (49 patches, label 1) and the committed
+# H&E, BreakHis and IHC images cut at 224 with stride 112 (labels 0, 0, 0
+# and 1), six bags.  For each precision: featurize, then a CLAM head
+# trained on those features the same way (train --arch clam, seed 1, 10
+# epochs), attend and classify.  Printed per backbone:
+#   - each patch's features against float32's: the least cosine
+#     similarity, and the largest difference relative to the largest
+#     feature; and the least cosine between two patches' float32 features
+#     (how alike random weights make them: the margin bf16 works within);
+#   - the heads' attention: the largest difference, absolute and relative
+#     to the largest weight, and in how many bags the top patch is the same;
+#   - the heads' probabilities: the largest difference;
+#   - featurize's time a tile on one core in each precision (the slope
+#     between a bag and that bag three times, the minimum of ROUNDS
+#     alternating runs, as bench/backbones.sh takes it) and the speedup.
+set -eu
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+shift $(($# < 1 ? $# : 1))
+archs=${*:-resnet50 vit_b_16}
+python=/usr/bin/python3
+"$python" -c 'import torchvision' 2>/dev/null ||
+    { echo "bench/bf16.sh: python3-torchvision is missing"; exit 1; }
+grep -qw avx512_bf16 /proc/cpuinfo || { echo "bench/bf16.sh: this CPU has no AVX512_BF16"; exit 1; }
+make -s all bench
+export PATH=$PWD/build/bin:$PATH
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+data=tests/data
+bagify -p 224 -l 1 "$data/CMU-1-Small-Region.svs" > "$work/bags"
+for pair in SOB_B_A-14-22549G-40-001.png:0 torchstain-source.png:0 torchstain-target.png:0 \
+            ihc.png:1; do
+    bagify -p 224 -s 112 -l "${pair#*:}" "$data/${pair%:*}" >> "$work/bags"
+done
+bagify -p 224 "$data/CMU-1-Small-Region.svs" > "$work/tiles"
+cat "$work/tiles" "$work/tiles" "$work/tiles" > "$work/tiles3"
+min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
+seconds() { local s=$(date +%s%N); "$@" > /dev/null; echo $(( ($(date +%s%N) - s) / 1000 )); }
+tiles=49
+for arch in $archs; do
+    # batch norms' statistics those of the bags' patches (one pass in
+    # training mode, cumulative averages), as a trained network's match
+    # its activations: with the initial ones (0 and 1), a random ResNet50's
+    # features grow to 150 and a head trained on them saturates
+    "$python" - "$arch" "$work/$arch.st" "$work/bags" <<'PY'
+import sys, numpy as np, torch, torchvision
+sys.path.insert(0, "tests")
+import safetensors
+torch.manual_seed(1)
+m = getattr(torchvision.models, sys.argv[1])()
+norms = [x for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d)]
+if norms:
+    x = np.concatenate([t["patches"] for _, t in safetensors.read(open(sys.argv[3], "rb"))])
+    x = torch.from_numpy(x / 255.0).permute(0, 3, 1, 2).float()
+    x = (x - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / \
+        torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    for b in norms:
+        b.momentum = None
+    with torch.no_grad():
+        m.train()(x)
+m.eval()
+safetensors.write(open(sys.argv[2], "wb"), {"normalization": "imagenet"},
+                  {k: v.numpy() for k, v in m.state_dict().items()})
+PY
+    for p in f32 bf16; do
+        taskset -c 0,1 featurize -j 2 -m "$work/$arch.st" --precision $p "$work/bags" \
+            > "$work/features.$p"
+        train --arch clam --epochs 10 --seed 1 -o "$work/head.$p" "$work/features.$p" \
+            > /dev/null 2>&1
+        attend -k -m "$work/head.$p" "$work/features.$p" | classify -m "$work/head.$p" \
+            > "$work/out.$p"
+    done
+    t32= t16=
+    for ((r = 0; r < rounds; r++)); do
+        for p in f32 bf16; do
+            one=$(seconds taskset -c 0 featurize -m "$work/$arch.st" --precision $p "$work/tiles")
+            three=$(seconds taskset -c 0 featurize -m "$work/$arch.st" --precision $p "$work/tiles3")
+            t=$(awk -v a="$one" -v b="$three" -v n="$tiles" 'BEGIN { print (b - a) / (2 * n) / 1e3 }')
+            if [ $p = f32 ]; then t32=$(min "$t" "$t32"); else t16=$(min "$t" "$t16"); fi
+        done
+    done
+    "$python" - "$work" "$arch" "$t32" "$t16" <<'PY'
+import sys, numpy as np
+sys.path.insert(0, "tests")
+import safetensors
+work, arch, t32, t16 = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+bags = [list(safetensors.read(open(f"{work}/out.{p}", "rb"))) for p in ("f32", "bf16")]
+cos, rel, alike, diff, top, same, prob = 1.0, 0.0, 1.0, 0.0, 0.0, 0, 0.0
+for (_, b), (_, a) in zip(*bags):   # b float32's, a bfloat16's
+    fa, fb = a["features"].astype(float), b["features"].astype(float)
+    c = (fa * fb).sum(1) / np.linalg.norm(fa, axis=1) / np.linalg.norm(fb, axis=1)
+    cos, rel = min(cos, c.min()), max(rel, np.abs(fa - fb).max() / np.abs(fb).max())
+    bn = fb / np.linalg.norm(fb, axis=1)[:, None]
+    alike = min(alike, (bn @ bn.T).min())
+    diff = max(diff, np.abs(a["attention"] - b["attention"]).max())
+    top = max(top, b["attention"].max())
+    same += a["attention"].argmax() == b["attention"].argmax()
+    prob = max(prob, np.abs(a["prob"] - b["prob"]).max())
+n = len(bags[0])
+print(f"{arch}: {n} bags, {sum(b['features'].shape[0] for _, b in bags[0])} patches")
+print(f"  features: cosine to float32's at least {cos:.6f}, largest difference "
+      f"{100 * rel:.2f}% of the largest; two patches' float32 features: cosine at least {alike:.4f}")
+print(f"  CLAM head trained on each: attention within {diff:.2e} ({100 * diff / top:.2f}% of the "
+      f"largest weight), top patch the same in {same} of {n} bags; "
+      f"probabilities within {prob:.2e}")
+print(f"  featurize, one core: {t32:.1f} ms a tile in f32, {t16:.1f} in bf16: {t32 / t16:.2f}x")
+PY
+done
