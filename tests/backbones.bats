@@ -250,8 +250,9 @@ assert np.abs(a - b).max() > 0' "$T/a" "$T/b" "$model" "$centred" || return 1
 }
 
 @test "backbones: --precision bf16 runs a ResNet's convolutions in bfloat16, where the CPU can" {
-    # resnet50: Winograd's F(2x2) (F(4x4) stays in float), 1x1 panels of stride 1 and 2,
-    # 3x3 ones of stride 2; the stem stays in float
+    # resnet50: Winograd's F(2x2) (also where F(4x4) would run in float),
+    # 1x1 panels of stride 1 and 2, 3x3 ones of stride 2; the stem stays in
+    # float
     cnnmodel resnet50 > "$T/r50.st"
     bagify -p 224 -s 84 "$BREAKHIS" > "$T/bag"
     bf16_matches "$T/r50.st" 0.9

@@ -15,15 +15,16 @@
  * and kept), output channels a multiple of the lanes.  F(4×4) where its
  * weights (36·C·OC floats, 2.4 MB at 128 channels) stay in cache and its
  * tiles cover the image well: at most 128 input channels, sides of 28 and
- * more.  Returns the values of a tile (16 or 36, 0: neither) and sets its
- * count of output tiles. */
+ * more; never in bfloat16 (cnn_winograd_bf16).  Returns the values of a
+ * tile (16 or 36, 0: neither) and sets its count of output tiles. */
 int cnn_winograd_fits(const struct amil_cnn *m, const struct amil_kernels *k,
                       const struct amil_layer *l, const struct amil_layer *in, size_t *n_tiles)
 {
     if (l->op != AMIL_OP_CONV || l->kernel != 3 || l->stride != 1 || l->pad != 1 || !k ||
         l->param >= m->trained || l->c % k->lanes != 0)
         return 0;
-    if (in->c <= 128 && in->h >= 28 && in->w >= 28) {
+    if (in->c <= 128 && in->h >= 28 && in->w >= 28 &&
+        !cnn_winograd_bf16(m, k, in, 16)) {
         *n_tiles = (size_t)((in->h + 3) / 4) * ((in->w + 3) / 4);
         return 36;
     }
