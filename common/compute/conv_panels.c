@@ -36,23 +36,28 @@ static void pack_panel(float *pack, size_t cols, const float *inp, int C, int H,
     for (int q = p0; q < p0 + np;) {   /* one output row's run of positions */
         int y = q / OW, x0 = q % OW, x1 = OW - x0 < p0 + np - q ? OW : x0 + p0 + np - q;
         float *run = pack + (q - p0);
-        for (int c = 0; c < C; c++)
-            for (int ki = 0; ki < K; ki++) {
-                int iy = y * S - pad + ki;
-                const float *row = inp + ((size_t)c * H + (iy >= 0 ? iy : 0)) * W;
-                for (int kj = 0; kj < K; kj++) {
+        for (int ki = 0; ki < K; ki++) {
+            int iy = y * S - pad + ki;
+            for (int kj = 0; kj < K; kj++) {
+                /* the x whose ix = x·S - pad + kj lies in 0 .. W-1: the same
+                 * for every channel, so worked out once (its divisions
+                 * were a third of a 3×3 of stride 2's pack) */
+                int lo = pad - kj > 0 ? (pad - kj + S - 1) / S : 0;
+                int hi = (W - 1 + pad - kj) / S + 1;
+                lo = lo > x0 ? lo : x0, hi = hi < x1 ? hi : x1;
+                if (iy < 0 || iy >= H || lo >= hi)
+                    lo = hi = x1;
+                for (int c = 0; c < C; c++) {
                     float *to = run + (((size_t)c * K + ki) * K + kj) * cols - x0;
-                    /* the x whose ix = x·S - pad + kj lies in 0 .. W-1 */
-                    int lo = pad - kj > 0 ? (pad - kj + S - 1) / S : 0;
-                    int hi = (W - 1 + pad - kj) / S + 1;
-                    lo = lo > x0 ? lo : x0, hi = hi < x1 ? hi : x1;
-                    if (iy < 0 || iy >= H || lo >= hi)
-                        lo = hi = x1;
+                    const float *from = inp + ((size_t)c * H + (iy >= 0 ? iy : 0)) * W +
+                                        (ptrdiff_t)lo * S - pad + kj;
                     for (int x = x0; x < lo; x++)
                         to[x] = 0;
-                    const float *from = row + (ptrdiff_t)lo * S - pad + kj;
                     if (S == 1)
                         memcpy(to + lo, from, sizeof *to * (hi - lo));
+                    else if (S == 2)   /* a constant stride: vectorized */
+                        for (int x = lo; x < hi; x++)
+                            to[x] = from[(size_t)(x - lo) * 2];
                     else
                         for (int x = lo; x < hi; x++)
                             to[x] = from[(size_t)(x - lo) * S];
@@ -60,6 +65,7 @@ static void pack_panel(float *pack, size_t cols, const float *inp, int C, int H,
                         to[x] = 0;
                 }
             }
+        }
         q += x1 - x0;
     }
 }
