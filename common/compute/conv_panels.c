@@ -79,24 +79,30 @@ static int panel_direct(const struct amil_kernels *k, const float *out, int P, i
 }
 
 /* out's panel (OC rows of np from p0) = the products `to` (to_stride
- * apart) plus the bias; nothing to do for a direct panel without one */
+ * apart) plus the bias, then the ReLU; nothing to do for a direct panel
+ * with neither */
 static void panel_out(float *out, const float *to, size_t to_stride, const float *bias,
-                      int OC, int P, int p0, int np, int direct)
+                      int relu, int OC, int P, int p0, int np, int direct)
 {
     for (int oc = 0; oc < OC; oc++) {
         float *row = out + (size_t)oc * P + p0;
         const float *from = to + oc * to_stride;
-        if (bias)
+        float b = bias ? bias[oc] : 0;
+        if (relu)
             for (int j = 0; j < np; j++)
-                row[j] = from[j] + bias[oc];
+                row[j] = from[j] + b > 0 ? from[j] + b : 0;
+        else if (bias)
+            for (int j = 0; j < np; j++)
+                row[j] = from[j] + b;
         else if (!direct)
             memcpy(row, from, sizeof *row * np);
     }
 }
 
 void amil_conv2d_panels(const struct amil_kernels *k, float *out, float *scratch,
-                        const float *inp, const float *weight, const float *bias, int C,
-                        int H, int W, int OC, int K, int stride, int pad, int first, int end)
+                        const float *inp, const float *weight, const float *bias, int relu,
+                        int C, int H, int W, int OC, int K, int stride, int pad, int first,
+                        int end)
 {
     int OH = amil_conv_out(H, K, stride, pad), OW = amil_conv_out(W, K, stride, pad);
     int P = OH * OW, rows = C * K * K;
@@ -110,7 +116,7 @@ void amil_conv2d_panels(const struct amil_kernels *k, float *out, float *scratch
         float *to = direct ? out + p0 : products;
         size_t to_stride = direct ? (size_t)P : cols;
         k->product(to, to_stride, weight, 1, (size_t)rows, pack, NULL, rows, (int)cols, 0, OC);
-        panel_out(out, to, to_stride, bias, OC, P, p0, np, direct);
+        panel_out(out, to, to_stride, bias, relu, OC, P, p0, np, direct);
     }
 }
 
@@ -119,7 +125,7 @@ void amil_conv2d_panels(const struct amil_kernels *k, float *out, float *scratch
  * reads them straight from the input's planes, with no pack in float. */
 void amil_conv2d_panels_bf16(const struct amil_kernels *k, float *out, float *scratch,
                              const float *inp, const uint16_t *weight, const float *bias,
-                             int C, int H, int W, int OC, int K, int stride, int pad,
+                             int relu, int C, int H, int W, int OC, int K, int stride, int pad,
                              int first, int end)
 {
     int OH = amil_conv_out(H, K, stride, pad), OW = amil_conv_out(W, K, stride, pad);
@@ -147,6 +153,6 @@ void amil_conv2d_panels_bf16(const struct amil_kernels *k, float *out, float *sc
         size_t to_stride = direct ? (size_t)P : cols;
         k->product_bf16(to, to_stride, weight, 2, (size_t)rows, pairs, 2 * cols, NULL, rows / 2,
                         (int)cols, 0, OC);
-        panel_out(out, to, to_stride, bias, OC, P, p0, np, direct);
+        panel_out(out, to, to_stride, bias, relu, OC, P, p0, np, direct);
     }
 }

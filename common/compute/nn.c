@@ -405,6 +405,14 @@ void amil_add_forward(float *out, const float *a, const float *b, size_t n)
         out[i] = a[i] + b[i];
 }
 
+void amil_add_relu_forward(float *out, const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float sum = a[i] + b[i];
+        out[i] = sum > 0 ? sum : 0;
+    }
+}
+
 void amil_add_backward(float *da, float *db, const float *dout, size_t n)
 {
     for (size_t i = 0; da && i < n; i++)

@@ -43,7 +43,8 @@ void amil_conv2d_forward(float *out, float *cols, const float *inp, const float 
  * position's inputs packed in cache, then the kernels' product with the
  * weights as they lie.  scratch holds amil_conv2d_panel_scratch floats,
  * 64-byte aligned.  Each output is its bias plus the sum over (c, ki, kj)
- * in order, whatever the panel. */
+ * in order, whatever the panel; with relu, max(that, 0) (a ReLU folded:
+ * no pass of its own over the output). */
 #define AMIL_CONV_PANEL 64
 struct amil_kernels;
 size_t amil_conv2d_panel_scratch(int C, int K, int OC);
@@ -52,14 +53,15 @@ static inline int amil_conv2d_panel_count(int OH, int OW)
     return (OH * OW + AMIL_CONV_PANEL - 1) / AMIL_CONV_PANEL;
 }
 void amil_conv2d_panels(const struct amil_kernels *k, float *out, float *scratch,
-                        const float *inp, const float *weight, const float *bias, int C,
-                        int H, int W, int OC, int K, int stride, int pad, int first, int end);
+                        const float *inp, const float *weight, const float *bias, int relu,
+                        int C, int H, int W, int OC, int K, int stride, int pad, int first,
+                        int end);
 /* The same in bfloat16 (k->product_bf16, where the CPU has AVX512_BF16):
  * weight (OC, C·K·K) rounded to bfloat16 once by the caller, C·K·K even;
  * the inputs rounded as they are packed, the sums in float32. */
 void amil_conv2d_panels_bf16(const struct amil_kernels *k, float *out, float *scratch,
                              const float *inp, const uint16_t *weight, const float *bias,
-                             int C, int H, int W, int OC, int K, int stride, int pad,
+                             int relu, int C, int H, int W, int OC, int K, int stride, int pad,
                              int first, int end);
 /* dweight (OC, C, K, K) +=, dbias (OC) +=, dinp (C, N, H, W) += (each if not
  * NULL).  cols as forward left it (unread without dweight); dcols is
@@ -133,8 +135,10 @@ void amil_sigmoid_backward(float *dinp, const float *dout, const float *y, size_
 void amil_dropout_forward(float *x, float *mask, const double *uniform, size_t n, float p);
 void amil_dropout_backward(float *dinp, const float *dout, const float *mask, size_t n);
 /* A residual sum: out (n) = a + b; backward adds dout to da and db (each
- * if not NULL). */
+ * if not NULL).  amil_add_relu_forward: out = max(a + b, 0) in one pass,
+ * the forward of a sum and the ReLU after it. */
 void amil_add_forward(float *out, const float *a, const float *b, size_t n);
+void amil_add_relu_forward(float *out, const float *a, const float *b, size_t n);
 void amil_add_backward(float *da, float *db, const float *dout, size_t n);
 
 /* ---- dense ------------------------------------------------------------- */

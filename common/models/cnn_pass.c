@@ -374,6 +374,7 @@ struct panels_pass {
     float *out, *scratch;     /* scratch per thread */
     const float *inp, *weight, *bias;
     const uint16_t *weight16;   /* the weights in bfloat16, or NULL: in float */
+    int relu;                   /* a ReLU folded */
 };
 
 static void panels_of(void *ctx, int first, int end, int thread)
@@ -382,23 +383,26 @@ static void panels_of(void *ctx, int first, int end, int thread)
     const struct amil_layer *l = p->l, *in = p->in;
     float *scratch = p->scratch + thread * amil_conv2d_panel_scratch(in->c, l->kernel, l->c);
     if (p->weight16)
-        amil_conv2d_panels_bf16(p->k, p->out, scratch, p->inp, p->weight16, p->bias, in->c,
-                                in->h, in->w, l->c, l->kernel, l->stride, l->pad, first, end);
+        amil_conv2d_panels_bf16(p->k, p->out, scratch, p->inp, p->weight16, p->bias, p->relu,
+                                in->c, in->h, in->w, l->c, l->kernel, l->stride, l->pad, first,
+                                end);
     else
-        amil_conv2d_panels(p->k, p->out, scratch, p->inp, p->weight, p->bias, in->c, in->h,
-                           in->w, l->c, l->kernel, l->stride, l->pad, first, end);
+        amil_conv2d_panels(p->k, p->out, scratch, p->inp, p->weight, p->bias, p->relu, in->c,
+                           in->h, in->w, l->c, l->kernel, l->stride, l->pad, first, end);
 }
 
-/* out (OC, OH, OW) = convolution i of one image inp (C, H, W), threads
- * splitting its panels of positions, each with its scratch in w->packs */
+/* out (OC, OH, OW) = convolution i of one image inp (C, H, W) (then the
+ * ReLU, with relu), threads splitting its panels of positions, each with
+ * its scratch in w->packs */
 static void conv_panels(const struct amil_cnn *m, struct amil_cnn_work *w, int i, float *out,
-                        const float *inp, const float *weight, const float *bias)
+                        const float *inp, const float *weight, const float *bias, int relu)
 {
     const struct amil_layer *l = &m->layers[i], *in = &m->layers[l->input];
     const uint16_t *weight16 = panels_bf16(m, w->kernels, l, in)
                                    ? panels_weights_bf16(m, w->owner ? w->owner : w, i)
                                    : NULL;
-    struct panels_pass pass = {w->kernels, l, in, out, w->packs, inp, weight, bias, weight16};
+    struct panels_pass pass = {w->kernels, l, in, out, w->packs, inp, weight, bias, weight16,
+                               relu};
     cnn_run(w, amil_conv2d_panel_count(l->h, l->w), panels_of, &pass);
 }
 
@@ -435,13 +439,15 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
         out = w->out[w->fold_to[i]];
         size_t n_tiles;
         struct shifted z;
+        int relu = w->fold_to[i] == i + 2;   /* a ReLU folded */
         if (cnn_winograd_fits(m, w->kernels, l, in, &n_tiles))
             for (int b = 0; b < B; b++)
                 cnn_winograd_conv(m, w, i, out + b * per_out, inp + b * per_in);
-        else if (panels_fit(w->kernels, l))
+        else if (panels_fit(w->kernels, l)) {
             for (int b = 0; b < B; b++)
-                conv_panels(m, w, i, out + b * per_out, inp + b * per_in, weight, bias);
-        else if (shifted_sizes(w->kernels, l, in, &z))
+                conv_panels(m, w, i, out + b * per_out, inp + b * per_in, weight, bias, relu);
+            relu = 0;   /* done */
+        } else if (shifted_sizes(w->kernels, l, in, &z))
             for (int b = 0; b < B; b++)
                 conv_shifted(w, l, in, &z, out + b * per_out, inp + b * per_in, weight,
                              bias);
@@ -450,7 +456,7 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
                 amil_conv2d_forward(out + b * per_out, w->cols, inp + b * per_in, weight, bias,
                                     1, in->c, in->h, in->w, l->c, l->kernel, l->stride,
                                     l->pad);
-        if (w->fold_to[i] == i + 2)   /* a ReLU folded */
+        if (relu)
             amil_relu_forward(out, n);
         break;
     }
@@ -494,9 +500,10 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
             cnn_token_images(m, w, i, B);
         } else {
             out = w->out[w->fold_to[i]];
-            amil_add_forward(out, inp, w->out[l->input2], n);
             if (w->fold_to[i] == i + 1)   /* a ReLU folded */
-                amil_relu_forward(out, n);
+                amil_add_relu_forward(out, inp, w->out[l->input2], n);
+            else
+                amil_add_forward(out, inp, w->out[l->input2], n);
         }
         break;
     case AMIL_OP_EMBED:

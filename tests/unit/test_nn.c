@@ -175,40 +175,70 @@ static void conv2d(void **state)
 /* A convolution of one image on packed panels (amil_conv2d_panels) against
  * the plain loop, on every instruction set this CPU runs, its panels in
  * two calls as two threads would split them; out is filled with NaN first,
- * so that a position no panel writes fails. */
-static void panels_case(int C, int H, int W, int OC, int K, int stride, int pad, int bias)
+ * so that a position no panel writes fails.  With relu, the loop's output
+ * then max(·, 0).  In bfloat16 too, where the set and the CPU have it and
+ * C·K·K is even: against the loop over the inputs and weights rounded to
+ * bfloat16 (their products exact in float, only the order of the sums
+ * differs). */
+static void panels_case(int C, int H, int W, int OC, int K, int stride, int pad, int bias,
+                        int relu)
 {
     int OH = amil_conv_out(H, K, stride, pad), OW = amil_conv_out(W, K, stride, pad);
-    size_t in_n = (size_t)C * H * W, out_n = (size_t)OC * OH * OW;
-    float *inp = random_floats(in_n, 1), *weight = random_floats((size_t)OC * C * K * K, 0.5f);
+    size_t in_n = (size_t)C * H * W, out_n = (size_t)OC * OH * OW, w_n = (size_t)OC * C * K * K;
+    float *inp = random_floats(in_n, 1), *weight = random_floats(w_n, 0.5f);
     float *b = bias ? random_floats(OC, 0.5f) : NULL;
     float *reference = malloc(sizeof *reference * out_n);
-    amil_conv2d_forward_reference(reference, inp, weight, b, 1, C, H, W, OC, K, stride, pad);
     float *out = amil_xaligned(sizeof *out * out_n);
     float *scratch = amil_xaligned(sizeof *scratch * amil_conv2d_panel_scratch(C, K, OC));
+    float *rounded_in = malloc(sizeof *rounded_in * in_n);
+    float *rounded_w = malloc(sizeof *rounded_w * w_n);
+    uint16_t *in16 = malloc(sizeof *in16 * in_n), *w16 = malloc(sizeof *w16 * w_n);
     const struct amil_kernels *sets[3];
     int nsets = amil_kernels_available(sets), panels = amil_conv2d_panel_count(OH, OW);
-    for (int k = 0; k < nsets; k++) {
-        for (size_t j = 0; j < out_n; j++)
-            out[j] = NAN;
-        amil_conv2d_panels(sets[k], out, scratch, inp, weight, b, C, H, W, OC, K, stride, pad,
-                           0, panels / 2);
-        amil_conv2d_panels(sets[k], out, scratch, inp, weight, b, C, H, W, OC, K, stride, pad,
-                           panels / 2, panels);
-        assert_close(out, reference, out_n, 1e-5);
-    }
+    for (int k = 0; k < nsets; k++)
+        for (int bf16 = 0; bf16 < 2; bf16++) {
+            if (bf16 && (!sets[k]->product_bf16 || !amil_cpu_has_bf16() || C * K * K % 2))
+                continue;
+            const float *x = inp, *wt = weight;
+            if (bf16) {   /* the values bfloat16 holds, as floats */
+                sets[k]->to_bf16(in16, inp, in_n), sets[k]->to_bf16(w16, weight, w_n);
+                for (size_t j = 0; j < in_n; j++)
+                    memcpy(&rounded_in[j], &(uint32_t){(uint32_t)in16[j] << 16}, 4);
+                for (size_t j = 0; j < w_n; j++)
+                    memcpy(&rounded_w[j], &(uint32_t){(uint32_t)w16[j] << 16}, 4);
+                x = rounded_in, wt = rounded_w;
+            }
+            amil_conv2d_forward_reference(reference, x, wt, b, 1, C, H, W, OC, K, stride, pad);
+            for (size_t j = 0; relu && j < out_n; j++)
+                reference[j] = reference[j] > 0 ? reference[j] : 0;
+            for (size_t j = 0; j < out_n; j++)
+                out[j] = NAN;
+            for (int half = 0; half < 2; half++) {
+                int first = half ? panels / 2 : 0, end = half ? panels : panels / 2;
+                if (bf16)
+                    amil_conv2d_panels_bf16(sets[k], out, scratch, inp, w16, b, relu, C, H, W,
+                                            OC, K, stride, pad, first, end);
+                else
+                    amil_conv2d_panels(sets[k], out, scratch, inp, weight, b, relu, C, H, W, OC,
+                                       K, stride, pad, first, end);
+            }
+            assert_close(out, reference, out_n, 1e-5);
+        }
     free(inp), free(weight), free(b), free(reference), free(out), free(scratch);
+    free(rounded_in), free(rounded_w), free(in16), free(w16);
 }
 
 static void conv2d_panels(void **state)
 {
     (void)state;
-    panels_case(5, 16, 16, 7, 1, 1, 0, 0);    /* a 1×1: whole aligned panels */
-    panels_case(3, 14, 14, 20, 1, 1, 0, 1);   /* 196 positions: a short last panel */
-    panels_case(6, 15, 13, 9, 1, 2, 0, 0);    /* a 1×1 of stride 2 (a downsample) */
-    panels_case(4, 15, 14, 18, 3, 2, 1, 1);   /* a 3×3 of stride 2, odd sides */
-    panels_case(3, 23, 20, 8, 7, 2, 3, 0);    /* a stem's 7×7 */
-    panels_case(2, 9, 11, 5, 3, 1, 1, 1);     /* stride 1, padded */
+    panels_case(5, 16, 16, 7, 1, 1, 0, 0, 0);    /* a 1×1: whole aligned panels */
+    panels_case(4, 16, 16, 7, 1, 1, 0, 1, 1);    /* in bfloat16 too, a ReLU folded */
+    panels_case(3, 14, 14, 20, 1, 1, 0, 1, 0);   /* 196 positions: a short last panel */
+    panels_case(4, 14, 14, 20, 1, 1, 0, 1, 1);   /* the same in bfloat16 */
+    panels_case(6, 15, 13, 9, 1, 2, 0, 0, 0);    /* a 1×1 of stride 2 (a downsample) */
+    panels_case(4, 15, 14, 18, 3, 2, 1, 1, 1);   /* a 3×3 of stride 2, odd sides */
+    panels_case(3, 23, 20, 8, 7, 2, 3, 0, 0);    /* a stem's 7×7 */
+    panels_case(2, 9, 11, 5, 3, 1, 1, 1, 0);     /* stride 1, padded */
 }
 
 /* ---- pooling ------------------------------------------------------------ */
