@@ -21,7 +21,11 @@
 #   - the heads' probabilities: the largest difference;
 #   - featurize's time a tile on one core in each precision (the slope
 #     between a bag and that bag three times, the minimum of ROUNDS
-#     alternating runs, as bench/backbones.sh takes it) and the speedup.
+#     alternating runs, as bench/backbones.sh takes it) and the speedup;
+#     the model's GFLOP/s at each (its multiply-adds × 2 however they are
+#     done: Winograd's count as the direct sum's) and their share of one
+#     core's float32 FMA peak (bench/peak.c; vdpbf16ps does twice an FMA's
+#     work, so bfloat16's ceiling is twice that peak).
 set -eu
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -46,6 +50,8 @@ cat "$work/tiles" "$work/tiles" "$work/tiles" > "$work/tiles3"
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
 seconds() { local s=$(date +%s%N); "$@" > /dev/null; echo $(( ($(date +%s%N) - s) / 1000 )); }
 tiles=49
+peak=$(taskset -c 0 build/bench/peak avx512)
+echo "FMA peak, one core: $peak GFLOP/s (figures: the minimum of $rounds runs)"
 for arch in $archs; do
     # batch norms' statistics those of the bags' patches (one pass in
     # training mode, cumulative averages), as a trained network's match
@@ -88,11 +94,13 @@ PY
             if [ $p = f32 ]; then t32=$(min "$t" "$t32"); else t16=$(min "$t" "$t16"); fi
         done
     done
-    "$python" - "$work" "$arch" "$t32" "$t16" <<'PY'
+    read -r _ _ gflop _ < <(build/bench/cnn "$work/$arch.st" 1 0)
+    "$python" - "$work" "$arch" "$t32" "$t16" "$gflop" "$peak" <<'PY'
 import sys, numpy as np
 sys.path.insert(0, "tests")
 import safetensors
-work, arch, t32, t16 = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+work, arch = sys.argv[1], sys.argv[2]
+t32, t16, gflop, peak = (float(a) for a in sys.argv[3:7])
 bags = [list(safetensors.read(open(f"{work}/out.{p}", "rb"))) for p in ("f32", "bf16")]
 cos, rel, alike, diff, top, same, prob = 1.0, 0.0, 1.0, 0.0, 0.0, 0, 0.0
 for (_, b), (_, a) in zip(*bags):   # b float32's, a bfloat16's
@@ -113,5 +121,8 @@ print(f"  CLAM head trained on each: attention within {diff:.2e} ({100 * diff / 
       f"largest weight), top patch the same in {same} of {n} bags; "
       f"probabilities within {prob:.2e}")
 print(f"  featurize, one core: {t32:.1f} ms a tile in f32, {t16:.1f} in bf16: {t32 / t16:.2f}x")
+for name, t in (("f32", t32), ("bf16", t16)):
+    print(f"  {name}: {gflop / t * 1e3:.0f} GFLOP/s, {100 * gflop / t * 1e3 / peak:.0f}% of the "
+          f"float32 peak")
 PY
 done

@@ -143,9 +143,9 @@ struct amil_kernels {
                                int tw);
     /* Its output transform: out (OC, H, W) = bias (OC, or NULL) + Aᵀ m A of
      * every 2×2 block's m, M (16, blocks, OC) aligned, OC a multiple of
-     * lanes. */
-    void (*winograd_output)(float *out, const float *M, const float *bias, int OC, int H,
-                            int W);
+     * lanes; with relu, max(that, 0). */
+    void (*winograd_output)(float *out, const float *M, const float *bias, int relu, int OC,
+                            int H, int W);
 
     /* Winograd F(4×4, 5×5), the attention-MIL model's convolutions in lanes
      * (mil_features.c).  The weights: U (64, pairs) = G g Gᵀ of each 5×5

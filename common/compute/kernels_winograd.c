@@ -146,9 +146,10 @@ void NAME(winograd_input_row)(float *v, size_t plane, const float *rows,
  * rows (2, W, LANES), then copied out row by row of each channel, so that
  * the stores run along memory (storing lane by lane into the planes had
  * touched a page a float on VGG's 224×224 maps). */
-void NAME(winograd_output)(float *out, const float *M, const float *bias, int OC,
-                                  int H, int W)
+void NAME(winograd_output)(float *out, const float *M, const float *bias, int relu, int OC,
+                           int H, int W)
 {
+    const vf zero = {0};
     int th = (H + 1) / 2, tw = (W + 1) / 2;
     size_t plane = (size_t)th * tw * OC, hw = (size_t)H * W;
     float *rows = amil_xaligned(sizeof(float) * 2 * (2 * (size_t)tw) * LANES);
@@ -168,10 +169,11 @@ void NAME(winograd_output)(float *out, const float *M, const float *bias, int OC
                     t[1][j] = m1 - m2 - m3;
                 }
                 for (int i = 0; i < 2; i++) {   /* Y = t A */
-                    V(rows + i * row + (size_t)(2 * tx) * LANES) =
-                        b + t[i][0] + t[i][1] + t[i][2];
-                    V(rows + i * row + (size_t)(2 * tx + 1) * LANES) =
-                        b + t[i][1] - t[i][2] - t[i][3];
+                    vf y0 = b + t[i][0] + t[i][1] + t[i][2], y1 = b + t[i][1] - t[i][2] - t[i][3];
+                    if (relu)
+                        y0 = blend(y0 > zero, y0, zero), y1 = blend(y1 > zero, y1, zero);
+                    V(rows + i * row + (size_t)(2 * tx) * LANES) = y0;
+                    V(rows + i * row + (size_t)(2 * tx + 1) * LANES) = y1;
                 }
             }
             for (int i = 0; i < 2 && 2 * ty + i < H; i++)

@@ -56,12 +56,12 @@ int cnn_winograd_fits(const struct amil_cnn *m, const struct amil_kernels *k,
  * threads splitting the input channels; the scratch (floats) its input
  * transform takes in w->cols for an input H × W; w->tiles (36, C, N) =
  * the transform of inp (C, H, W)'s N tiles; out (OC, H, W) = bias + the
- * output transform of w->products (36, N, OC). */
+ * output transform of w->products (36, N, OC), with relu max(that, 0). */
 float *cnn_winograd4_weights(struct amil_cnn_work *w, const float *weight, int C, int OC);
 size_t cnn_winograd4_scratch(int H, int W);
 void cnn_winograd4_input(struct amil_cnn_work *w, const float *inp, int C, int H, int W);
-void cnn_winograd4_output(struct amil_cnn_work *w, float *out, const float *bias, int OC, int H,
-                          int W);
+void cnn_winograd4_output(struct amil_cnn_work *w, float *out, const float *bias, int relu,
+                          int OC, int H, int W);
 /* Layer i's transformed weights in w, made if they are not (or were made
  * from other weights): (values, C, OC) floats, or in bfloat16 where
  * cnn_winograd_bf16 says, pairs of input channels (values, C/2, OC, 2). */
@@ -76,11 +76,11 @@ const void *cnn_winograd_prepare(const struct amil_cnn *m, struct amil_cnn_work 
  * faster than F(4×4) in float. */
 int cnn_winograd_bf16(const struct amil_cnn *m, const struct amil_kernels *k,
                       const struct amil_layer *in, int values);
-/* out (OC, H, W) = convolution i of one image inp (C, H, W), on the
- * transformed weights of w (or of its owner, a worker's), made from
- * cnn_conv_params's. */
+/* out (OC, H, W) = convolution i of one image inp (C, H, W), then the
+ * ReLU with relu, on the transformed weights of w (or of its owner, a
+ * worker's), made from cnn_conv_params's. */
 void cnn_winograd_conv(const struct amil_cnn *m, struct amil_cnn_work *w, int i, float *out,
-                       const float *inp);
+                       const float *inp, int relu);
 
 /* A transformer's layer i (not a linear one) over the B images of w, each
  * alone; threads split the images (cnn_tokens.c). */

@@ -440,10 +440,11 @@ static void forward_layer(const struct amil_cnn *m, struct amil_cnn_work *w, int
         size_t n_tiles;
         struct shifted z;
         int relu = w->fold_to[i] == i + 2;   /* a ReLU folded */
-        if (cnn_winograd_fits(m, w->kernels, l, in, &n_tiles))
+        if (cnn_winograd_fits(m, w->kernels, l, in, &n_tiles)) {
             for (int b = 0; b < B; b++)
-                cnn_winograd_conv(m, w, i, out + b * per_out, inp + b * per_in);
-        else if (panels_fit(w->kernels, l)) {
+                cnn_winograd_conv(m, w, i, out + b * per_out, inp + b * per_in, relu);
+            relu = 0;   /* done */
+        } else if (panels_fit(w->kernels, l)) {
             for (int b = 0; b < B; b++)
                 conv_panels(m, w, i, out + b * per_out, inp + b * per_in, weight, bias, relu);
             relu = 0;   /* done */

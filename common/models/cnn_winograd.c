@@ -214,8 +214,8 @@ const void *cnn_winograd_prepare(const struct amil_cnn *m, struct amil_cnn_work 
     return w->prepared[i];
 }
 
-void cnn_winograd_conv(const struct amil_cnn *m, struct amil_cnn_work *w, int i,
-                          float *out, const float *inp)
+void cnn_winograd_conv(const struct amil_cnn *m, struct amil_cnn_work *w, int i, float *out,
+                       const float *inp, int relu)
 {
     const struct amil_layer *l = &m->layers[i], *in = &m->layers[l->input];
     int C = in->c, OC = l->c;
@@ -230,7 +230,7 @@ void cnn_winograd_conv(const struct amil_cnn *m, struct amil_cnn_work *w, int i,
         winograd_input(w->kernels, w->tiles, inp, C, in->h, in->w);
     products(m, w, U, in, values, N, OC);
     if (values == 36)
-        cnn_winograd4_output(w, out, bias, OC, l->h, l->w);
+        cnn_winograd4_output(w, out, bias, relu, OC, l->h, l->w);
     else
-        w->kernels->winograd_output(out, w->products, bias, OC, l->h, l->w);
+        w->kernels->winograd_output(out, w->products, bias, relu, OC, l->h, l->w);
 }

@@ -123,9 +123,11 @@ size_t cnn_winograd4_scratch(int H, int W)
     return (ph + 6) * pw;
 }
 
-/* out (OC, H, W) = bias + Aᵀ m A of every 4×4 block's m, M (36, N, OC):
- * each block's values along the output channels. */
-static void output_of(float *out, const float *M, const float *bias, int OC, int H, int W)
+/* out (OC, H, W) = bias + Aᵀ m A of every 4×4 block's m, M (36, N, OC)
+ * (with relu, max(that, 0)): each block's values along the output
+ * channels. */
+static void output_of(float *out, const float *M, const float *bias, int relu, int OC, int H,
+                      int W)
 {
     int th = (H + 3) / 4, tw = (W + 3) / 4;
     size_t N = (size_t)th * tw, plane = N * OC;
@@ -160,7 +162,7 @@ static void output_of(float *out, const float *M, const float *bias, int OC, int
                     for (int j = 0; j < 4 && 4 * tx + j < W; j++)
                         for (int c = 0; c < nc; c++)
                             out[((size_t)(c0 + c) * H + 4 * ty + i) * W + 4 * tx + j] =
-                                o[i][j][c];
+                                relu && o[i][j][c] < 0 ? 0 : o[i][j][c];
             }
         }
 }
@@ -170,8 +172,8 @@ void cnn_winograd4_input(struct amil_cnn_work *w, const float *inp, int C, int H
     input_of(w->tiles, w->cols, inp, C, H, W);
 }
 
-void cnn_winograd4_output(struct amil_cnn_work *w, float *out, const float *bias, int OC, int H,
-                          int W)
+void cnn_winograd4_output(struct amil_cnn_work *w, float *out, const float *bias, int relu,
+                          int OC, int H, int W)
 {
-    output_of(out, w->products, bias, OC, H, W);
+    output_of(out, w->products, bias, relu, OC, H, W);
 }
