@@ -142,10 +142,10 @@ struct amil_kernels {
     void (*winograd_input_row)(float *v, size_t plane, const float *rows, size_t row_stride,
                                int tw);
     /* Its output transform: out (OC, H, W) = bias (OC, or NULL) + Aᵀ m A of
-     * every 2×2 block's m, M (16, blocks, OC) aligned, OC a multiple of
-     * lanes; with relu, max(that, 0). */
+     * each 2×2 block's m in block rows ty0 .. ty1-1, M (16, their blocks,
+     * OC) aligned, OC a multiple of lanes; with relu, max(that, 0). */
     void (*winograd_output)(float *out, const float *M, const float *bias, int relu, int OC,
-                            int H, int W);
+                            int H, int W, int ty0, int ty1);
 
     /* Winograd F(4×4, 5×5), the attention-MIL model's convolutions in lanes
      * (mil_features.c).  The weights: U (64, pairs) = G g Gᵀ of each 5×5

@@ -147,20 +147,20 @@ void NAME(winograd_input_row)(float *v, size_t plane, const float *rows,
  * the stores run along memory (storing lane by lane into the planes had
  * touched a page a float on VGG's 224×224 maps). */
 void NAME(winograd_output)(float *out, const float *M, const float *bias, int relu, int OC,
-                           int H, int W)
+                           int H, int W, int ty0, int ty1)
 {
     const vf zero = {0};
-    int th = (H + 1) / 2, tw = (W + 1) / 2;
-    size_t plane = (size_t)th * tw * OC, hw = (size_t)H * W;
+    int tw = (W + 1) / 2;
+    size_t plane = (size_t)(ty1 - ty0) * tw * OC, hw = (size_t)H * W;
     float *rows = amil_xaligned(sizeof(float) * 2 * (2 * (size_t)tw) * LANES);
     size_t row = 2 * (size_t)tw * LANES;   /* floats of one gathered row */
-    for (int ty = 0; ty < th; ty++)
+    for (int ty = ty0; ty < ty1; ty++)
         for (int oc = 0; oc < OC; oc += LANES) {
             vf b = (vf){0};
             if (bias)
                 b = load_any(bias + oc);
             for (int tx = 0; tx < tw; tx++) {
-                const float *mm = M + ((size_t)ty * tw + tx) * OC + oc;
+                const float *mm = M + ((size_t)(ty - ty0) * tw + tx) * OC + oc;
                 vf t[2][4];
                 for (int j = 0; j < 4; j++) {   /* t = Aᵀ m */
                     vf m0 = V(mm + j * plane), m1 = V(mm + (4 + j) * plane),

@@ -76,6 +76,12 @@ const void *cnn_winograd_prepare(const struct amil_cnn *m, struct amil_cnn_work 
  * faster than F(4×4) in float. */
 int cnn_winograd_bf16(const struct amil_cnn *m, const struct amil_kernels *k,
                       const struct amil_layer *in, int values);
+/* F(2×2) runs a block of cnn_winograd_block_rows(W) tile rows at a time,
+ * one thread a block, each with V (16, C, tiles), M (16, tiles, OC) and in
+ * bfloat16 V's pairs (C, tiles) of its own in w->tiles, w->products and
+ * w->bf16_rows: at most cnn_winograd_block_tiles(H, W) tiles a block. */
+int cnn_winograd_block_rows(int W);
+size_t cnn_winograd_block_tiles(int H, int W);
 /* out (OC, H, W) = convolution i of one image inp (C, H, W), then the
  * ReLU with relu, on the transformed weights of w (or of its owner, a
  * worker's), made from cnn_conv_params's. */

@@ -183,7 +183,9 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
             cols = c > cols ? c : cols;
             size_t n_tiles;
             size_t values = (size_t)cnn_winograd_fits(m, w->kernels, l, in, &n_tiles);
-            if (values && cnn_winograd_bf16(m, k, in, (int)values)) {   /* a value's input in pairs */
+            if (values == 16)   /* F(2×2): a block of tiles per thread */
+                n_tiles = cnn_winograd_block_tiles(in->h, in->w) * amil_thread_count();
+            if (values && cnn_winograd_bf16(m, k, in, (int)values)) {   /* V's pairs */
                 c = in->c * n_tiles;
                 bf16_rows = c > bf16_rows ? c : bf16_rows;
             }
