@@ -16,6 +16,9 @@
 #     similarity, and the largest difference relative to the largest
 #     feature; and the least cosine between two patches' float32 features
 #     (how alike random weights make them: the margin bf16 works within);
+#     the same cosine with torchvision's initial batch-norm statistics;
+#     amil's f32 and bf16 and PyTorch's own bf16 (torch.autocast) against
+#     PyTorch's float64;
 #   - the heads' attention: the largest difference, absolute and relative
 #     to the largest weight, and in how many bags the top patch is the same;
 #   - the heads' probabilities: the largest difference;
@@ -56,26 +59,41 @@ for arch in $archs; do
     # batch norms' statistics those of the bags' patches (one pass in
     # training mode, cumulative averages), as a trained network's match
     # its activations: with the initial ones (0 and 1), a random ResNet50's
-    # features grow to 150 and a head trained on them saturates
-    "$python" - "$arch" "$work/$arch.st" "$work/bags" <<'PY'
+    # features grow to 150 and a head trained on them saturates.  The
+    # initial ones are kept too ($arch.init.st).  PyTorch's own features
+    # of the patches, in float64 and in bfloat16 (torch.autocast: its
+    # convolutions and linear layers in bfloat16 on oneDNN), for reference.
+    "$python" - "$arch" "$work" <<'PY'
 import sys, numpy as np, torch, torchvision
 sys.path.insert(0, "tests")
 import safetensors
+arch, work = sys.argv[1], sys.argv[2]
 torch.manual_seed(1)
-m = getattr(torchvision.models, sys.argv[1])()
-norms = [x for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d)]
+m = getattr(torchvision.models, arch)()
+def save(name):
+    safetensors.write(open(f"{work}/{name}", "wb"), {"normalization": "imagenet"},
+                      {k: v.numpy() for k, v in m.state_dict().items()})
+x = np.concatenate([t["patches"] for _, t in safetensors.read(open(f"{work}/bags", "rb"))])
+x = torch.from_numpy(x / 255.0).permute(0, 3, 1, 2)
+x = (x - torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64)[:, None, None]) / \
+    torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64)[:, None, None]
+norms = [b for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)]
 if norms:
-    x = np.concatenate([t["patches"] for _, t in safetensors.read(open(sys.argv[3], "rb"))])
-    x = torch.from_numpy(x / 255.0).permute(0, 3, 1, 2).float()
-    x = (x - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / \
-        torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    save(f"{arch}.init.st")
     for b in norms:
         b.momentum = None
     with torch.no_grad():
-        m.train()(x)
+        m.train()(x.float())
 m.eval()
-safetensors.write(open(sys.argv[2], "wb"), {"normalization": "imagenet"},
-                  {k: v.numpy() for k, v in m.state_dict().items()})
+save(f"{arch}.st")
+if hasattr(m, "fc"):
+    m.fc = torch.nn.Identity()
+else:
+    m.heads = torch.nn.Identity()
+with torch.no_grad():
+    np.save(f"{work}/torch_f64.npy", m.double()(x).numpy())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        np.save(f"{work}/torch_bf16.npy", m.float()(x.float()).float().numpy())
 PY
     for p in f32 bf16; do
         taskset -c 0,1 featurize -j 2 -m "$work/$arch.st" --precision $p "$work/bags" \
@@ -84,6 +102,12 @@ PY
             > /dev/null 2>&1
         attend -k -m "$work/head.$p" "$work/features.$p" | classify -m "$work/head.$p" \
             > "$work/out.$p"
+        if [ -e "$work/$arch.init.st" ]; then
+            taskset -c 0,1 featurize -j 2 -m "$work/$arch.init.st" --precision $p \
+                "$work/bags" > "$work/init.$p"
+        else
+            cp "$work/features.$p" "$work/init.$p"
+        fi
     done
     t32= t16=
     for ((r = 0; r < rounds; r++)); do
@@ -114,9 +138,21 @@ for (_, b), (_, a) in zip(*bags):   # b float32's, a bfloat16's
     same += a["attention"].argmax() == b["attention"].argmax()
     prob = max(prob, np.abs(a["prob"] - b["prob"]).max())
 n = len(bags[0])
+def features(name):
+    f = open(f"{work}/{name}", "rb")
+    return np.concatenate([t["features"] for _, t in safetensors.read(f)]).astype(float)
+def least_cosine(a, b):
+    return ((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min()
+f64, torch16 = np.load(f"{work}/torch_f64.npy"), np.load(f"{work}/torch_bf16.npy")
 print(f"{arch}: {n} bags, {sum(b['features'].shape[0] for _, b in bags[0])} patches")
-print(f"  features: cosine to float32's at least {cos:.6f}, largest difference "
-      f"{100 * rel:.2f}% of the largest; two patches' float32 features: cosine at least {alike:.4f}")
+print(f"  as torchvision initializes it: bf16's features' cosine to float32's at least "
+      f"{least_cosine(features('init.bf16'), features('init.f32')):.6f}")
+print(f"  batch norms of the patches: features' cosine to float32's at least {cos:.6f}, "
+      f"largest difference {100 * rel:.2f}% of the largest; two patches' float32 features: "
+      f"cosine at least {alike:.4f}")
+print(f"  against PyTorch's float64: amil f32 {least_cosine(features('features.f32'), f64):.6f}, "
+      f"amil bf16 {least_cosine(features('features.bf16'), f64):.6f}, "
+      f"PyTorch's own bf16 (autocast) {least_cosine(torch16, f64):.6f}")
 print(f"  CLAM head trained on each: attention within {diff:.2e} ({100 * diff / top:.2f}% of the "
       f"largest weight), top patch the same in {same} of {n} bags; "
       f"probabilities within {prob:.2e}")
