@@ -33,7 +33,7 @@ static const char usage_text[] =
     "      --trunc          resnet50 through layer3: CLAM's 1024 features\n"
     "      --pool HOW       a ViT's features: the class token, or the mean of\n"
     "                       the patch tokens [as the file says, else token]\n"
-    "      --precision P    a ViT's linear layers in f32 or bf16 (AVX512_BF16)\n"
+    "      --precision P    a backbone's products in f32 or bf16 (AVX512_BF16)\n"
     "                       [f32]\n"
     "      --force          write records even to a terminal\n"
     "  -h, --help           this help\n";
