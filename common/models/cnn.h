@@ -109,8 +109,9 @@ struct amil_cnn_form {
     enum amil_cnn_pool pool;
     int layer_scale;        /* timm's blocks scale their branches (ls1, ls2) */
     int fc_norm;            /* timm's fc_norm: the LayerNorm after the mean */
-    int bf16;               /* a ViT's linear layers in bfloat16 (its weights
-                               rounded once, the sums in float32): metadata
+    int bf16;               /* a ViT's linear layers and a CNN's convolutions
+                               on panels or as F(2×2) in bfloat16 (weights
+                               rounded once, sums in float32): metadata
                                precision = "bf16", featurize --precision */
 };
 
@@ -150,9 +151,8 @@ int amil_cnn_init(struct amil_cnn *m, enum amil_cnn_arch arch, int classes, int 
  * has LayerScale when r has blocks.0.ls1.gamma and fc_norm when it has
  * fc_norm.weight; a ViT pools as r's global_pool metadata says ("token"
  * or "avg", timm's words), else by the mean where it has an fc_norm, else
- * by the class token; precision "bf16" (a ViT's, where the CPU has
- * AVX512_BF16 and AMIL_ISA allows AVX-512) or "f32".  0, or -1 with a
- * message. */
+ * by the class token; precision "bf16" (where the CPU has AVX512_BF16
+ * and AMIL_ISA allows AVX-512) or "f32".  0, or -1 with a message. */
 int amil_cnn_form_of(enum amil_cnn_arch arch, const struct amil_record *r,
                      struct amil_cnn_form *form);
 /* A network to train: amil_cnn_init at the architecture's own size, in
@@ -248,11 +248,16 @@ struct amil_cnn_work {
     float **prepared;             /* per frozen layer whose kernel wants its
                                      weights in another form, that form, made
                                      at first use: a 3×3 convolution's
-                                     Winograd transform (16, C, OC), a
-                                     token linear's bfloat16 (C/2, OC, 2) */
+                                     Winograd transform (16 or 36, C, OC),
+                                     in bfloat16 (16, C/2, OC, 2); a
+                                     convolution on panels' bfloat16
+                                     (OC, C·K·K); a token linear's
+                                     bfloat16 (C/2, OC, 2) */
     const float **prepared_of;    /* the weights each was made from */
-    float *tiles, *products;      /* transformed input (16, C, tiles) and
-                                     products (16, OC, tiles) */
+    float *tiles, *products;      /* Winograd's transformed input (values, C,
+                                     tiles) and products (values, tiles, OC):
+                                     F(4×4) an image's, F(2×2) a block's
+                                     per thread (cnn_winograd.c) */
     int *fold_to;                 /* forward only, per layer: for a convolution
                                      followed by a batch norm (and a ReLU) that
                                      nothing else reads, the last of those,
@@ -268,7 +273,8 @@ struct amil_cnn_work {
     size_t fold_used;
     float *packs;                 /* per thread, a token linear's panel of
                                      weights transposed (cnn_pass.c) */
-    uint16_t *bf16_rows;          /* a token linear's input in bfloat16 */
+    uint16_t *bf16_rows;          /* in bfloat16, a token linear's input, or
+                                     F(2×2)'s V in pairs (per thread) */
     double *seconds;              /* when not NULL, (nlayers): forward adds
                                      the seconds each layer took (bench/) */
 };
