@@ -88,9 +88,9 @@ static void panel_out(float *out, const float *to, size_t to_stride, const float
         float *row = out + (size_t)oc * P + p0;
         const float *from = to + oc * to_stride;
         float b = bias ? bias[oc] : 0;
-        if (relu)
+        if (relu)   /* NaN passes, as amil_relu_forward's */
             for (int j = 0; j < np; j++)
-                row[j] = from[j] + b > 0 ? from[j] + b : 0;
+                row[j] = from[j] + b <= 0 ? 0 : from[j] + b;
         else if (bias)
             for (int j = 0; j < np; j++)
                 row[j] = from[j] + b;

@@ -49,4 +49,7 @@ const struct amil_kernels *amil_kernels(void)
     return NULL;
 }
 
-int amil_cpu_has_bf16(void) { return __builtin_cpu_supports("avx512bf16"); }
+int amil_cpu_has_bf16(void)
+{   /* pairs_bf16's word permutation is AVX512BW's */
+    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
+}

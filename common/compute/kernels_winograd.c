@@ -170,8 +170,8 @@ void NAME(winograd_output)(float *out, const float *M, const float *bias, int re
                 }
                 for (int i = 0; i < 2; i++) {   /* Y = t A */
                     vf y0 = b + t[i][0] + t[i][1] + t[i][2], y1 = b + t[i][1] - t[i][2] - t[i][3];
-                    if (relu)
-                        y0 = blend(y0 > zero, y0, zero), y1 = blend(y1 > zero, y1, zero);
+                    if (relu)   /* NaN passes, as amil_relu_forward's */
+                        y0 = blend(y0 <= zero, zero, y0), y1 = blend(y1 <= zero, zero, y1);
                     V(rows + i * row + (size_t)(2 * tx) * LANES) = y0;
                     V(rows + i * row + (size_t)(2 * tx + 1) * LANES) = y1;
                 }

@@ -409,7 +409,7 @@ void amil_add_relu_forward(float *out, const float *a, const float *b, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         float sum = a[i] + b[i];
-        out[i] = sum > 0 ? sum : 0;
+        out[i] = sum <= 0 ? 0 : sum;   /* NaN passes, as amil_relu_forward's */
     }
 }
 

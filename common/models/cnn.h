@@ -242,6 +242,9 @@ struct amil_cnn_work {
     int forward_only;       /* set by its user: no backward will run, so the
                                outputs below the features share slots */
     int fit_forward_only;   /* what the buffers were made for */
+    int fit_threads;        /* the threads the per-thread scratch was made
+                               for: 1 for a serial work (a featurize
+                               worker), else amil_thread_count() */
     float *padded, *shifted;      /* a convolution's padded input (one phase of
                                      it) and its output at the padded width */
     float *phase_weights;         /* a stride-2 phase's taps' weights (cnn_pass.c) */

@@ -117,8 +117,9 @@ static void share_slots(const struct amil_cnn *m, struct amil_cnn_work *w, int B
  * convolution's one image. */
 static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int from)
 {
+    int threads = w->serial ? 1 : amil_thread_count();
     if (w->out && w->capacity >= B && w->nlayers == m->nlayers && w->from <= from &&
-        w->fit_forward_only == w->forward_only)
+        w->fit_forward_only == w->forward_only && w->fit_threads >= threads)
         return;
     const struct amil_kernels *k = w->kernels ? w->kernels : amil_kernels();
     /* what the buffers are not: whose thread runs them, and the workers' */
@@ -131,6 +132,7 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
     w->kernels = k;
     w->capacity = B, w->nlayers = m->nlayers, w->from = from;
     w->fit_forward_only = w->forward_only;
+    w->fit_threads = threads;
     if (m->cam_layer < 0)   /* a transformer's threads split its images: the
                                attention's small products stay on one */
         amil_threads_to_lanes();
@@ -165,7 +167,7 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
         if (l->op == AMIL_OP_DROPOUT)
             w->mask[i] = amil_xmalloc(sizeof(float) * n);
         if (product_fits(m, k, l)) {
-            size_t c = (size_t)m->layers[l->input].w * PANEL * amil_thread_count();
+            size_t c = (size_t)m->layers[l->input].w * PANEL * threads;
             packs = c > packs ? c : packs;
             c = layer_size(&m->layers[l->input]) * B;   /* its input in bfloat16 */
             bf16_rows = c > bf16_rows ? c : bf16_rows;
@@ -184,7 +186,7 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
             size_t n_tiles;
             size_t values = (size_t)cnn_winograd_fits(m, w->kernels, l, in, &n_tiles);
             if (values == 16)   /* F(2×2): a block of tiles per thread */
-                n_tiles = cnn_winograd_block_tiles(in->h, in->w) * amil_thread_count();
+                n_tiles = cnn_winograd_block_tiles(in->h, in->w) * threads;
             if (values && cnn_winograd_bf16(m, k, in, (int)values)) {   /* V's pairs */
                 c = in->c * n_tiles;
                 bf16_rows = c > bf16_rows ? c : bf16_rows;
@@ -197,8 +199,7 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
                 cols = c > cols ? c : cols;
             }
             if (panels_fit(w->kernels, l)) {
-                size_t c = amil_conv2d_panel_scratch(in->c, l->kernel, l->c) *
-                           amil_thread_count();
+                size_t c = amil_conv2d_panel_scratch(in->c, l->kernel, l->c) * threads;
                 packs = c > packs ? c : packs;
             }
             struct shifted z;
@@ -221,7 +222,7 @@ static void fit(const struct amil_cnn *m, struct amil_cnn_work *w, int B, int fr
     /* a transformer's layers split images over the threads, each with its
      * own scratch */
     w->cols_size = cols = (cols + 15) / 16 * 16;   /* each thread's part aligned */
-    w->cols = amil_xaligned(sizeof(float) * cols * (m->cam_layer < 0 ? amil_thread_count() : 1));
+    w->cols = amil_xaligned(sizeof(float) * cols * (m->cam_layer < 0 ? threads : 1));
     w->packs = amil_xaligned(sizeof(float) * packs);
     w->bf16_rows = m->form.bf16 ? amil_xaligned(sizeof(uint16_t) * bf16_rows) : NULL;
     w->dcols = amil_xmalloc(sizeof(float) * cols);

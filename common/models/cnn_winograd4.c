@@ -162,7 +162,7 @@ static void output_of(float *out, const float *M, const float *bias, int relu, i
                     for (int j = 0; j < 4 && 4 * tx + j < W; j++)
                         for (int c = 0; c < nc; c++)
                             out[((size_t)(c0 + c) * H + 4 * ty + i) * W + 4 * tx + j] =
-                                relu && o[i][j][c] < 0 ? 0 : o[i][j][c];
+                                relu && o[i][j][c] <= 0 ? 0 : o[i][j][c];
             }
         }
 }

@@ -293,6 +293,23 @@ static void fast_paths(void **state)
         assert_true(largest > 0);
         assert_true(worst <= 1e-5 * largest);
         amil_cnn_work_free(&fast);
+        if (sets[k]->product_bf16 && amil_cpu_has_bf16()) {
+            /* in bfloat16: layer1 as F(2×2), four blocks of tile rows */
+            m.form.bf16 = 1;
+            struct amil_cnn_work half = {.kernels = sets[k], .forward_only = 1};
+            amil_cnn_forward(&m, &half, image, 1, NULL);
+            double dot = 0, norm = 0, norm_plain = 0;
+            for (int j = 0; j < F; j++) {
+                double a = half.out[m.features][j];
+                dot += a * plain[j], norm += a * a, norm_plain += (double)plain[j] * plain[j];
+            }
+            double cosine = dot / sqrt(norm * norm_plain);
+            print_message("# fast paths in bf16, %s kernels: cosine %.7f\n", sets[k]->name,
+                          cosine);
+            assert_true(cosine >= 0.9999);
+            amil_cnn_work_free(&half);
+            m.form.bf16 = 0;
+        }
         free(plain);
     }
     free(image);
